@@ -1,0 +1,200 @@
+"""Operational checks: is the request pipeline, the log store and the environment sound?
+
+Each check is a pure function of what it judges (plus thresholds) and returns a
+:class:`~guarded_serving.health.CheckResult`. The drift checks live in :mod:`guarded_serving.drift`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .environment import EnvironmentDiff, PackageChange, WarningRecord
+from .health import CheckResult, Status
+from .stages import PipelineSummary, StageSummary
+from .store import StoreStats
+
+__all__ = [
+    "EnvironmentDetails",
+    "PipelineDetails",
+    "PipelineThresholds",
+    "StoreDetails",
+    "environment_check",
+    "pipeline_check",
+    "store_check",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineThresholds:
+    """When the pipeline check warns or alerts. Rates are fractions of the recent requests."""
+
+    error_warn: float = 0.01
+    error_alert: float = 0.05
+    rejection_warn: float = 0.05
+    rejection_alert: float = 0.25
+    min_requests_for_rejections: int = 20
+    latency_budget_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDetails:
+    requests: int
+    error_rate: float
+    rejection_rate: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_budget_ms: float | None
+    stages: dict[str, StageSummary]
+
+
+def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = PipelineThresholds()) -> CheckResult:
+    """Judge the recent requests: error rate, rejection rate, latency against an optional budget."""
+    requests, errors, rejected = summary.requests, summary.errors, summary.rejected
+    total, stages = summary.total, summary.stages
+    error_rate = errors / requests if requests else 0.0
+    rejection_rate = rejected / requests if requests else 0.0
+    p50 = total.p50_ms if total else 0.0
+    p99 = total.p99_ms if total else 0.0
+    details = PipelineDetails(
+        requests=requests,
+        error_rate=round(error_rate, 4),
+        rejection_rate=round(rejection_rate, 4),
+        latency_p50_ms=round(p50, 3),
+        latency_p99_ms=round(p99, 3),
+        latency_budget_ms=thresholds.latency_budget_ms,
+        stages={s.name: s for s in stages},
+    )
+    if requests == 0:
+        return CheckResult("pipeline", Status.OK, "No requests yet.", details)
+    findings: list[tuple[Status, str]] = []
+    if errors:
+        failing = sorted((s for s in stages if s.errors), key=lambda s: -s.errors)
+        where = f", most in stage '{failing[0].name}'" if failing else ""
+        level = (
+            Status.ALERT
+            if error_rate >= thresholds.error_alert
+            else Status.WARN
+            if error_rate >= thresholds.error_warn
+            else Status.OK
+        )
+        findings.append((level, f"{errors} of the last {requests} requests failed ({error_rate:.1%}){where}"))
+    if rejected and requests >= thresholds.min_requests_for_rejections:
+        level = (
+            Status.ALERT
+            if rejection_rate >= thresholds.rejection_alert
+            else Status.WARN
+            if rejection_rate >= thresholds.rejection_warn
+            else Status.OK
+        )
+        findings.append(
+            (level, f"{rejected} of the last {requests} requests were rejected as invalid input ({rejection_rate:.1%})")
+        )
+    budget = thresholds.latency_budget_ms
+    if budget is not None and p99 > budget:
+        slowest = max(stages, key=lambda s: s.p99_ms, default=None)
+        where = f"; slowest stage '{slowest.name}' p99 {slowest.p99_ms:.1f} ms" if slowest else ""
+        findings.append(
+            (
+                Status.ALERT if p99 > 2 * budget else Status.WARN,
+                f"p99 latency {p99:.1f} ms is over the {budget:g} ms budget{where}",
+            )
+        )
+    bad = [(s, text) for s, text in findings if s is not Status.OK]
+    if not bad:
+        return CheckResult(
+            "pipeline",
+            Status.OK,
+            f"{requests} recent requests, {error_rate:.1%} failed, {rejection_rate:.1%} rejected,"
+            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms.",
+            details,
+        )
+    status = max((s for s, _ in bad), key=lambda s: s.rank)
+    return CheckResult("pipeline", status, "; ".join(text for _, text in bad) + ".", details)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDetails:
+    path: str
+    pending: int
+    written: int
+    dropped: int
+    capacity: int
+    last_error: str | None
+    last_error_at: str | None
+    last_flush_at: str | None
+
+
+def store_check(stats: StoreStats | None, now: dt.datetime | None = None) -> CheckResult:
+    """Judge the log store: failing writes, a filling buffer, dropped rows."""
+    if stats is None:
+        return CheckResult("store", Status.OK, "No log store configured: requests are monitored in memory only.")
+    details = StoreDetails(
+        path=stats.path,
+        pending=stats.pending,
+        written=stats.written,
+        dropped=stats.dropped,
+        capacity=stats.capacity,
+        last_error=stats.last_error,
+        last_error_at=stats.last_error_at,
+        last_flush_at=stats.last_flush_at,
+    )
+    fill = stats.pending / stats.capacity if stats.capacity else 0.0
+    problems: list[tuple[Status, str]] = []
+    if stats.last_error:
+        problems.append(
+            (
+                Status.ALERT if fill >= 0.5 else Status.WARN,
+                f"writes are failing ({stats.last_error}); {stats.pending} rows wait in memory",
+            )
+        )
+    elif fill >= 0.5:
+        problems.append((Status.WARN, f"the writer is falling behind: {stats.pending} of {stats.capacity} buffered rows in use"))
+    if stats.dropped:
+        problems.append((Status.ALERT, f"{stats.dropped} rows were dropped because the buffer was full"))
+    if not problems:
+        return CheckResult("store", Status.OK, f"{stats.written} rows written, {stats.pending} pending, none dropped.", details)
+    status = max((s for s, _ in problems), key=lambda s: s.rank)
+    text = "; ".join(t for _, t in problems)
+    return CheckResult("store", status, text[0].upper() + text[1:] + ".", details)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentDetails:
+    python: dict[str, str]
+    changed: tuple[PackageChange, ...]
+    missing: tuple[PackageChange, ...]
+    added: int
+    warnings: tuple[WarningRecord, ...]
+
+
+def environment_check(
+    diff: EnvironmentDiff, reference_python: str, current_python: str, warnings: tuple[WarningRecord, ...]
+) -> CheckResult:
+    """Judge library drift: package versions against the reference, and warnings raised while predicting."""
+    details = EnvironmentDetails(
+        python={"reference": reference_python, "current": current_python},
+        changed=diff.changed,
+        missing=diff.missing,
+        added=diff.added,
+        warnings=warnings,
+    )
+    parts: list[str] = []
+    if diff.python:
+        parts.append(f"Python {diff.python[0]} -> {diff.python[1]}")
+    changes = [*diff.changed, *diff.missing]
+    if changes:
+        shown = ", ".join(str(c) for c in changes[:3])
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        parts.append(f"{len(changes)} package{'s' if len(changes) != 1 else ''} differ from the reference: {shown}{more}")
+    if warnings:
+        w = warnings[0]
+        total = sum(x.count for x in warnings)
+        parts.append(
+            f"the model raised {total} deprecation/future warning{'s' if total != 1 else ''}"
+            f" ({w.category}: {w.message!r} x{w.count})"
+        )
+    if not parts:
+        return CheckResult("environment", Status.OK, "Same package versions as the reference; no deprecation warnings.", details)
+    text = "; ".join(parts)
+    return CheckResult("environment", Status.WARN, text[0].upper() + text[1:] + ".", details)

@@ -1,0 +1,231 @@
+"""Library drift: the environment a model was validated in, against the one serving it.
+
+Two things are watched:
+
+* the **fingerprint** (Python version, platform, installed distributions with versions), taken when a
+  reference is built and compared with the running process;
+* **warnings** raised while predicting: deprecation, pending-deprecation and future warnings are
+  the early signs that an upgrade will change or break the model. They are deduplicated by
+  category + message + location and counted, in a table of bounded size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib.metadata
+import platform
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "EnvironmentDiff",
+    "Fingerprint",
+    "PackageChange",
+    "WarningLog",
+    "WarningRecord",
+    "capture_warnings",
+    "current_fingerprint",
+    "diff_environment",
+]
+
+WATCHED_CATEGORIES: tuple[type[Warning], ...] = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What the process runs on: Python, platform and every installed distribution's version."""
+
+    python: str
+    platform: str
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"python": self.python, "platform": self.platform, "packages": dict(sorted(self.packages.items()))}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Fingerprint:
+        packages = data.get("packages", {})
+        return cls(
+            python=str(data["python"]),
+            platform=str(data.get("platform", "")),
+            packages=MappingProxyType({_normalise(str(k)): str(v) for k, v in packages.items()}),
+        )
+
+
+@functools.cache
+def current_fingerprint() -> Fingerprint:
+    """The running process's fingerprint (computed once per process)."""
+    packages: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages.setdefault(_normalise(name), dist.version)
+    return Fingerprint(
+        python=platform.python_version(),
+        platform=f"{sys.platform}-{platform.machine()}",
+        packages=MappingProxyType(packages),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PackageChange:
+    """One distribution whose version differs; ``None`` means not installed on that side."""
+
+    name: str
+    reference: str | None
+    current: str | None
+
+    def __str__(self) -> str:
+        if self.current is None:
+            return f"{self.name} {self.reference} is missing"
+        return f"{self.name} {self.reference} -> {self.current}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentDiff:
+    """What changed between the reference's environment and the running one."""
+
+    python: tuple[str, str] | None
+    changed: tuple[PackageChange, ...]
+    missing: tuple[PackageChange, ...]
+    added: int
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.python or self.changed or self.missing)
+
+
+def diff_environment(reference: Fingerprint, current: Fingerprint) -> EnvironmentDiff:
+    """Compare two fingerprints. Packages only present in ``current`` are counted, not listed."""
+    changed = []
+    missing = []
+    for name, version in sorted(reference.packages.items()):
+        now = current.packages.get(name)
+        if now is None:
+            missing.append(PackageChange(name, version, None))
+        elif now != version:
+            changed.append(PackageChange(name, version, now))
+    added = sum(1 for name in current.packages if name not in reference.packages)
+    python = None if reference.python == current.python else (reference.python, current.python)
+    return EnvironmentDiff(python=python, changed=tuple(changed), missing=tuple(missing), added=added)
+
+
+@dataclass(frozen=True, slots=True)
+class WarningRecord:
+    """A warning raised while predicting, with how often it was seen."""
+
+    category: str
+    message: str
+    location: str
+    count: int
+
+
+class WarningLog:
+    """Counts warnings by category + message + location.
+
+    Bounded: at most ``capacity`` distinct warnings are kept; later distinct ones are only counted
+    in :attr:`overflow`. Thread-safe. ``on_new`` is called once for each warning not seen before.
+    """
+
+    def __init__(self, capacity: int = 64, on_new: Callable[[WarningRecord], None] | None = None) -> None:
+        self.capacity = capacity
+        self._on_new = on_new
+        self.overflow = 0
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, category: str, message: str, location: str, count: int = 1) -> bool:
+        """Count one warning; return True when it was not seen before."""
+        key = (category, message, location)
+        with self._lock:
+            if key in self._counts:
+                self._counts[key] += count
+                return False
+            if len(self._counts) >= self.capacity:
+                self.overflow += count
+                return False
+            self._counts[key] = count
+        if self._on_new is not None:
+            self._on_new(WarningRecord(category, message, location, count))
+        return True
+
+    def snapshot(self) -> tuple[WarningRecord, ...]:
+        with self._lock:
+            items = list(self._counts.items())
+        return tuple(WarningRecord(c, m, loc, n) for (c, m, loc), n in sorted(items, key=lambda kv: -kv[1]))
+
+
+_active: contextvars.ContextVar[list[WarningRecord] | None] = contextvars.ContextVar("guarded_serving_warnings", default=None)
+
+
+@contextlib.contextmanager
+def capture_warnings() -> Iterator[list[WarningRecord]]:
+    """Collect the deprecation/future warnings raised inside the block (in this context only).
+
+    Unlike :class:`warnings.catch_warnings`, this is safe with threads: the capture scope is a
+    context variable, and the process-wide hook is installed once.
+    """
+    _install_hook()
+    collected: list[WarningRecord] = []
+    token = _active.set(collected)
+    try:
+        yield collected
+    finally:
+        _active.reset(token)
+
+
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _install_hook() -> None:
+    """Route watched warnings raised inside a capture to the active log, once per process.
+
+    Python ignores DeprecationWarning outside ``__main__`` by default, so the watched categories are
+    switched to "always" and the hook reproduces the default behaviour for warnings raised outside a
+    capture (deprecations stay silent, future warnings print once per location).
+    """
+    global _hook_installed
+    with _hook_lock:
+        if _hook_installed:
+            return
+        original = warnings.showwarning
+        printed: set[tuple[str, int]] = set()
+
+        def showwarning(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            collected = _active.get()
+            if collected is not None and issubclass(category, WATCHED_CATEGORIES):
+                if len(collected) < 16:
+                    collected.append(WarningRecord(category.__name__, str(message), f"{filename}:{lineno}", 1))
+                return
+            if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+                return
+            if issubclass(category, FutureWarning):
+                if (filename, lineno) in printed or len(printed) > 1000:
+                    return
+                printed.add((filename, lineno))
+            original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        for category in WATCHED_CATEGORIES:
+            warnings.filterwarnings("always", category=category)
+        _hook_installed = True

@@ -1,0 +1,110 @@
+"""The exception tree of guarded_serving.
+
+Every exception the library raises on purpose derives from one root::
+
+    GuardedServingError
+     ├── ConfigurationError        a bad argument to guard(), Monitor(), Reference.from_data() ...
+     ├── InvalidReferenceError     a reference document that cannot be read or does not fit
+     ├── InputError                a request the service refuses (answered 4xx, recorded as ``rejected``)
+     │    └── carries a tuple of Problem (row, feature, what was wrong, what was expected)
+     ├── ModelError                the wrapped predict function raised or returned something unusable
+     └── StoreError                the SQLite log store could not be opened or written
+
+Messages always name the offending value and what was expected, so that a person can act on them
+without reading the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigurationError",
+    "GuardedServingError",
+    "InputError",
+    "InvalidReferenceError",
+    "ModelError",
+    "Problem",
+    "StoreError",
+]
+
+
+class GuardedServingError(Exception):
+    """Root of every error raised by guarded_serving."""
+
+
+class ConfigurationError(GuardedServingError, ValueError):
+    """An argument has a value the library cannot work with.
+
+    The message names the argument, the value received and what was expected.
+    """
+
+    def __init__(self, argument: str, got: object, expected: str) -> None:
+        self.argument = argument
+        self.got = got
+        self.expected = expected
+        super().__init__(f"{argument}: expected {expected}, got {_short(got)}")
+
+
+class InvalidReferenceError(GuardedServingError, ValueError):
+    """A reference document is unreadable, of an unknown version, or does not fit the data."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a request: where it is, what was wrong and what was expected."""
+
+    problem: str
+    expected: str
+    row: int | None = None
+    feature: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.feature is not None:
+            where.append(f"feature {self.feature!r}")
+        prefix = ", ".join(where)
+        text = f"{self.problem}; expected {self.expected}"
+        return f"{prefix}: {text}" if prefix else text
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "row": self.row,
+            "feature": self.feature,
+            "problem": self.problem,
+            "expected": self.expected,
+        }
+
+
+class InputError(GuardedServingError, ValueError):
+    """A request was refused before reaching the model.
+
+    ``status`` is the HTTP status the service answers with (400 malformed, 413 too large,
+    415 wrong content type, 422 rows that do not fit the reference).
+    """
+
+    def __init__(self, problems: tuple[Problem, ...] | list[Problem], status: int = 422) -> None:
+        self.problems = tuple(problems)
+        self.status = status
+        first = str(self.problems[0]) if self.problems else "invalid input"
+        more = len(self.problems) - 1
+        super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
+
+
+class ModelError(GuardedServingError, RuntimeError):
+    """The wrapped predict function raised, or returned a result that does not fit the rows sent."""
+
+    def __init__(self, message: str, error_class: str) -> None:
+        self.error_class = error_class
+        super().__init__(message)
+
+
+class StoreError(GuardedServingError, OSError):
+    """The log store could not be opened or written."""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,332 @@
+"""guard(): turn a predict function into a guarded service.
+
+The framework-free part lives here: :class:`GuardedModel` validates the configuration once, then
+handles a request (bytes in, bytes out) through the stages validate -> predict -> serialize -> log.
+:mod:`guarded_serving.service` only adapts it to BentoML.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checks import PipelineThresholds
+from .environment import capture_warnings
+from .errors import ConfigurationError, InputError, ModelError, Problem
+from .health import HealthReport, Status
+from .logs import get_logger
+from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
+from .reference import Reference
+from .stages import StageClock, pipeline_steps, stage
+from .store import RequestRecord
+from .tabular import INPUT_FORMATS, to_model_input
+from .validation import RowSchema, parse_json, parse_rows
+
+__all__ = ["GuardedModel", "Reply", "guard"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_JSON_TYPES = ("application/json", "text/json")
+_FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer, framework-free."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+
+def _problem_reply(status: int, title: str, detail: str, request_id: str, **extra: Any) -> Reply:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": request_id, **extra}
+    return Reply(status, json.dumps(body).encode(), {"X-Request-ID": request_id}, "application/problem+json")
+
+
+def _dump(value: Any) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:  # a NaN/Infinity prediction: JSON has no literal for it, send null
+        from .health import to_jsonable
+
+        return json.dumps(to_jsonable(value), separators=(",", ":")).encode()
+
+
+class GuardedModel:
+    """A predict function bound to its reference and monitoring settings.
+
+    Built once per process (at import time); :meth:`start` opens the store in each serving worker.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[..., Any],
+        *,
+        reference: Any,
+        name: str,
+        version: str | None = None,
+        db: str | os.PathLike[str] | None = None,
+        window: int = 1000,
+        max_rows: int = 1000,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        allow_missing: bool = True,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str | int] | None = None,
+        input_format: str | None = None,
+        flush_interval: float = 0.2,
+        store_capacity: int = 100_000,
+        latency_budget_ms: float | None = None,
+    ) -> None:
+        if not callable(predict):
+            raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
+        for arg, value in (("max_rows", max_rows), ("max_body_bytes", max_body_bytes), ("window", window)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(arg, value, "a positive integer")
+        if not isinstance(allow_missing, bool):
+            raise ConfigurationError("allow_missing", allow_missing, "True or False")
+        if input_format is not None and input_format not in INPUT_FORMATS:
+            raise ConfigurationError("input_format", input_format, f"one of {list(INPUT_FORMATS)}")
+        if latency_budget_ms is not None and (
+            isinstance(latency_budget_ms, bool) or not isinstance(latency_budget_ms, (int, float)) or latency_budget_ms <= 0
+        ):
+            raise ConfigurationError("latency_budget_ms", latency_budget_ms, "a positive number of milliseconds or None")
+        self.reference: Reference = as_reference(reference, feature_names, categorical)
+        self.input_format = input_format or self.reference.input_format
+        if self.input_format == "dataframe":
+            try:
+                import pandas  # noqa: F401
+            except ImportError:
+                raise ConfigurationError("input_format", "dataframe", "pandas to be installed for DataFrame input") from None
+        self.predict = predict
+        self._call = pipeline_steps(predict) or predict
+        self.name = name
+        self.version = version
+        self.db = db if db is not None else os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB)
+        self.max_body_bytes = max_body_bytes
+        self.schema = RowSchema.from_reference(self.reference, allow_missing=allow_missing, max_rows=max_rows)
+        self._monitor_options: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "db": self.db or None,
+            "window": window,
+            "flush_interval": flush_interval,
+            "store_capacity": store_capacity,
+            "thresholds": PipelineThresholds(latency_budget_ms=latency_budget_ms),
+        }
+        # Validate the monitor's settings now (guard() time), without opening anything.
+        Monitor(self.reference, **self._monitor_options)
+        self.monitor: Monitor | None = None
+        self._log = get_logger().bind(model=name)
+
+    # -- lifecycle (once per serving worker) ------------------------------------------------
+    def start(self) -> Monitor:
+        if self.monitor is None:
+            self.monitor = Monitor(self.reference, **self._monitor_options).start()
+        return self.monitor
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.monitor is not None:
+            self.monitor.close(timeout)
+
+    # -- requests ---------------------------------------------------------------------------
+    def handle_predict(self, body: bytes, content_type: str | None = None, request_id: str | None = None) -> Reply:
+        """Validate, predict, serialize and log one request. Never raises: every outcome is a Reply."""
+        monitor = self.start()
+        started = time.perf_counter()
+        clock = StageClock()
+        clock.activate()
+        rows: list[list[Any]] = []
+        warnings: list[Any] = []
+        try:
+            try:
+                with stage("validate"):
+                    request_id = self._request_id(request_id)
+                    self._check_envelope(body, content_type)
+                    rows = parse_rows(parse_json(body), self.schema)
+                    model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
+            except InputError as exc:
+                rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
+                self._record(monitor, rid, "rejected", len(rows), started, clock, error=str(exc))
+                return _problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
+            try:
+                with stage("predict"), capture_warnings() as warnings:
+                    result = self._call(model_input)
+                with stage("serialize"):
+                    outputs = to_jsonable_output(result)
+                    if not isinstance(outputs, list) or len(outputs) != len(rows):
+                        got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
+                        raise ModelError(
+                            f"the predict function returned {got} for {len(rows)} rows; expected one result per row",
+                            "ModelError",
+                        )
+                    payload = _dump({"predictions": outputs, "request_id": request_id})
+            except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
+                error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
+                self._log.error(
+                    "model_error", request_id=request_id, error=error_class, message=str(exc)[:500], stage=clock.failed
+                )
+                self._record(
+                    monitor,
+                    request_id,
+                    "error",
+                    len(rows),
+                    started,
+                    clock,
+                    error=f"{error_class}: {exc}"[:2000],
+                    warnings=warnings,
+                )
+                return _problem_reply(500, "Model error", f"the model failed with {error_class}", request_id, error=error_class)
+            self._record(monitor, request_id, "ok", len(rows), started, clock, inputs=rows, outputs=outputs, warnings=warnings)
+            return Reply(200, payload, {"X-Request-ID": request_id})
+        finally:
+            clock.deactivate()
+
+    def _request_id(self, given: str | None) -> str:
+        if given is None or given == "":
+            return new_request_id()
+        if not _REQUEST_ID.match(given):
+            raise InputError(
+                [Problem(f"X-Request-ID {given[:40]!r} is not usable", "1-128 letters, digits or . _ : -")], status=400
+            )
+        return given
+
+    def _check_envelope(self, body: bytes, content_type: str | None) -> None:
+        if content_type:
+            media = content_type.split(";")[0].strip().lower()
+            if media not in _JSON_TYPES and not media.endswith("+json"):
+                raise InputError([Problem(f"Content-Type {media!r}", "Content-Type: application/json")], status=415)
+        if len(body) > self.max_body_bytes:
+            raise InputError(
+                [Problem(f"the body has {len(body)} bytes", f"at most {self.max_body_bytes} bytes (max_body_bytes)")], status=413
+            )
+
+    def _record(
+        self,
+        monitor: Monitor,
+        request_id: str,
+        status: Any,
+        rows: int,
+        started: float,
+        clock: StageClock,
+        *,
+        error: str | None = None,
+        inputs: list[list[Any]] | None = None,
+        outputs: list[Any] | None = None,
+        warnings: list[Any] | None = None,
+    ) -> None:
+        log_started = time.perf_counter()
+        stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
+        record = RequestRecord(
+            request_id=request_id,
+            ts=time.time(),
+            model=self.name,
+            version=self.version,
+            status=status,
+            rows=rows,
+            latency_ms=(log_started - started) * 1000.0,
+            stages=stages,
+            failed_stage=clock.failed,
+            error=error,
+            inputs=inputs,
+            outputs=outputs,
+            warnings=tuple(warnings or ()),
+        )
+        monitor.record(record)
+        # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
+        stages["log"] = (time.perf_counter() - log_started) * 1000.0
+
+    def health_reply(self, fail_on: str | None = None, detail: bool = True) -> Reply:
+        """The ``/health/model`` answer: 200 always, or 503 at or above ``fail_on`` (warn | alert)."""
+        if fail_on is not None and fail_on not in _FAIL_ON:
+            rid = new_request_id()
+            return _problem_reply(400, "Invalid parameter", f"fail_on={fail_on!r}; expected 'warn' or 'alert'", rid)
+        report: HealthReport = self.start().health()
+        status = 200
+        if fail_on is not None and report.status.rank >= _FAIL_ON[fail_on].rank:
+            status = 503
+        return Reply(status, _dump(report.to_json(detail=detail)))
+
+
+def _service_name(func: Callable[..., Any], name: str | None) -> str:
+    if name is None:
+        name = getattr(func, "__name__", None) or "model"
+        if name in ("predict", "predict_proba", "decision_function", "<lambda>"):
+            owner = getattr(func, "__self__", None)
+            name = type(owner).__name__ if owner is not None else "model"
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?", name):
+        raise ConfigurationError(
+            "name", name, "1-63 letters, digits, '_', '-' or '.', starting and ending with a letter or digit"
+        )
+    return name.lower()
+
+
+def _caller_module() -> str:
+    frame = inspect.currentframe()
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("guarded_serving"):
+            return str(module)
+        frame = frame.f_back
+    return "__main__"
+
+
+def guard(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    reference: Any,
+    name: str | None = None,
+    version: str | None = None,
+    db: str | os.PathLike[str] | None = None,
+    window: int = 1000,
+    max_rows: int = 1000,
+    max_body_bytes: int = 10 * 1024 * 1024,
+    allow_missing: bool = True,
+    feature_names: Sequence[str] | None = None,
+    categorical: Sequence[str | int] | None = None,
+    input_format: str | None = None,
+    flush_interval: float = 0.2,
+    store_capacity: int = 100_000,
+    latency_budget_ms: float | None = None,
+    **service_options: Any,
+) -> Any:
+    """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
+
+    ``svc = guard(model.predict_proba, reference=X_train, name="churn")``, or as a decorator
+    ``@guard(reference=X_train, name="churn")`` over a function taking the rows. Other keyword
+    arguments (``workers=2``, ``traffic={"timeout": 10}`` ...) are BentoML service options.
+    """
+    module = _caller_module()
+
+    def wrap(predict: Callable[..., Any]) -> Any:
+        from .service import build_service  # the only place BentoML enters
+
+        guarded = GuardedModel(
+            predict,
+            reference=reference,
+            name=_service_name(predict, name),
+            version=version,
+            db=db,
+            window=window,
+            max_rows=max_rows,
+            max_body_bytes=max_body_bytes,
+            allow_missing=allow_missing,
+            feature_names=feature_names,
+            categorical=categorical,
+            input_format=input_format,
+            flush_interval=flush_interval,
+            store_capacity=store_capacity,
+            latency_budget_ms=latency_budget_ms,
+        )
+        return build_service(guarded, service_options, module)
+
+    if func is None:
+        return wrap
+    return wrap(func)

@@ -1,0 +1,114 @@
+"""The health report: typed results inside the library, rendered to JSON only at the edge.
+
+Every check answers the same way — a :class:`CheckResult` with a status, a one-sentence summary a
+person can act on, and typed details — and the overall status is the worst check's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CheckResult", "HealthReport", "Status", "to_jsonable", "worst"]
+
+
+class Status(enum.Enum):
+    """Check outcomes, ordered from best to worst; ``insufficient_data`` ranks below ``warn``."""
+
+    OK = "ok"
+    INSUFFICIENT_DATA = "insufficient_data"
+    WARN = "warn"
+    ALERT = "alert"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Status:
+        for s in cls:
+            if s.value == text:
+                return s
+        raise ValueError(f"expected one of {[s.value for s in cls]}, got {text!r}")
+
+
+_RANK = {Status.OK: 0, Status.INSUFFICIENT_DATA: 1, Status.WARN: 2, Status.ALERT: 3}
+
+
+def worst(statuses: Any) -> Status:
+    """The worst of several statuses (``ok`` for none)."""
+    return max(statuses, key=lambda s: s.rank, default=Status.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check's answer. ``details`` is a frozen dataclass (or mapping) specific to the check."""
+
+    name: str
+    status: Status
+    summary: str
+    details: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value, "summary": self.summary}
+        if self.details is not None:
+            rendered = to_jsonable(self.details)
+            if isinstance(rendered, dict):
+                out.update(rendered)
+            else:
+                out["details"] = rendered
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The answer of ``GET /health/model`` and of :meth:`Monitor.health`."""
+
+    status: Status
+    model_name: str
+    model_version: str | None
+    generated_at: str
+    window_rows: int
+    window_capacity: int
+    requests: int
+    rows: int
+    rejected: int
+    errors: int
+    checks: tuple[CheckResult, ...]
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check named {name!r}; the report has {[c.name for c in self.checks]}")
+
+    def to_json(self, detail: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status.value,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "generated_at": self.generated_at,
+        }
+        if detail:
+            out["window"] = {"rows": self.window_rows, "capacity": self.window_capacity}
+            out["totals"] = {"requests": self.requests, "rows": self.rows, "rejected": self.rejected, "errors": self.errors}
+            out["checks"] = {c.name: c.to_json() for c in self.checks}
+        return out
+
+
+def to_jsonable(value: Any) -> Any:
+    """Render dataclasses, enums, tuples and mappings to plain JSON values (NaN becomes null)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value

@@ -1,0 +1,319 @@
+"""Monitor: the framework-free core every request goes through.
+
+Usable in any Python process (a batch job, another web framework, a test)::
+
+    monitor = Monitor(X_train, name="churn", db="guarded_serving.db")
+    with monitor:
+        request_id = monitor.observe(rows, predictions)
+        report = monitor.health()
+
+The BentoML service is a thin adapter around one Monitor per worker. With a store, totals, recent
+requests and warnings are read back from the database, so whichever worker answers sees every
+worker's traffic (within one flush interval).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
+from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
+from .errors import ConfigurationError
+from .health import CheckResult, HealthReport, Status, worst
+from .logs import get_logger
+from .reference import Reference
+from .stages import RecentRequest, summarise
+from .store import RequestRecord, Store, Totals
+
+__all__ = ["Monitor", "as_reference", "new_request_id"]
+
+DEFAULT_DB = "guarded_serving.db"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def as_reference(
+    reference: Any, feature_names: Sequence[str] | None = None, categorical: Sequence[str | int] | None = None
+) -> Reference:
+    """Accept a Reference, a path to a saved one, or training data to profile."""
+    if isinstance(reference, Reference):
+        return reference
+    if isinstance(reference, (str, os.PathLike)):
+        return Reference.load(reference)
+    if reference is None:
+        raise ConfigurationError(
+            "reference", None, "training data (array, list of rows, DataFrame), a Reference, or a saved reference path"
+        )
+    return Reference.from_data(reference, feature_names=feature_names, categorical=categorical)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(name, value, "a positive integer")
+    return value
+
+
+def _positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(name, value, "a positive number of seconds")
+    return float(value)
+
+
+def to_jsonable_output(value: Any) -> Any:
+    """numpy arrays, scalars and nested lists to plain JSON values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable_output(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable_output(v) for k, v in value.items()}
+    tolist = getattr(value, "tolist", None)  # pandas Series / Index
+    if callable(tolist):
+        return tolist()
+    return value
+
+
+class Monitor:
+    """Watches one model: records requests, and judges health on demand.
+
+    Parameters
+    ----------
+    reference:
+        A :class:`Reference`, a path to a saved one, or training data to profile.
+    name, version:
+        The model's name (used as the key in the store) and optional version.
+    db:
+        Path of the SQLite log store, or ``None`` to keep everything in memory.
+    window:
+        Rows of recent traffic the drift checks judge.
+    recent_requests:
+        How many recent requests the pipeline check judges.
+    """
+
+    def __init__(
+        self,
+        reference: Any,
+        *,
+        name: str = "model",
+        version: str | None = None,
+        db: str | os.PathLike[str] | None = None,
+        window: int = 1000,
+        recent_requests: int = 1000,
+        flush_interval: float = 0.2,
+        store_capacity: int = 100_000,
+        thresholds: PipelineThresholds | None = None,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str | int] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError("name", name, "a non-empty string naming the model")
+        if version is not None and not isinstance(version, str):
+            raise ConfigurationError("version", version, "a string or None")
+        if db is not None and not isinstance(db, (str, os.PathLike)):
+            raise ConfigurationError("db", db, "a file path or None")
+        if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
+            raise ConfigurationError("thresholds", thresholds, "a PipelineThresholds")
+        self.reference = as_reference(reference, feature_names, categorical)
+        self.name = name
+        self.version = version
+        self.window = _positive_int("window", window)
+        self.thresholds = thresholds or PipelineThresholds()
+        self.store = (
+            Store(
+                db,
+                flush_interval=_positive_float("flush_interval", flush_interval),
+                capacity=_positive_int("store_capacity", store_capacity),
+            )
+            if db is not None
+            else None
+        )
+        self._recent: collections.deque[RecentRequest] = collections.deque(
+            maxlen=_positive_int("recent_requests", recent_requests)
+        )
+        self._lock = threading.Lock()
+        self._requests = self._rows = self._rejected = self._errors = 0
+        self._log = get_logger().bind(model=name)
+        self.warnings = WarningLog(on_new=self._new_warning)
+        fingerprint = current_fingerprint()
+        self._env_diff = diff_environment(self.reference.environment, fingerprint)
+        self._python = (self.reference.environment.python, fingerprint.python)
+        self._last_status: Status | None = None
+        self._dropped_logged = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Monitor:
+        """Open the store and start its writer (a no-op without a store)."""
+        if self.store is not None:
+            self.store.open()
+        if self._env_diff.differs:
+            self._log.warning(
+                "environment_differs",
+                python=self._env_diff.python,
+                changed=[str(c) for c in self._env_diff.changed[:10]],
+                missing=[str(c) for c in self._env_diff.missing[:10]],
+            )
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush the store and stop its writer, waiting at most ``timeout`` seconds."""
+        if self.store is not None and not self.store.close(timeout):
+            self._log.error("store_close_timeout", pending=self.store.stats().pending, timeout=timeout)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every recorded request is on disk."""
+        return self.store.flush(timeout) if self.store is not None else True
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recording -------------------------------------------------------------------------
+    def record(self, record: RequestRecord) -> None:
+        """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        with self._lock:
+            self._requests += 1
+            if record.status == "ok":
+                self._rows += record.rows
+            elif record.status == "rejected":
+                self._rejected += 1
+            else:
+                self._errors += 1
+            self._recent.append(RecentRequest(record.status, record.latency_ms, record.stages, record.failed_stage))
+        for w in record.warnings:
+            self.warnings.record(w.category, w.message, w.location, w.count)
+        if self.store is not None and not self.store.put(record):
+            dropped = self.store.stats().dropped
+            if dropped >= 2 * self._dropped_logged:  # log at 1, 2, 4, 8... dropped rows, not every time
+                self._dropped_logged = max(dropped, 1)
+                self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
+
+    def observe(
+        self,
+        rows: Any,
+        predictions: Any,
+        *,
+        request_id: str | None = None,
+        latency_ms: float = 0.0,
+        stages: dict[str, float] | None = None,
+    ) -> str:
+        """Record rows and the model's predictions for them; return the request id logged.
+
+        ``rows`` may be a list of lists (reference feature order), a list of dicts, a 2-D array or
+        a DataFrame; ``predictions`` must have one entry per row.
+        """
+        inputs = self._rows_as_lists(rows)
+        outputs = to_jsonable_output(predictions)
+        if not isinstance(outputs, list) or len(outputs) != len(inputs):
+            got = f"{len(outputs)} predictions" if isinstance(outputs, list) else repr(type(predictions).__name__)
+            raise ConfigurationError("predictions", got, f"one prediction per row ({len(inputs)})")
+        request_id = request_id or new_request_id()
+        self.record(
+            RequestRecord(
+                request_id=request_id,
+                ts=time.time(),
+                model=self.name,
+                version=self.version,
+                status="ok",
+                rows=len(inputs),
+                latency_ms=latency_ms,
+                stages=dict(stages or {}),
+                inputs=inputs,
+                outputs=outputs,
+            )
+        )
+        return request_id
+
+    def _rows_as_lists(self, rows: Any) -> list[list[Any]]:
+        names = self.reference.feature_names
+        if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
+            missing = [n for n in names if n not in rows.columns]
+            if missing:
+                raise ConfigurationError("rows", f"columns {list(rows.columns)}", f"the reference features {list(names)}")
+            rows = rows[list(names)].to_numpy(dtype=object)
+        if isinstance(rows, np.ndarray):
+            rows = rows.reshape(1, -1).tolist() if rows.ndim == 1 else rows.tolist()
+        if not isinstance(rows, list) or not rows:
+            raise ConfigurationError("rows", rows, "a non-empty list of rows, a 2-D array or a DataFrame")
+        out = []
+        for i, row in enumerate(rows):
+            if isinstance(row, dict):
+                out.append([to_jsonable_output(row.get(n)) for n in names])
+            elif isinstance(row, (list, tuple)) and len(row) == len(names):
+                out.append([to_jsonable_output(v) for v in row])
+            else:
+                raise ConfigurationError(f"rows[{i}]", row, f"a list of {len(names)} values or a dict by feature name")
+        return out
+
+    def _new_warning(self, warning: WarningRecord) -> None:
+        self._log.warning("model_warning", category=warning.category, message=warning.message, location=warning.location)
+
+    # -- health ----------------------------------------------------------------------------
+    def _recent_from_store(self, store: Store) -> list[RecentRequest]:
+        out = []
+        for r in store.recent_requests(self.name, self._recent.maxlen or 1000):
+            stages = json.loads(r["stages"]) if r["stages"] else {}
+            out.append(RecentRequest(r["status"], r["latency_ms"] or 0.0, stages, r["failed_stage"]))
+        return out
+
+    def totals(self) -> Totals:
+        """Requests, rows, rejections and errors so far (all workers' when there is a store)."""
+        if self.store is not None:
+            return self.store.totals(self.name)
+        with self._lock:
+            return Totals(self._requests, self._rows, self._rejected, self._errors)
+
+    def health(self) -> HealthReport:
+        """Judge the model now. Never mutates the monitor's state (apart from the last status seen)."""
+        store = self.store
+        if store is not None:
+            totals = store.totals(self.name)
+            recent = self._recent_from_store(store)
+            warnings = store.warnings(self.name)
+        else:
+            totals = self.totals()
+            with self._lock:
+                recent = list(self._recent)
+            warnings = self.warnings.snapshot()
+        checks: list[CheckResult] = [
+            pipeline_check(summarise(recent), self.thresholds),
+            store_check(store.stats() if store is not None else None),
+            environment_check(self._env_diff, self._python[0], self._python[1], warnings),
+        ]
+        status = worst(c.status for c in checks)
+        self._note_transition(status, checks)
+        return HealthReport(
+            status=status,
+            model_name=self.name,
+            model_version=self.version,
+            generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            window_rows=min(totals.rows, self.window),
+            window_capacity=self.window,
+            requests=totals.requests,
+            rows=totals.rows,
+            rejected=totals.rejected,
+            errors=totals.errors,
+            checks=tuple(checks),
+        )
+
+    def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
+        previous, self._last_status = self._last_status, status
+        if previous is not None and previous is not status:
+            bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
+            log = self._log.warning if status.rank > previous.rank else self._log.info
+            log("status_changed", previous=previous.value, status=status.value, checks=bad)

@@ -1,0 +1,121 @@
+"""The BentoML adapter: the only module that imports bentoml.
+
+It builds, at run time, a BentoML service class around a :class:`~guarded_serving.guard.GuardedModel`:
+
+* ``POST /predict`` is a BentoML API whose body the guard parses itself, so that every bad request
+  gets a 4xx naming the row and feature (BentoML's own parsing answers some of them with a 500);
+* ``GET /health/model`` is a small Starlette app mounted with BentoML's ASGI mounting;
+* each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait.
+
+BentoML's ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` and ``/docs.json`` keep working.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import bentoml
+import pydantic
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .errors import ConfigurationError
+from .guard import GuardedModel, Reply
+from .logs import configure_logging
+
+__all__ = ["build_service"]
+
+SHUTDOWN_TIMEOUT = 10.0
+_BODY_KEY = "guarded_serving.body"
+
+
+class PredictInput(bentoml.IODescriptor):  # type: ignore[misc]
+    """``{"rows": [...]}``: rows as lists in the reference's feature order, or objects by feature name."""
+
+    rows: list[list[float | str | bool | None] | dict[str, float | str | bool | None]] = pydantic.Field(
+        description="Rows to predict: lists in feature order, or objects keyed by feature name. A single row may be sent bare."
+    )
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> Any:
+        # The guard parses the body itself (see GuardedModel.handle_predict): keep the raw bytes in
+        # the ASGI scope, which the API method's context request shares.
+        request.scope[_BODY_KEY] = await request.body()
+        return cls.model_construct(rows=[])
+
+
+class PredictOutput(bentoml.IODescriptor):  # type: ignore[misc]
+    predictions: list[t.Any] = pydantic.Field(description="One prediction per row, in order.")
+    request_id: str = pydantic.Field(description="The id under which the request and its rows were logged.")
+
+
+def _response(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
+
+
+def _service_config_keys() -> frozenset[str]:
+    from _bentoml_sdk.service.config import ServiceConfig
+
+    return frozenset(t.get_type_hints(ServiceConfig))
+
+
+_SERVICE_ARGS = frozenset({"image", "description", "envs", "labels", "path_prefix"})
+
+
+def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -> Any:
+    """A BentoML service serving ``guarded`` (created in ``module``, for ``bentoml.serve(svc)``)."""
+    known = _service_config_keys() | _SERVICE_ARGS
+    for key in options:
+        if key not in known:
+            raise ConfigurationError(key, options[key], f"a guard() argument or a BentoML service option ({sorted(known)})")
+    threads = options.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigurationError("threads", threads, "a positive integer")
+    limiter: list[anyio.CapacityLimiter] = []
+
+    def run_limited(func: t.Callable[..., Reply], *args: Any) -> t.Awaitable[Reply]:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(threads))
+        return anyio.to_thread.run_sync(func, *args, limiter=limiter[0])
+
+    async def health(request: Request) -> Response:
+        instance = bentoml.get_current_service()
+        fail_on = request.query_params.get("fail_on")
+        reply = await anyio.to_thread.run_sync(instance.guarded.health_reply, fail_on)
+        return _response(reply)
+
+    health_app = Starlette(routes=[Route("/model", health, methods=["GET"])])
+
+    class GuardedService:
+        def __init__(self) -> None:
+            configure_logging()
+            self.guarded = guarded
+            guarded.start()
+
+        @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)  # type: ignore[untyped-decorator]
+        async def predict(self, ctx: bentoml.Context, rows: Any = None) -> Response:
+            request = ctx.request
+            body = request.scope.get(_BODY_KEY, b"")
+            reply = await run_limited(
+                self.guarded.handle_predict, body, request.headers.get("content-type"), request.headers.get("x-request-id")
+            )
+            ctx.response.status_code = reply.status  # BentoML copies the context's status onto the response
+            return _response(reply)
+
+        @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+        def flush_store(self) -> None:
+            self.guarded.close(SHUTDOWN_TIMEOUT)
+
+    GuardedService.__name__ = GuardedService.__qualname__ = f"Guarded_{guarded.name.replace('-', '_').replace('.', '_')}"
+    GuardedService.__module__ = module
+    service_kwargs = {k: v for k, v in options.items() if k in _SERVICE_ARGS}
+    config = {k: v for k, v in options.items() if k not in _SERVICE_ARGS and k != "threads"}
+    svc = bentoml.service(GuardedService, name=guarded.name, **service_kwargs, **config)
+    svc.mount_asgi_app(health_app, path="/health", name="guarded_serving_health")
+    svc._caller_module = module  # so that bentoml.serve(svc) finds the module-level name
+    return svc

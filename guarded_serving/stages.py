@@ -1,0 +1,181 @@
+"""Stage timing: how long each step of a request took, and which one failed.
+
+The guard times its own stages (``validate``, ``predict``, ``serialize``, ``log``). User code adds
+its own with ``with stage("preprocess"):`` or ``@stage("preprocess")``; outside a guarded request
+these do nothing, so the same code runs unchanged in a notebook. A scikit-learn ``Pipeline``'s
+steps are timed one by one when the guarded callable is one of its methods.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
+
+from .errors import ConfigurationError
+
+__all__ = ["PipelineSummary", "RecentRequest", "StageClock", "StageSummary", "pipeline_steps", "stage", "summarise"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_current: contextvars.ContextVar[StageClock | None] = contextvars.ContextVar("guarded_serving_stage_clock", default=None)
+
+
+class StageClock:
+    """The stage timings of one request, in seconds; ``failed`` names the first stage that raised."""
+
+    __slots__ = ("_token", "durations", "failed")
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+        self.failed: str | None = None
+        self._token: contextvars.Token[StageClock | None] | None = None
+
+    def add(self, name: str, seconds: float) -> None:
+        self.durations[name] = self.durations.get(name, 0.0) + seconds
+
+    def activate(self) -> None:
+        """Make this clock the one ``stage()`` reports to, in the current context."""
+        self._token = _current.set(self)
+
+    def deactivate(self) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+
+class stage:  # noqa: N801 - used like a function, as contextlib's helpers are
+    """Time a block or a function as a named stage of the current guarded request.
+
+    >>> with stage("preprocess"):
+    ...     pass
+    >>> @stage("features")
+    ... def build_features(x):
+    ...     return x
+    """
+
+    __slots__ = ("_clock", "_start", "name")
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise ConfigurationError("stage name", name, "a non-empty string of at most 64 characters")
+        self.name = name
+        self._clock: StageClock | None = None
+        self._start = 0.0
+
+    def __enter__(self) -> stage:
+        self._clock = _current.get()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        clock = self._clock
+        if clock is not None:
+            clock.add(self.name, time.perf_counter() - self._start)
+            if exc_type is not None and clock.failed is None:
+                clock.failed = self.name
+        self._clock = None
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        name = self.name
+
+        @functools.wraps(func)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            with stage(name):
+                return func(*args, **kwargs)
+
+        return timed
+
+
+_PIPELINE_METHODS = frozenset(
+    {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform", "score_samples"}
+)
+
+
+def pipeline_steps(func: Callable[..., Any]) -> Callable[[Any], Any] | None:
+    """If ``func`` is a prediction method of a scikit-learn Pipeline, return an equivalent function that
+    times each step as its own stage; otherwise None. scikit-learn is never imported here."""
+    owner = getattr(func, "__self__", None)
+    method = getattr(func, "__name__", "")
+    if owner is None or method not in _PIPELINE_METHODS:
+        return None
+    cls = type(owner)
+    if cls.__name__ != "Pipeline" or not cls.__module__.startswith("sklearn"):
+        return None
+    steps = list(getattr(owner, "steps", []))
+    if not steps or steps[-1][1] in (None, "passthrough"):
+        return None
+    transforms = [(name, step) for name, step in steps[:-1] if step not in (None, "passthrough")]
+    final_name, final = steps[-1]
+
+    def run_steps(X: Any) -> Any:
+        for name, step in transforms:
+            with stage(name):
+                X = step.transform(X)
+        with stage(final_name):
+            return getattr(final, method)(X)
+
+    return run_steps
+
+
+@dataclass(frozen=True, slots=True)
+class StageSummary:
+    """Latency percentiles (milliseconds) and failures of one stage over the recent window."""
+
+    name: str
+    count: int
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRequest:
+    """What the pipeline check needs of one request (stage durations in milliseconds)."""
+
+    status: str
+    latency_ms: float
+    stages: Mapping[str, float]
+    failed_stage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSummary:
+    requests: int
+    errors: int
+    rejected: int
+    total: StageSummary | None
+    stages: tuple[StageSummary, ...]
+
+
+def _summary(name: str, values: list[float], errors: int) -> StageSummary:
+    p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99]) if values else (0.0, 0.0, 0.0)
+    return StageSummary(name, len(values), errors, float(p50), float(p95), float(p99))
+
+
+def summarise(recent: Iterable[RecentRequest]) -> PipelineSummary:
+    """Per-stage counts, failures and latency percentiles over a bounded set of recent requests."""
+    per_stage: dict[str, list[float]] = {}
+    failures: dict[str, int] = {}
+    totals: list[float] = []
+    requests = errors = rejected = 0
+    for r in recent:
+        requests += 1
+        errors += r.status == "error"
+        rejected += r.status == "rejected"
+        totals.append(r.latency_ms)
+        for name, ms in r.stages.items():
+            per_stage.setdefault(name, []).append(ms)
+        if r.failed_stage is not None:
+            failures[r.failed_stage] = failures.get(r.failed_stage, 0) + 1
+    stages = tuple(_summary(name, values, failures.get(name, 0)) for name, values in per_stage.items())
+    total = _summary("total", totals, errors) if totals else None
+    return PipelineSummary(requests, errors, rejected, total, stages)

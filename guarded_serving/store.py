@@ -1,0 +1,393 @@
+"""The log store: every request and its rows in a SQLite file, written by a background thread.
+
+The request path only appends a record to an in-memory buffer of bounded size; a writer thread
+flushes the buffer in one transaction every ``flush_interval`` seconds (and when it fills up, and
+on :meth:`Store.close`). The database runs in WAL mode so that readers (the health endpoint, the
+``sqlite-utils`` CLI, another worker) never block the writer.
+
+Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
+
+``requests``  one row per request: request_id, ts, model, version, status (ok | rejected | error),
+              rows, latency_ms, stages (JSON of per-stage milliseconds), failed_stage, error, worker
+``rows``      one row per input row of an answered request: request_id, row, inputs, outputs (JSON)
+``totals``    running counts per model, so totals never need a full scan
+``warnings``  deprecation / future warnings raised while predicting, with counts
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from .environment import WarningRecord
+from .errors import StoreError
+
+__all__ = ["RequestRecord", "Store", "StoreStats", "Totals"]
+
+Status = Literal["ok", "rejected", "error"]
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What is logged for one request. ``inputs``/``outputs`` hold one entry per row when answered."""
+
+    request_id: str
+    ts: float
+    model: str
+    version: str | None
+    status: Status
+    rows: int
+    latency_ms: float
+    stages: dict[str, float] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+    inputs: Sequence[Any] | None = None
+    outputs: Sequence[Any] | None = None
+    warnings: tuple[WarningRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    requests: int = 0
+    rows: int = 0
+    rejected: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """The writer's state, as seen by this process."""
+
+    path: str
+    pending: int
+    written: int
+    dropped: int
+    capacity: int
+    last_error: str | None
+    last_error_at: str | None
+    last_flush_at: str | None
+    flush_interval: float
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN / Infinity in an output: store as null, JSON has no literal for them
+        return json.dumps(_nan_to_none(value), separators=(",", ":"))
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    return value
+
+
+def create_schema(db: sqlite_utils.Database) -> None:
+    """Create the tables and indexes if they do not exist (safe to run from several workers)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    with db.conn:
+        db.table("requests").create(
+            {
+                "id": int,
+                "request_id": str,
+                "ts": str,
+                "model": str,
+                "version": str,
+                "status": str,
+                "rows": int,
+                "latency_ms": float,
+                "stages": str,
+                "failed_stage": str,
+                "error": str,
+                "worker": int,
+            },
+            pk="id",
+            not_null={"request_id", "ts", "model", "status", "rows"},
+            if_not_exists=True,
+        )
+        db.table("rows").create(
+            {"request_id": str, "row": int, "inputs": str, "outputs": str},
+            not_null={"request_id", "row"},
+            if_not_exists=True,
+        )
+        db.table("totals").create(
+            {"model": str, "requests": int, "rows": int, "rejected": int, "errors": int}, pk="model", if_not_exists=True
+        )
+        db.table("warnings").create(
+            {"model": str, "category": str, "message": str, "location": str, "count": int, "first_seen": str, "last_seen": str},
+            pk=("model", "category", "message", "location"),
+            if_not_exists=True,
+        )
+        db.table("requests").create_index(["request_id"], if_not_exists=True)
+        db.table("requests").create_index(["model", "id"], if_not_exists=True)
+        db.table("rows").create_index(["request_id", "row"], if_not_exists=True)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+_INSERT_REQUEST = (
+    "INSERT INTO requests (request_id, ts, model, version, status, rows, latency_ms, stages, failed_stage, error, worker)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ROW = "INSERT INTO rows (request_id, row, inputs, outputs) VALUES (?, ?, ?, ?)"
+_UPSERT_TOTALS = (
+    "INSERT INTO totals (model, requests, rows, rejected, errors) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(model) DO UPDATE SET requests = requests + excluded.requests, rows = rows + excluded.rows,"
+    " rejected = rejected + excluded.rejected, errors = errors + excluded.errors"
+)
+_UPSERT_WARNING = (
+    "INSERT INTO warnings (model, category, message, location, count, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(model, category, message, location) DO UPDATE SET count = count + excluded.count,"
+    " last_seen = excluded.last_seen"
+)
+
+
+class Store:
+    """A SQLite log store with a background batched writer.
+
+    ``capacity`` bounds the rows waiting in memory; when the disk cannot keep up or fails, records
+    beyond it are dropped and counted (the service keeps answering). Thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 0.2, capacity: int = 100_000) -> None:
+        self.path = str(path)
+        self.flush_interval = flush_interval
+        self.capacity = capacity
+        self._buffer: collections.deque[RequestRecord] = collections.deque()
+        self._pending_rows = 0
+        self._written = 0
+        self._dropped = 0
+        self._last_error: str | None = None
+        self._last_error_at: str | None = None
+        self._last_flush_at: str | None = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self) -> Store:
+        """Create the file (owner-only permissions) and schema, and start the writer thread."""
+        if self._thread is not None:
+            return self
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            db = self._connect()
+            create_schema(db)
+            db.conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the log store at {self.path!r}: {exc}") from exc
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="guarded-serving-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush what is pending and stop the writer; return False if it did not finish in time."""
+        thread = self._thread
+        if thread is None:
+            return True
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        thread.join(timeout)
+        self._thread = None
+        return not thread.is_alive()
+
+    def __enter__(self) -> Store:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- request path ----------------------------------------------------------------------
+    def put(self, record: RequestRecord) -> bool:
+        """Queue a record for writing; False (and counted as dropped) when the buffer is full."""
+        size = max(record.rows, 1)
+        with self._cond:
+            if self._pending_rows + size > self.capacity:
+                self._dropped += size
+                return False
+            self._buffer.append(record)
+            self._pending_rows += size
+            if self._pending_rows >= 1000:
+                self._cond.notify()
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is on disk (for tests and batch jobs)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify()
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._buffer and not self._in_flight:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def stats(self) -> StoreStats:
+        with self._cond:
+            return StoreStats(
+                path=self.path,
+                pending=self._pending_rows,
+                written=self._written,
+                dropped=self._dropped,
+                capacity=self.capacity,
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                last_flush_at=self._last_flush_at,
+                flush_interval=self.flush_interval,
+            )
+
+    # -- writer thread ---------------------------------------------------------------------
+    def _connect(self) -> sqlite_utils.Database:
+        conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return sqlite_utils.Database(conn)
+
+    def _run(self) -> None:
+        db: sqlite_utils.Database | None = None
+        backoff = self.flush_interval
+        while True:
+            with self._cond:
+                if not self._closing and self._pending_rows < 1000:
+                    self._cond.wait(backoff)
+                batch = list(self._buffer)
+                self._buffer.clear()
+                self._in_flight = len(batch)
+                closing = self._closing
+            if batch:
+                try:
+                    if db is None:
+                        db = self._connect()
+                    self._write(db, batch)
+                except (sqlite3.Error, OSError) as exc:
+                    self._requeue(batch, exc)
+                    if db is not None:
+                        db.conn.close()
+                        db = None
+                    backoff = min(backoff * 2, 2.0)
+                    if closing:
+                        break
+                    continue
+                with self._cond:
+                    self._pending_rows -= sum(max(r.rows, 1) for r in batch)
+                    self._written += sum(r.rows for r in batch)
+                    self._last_flush_at = _iso(time.time())
+                    self._last_error = None
+                    self._in_flight = 0
+                backoff = self.flush_interval
+            else:
+                with self._cond:
+                    self._in_flight = 0
+            if closing:
+                with self._cond:
+                    if not self._buffer:
+                        break
+        if db is not None:
+            db.conn.close()
+
+    def _requeue(self, batch: list[RequestRecord], exc: BaseException) -> None:
+        with self._cond:
+            self._buffer.extendleft(reversed(batch))
+            self._in_flight = 0
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error_at = _iso(time.time())
+
+    def _write(self, db: sqlite_utils.Database, batch: list[RequestRecord]) -> None:
+        worker = os.getpid()
+        requests = []
+        rows = []
+        totals: dict[str, list[int]] = {}
+        warnings = []
+        for r in batch:
+            requests.append(
+                (
+                    r.request_id,
+                    _iso(r.ts),
+                    r.model,
+                    r.version,
+                    r.status,
+                    r.rows,
+                    round(r.latency_ms, 3),
+                    json.dumps({k: round(v, 3) for k, v in r.stages.items()}, separators=(",", ":")),
+                    r.failed_stage,
+                    r.error,
+                    worker,
+                )
+            )
+            if r.inputs is not None:
+                outputs = r.outputs if r.outputs is not None else [None] * len(r.inputs)
+                for i, (x, y) in enumerate(zip(r.inputs, outputs, strict=False)):
+                    rows.append((r.request_id, i, _dumps(x), _dumps(y)))
+            t = totals.setdefault(r.model, [0, 0, 0, 0])
+            t[0] += 1
+            t[1] += r.rows if r.status == "ok" else 0
+            t[2] += r.status == "rejected"
+            t[3] += r.status == "error"
+            for w in r.warnings:
+                warnings.append((r.model, w.category, w.message, w.location, w.count, _iso(r.ts), _iso(r.ts)))
+        conn = db.conn
+        with conn:
+            conn.executemany(_INSERT_REQUEST, requests)
+            if rows:
+                conn.executemany(_INSERT_ROW, rows)
+            conn.executemany(_UPSERT_TOTALS, [(m, *t) for m, t in totals.items()])
+            if warnings:
+                conn.executemany(_UPSERT_WARNING, warnings)
+
+    # -- queries (any thread; never block the writer thanks to WAL) --------------------------
+    def _reader(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def totals(self, model: str) -> Totals:
+        rows = list(self._reader().query("SELECT requests, rows, rejected, errors FROM totals WHERE model = ?", [model]))
+        if not rows:
+            return Totals()
+        r = rows[0]
+        return Totals(requests=r["requests"], rows=r["rows"], rejected=r["rejected"], errors=r["errors"])
+
+    def recent_requests(self, model: str, limit: int) -> Iterator[dict[str, Any]]:
+        """The latest ``limit`` requests of a model, newest first."""
+        return self._reader().query(
+            "SELECT request_id, status, rows, latency_ms, stages, failed_stage FROM requests"
+            " WHERE model = ? ORDER BY id DESC LIMIT ?",
+            [model, limit],
+        )
+
+    def warnings(self, model: str, limit: int = 50) -> tuple[WarningRecord, ...]:
+        return tuple(
+            WarningRecord(r["category"], r["message"], r["location"], r["count"])
+            for r in self._reader().query(
+                "SELECT category, message, location, count FROM warnings WHERE model = ? ORDER BY count DESC LIMIT ?",
+                [model, limit],
+            )
+        )

@@ -1,0 +1,159 @@
+"""Parse and validate a prediction request against the reference's features.
+
+The guard owns input parsing so that every bad request gets the same kind of answer: a 4xx whose
+problems each name the row, the feature, what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError, Problem
+from .reference import Reference
+
+__all__ = ["RowSchema", "parse_json", "parse_rows"]
+
+MAX_PROBLEMS = 20
+
+
+class _NonFinite:
+    """Stands for a NaN/Infinity literal, which Python's json accepts but JSON does not allow."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, _NonFinite):
+        return value.text
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class RowSchema:
+    """What a valid row looks like, precomputed from the reference once."""
+
+    names: tuple[str, ...]
+    numeric: tuple[bool, ...]
+    allow_missing: bool = True
+    max_rows: int = 1000
+
+    @classmethod
+    def from_reference(cls, reference: Reference, allow_missing: bool = True, max_rows: int = 1000) -> RowSchema:
+        return cls(
+            names=reference.feature_names,
+            numeric=tuple(f.kind == "numeric" for f in reference.features),
+            allow_missing=allow_missing,
+            max_rows=max_rows,
+        )
+
+    @property
+    def all_numeric(self) -> bool:
+        return all(self.numeric)
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body; malformed JSON is a 400 that says where parsing stopped."""
+    if not body.strip():
+        raise InputError([Problem("the request body is empty", 'a JSON object like {"rows": [[...], ...]}')], status=400)
+    try:
+        return json.loads(body, parse_constant=_NonFinite)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            [Problem(f"the body is not UTF-8 text ({exc.reason})", "a UTF-8 encoded JSON document")], status=400
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [Problem(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "a valid JSON document")],
+            status=400,
+        ) from None
+    except RecursionError:
+        raise InputError([Problem("the JSON is nested too deeply", "rows nested at most two levels deep")], status=400) from None
+
+
+def _check_value(value: Any, numeric: bool, allow_missing: bool) -> tuple[str, str] | None:
+    """Return (problem, expected) for a bad value, None for a good one."""
+    if value is None:
+        if allow_missing:
+            return None
+        return ("a missing value (null) is not allowed", "a number" if numeric else "a category")
+    if isinstance(value, _NonFinite):
+        return (f"{value.text} is not allowed", "a finite number, or null for a missing value")
+    if numeric:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        return (f"got {_describe(value)}", "a number")
+    if isinstance(value, (str, int, float, bool)):
+        return None
+    return (f"got {_describe(value)}", "a category (a string, number or boolean)")
+
+
+def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
+    """Turn a decoded ``{"rows": ...}`` document into rows in the reference's feature order.
+
+    Rows may be lists (in feature order) or dicts (by feature name); a single row may be sent
+    without the outer list. Missing values are ``None``.
+    """
+    if not isinstance(document, dict):
+        raise InputError([Problem(f"the body is {_describe(document)}", 'a JSON object like {"rows": [[...], ...]}')], status=422)
+    unknown = [k for k in document if k != "rows"]
+    if "rows" not in document or unknown:
+        problem = f"unknown field {unknown[0]!r}" if unknown else "the field 'rows' is missing"
+        raise InputError([Problem(problem, 'a JSON object with the single field "rows"')], status=422)
+    rows = document["rows"]
+    if isinstance(rows, dict) or (isinstance(rows, list) and rows and not isinstance(rows[0], (list, dict))):
+        rows = [rows]
+    if not isinstance(rows, list) or not rows:
+        raise InputError([Problem(f"'rows' is {_describe(rows)}", "a non-empty list of rows (lists or objects)")], status=422)
+    if len(rows) > schema.max_rows:
+        raise InputError([Problem(f"{len(rows)} rows in one request", f"at most {schema.max_rows} rows per request")], status=413)
+    names = schema.names
+    width = len(names)
+    numeric = schema.numeric
+    allow_missing = schema.allow_missing
+    problems: list[Problem] = []
+    out: list[list[Any]] = []
+    for i, row in enumerate(rows):
+        if isinstance(row, list):
+            if len(row) != width:
+                problems.append(Problem(f"the row has {len(row)} values", f"{width} values in the order {list(names)}", row=i))
+                values = None
+            else:
+                values = row
+        elif isinstance(row, dict):
+            extra = [k for k in row if k not in names]
+            absent = [n for n in names if n not in row]
+            for k in extra[:3]:
+                problems.append(Problem(f"unknown feature {k!r}", f"one of {list(names)}", row=i))
+            for n in absent[:3]:
+                problems.append(
+                    Problem("the feature is missing", "every feature present (null for a missing value)", row=i, feature=n)
+                )
+            values = None if (extra or absent) else [row[n] for n in names]
+        else:
+            problems.append(Problem(f"the row is {_describe(row)}", "a list of values or an object of feature: value", row=i))
+            values = None
+        if values is not None:
+            for j, value in enumerate(values):
+                bad = _check_value(value, numeric[j], allow_missing)
+                if bad is not None:
+                    problems.append(Problem(bad[0], bad[1], row=i, feature=names[j]))
+            out.append(values)
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        raise InputError(problems[:MAX_PROBLEMS], status=422)
+    return out
