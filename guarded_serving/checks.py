@@ -186,7 +186,7 @@ def environment_check(
     if changes:
         shown = ", ".join(str(c) for c in changes[:3])
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-        parts.append(f"{len(changes)} package{'s' if len(changes) != 1 else ''} differ from the reference: {shown}{more}")
+        parts.append(f"{len(changes)} package{'s differ' if len(changes) != 1 else ' differs'} from the reference: {shown}{more}")
     if warnings:
         w = warnings[0]
         total = sum(x.count for x in warnings)

@@ -187,45 +187,57 @@ def capture_warnings() -> Iterator[list[WarningRecord]]:
 
 
 _hook_lock = threading.Lock()
-_hook_installed = False
+_hook: Callable[..., None] | None = None
+_WATCHED_FILTERS = tuple(("always", None, category, None, 0) for category in WATCHED_CATEGORIES)
+
+
+def _hook_active() -> bool:
+    return warnings.showwarning is _hook and all(f in warnings.filters for f in _WATCHED_FILTERS)
 
 
 def _install_hook() -> None:
-    """Route watched warnings raised inside a capture to the active log, once per process.
+    """Route watched warnings raised inside a capture to the active log.
+
+    Installed on first use, and again whenever a ``warnings.catch_warnings()`` block entered before
+    has since exited and restored the previous ``showwarning`` and filters (pytest does this around
+    every test); a once-per-process flag would then leave captures silently empty.
 
     Python ignores DeprecationWarning outside ``__main__`` by default, so the watched categories are
     switched to "always" and the hook reproduces the default behaviour for warnings raised outside a
     capture (deprecations stay silent, future warnings print once per location).
     """
-    global _hook_installed
+    global _hook
+    if _hook_active():
+        return
     with _hook_lock:
-        if _hook_installed:
+        if _hook_active():
             return
-        original = warnings.showwarning
-        printed: set[tuple[str, int]] = set()
+        if warnings.showwarning is not _hook:
+            original = warnings.showwarning
+            printed: set[tuple[str, int]] = set()
 
-        def showwarning(
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: Any = None,
-            line: str | None = None,
-        ) -> None:
-            collected = _active.get()
-            if collected is not None and issubclass(category, WATCHED_CATEGORIES):
-                if len(collected) < 16:
-                    collected.append(WarningRecord(category.__name__, str(message), f"{filename}:{lineno}", 1))
-                return
-            if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
-                return
-            if issubclass(category, FutureWarning):
-                if (filename, lineno) in printed or len(printed) > 1000:
+            def showwarning(
+                message: Warning | str,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: Any = None,
+                line: str | None = None,
+            ) -> None:
+                collected = _active.get()
+                if collected is not None and issubclass(category, WATCHED_CATEGORIES):
+                    if len(collected) < 16:
+                        collected.append(WarningRecord(category.__name__, str(message), f"{filename}:{lineno}", 1))
                     return
-                printed.add((filename, lineno))
-            original(message, category, filename, lineno, file, line)
+                if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+                    return
+                if issubclass(category, FutureWarning):
+                    if (filename, lineno) in printed or len(printed) > 1000:
+                        return
+                    printed.add((filename, lineno))
+                original(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = showwarning
+            warnings.showwarning = showwarning
+            _hook = showwarning
         for category in WATCHED_CATEGORIES:
             warnings.filterwarnings("always", category=category)
-        _hook_installed = True

@@ -282,6 +282,8 @@ class Monitor:
         """Judge the model now. Never mutates the monitor's state (apart from the last status seen)."""
         store = self.store
         if store is not None:
+            if store.stats().last_error is None:  # let this worker's own latest requests land first
+                store.flush(timeout=0.5)
             totals = store.totals(self.name)
             recent = self._recent_from_store(store)
             warnings = store.warnings(self.name)

@@ -33,7 +33,7 @@ def _describe(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if value is None:
         return "null"
     if isinstance(value, bool):

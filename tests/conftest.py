@@ -1,0 +1,113 @@
+"""Fixtures shared by the end-to-end tests: a real `bentoml serve` on 127.0.0.1 with a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+ROOT = Path(__file__).resolve().parent.parent
+BENTOML = str(Path(sys.executable).parent / "bentoml")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `bentoml serve` process and the files it writes."""
+
+    url: str
+    db: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    started_in: float
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        return int(self.process.returncode)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(
+    target: str, tmp_path: Path, *, db: Path | None = None, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> Server:
+    port = free_port()
+    db = db or tmp_path / "guarded.db"
+    log = tmp_path / f"serve-{port}.log"
+    full_env = {**os.environ, "GUARDED_SERVING_DB": str(db), "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p)
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"bentoml serve {target} exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return Server(url, db, log, process, time.perf_counter() - started)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError(f"bentoml serve {target} was not ready within 90 s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start `bentoml serve TARGET` on a free 127.0.0.1 port with a fresh SQLite file; stopped afterwards."""
+    servers: list[Server] = []
+
+    def start(target: str, **kwargs: object) -> Server:
+        server = start_server(target, tmp_path, **kwargs)  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:
+    """Poll until predicate() is true (for effects that land within a flush interval)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,103 @@
+"""The README is true: its set-up commands, curl lines and Python examples run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import ROOT, free_port
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+
+def blocks(language: str) -> list[str]:
+    return [code for lang, code in BLOCKS if lang == language]
+
+
+def test_readme_starts_with_the_serve_and_test_commands() -> None:
+    first_two = [code.strip() for _, code in BLOCKS[:2]]
+
+    assert [lang for lang, _ in BLOCKS[:2]] == ["bash", "bash"]
+    assert "bentoml serve examples.classifier.service:svc --host 127.0.0.1 --port 3000" in first_two[0]
+    assert first_two[1].endswith("python -m tests")
+    assert first_two[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+@pytest.mark.parametrize("code", blocks("python"), ids=lambda code: code.strip().splitlines()[-1][:40])
+def test_python_example_runs(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+
+    exec(compile(code, "README.md", "exec"), namespace)
+
+    assert len(namespace) > 2  # the example defined what it shows
+
+
+@pytest.fixture(scope="module")
+def fresh_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's files (tracked or not ignored) copied into an empty folder, without any venv."""
+    target = tmp_path_factory.mktemp("checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def readme_service(fresh_checkout: Path) -> Iterator[tuple[Path, int]]:
+    """README command 1, run as written on the fresh copy (only the port changed to a free one)."""
+    port = free_port()
+    command = blocks("bash")[0].strip().replace("--port 3000", f"--port {port}")
+    log = (fresh_checkout / "command1.log").open("wb")
+    process = subprocess.Popen(
+        ["bash", "-c", command], cwd=fresh_checkout, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (fresh_checkout / "command1.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("README command 1 did not serve within 10 minutes")
+        yield fresh_checkout, port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+        log.close()
+
+
+def test_readme_curl_lines_work_as_written(readme_service: tuple[Path, int]) -> None:
+    checkout, port = readme_service
+    lines = [line for line in blocks("bash")[2].strip().splitlines() if line]
+    outputs = []
+    for line in lines:
+        command = line.replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+        result = subprocess.run(["bash", "-c", command], cwd=checkout, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        outputs.append(result.stdout)
+
+    predict, health, bad, table, traffic = outputs
+    assert '"predictions":[[0.98' in predict
+    assert '"checks":' in health
+    assert "row 0, feature 'sepal_width': got \\\"wide\\\"; expected a number" in bad
+    assert "rejected" in table
+    assert "sent 150 normal rows" in traffic
