@@ -57,8 +57,8 @@ class CheckResult:
         out: dict[str, Any] = {"status": self.status.value, "summary": self.summary}
         if self.details is not None:
             rendered = to_jsonable(self.details)
-            if isinstance(rendered, dict):
-                out.update(rendered)
+            if isinstance(rendered, dict):  # details never overwrite the check's own status or summary
+                out.update({k: v for k, v in rendered.items() if k not in out})
             else:
                 out["details"] = rendered
         return out

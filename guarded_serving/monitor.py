@@ -132,15 +132,9 @@ class Monitor:
         self.version = version
         self.window = _positive_int("window", window)
         self.thresholds = thresholds or PipelineThresholds()
-        self.store = (
-            Store(
-                db,
-                flush_interval=_positive_float("flush_interval", flush_interval),
-                capacity=_positive_int("store_capacity", store_capacity),
-            )
-            if db is not None
-            else None
-        )
+        flush_interval = _positive_float("flush_interval", flush_interval)
+        store_capacity = _positive_int("store_capacity", store_capacity)
+        self.store = Store(db, flush_interval=flush_interval, capacity=store_capacity) if db is not None else None
         self._recent: collections.deque[RecentRequest] = collections.deque(
             maxlen=_positive_int("recent_requests", recent_requests)
         )

@@ -210,7 +210,8 @@ class Reference:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Reference:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise InvalidReferenceError(f"not a guarded-serving reference: expected format {FORMAT!r}")
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise InvalidReferenceError(f"not a guarded-serving reference: expected format {FORMAT!r}, got {found!r}")
         version = data.get("version")
         if version != VERSION:
             raise InvalidReferenceError(f"reference version {version!r} is not supported; this library reads version {VERSION}")
@@ -251,4 +252,7 @@ class Reference:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidReferenceError(f"reference {str(path)!r} is not valid JSON: {exc}") from exc
-        return cls.from_json(data)
+        try:
+            return cls.from_json(data)
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(f"reference {str(path)!r}: {exc}") from exc

@@ -169,8 +169,11 @@ class Store:
     beyond it are dropped and counted (the service keeps answering). Thread-safe.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 0.2, capacity: int = 100_000) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, flush_interval: float = 0.2, capacity: int = 100_000, busy_timeout: float = 5.0
+    ) -> None:
         self.path = str(path)
+        self.busy_timeout = busy_timeout
         self.flush_interval = flush_interval
         self.capacity = capacity
         self._buffer: collections.deque[RequestRecord] = collections.deque()
@@ -265,8 +268,7 @@ class Store:
 
     # -- writer thread ---------------------------------------------------------------------
     def _connect(self) -> sqlite_utils.Database:
-        conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         return sqlite_utils.Database(conn)
 

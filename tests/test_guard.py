@@ -1,0 +1,149 @@
+"""guard() and GuardedModel: configuration checks at guard time, and the request path without a server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from structlog.testing import capture_logs
+
+from guarded_serving import ConfigurationError, GuardedModel, InvalidReferenceError, Reference, guard
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+TRAINING = np.random.default_rng(5).normal(size=(200, 2))
+
+
+def make(predict: Any = None, reference: Any = TRAINING, **kwargs: Any) -> GuardedModel:
+    return GuardedModel(predict or (lambda x: np.asarray(x)[:, 0]), reference=reference, name="m", db=None, **kwargs)
+
+
+def body(rows: Any) -> bytes:
+    return json.dumps({"rows": rows}).encode()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"max_rows": 0}, "max_rows: expected a positive integer, got 0", id="max-rows"),
+        pytest.param({"window": -5}, "window: expected a positive integer, got -5", id="window"),
+        pytest.param(
+            {"input_format": "xml"}, "input_format: expected one of ['array', 'dataframe', 'records'], got 'xml'", id="format"
+        ),
+        pytest.param({"name": "bad name!"}, "name: expected 1-63 letters, digits", id="name"),
+        pytest.param({"reference": None}, "reference: expected training data", id="no-reference"),
+        pytest.param({"reference": "missing.json"}, "cannot read reference 'missing.json'", id="missing-file"),
+        pytest.param({"wrkers": 2}, "wrkers: expected a guard() argument or a BentoML service option", id="unknown-option"),
+        pytest.param({"threads": 0}, "threads: expected a positive integer, got 0", id="threads"),
+        pytest.param({"latency_budget_ms": -1}, "latency_budget_ms: expected a positive number of milliseconds", id="budget"),
+        pytest.param({"allow_missing": "yes"}, "allow_missing: expected True or False", id="allow-missing"),
+    ],
+)
+def test_invalid_configuration_fails_at_guard_time(kwargs: dict[str, Any], message: str) -> None:
+    kwargs = {"reference": TRAINING, **kwargs}
+
+    expected = InvalidReferenceError if "cannot read" in message else ConfigurationError
+
+    with pytest.raises(expected) as raised:
+        guard(lambda x: x, **kwargs)
+
+    assert message in str(raised.value)
+
+
+def test_guard_returns_a_bentoml_service_named_after_the_model() -> None:
+    svc = guard(lambda x: x[:, 0], reference=TRAINING, name="Churn")
+
+    assert type(svc).__name__ == "Service"
+    assert svc.name == "churn"
+    assert "predict" in svc.apis
+
+
+def test_a_valid_request_is_answered_with_predictions_and_a_request_id() -> None:
+    reply = make().handle_predict(body([[1.5, 2.0], [3.0, 4.0]]), "application/json", "abc-1")
+
+    assert reply.status == 200
+    assert json.loads(reply.body) == {"predictions": [1.5, 3.0], "request_id": "abc-1"}
+    assert reply.headers == {"X-Request-ID": "abc-1"}
+
+
+def test_a_request_id_is_generated_when_none_is_sent() -> None:
+    reply = make().handle_predict(body([[1, 2]]))
+
+    assert len(json.loads(reply.body)["request_id"]) == 32
+
+
+def test_an_unusable_request_id_is_rejected() -> None:
+    reply = make().handle_predict(body([[1, 2]]), None, "has spaces in it")
+
+    assert reply.status == 400
+    assert "X-Request-ID 'has spaces in it' is not usable" in json.loads(reply.body)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "received"),
+    [
+        pytest.param(TRAINING, np.ndarray, id="array"),
+        pytest.param([{"a": 1.0, "b": "x"}, {"a": 2.0, "b": "y"}], list, id="records"),
+        pytest.param(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}), pd.DataFrame, id="dataframe"),
+    ],
+)
+def test_the_model_receives_the_shape_it_was_trained_on(reference: Any, received: type) -> None:
+    seen: list[Any] = []
+
+    def predict(x: Any) -> list[int]:
+        seen.append(x)
+        return [0] * len(x)
+
+    row = [1.0, 2.0] if received is np.ndarray else [1.0, "x"]
+    reply = make(predict, reference).handle_predict(body([row]))
+
+    assert reply.status == 200
+    assert isinstance(seen[0], received)
+
+
+def test_a_model_exception_is_a_500_naming_the_error_class_and_is_logged() -> None:
+    def broken(x: Any) -> Any:
+        raise KeyError("no such column")
+
+    with capture_logs() as logs:
+        reply = make(broken).handle_predict(body([[1, 2]]), None, "r-9")
+
+    assert reply.status == 500
+    assert json.loads(reply.body)["error"] == "KeyError"
+    assert json.loads(reply.body)["request_id"] == "r-9"
+    assert [(e["event"], e["error"], e["stage"]) for e in logs] == [("model_error", "KeyError", "predict")]
+
+
+def test_a_nan_prediction_is_sent_as_null() -> None:
+    reply = make(lambda x: np.full(len(x), np.nan)).handle_predict(body([[1, 2]]))
+
+    assert json.loads(reply.body)["predictions"] == [None]
+
+
+def test_probability_matrices_serialise_as_nested_lists() -> None:
+    reply = make(lambda x: np.tile([0.25, 0.75], (len(x), 1))).handle_predict(body([[1, 2], [3, 4]]))
+
+    assert json.loads(reply.body)["predictions"] == [[0.25, 0.75], [0.25, 0.75]]
+
+
+def test_a_saved_reference_path_is_accepted(tmp_path: Path) -> None:
+    path = Reference.from_data(TRAINING, feature_names=["x", "y"]).save(tmp_path / "ref.json")
+
+    guarded = make(reference=str(path))
+
+    assert guarded.schema.names == ("x", "y")
+
+
+def test_health_reply_fails_on_warn_with_503() -> None:
+    guarded = make(lambda x: (_ for _ in ()).throw(ValueError("always")))
+    guarded.handle_predict(body([[1, 2]]))
+
+    assert json.loads(guarded.health_reply().body)["status"] == "alert"
+    assert guarded.health_reply("warn").status == 503
+    assert guarded.health_reply("alert").status == 503
+    assert guarded.health_reply().status == 200

@@ -1,0 +1,131 @@
+"""Monitor: the framework-free core, without BentoML."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from guarded_serving import ConfigurationError, Monitor, Status
+from guarded_serving.store import RequestRecord
+
+
+@pytest.fixture
+def training() -> np.ndarray:
+    return np.random.default_rng(3).normal(size=(300, 4))
+
+
+def failed(request_id: str) -> RequestRecord:
+    return RequestRecord(request_id, 0.0, "model", None, "error", 1, 2.0, {"predict": 2.0}, "predict", "ValueError: x")
+
+
+def test_observe_returns_the_request_id_and_counts_rows(training: np.ndarray) -> None:
+    monitor = Monitor(training)
+
+    request_id = monitor.observe(training[:5], training[:5].sum(axis=1), request_id="batch-1")
+
+    assert request_id == "batch-1"
+    report = monitor.health()
+    assert (report.requests, report.rows, report.rejected, report.errors) == (1, 5, 0, 0)
+    assert report.window_rows == 5
+    assert report.status is Status.OK
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(lambda x: x[:3], id="array"),
+        pytest.param(lambda x: x[:3].tolist(), id="lists"),
+        pytest.param(lambda x: [dict(zip(["f0", "f1", "f2", "f3"], r, strict=True)) for r in x[:3].tolist()], id="dicts"),
+    ],
+)
+def test_observe_accepts_arrays_lists_and_dicts(training: np.ndarray, rows: object) -> None:
+    monitor = Monitor(training)
+
+    monitor.observe(rows(training), [0, 1, 0])  # type: ignore[operator]
+
+    assert monitor.totals().rows == 3
+
+
+def test_observe_refuses_predictions_that_do_not_match_the_rows(training: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"predictions: expected one prediction per row \(3\), got '2 predictions'"):
+        Monitor(training).observe(training[:3], [1, 2])
+
+
+def test_observe_refuses_rows_of_the_wrong_width(training: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"rows\[0\]: expected a list of 4 values"):
+        Monitor(training).observe([[1, 2]], [0])
+
+
+def test_with_a_store_observed_rows_reach_the_database(training: np.ndarray, tmp_path: Path) -> None:
+    with Monitor(training, name="batch", db=tmp_path / "m.db") as monitor:
+        monitor.observe(training[:4], [1, 0, 1, 0])
+        assert monitor.flush()
+        report = monitor.health()
+
+    assert (report.requests, report.rows) == (1, 4)
+    assert report.check("store").summary == "4 rows written, 0 pending, none dropped."
+
+
+def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training: np.ndarray) -> None:
+    monitor = Monitor(training)
+    monitor.observe(training[:1], [0])
+    assert monitor.health().status is Status.OK
+
+    for i in range(3):
+        monitor.record(failed(f"e{i}"))
+    with capture_logs() as logs:
+        report = monitor.health()
+
+    assert report.status is Status.ALERT
+    assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), most in stage 'predict'."
+    assert [e["event"] for e in logs] == ["status_changed"]
+    assert logs[0]["previous"] == "ok"
+    assert logs[0]["status"] == "alert"
+
+
+def test_health_does_not_change_what_it_reports(training: np.ndarray) -> None:
+    monitor = Monitor(training)
+    monitor.observe(training[:2], [0, 1])
+
+    first = monitor.health().to_json()
+    second = monitor.health().to_json()
+
+    first.pop("generated_at")
+    second.pop("generated_at")
+    assert first == second
+
+
+def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
+    monitor = Monitor(training, recent_requests=500)
+    record = RequestRecord("r", 0.0, "model", None, "ok", 1, 1.0, {"validate": 0.1, "predict": 0.5})
+    for _ in range(5_000):
+        monitor.record(record)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(100_000):
+        monitor.record(record)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+
+    assert monitor.totals().requests == 105_000
+    assert monitor.health().check("pipeline").details.requests == 500
+    assert grown < 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"window": 0}, "window: expected a positive integer, got 0", id="window"),
+        pytest.param({"name": ""}, "name: expected a non-empty string", id="name"),
+        pytest.param({"version": 3}, "version: expected a string or None, got 3", id="version"),
+        pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
+        pytest.param({"db": 5}, "db: expected a file path or None, got 5", id="db"),
+    ],
+)
+def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        Monitor(training, **kwargs)  # type: ignore[arg-type]

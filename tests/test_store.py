@@ -1,0 +1,173 @@
+"""The SQLite store: what it writes, how it counts, and how it survives a locked database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guarded_serving.environment import WarningRecord
+from guarded_serving.store import RequestRecord, Store, Totals
+
+
+def record(request_id: str, status: str = "ok", rows: int = 2, model: str = "m", **extra: object) -> RequestRecord:
+    inputs = [[float(i), "x"] for i in range(rows)] if status == "ok" else None
+    outputs = [i * 0.5 for i in range(rows)] if status == "ok" else None
+    return RequestRecord(
+        request_id=request_id,
+        ts=1_700_000_000.0,
+        model=model,
+        version="1",
+        status=status,  # type: ignore[arg-type]
+        rows=rows,
+        latency_ms=1.25,
+        stages={"validate": 0.1, "predict": 1.0},
+        inputs=inputs,
+        outputs=outputs,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "log.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with Store(db_path, flush_interval=0.05) as s:
+        yield s
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.execute(sql))
+
+
+def test_requests_and_rows_are_written_after_a_flush(store: Store, db_path: Path) -> None:
+    store.put(record("r1"))
+
+    assert store.flush()
+    assert query(db_path, "SELECT request_id, model, version, status, rows, latency_ms FROM requests") == [
+        ("r1", "m", "1", "ok", 2, 1.25)
+    ]
+    rows = query(db_path, "SELECT request_id, row, inputs, outputs FROM rows ORDER BY row")
+    assert [(r, i, json.loads(str(x)), json.loads(str(y))) for r, i, x, y in rows] == [
+        ("r1", 0, [0.0, "x"], 0.0),
+        ("r1", 1, [1.0, "x"], 0.5),
+    ]
+    assert json.loads(str(query(db_path, "SELECT stages FROM requests")[0][0])) == {"validate": 0.1, "predict": 1.0}
+
+
+def test_the_database_file_is_readable_by_its_owner_only(store: Store, db_path: Path) -> None:
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
+def test_the_database_is_in_wal_mode(store: Store, db_path: Path) -> None:
+    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_totals_count_requests_rows_rejections_and_errors(store: Store) -> None:
+    for i in range(3):
+        store.put(record(f"ok{i}", rows=4))
+    store.put(record("bad", status="rejected", rows=0))
+    store.put(record("err", status="error", rows=1))
+    store.flush()
+
+    assert store.totals("m") == Totals(requests=5, rows=12, rejected=1, errors=1)
+    assert store.totals("other") == Totals()
+
+
+def test_two_stores_on_one_file_add_up_like_two_workers(db_path: Path) -> None:
+    with Store(db_path, flush_interval=0.05) as first, Store(db_path, flush_interval=0.05) as second:
+        for i in range(50):
+            first.put(record(f"a{i}"))
+            second.put(record(f"b{i}"))
+        first.flush()
+        second.flush()
+
+        assert first.totals("m") == second.totals("m") == Totals(requests=100, rows=200)
+
+
+def test_warnings_are_upserted_with_counts(store: Store) -> None:
+    warning = WarningRecord("DeprecationWarning", "old", "model.py:3", 1)
+    store.put(record("w1", warnings=(warning,)))
+    store.put(record("w2", warnings=(warning, WarningRecord("FutureWarning", "soon", "model.py:9", 1))))
+    store.flush()
+
+    assert store.warnings("m") == (
+        WarningRecord("DeprecationWarning", "old", "model.py:3", 2),
+        WarningRecord("FutureWarning", "soon", "model.py:9", 1),
+    )
+
+
+def test_recent_requests_are_newest_first_and_bounded(store: Store) -> None:
+    for i in range(10):
+        store.put(record(f"r{i}"))
+    store.flush()
+
+    assert [r["request_id"] for r in store.recent_requests("m", 3)] == ["r9", "r8", "r7"]
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_growing(db_path: Path) -> None:
+    store = Store(db_path, capacity=10)  # not opened: nothing drains the buffer
+
+    accepted = [store.put(record(f"r{i}", rows=3)) for i in range(5)]
+
+    assert accepted == [True, True, True, False, False]
+    assert store.stats().pending == 9
+    assert store.stats().dropped == 6
+
+
+def test_close_writes_what_is_pending(db_path: Path) -> None:
+    store = Store(db_path, flush_interval=60).open()  # a long interval: only close() can flush
+    for i in range(20):
+        store.put(record(f"r{i}"))
+
+    assert store.close(timeout=10)
+    assert query(db_path, "SELECT count(*) FROM requests") == [(20,)]
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_reopening_keeps_appending(db_path: Path) -> None:
+    for round_ in range(2):
+        with Store(db_path) as store:
+            store.put(record(f"r{round_}"))
+
+    assert query(db_path, "SELECT request_id FROM requests ORDER BY id") == [("r0",), ("r1",)]
+
+
+def test_a_locked_database_is_reported_then_recovered_without_losing_rows(db_path: Path) -> None:
+    with Store(db_path, flush_interval=0.05, busy_timeout=0.1) as store:
+        blocker = sqlite3.connect(db_path, timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")
+        store.put(record("while-locked"))
+        deadline = time.monotonic() + 10
+        while store.stats().last_error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        failing = store.stats()
+        blocker.rollback()
+        blocker.close()
+
+        assert store.flush(timeout=10)
+        recovered = store.stats()
+
+    assert failing.last_error is not None
+    assert "locked" in failing.last_error
+    assert failing.pending == 2
+    assert recovered.last_error is None
+    assert recovered.written == 2
+    assert query(db_path, "SELECT request_id FROM requests") == [("while-locked",)]
+
+
+def test_an_unopenable_path_raises_a_store_error(tmp_path: Path) -> None:
+    from guarded_serving.errors import StoreError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open the log store"):
+        Store(tmp_path / "file" / "log.db").open()

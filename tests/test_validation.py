@@ -1,0 +1,331 @@
+"""Request parsing: every refused request is a 4xx whose first problem names the row, the feature and what was expected."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pytest
+
+from guarded_serving.errors import InputError
+from guarded_serving.reference import Reference
+from guarded_serving.validation import MAX_PROBLEMS, RowSchema, parse_json, parse_rows
+
+
+class Refusal(NamedTuple):
+    """What a refused request is answered with: the status and the first problem's parts."""
+
+    status: int
+    row: int | None
+    feature: str | None
+    problem: str
+    expected: str
+
+
+@pytest.fixture
+def schema() -> RowSchema:
+    return RowSchema(names=("age", "city", "income"), numeric=(True, False, True))
+
+
+def parse(body: bytes, schema: RowSchema) -> list[list[Any]]:
+    return parse_rows(parse_json(body), schema)
+
+
+def refusal(body: bytes, schema: RowSchema) -> Refusal:
+    with pytest.raises(InputError) as info:
+        parse(body, schema)
+    first = info.value.problems[0]
+    return Refusal(info.value.status, first.row, first.feature, first.problem, first.expected)
+
+
+ROWS_OBJECT = 'a JSON object like {"rows": [[...], ...]}'
+SINGLE_FIELD = 'a JSON object with the single field "rows"'
+NON_EMPTY_ROWS = "a non-empty list of rows (lists or objects)"
+IN_ORDER = "3 values in the order ['age', 'city', 'income']"
+FINITE = "a finite number, or null for a missing value"
+CATEGORY = "a category (a string, number or boolean)"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0]]',
+            Refusal(400, None, None, "malformed JSON at line 1 column 30: Expecting ',' delimiter", "a valid JSON document"),
+            id="malformed-json",
+        ),
+        pytest.param(
+            b'{"rows": [[30, "Paris"\n 1.0]]}',
+            Refusal(400, None, None, "malformed JSON at line 2 column 2: Expecting ',' delimiter", "a valid JSON document"),
+            id="malformed-json-on-line-2",
+        ),
+        pytest.param(b"", Refusal(400, None, None, "the request body is empty", ROWS_OBJECT), id="empty-body"),
+        pytest.param(b" \n\t", Refusal(400, None, None, "the request body is empty", ROWS_OBJECT), id="whitespace-body"),
+        pytest.param(
+            b'{"rows": [[30, "Par\xe9s", 1.0]]}',
+            Refusal(400, None, None, "the body is not UTF-8 text (invalid continuation byte)", "a UTF-8 encoded JSON document"),
+            id="latin-1-body",
+        ),
+        pytest.param(
+            b"[" * 100_000 + b"]" * 100_000,
+            Refusal(400, None, None, "the JSON is nested too deeply", "rows nested at most two levels deep"),
+            id="100000-nested-lists",
+        ),
+        pytest.param(
+            b'{"rows": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            Refusal(400, None, None, "the JSON is nested too deeply", "rows nested at most two levels deep"),
+            id="100000-nested-rows",
+        ),
+        pytest.param(
+            b'{"rows": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001,
+            Refusal(400, None, None, "the JSON is nested too deeply", "rows nested at most two levels deep"),
+            id="100000-nested-objects",
+        ),
+    ],
+)
+def test_unreadable_body_is_a_400(body: bytes, expected: Refusal, schema: RowSchema) -> None:
+    assert refusal(body, schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(b'[[30, "Paris", 1.0]]', Refusal(422, None, None, "the body is a list", ROWS_OBJECT), id="body-a-list"),
+        pytest.param(b'"hello"', Refusal(422, None, None, 'the body is "hello"', ROWS_OBJECT), id="body-a-string"),
+        pytest.param(b"null", Refusal(422, None, None, "the body is null", ROWS_OBJECT), id="body-null"),
+        pytest.param(b"{}", Refusal(422, None, None, "the field 'rows' is missing", SINGLE_FIELD), id="missing-rows"),
+        pytest.param(
+            b'{"data": [[30, "Paris", 1.0]]}', Refusal(422, None, None, "unknown field 'data'", SINGLE_FIELD), id="rows-misnamed"
+        ),
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0]], "model": "v2"}',
+            Refusal(422, None, None, "unknown field 'model'", SINGLE_FIELD),
+            id="unknown-top-level-field",
+        ),
+        pytest.param(b'{"rows": []}', Refusal(422, None, None, "'rows' is an empty list", NON_EMPTY_ROWS), id="empty-rows"),
+        pytest.param(b'{"rows": null}', Refusal(422, None, None, "'rows' is null", NON_EMPTY_ROWS), id="rows-null"),
+        pytest.param(
+            b'{"rows": "30,Paris"}', Refusal(422, None, None, "'rows' is \"30,Paris\"", NON_EMPTY_ROWS), id="rows-a-string"
+        ),
+    ],
+)
+def test_body_that_is_not_a_rows_object_is_a_422(body: bytes, expected: Refusal, schema: RowSchema) -> None:
+    assert refusal(body, schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0], [41, "Lyon"]]}',
+            Refusal(422, 1, None, "the row has 2 values", IN_ORDER),
+            id="row-too-short",
+        ),
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0, 7]]}',
+            Refusal(422, 0, None, "the row has 4 values", IN_ORDER),
+            id="row-too-long",
+        ),
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0], 5]}',
+            Refusal(422, 1, None, "the row is 5", "a list of values or an object of feature: value"),
+            id="row-a-number",
+        ),
+        pytest.param(
+            b'{"rows": [{"age": 30, "city": "Paris", "income": 1.0, "zip": "75001"}]}',
+            Refusal(422, 0, "zip", "unknown feature", "one of ['age', 'city', 'income']"),
+            id="unknown-feature-name",
+        ),
+        pytest.param(
+            b'{"rows": [{"age": 30, "city": "Paris", "income": 1.0}, {"age": 41, "city": "Lyon"}]}',
+            Refusal(422, 1, "income", "the feature is missing", "every feature present (null for a missing value)"),
+            id="missing-feature-name",
+        ),
+        pytest.param(
+            b'{"rows": [["thirty", "Paris", 1.0]]}',
+            Refusal(422, 0, "age", 'got "thirty"', "a number"),
+            id="string-for-number",
+        ),
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0], [41, "Lyon", true]]}',
+            Refusal(422, 1, "income", "got true", "a number"),
+            id="bool-for-number",
+        ),
+        pytest.param(
+            b'{"rows": [[[30], "Paris", 1.0]]}',
+            Refusal(422, 0, "age", "got a list", "a number"),
+            id="list-for-number",
+        ),
+        pytest.param(b'{"rows": [[NaN, "Paris", 1.0]]}', Refusal(422, 0, "age", "NaN is not allowed", FINITE), id="NaN"),
+        pytest.param(
+            b'{"rows": [[30, "Paris", 1.0], [41, "Lyon", Infinity]]}',
+            Refusal(422, 1, "income", "Infinity is not allowed", FINITE),
+            id="Infinity",
+        ),
+        pytest.param(
+            b'{"rows": [{"age": -Infinity, "city": "Paris", "income": 1.0}]}',
+            Refusal(422, 0, "age", "-Infinity is not allowed", FINITE),
+            id="minus-Infinity",
+        ),
+        pytest.param(b'{"rows": [[30, NaN, 1.0]]}', Refusal(422, 0, "city", "NaN is not allowed", FINITE), id="NaN-as-category"),
+        pytest.param(
+            b'{"rows": [[30, {"name": "Paris"}, 1.0]]}',
+            Refusal(422, 0, "city", "got an object", CATEGORY),
+            id="object-as-category",
+        ),
+        pytest.param(b'{"rows": [[30, ["Paris"], 1.0]]}', Refusal(422, 0, "city", "got a list", CATEGORY), id="list-as-category"),
+    ],
+)
+def test_row_that_does_not_fit_the_reference_is_a_422(body: bytes, expected: Refusal, schema: RowSchema) -> None:
+    assert refusal(body, schema) == expected
+
+
+def test_long_values_are_shortened_in_the_problem(schema: RowSchema) -> None:
+    body = b'{"rows": [[30, "Paris", "' + b"y" * 100 + b'"]]}'
+
+    assert refusal(body, schema).problem == 'got "' + "y" * 36 + "..."
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            b'{"rows": [[null, "Paris", 1.0]]}',
+            Refusal(422, 0, "age", "a missing value (null) is not allowed", "a number"),
+            id="null-number",
+        ),
+        pytest.param(
+            b'{"rows": [[30, null, 1.0]]}',
+            Refusal(422, 0, "city", "a missing value (null) is not allowed", "a category"),
+            id="null-category",
+        ),
+    ],
+)
+def test_null_is_refused_when_missing_values_are_not_allowed(body: bytes, expected: Refusal) -> None:
+    strict = RowSchema(names=("age", "city", "income"), numeric=(True, False, True), allow_missing=False)
+
+    assert refusal(body, strict) == expected
+
+
+def test_more_rows_than_max_rows_is_a_413() -> None:
+    small = RowSchema(names=("age", "city", "income"), numeric=(True, False, True), max_rows=3)
+    body = b'{"rows": [' + b", ".join([b'[30, "Paris", 1.0]'] * 4) + b"]}"
+
+    assert refusal(body, small) == Refusal(413, None, None, "4 rows in one request", "at most 3 rows per request")
+
+
+def test_exactly_max_rows_is_accepted() -> None:
+    small = RowSchema(names=("age", "city", "income"), numeric=(True, False, True), max_rows=3)
+
+    assert len(parse(b'{"rows": [' + b", ".join([b'[30, "Paris", 1.0]'] * 3) + b"]}", small)) == 3
+
+
+def test_problems_are_collected_across_rows(schema: RowSchema) -> None:
+    with pytest.raises(InputError) as info:
+        parse(b'{"rows": [["x", "Paris", 1.0], [30, "Lyon", 2.0], [31, "Nice", "y"]]}', schema)
+
+    assert [(p.row, p.feature) for p in info.value.problems] == [(0, "age"), (2, "income")]
+
+
+def test_at_most_20_problems_are_reported(schema: RowSchema) -> None:
+    body = b'{"rows": [' + b", ".join([b'["x", "Paris", "y"]'] * 30) + b"]}"
+
+    with pytest.raises(InputError) as info:
+        parse(body, schema)
+
+    assert MAX_PROBLEMS == 20
+    assert len(info.value.problems) == 20
+    assert [(p.row, p.feature) for p in info.value.problems[:3]] == [(0, "age"), (0, "income"), (1, "age")]
+    assert str(info.value).endswith("(and 19 more problems)")
+
+
+def test_a_dict_row_reports_at_most_three_unknown_features(schema: RowSchema) -> None:
+    body = b'{"rows": [{"age": 1, "city": "a", "income": 2, "u": 0, "v": 0, "w": 0, "x": 0}]}'
+
+    with pytest.raises(InputError) as info:
+        parse(body, schema)
+
+    assert [p.problem for p in info.value.problems] == ["unknown feature"] * 3
+
+
+def test_the_message_of_a_refusal_reads_as_a_sentence(schema: RowSchema) -> None:
+    with pytest.raises(InputError, match=r"^row 0, feature 'age': got \"abc\"; expected a number$"):
+        parse(b'{"rows": [["abc", "Paris", 1.0]]}', schema)
+
+
+# --- good inputs ---------------------------------------------------------------------------------------------------
+
+
+def test_list_rows_are_returned_in_feature_order(schema: RowSchema) -> None:
+    assert parse(b'{"rows": [[30, "Paris", 1200.5], [41, "Lyon", 0.0]]}', schema) == [[30, "Paris", 1200.5], [41, "Lyon", 0.0]]
+
+
+def test_dict_rows_are_reordered_to_feature_order(schema: RowSchema) -> None:
+    assert parse(b'{"rows": [{"income": 1200.5, "city": "Paris", "age": 30}]}', schema) == [[30, "Paris", 1200.5]]
+
+
+def test_list_and_dict_rows_can_be_mixed(schema: RowSchema) -> None:
+    body = b'{"rows": [[30, "Paris", 1.0], {"city": "Lyon", "income": 2.0, "age": 41}]}'
+
+    assert parse(body, schema) == [[30, "Paris", 1.0], [41, "Lyon", 2.0]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"rows": [30, "Paris", 1200.5]}', id="bare-list-row"),
+        pytest.param(b'{"rows": {"city": "Paris", "age": 30, "income": 1200.5}}', id="bare-dict-row"),
+    ],
+)
+def test_a_single_bare_row_is_one_row(body: bytes, schema: RowSchema) -> None:
+    assert parse(body, schema) == [[30, "Paris", 1200.5]]
+
+
+def test_a_bare_row_starting_with_null_is_one_row(schema: RowSchema) -> None:
+    assert parse(b'{"rows": [null, "Paris", 1200.5]}', schema) == [[None, "Paris", 1200.5]]
+
+
+def test_null_is_allowed_by_default_for_every_kind_of_feature(schema: RowSchema) -> None:
+    assert parse(b'{"rows": [[null, null, null]]}', schema) == [[None, None, None]]
+
+
+def test_integers_are_accepted_as_numbers_and_kept_as_given(schema: RowSchema) -> None:
+    rows = parse(b'{"rows": [[30, "Paris", 1200]]}', schema)
+
+    assert rows == [[30, "Paris", 1200]]
+    assert [type(v) for v in rows[0]] == [int, str, int]
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        pytest.param(b"75001", 75001, id="integer"),
+        pytest.param(b"2.5", 2.5, id="float"),
+        pytest.param(b"true", True, id="boolean"),
+        pytest.param(b'""', "", id="empty-string"),
+    ],
+)
+def test_numbers_and_booleans_are_accepted_as_categories(literal: bytes, value: object, schema: RowSchema) -> None:
+    assert parse(b'{"rows": [[30, ' + literal + b", 1.0]]}", schema) == [[30, value, 1.0]]
+
+
+def test_a_utf8_body_with_non_ascii_categories_is_accepted(schema: RowSchema) -> None:
+    assert parse('{"rows": [[30, "Orléans", 1.0]]}'.encode(), schema) == [[30, "Orléans", 1.0]]
+
+
+# --- RowSchema -------------------------------------------------------------------------------------------------------
+
+
+def test_schema_from_reference_takes_names_kinds_and_limits() -> None:
+    reference = Reference.from_data([{"age": 30, "city": "Paris", "income": 1200.5}, {"age": 41, "city": "Lyon", "income": 0.0}])
+
+    schema = RowSchema.from_reference(reference, allow_missing=False, max_rows=10)
+
+    assert schema == RowSchema(names=("age", "city", "income"), numeric=(True, False, True), allow_missing=False, max_rows=10)
+
+
+@pytest.mark.parametrize(
+    ("numeric", "all_numeric"),
+    [pytest.param((True, True), True, id="all-numeric"), pytest.param((True, False), False, id="one-categorical")],
+)
+def test_schema_all_numeric(numeric: tuple[bool, ...], all_numeric: bool) -> None:
+    assert RowSchema(names=("a", "b"), numeric=numeric).all_numeric is all_numeric
