@@ -33,6 +33,7 @@ import sqlite_utils
 
 from .environment import WarningRecord
 from .errors import StoreError
+from .logs import get_logger
 
 __all__ = ["RequestRecord", "Store", "StoreStats", "Totals"]
 
@@ -301,8 +302,10 @@ class Store:
                     self._pending_rows -= sum(max(r.rows, 1) for r in batch)
                     self._written += sum(r.rows for r in batch)
                     self._last_flush_at = _iso(time.time())
-                    self._last_error = None
+                    recovered, self._last_error = self._last_error, None
                     self._in_flight = 0
+                if recovered is not None:
+                    get_logger().info("store_recovered", path=self.path, after=recovered, written=len(batch))
                 backoff = self.flush_interval
             else:
                 with self._cond:
@@ -318,8 +321,12 @@ class Store:
         with self._cond:
             self._buffer.extendleft(reversed(batch))
             self._in_flight = 0
+            first = self._last_error is None
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._last_error_at = _iso(time.time())
+            pending = self._pending_rows
+        if first:  # one event per failure streak, not per retry
+            get_logger().error("store_write_failed", path=self.path, error=self._last_error, pending=pending)
 
     def _write(self, db: sqlite_utils.Database, batch: list[RequestRecord]) -> None:
         worker = os.getpid()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from guarded_serving.environment import WarningRecord
 from guarded_serving.store import RequestRecord, Store, Totals
@@ -143,7 +144,7 @@ def test_reopening_keeps_appending(db_path: Path) -> None:
 
 
 def test_a_locked_database_is_reported_then_recovered_without_losing_rows(db_path: Path) -> None:
-    with Store(db_path, flush_interval=0.05, busy_timeout=0.1) as store:
+    with capture_logs() as logs, Store(db_path, flush_interval=0.05, busy_timeout=0.1) as store:
         blocker = sqlite3.connect(db_path, timeout=0)
         blocker.execute("BEGIN EXCLUSIVE")
         store.put(record("while-locked"))
@@ -163,6 +164,7 @@ def test_a_locked_database_is_reported_then_recovered_without_losing_rows(db_pat
     assert recovered.last_error is None
     assert recovered.written == 2
     assert query(db_path, "SELECT request_id FROM requests") == [("while-locked",)]
+    assert [e["event"] for e in logs] == ["store_write_failed", "store_recovered"]
 
 
 def test_an_unopenable_path_raises_a_store_error(tmp_path: Path) -> None:
