@@ -7,6 +7,7 @@ handles a request (bytes in, bytes out) through the stages validate -> predict -
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -22,10 +23,10 @@ from .errors import ConfigurationError, InputError, ModelError, Problem
 from .health import HealthReport, Status
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
-from .reference import Reference
+from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import RequestRecord
-from .tabular import INPUT_FORMATS, to_model_input
+from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
 from .validation import RowSchema, parse_json, parse_rows
 
 __all__ = ["GuardedModel", "Reply", "guard"]
@@ -33,6 +34,7 @@ __all__ = ["GuardedModel", "Reply", "guard"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON_TYPES = ("application/json", "text/json")
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
+_TYPE_EXPECTATIONS = ("a number", "a category (a string, number or boolean)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class GuardedModel:
         flush_interval: float = 0.2,
         store_capacity: int = 100_000,
         latency_budget_ms: float | None = None,
+        methods: dict[str, str] | None = None,
     ) -> None:
         if not callable(predict):
             raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
@@ -106,6 +109,9 @@ class GuardedModel:
                 raise ConfigurationError("input_format", "dataframe", "pandas to be installed for DataFrame input") from None
         self.predict = predict
         self._call = pipeline_steps(predict) or predict
+        if not self.reference.outputs and not isinstance(reference, (Reference, str, os.PathLike)):
+            columns = columns_from_data(reference, feature_names=feature_names, categorical=categorical)
+            self.reference = dataclasses.replace(self.reference, outputs=self._profile_outputs(predict, reference, columns))
         self.name = name
         self.version = version
         self.db = db if db is not None else os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB)
@@ -119,11 +125,27 @@ class GuardedModel:
             "flush_interval": flush_interval,
             "store_capacity": store_capacity,
             "thresholds": PipelineThresholds(latency_budget_ms=latency_budget_ms),
+            "methods": methods,
         }
         # Validate the monitor's settings now (guard() time), without opening anything.
         Monitor(self.reference, **self._monitor_options)
         self.monitor: Monitor | None = None
         self._log = get_logger().bind(model=name)
+
+    def _profile_outputs(self, predict: Callable[..., Any], data: Any, columns: Columns) -> tuple[FeatureProfile, ...]:
+        """Call the model once on (up to 5,000 rows of) the training data, shaped as it will be at
+        serving time, to profile its outputs for prediction drift."""
+        rows = columns_to_rows(columns, limit=5000)
+        try:
+            with capture_warnings():
+                outputs = to_jsonable_output(
+                    predict(to_model_input(rows, columns.names, not any(columns.categorical), self.input_format))
+                )
+            return profile_outputs(outputs)
+        except Exception as exc:
+            raise ConfigurationError(
+                "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"
+            ) from exc
 
     # -- lifecycle (once per serving worker) ------------------------------------------------
     def start(self) -> Monitor:
@@ -153,7 +175,10 @@ class GuardedModel:
                     model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
             except InputError as exc:
                 rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
-                self._record(monitor, rid, "rejected", len(rows), started, clock, error=str(exc))
+                wrong_types = tuple(
+                    dict.fromkeys(p.feature for p in exc.problems if p.feature and p.expected in _TYPE_EXPECTATIONS)
+                )
+                self._record(monitor, rid, "rejected", len(rows), started, clock, error=str(exc), problem_features=wrong_types)
                 return _problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
             try:
                 with stage("predict"), capture_warnings() as warnings:
@@ -220,6 +245,7 @@ class GuardedModel:
         inputs: list[list[Any]] | None = None,
         outputs: list[Any] | None = None,
         warnings: list[Any] | None = None,
+        problem_features: tuple[str, ...] = (),
     ) -> None:
         log_started = time.perf_counter()
         stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
@@ -237,6 +263,7 @@ class GuardedModel:
             inputs=inputs,
             outputs=outputs,
             warnings=tuple(warnings or ()),
+            problem_features=problem_features,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
@@ -295,6 +322,7 @@ def guard(
     flush_interval: float = 0.2,
     store_capacity: int = 100_000,
     latency_budget_ms: float | None = None,
+    methods: dict[str, str] | None = None,
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -324,6 +352,7 @@ def guard(
             flush_interval=flush_interval,
             store_capacity=store_capacity,
             latency_budget_ms=latency_budget_ms,
+            methods=methods,
         )
         return build_service(guarded, service_options, module)
 

@@ -15,6 +15,7 @@ worker's traffic (within one flush interval).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -27,6 +28,10 @@ from typing import Any
 import numpy as np
 
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
+from .drift.baseline import Baseline
+from .drift.calibration import Calibration
+from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
+from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError
 from .health import CheckResult, HealthReport, Status, worst
@@ -38,6 +43,7 @@ from .store import RequestRecord, Store, Totals
 __all__ = ["Monitor", "as_reference", "new_request_id"]
 
 DEFAULT_DB = "guarded_serving.db"
+MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
 
 def new_request_id() -> str:
@@ -118,6 +124,7 @@ class Monitor:
         thresholds: PipelineThresholds | None = None,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
+        methods: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
@@ -134,7 +141,24 @@ class Monitor:
         self.thresholds = thresholds or PipelineThresholds()
         flush_interval = _positive_float("flush_interval", flush_interval)
         store_capacity = _positive_int("store_capacity", store_capacity)
-        self.store = Store(db, flush_interval=flush_interval, capacity=store_capacity) if db is not None else None
+        self.store = (
+            Store(db, flush_interval=flush_interval, capacity=store_capacity, window_capacity=self.window)
+            if db is not None
+            else None
+        )
+        if methods is not None and not isinstance(methods, dict):
+            raise ConfigurationError("methods", methods, "a dict of feature name -> method")
+        unknown = sorted(set(methods or {}) - set(self.reference.feature_names) - {p.name for p in self.reference.outputs})
+        if unknown:
+            raise ConfigurationError("methods", unknown, f"feature or output names among {list(self.reference.feature_names)}")
+        self.baseline = Baseline.from_profiles(self.reference.features, methods)
+        self.output_baseline = Baseline.from_profiles(self.reference.outputs, methods) if self.reference.outputs else None
+        self._encoder = Encoder(self.baseline)
+        self._output_encoder = Encoder(self.output_baseline) if self.output_baseline is not None else None
+        self._memory_window = MemoryWindow(self.window)
+        self.min_rows = min(self.window, MIN_ROWS)
+        self._calibrations: tuple[Calibration, Calibration | None] | None = None
+        self._calibration_lock = threading.Lock()
         self._recent: collections.deque[RecentRequest] = collections.deque(
             maxlen=_positive_int("recent_requests", recent_requests)
         )
@@ -153,6 +177,7 @@ class Monitor:
         """Open the store and start its writer (a no-op without a store)."""
         if self.store is not None:
             self.store.open()
+        threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
         if self._env_diff.differs:
             self._log.warning(
                 "environment_differs",
@@ -178,8 +203,23 @@ class Monitor:
         self.close()
 
     # -- recording -------------------------------------------------------------------------
+    def encode(self, inputs: Sequence[Sequence[Any]], outputs: Sequence[Any] | None) -> Chunk:
+        """Encode rows (in feature order) and their predictions for the drift window: O(features) per row."""
+        unseen: dict[int, dict[str, int]] = {}
+        errors: dict[int, int] = {}
+        matrix = self._encoder.encode(inputs, unseen, errors)
+        encoded_outputs = None
+        if self._output_encoder is not None and outputs is not None:
+            rows = output_rows(outputs, self._output_encoder.width)
+            encoded_outputs = self._output_encoder.encode(rows, {}, {})
+        return Chunk(matrix, encoded_outputs, unseen, errors)
+
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        if record.status == "ok" and record.window is None and record.inputs is not None:
+            record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
+        if record.window is not None and self.store is None:
+            self._memory_window.add(record.window)
         with self._lock:
             self._requests += 1
             if record.status == "ok":
@@ -188,7 +228,9 @@ class Monitor:
                 self._rejected += 1
             else:
                 self._errors += 1
-            self._recent.append(RecentRequest(record.status, record.latency_ms, record.stages, record.failed_stage))
+            self._recent.append(
+                RecentRequest(record.status, record.latency_ms, record.stages, record.failed_stage, record.problem_features)
+            )
         for w in record.warnings:
             self.warnings.record(w.category, w.message, w.location, w.count)
         if self.store is not None and not self.store.put(record):
@@ -262,7 +304,8 @@ class Monitor:
         out = []
         for r in store.recent_requests(self.name, self._recent.maxlen or 1000):
             stages = json.loads(r["stages"]) if r["stages"] else {}
-            out.append(RecentRequest(r["status"], r["latency_ms"] or 0.0, stages, r["failed_stage"]))
+            problems = tuple(json.loads(r["problem_features"])) if r["problem_features"] else ()
+            out.append(RecentRequest(r["status"], r["latency_ms"] or 0.0, stages, r["failed_stage"], problems))
         return out
 
     def totals(self) -> Totals:
@@ -286,7 +329,13 @@ class Monitor:
             with self._lock:
                 recent = list(self._recent)
             warnings = self.warnings.snapshot()
+        window = self.window_data()
+        columns = Columns.of(window.inputs, self.baseline)
+        cal_inputs, cal_outputs = self.calibration()
         checks: list[CheckResult] = [
+            drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows),
+            self._prediction_drift(window, cal_outputs),
+            quality_check(self.baseline, columns, _with_rejections(window, recent, self.baseline.names), self.min_rows),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(store.stats() if store is not None else None),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
@@ -298,7 +347,7 @@ class Monitor:
             model_name=self.name,
             model_version=self.version,
             generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            window_rows=min(totals.rows, self.window),
+            window_rows=window.rows,
             window_capacity=self.window,
             requests=totals.requests,
             rows=totals.rows,
@@ -307,9 +356,53 @@ class Monitor:
             checks=tuple(checks),
         )
 
+    def calibration(self) -> tuple[Calibration, Calibration | None]:
+        """Thresholds for this window size (computed once, on first use or in the background at start)."""
+        with self._calibration_lock:
+            if self._calibrations is None:
+                inputs = Calibration.fit(self.baseline, self.window, ALPHA_DATA)
+                outputs = (
+                    Calibration.fit(self.output_baseline, self.window, ALPHA_PREDICTION)
+                    if self.output_baseline is not None
+                    else None
+                )
+                self._calibrations = (inputs, outputs)
+            return self._calibrations
+
+    def window_data(self) -> WindowData:
+        """The newest ``window`` rows: every worker's, from the store, or this process's."""
+        chunks = self.store.window_chunks(self.name) if self.store is not None else iter(self._memory_window.newest_first())
+        output_width = self.output_baseline.width if self.output_baseline is not None else None
+        return assemble(chunks, self.window, self.baseline.width, output_width)
+
+    def _prediction_drift(self, window: WindowData, calibration: Calibration | None) -> CheckResult:
+        if self.output_baseline is None or calibration is None or window.outputs is None:
+            return CheckResult(
+                "prediction_drift",
+                Status.OK,
+                "Not judged: the reference has no profile of the model's outputs"
+                " (build it with predictions=, or give guard() training data).",
+            )
+        columns = Columns.of(window.outputs, self.output_baseline)
+        return drift_check("prediction_drift", self.output_baseline, calibration, columns, self.min_rows, what="outputs")
+
     def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
         previous, self._last_status = self._last_status, status
         if previous is not None and previous is not status:
             bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
             log = self._log.warning if status.rank > previous.rank else self._log.info
             log("status_changed", previous=previous.value, status=status.value, checks=bad)
+
+
+def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:
+    """Add the features named by recently rejected requests to the window's wrong-type counts."""
+    index = {name: j for j, name in enumerate(names)}
+    errors = dict(window.type_errors)
+    for r in recent:
+        for feature in r.problem_features:
+            j = index.get(feature)
+            if j is not None:
+                errors[j] = errors.get(j, 0) + 1
+    if errors == window.type_errors:
+        return window
+    return WindowData(window.inputs, window.outputs, window.unseen, errors)

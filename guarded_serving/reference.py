@@ -7,6 +7,7 @@ versioned JSON document and loaded when the service starts. Everything a per-req
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import math
@@ -28,6 +29,8 @@ FORMAT = "guarded-serving/reference"
 VERSION = 1
 
 Kind = Literal["numeric", "categorical"]
+BINS = 10  # quantile bins per numeric feature, for PSI and Jensen-Shannon
+SAMPLE_SIZE = 5000  # sorted sample kept per numeric feature, for exact two-sample statistics
 Category = str | int | float | bool
 
 
@@ -48,6 +51,11 @@ class FeatureProfile:
     mean: float | None = None
     std: float | None = None
     categories: tuple[tuple[Category, float], ...] = ()
+    edges: tuple[float, ...] = ()
+    proportions: tuple[float, ...] = ()
+    sample: tuple[float, ...] = ()
+    top_share: float = 0.0
+    singletons: int = 0
 
     @property
     def category_set(self) -> frozenset[Category]:
@@ -70,6 +78,8 @@ class FeatureProfile:
                 count=count,
                 missing_rate=missing / count,
                 categories=tuple((c, n / total) for c, n in ordered),
+                top_share=ordered[0][1] / total if ordered else 0.0,
+                singletons=sum(1 for _, n in ordered if n == 1),
             )
         finite = values[np.isfinite(values)]
         if np.isinf(values).any():
@@ -78,6 +88,14 @@ class FeatureProfile:
         missing = count - len(finite)
         if len(finite) == 0:
             return cls(name=name, kind="numeric", count=count, missing_rate=1.0)
+        values_sorted = np.sort(finite)
+        _, counts = np.unique(values_sorted, return_counts=True)
+        edges = np.unique(np.quantile(values_sorted, np.linspace(0, 1, BINS + 1)[1:-1], method="lower"))
+        edges = edges[edges > values_sorted[0]]  # edges are data values, so discrete features get one bin per value
+        bins = np.bincount(np.searchsorted(edges, values_sorted, side="right"), minlength=len(edges) + 1)
+        sample = values_sorted
+        if len(sample) > SAMPLE_SIZE:  # evenly spaced order statistics: a deterministic quantile sketch
+            sample = sample[np.linspace(0, len(sample) - 1, SAMPLE_SIZE).round().astype(int)]
         return cls(
             name=name,
             kind="numeric",
@@ -87,14 +105,21 @@ class FeatureProfile:
             maximum=_finite(finite.max()),
             mean=_finite(finite.mean()),
             std=_finite(finite.std()),
+            edges=tuple(float(e) for e in edges),
+            proportions=tuple(float(b) / len(finite) for b in bins),
+            sample=tuple(float(v) for v in sample.astype(np.float32)),
+            top_share=float(counts.max()) / len(finite),
         )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "count": self.count, "missing_rate": self.missing_rate}
         if self.kind == "numeric":
             out.update(minimum=self.minimum, maximum=self.maximum, mean=self.mean, std=self.std)
+            out.update(edges=list(self.edges), proportions=list(self.proportions), top_share=self.top_share)
+            out["sample_f32"] = base64.b64encode(np.asarray(self.sample, dtype="<f4").tobytes()).decode("ascii")
         else:
             out["categories"] = [[c, f] for c, f in self.categories]
+            out.update(top_share=self.top_share, singletons=self.singletons)
         return out
 
     @classmethod
@@ -112,6 +137,11 @@ class FeatureProfile:
             mean=data.get("mean"),
             std=data.get("std"),
             categories=tuple((c, float(f)) for c, f in data.get("categories", [])),
+            edges=tuple(float(e) for e in data.get("edges", ())),
+            proportions=tuple(float(p) for p in data.get("proportions", ())),
+            sample=tuple(float(v) for v in np.frombuffer(base64.b64decode(data.get("sample_f32", "")), dtype="<f4")),
+            top_share=float(data.get("top_share", 0.0)),
+            singletons=int(data.get("singletons", 0)),
         )
 
 
@@ -120,6 +150,11 @@ def _profile(columns: Columns) -> tuple[FeatureProfile, ...]:
         FeatureProfile.from_column(name, values, cat)
         for name, values, cat in zip(columns.names, columns.values, columns.categorical, strict=True)
     )
+
+
+def profile_outputs(predictions: Any) -> tuple[FeatureProfile, ...]:
+    """Profile a model's outputs: one profile per output column (``prediction``, or ``output_0``...)."""
+    return _profile(_output_columns(predictions))
 
 
 def _output_columns(predictions: Any) -> Columns:

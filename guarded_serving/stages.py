@@ -145,6 +145,7 @@ class RecentRequest:
     latency_ms: float
     stages: Mapping[str, float]
     failed_stage: str | None = None
+    problem_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import sqlite_utils
 
+from .drift.window import Chunk
 from .environment import WarningRecord
 from .errors import StoreError
 from .logs import get_logger
@@ -58,6 +60,8 @@ class RequestRecord:
     inputs: Sequence[Any] | None = None
     outputs: Sequence[Any] | None = None
     warnings: tuple[WarningRecord, ...] = ()
+    window: Chunk | None = None  # the rows encoded for the drift window
+    problem_features: tuple[str, ...] = ()  # features named by a rejected request's problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
                 "stages": str,
                 "failed_stage": str,
                 "error": str,
+                "problem_features": str,
                 "worker": int,
             },
             pk="id",
@@ -135,6 +140,12 @@ def create_schema(db: sqlite_utils.Database) -> None:
         db.table("totals").create(
             {"model": str, "requests": int, "rows": int, "rejected": int, "errors": int}, pk="model", if_not_exists=True
         )
+        db.table("window").create(
+            {"id": int, "model": str, "rows": int, "inputs": bytes, "outputs": bytes, "meta": str},
+            pk="id",
+            not_null={"model", "rows", "inputs"},
+            if_not_exists=True,
+        )
         db.table("warnings").create(
             {"model": str, "category": str, "message": str, "location": str, "count": int, "first_seen": str, "last_seen": str},
             pk=("model", "category", "message", "location"),
@@ -142,14 +153,19 @@ def create_schema(db: sqlite_utils.Database) -> None:
         )
         db.table("requests").create_index(["request_id"], if_not_exists=True)
         db.table("requests").create_index(["model", "id"], if_not_exists=True)
+        db.table("window").create_index(["model", "id"], if_not_exists=True)
         db.table("rows").create_index(["request_id", "row"], if_not_exists=True)
+        requests = db.table("requests")
+        if "problem_features" not in requests.columns_dict:  # files written before the column existed
+            requests.add_column("problem_features", str)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 _INSERT_REQUEST = (
-    "INSERT INTO requests (request_id, ts, model, version, status, rows, latency_ms, stages, failed_stage, error, worker)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO requests (request_id, ts, model, version, status, rows, latency_ms, stages, failed_stage, error,"
+    " problem_features, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_WINDOW = "INSERT INTO window (model, rows, inputs, outputs, meta) VALUES (?, ?, ?, ?, ?)"
 _INSERT_ROW = "INSERT INTO rows (request_id, row, inputs, outputs) VALUES (?, ?, ?, ?)"
 _UPSERT_TOTALS = (
     "INSERT INTO totals (model, requests, rows, rejected, errors) VALUES (?, ?, ?, ?, ?)"
@@ -171,9 +187,17 @@ class Store:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, flush_interval: float = 0.2, capacity: int = 100_000, busy_timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 0.2,
+        capacity: int = 100_000,
+        busy_timeout: float = 5.0,
+        window_capacity: int = 1000,
     ) -> None:
         self.path = str(path)
+        self.window_capacity = window_capacity
+        self._flushes = 0
         self.busy_timeout = busy_timeout
         self.flush_interval = flush_interval
         self.capacity = capacity
@@ -334,6 +358,7 @@ class Store:
         rows = []
         totals: dict[str, list[int]] = {}
         warnings = []
+        chunks: dict[str, list[Chunk]] = {}
         for r in batch:
             requests.append(
                 (
@@ -347,9 +372,12 @@ class Store:
                     json.dumps({k: round(v, 3) for k, v in r.stages.items()}, separators=(",", ":")),
                     r.failed_stage,
                     r.error,
+                    json.dumps(list(r.problem_features)) if r.problem_features else None,
                     worker,
                 )
             )
+            if r.window is not None and r.window.rows:
+                chunks.setdefault(r.model, []).append(r.window)
             if r.inputs is not None:
                 outputs = r.outputs if r.outputs is not None else [None] * len(r.inputs)
                 for i, (x, y) in enumerate(zip(r.inputs, outputs, strict=False)):
@@ -369,6 +397,25 @@ class Store:
             conn.executemany(_UPSERT_TOTALS, [(m, *t) for m, t in totals.items()])
             if warnings:
                 conn.executemany(_UPSERT_WARNING, warnings)
+            for model, parts in chunks.items():
+                conn.execute(_INSERT_WINDOW, (model, *_encode_chunk(merge_chunks(parts))))
+        self._flushes += 1
+        if chunks and self._flushes % 25 == 0:
+            self._prune_window(conn, list(chunks))
+
+    def _prune_window(self, conn: sqlite3.Connection, models: list[str]) -> None:
+        """Delete window chunks older than the newest ``window_capacity`` rows of each model."""
+        for model in models:
+            total = 0
+            cutoff = None
+            for chunk_id, rows in conn.execute("SELECT id, rows FROM window WHERE model = ? ORDER BY id DESC", (model,)):
+                total += rows
+                if total >= self.window_capacity:
+                    cutoff = chunk_id
+                    break
+            if cutoff is not None:
+                with conn:
+                    conn.execute("DELETE FROM window WHERE model = ? AND id < ?", (model, cutoff))
 
     # -- queries (any thread; never block the writer thanks to WAL) --------------------------
     def _reader(self) -> sqlite_utils.Database:
@@ -387,10 +434,17 @@ class Store:
     def recent_requests(self, model: str, limit: int) -> Iterator[dict[str, Any]]:
         """The latest ``limit`` requests of a model, newest first."""
         return self._reader().query(
-            "SELECT request_id, status, rows, latency_ms, stages, failed_stage FROM requests"
+            "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
             " WHERE model = ? ORDER BY id DESC LIMIT ?",
             [model, limit],
         )
+
+    def window_chunks(self, model: str) -> Iterator[Chunk]:
+        """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""
+        for rows, inputs, outputs, meta in self._reader().execute(
+            "SELECT rows, inputs, outputs, meta FROM window WHERE model = ? ORDER BY id DESC", [model]
+        ):
+            yield _decode_chunk(rows, inputs, outputs, meta)
 
     def warnings(self, model: str, limit: int = 50) -> tuple[WarningRecord, ...]:
         return tuple(
@@ -400,3 +454,44 @@ class Store:
                 [model, limit],
             )
         )
+
+
+def merge_chunks(parts: list[Chunk]) -> Chunk:
+    """One chunk holding the rows of several, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    unseen: dict[int, dict[str, int]] = {}
+    errors: dict[int, int] = {}
+    for part in parts:
+        for j, names in part.unseen.items():
+            target = unseen.setdefault(j, {})
+            for name, count in names.items():
+                target[name] = target.get(name, 0) + count
+        for j, count in part.type_errors.items():
+            errors[j] = errors.get(j, 0) + count
+    outputs = None
+    if all(p.outputs is not None for p in parts):
+        outputs = np.concatenate([p.outputs for p in parts if p.outputs is not None])
+    return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
+
+
+def _encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:
+    meta = {
+        "width": chunk.inputs.shape[1],
+        "output_width": None if chunk.outputs is None else chunk.outputs.shape[1],
+        "unseen": {str(j): names for j, names in chunk.unseen.items()},
+        "type_errors": {str(j): n for j, n in chunk.type_errors.items()},
+    }
+    outputs = None if chunk.outputs is None else np.ascontiguousarray(chunk.outputs, dtype="<f8").tobytes()
+    return chunk.rows, np.ascontiguousarray(chunk.inputs, dtype="<f8").tobytes(), outputs, json.dumps(meta)
+
+
+def _decode_chunk(rows: int, inputs: bytes, outputs: bytes | None, meta_text: str) -> Chunk:
+    meta = json.loads(meta_text)
+    matrix = np.frombuffer(inputs, dtype="<f8").reshape(rows, meta["width"])
+    out = None
+    if outputs is not None and meta.get("output_width"):
+        out = np.frombuffer(outputs, dtype="<f8").reshape(rows, meta["output_width"])
+    unseen = {int(j): {str(k): int(v) for k, v in names.items()} for j, names in meta.get("unseen", {}).items()}
+    errors = {int(j): int(n) for j, n in meta.get("type_errors", {}).items()}
+    return Chunk(matrix, out, unseen, errors)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ConfigurationError
 
-__all__ = ["Columns", "InputFormat", "columns_from_data", "is_missing", "to_model_input"]
+__all__ = ["Columns", "InputFormat", "columns_from_data", "columns_to_rows", "is_missing", "to_model_input"]
 
 InputFormat = Literal["array", "dataframe", "records"]
 INPUT_FORMATS: tuple[str, ...] = ("array", "dataframe", "records")
@@ -195,6 +195,17 @@ def columns_from_data(
         else:
             values.append(_numeric(column, name))
     return Columns(names=names, values=tuple(values), categorical=tuple(kinds), input_format=fmt)
+
+
+def columns_to_rows(columns: Columns, limit: int | None = None) -> list[list[Any]]:
+    """Rows (lists in feature order, None for missing) of the first ``limit`` rows of some columns."""
+    count = columns.rows if limit is None else min(limit, columns.rows)
+    rows: list[list[Any]] = [[] for _ in range(count)]
+    for values, is_cat in zip(columns.values, columns.categorical, strict=True):
+        for i in range(count):
+            v = values[i]
+            rows[i].append(v if is_cat else (None if v != v else float(v)))
+    return rows
 
 
 def to_model_input(rows: list[list[Any]], names: tuple[str, ...], all_numeric: bool, input_format: str) -> Any:

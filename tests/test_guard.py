@@ -111,7 +111,7 @@ def test_a_model_exception_is_a_500_naming_the_error_class_and_is_logged() -> No
         raise KeyError("no such column")
 
     with capture_logs() as logs:
-        reply = make(broken).handle_predict(body([[1, 2]]), None, "r-9")
+        reply = make(broken, Reference.from_data(TRAINING)).handle_predict(body([[1, 2]]), None, "r-9")
 
     assert reply.status == 500
     assert json.loads(reply.body)["error"] == "KeyError"
@@ -119,8 +119,24 @@ def test_a_model_exception_is_a_500_naming_the_error_class_and_is_logged() -> No
     assert [(e["event"], e["error"], e["stage"]) for e in logs] == [("model_error", "KeyError", "predict")]
 
 
+def test_a_model_that_fails_on_its_training_data_is_refused_at_guard_time() -> None:
+    def broken(x: Any) -> Any:
+        raise KeyError("no such column")
+
+    with pytest.raises(ConfigurationError, match="predict: expected a function that accepts the reference data"):
+        make(broken)
+
+
+def test_reference_outputs_are_profiled_from_the_training_data() -> None:
+    guarded = make(lambda x: np.asarray(x)[:, 0] * 2)
+
+    [output] = guarded.reference.outputs
+    assert output.name == "prediction"
+    assert output.mean == pytest.approx(2 * TRAINING[:, 0].mean())
+
+
 def test_a_nan_prediction_is_sent_as_null() -> None:
-    reply = make(lambda x: np.full(len(x), np.nan)).handle_predict(body([[1, 2]]))
+    reply = make(lambda x: np.full(len(x), np.nan), Reference.from_data(TRAINING)).handle_predict(body([[1, 2]]))
 
     assert json.loads(reply.body)["predictions"] == [None]
 
@@ -140,7 +156,7 @@ def test_a_saved_reference_path_is_accepted(tmp_path: Path) -> None:
 
 
 def test_health_reply_fails_on_warn_with_503() -> None:
-    guarded = make(lambda x: (_ for _ in ()).throw(ValueError("always")))
+    guarded = make(lambda x: (_ for _ in ()).throw(ValueError("always")), Reference.from_data(TRAINING))
     guarded.handle_predict(body([[1, 2]]))
 
     assert json.loads(guarded.health_reply().body)["status"] == "alert"

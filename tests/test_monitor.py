@@ -31,7 +31,7 @@ def test_observe_returns_the_request_id_and_counts_rows(training: np.ndarray) ->
     report = monitor.health()
     assert (report.requests, report.rows, report.rejected, report.errors) == (1, 5, 0, 0)
     assert report.window_rows == 5
-    assert report.status is Status.OK
+    assert report.status is Status.INSUFFICIENT_DATA  # drift is judged from 100 rows on
 
 
 @pytest.mark.parametrize(
@@ -71,8 +71,8 @@ def test_with_a_store_observed_rows_reach_the_database(training: np.ndarray, tmp
 
 
 def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training: np.ndarray) -> None:
-    monitor = Monitor(training)
-    monitor.observe(training[:1], [0])
+    monitor = Monitor(training, window=100)
+    monitor.observe(training[:100], [0] * 100)
     assert monitor.health().status is Status.OK
 
     for i in range(3):
@@ -82,6 +82,7 @@ def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training
 
     assert report.status is Status.ALERT
     assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), most in stage 'predict'."
+    assert report.check("data_drift").status is Status.OK
     assert [e["event"] for e in logs] == ["status_changed"]
     assert logs[0]["previous"] == "ok"
     assert logs[0]["status"] == "alert"

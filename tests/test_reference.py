@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -171,9 +172,15 @@ def test_three_dimensional_predictions_are_rejected(training_data: np.ndarray) -
 
 
 def test_numeric_labels_give_a_numeric_target(reference: Reference) -> None:
-    assert reference.target == FeatureProfile(
+    target = reference.target
+    assert target is not None
+    summary = FeatureProfile(
         name="target", kind="numeric", count=8, missing_rate=0.0, minimum=0.0, maximum=1.0, mean=0.625, std=0.4841229182759271
     )
+    assert dataclasses.replace(target, edges=(), proportions=(), sample=(), top_share=0.0) == summary
+    assert target.edges == (1.0,)
+    assert target.proportions == (0.375, 0.625)
+    assert target.top_share == 0.625
 
 
 def test_string_labels_give_a_categorical_target(training_data: np.ndarray) -> None:

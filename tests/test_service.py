@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from .conftest import Server, start_server, wait_for
@@ -203,7 +204,9 @@ def test_decorator_form_serves_the_function(serve) -> None:  # type: ignore[no-u
 
 def test_fail_on_answers_200_while_the_model_is_healthy_and_400_for_a_bad_value(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("tests.apps.toy:decorated")
-    server.client.post("/predict", json={"rows": [[0, 0, 0]]})
+    assert server.client.get("/health/model").json()["status"] == "insufficient_data"
+    healthy = np.random.default_rng(1).normal(size=(150, 3)).tolist()  # the toy reference's distribution
+    server.client.post("/predict", json={"rows": healthy})
 
     assert server.client.get("/health/model").json()["status"] == "ok"
     assert server.client.get("/health/model", params={"fail_on": "warn"}).status_code == 200

@@ -1,0 +1,184 @@
+"""What a health check costs, and what observing a request adds, measured side by side in one run.
+
+    .venv/bin/python bench/health.py
+
+1. ``Monitor.health()`` on a full window of normal data (8, 64 and 256 features x windows of 1,000 and 10,000
+   rows), next to a loop of ``scipy.stats.ks_2samp`` over the same window columns against the reference columns.
+   The first health call may include one-off calibration, so it is timed apart (``warm-up``); the figure compared
+   is the median of 5 calls after it. Goal: health at least 10x faster than the scipy loop. alibi-detect's KSDrift
+   and Evidently's data drift report are timed too when they are installed.
+2. The per-row cost of ``Monitor.observe`` (batches of 1 and of 64 rows, median per row), next to one
+   ``predict_proba`` call of the example iris classifier (trained inline, as examples/classifier/train.py does).
+
+Seeded data, ``time.perf_counter``; numbers are for the machine they run on, only the ratios travel.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.stats import ks_2samp
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from guarded_serving import Monitor, Reference
+
+FEATURES = (8, 64, 256)
+WINDOWS = (1_000, 10_000)
+REFERENCE_ROWS = 10_000
+REPEATS = 5
+GOAL = 10.0
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def seconds(func: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def median_seconds(func: Callable[[], Any], repeats: int = REPEATS) -> float:
+    return statistics.median(seconds(func) for _ in range(repeats))
+
+
+def per_call(func: Callable[[], Any], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        func()
+    return (time.perf_counter() - start) / calls
+
+
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 1e3:.1f} ms"
+
+
+# -- optional third-party detectors -----------------------------------------------------------------------------
+
+
+def alibi_seconds(reference: np.ndarray, window: np.ndarray) -> str:
+    try:
+        from alibi_detect.cd import KSDrift  # type: ignore[import-not-found]
+    except ImportError:
+        return "not installed"
+    detector = KSDrift(reference, p_val=0.05)
+    return ms(median_seconds(lambda: detector.predict(window), repeats=3))
+
+
+def evidently_seconds(reference: np.ndarray, window: np.ndarray) -> str:
+    try:
+        import pandas as pd
+    except ImportError:
+        return "not installed (needs pandas)"
+    columns = [f"f{j}" for j in range(reference.shape[1])]
+    ref, cur = pd.DataFrame(reference, columns=columns), pd.DataFrame(window, columns=columns)
+    try:
+        from evidently import Report  # type: ignore[import-not-found]  # evidently >= 0.7
+        from evidently.presets import DataDriftPreset  # type: ignore[import-not-found]
+
+        def run() -> Any:
+            return Report([DataDriftPreset()]).run(cur, ref)
+    except ImportError:
+        try:
+            from evidently.metric_preset import DataDriftPreset  # type: ignore[import-not-found]  # evidently 0.4
+            from evidently.report import Report  # type: ignore[import-not-found]
+        except ImportError:
+            return "not installed"
+
+        def run() -> Any:
+            report = Report(metrics=[DataDriftPreset()])
+            report.run(reference_data=ref, current_data=cur)
+            return report
+
+    try:
+        return ms(seconds(run))  # one call: a report takes long enough
+    except Exception as exc:  # an API this script does not know; say so rather than stop the benchmark
+        return f"failed ({type(exc).__name__})"
+
+
+# -- 1. health() against a scipy loop ---------------------------------------------------------------------------
+
+
+def health_row(n_features: int, window: int) -> list[str]:
+    rng = np.random.default_rng((n_features, window))
+    reference_rows = rng.normal(size=(REFERENCE_ROWS, n_features))
+    reference = Reference.from_data(reference_rows, predictions=reference_rows.sum(axis=1))
+    traffic = rng.normal(size=(window, n_features))
+    monitor = Monitor(reference, window=window)
+    for start in range(0, window, 1_000):
+        batch = traffic[start : start + 1_000]
+        monitor.observe(batch, batch.sum(axis=1))
+
+    warm_up = seconds(monitor.health)
+    health = median_seconds(monitor.health)
+    window_columns = [traffic[:, j] for j in range(n_features)]
+    reference_columns = [reference_rows[:, j] for j in range(n_features)]
+    scipy_loop = median_seconds(lambda: [ks_2samp(w, r) for w, r in zip(window_columns, reference_columns, strict=True)])
+    ratio = scipy_loop / health
+    return [
+        f"{n_features}",
+        f"{window:,}",
+        ms(warm_up),
+        ms(health),
+        ms(scipy_loop),
+        f"{ratio:.1f}x",
+        "yes" if ratio >= GOAL else "NO",
+        alibi_seconds(reference_rows, traffic),
+        evidently_seconds(reference_rows, traffic),
+    ]
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)), flush=True)
+
+
+def bench_health() -> None:
+    print(f"Monitor.health() on a full window vs a scipy.stats.ks_2samp loop ({REFERENCE_ROWS:,} reference rows)")
+    probe = np.random.default_rng(0).normal(size=(100, 2))
+    if "data_drift" not in Monitor(probe).health().to_json()["checks"]:
+        print("NOTE: this build's health report has no data_drift check, so the health times below exclude drift")
+    print(f"goal: scipy loop / health >= {GOAL:.0f}x; health = median of {REPEATS} calls after the warm-up call\n")
+    header = ["features", "window", "warm-up", "health", "scipy KS loop", "ratio", "goal", "alibi KSDrift", "evidently"]
+    print_table(header, [health_row(f, w) for f in FEATURES for w in WINDOWS])
+
+
+# -- 2. observe() per row against one predict_proba -------------------------------------------------------------
+
+
+def bench_observe() -> None:
+    X, y = load_iris(return_X_y=True)
+    model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=500))]).fit(X, y)
+    reference = Reference.from_data(X, y=y, predictions=model.predict_proba(X), feature_names=IRIS_FEATURES)
+    monitor = Monitor(reference, window=1_000)
+    rng = np.random.default_rng(7)
+    rows = X[rng.integers(0, len(X), 1_000)]
+    monitor.observe(rows.tolist(), model.predict_proba(rows))  # a full window: the steady state
+    one, batch = rows[:1], rows[:64]
+    one_rows, one_out = one.tolist(), model.predict_proba(one)
+    batch_rows, batch_out = batch.tolist(), model.predict_proba(batch)
+
+    predict, single, batched = [], [], []
+    for _ in range(7):  # interleaved rounds
+        predict.append(per_call(lambda: model.predict_proba(one), 500))
+        single.append(per_call(lambda: monitor.observe(one_rows, one_out), 500))
+        batched.append(per_call(lambda: monitor.observe(batch_rows, batch_out), 50) / 64)
+    p = statistics.median(predict)
+    print("\nMonitor.observe per row vs one predict_proba call of the iris classifier (1 row)")
+    for label, cost in (("batch of 1 row", statistics.median(single)), ("batch of 64 rows", statistics.median(batched))):
+        print(f"  observe, {label:>16}: {cost * 1e6:8.1f} us/row | predict_proba {p * 1e6:8.1f} us | ratio {cost / p:.2f}")
+
+
+def main() -> None:
+    bench_health()
+    bench_observe()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Data drift, prediction drift and data quality: the checks that judge the window.
+
+Each is a pure function of (baseline, calibration, window) returning a
+:class:`~guarded_serving.health.CheckResult` whose details hold one typed entry per feature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+from ..health import CheckResult, Status
+from .baseline import Baseline
+from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
+from .statistics import GRID, jensen_shannon, location_shift, log_spread_ratio, psi, quantile_spread, quantiles, wasserstein
+from .window import UNSEEN, WindowData
+
+__all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "drift_check", "quality_check"]
+
+ALPHA_DATA = 0.004
+ALPHA_PREDICTION = 0.002
+ALPHA_QUALITY = 0.003
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    """One feature's drift verdict. ``score``/``threshold`` are the primary method's."""
+
+    status: Status
+    drifted: bool
+    method: str
+    score: float | None
+    threshold: float | None
+    rows: int
+    reason: str | None = None
+    mean_shift_std: float | None = None
+    std_ratio: float | None = None
+    spread_ratio: float | None = None
+    wasserstein: float | None = None
+    psi: float | None = None
+    js: float | None = None
+    tv: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftDetails:
+    rows: int
+    min_rows: int
+    alpha: float
+    features: dict[str, FeatureDrift]
+
+
+def _r(x: float | np.floating | None, digits: int = 4) -> float | None:
+    if x is None or not math.isfinite(float(x)):
+        return None
+    return round(float(x), digits)
+
+
+@dataclass(frozen=True, eq=False)
+class Columns:
+    """A window laid out once for all checks: one contiguous row per feature, numeric ones sorted
+    (missing values, NaN, sort last), and the count of present values per feature."""
+
+    rows: int
+    present: np.ndarray  # per feature
+    numeric: np.ndarray  # numeric features x rows, each sorted
+    categorical: np.ndarray  # categorical features x rows, codes as in the window
+
+    @classmethod
+    def of(cls, matrix: np.ndarray, base: Baseline) -> Columns:
+        by_feature = np.ascontiguousarray(matrix.T)
+        numeric = by_feature if len(base.num_idx) == base.width else by_feature[base.num_idx]
+        numeric.sort(axis=1)  # in place: both are this function's own copies
+        categorical = by_feature[base.cat_idx]
+        present = np.empty(base.width, dtype=np.intp)
+        present[base.num_idx] = (~np.isnan(numeric)).sum(axis=1)
+        present[base.cat_idx] = (~np.isnan(categorical)).sum(axis=1)
+        return cls(matrix.shape[0], present, numeric, categorical)
+
+
+def drift_check(
+    name: str, base: Baseline, cal: Calibration, window: Columns, min_rows: int, what: str = "features"
+) -> CheckResult:
+    """Judge every feature of the window against the baseline."""
+    n = window.rows
+    if n < min_rows:
+        details = DriftDetails(n, min_rows, cal.alpha, {})
+        return CheckResult(name, Status.INSUFFICIENT_DATA, f"{n} rows in the window; drift is judged from {min_rows}.", details)
+    present = window.present
+    factor = cal.widen(present, base.reference_sizes())
+    features: dict[str, FeatureDrift] = {}
+    if len(base.num_idx):
+        features.update(_numeric(base, cal, window.numeric, present[base.num_idx], factor[base.num_idx]))
+    for k, j in enumerate(base.cat_idx):
+        features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
+    ordered = {nm: features[nm] for nm in base.names}
+    details = DriftDetails(n, min_rows, cal.alpha, ordered)
+    drifted = sorted(((nm, f) for nm, f in ordered.items() if f.drifted), key=lambda kv: -_severity(kv[1]))
+    if not drifted:
+        return CheckResult(name, Status.OK, f"No drift in {len(ordered)} {what} over the last {n} rows.", details)
+    status = Status.ALERT if any(f.status is Status.ALERT for _, f in drifted) else Status.WARN
+    shown = "; ".join(f"{nm}: {f.reason}" for nm, f in drifted[:3])
+    more = f" and {len(drifted) - 3} more" if len(drifted) > 3 else ""
+    return CheckResult(name, status, f"{len(drifted)} of {len(ordered)} {what} drifted: {shown}{more}.", details)
+
+
+def _severity(f: FeatureDrift) -> float:
+    if f.score is None or not f.threshold:
+        return 0.0
+    return f.score / f.threshold
+
+
+def _numeric(
+    base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, factor: np.ndarray
+) -> dict[str, FeatureDrift]:
+    ordered = sorted_t.T  # rows x features view, as the statistics expect
+    cols = np.arange(sorted_t.shape[0])
+    count = np.maximum(present, 1)
+    filled = np.nan_to_num(sorted_t, nan=0.0)
+    mean = filled.sum(axis=1) / count
+    std = np.sqrt(np.maximum((filled * filled).sum(axis=1) / count - mean * mean, 0.0))
+    q = quantiles(ordered, present, GRID)
+    shift = location_shift(q, base.ref_quantiles, base.scale)
+    ratio = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
+    w1 = wasserstein(q, base.ref_quantiles, base.scale)
+    methods = base.numeric_methods
+    primary = w1.copy()
+    for method in set(methods) - {"wasserstein"}:
+        pick = np.array([k for k, m in enumerate(methods) if m == method])
+        primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
+    out: dict[str, FeatureDrift] = {}
+    for k in cols:
+        j = int(base.num_idx[k])
+        name = base.names[j]
+        method = methods[k]
+        rows = int(present[k])
+        bins = _bin_props(ordered[:rows, k], base.edges[k])
+        psi_k = psi(bins, base.bin_props[k]) if rows else None
+        js_k = jensen_shannon(bins, base.bin_props[k]) if rows else None
+        if rows < 2:
+            out[name] = FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, rows, "no values in the window")
+            continue
+        f = float(factor[k])
+        threshold = cal.distance_threshold(j, method, f)
+        score = float(primary[k])
+        reasons: list[str] = []
+        severe = False
+        if score > threshold:
+            reasons.append(f"{method} {score:.3g} > {threshold:.3g}")
+            severe |= score >= 2.5 * threshold
+        mean_limit = cal.z_two_sided * cal.mean_sd[j] * f
+        if abs(shift[k] - cal.mean_mu[j]) > mean_limit and abs(shift[k]) >= MIN_EFFECT["mean"]:
+            reasons.insert(0, f"mean {shift[k]:+.2f} std")
+            severe |= abs(shift[k]) >= 0.5
+        if base.has_spread[k]:
+            spread_limit = max(cal.z_two_sided * cal.scale_sd[j] * f, MIN_EFFECT["scale"])
+            centred = ratio[k] - cal.scale_mu[j]
+            if std[k] == 0 or (abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]):
+                reasons.insert(0 if not reasons else 1, "constant" if std[k] == 0 else f"spread x{math.exp(ratio[k]):.2f}")
+                severe |= std[k] == 0 or abs(ratio[k]) >= math.log(1.5)
+        drifted = bool(reasons)
+        status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
+        reason = ", ".join(reasons) if drifted else None
+        if drifted and not reasons[-1].startswith(method):
+            reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
+        out[name] = FeatureDrift(
+            status=status,
+            drifted=drifted,
+            method=method,
+            score=_r(score),
+            threshold=_r(threshold),
+            rows=rows,
+            reason=reason,
+            mean_shift_std=_r((mean[k] - base.mean[k]) / base.scale[k]),
+            std_ratio=_r(std[k] / base.scale[k]) if base.has_spread[k] else None,
+            spread_ratio=_r(math.exp(ratio[k])) if base.has_spread[k] and std[k] > 0 else (0.0 if std[k] == 0 else None),
+            wasserstein=_r(w1[k]),
+            psi=_r(psi_k),
+            js=_r(js_k),
+        )
+    return out
+
+
+def _bin_props(sorted_present: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    positions = np.searchsorted(sorted_present, edges, side="left")
+    counts = np.diff(np.concatenate([[0], positions, [len(sorted_present)]]))
+    return counts / max(len(sorted_present), 1)
+
+
+def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
+    from .calibration import _subset
+
+    return _subset(base, pick)
+
+
+def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.ndarray, rows: int, factor: float) -> FeatureDrift:
+    method = base.methods[j]
+    if rows == 0:
+        return FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, 0, "no values in the window")
+    reference = base.cat_props[k]
+    codes = column[~np.isnan(column)]
+    counts = np.bincount(np.where(codes == UNSEEN, len(reference) - 1, codes).astype(np.intp), minlength=len(reference))
+    props = counts / rows
+    score = categorical_distance(method, props, reference)
+    threshold = cal.distance_threshold(j, method, factor)
+    drifted = score > threshold
+    reason = None
+    if drifted:
+        moved = np.argmax(np.abs(props - reference))
+        label = "unseen values" if moved == len(reference) - 1 else repr(base.profiles[j].categories[moved][0])
+        reason = f"{label} {reference[moved]:.1%} -> {props[moved]:.1%}, {method} {score:.3g} > {threshold:.3g}"
+    status = Status.ALERT if drifted and score >= 2.5 * threshold else Status.WARN if drifted else Status.OK
+    return FeatureDrift(
+        status=status,
+        drifted=bool(drifted),
+        method=method,
+        score=_r(score),
+        threshold=_r(threshold),
+        rows=rows,
+        reason=reason,
+        psi=_r(psi(props, reference)),
+        js=_r(jensen_shannon(props, reference)),
+        tv=_r(float(np.abs(props - reference).sum() / 2)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureQuality:
+    """One feature's data quality in the window."""
+
+    status: Status
+    drifted: bool
+    problems: tuple[str, ...]
+    missing_rate: float
+    reference_missing_rate: float
+    out_of_range: float | None = None
+    unseen: dict[str, int] | None = None
+    constant: bool = False
+    type_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QualityDetails:
+    rows: int
+    min_rows: int
+    alpha: float
+    features: dict[str, FeatureQuality]
+
+
+def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: int, alpha: float = ALPHA_QUALITY) -> CheckResult:
+    """Missing values, out-of-range values, unseen categories, constant columns and wrong types."""
+    n = window.rows
+    if n < min_rows:
+        details = QualityDetails(n, min_rows, alpha, {})
+        summary = f"{n} rows in the window; quality is judged from {min_rows}."
+        return CheckResult("data_quality", Status.INSUFFICIENT_DATA, summary, details)
+    limit = alpha / max(3 * base.width, 1)
+    present = window.present
+    missing = n - present
+    m = np.array([max(float(p.count), 1.0) for p in base.profiles])
+    p_ref = base.missing_rate
+    p_up = np.minimum(p_ref + 3 * np.sqrt(p_ref * (1 - p_ref) / m) + 1 / m, 1.0)
+    rate = missing / n
+    missing_flag = (rate - p_ref >= 0.02) & (binom.sf(missing - 1, n, p_up) < limit)
+    # numeric: values outside the reference range (a fresh value lands there with probability 2/(m+1))
+    num = window.numeric
+    outside = ((num < base.minimum[:, None]) | (num > base.maximum[:, None])).sum(axis=1)
+    num_present = present[base.num_idx]
+    out_share = outside / np.maximum(num_present, 1)
+    out_flag = (out_share >= 0.01) & (binom.sf(outside - 1, num_present, 2 / (base.present[base.num_idx] + 1)) < limit)
+    last = np.maximum(num_present - 1, 0)
+    span = num[np.arange(len(num_present)), last] - num[:, 0] if num.size else np.zeros(0)
+    num_constant = (num_present >= 20) & base.has_spread & (span == 0)
+    # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
+    cat = window.categorical
+    unseen_count = (cat == UNSEEN).sum(axis=1)
+    cat_present = present[base.cat_idx]
+    unseen_share = unseen_count / np.maximum(cat_present, 1)
+    p_unseen = (base.singletons[base.cat_idx] + 1) / (base.present[base.cat_idx] + 1)
+    unseen_flag = (unseen_share >= 0.005) & (binom.sf(unseen_count - 1, cat_present, p_unseen) < limit)
+    first = cat[:, 0] if cat.size else np.zeros(0)
+    cat_levels = np.array([len(props) - 1 for props in base.cat_props])
+    same = np.where(np.isnan(cat), first[:, None], cat) == first[:, None] if cat.size else np.zeros((0, 0), dtype=bool)
+    cat_constant = (cat_present >= 20) & (cat_levels > 1) & same.all(axis=1) if cat.size else np.zeros(0, dtype=bool)
+    constant = np.zeros(base.width, dtype=bool)
+    constant[base.num_idx] = num_constant
+    constant[base.cat_idx] = cat_constant
+    top = np.clip(base.top_share, 1e-300, 1.0)
+    constant &= (top < 1.0) & (present * np.log(top) < math.log(limit))  # too unlikely by chance
+    features: dict[str, FeatureQuality] = {}
+    num_pos = {int(j): k for k, j in enumerate(base.num_idx)}
+    cat_pos = {int(j): k for k, j in enumerate(base.cat_idx)}
+    for j, name in enumerate(base.names):
+        problems: list[str] = []
+        severe = False
+        if missing_flag[j]:
+            problems.append("all values missing" if missing[j] == n else f"{rate[j]:.0%} missing (reference {p_ref[j]:.0%})")
+            severe |= bool(missing[j] == n or rate[j] - p_ref[j] >= 0.2)
+        share = None
+        unseen = None
+        if j in num_pos:
+            k = num_pos[j]
+            share = float(out_share[k])
+            if out_flag[k]:
+                problems.append(
+                    f"{share:.0%} of values outside the reference range [{base.minimum[k]:.4g}, {base.maximum[k]:.4g}]"
+                )
+                severe |= share >= 0.1
+        else:
+            k = cat_pos[j]
+            if unseen_count[k]:
+                names = data.unseen.get(j, {})
+                unseen = dict(sorted(names.items(), key=lambda kv: -kv[1])[:10])
+            if unseen_flag[k]:
+                listed = ", ".join(f"{nm!r} x{c}" for nm, c in list((unseen or {}).items())[:3])
+                problems.append(f"{int(unseen_count[k])} unseen categories ({listed})")
+                severe |= bool(unseen_share[k] >= 0.1)
+        if constant[j]:
+            problems.append("the feature went constant")
+            severe = True
+        errors = int(data.type_errors.get(j, 0))
+        if errors:
+            problems.append(f"{errors} values of the wrong type")
+        status = Status.ALERT if problems and severe else Status.WARN if problems else Status.OK
+        features[name] = FeatureQuality(
+            status=status,
+            drifted=bool(problems),
+            problems=tuple(problems),
+            missing_rate=round(float(rate[j]), 4),
+            reference_missing_rate=round(float(p_ref[j]), 4),
+            out_of_range=_r(share),
+            unseen=unseen,
+            constant=bool(constant[j]),
+            type_errors=errors,
+        )
+    details = QualityDetails(n, min_rows, alpha, features)
+    flagged = [(nm, f) for nm, f in features.items() if f.drifted]
+    if not flagged:
+        summary = f"No quality problem in {base.width} features over the last {n} rows."
+        return CheckResult("data_quality", Status.OK, summary, details)
+    flagged.sort(key=lambda kv: kv[1].status.rank, reverse=True)
+    status = Status.ALERT if any(f.status is Status.ALERT for _, f in flagged) else Status.WARN
+    shown = "; ".join(f"{nm}: {', '.join(f.problems)}" for nm, f in flagged[:3])
+    more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+    summary = f"{len(flagged)} of {base.width} features have quality problems: {shown}{more}."
+    return CheckResult("data_quality", status, summary, details)

@@ -1,0 +1,117 @@
+"""Drift statistics: pure functions of (reference summary, window), vectorised over features.
+
+Numeric features arrive as a sorted window matrix (rows x features, missing values as NaN sorted to
+the end of each column) with the count of present values per column; categorical features as
+per-feature category proportions. Nothing here keeps state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "GRID",
+    "jensen_shannon",
+    "ks_statistic",
+    "location_shift",
+    "log_spread_ratio",
+    "proportions_in_bins",
+    "psi",
+    "quantile_spread",
+    "quantiles",
+    "total_variation",
+    "wasserstein",
+]
+
+# Probability levels at which quantile functions are compared: the central 96 %, so that a few
+# extreme values (heavy tails, a single outlier) do not swing location, spread or distance; values
+# beyond the reference range are the data-quality check's business.
+GRID = np.linspace(0.02, 0.98, 97)
+_EPS = 1e-4  # floor for empty bins in PSI and Jensen-Shannon (a bin seen in one sample only)
+
+
+def quantiles(sorted_values: np.ndarray, counts: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
+    """Quantiles (grid x features) of each column's present values, by linear interpolation.
+
+    ``sorted_values`` is rows x features with each column sorted and NaN-padded at the end; columns
+    with no present value give NaN.
+    """
+    counts = np.asarray(counts)
+    pos = grid[:, None] * np.maximum(counts - 1, 0)[None, :]
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(counts - 1, 0)[None, :])
+    frac = pos - lo
+    low = np.take_along_axis(sorted_values, lo, axis=0)
+    high = np.take_along_axis(sorted_values, hi, axis=0)
+    out: np.ndarray = low + (high - low) * frac
+    out[:, counts == 0] = np.nan
+    return out
+
+
+def wasserstein(window_quantiles: np.ndarray, reference_quantiles: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Wasserstein-1 distance between the two (trimmed) quantile functions, in reference standard deviations."""
+    return np.asarray(np.mean(np.abs(window_quantiles - reference_quantiles), axis=0) / scale)
+
+
+def location_shift(window_quantiles: np.ndarray, reference_quantiles: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Difference of the trimmed means (the quantile functions' averages), in reference standard deviations."""
+    return np.asarray((window_quantiles.mean(axis=0) - reference_quantiles.mean(axis=0)) / scale)
+
+
+def quantile_spread(quantile_function: np.ndarray) -> np.ndarray:
+    """Mean absolute deviation of a trimmed quantile function around its mean: a robust spread."""
+    spread: np.ndarray = np.abs(quantile_function - quantile_function.mean(axis=0)).mean(axis=0)
+    return spread
+
+
+def log_spread_ratio(window_spread: np.ndarray, reference_spread: np.ndarray) -> np.ndarray:
+    """log(window spread / reference spread); -inf for a window that went constant."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.log(window_spread / reference_spread))
+
+
+def ks_statistic(
+    sorted_values: np.ndarray, counts: np.ndarray, reference: np.ndarray, reference_counts: np.ndarray
+) -> np.ndarray:
+    """Exact two-sample Kolmogorov-Smirnov statistic per column (the largest gap between the ECDFs)."""
+    out = np.full(sorted_values.shape[1], np.nan)
+    for j in range(sorted_values.shape[1]):
+        n, m = int(counts[j]), int(reference_counts[j])
+        if n == 0 or m == 0:
+            continue
+        x = sorted_values[:n, j]
+        r = reference[:m, j]
+        points = np.concatenate([x, r])
+        gap = np.searchsorted(x, points, side="right") / n - np.searchsorted(r, points, side="right") / m
+        out[j] = np.max(np.abs(gap))
+    return out
+
+
+def proportions_in_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of the present values of one column falling in each bin (``len(edges) + 1`` bins)."""
+    present = values[~np.isnan(values)]
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    return np.asarray(counts / max(len(present), 1))
+
+
+def psi(window: np.ndarray, reference: np.ndarray) -> float:
+    """Population stability index between two vectors of proportions."""
+    w = np.maximum(window, _EPS)
+    r = np.maximum(reference, _EPS)
+    return float(np.sum((w - r) * np.log(w / r)))
+
+
+def jensen_shannon(window: np.ndarray, reference: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between two vectors of proportions."""
+    w = window / max(window.sum(), _EPS)
+    r = reference / max(reference.sum(), _EPS)
+    mid = (w + r) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(w > 0, w * np.log2(w / mid), 0.0)
+        right = np.where(r > 0, r * np.log2(r / mid), 0.0)
+    return float((left.sum() + right.sum()) / 2)
+
+
+def total_variation(window: np.ndarray, reference: np.ndarray) -> float:
+    """Total variation distance: half the L1 distance between two vectors of proportions."""
+    return float(np.abs(window - reference).sum() / 2)

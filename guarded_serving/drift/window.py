@@ -1,0 +1,191 @@
+"""The window: the most recent rows, encoded as numbers, in bounded memory.
+
+Each observed request becomes a :class:`Chunk`: a float matrix with one column per feature
+(numeric values as they are, categories as their reference code, an unseen category as -1, a
+missing value as NaN), the unseen category names with counts, and the count of values of the
+wrong type. Encoding is O(features) per row. A window is the newest chunks holding ``capacity``
+rows: kept in memory by :class:`MemoryWindow`, or in the store so that every worker sees the
+rows of all workers.
+"""
+
+from __future__ import annotations
+
+import collections
+import numbers
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .baseline import Baseline
+
+__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble"]
+
+UNSEEN = -1.0
+MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """Encoded rows of one or more requests."""
+
+    inputs: np.ndarray  # rows x features
+    outputs: np.ndarray | None  # rows x outputs, when the reference profiles outputs
+    unseen: dict[int, dict[str, int]] = field(default_factory=dict)  # feature index -> name -> count
+    type_errors: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def tail(self, rows: int) -> Chunk:
+        """The last ``rows`` rows (unseen names and type errors are kept whole: they are per chunk)."""
+        outputs = self.outputs[-rows:] if self.outputs is not None else None
+        return Chunk(self.inputs[-rows:], outputs, self.unseen, self.type_errors)
+
+
+def _name(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text[:60]
+
+
+class Encoder:
+    """Turns rows (lists in feature order) into the numeric matrix of a chunk."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        self.width = baseline.width
+        self.all_numeric = bool(baseline.numeric.all())
+        self._columns = [(j, baseline.codes[k]) for k, j in enumerate(baseline.cat_idx)]  # (feature index, category -> code)
+        self._num_idx = [int(j) for j in baseline.num_idx]
+
+    def encode(self, rows: Sequence[Sequence[Any]], unseen: dict[int, dict[str, int]], errors: dict[int, int]) -> np.ndarray:
+        n = len(rows)
+        if self.all_numeric:
+            try:
+                matrix = np.array(rows, dtype=np.float64).reshape(n, self.width)
+            except (TypeError, ValueError):
+                matrix = self._slow_numeric(rows, errors)
+            return matrix
+        matrix = np.empty((n, self.width), dtype=np.float64)
+        for j in self._num_idx:
+            for i, row in enumerate(rows):
+                v = row[j]
+                if v is None:
+                    matrix[i, j] = np.nan
+                elif isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    matrix[i, j] = v
+                else:
+                    matrix[i, j] = np.nan
+                    errors[j] = errors.get(j, 0) + 1
+        for j, codes in self._columns:
+            for i, row in enumerate(rows):
+                v = row[j]
+                if v is None or (isinstance(v, float) and v != v):
+                    matrix[i, j] = np.nan
+                    continue
+                try:
+                    code = codes.get(v)
+                except TypeError:  # an unhashable value (a list, a dict) for a category
+                    code = None
+                    errors[j] = errors.get(j, 0) + 1
+                if code is None:
+                    matrix[i, j] = UNSEEN
+                    names = unseen.setdefault(j, {})
+                    key = _name(v)
+                    if key in names or len(names) < MAX_UNSEEN_NAMES:
+                        names[key] = names.get(key, 0) + 1
+                else:
+                    matrix[i, j] = code
+        return matrix
+
+    def _slow_numeric(self, rows: Sequence[Sequence[Any]], errors: dict[int, int]) -> np.ndarray:
+        matrix = np.full((len(rows), self.width), np.nan)
+        for i, row in enumerate(rows):
+            for j in range(min(len(row), self.width)):
+                v = row[j]
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    matrix[i, j] = v
+                elif v is not None:
+                    errors[j] = errors.get(j, 0) + 1
+        return matrix
+
+
+def output_rows(outputs: Sequence[Any], width: int) -> list[list[Any]]:
+    """Predictions as rows of ``width`` values (a scalar per row becomes a one-value row)."""
+    rows = []
+    for value in outputs:
+        if isinstance(value, (list, tuple)):
+            rows.append(list(value)[:width] if len(value) >= width else [*value, *([None] * (width - len(value)))])
+        else:
+            rows.append([value] + [None] * (width - 1))
+    return rows
+
+
+@dataclass(frozen=True, eq=False)
+class WindowData:
+    """The assembled window: the newest rows, oldest first."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray | None
+    unseen: dict[int, dict[str, int]]
+    type_errors: dict[int, int]
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+def assemble(newest_first: Iterable[Chunk], capacity: int, width: int, output_width: int | None) -> WindowData:
+    """Concatenate the newest chunks up to ``capacity`` rows."""
+    taken: list[Chunk] = []
+    rows = 0
+    for chunk in newest_first:
+        if rows >= capacity:
+            break
+        need = capacity - rows
+        taken.append(chunk if chunk.rows <= need else chunk.tail(need))
+        rows += min(chunk.rows, need)
+    taken.reverse()
+    unseen: dict[int, dict[str, int]] = {}
+    errors: dict[int, int] = {}
+    for chunk in taken:
+        for j, names in chunk.unseen.items():
+            target = unseen.setdefault(j, {})
+            for name, count in names.items():
+                target[name] = target.get(name, 0) + count
+        for j, count in chunk.type_errors.items():
+            errors[j] = errors.get(j, 0) + count
+    inputs = np.concatenate([c.inputs for c in taken]) if taken else np.empty((0, width))
+    outputs = None
+    if output_width is not None:
+        parts = [c.outputs for c in taken if c.outputs is not None]
+        outputs = np.concatenate(parts) if parts else np.empty((0, output_width))
+    return WindowData(inputs, outputs, unseen, errors)
+
+
+class MemoryWindow:
+    """The newest chunks of this process, holding at most ``capacity`` rows (plus one chunk)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._chunks: collections.deque[Chunk] = collections.deque()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def add(self, chunk: Chunk) -> None:
+        with self._lock:
+            self._chunks.append(chunk)
+            self._rows += chunk.rows
+            while self._chunks and self._rows - self._chunks[0].rows >= self.capacity:
+                self._rows -= self._chunks.popleft().rows
+
+    def newest_first(self) -> list[Chunk]:
+        with self._lock:
+            return list(reversed(self._chunks))
+
+    @property
+    def rows(self) -> int:
+        return min(self._rows, self.capacity)
