@@ -44,6 +44,7 @@ class Baseline:
     maximum: np.ndarray
     edges: tuple[np.ndarray, ...]
     bin_props: tuple[np.ndarray, ...]
+    bin_matrix: np.ndarray  # numeric features x most bins: bin_props padded with zeros
     # categorical features (in cat_idx order): code of each category; proportions with a last "unseen" slot
     codes: tuple[dict[Any, int], ...]
     cat_props: tuple[np.ndarray, ...]
@@ -97,6 +98,7 @@ class Baseline:
             maximum=np.array([p.maximum if p.maximum is not None else np.nan for p in num]),
             edges=tuple(np.asarray(p.edges, dtype=float) for p in num),
             bin_props=tuple(np.asarray(p.proportions, dtype=float) for p in num),
+            bin_matrix=_padded([np.asarray(p.proportions, dtype=float) for p in num]),
             codes=tuple({c: k for k, (c, _) in enumerate(p.categories)} for p in cat),
             cat_props=tuple(np.append(np.array([f for _, f in p.categories], dtype=float), 0.0) for p in cat),
             present=np.array([p.count * (1 - p.missing_rate) for p in profiles]),
@@ -123,3 +125,10 @@ class Baseline:
     @property
     def categorical_methods(self) -> tuple[str, ...]:
         return tuple(self.methods[j] for j in self.cat_idx)
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros((len(rows), max((len(r) for r in rows), default=1)))
+    for k, row in enumerate(rows):
+        out[k, : len(row)] = row
+    return out

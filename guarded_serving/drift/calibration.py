@@ -194,4 +194,5 @@ def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
         scale=base.scale[cols],
         edges=tuple(base.edges[k] for k in cols),
         bin_props=tuple(base.bin_props[k] for k in cols),
+        bin_matrix=base.bin_matrix[cols],
     )

@@ -15,7 +15,18 @@ from scipy.stats import binom
 from ..health import CheckResult, Status
 from .baseline import Baseline
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
-from .statistics import GRID, jensen_shannon, location_shift, log_spread_ratio, psi, quantile_spread, quantiles, wasserstein
+from .statistics import (
+    GRID,
+    jensen_shannon,
+    jensen_shannon_rows,
+    location_shift,
+    log_spread_ratio,
+    psi,
+    psi_rows,
+    quantile_spread,
+    quantiles,
+    wasserstein,
+)
 from .window import UNSEEN, WindowData
 
 __all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "drift_check", "quality_check"]
@@ -27,7 +38,12 @@ ALPHA_QUALITY = 0.003
 
 @dataclass(frozen=True, slots=True)
 class FeatureDrift:
-    """One feature's drift verdict. ``score``/``threshold`` are the primary method's."""
+    """One feature's drift verdict. ``score``/``threshold`` are the primary method's.
+
+    ``mean_shift_std`` is the shift of the 2 %-trimmed mean in reference standard deviations and
+    ``spread_ratio`` the ratio of robust spreads (about the ratio of standard deviations for
+    well-behaved data); both are what the location and spread tests judge.
+    """
 
     status: Status
     drifted: bool
@@ -37,7 +53,6 @@ class FeatureDrift:
     rows: int
     reason: str | None = None
     mean_shift_std: float | None = None
-    std_ratio: float | None = None
     spread_ratio: float | None = None
     wasserstein: float | None = None
     psi: float | None = None
@@ -118,10 +133,8 @@ def _numeric(
 ) -> dict[str, FeatureDrift]:
     ordered = sorted_t.T  # rows x features view, as the statistics expect
     cols = np.arange(sorted_t.shape[0])
-    count = np.maximum(present, 1)
-    filled = np.nan_to_num(sorted_t, nan=0.0)
-    mean = filled.sum(axis=1) / count
-    std = np.sqrt(np.maximum((filled * filled).sum(axis=1) / count - mean * mean, 0.0))
+    last = np.maximum(present - 1, 0)
+    constant = (present >= 2) & (sorted_t[cols, last] == sorted_t[:, 0]) if sorted_t.shape[1] else np.zeros(len(cols), bool)
     q = quantiles(ordered, present, GRID)
     shift = location_shift(q, base.ref_quantiles, base.scale)
     ratio = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
@@ -131,15 +144,17 @@ def _numeric(
     for method in set(methods) - {"wasserstein"}:
         pick = np.array([k for k, m in enumerate(methods) if m == method])
         primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
+    window_bins = np.zeros_like(base.bin_matrix)
+    for k in cols:
+        window_bins[k, : len(base.bin_props[k])] = _bin_props(sorted_t[k, : present[k]], base.edges[k])
+    psi_all = psi_rows(window_bins, base.bin_matrix)
+    js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     out: dict[str, FeatureDrift] = {}
     for k in cols:
         j = int(base.num_idx[k])
         name = base.names[j]
         method = methods[k]
         rows = int(present[k])
-        bins = _bin_props(ordered[:rows, k], base.edges[k])
-        psi_k = psi(bins, base.bin_props[k]) if rows else None
-        js_k = jensen_shannon(bins, base.bin_props[k]) if rows else None
         if rows < 2:
             out[name] = FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, rows, "no values in the window")
             continue
@@ -158,9 +173,9 @@ def _numeric(
         if base.has_spread[k]:
             spread_limit = max(cal.z_two_sided * cal.scale_sd[j] * f, MIN_EFFECT["scale"])
             centred = ratio[k] - cal.scale_mu[j]
-            if std[k] == 0 or (abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]):
-                reasons.insert(0 if not reasons else 1, "constant" if std[k] == 0 else f"spread x{math.exp(ratio[k]):.2f}")
-                severe |= std[k] == 0 or abs(ratio[k]) >= math.log(1.5)
+            if constant[k] or (abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]):
+                reasons.insert(0 if not reasons else 1, "constant" if constant[k] else f"spread x{math.exp(ratio[k]):.2f}")
+                severe |= bool(constant[k]) or abs(ratio[k]) >= math.log(1.5)
         drifted = bool(reasons)
         status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
         reason = ", ".join(reasons) if drifted else None
@@ -174,12 +189,11 @@ def _numeric(
             threshold=_r(threshold),
             rows=rows,
             reason=reason,
-            mean_shift_std=_r((mean[k] - base.mean[k]) / base.scale[k]),
-            std_ratio=_r(std[k] / base.scale[k]) if base.has_spread[k] else None,
-            spread_ratio=_r(math.exp(ratio[k])) if base.has_spread[k] and std[k] > 0 else (0.0 if std[k] == 0 else None),
+            mean_shift_std=_r(shift[k]),
+            spread_ratio=0.0 if constant[k] else _r(math.exp(ratio[k])) if base.has_spread[k] else None,
             wasserstein=_r(w1[k]),
-            psi=_r(psi_k),
-            js=_r(js_k),
+            psi=_r(psi_all[k]),
+            js=_r(js_all[k]),
         )
     return out
 

@@ -12,11 +12,13 @@ import numpy as np
 __all__ = [
     "GRID",
     "jensen_shannon",
+    "jensen_shannon_rows",
     "ks_statistic",
     "location_shift",
     "log_spread_ratio",
     "proportions_in_bins",
     "psi",
+    "psi_rows",
     "quantile_spread",
     "quantiles",
     "total_variation",
@@ -115,3 +117,19 @@ def jensen_shannon(window: np.ndarray, reference: np.ndarray) -> float:
 def total_variation(window: np.ndarray, reference: np.ndarray) -> float:
     """Total variation distance: half the L1 distance between two vectors of proportions."""
     return float(np.abs(window - reference).sum() / 2)
+
+
+def psi_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """PSI for each row of two (features x bins) proportion matrices; bins empty on both sides add 0."""
+    w = np.maximum(window, _EPS)
+    r = np.maximum(reference, _EPS)
+    return np.asarray(np.sum((w - r) * np.log(w / r), axis=1))
+
+
+def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2) for each row of two (features x bins) proportion matrices."""
+    mid = (window + reference) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(window > 0, window * np.log2(window / mid), 0.0)
+        right = np.where(reference > 0, reference * np.log2(reference / mid), 0.0)
+    return np.asarray((left.sum(axis=1) + right.sum(axis=1)) / 2)

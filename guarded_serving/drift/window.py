@@ -25,6 +25,7 @@ __all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble"]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,11 +65,13 @@ class Encoder:
     def encode(self, rows: Sequence[Sequence[Any]], unseen: dict[int, dict[str, int]], errors: dict[int, int]) -> np.ndarray:
         n = len(rows)
         if self.all_numeric:
-            try:
-                matrix = np.array(rows, dtype=np.float64).reshape(n, self.width)
-            except (TypeError, ValueError):
-                matrix = self._slow_numeric(rows, errors)
-            return matrix
+            # numpy would silently turn "3" and True into numbers: only plain numbers take the fast path
+            if all(_PLAIN_NUMBERS.issuperset(map(type, row)) for row in rows):
+                try:
+                    return np.array(rows, dtype=np.float64).reshape(n, self.width)
+                except (TypeError, ValueError):  # rows of the wrong length
+                    pass
+            return self._slow_numeric(rows, errors)
         matrix = np.empty((n, self.width), dtype=np.float64)
         for j in self._num_idx:
             for i, row in enumerate(rows):
