@@ -1,4 +1,4 @@
-"""Send normal iris rows to the guarded classifier, then broken ones, and print /health/model.
+"""Send normal iris rows to the guarded classifier, then broken ones, then drifted ones, and print /health/model.
 
 python examples/traffic.py --url http://127.0.0.1:3000
 """
@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--normal", type=int, default=150, help="normal rows to send, 10 per request")
+    parser.add_argument("--drifted", type=int, default=300, help="rows whose petal length grew by 2 cm, 10 per request")
     args = parser.parse_args()
     X = load_iris().data
     with httpx.Client(base_url=args.url, timeout=30) as client:
@@ -43,7 +44,17 @@ def main() -> None:
             "/predict", content=json.dumps({"rows": [[math.nan, 3.0, 1.0, 0.2]]}), headers={"Content-Type": "application/json"}
         )
         print(f"a NaN literal: {response.status_code} {response.json()['detail']}")
+        drifted = 0
+        for start in range(0, args.drifted, 10):
+            batch = X[start % len(X) : start % len(X) + 10].copy()
+            batch[:, FEATURES.index("petal_length")] += 2.0
+            client.post("/predict", json={"rows": batch.tolist()}).raise_for_status()
+            drifted += len(batch)
+        print(f"sent {drifted} drifted rows (petal_length + 2 cm)")
         report = client.get("/health/model").json()
+    for name in ("data_drift", "prediction_drift", "data_quality"):
+        check = report["checks"][name]
+        print(f"{name}: {check['status']}: {check['summary']}")
     print(json.dumps(report, indent=2))
 
 

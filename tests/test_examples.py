@@ -77,6 +77,8 @@ def test_traffic_script_shows_rejections_in_the_report(trained: None, serve: Cal
     assert "a string for a number: 422 row 0, feature 'sepal_width': got \"wide\"; expected a number" in out
     assert "a NaN literal: 422 row 0, feature 'sepal_length': NaN is not allowed" in out
     assert '"rejected": 5' in out
+    assert "sent 300 drifted rows" in out
+    assert "data_drift: alert: 1 of 4 features drifted: petal_length: mean +" in out
 
 
 def test_bentofile_builds_a_bento_that_serves(trained: None, serve: Callable[..., Server], tmp_path: Path) -> None:

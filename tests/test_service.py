@@ -239,3 +239,36 @@ def test_two_workers_agree_on_totals_and_log_every_request(serve) -> None:  # ty
         assert response.json()["totals"] == {"requests": 1000, "rows": 1000, "rejected": 0, "errors": 0}
     assert rows_of(server.db, "SELECT count(*), count(DISTINCT worker) FROM requests") == [(1000, 2)]
     assert rows_of(server.db, "SELECT count(*) FROM rows") == [(1000,)]
+
+
+def test_two_workers_judge_the_same_window_and_name_the_drifted_feature(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve("tests.apps.toy:two")
+    rng = np.random.default_rng(7)
+    healthy = rng.normal(size=(600, 3))
+    # Feature 'b' moves by 3 std. More drifted rows than the window holds: across workers the window
+    # is the newest rows to within one flush interval, so the rows at the switch may straddle it.
+    drifted = rng.normal(size=(1400, 3)) + [0.0, 3.0, 0.0]
+
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Connection": "close"}) as client:
+
+        def send(batch: np.ndarray) -> int:
+            return client.post("/predict", json={"rows": batch.tolist()}).status_code
+
+        for rows in (healthy, drifted):  # concurrent requests on new connections: both workers take a share
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                assert set(pool.map(send, [rows[i : i + 20] for i in range(0, len(rows), 20)])) == {200}
+    assert rows_of(server.db, "SELECT count(DISTINCT worker) FROM requests") == [(2,)]
+
+    def judged() -> bool:
+        return server.client.get("/health/model").json()["window"]["rows"] == 1000
+
+    assert wait_for(judged, timeout=15)
+    for _ in range(10):
+        with httpx.Client(base_url=server.url, timeout=30) as fresh:
+            report = fresh.get("/health/model").json()
+        drift = report["checks"]["data_drift"]
+        assert report["window"] == {"rows": 1000, "capacity": 1000}
+        assert drift["status"] == "alert"
+        assert [name for name, f in drift["features"].items() if f["drifted"]] == ["b"]
+        assert drift["summary"].startswith("1 of 3 features drifted: b: mean +")
+        assert drift["features"]["b"]["mean_shift_std"] > 2.5

@@ -337,7 +337,7 @@ def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: i
             severe = True
         errors = int(data.type_errors.get(j, 0))
         if errors:
-            problems.append(f"{errors} values of the wrong type")
+            problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
         status = Status.ALERT if problems and severe else Status.WARN if problems else Status.OK
         features[name] = FeatureQuality(
             status=status,
