@@ -247,7 +247,7 @@ def test_two_workers_judge_the_same_window_and_name_the_drifted_feature(serve) -
     healthy = rng.normal(size=(600, 3))
     # Feature 'b' moves by 3 std. More drifted rows than the window holds: across workers the window
     # is the newest rows to within one flush interval, so the rows at the switch may straddle it.
-    drifted = rng.normal(size=(1400, 3)) + [0.0, 3.0, 0.0]
+    drifted = rng.normal(size=(1400, 3)) + np.array([0.0, 3.0, 0.0])
 
     with httpx.Client(base_url=server.url, timeout=30, headers={"Connection": "close"}) as client:
 

@@ -174,7 +174,8 @@ def _numeric(
             spread_limit = max(cal.z_two_sided * cal.scale_sd[j] * f, MIN_EFFECT["scale"])
             centred = ratio[k] - cal.scale_mu[j]
             if constant[k] or (abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]):
-                reasons.insert(0 if not reasons else 1, "constant" if constant[k] else f"spread x{math.exp(ratio[k]):.2f}")
+                after_mean = 1 if reasons and reasons[0].startswith("mean") else 0  # location, spread, then distance
+                reasons.insert(after_mean, "constant" if constant[k] else f"spread x{math.exp(ratio[k]):.2f}")
                 severe |= bool(constant[k]) or abs(ratio[k]) >= math.log(1.5)
         drifted = bool(reasons)
         status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
