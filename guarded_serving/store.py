@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import sqlite_utils
 
-from .drift.window import Chunk
+from .drift.window import Chunk, merge_chunks
 from .environment import WarningRecord
 from .errors import StoreError
 from .logs import get_logger
@@ -211,6 +211,7 @@ class Store:
         self._cond = threading.Condition()
         self._closing = False
         self._in_flight = 0
+        self._flush_requested = False
         self._thread: threading.Thread | None = None
         self._local = threading.local()
 
@@ -269,6 +270,7 @@ class Store:
         """Wait until everything queued so far is on disk (for tests and batch jobs)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._flush_requested = True  # seen by the writer even if it is busy writing right now
             self._cond.notify()
         while time.monotonic() < deadline:
             with self._cond:
@@ -302,8 +304,9 @@ class Store:
         backoff = self.flush_interval
         while True:
             with self._cond:
-                if not self._closing and self._pending_rows < 1000:
+                if not self._closing and not self._flush_requested and self._pending_rows < 1000:
                     self._cond.wait(backoff)
+                self._flush_requested = False
                 batch = list(self._buffer)
                 self._buffer.clear()
                 self._in_flight = len(batch)
@@ -454,25 +457,6 @@ class Store:
                 [model, limit],
             )
         )
-
-
-def merge_chunks(parts: list[Chunk]) -> Chunk:
-    """One chunk holding the rows of several, in order."""
-    if len(parts) == 1:
-        return parts[0]
-    unseen: dict[int, dict[str, int]] = {}
-    errors: dict[int, int] = {}
-    for part in parts:
-        for j, names in part.unseen.items():
-            target = unseen.setdefault(j, {})
-            for name, count in names.items():
-                target[name] = target.get(name, 0) + count
-        for j, count in part.type_errors.items():
-            errors[j] = errors.get(j, 0) + count
-    outputs = None
-    if all(p.outputs is not None for p in parts):
-        outputs = np.concatenate([p.outputs for p in parts if p.outputs is not None])
-    return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
 
 
 def _encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:

@@ -244,20 +244,40 @@ def test_two_workers_agree_on_totals_and_log_every_request(serve) -> None:  # ty
 def test_two_workers_judge_the_same_window_and_name_the_drifted_feature(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("tests.apps.toy:two")
     rng = np.random.default_rng(7)
-    healthy = rng.normal(size=(600, 3))
+
+    def send_until_both_workers_served(phase: str, shift: float, rows: int) -> None:
+        """Send ``rows`` rows in 10-row requests on new connections, 8 at a time, then more until both
+        workers have answered some of this phase (the kernel decides which worker accepts; bounded)."""
+        with httpx.Client(base_url=server.url, timeout=30, headers={"Connection": "close"}) as client:
+
+            def send(request: tuple[int, list[list[float]]]) -> int:
+                i, batch = request
+                return client.post("/predict", json={"rows": batch}, headers={"X-Request-ID": f"{phase}-{i}"}).status_code
+
+            sent = 0
+            for _ in range(10):
+                batches = [
+                    (sent + k, (rng.normal(size=(10, 3)) + np.array([0.0, shift, 0.0])).tolist()) for k in range(rows // 10)
+                ]
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    assert set(pool.map(send, batches)) == {200}
+                sent += rows // 10
+                server.client.get("/health/model")  # lets the answering worker flush
+
+                def workers() -> int:
+                    found = rows_of(
+                        server.db, "SELECT count(DISTINCT worker) FROM requests WHERE request_id LIKE ?", f"{phase}-%"
+                    )
+                    return int(found[0][0])  # type: ignore[call-overload]
+
+                if wait_for(lambda: workers() == 2, timeout=2):
+                    return
+        raise AssertionError(f"one worker answered every {phase} request")
+
+    send_until_both_workers_served("healthy", 0.0, 600)
     # Feature 'b' moves by 3 std. More drifted rows than the window holds: across workers the window
     # is the newest rows to within one flush interval, so the rows at the switch may straddle it.
-    drifted = rng.normal(size=(1400, 3)) + np.array([0.0, 3.0, 0.0])
-
-    with httpx.Client(base_url=server.url, timeout=30, headers={"Connection": "close"}) as client:
-
-        def send(batch: np.ndarray) -> int:
-            return client.post("/predict", json={"rows": batch.tolist()}).status_code
-
-        for rows in (healthy, drifted):  # concurrent requests on new connections: both workers take a share
-            with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                assert set(pool.map(send, [rows[i : i + 20] for i in range(0, len(rows), 20)])) == {200}
-    assert rows_of(server.db, "SELECT count(DISTINCT worker) FROM requests") == [(2,)]
+    send_until_both_workers_served("drifted", 3.0, 1400)
 
     def judged() -> bool:
         return server.client.get("/health/model").json()["window"]["rows"] == 1000

@@ -86,7 +86,7 @@ class Columns:
 
     @classmethod
     def of(cls, matrix: np.ndarray, base: Baseline) -> Columns:
-        by_feature = np.ascontiguousarray(matrix.T)
+        by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
         numeric = by_feature if len(base.num_idx) == base.width else by_feature[base.num_idx]
         numeric.sort(axis=1)  # in place: both are this function's own copies
         categorical = by_feature[base.cat_idx]
@@ -296,7 +296,7 @@ def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: i
     unseen_share = unseen_count / np.maximum(cat_present, 1)
     p_unseen = (base.singletons[base.cat_idx] + 1) / (base.present[base.cat_idx] + 1)
     unseen_flag = (unseen_share >= 0.005) & (binom.sf(unseen_count - 1, cat_present, p_unseen) < limit)
-    first = cat[:, 0] if cat.size else np.zeros(0)
+    first = cat[np.arange(len(cat)), np.argmax(~np.isnan(cat), axis=1)] if cat.size else np.zeros(0)  # first present value
     cat_levels = np.array([len(props) - 1 for props in base.cat_props])
     same = np.where(np.isnan(cat), first[:, None], cat) == first[:, None] if cat.size else np.zeros((0, 0), dtype=bool)
     cat_constant = (cat_present >= 20) & (cat_levels > 1) & same.all(axis=1) if cat.size else np.zeros(0, dtype=bool)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .baseline import Baseline
 
-__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble"]
+__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble", "merge_chunks"]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
@@ -59,7 +59,7 @@ class Encoder:
         self.baseline = baseline
         self.width = baseline.width
         self.all_numeric = bool(baseline.numeric.all())
-        self._columns = [(j, baseline.codes[k]) for k, j in enumerate(baseline.cat_idx)]  # (feature index, category -> code)
+        self._columns = [(int(j), baseline.codes[k]) for k, j in enumerate(baseline.cat_idx)]  # (feature index, category -> code)
         self._num_idx = [int(j) for j in baseline.num_idx]
 
     def encode(self, rows: Sequence[Sequence[Any]], unseen: dict[int, dict[str, int]], errors: dict[int, int]) -> np.ndarray:
@@ -91,9 +91,10 @@ class Encoder:
                     continue
                 try:
                     code = codes.get(v)
-                except TypeError:  # an unhashable value (a list, a dict) for a category
-                    code = None
+                except TypeError:  # an unhashable value (a list, a dict): a wrong type, not a category
+                    matrix[i, j] = np.nan
                     errors[j] = errors.get(j, 0) + 1
+                    continue
                 if code is None:
                     matrix[i, j] = UNSEEN
                     names = unseen.setdefault(j, {})
@@ -152,21 +153,32 @@ def assemble(newest_first: Iterable[Chunk], capacity: int, width: int, output_wi
         taken.append(chunk if chunk.rows <= need else chunk.tail(need))
         rows += min(chunk.rows, need)
     taken.reverse()
+    if not taken:
+        return WindowData(np.empty((0, width)), None if output_width is None else np.empty((0, output_width)), {}, {})
+    merged = merge_chunks(taken)
+    outputs = merged.outputs
+    if output_width is not None and outputs is None:
+        outputs = np.empty((0, output_width))
+    return WindowData(merged.inputs, outputs if output_width is not None else None, merged.unseen, merged.type_errors)
+
+
+def merge_chunks(parts: list[Chunk]) -> Chunk:
+    """One chunk holding the rows of several, in order (outputs kept only if every part has them)."""
+    if len(parts) == 1:
+        return parts[0]
     unseen: dict[int, dict[str, int]] = {}
     errors: dict[int, int] = {}
-    for chunk in taken:
-        for j, names in chunk.unseen.items():
+    for part in parts:
+        for j, names in part.unseen.items():
             target = unseen.setdefault(j, {})
             for name, count in names.items():
                 target[name] = target.get(name, 0) + count
-        for j, count in chunk.type_errors.items():
+        for j, count in part.type_errors.items():
             errors[j] = errors.get(j, 0) + count
-    inputs = np.concatenate([c.inputs for c in taken]) if taken else np.empty((0, width))
     outputs = None
-    if output_width is not None:
-        parts = [c.outputs for c in taken if c.outputs is not None]
-        outputs = np.concatenate(parts) if parts else np.empty((0, output_width))
-    return WindowData(inputs, outputs, unseen, errors)
+    if all(p.outputs is not None for p in parts):
+        outputs = np.concatenate([p.outputs for p in parts if p.outputs is not None])
+    return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
 
 
 class MemoryWindow:

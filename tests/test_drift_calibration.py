@@ -1,0 +1,132 @@
+"""Calibration: thresholds fitted for a window size, deterministic, shrinking with more rows, never below a minimum effect."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from guarded_serving import Reference
+from guarded_serving.drift import Baseline, Calibration
+from guarded_serving.drift.calibration import MIN_EFFECT
+
+ALPHA = 0.004
+LEVELS = np.array(["a", "b", "c", "d"], dtype=object)
+
+
+def numeric_baseline(features: int, seed: int = 5, rows: int = 2_000) -> Baseline:
+    data = np.random.default_rng(seed).normal(size=(rows, features))
+    return Baseline.from_profiles(Reference.from_data(data, feature_names=[f"f{j}" for j in range(features)]).features)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> Baseline:
+    """Three normal features, 2,000 reference rows."""
+    return numeric_baseline(3)
+
+
+@pytest.fixture(scope="module")
+def every_method_baseline() -> Baseline:
+    """One numeric feature per numeric method and one categorical feature per categorical method."""
+    rng = np.random.default_rng(8)
+    rows = 3_000
+    numeric = {"w": "wasserstein", "k": "ks", "p": "psi", "j": "js"}
+    categorical = {"ct": "tv", "cp": "psi", "cj": "js"}
+    columns = [rng.gamma(2.0, 1.0, rows) for _ in numeric]
+    columns += [rng.choice(LEVELS, rows, p=[0.4, 0.3, 0.2, 0.1]) for _ in categorical]
+    data = np.empty((rows, len(columns)), dtype=object)
+    for j, column in enumerate(columns):
+        data[:, j] = column
+    names = [*numeric, *categorical]
+    reference = Reference.from_data(data, feature_names=names, categorical=list(categorical))
+    return Baseline.from_profiles(reference.features, methods={**numeric, **categorical})
+
+
+def full_window_factor(cal: Calibration, base: Baseline) -> np.ndarray:
+    return cal.widen(cal.n_cal.astype(float), base.reference_sizes())
+
+
+def test_fit_with_the_same_seed_gives_identical_arrays(baseline: Baseline) -> None:
+    first = Calibration.fit(baseline, 500, ALPHA, seed=42)
+    second = Calibration.fit(baseline, 500, ALPHA, seed=42)
+
+    for field in ("n_cal", "log_mu", "log_sd", "mean_mu", "mean_sd", "scale_mu", "scale_sd"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field), err_msg=field)
+
+
+def test_fit_with_another_seed_draws_other_windows(baseline: Baseline) -> None:
+    first = Calibration.fit(baseline, 500, ALPHA, seed=42)
+    second = Calibration.fit(baseline, 500, ALPHA, seed=43)
+
+    assert not np.array_equal(first.log_mu, second.log_mu)
+
+
+def test_distance_thresholds_shrink_as_the_window_grows(baseline: Baseline) -> None:
+    small = Calibration.fit(baseline, 500, ALPHA)
+    large = Calibration.fit(baseline, 2_000, ALPHA)
+    small_factor = full_window_factor(small, baseline)
+    large_factor = full_window_factor(large, baseline)
+
+    for j in range(baseline.width):
+        assert large.distance_threshold(j, "wasserstein", large_factor[j]) < small.distance_threshold(
+            j, "wasserstein", small_factor[j]
+        )
+
+
+def test_widen_is_sqrt_one_plus_n_over_m_for_a_full_window(baseline: Baseline) -> None:
+    cal = Calibration.fit(baseline, 500, ALPHA)
+    m = baseline.reference_sizes()
+
+    np.testing.assert_allclose(cal.widen(np.full(baseline.width, 500.0), m), np.sqrt(1 + 500 / m))
+    np.testing.assert_allclose(cal.widen(np.full(baseline.width, 500.0), m), math.sqrt(1 + 500 / 2_000))
+
+
+def test_widen_is_larger_for_a_partly_filled_window(baseline: Baseline) -> None:
+    cal = Calibration.fit(baseline, 500, ALPHA)
+    m = baseline.reference_sizes()
+
+    full = cal.widen(np.full(baseline.width, 500.0), m)
+    partial = cal.widen(np.full(baseline.width, 125.0), m)
+
+    np.testing.assert_allclose(partial, np.sqrt(500 / 125 + 500 / m))
+    assert (partial > full).all()
+
+
+def test_widen_of_an_empty_feature_is_infinite(baseline: Baseline) -> None:
+    cal = Calibration.fit(baseline, 500, ALPHA)
+
+    assert cal.widen(np.array([0.0, 500.0, 500.0]), baseline.reference_sizes())[0] == math.inf
+
+
+@pytest.mark.parametrize("window", [50, 1_000, 100_000], ids=["window-50", "window-1000", "window-100000"])
+def test_distance_thresholds_never_fall_below_the_minimum_effect(every_method_baseline: Baseline, window: int) -> None:
+    base = every_method_baseline
+    cal = Calibration.fit(base, window, ALPHA, draws=40)
+    factor = full_window_factor(cal, base)
+
+    for j, method in enumerate(base.methods):
+        assert cal.distance_threshold(j, method, factor[j]) >= MIN_EFFECT[method], base.names[j]
+
+
+def test_tests_count_three_per_numeric_and_one_per_categorical_feature(every_method_baseline: Baseline) -> None:
+    cal = Calibration.fit(every_method_baseline, 200, ALPHA, draws=10)
+
+    assert cal.tests == 3 * 4 + 3
+
+
+@pytest.mark.parametrize("features", [1, 2, 5, 20], ids=["1-feature", "2-features", "5-features", "20-features"])
+def test_z_values_are_the_bonferroni_quantiles(features: int) -> None:
+    cal = Calibration.fit(numeric_baseline(features, rows=300), 100, ALPHA, draws=10)
+
+    assert cal.z_one_sided == pytest.approx(norm.isf(ALPHA / (3 * features)))
+    assert cal.z_two_sided == pytest.approx(norm.isf(ALPHA / (6 * features)))
+
+
+def test_z_values_grow_with_the_number_of_tests() -> None:
+    cals = [Calibration.fit(numeric_baseline(features, rows=300), 100, ALPHA, draws=10) for features in (1, 2, 5, 20)]
+
+    assert [c.z_one_sided for c in cals] == sorted(c.z_one_sided for c in cals)
+    assert len({c.z_one_sided for c in cals}) == 4
+    assert all(c.z_two_sided > c.z_one_sided for c in cals)

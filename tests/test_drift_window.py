@@ -1,0 +1,207 @@
+"""The window: rows encoded as numbers, newest chunks assembled up to capacity, memory that stays bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from guarded_serving import Reference
+from guarded_serving.drift import Baseline, Chunk, Encoder, MemoryWindow, assemble
+from guarded_serving.drift.window import MAX_UNSEEN_NAMES, UNSEEN, output_rows
+
+NAN = np.nan
+
+
+@pytest.fixture
+def numeric_baseline() -> Baseline:
+    """Two numeric features, a and b."""
+    reference = Reference.from_data([[float(i), float(2 * i)] for i in range(20)], feature_names=["a", "b"])
+    return Baseline.from_profiles(reference.features)
+
+
+@pytest.fixture
+def mixed_baseline() -> Baseline:
+    """A numeric feature x and a categorical feature colour with codes red 0, green 1, blue 2 (most common first)."""
+    colours = ["red"] * 5 + ["green"] * 3 + ["blue"] * 2
+    reference = Reference.from_data([[float(i), c] for i, c in enumerate(colours)], feature_names=["x", "colour"])
+    return Baseline.from_profiles(reference.features)
+
+
+def encode(baseline: Baseline, rows: list[list[Any]]) -> tuple[np.ndarray, dict[int, dict[str, int]], dict[int, int]]:
+    unseen: dict[int, dict[str, int]] = {}
+    errors: dict[int, int] = {}
+    matrix = Encoder(baseline).encode(rows, unseen, errors)
+    return matrix, unseen, errors
+
+
+def chunk(values: list[float], unseen: dict[int, dict[str, int]] | None = None, errors: dict[int, int] | None = None) -> Chunk:
+    """A one-feature chunk holding ``values``."""
+    return Chunk(np.array(values, dtype=float).reshape(-1, 1), None, unseen or {}, errors or {})
+
+
+# -- Encoder -------------------------------------------------------------------------------------------------------
+
+
+def test_numeric_rows_become_a_float_matrix_with_nan_for_missing(numeric_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(numeric_baseline, [[1.5, None], [None, 2], [3, 4.25]])
+
+    np.testing.assert_array_equal(matrix, [[1.5, NAN], [NAN, 2.0], [3.0, 4.25]])
+    assert matrix.dtype == np.float64
+    assert (unseen, errors) == ({}, {})
+
+
+def test_numeric_values_of_a_mixed_reference_are_kept_and_missing_ones_are_nan(mixed_baseline: Baseline) -> None:
+    matrix, _, errors = encode(mixed_baseline, [[7.5, "red"], [None, "red"]])
+
+    np.testing.assert_array_equal(matrix[:, 0], [7.5, NAN])
+    assert errors == {}
+
+
+def test_categories_become_their_reference_codes(mixed_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(mixed_baseline, [[0.0, "red"], [0.0, "green"], [0.0, "blue"], [0.0, None]])
+
+    np.testing.assert_array_equal(matrix[:, 1], [0.0, 1.0, 2.0, NAN])
+    assert (unseen, errors) == ({}, {})
+
+
+def test_unseen_categories_become_minus_one_and_their_names_are_counted(mixed_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(mixed_baseline, [[0.0, "purple"], [0.0, "red"], [0.0, "purple"], [0.0, "teal"]])
+
+    np.testing.assert_array_equal(matrix[:, 1], [UNSEEN, 0.0, UNSEEN, UNSEEN])
+    assert unseen == {1: {"purple": 2, "teal": 1}}
+    assert errors == {}
+
+
+def test_unseen_names_are_bounded_per_feature_and_chunk(mixed_baseline: Baseline) -> None:
+    rows: list[list[Any]] = [[0.0, f"level-{i}"] for i in range(MAX_UNSEEN_NAMES + 30)]
+
+    matrix, unseen, _ = encode(mixed_baseline, rows)
+
+    assert (matrix[:, 1] == UNSEEN).all()
+    assert len(unseen[1]) == MAX_UNSEEN_NAMES
+
+
+@pytest.mark.parametrize("baseline_name", ["numeric_baseline", "mixed_baseline"], ids=["all-numeric", "mixed"])
+@pytest.mark.parametrize("value", ["abc", "3", True, [1.0]], ids=["word", "numeric-string", "bool", "list"])
+def test_a_value_of_the_wrong_type_in_a_numeric_column_is_counted_and_missing(
+    baseline_name: str, value: object, request: pytest.FixtureRequest
+) -> None:
+    baseline: Baseline = request.getfixturevalue(baseline_name)
+    row: list[Any] = [value, 1.0] if baseline_name == "numeric_baseline" else [value, "red"]
+
+    matrix, _, errors = encode(baseline, [[2.0, row[1]], row])
+
+    np.testing.assert_array_equal(matrix[:, 0], [2.0, NAN])
+    assert errors == {0: 1}
+
+
+def test_an_unhashable_value_for_a_category_counts_a_type_error(mixed_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(mixed_baseline, [[0.0, ["red"]], [0.0, {"colour": "red"}], [0.0, "red"]])
+
+    np.testing.assert_array_equal(matrix[:, 1], [np.nan, np.nan, 0.0])  # a wrong type, not an unseen category
+    assert errors == {1: 2}
+    assert unseen == {}
+
+
+# -- output_rows ---------------------------------------------------------------------------------------------------
+
+
+def test_scalar_outputs_become_one_value_rows() -> None:
+    assert output_rows([0.25, 1, None], 1) == [[0.25], [1], [None]]
+
+
+def test_output_rows_are_padded_with_none_or_cut_to_the_width() -> None:
+    assert output_rows([[0.1, 0.9], [0.2], (0.3, 0.3, 0.4), 5.0], 2) == [[0.1, 0.9], [0.2, None], [0.3, 0.3], [5.0, None]]
+
+
+# -- assemble ------------------------------------------------------------------------------------------------------
+
+
+def test_assemble_takes_the_newest_rows_up_to_capacity_oldest_first() -> None:
+    newest_first = [chunk([6, 7, 8]), chunk([3, 4, 5]), chunk([0, 1, 2])]
+
+    window = assemble(newest_first, capacity=5, width=1, output_width=None)
+
+    assert window.inputs[:, 0].tolist() == [4.0, 5.0, 6.0, 7.0, 8.0]
+    assert window.rows == 5
+    assert window.outputs is None
+
+
+def test_assemble_holds_everything_when_under_capacity() -> None:
+    window = assemble([chunk([2, 3]), chunk([1])], capacity=10, width=1, output_width=None)
+
+    assert window.inputs[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_assemble_merges_unseen_names_and_type_errors_of_the_chunks_it_takes() -> None:
+    newest_first = [
+        chunk([3, 4], unseen={0: {"zulu": 2}}, errors={0: 1}),
+        chunk([1, 2], unseen={0: {"zulu": 1, "yankee": 1}}, errors={0: 2}),
+        chunk([0], unseen={0: {"xray": 5}}, errors={0: 7}),  # beyond capacity: not counted
+    ]
+
+    window = assemble(newest_first, capacity=4, width=1, output_width=None)
+
+    assert window.unseen == {0: {"zulu": 3, "yankee": 1}}
+    assert window.type_errors == {0: 3}
+
+
+def test_assemble_keeps_outputs_aligned_with_inputs() -> None:
+    newest_first = [
+        Chunk(np.array([[2.0], [3.0]]), np.array([[0.2], [0.3]])),
+        Chunk(np.array([[1.0]]), np.array([[0.1]])),
+    ]
+
+    window = assemble(newest_first, capacity=2, width=1, output_width=1)
+
+    assert window.inputs[:, 0].tolist() == [2.0, 3.0]
+    assert window.outputs is not None
+    assert window.outputs[:, 0].tolist() == [0.2, 0.3]
+
+
+def test_assemble_of_no_chunks_is_an_empty_window_of_the_right_width() -> None:
+    window = assemble([], capacity=10, width=3, output_width=2)
+
+    assert window.inputs.shape == (0, 3)
+    assert window.outputs is not None
+    assert window.outputs.shape == (0, 2)
+    assert (window.unseen, window.type_errors) == ({}, {})
+
+
+# -- MemoryWindow --------------------------------------------------------------------------------------------------
+
+
+def test_memory_window_stays_bounded_over_many_one_row_chunks() -> None:
+    window = MemoryWindow(capacity=100)
+
+    for i in range(10_000):
+        window.add(chunk([float(i)]))
+
+    held = window.newest_first()
+    assert sum(c.rows for c in held) <= 100 + 1
+    assert window.rows == 100
+    assert assemble(held, 100, 1, None).inputs[:, 0].tolist() == [float(i) for i in range(9_900, 10_000)]
+
+
+def test_memory_window_of_uneven_chunks_holds_capacity_plus_at_most_one_chunk() -> None:
+    rng = np.random.default_rng(11)
+    window = MemoryWindow(capacity=250)
+    sizes = rng.integers(1, 60, 2_000)
+
+    for size in sizes:
+        window.add(chunk([0.0] * int(size)))
+        held = sum(c.rows for c in window.newest_first())
+        assert held - window.newest_first()[-1].rows < 250
+
+    assert window.rows == 250
+    assert sum(c.rows for c in window.newest_first()) < 250 + int(sizes.max())
+
+
+def test_memory_window_reports_the_rows_it_holds_before_it_fills() -> None:
+    window = MemoryWindow(capacity=100)
+
+    window.add(chunk([1.0, 2.0, 3.0]))
+
+    assert window.rows == 3
