@@ -16,10 +16,11 @@ from .errors import (
     ModelError,
     Problem,
     StoreError,
+    UnknownRequestError,
 )
 from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
-from .monitor import Monitor
+from .monitor import FeedbackResult, Monitor
 from .reference import FeatureProfile, Reference
 from .stages import stage
 
@@ -27,6 +28,7 @@ __all__ = [
     "CheckResult",
     "ConfigurationError",
     "FeatureProfile",
+    "FeedbackResult",
     "GuardedModel",
     "GuardedServingError",
     "HealthReport",
@@ -39,6 +41,7 @@ __all__ = [
     "Reference",
     "Status",
     "StoreError",
+    "UnknownRequestError",
     "guard",
     "stage",
 ]

@@ -6,7 +6,8 @@ Every exception the library raises on purpose derives from one root::
      ├── ConfigurationError        a bad argument to guard(), Monitor(), Reference.from_data() ...
      ├── InvalidReferenceError     a reference document that cannot be read or does not fit
      ├── InputError                a request the service refuses (answered 4xx, recorded as ``rejected``)
-     │    └── carries a tuple of Problem (row, feature, what was wrong, what was expected)
+     │    │   carries a tuple of Problem (row, feature, what was wrong, what was expected)
+     │    └── UnknownRequestError  feedback naming request ids that were never answered (404)
      ├── ModelError                the wrapped predict function raised or returned something unusable
      └── StoreError                the SQLite log store could not be opened or written
 
@@ -26,6 +27,7 @@ __all__ = [
     "ModelError",
     "Problem",
     "StoreError",
+    "UnknownRequestError",
 ]
 
 
@@ -91,6 +93,16 @@ class InputError(GuardedServingError, ValueError):
         first = str(self.problems[0]) if self.problems else "invalid input"
         more = len(self.problems) - 1
         super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
+
+
+class UnknownRequestError(InputError):
+    """Feedback names request ids this model never answered; ``unknown`` lists them all."""
+
+    def __init__(self, unknown: tuple[str, ...]) -> None:
+        self.unknown = unknown
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        problem = Problem(f"unknown request id{'s' if len(unknown) > 1 else ''} {shown}", "ids of answered predictions")
+        super().__init__([problem], status=404)
 
 
 class ModelError(GuardedServingError, RuntimeError):

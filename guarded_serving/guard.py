@@ -19,7 +19,7 @@ from typing import Any
 
 from .checks import PipelineThresholds
 from .environment import capture_warnings
-from .errors import ConfigurationError, InputError, ModelError, Problem
+from .errors import ConfigurationError, InputError, ModelError, Problem, UnknownRequestError
 from .health import HealthReport, Status
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
@@ -269,6 +269,34 @@ class GuardedModel:
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
         stages["log"] = (time.perf_counter() - log_started) * 1000.0
 
+    def handle_feedback(self, body: bytes, content_type: str | None = None) -> Reply:
+        """Take labels for earlier predictions: ``{"request_id": ..., "labels": [...]}`` (one label per
+        row) or ``{"items": [{"request_id": ..., "row": ..., "label": ...}, ...]}``. Never raises."""
+        monitor = self.start()
+        rid = new_request_id()
+        try:
+            self._check_envelope(body, content_type)
+            document = parse_json(body)
+            if isinstance(document, dict) and set(document) == {"request_id", "labels"}:
+                request_id, labels = document["request_id"], document["labels"]
+                if not isinstance(request_id, str) or not isinstance(labels, list):
+                    raise InputError([Problem("request_id or labels has the wrong type", "a string and a list of labels")])
+                result = monitor.feedback(request_id, labels)
+            elif isinstance(document, dict) and set(document) == {"items"} and isinstance(document["items"], list):
+                result = monitor.feedback_items(_feedback_items(document["items"]))
+            else:
+                raise InputError(
+                    [Problem("the body has neither form", '{"request_id": "...", "labels": [...]} or {"items": [...]}')]
+                )
+        except UnknownRequestError as exc:
+            self._log.info("feedback_rejected", unknown=list(exc.unknown[:20]))
+            return _problem_reply(404, "Unknown request", str(exc), rid, unknown_request_ids=list(exc.unknown))
+        except InputError as exc:
+            self._log.info("feedback_rejected", problem=str(exc)[:300])
+            return _problem_reply(exc.status, "Invalid feedback", str(exc), rid, problems=[p.to_json() for p in exc.problems])
+        body_out = {"accepted": result.accepted, "new": result.new, "replaced": result.replaced}
+        return Reply(200, _dump(body_out), {"X-Request-ID": rid})
+
     def health_reply(self, fail_on: str | None = None, detail: bool = True) -> Reply:
         """The ``/health/model`` answer: 200 always, or 503 at or above ``fail_on`` (warn | alert)."""
         if fail_on is not None and fail_on not in _FAIL_ON:
@@ -279,6 +307,23 @@ class GuardedModel:
         if fail_on is not None and report.status.rank >= _FAIL_ON[fail_on].rank:
             status = 503
         return Reply(status, _dump(report.to_json(detail=detail)))
+
+
+def _feedback_items(items: list[Any]) -> list[tuple[str, int, Any]]:
+    out = []
+    problems = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"request_id", "row", "label"}:
+            problems.append(
+                Problem(f"item {i} is {json.dumps(item)[:60]}", 'an object {"request_id": ..., "row": ..., "label": ...}')
+            )
+        elif not isinstance(item["request_id"], str):
+            problems.append(Problem(f"item {i}: request_id {item['request_id']!r}", "a string"))
+        else:
+            out.append((item["request_id"], item["row"], item["label"]))
+    if problems:
+        raise InputError(problems[:20])
+    return out
 
 
 def _service_name(func: Callable[..., Any], name: str | None) -> str:

@@ -28,21 +28,34 @@ from typing import Any
 import numpy as np
 
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
+from .concept import concept_check
 from .drift.baseline import Baseline
 from .drift.calibration import Calibration
 from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
 from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InputError, Problem, UnknownRequestError
 from .health import CheckResult, HealthReport, Status, worst
 from .logs import get_logger
+from .performance import row_losses
 from .reference import Reference
 from .stages import RecentRequest, summarise
 from .store import RequestRecord, Store, Totals
 
-__all__ = ["Monitor", "as_reference", "new_request_id"]
+__all__ = ["FeedbackResult", "Monitor", "as_reference", "new_request_id"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """What a feedback call stored: labels accepted, of which new and replacing an earlier label."""
+
+    accepted: int
+    new: int
+    replaced: int
+
 
 DEFAULT_DB = "guarded_serving.db"
+PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
 MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
 
@@ -171,6 +184,16 @@ class Monitor:
         self._python = (self.reference.environment.python, fingerprint.python)
         self._last_status: Status | None = None
         self._dropped_logged = 0
+        self.performance = self.reference.performance
+        # Recent answered requests (id -> sequence, time, outputs), so that a label arriving right after
+        # its prediction (before the store has flushed it) is joined; bounded by PREDICTIONS_KEPT rows.
+        # Without a store these are the only predictions labels can join: older ones are unknown.
+        self._predictions: collections.OrderedDict[str, tuple[int, float, list[Any]]] = collections.OrderedDict()
+        self._prediction_rows = 0
+        self._sequence = 0
+        # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
+        self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
+        self._label_counts = [0, 0]
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
@@ -224,6 +247,7 @@ class Monitor:
             self._requests += 1
             if record.status == "ok":
                 self._rows += record.rows
+                self._remember(record)
             elif record.status == "rejected":
                 self._rejected += 1
             else:
@@ -238,6 +262,122 @@ class Monitor:
             if dropped >= 2 * self._dropped_logged:  # log at 1, 2, 4, 8... dropped rows, not every time
                 self._dropped_logged = max(dropped, 1)
                 self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
+
+    def _remember(self, record: RequestRecord) -> None:
+        """Keep an answered request's outputs for joining labels (call with the lock held)."""
+        self._sequence += 1
+        outputs = list(record.outputs) if record.outputs is not None else [None] * record.rows
+        previous = self._predictions.pop(record.request_id, None)
+        if previous is not None:
+            self._prediction_rows -= len(previous[2])
+        self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
+        self._prediction_rows += len(outputs)
+        while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
+            old_id, (_, _, old_outputs) = self._predictions.popitem(last=False)
+            self._prediction_rows -= len(old_outputs)
+            if self.store is None:
+                for row in range(len(old_outputs)):
+                    self._labels.pop((old_id, row), None)
+
+    # -- feedback --------------------------------------------------------------------------
+    def feedback(self, request_id: str, labels: Sequence[Any]) -> FeedbackResult:
+        """Labels for every row of an answered request, in row order; they may arrive late and out of order."""
+        if not isinstance(labels, (list, tuple)):
+            raise InputError([Problem(f"labels is {type(labels).__name__}", "a list with one label per row")])
+        return self.feedback_items([(request_id, row, label) for row, label in enumerate(labels)], whole_requests=True)
+
+    def feedback_items(self, items: Sequence[tuple[str, int, Any]], whole_requests: bool = False) -> FeedbackResult:
+        """Labels as (request id, row, label). Everything is checked before anything is stored: on any
+        problem (an unknown id, a row out of range, a label of the wrong kind) nothing is written."""
+        if not items:
+            raise InputError([Problem("no labels", "at least one label")])
+        ids = list(dict.fromkeys(rid for rid, _, _ in items))
+        rows = self._request_rows(ids)
+        unknown = tuple(rid for rid in ids if rid not in rows)
+        if unknown:
+            raise UnknownRequestError(unknown)
+        problems: list[Problem] = []
+        if whole_requests:
+            for rid in ids:
+                given = sum(1 for r, _, _ in items if r == rid)
+                if given != rows[rid]:
+                    problems.append(Problem(f"{given} labels for request {rid!r}", f"{rows[rid]} labels, one per row"))
+        for i, (rid, row, label) in enumerate(items):
+            if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < rows[rid]:
+                problems.append(Problem(f"item {i}: row {row!r} of request {rid!r}", f"a row index in 0..{rows[rid] - 1}"))
+            bad = self.performance.check_label(label) if self.performance is not None else None
+            if bad is not None:
+                problems.append(Problem(f"item {i}: label {bad.problem}", bad.expected))
+        if problems:
+            raise InputError(problems[:20])
+        encoded = [(rid, int(row), json.dumps(label)) for rid, row, label in items]
+        if self.store is not None:
+            new, replaced = self.store.write_feedback(self.name, encoded)
+        else:
+            now = time.time()
+            with self._lock:
+                replaced = 0
+                for rid, row, label in items:  # a row labelled twice in one call is replaced too
+                    replaced += (rid, row) in self._labels
+                    self._labels[(rid, int(row))] = (label, now)
+                new = len(items) - replaced
+                self._label_counts[0] += new
+                self._label_counts[1] += replaced
+        return FeedbackResult(accepted=len(items), new=new, replaced=replaced)
+
+    def _request_rows(self, ids: list[str]) -> dict[str, int]:
+        with self._lock:
+            found = {rid: len(self._predictions[rid][2]) for rid in ids if rid in self._predictions}
+        missing = [rid for rid in ids if rid not in found]
+        if missing and self.store is not None:
+            found.update(self.store.request_rows(self.name, missing))
+            missing = [rid for rid in ids if rid not in found]
+            if missing:  # another worker may hold them for up to one flush interval
+                time.sleep(2 * self.store.flush_interval)
+                found.update(self.store.request_rows(self.name, missing))
+        return found
+
+    def _labelled(self) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
+        """The newest ``window`` labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
+        if self.store is not None:
+            stored = self.store.labelled(self.name, self.window)[::-1]
+            outputs = [json.loads(o) for o, _, _, _ in stored]
+            labels = [json.loads(lab) for _, lab, _, _ in stored]
+            delays = np.array([_seconds(lt) - _seconds(pt) for _, _, pt, lt in stored])
+            received, replaced = self.store.label_totals(self.name)
+            return outputs, labels, delays, received, replaced
+        with self._lock:
+            joined = []
+            for (rid, row), (label, labelled_at) in self._labels.items():
+                kept = self._predictions.get(rid)
+                if kept is not None:
+                    seq, ts, outs = kept
+                    joined.append((seq, row, outs[row], label, labelled_at - ts))
+            received, replaced = self._label_counts
+        joined.sort(key=lambda item: (item[0], item[1]))
+        joined = joined[-self.window :]
+        return [j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced
+
+    def _concept(self, data_drift: CheckResult, window: WindowData) -> CheckResult:
+        outputs, labels, delays, received, replaced = self._labelled()
+        errors = np.zeros(0)
+        losses = np.zeros(0)
+        if self.performance is not None and outputs:
+            scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
+            errors, losses = scored.error, scored.loss
+        drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
+        return concept_check(
+            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window)
+        )
+
+    def _estimated_accuracy(self, window: WindowData) -> float | None:
+        """Expected accuracy from the model's own confidences (never mixed with realized figures)."""
+        out = window.outputs
+        if self.performance is None or self.performance.task != "classification" or out is None or out.shape[1] < 2:
+            return None
+        if len(out) < self.min_rows or not np.allclose(np.nansum(out, axis=1), 1.0, atol=1e-3):
+            return None
+        return float(np.nanmax(out, axis=1).mean())
 
     def observe(
         self,
@@ -333,8 +473,9 @@ class Monitor:
         columns = Columns.of(window.inputs, self.baseline)
         cal_inputs, cal_outputs = self.calibration()
         checks: list[CheckResult] = [
-            drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows),
+            data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows),
             self._prediction_drift(window, cal_outputs),
+            self._concept(data_drift, window),
             quality_check(self.baseline, columns, _with_rejections(window, recent, self.baseline.names), self.min_rows),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(store.stats() if store is not None else None),
@@ -406,3 +547,7 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
     if errors == window.type_errors:
         return window
     return WindowData(window.inputs, window.outputs, window.unseen, errors)
+
+
+def _seconds(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()

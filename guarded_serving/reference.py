@@ -21,6 +21,7 @@ import numpy as np
 
 from .environment import Fingerprint, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
+from .performance import Performance
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data
 
 __all__ = ["FeatureProfile", "Reference"]
@@ -181,6 +182,7 @@ class Reference:
     created_at: str
     outputs: tuple[FeatureProfile, ...] = ()
     target: FeatureProfile | None = None
+    performance: Performance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -196,12 +198,15 @@ class Reference:
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
         input_format: InputFormat | None = None,
+        task: str | None = None,
     ) -> Reference:
         """Profile training data ``X`` (array, list of lists, list of dicts or DataFrame).
 
         ``y`` and ``predictions`` are optional and must have one entry per row of ``X``.
         ``input_format`` fixes what the predict function receives at serving time; by default the
-        same shape as ``X`` (``"array"``, ``"records"`` or ``"dataframe"``).
+        same shape as ``X`` (``"array"``, ``"records"`` or ``"dataframe"``). With both ``y`` and
+        ``predictions``, the reference's performance is computed (``task`` is inferred unless given):
+        build the reference on held-out data, so that it is what production should match.
         """
         columns = columns_from_data(X, feature_names=feature_names, categorical=categorical)
         if input_format is not None and input_format not in INPUT_FORMATS:
@@ -218,6 +223,9 @@ class Reference:
             if y_cols.rows != columns.rows:
                 raise ConfigurationError("y", f"{y_cols.rows} labels", f"{columns.rows} labels, one per row of X")
             target = _profile(y_cols)[0]
+        performance = None
+        if y is not None and predictions is not None:
+            performance = Performance.from_data(y, to_jsonable_predictions(predictions), task=task)  # type: ignore[arg-type]
         return cls(
             features=_profile(columns),
             rows=columns.rows,
@@ -226,6 +234,7 @@ class Reference:
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             outputs=outputs,
             target=target,
+            performance=performance,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -238,6 +247,7 @@ class Reference:
             "features": [f.to_json() for f in self.features],
             "outputs": [f.to_json() for f in self.outputs],
             "target": self.target.to_json() if self.target is not None else None,
+            "performance": self.performance.to_json() if self.performance is not None else None,
             "environment": self.environment.to_json(),
             "extra": dict(self.extra),
         }
@@ -262,6 +272,7 @@ class Reference:
                 created_at=str(data["created_at"]),
                 outputs=tuple(FeatureProfile.from_json(f) for f in data.get("outputs", [])),
                 target=FeatureProfile.from_json(data["target"]) if data.get("target") else None,
+                performance=Performance.from_json(data["performance"]) if data.get("performance") else None,
                 extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -291,3 +302,9 @@ class Reference:
             return cls.from_json(data)
         except InvalidReferenceError as exc:
             raise InvalidReferenceError(f"reference {str(path)!r}: {exc}") from exc
+
+
+def to_jsonable_predictions(predictions: Any) -> Any:
+    """Predictions as plain lists (rows of outputs), as they are logged."""
+    array = np.asarray(predictions)
+    return array.tolist() if array.dtype != object else [v.item() if isinstance(v, np.generic) else v for v in array.tolist()]

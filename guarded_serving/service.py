@@ -34,19 +34,47 @@ SHUTDOWN_TIMEOUT = 10.0
 _BODY_KEY = "guarded_serving.body"
 
 
-class PredictInput(bentoml.IODescriptor):  # type: ignore[misc]
-    """``{"rows": [...]}``: rows as lists in the reference's feature order, or objects by feature name."""
-
-    rows: list[list[float | str | bool | None] | dict[str, float | str | bool | None]] = pydantic.Field(
-        description="Rows to predict: lists in feature order, or objects keyed by feature name. A single row may be sent bare."
-    )
+class _RawBody:
+    """An input spec whose body BentoML reads but does not parse: the guard parses it (see
+    GuardedModel.handle_predict), so that every bad body gets the guard's 4xx. The raw bytes go in
+    the ASGI scope, which the API method's context request shares."""
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> Any:
-        # The guard parses the body itself (see GuardedModel.handle_predict): keep the raw bytes in
-        # the ASGI scope, which the API method's context request shares.
         request.scope[_BODY_KEY] = await request.body()
-        return cls.model_construct(rows=[])
+        return cls.model_construct()  # type: ignore[attr-defined]
+
+
+Scalar = float | str | bool | None
+
+
+class PredictInput(_RawBody, bentoml.IODescriptor):  # type: ignore[misc]
+    """``{"rows": [...]}``: rows as lists in the reference's feature order, or objects by feature name."""
+
+    rows: list[list[Scalar] | dict[str, Scalar]] = pydantic.Field(
+        default_factory=list,
+        description="Rows to predict: lists in feature order, or objects keyed by feature name. A single row may be sent bare.",
+    )
+
+
+class FeedbackItem(pydantic.BaseModel):
+    request_id: str
+    row: int
+    label: Scalar
+
+
+class FeedbackInput(_RawBody, bentoml.IODescriptor):  # type: ignore[misc]
+    """Labels for earlier predictions: ``request_id`` + ``labels`` (one per row), or ``items``."""
+
+    request_id: str | None = pydantic.Field(default=None, description="The id a /predict answer carried.")
+    labels: list[Scalar] | None = pydantic.Field(default=None, description="One label per row of that request.")
+    items: list[FeedbackItem] | None = pydantic.Field(default=None, description="Labels one row at a time.")
+
+
+class FeedbackOutput(bentoml.IODescriptor):  # type: ignore[misc]
+    accepted: int
+    new: int
+    replaced: int
 
 
 class PredictOutput(bentoml.IODescriptor):  # type: ignore[misc]
@@ -98,13 +126,21 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
             guarded.start()
 
         @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)  # type: ignore[untyped-decorator]
-        async def predict(self, ctx: bentoml.Context, rows: Any = None) -> Response:
+        async def predict(self, ctx: bentoml.Context, **_: Any) -> Response:
             request = ctx.request
             body = request.scope.get(_BODY_KEY, b"")
             reply = await run_limited(
                 self.guarded.handle_predict, body, request.headers.get("content-type"), request.headers.get("x-request-id")
             )
             ctx.response.status_code = reply.status  # BentoML copies the context's status onto the response
+            return _response(reply)
+
+        @bentoml.api(route="/feedback", input_spec=FeedbackInput, output_spec=FeedbackOutput)  # type: ignore[untyped-decorator]
+        async def feedback(self, ctx: bentoml.Context, **_: Any) -> Response:
+            request = ctx.request
+            body = request.scope.get(_BODY_KEY, b"")
+            reply = await anyio.to_thread.run_sync(self.guarded.handle_feedback, body, request.headers.get("content-type"))
+            ctx.response.status_code = reply.status
             return _response(reply)
 
         @bentoml.on_shutdown  # type: ignore[untyped-decorator]

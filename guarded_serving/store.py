@@ -12,6 +12,8 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
 ``rows``      one row per input row of an answered request: request_id, row, inputs, outputs (JSON)
 ``totals``    running counts per model, so totals never need a full scan
 ``warnings``  deprecation / future warnings raised while predicting, with counts
+``feedback``  labels that arrived later, keyed by (model, request_id, row)
+``window``    the drift window: encoded rows of recent requests, as binary chunks
 """
 
 from __future__ import annotations
@@ -155,6 +157,15 @@ def create_schema(db: sqlite_utils.Database) -> None:
         db.table("requests").create_index(["model", "id"], if_not_exists=True)
         db.table("window").create_index(["model", "id"], if_not_exists=True)
         db.table("rows").create_index(["request_id", "row"], if_not_exists=True)
+        db.table("feedback").create(
+            {"model": str, "request_id": str, "row": int, "label": str, "ts": str, "updates": int},
+            pk=("model", "request_id", "row"),
+            if_not_exists=True,
+        )
+        totals = db.table("totals")
+        for column in ("labels", "relabels"):
+            if column not in totals.columns_dict:
+                totals.add_column(column, int, not_null_default=0)
         requests = db.table("requests")
         if "problem_features" not in requests.columns_dict:  # files written before the column existed
             requests.add_column("problem_features", str)
@@ -441,6 +452,61 @@ class Store:
             " WHERE model = ? ORDER BY id DESC LIMIT ?",
             [model, limit],
         )
+
+    # -- feedback (written synchronously: a label is acknowledged only once it is on disk) -------
+    def request_rows(self, model: str, request_ids: Sequence[str]) -> dict[str, int]:
+        """Rows of each answered request among ``request_ids`` (unknown ids are absent)."""
+        found: dict[str, int] = {}
+        ids = list(dict.fromkeys(request_ids))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT request_id, rows FROM requests WHERE model = ? AND status = 'ok' AND request_id IN ({marks})"
+            for request_id, rows in self._reader().execute(sql, [model, *part]):
+                found[request_id] = rows
+        return found
+
+    def write_feedback(self, model: str, items: Sequence[tuple[str, int, str]]) -> tuple[int, int]:
+        """Store labels (request_id, row, JSON label) in one transaction; return (new, replaced)."""
+        conn = self._reader().conn
+        now = _iso(time.time())
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            replaced = 0
+            seen: set[tuple[str, int]] = set()  # a row labelled twice in one call is replaced too
+            for request_id, row, _ in items:
+                replaced += (request_id, row) in seen or conn.execute(
+                    "SELECT 1 FROM feedback WHERE model = ? AND request_id = ? AND row = ?", (model, request_id, row)
+                ).fetchone() is not None
+                seen.add((request_id, row))
+            conn.executemany(
+                "INSERT INTO feedback (model, request_id, row, label, ts, updates) VALUES (?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT(model, request_id, row) DO UPDATE SET label = excluded.label, ts = excluded.ts,"
+                " updates = updates + 1",
+                [(model, rid, row, label, now) for rid, row, label in items],
+            )
+            conn.execute(
+                "INSERT INTO totals (model, requests, rows, rejected, errors, labels, relabels) VALUES (?, 0, 0, 0, 0, ?, ?)"
+                " ON CONFLICT(model) DO UPDATE SET labels = labels + excluded.labels, relabels = relabels + excluded.relabels",
+                (model, len(items) - replaced, replaced),
+            )
+        return len(items) - replaced, replaced
+
+    def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
+        """The newest ``limit`` labelled rows by prediction order: (outputs JSON, label JSON, predicted at, labelled at)."""
+        return list(
+            self._reader().execute(
+                "SELECT r.outputs, f.label, q.ts, f.ts FROM feedback f"
+                " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
+                " JOIN rows r ON r.request_id = f.request_id AND r.row = f.row"
+                " WHERE f.model = ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
+                [model, limit],
+            )
+        )
+
+    def label_totals(self, model: str) -> tuple[int, int]:
+        row = self._reader().execute("SELECT labels, relabels FROM totals WHERE model = ?", [model]).fetchone()
+        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
     def window_chunks(self, model: str) -> Iterator[Chunk]:
         """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""

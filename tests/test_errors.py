@@ -13,6 +13,7 @@ from guarded_serving.errors import (
     ModelError,
     Problem,
     StoreError,
+    UnknownRequestError,
 )
 
 
@@ -118,7 +119,7 @@ def test_model_error_keeps_message_and_error_class() -> None:
 
 @pytest.mark.parametrize(
     "exception",
-    [ConfigurationError, InvalidReferenceError, InputError, ModelError, StoreError],
+    [ConfigurationError, InvalidReferenceError, InputError, UnknownRequestError, ModelError, StoreError],
     ids=lambda cls: cls.__name__,
 )
 def test_every_exception_derives_from_guarded_serving_error(exception: type[Exception]) -> None:
@@ -129,12 +130,20 @@ def test_every_exception_class_in_the_module_is_in_the_tree() -> None:
     classes = [getattr(errors, name) for name in errors.__all__]
     exceptions = [cls for cls in classes if isinstance(cls, type) and issubclass(cls, BaseException)]
 
-    assert len(exceptions) == 6
+    assert len(exceptions) == 7
     assert [cls.__name__ for cls in exceptions if not issubclass(cls, GuardedServingError)] == []
 
 
 def test_the_module_docstring_draws_every_exception() -> None:
     tree = errors.__doc__ or ""
-    names = ("GuardedServingError", "ConfigurationError", "InvalidReferenceError", "InputError", "ModelError", "StoreError")
+    names = (
+        "GuardedServingError",
+        "ConfigurationError",
+        "InvalidReferenceError",
+        "InputError",
+        "UnknownRequestError",
+        "ModelError",
+        "StoreError",
+    )
 
     assert [name for name in names if name not in tree] == []

@@ -292,3 +292,35 @@ def test_two_workers_judge_the_same_window_and_name_the_drifted_feature(serve) -
         assert [name for name, f in drift["features"].items() if f["drifted"]] == ["b"]
         assert drift["summary"].startswith("1 of 3 features drifted: b: mean +")
         assert drift["features"]["b"]["mean_shift_std"] > 2.5
+
+
+def test_feedback_joins_labels_and_an_unknown_id_writes_nothing(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve("tests.apps.toy:labelled")
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(150, 3))
+    answer = server.client.post("/predict", json={"rows": rows.tolist()}, headers={"X-Request-ID": "batch-1"})
+    assert answer.status_code == 200
+
+    mixed = {"items": [{"request_id": "batch-1", "row": 0, "label": 1.0}, {"request_id": "ghost", "row": 0, "label": 1.0}]}
+    refused = server.client.post("/feedback", json=mixed)
+    assert refused.status_code == 404
+    assert refused.json()["unknown_request_ids"] == ["ghost"]
+    assert rows_of(server.db, "SELECT count(*) FROM feedback") == [(0,)]  # nothing half-written
+
+    bad_count = server.client.post("/feedback", json={"request_id": "batch-1", "labels": [1.0, 2.0]})
+    assert bad_count.status_code == 422
+    assert "2 labels for request 'batch-1'; expected 150 labels, one per row" in bad_count.json()["detail"]
+
+    labels = (rows.sum(axis=1) + 5.0).tolist()  # the model is now 5 off on every row
+    accepted = server.client.post("/feedback", json={"request_id": "batch-1", "labels": labels})
+    assert accepted.json() == {"accepted": 150, "new": 150, "replaced": 0}
+    again = server.client.post("/feedback", json={"items": [{"request_id": "batch-1", "row": 3, "label": labels[3]}]})
+    assert again.json() == {"accepted": 1, "new": 0, "replaced": 1}
+
+    concept = server.client.get("/health/model").json()["checks"]["concept_drift"]
+    assert concept["status"] == "alert"
+    assert (concept["labels_received"], concept["labels_replaced"], concept["labelled_rows"]) == (150, 1, 150)
+    assert concept["metric"] == "mae"
+    assert concept["current"] == pytest.approx(5.0)
+    assert concept["summary"].startswith("mae rose to 5")
+    assert rows_of(server.db, "SELECT count(*), sum(updates) FROM feedback") == [(150, 1)]

@@ -46,3 +46,12 @@ drifted = guard(toy_predict, reference=dataclasses.replace(REFERENCE, environmen
 @guard(reference=TRAINING.tolist(), feature_names=FEATURES, name="toy-decorated", traffic={"timeout": 10})
 def decorated(rows: np.ndarray) -> list[float]:
     return [float(x) for x in rows[:, 0]]
+
+
+# A reference with labels and predictions: the concept check judges realized MAE.
+LABELS = TRAINING.sum(axis=1) + np.random.default_rng(1).normal(0, 0.1, len(TRAINING))
+labelled = guard(
+    toy_predict,
+    reference=Reference.from_data(TRAINING, y=LABELS, predictions=toy_predict(TRAINING), feature_names=FEATURES),
+    name="toy-labelled",
+)

@@ -1,0 +1,156 @@
+"""Concept drift: realized performance on labelled rows against the reference's.
+
+Two complementary judgements over the newest labelled rows (in prediction order):
+
+* **Realized performance with a confidence bound.** The window's error (1 - accuracy, or MAE) is
+  compared with the reference's; the check fires only when the one-sided lower confidence bound of
+  the difference exceeds a minimum effect, so a handful of labels never decides anything.
+* **A streaming change detector** (a CUSUM of the per-row error against the reference's rate,
+  tuned to detect a doubling of the error rate or 5 more points, whichever is larger). It catches a
+  sudden drop within a few hundred labels, and, unlike DDM, does not re-alarm on every error of a
+  nearly perfect model: each error adds log(p1/p0), each correct row subtracts a little, and only a
+  run of errors too unlikely under the reference's rate crosses the threshold. After an alarm it
+  restarts from the rate it alarmed at, so a lasting drop is one alarm, not one per row.
+
+Both are recomputed from stored labels at every health check, so every worker answers the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from .health import CheckResult, Status
+from .performance import Performance
+
+__all__ = ["ConceptDetails", "concept_check", "cusum_alarms"]
+
+ALPHA_CONCEPT = 0.002
+MIN_LABELS = 100
+MIN_ERROR_RISE = 0.02  # accuracy points (classification) ...
+MIN_RELATIVE_RISE = 0.1  # ... or 10 % of the reference MAE (regression)
+CUSUM_HORIZON = 20_000  # rows over which a false alarm should be rarer than ALPHA_CONCEPT
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptDetails:
+    labels_received: int
+    labels_replaced: int
+    labelled_rows: int
+    label_delay_p50_s: float | None
+    label_delay_max_s: float | None
+    metric: str
+    reference: float | None
+    current: float | None
+    interval: tuple[float, float] | None
+    loss: str
+    reference_loss: float | None
+    current_loss: float | None
+    detector_alarms: int
+    detector_last_alarm_row: int | None
+    estimated: dict[str, float] | None
+
+
+def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
+    """Indices where a Bernoulli CUSUM of ``errors`` (0/1) against rate ``p0`` alarms.
+
+    The alternative is p1 = max(2 p0, p0 + 0.05). After an alarm the baseline becomes p1 and the sum
+    restarts, so a lasting change gives one alarm.
+    """
+    alarms: list[int] = []
+    base = min(max(p0, 1e-4), 0.9)
+    up = min(max(2 * base, base + 0.05), 0.99)
+    step_error = math.log(up / base)
+    step_ok = math.log((1 - up) / (1 - base))
+    total = 0.0
+    for i, e in enumerate(errors):
+        total = max(0.0, total + (step_error if e else step_ok))
+        if total > threshold:
+            alarms.append(i)
+            total = 0.0
+            base = up
+            up = min(max(2 * base, base + 0.05), 0.99)
+            step_error = math.log(up / base)
+            step_ok = math.log((1 - up) / (1 - base))
+    return alarms
+
+
+def concept_check(
+    reference: Performance | None,
+    errors: np.ndarray,
+    losses: np.ndarray,
+    delays: np.ndarray,
+    labels_received: int,
+    labels_replaced: int,
+    inputs_drifted: bool | None,
+    estimated_accuracy: float | None = None,
+) -> CheckResult:
+    """Judge labelled rows (oldest first) against the reference performance."""
+    estimated = {"accuracy": round(estimated_accuracy, 4)} if estimated_accuracy is not None else None
+    n = len(errors)
+
+    def details(
+        current: float | None = None, interval: tuple[float, float] | None = None, alarms: list[int] | None = None
+    ) -> ConceptDetails:
+        metric = reference.metric if reference else "accuracy"
+        return ConceptDetails(
+            labels_received=labels_received,
+            labels_replaced=labels_replaced,
+            labelled_rows=n,
+            label_delay_p50_s=round(float(np.median(delays)), 3) if len(delays) else None,
+            label_delay_max_s=round(float(np.max(delays)), 3) if len(delays) else None,
+            metric=metric,
+            reference=round(reference.metric_value(reference.error_mean), 4) if reference else None,
+            current=round(current, 4) if current is not None else None,
+            interval=(round(interval[0], 4), round(interval[1], 4)) if interval else None,
+            loss=reference.loss_name if reference else "log_loss",
+            reference_loss=round(reference.loss_value(reference.loss_mean), 4) if reference else None,
+            current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
+            detector_alarms=len(alarms or []),
+            detector_last_alarm_row=(alarms[-1] if alarms else None),
+            estimated=estimated,
+        )
+
+    if reference is None:
+        summary = "Not judged: the reference has no performance (build it with y= and predictions=)."
+        return CheckResult("concept_drift", Status.OK, summary, details())
+    if labels_received == 0:
+        return CheckResult("concept_drift", Status.OK, "Not judged: no labels received yet (POST /feedback).", details())
+    if n < MIN_LABELS:
+        summary = f"{n} labelled rows in the window; performance is judged from {MIN_LABELS}."
+        return CheckResult("concept_drift", Status.INSUFFICIENT_DATA, summary, details())
+    mean = float(errors.mean())
+    # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
+    z = float(norm.isf(ALPHA_CONCEPT))
+    var_window = float(errors.var()) if reference.task == "regression" else max(mean * (1 - mean), 1 / n)
+    var_ref = reference.error_std**2 if reference.task == "regression" else reference.error_mean * (1 - reference.error_mean)
+    se = math.sqrt(var_window / n + var_ref / max(reference.rows, 1))
+    rise = mean - reference.error_mean
+    lower = rise - z * se
+    minimum = MIN_ERROR_RISE if reference.task == "classification" else MIN_RELATIVE_RISE * max(reference.error_mean, 1e-12)
+    worse = lower > 0 and rise >= minimum
+    current = reference.metric_value(mean)
+    half = z * se
+    interval = (reference.metric_value(mean + half), reference.metric_value(mean - half))
+    interval = (min(interval), max(interval))
+    alarms: list[int] = []
+    if reference.task == "classification":
+        threshold = math.log(CUSUM_HORIZON / ALPHA_CONCEPT)
+        alarms = cusum_alarms(errors, reference.error_mean, threshold)
+    recent_alarm = bool(alarms) and alarms[-1] >= n - MIN_LABELS * 5
+    info = details(current, interval, alarms)
+    name = reference.metric
+    ref_value = reference.metric_value(reference.error_mean)
+    if not worse and not recent_alarm:
+        summary = f"{name} {current:.3g} over the last {n} labelled rows (reference {ref_value:.3g})."
+        return CheckResult("concept_drift", Status.OK, summary, info)
+    status = Status.ALERT if worse else Status.WARN
+    verb = "fell" if reference.task == "classification" else "rose"
+    summary = f"{name} {verb} to {current:.3g} (interval {interval[0]:.3g}-{interval[1]:.3g}) from {ref_value:.3g}"
+    summary += f" over the last {n} labelled rows" if worse else f"; the change detector alarmed at labelled row {alarms[-1]}"
+    if inputs_drifted is False:
+        summary += ": performance fell while inputs look unchanged: likely concept drift"
+    return CheckResult("concept_drift", status, summary + ".", info)

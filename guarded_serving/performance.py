@@ -1,0 +1,154 @@
+"""Model performance: the task, per-row losses, and the reference's figures to compare against.
+
+A classifier is judged on its error rate (1 - accuracy), with log loss (probabilities) reported; a
+regressor on its absolute error (MAE), with RMSE reported. Per-row losses are what the concept
+check's streaming detector and confidence bounds work on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ConfigurationError, Problem
+
+__all__ = ["Performance", "RowLosses", "infer_task", "row_losses"]
+
+Task = Literal["classification", "regression"]
+_EPS = 1e-15
+
+
+def _as_outputs(predictions: Any) -> np.ndarray:
+    array = np.asarray(predictions, dtype=object)
+    return array.reshape(-1, 1) if array.ndim == 1 else array
+
+
+def _is_probabilities(outputs: np.ndarray) -> bool:
+    try:
+        values = outputs.astype(float)
+    except (TypeError, ValueError):
+        return False
+    return bool(values.shape[1] >= 2 and np.all(values >= -1e-9) and np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
+
+
+def infer_task(y: Sequence[Any], predictions: Any) -> Task:
+    """Classification when the outputs are class probabilities or labels drawn from y's values;
+    regression when y is numeric with many distinct values."""
+    outputs = _as_outputs(predictions)
+    if _is_probabilities(outputs):
+        return "classification"
+    labels = [v for v in y if v is not None]
+    if any(isinstance(v, (str, bool)) for v in labels):
+        return "classification"
+    distinct = set(labels)
+    integral = all(float(v).is_integer() for v in distinct)
+    return "classification" if integral and len(distinct) <= 20 else "regression"
+
+
+@dataclass(frozen=True, slots=True)
+class RowLosses:
+    """Per-row error (0/1 for classifiers, absolute error for regressors) and loss (log loss or squared error)."""
+
+    error: np.ndarray
+    loss: np.ndarray
+
+
+def row_losses(task: Task, classes: Sequence[Any], outputs: Sequence[Any], labels: Sequence[Any]) -> RowLosses:
+    """Losses of predictions against labels, row by row (outputs as the model returned them)."""
+    out = _as_outputs(outputs)
+    if task == "regression":
+        predicted = out[:, 0].astype(float)
+        truth = np.asarray(labels, dtype=float)
+        error = np.abs(predicted - truth)
+        return RowLosses(error, error**2)
+    index = {c: k for k, c in enumerate(classes)}
+    truth_idx = np.array([index.get(v, -1) for v in labels])
+    if _is_probabilities(out) and out.shape[1] == len(classes):
+        probs = out.astype(float)
+        chosen = probs.argmax(axis=1)
+        p_true = np.where(truth_idx >= 0, probs[np.arange(len(probs)), np.maximum(truth_idx, 0)], 0.0)
+        return RowLosses((chosen != truth_idx).astype(float), -np.log(np.clip(p_true, _EPS, 1.0)))
+    predicted = out[:, 0]
+    wrong = np.array([p != t for p, t in zip(predicted.tolist(), labels, strict=True)], dtype=float)
+    return RowLosses(wrong, wrong)
+
+
+@dataclass(frozen=True, slots=True)
+class Performance:
+    """The reference's performance: what realized performance is compared with."""
+
+    task: Task
+    classes: tuple[Any, ...]
+    rows: int
+    error_mean: float  # error rate (classification) or MAE (regression)
+    error_std: float
+    loss_mean: float  # log loss (classification with probabilities), else error rate; MSE (regression)
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.task == "classification" else "mae"
+
+    def metric_value(self, error_mean: float) -> float:
+        return 1 - error_mean if self.task == "classification" else error_mean
+
+    @property
+    def loss_name(self) -> str:
+        return "log_loss" if self.task == "classification" else "rmse"
+
+    def loss_value(self, loss_mean: float) -> float:
+        return loss_mean if self.task == "classification" else math.sqrt(loss_mean)
+
+    @classmethod
+    def from_data(cls, y: Any, predictions: Any, task: Task | None = None) -> Performance:
+        labels = list(np.asarray(y, dtype=object).reshape(-1))
+        labels = [v.item() if isinstance(v, np.generic) else v for v in labels]
+        if task is not None and task not in ("classification", "regression"):
+            raise ConfigurationError("task", task, "'classification', 'regression' or None (inferred)")
+        task = task or infer_task(labels, predictions)
+        classes: tuple[Any, ...] = ()
+        if task == "classification":
+            classes = tuple(sorted(set(labels), key=lambda v: (str(type(v)), v)))  # scikit-learn orders classes_ so
+        losses = row_losses(task, classes, predictions, labels)
+        return cls(
+            task=task,
+            classes=classes,
+            rows=len(labels),
+            error_mean=float(losses.error.mean()),
+            error_std=float(losses.error.std()),
+            loss_mean=float(losses.loss.mean()),
+        )
+
+    def check_label(self, label: Any) -> Problem | None:
+        """None for a label this task accepts, else what is wrong with it."""
+        if self.task == "regression":
+            if isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label):
+                return None
+            return Problem(f"got {label!r}", "a finite number")
+        if label in self.classes:
+            return None
+        return Problem(f"got {label!r}", f"one of the classes {list(self.classes)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "classes": list(self.classes),
+            "rows": self.rows,
+            "error_mean": self.error_mean,
+            "error_std": self.error_std,
+            "loss_mean": self.loss_mean,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Performance:
+        return cls(
+            task=data["task"],
+            classes=tuple(data.get("classes", ())),
+            rows=int(data["rows"]),
+            error_mean=float(data["error_mean"]),
+            error_std=float(data["error_std"]),
+            loss_mean=float(data["loss_mean"]),
+        )
