@@ -135,7 +135,8 @@ def concept_check(
     current = reference.metric_value(mean)
     half = z * se
     interval = (reference.metric_value(mean + half), reference.metric_value(mean - half))
-    interval = (min(interval), max(interval))
+    upper_bound = 1.0 if reference.task == "classification" else math.inf
+    interval = (max(min(interval), 0.0), min(max(interval), upper_bound))
     alarms: list[int] = []
     if reference.task == "classification":
         threshold = math.log(CUSUM_HORIZON / ALPHA_CONCEPT)
