@@ -8,6 +8,7 @@ handles a request (bytes in, bytes out) through the stages validate -> predict -
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import inspect
 import json
 import os
@@ -34,6 +35,7 @@ __all__ = ["GuardedModel", "Reply", "guard"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON_TYPES = ("application/json", "text/json")
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
+MEMORY = ":memory:"  # db=":memory:" keeps no log store
 _TYPE_EXPECTATIONS = ("a number", "a category (a string, number or boolean)")
 
 
@@ -76,7 +78,7 @@ class GuardedModel:
         version: str | None = None,
         db: str | os.PathLike[str] | None = None,
         window: int = 1000,
-        max_rows: int = 1000,
+        max_request_rows: int = 1000,
         max_body_bytes: int = 10 * 1024 * 1024,
         allow_missing: bool = True,
         feature_names: Sequence[str] | None = None,
@@ -86,10 +88,17 @@ class GuardedModel:
         store_capacity: int = 100_000,
         latency_budget_ms: float | None = None,
         methods: dict[str, str] | None = None,
+        auth_token: str | None = None,
+        redact: Sequence[str] = (),
+        log_inputs: bool = True,
+        sample_rate: float = 1.0,
+        max_rows: int | None = None,
+        max_age: float | None = None,
+        overflow: str = "drop",
     ) -> None:
         if not callable(predict):
             raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
-        for arg, value in (("max_rows", max_rows), ("max_body_bytes", max_body_bytes), ("window", window)):
+        for arg, value in (("max_request_rows", max_request_rows), ("max_body_bytes", max_body_bytes), ("window", window)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(arg, value, "a positive integer")
         if not isinstance(allow_missing, bool):
@@ -100,6 +109,10 @@ class GuardedModel:
             isinstance(latency_budget_ms, bool) or not isinstance(latency_budget_ms, (int, float)) or latency_budget_ms <= 0
         ):
             raise ConfigurationError("latency_budget_ms", latency_budget_ms, "a positive number of milliseconds or None")
+        token = auth_token if auth_token is not None else os.environ.get("GUARDED_SERVING_TOKEN") or None
+        if token is not None and (not isinstance(token, str) or len(token) < 16):
+            raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
+        self.auth_token = token
         self.reference: Reference = as_reference(reference, feature_names, categorical)
         self.input_format = input_format or self.reference.input_format
         if self.input_format == "dataframe":
@@ -114,18 +127,25 @@ class GuardedModel:
             self.reference = dataclasses.replace(self.reference, outputs=self._profile_outputs(predict, reference, columns))
         self.name = name
         self.version = version
+        # db=":memory:" keeps no log store: everything stays in this process's memory.
         self.db = db if db is not None else os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB)
         self.max_body_bytes = max_body_bytes
-        self.schema = RowSchema.from_reference(self.reference, allow_missing=allow_missing, max_rows=max_rows)
+        self.schema = RowSchema.from_reference(self.reference, allow_missing=allow_missing, max_rows=max_request_rows)
         self._monitor_options: dict[str, Any] = {
             "name": name,
             "version": version,
-            "db": self.db or None,
+            "db": None if str(self.db) == MEMORY else self.db,
             "window": window,
             "flush_interval": flush_interval,
             "store_capacity": store_capacity,
             "thresholds": PipelineThresholds(latency_budget_ms=latency_budget_ms),
             "methods": methods,
+            "redact": redact,
+            "log_inputs": log_inputs,
+            "sample_rate": sample_rate,
+            "max_rows": max_rows,
+            "max_age": max_age,
+            "overflow": overflow,
         }
         # Validate the monitor's settings now (guard() time), without opening anything.
         Monitor(self.reference, **self._monitor_options)
@@ -269,9 +289,11 @@ class GuardedModel:
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
         stages["log"] = (time.perf_counter() - log_started) * 1000.0
 
-    def handle_feedback(self, body: bytes, content_type: str | None = None) -> Reply:
+    def handle_feedback(self, body: bytes, content_type: str | None = None, authorization: str | None = None) -> Reply:
         """Take labels for earlier predictions: ``{"request_id": ..., "labels": [...]}`` (one label per
         row) or ``{"items": [{"request_id": ..., "row": ..., "label": ...}, ...]}``. Never raises."""
+        if self.authorized(authorization) is not True:
+            return self._unauthorized()
         monitor = self.start()
         rid = new_request_id()
         try:
@@ -297,8 +319,33 @@ class GuardedModel:
         body_out = {"accepted": result.accepted, "new": result.new, "replaced": result.replaced}
         return Reply(200, _dump(body_out), {"X-Request-ID": rid})
 
-    def health_reply(self, fail_on: str | None = None, detail: bool = True) -> Reply:
-        """The ``/health/model`` answer: 200 always, or 503 at or above ``fail_on`` (warn | alert)."""
+    def authorized(self, authorization: str | None) -> bool | None:
+        """True for the right bearer token, False for a wrong one, None when none was sent (or none is set).
+
+        Compared in constant time, so the answer's timing says nothing about how close a guess was.
+        """
+        if self.auth_token is None:
+            return True
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.auth_token.encode())
+
+    def _unauthorized(self) -> Reply:
+        reply = _problem_reply(401, "Unauthorized", "a valid bearer token is required", new_request_id())
+        return Reply(reply.status, reply.body, {**reply.headers, "WWW-Authenticate": "Bearer"}, reply.media_type)
+
+    def health_reply(self, fail_on: str | None = None, detail: bool = True, authorization: str | None = None) -> Reply:
+        """The ``/health/model`` answer: 200 always, or 503 at or above ``fail_on`` (warn | alert).
+
+        With an auth token set, a request without it gets only the overall status; a wrong token a 401.
+        """
+        allowed = self.authorized(authorization)
+        if allowed is False:
+            return self._unauthorized()
+        detail = detail and allowed is True
         if fail_on is not None and fail_on not in _FAIL_ON:
             rid = new_request_id()
             return _problem_reply(400, "Invalid parameter", f"fail_on={fail_on!r}; expected 'warn' or 'alert'", rid)
@@ -358,7 +405,7 @@ def guard(
     version: str | None = None,
     db: str | os.PathLike[str] | None = None,
     window: int = 1000,
-    max_rows: int = 1000,
+    max_request_rows: int = 1000,
     max_body_bytes: int = 10 * 1024 * 1024,
     allow_missing: bool = True,
     feature_names: Sequence[str] | None = None,
@@ -368,6 +415,13 @@ def guard(
     store_capacity: int = 100_000,
     latency_budget_ms: float | None = None,
     methods: dict[str, str] | None = None,
+    auth_token: str | None = None,
+    redact: Sequence[str] = (),
+    log_inputs: bool = True,
+    sample_rate: float = 1.0,
+    max_rows: int | None = None,
+    max_age: float | None = None,
+    overflow: str = "drop",
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -388,7 +442,7 @@ def guard(
             version=version,
             db=db,
             window=window,
-            max_rows=max_rows,
+            max_request_rows=max_request_rows,
             max_body_bytes=max_body_bytes,
             allow_missing=allow_missing,
             feature_names=feature_names,
@@ -398,6 +452,13 @@ def guard(
             store_capacity=store_capacity,
             latency_budget_ms=latency_budget_ms,
             methods=methods,
+            auth_token=auth_token,
+            redact=redact,
+            log_inputs=log_inputs,
+            sample_rate=sample_rate,
+            max_rows=max_rows,
+            max_age=max_age,
+            overflow=overflow,
         )
         return build_service(guarded, service_options, module)
 

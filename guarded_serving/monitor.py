@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import random
 import threading
 import time
 import uuid
@@ -138,6 +139,12 @@ class Monitor:
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
         methods: dict[str, str] | None = None,
+        redact: Sequence[str] = (),
+        log_inputs: bool = True,
+        sample_rate: float = 1.0,
+        max_rows: int | None = None,
+        max_age: float | None = None,
+        overflow: str = "drop",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
@@ -154,8 +161,36 @@ class Monitor:
         self.thresholds = thresholds or PipelineThresholds()
         flush_interval = _positive_float("flush_interval", flush_interval)
         store_capacity = _positive_int("store_capacity", store_capacity)
+        if isinstance(redact, str) or not all(isinstance(r, str) for r in redact):
+            raise ConfigurationError("redact", redact, "a list of feature names")
+        unknown_redact = sorted(set(redact) - set(self.reference.feature_names))
+        if unknown_redact:
+            raise ConfigurationError("redact", unknown_redact, f"feature names among {list(self.reference.feature_names)}")
+        if not isinstance(log_inputs, bool):
+            raise ConfigurationError("log_inputs", log_inputs, "True or False")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
+            raise ConfigurationError("sample_rate", sample_rate, "a fraction in (0, 1]")
+        if max_rows is not None:
+            _positive_int("max_rows", max_rows)
+        if max_age is not None:
+            _positive_float("max_age", max_age)
+        if overflow not in ("drop", "block"):
+            raise ConfigurationError("overflow", overflow, "'drop' (count and drop) or 'block' (back-pressure)")
+        self.redact = frozenset(redact)
+        self._redact_idx = [j for j, n in enumerate(self.reference.feature_names) if n in self.redact]
+        self.log_inputs = log_inputs
+        self.sample_rate = float(sample_rate)
+        self._sampler = random.Random(0)
         self.store = (
-            Store(db, flush_interval=flush_interval, capacity=store_capacity, window_capacity=self.window)
+            Store(
+                db,
+                flush_interval=flush_interval,
+                capacity=store_capacity,
+                window_capacity=self.window,
+                max_rows=max_rows,
+                max_age=max_age,
+                overflow=overflow,
+            )
             if db is not None
             else None
         )
@@ -241,7 +276,7 @@ class Monitor:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
         if record.status == "ok" and record.window is None and record.inputs is not None:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
-        if record.window is not None and self.store is None:
+        if record.window is not None and not self._window_in_store:
             self._memory_window.add(record.window)
         with self._lock:
             self._requests += 1
@@ -257,11 +292,37 @@ class Monitor:
             )
         for w in record.warnings:
             self.warnings.record(w.category, w.message, w.location, w.count)
-        if self.store is not None and not self.store.put(record):
+        if self.store is not None and not self.store.put(self._for_disk(record)):
             dropped = self.store.stats().dropped
             if dropped >= 2 * self._dropped_logged:  # log at 1, 2, 4, 8... dropped rows, not every time
                 self._dropped_logged = max(dropped, 1)
                 self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
+
+    @property
+    def _window_in_store(self) -> bool:
+        """The window is shared through the store, unless inputs must not reach disk at all."""
+        return self.store is not None and self.log_inputs
+
+    def _for_disk(self, record: RequestRecord) -> RequestRecord:
+        """What of a record may be written: redacted features blanked, inputs dropped when not logged
+        or not sampled, and the encoded window kept off disk when inputs must not reach it."""
+        if record.inputs is None:
+            return record
+        inputs: Sequence[Any] | None = record.inputs
+        window = record.window if self.log_inputs else None
+        if self._redact_idx:
+            inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in record.inputs]
+            if window is not None:
+                blanked = window.inputs.copy()
+                blanked[:, self._redact_idx] = np.nan
+                kept = {j: n for j, n in window.unseen.items() if j not in self._redact_idx}
+                window = Chunk(blanked, window.outputs, kept, {})
+        if not self.log_inputs:
+            inputs = None
+        outputs = record.outputs
+        if self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate:
+            inputs, outputs = None, None
+        return dataclasses.replace(record, inputs=inputs, outputs=outputs, window=window)
 
     def _remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (call with the lock held)."""
@@ -473,10 +534,12 @@ class Monitor:
         columns = Columns.of(window.inputs, self.baseline)
         cal_inputs, cal_outputs = self.calibration()
         checks: list[CheckResult] = [
-            data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows),
+            data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact),
             self._prediction_drift(window, cal_outputs),
             self._concept(data_drift, window),
-            quality_check(self.baseline, columns, _with_rejections(window, recent, self.baseline.names), self.min_rows),
+            quality_check(
+                self.baseline, columns, _with_rejections(window, recent, self.baseline.names), self.min_rows, skip=self.redact
+            ),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(store.stats() if store is not None else None),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
@@ -512,8 +575,17 @@ class Monitor:
 
     def window_data(self) -> WindowData:
         """The newest ``window`` rows: every worker's, from the store, or this process's."""
-        chunks = self.store.window_chunks(self.name) if self.store is not None else iter(self._memory_window.newest_first())
         output_width = self.output_baseline.width if self.output_baseline is not None else None
+        if self.store is not None and self._window_in_store:
+            # Chunks of another shape were written under an older reference of the same model name: skip them.
+            chunks: Any = (
+                c
+                for c in self.store.window_chunks(self.name)
+                if c.inputs.shape[1] == self.baseline.width
+                and (output_width is None or (c.outputs is not None and c.outputs.shape[1] == output_width))
+            )
+        else:
+            chunks = iter(self._memory_window.newest_first())
         return assemble(chunks, self.window, self.baseline.width, output_width)
 
     def _prediction_drift(self, window: WindowData, calibration: Calibration | None) -> CheckResult:

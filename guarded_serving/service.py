@@ -114,7 +114,8 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     async def health(request: Request) -> Response:
         instance = bentoml.get_current_service()
         fail_on = request.query_params.get("fail_on")
-        reply = await anyio.to_thread.run_sync(instance.guarded.health_reply, fail_on)
+        authorization = request.headers.get("authorization")
+        reply = await anyio.to_thread.run_sync(instance.guarded.health_reply, fail_on, True, authorization)
         return _response(reply)
 
     health_app = Starlette(routes=[Route("/model", health, methods=["GET"])])
@@ -139,7 +140,10 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         async def feedback(self, ctx: bentoml.Context, **_: Any) -> Response:
             request = ctx.request
             body = request.scope.get(_BODY_KEY, b"")
-            reply = await anyio.to_thread.run_sync(self.guarded.handle_feedback, body, request.headers.get("content-type"))
+            headers = request.headers
+            reply = await anyio.to_thread.run_sync(
+                self.guarded.handle_feedback, body, headers.get("content-type"), headers.get("authorization")
+            )
             ctx.response.status_code = reply.status
             return _response(reply)
 

@@ -205,8 +205,17 @@ class Store:
         capacity: int = 100_000,
         busy_timeout: float = 5.0,
         window_capacity: int = 1000,
+        max_rows: int | None = None,
+        max_age: float | None = None,
+        overflow: str = "drop",
+        block_timeout: float = 5.0,
     ) -> None:
         self.path = str(path)
+        self.max_rows = max_rows
+        self.max_age = max_age
+        self.overflow = overflow
+        self.block_timeout = block_timeout
+        self._pruned = 0
         self.window_capacity = window_capacity
         self._flushes = 0
         self.busy_timeout = busy_timeout
@@ -265,9 +274,18 @@ class Store:
 
     # -- request path ----------------------------------------------------------------------
     def put(self, record: RequestRecord) -> bool:
-        """Queue a record for writing; False (and counted as dropped) when the buffer is full."""
+        """Queue a record for writing; False (and counted as dropped) when the buffer is full.
+
+        With ``overflow="block"`` a full buffer makes the caller wait (back-pressure on the request)
+        up to ``block_timeout`` seconds for the writer to make room, and only then drop.
+        """
         size = max(record.rows, 1)
         with self._cond:
+            if self._pending_rows + size > self.capacity and self.overflow == "block":
+                deadline = time.monotonic() + self.block_timeout
+                while self._pending_rows + size > self.capacity and time.monotonic() < deadline and self._thread is not None:
+                    self._cond.notify_all()
+                    self._cond.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
             if self._pending_rows + size > self.capacity:
                 self._dropped += size
                 return False
@@ -338,6 +356,7 @@ class Store:
                     continue
                 with self._cond:
                     self._pending_rows -= sum(max(r.rows, 1) for r in batch)
+                    self._cond.notify_all()  # wake producers waiting for room (overflow="block")
                     self._written += sum(r.rows for r in batch)
                     self._last_flush_at = _iso(time.time())
                     recovered, self._last_error = self._last_error, None
@@ -392,10 +411,12 @@ class Store:
             )
             if r.window is not None and r.window.rows:
                 chunks.setdefault(r.model, []).append(r.window)
-            if r.inputs is not None:
-                outputs = r.outputs if r.outputs is not None else [None] * len(r.inputs)
-                for i, (x, y) in enumerate(zip(r.inputs, outputs, strict=False)):
-                    rows.append((r.request_id, i, _dumps(x), _dumps(y)))
+            if r.inputs is not None or r.outputs is not None:  # inputs may be withheld (log_inputs=False)
+                count = len(r.inputs) if r.inputs is not None else len(r.outputs or ())
+                inputs = r.inputs if r.inputs is not None else [None] * count
+                outputs = r.outputs if r.outputs is not None else [None] * count
+                for i, (x, y) in enumerate(zip(inputs, outputs, strict=False)):
+                    rows.append((r.request_id, i, None if x is None else _dumps(x), _dumps(y)))
             t = totals.setdefault(r.model, [0, 0, 0, 0])
             t[0] += 1
             t[1] += r.rows if r.status == "ok" else 0
@@ -416,6 +437,65 @@ class Store:
         self._flushes += 1
         if chunks and self._flushes % 25 == 0:
             self._prune_window(conn, list(chunks))
+        if (self.max_rows or self.max_age) and self._flushes % 50 == 1:
+            self._prune_retention(conn)
+
+    def prune(self) -> int:
+        """Apply ``max_rows`` / ``max_age`` now (the writer also does it about every 10 s); return rows deleted."""
+        before = self._pruned
+        db = self._connect()
+        try:
+            self._prune_retention(db.conn)
+        finally:
+            db.conn.close()
+        return self._pruned - before
+
+    def _prune_retention(self, conn: sqlite3.Connection, batch: int = 5000) -> None:
+        """Delete the oldest logged rows beyond ``max_rows`` or older than ``max_age`` seconds.
+
+        Runs in the writer thread between flushes, in small transactions, so predictions never wait
+        and a write never waits long: requests keep being buffered meanwhile.
+        """
+        deleted = 0
+        if self.max_age:
+            cutoff = _iso(time.time() - self.max_age)
+            while True:
+                with conn:
+                    ids = [
+                        r for (r,) in conn.execute("SELECT id FROM requests WHERE ts < ? ORDER BY id LIMIT ?", (cutoff, batch))
+                    ]
+                    if not ids:
+                        break
+                    marks = ",".join("?" * len(ids))
+                    conn.execute(
+                        f"DELETE FROM rows WHERE request_id IN (SELECT request_id FROM requests WHERE id IN ({marks}))", ids
+                    )
+                    conn.execute(f"DELETE FROM requests WHERE id IN ({marks})", ids)
+                    deleted += len(ids)
+                with conn:
+                    conn.execute("DELETE FROM feedback WHERE ts < ?", (cutoff,))
+        if self.max_rows:
+            (total,) = conn.execute("SELECT count(*) FROM rows").fetchone()
+            while total > self.max_rows:
+                with conn:
+                    victims = [
+                        r
+                        for (r,) in conn.execute(
+                            "SELECT rowid FROM rows ORDER BY rowid LIMIT ?", (min(batch, total - self.max_rows),)
+                        )
+                    ]
+                    marks = ",".join("?" * len(victims))
+                    conn.execute(f"DELETE FROM rows WHERE rowid IN ({marks})", victims)
+                total -= len(victims)
+                deleted += len(victims)
+            (requests,) = conn.execute("SELECT count(*) FROM requests").fetchone()
+            if requests > self.max_rows:
+                with conn:
+                    conn.execute(
+                        "DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY id LIMIT ?)",
+                        (requests - self.max_rows,),
+                    )
+        self._pruned += deleted
 
     def _prune_window(self, conn: sqlite3.Connection, models: list[str]) -> None:
         """Delete window chunks older than the newest ``window_capacity`` rows of each model."""

@@ -20,7 +20,7 @@ TRAINING = np.random.default_rng(5).normal(size=(200, 2))
 
 
 def make(predict: Any = None, reference: Any = TRAINING, **kwargs: Any) -> GuardedModel:
-    return GuardedModel(predict or (lambda x: np.asarray(x)[:, 0]), reference=reference, name="m", db=None, **kwargs)
+    return GuardedModel(predict or (lambda x: np.asarray(x)[:, 0]), reference=reference, name="m", db=":memory:", **kwargs)
 
 
 def body(rows: Any) -> bytes:
@@ -30,7 +30,7 @@ def body(rows: Any) -> bytes:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        pytest.param({"max_rows": 0}, "max_rows: expected a positive integer, got 0", id="max-rows"),
+        pytest.param({"max_request_rows": 0}, "max_request_rows: expected a positive integer, got 0", id="max-request-rows"),
         pytest.param({"window": -5}, "window: expected a positive integer, got -5", id="window"),
         pytest.param(
             {"input_format": "xml"}, "input_format: expected one of ['array', 'dataframe', 'records'], got 'xml'", id="format"

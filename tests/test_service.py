@@ -324,3 +324,21 @@ def test_feedback_joins_labels_and_an_unknown_id_writes_nothing(serve) -> None: 
     assert concept["current"] == pytest.approx(5.0)
     assert concept["summary"].startswith("mae rose to 5")
     assert rows_of(server.db, "SELECT count(*), sum(updates) FROM feedback") == [(150, 1)]
+
+
+def test_a_token_protects_feedback_and_the_health_details(serve) -> None:  # type: ignore[no-untyped-def]
+    token = "e2e-token-0123456789abcdef"
+    server = serve("tests.apps.toy:labelled", env={"GUARDED_SERVING_TOKEN": token})
+    answer = server.client.post("/predict", json={"rows": [[1, 2, 3]]}, headers={"X-Request-ID": "auth-1"})
+    assert answer.status_code == 200
+
+    assert set(server.client.get("/health/model").json()) == {"status", "model", "generated_at"}
+    assert "checks" in server.client.get("/health/model", headers={"Authorization": f"Bearer {token}"}).json()
+    assert server.client.get("/health/model", headers={"Authorization": "Bearer wrong-wrong-wrong-wrong"}).status_code == 401
+    refused = server.client.post("/feedback", json={"request_id": "auth-1", "labels": [6.0]})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    accepted = server.client.post(
+        "/feedback", json={"request_id": "auth-1", "labels": [6.0]}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert accepted.json() == {"accepted": 1, "new": 1, "replaced": 0}

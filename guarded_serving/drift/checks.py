@@ -97,7 +97,13 @@ class Columns:
 
 
 def drift_check(
-    name: str, base: Baseline, cal: Calibration, window: Columns, min_rows: int, what: str = "features"
+    name: str,
+    base: Baseline,
+    cal: Calibration,
+    window: Columns,
+    min_rows: int,
+    what: str = "features",
+    skip: frozenset[str] = frozenset(),
 ) -> CheckResult:
     """Judge every feature of the window against the baseline."""
     n = window.rows
@@ -111,7 +117,7 @@ def drift_check(
         features.update(_numeric(base, cal, window.numeric, present[base.num_idx], factor[base.num_idx]))
     for k, j in enumerate(base.cat_idx):
         features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
-    ordered = {nm: features[nm] for nm in base.names}
+    ordered = {nm: features[nm] for nm in base.names if nm not in skip}  # redacted features are not judged
     details = DriftDetails(n, min_rows, cal.alpha, ordered)
     drifted = sorted(((nm, f) for nm, f in ordered.items() if f.drifted), key=lambda kv: -_severity(kv[1]))
     if not drifted:
@@ -265,7 +271,14 @@ class QualityDetails:
     features: dict[str, FeatureQuality]
 
 
-def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: int, alpha: float = ALPHA_QUALITY) -> CheckResult:
+def quality_check(
+    base: Baseline,
+    window: Columns,
+    data: WindowData,
+    min_rows: int,
+    alpha: float = ALPHA_QUALITY,
+    skip: frozenset[str] = frozenset(),
+) -> CheckResult:
     """Missing values, out-of-range values, unseen categories, constant columns and wrong types."""
     n = window.rows
     if n < min_rows:
@@ -309,6 +322,8 @@ def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: i
     num_pos = {int(j): k for k, j in enumerate(base.num_idx)}
     cat_pos = {int(j): k for k, j in enumerate(base.cat_idx)}
     for j, name in enumerate(base.names):
+        if name in skip:
+            continue
         problems: list[str] = []
         severe = False
         if missing_flag[j]:
@@ -354,11 +369,11 @@ def quality_check(base: Baseline, window: Columns, data: WindowData, min_rows: i
     details = QualityDetails(n, min_rows, alpha, features)
     flagged = [(nm, f) for nm, f in features.items() if f.drifted]
     if not flagged:
-        summary = f"No quality problem in {base.width} features over the last {n} rows."
+        summary = f"No quality problem in {len(features)} features over the last {n} rows."
         return CheckResult("data_quality", Status.OK, summary, details)
     flagged.sort(key=lambda kv: kv[1].status.rank, reverse=True)
     status = Status.ALERT if any(f.status is Status.ALERT for _, f in flagged) else Status.WARN
     shown = "; ".join(f"{nm}: {', '.join(f.problems)}" for nm, f in flagged[:3])
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
-    summary = f"{len(flagged)} of {base.width} features have quality problems: {shown}{more}."
+    summary = f"{len(flagged)} of {len(features)} features have quality problems: {shown}{more}."
     return CheckResult("data_quality", status, summary, details)

@@ -29,7 +29,7 @@ def toy_predict(rows: np.ndarray) -> np.ndarray:
 
 
 # One worker, a small per-request row limit for the 413 case.
-one = guard(toy_predict, reference=REFERENCE, name="toy", max_rows=50)
+one = guard(toy_predict, reference=REFERENCE, name="toy", max_request_rows=50)
 
 # Two workers sharing one store.
 two = guard(toy_predict, reference=REFERENCE, name="toy-two", workers=2)

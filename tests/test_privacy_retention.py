@@ -1,0 +1,187 @@
+"""What reaches disk, for how long, and who may read the details: redaction, sampling, retention, auth."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from guarded_serving import ConfigurationError, GuardedModel, Monitor, Reference
+from guarded_serving.store import RequestRecord, Store
+
+TRAINING = np.random.default_rng(11).normal(size=(400, 3))
+TOKEN = "s3cret-token-0123456789"
+
+
+@pytest.fixture
+def reference() -> Reference:
+    return Reference.from_data(TRAINING, feature_names=["age", "ssn", "income"])
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute(sql))
+
+
+def test_redacted_features_never_reach_disk_and_are_not_judged(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with Monitor(reference, db=db, window=200, redact=["ssn"]) as monitor:
+        monitor.observe(TRAINING[:200], [0.0] * 200)
+        monitor.flush()
+        report = monitor.health().to_json()
+        chunks = list(monitor.store.window_chunks("model"))  # type: ignore[union-attr]
+
+    inputs = [json.loads(i) for (i,) in query(db, "SELECT inputs FROM rows")]
+    assert all(row[1] is None for row in inputs)
+    assert all(row[0] is not None for row in inputs)
+    assert all(np.isnan(chunk.inputs[:, 1]).all() for chunk in chunks)
+    assert "ssn" not in report["checks"]["data_drift"]["features"]
+    assert "ssn" not in report["checks"]["data_quality"]["features"]
+    assert report["checks"]["data_quality"]["status"] == "ok"
+
+
+def test_without_logged_inputs_rows_keep_outputs_and_drift_is_judged_in_memory(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with Monitor(reference, db=db, window=200, log_inputs=False) as monitor:
+        monitor.observe(TRAINING[:200] + np.array([0.0, 0.0, 5.0]), [1.5] * 200)
+        monitor.flush()
+        drift = monitor.health().check("data_drift")
+
+    assert query(db, "SELECT count(*), count(inputs), count(outputs) FROM rows") == [(200, 0, 200)]
+    assert query(db, "SELECT count(*) FROM window") == [(0,)]
+    assert [name for name, f in drift.details.features.items() if f.drifted] == ["income"]
+
+
+def test_sampling_logs_a_fraction_of_rows_but_counts_every_request(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with Monitor(reference, db=db, sample_rate=0.1) as monitor:
+        for i in range(1000):
+            monitor.observe(TRAINING[i % 400 : i % 400 + 1], [0.0])
+        monitor.flush()
+        totals = monitor.totals()
+
+    (logged,) = query(db, "SELECT count(*) FROM rows")[0]
+    assert 60 <= logged <= 140  # 10 % of 1,000, seeded
+    assert totals.requests == 1000
+    assert query(db, "SELECT count(*) FROM requests") == [(1000,)]
+
+
+def record(i: int, ts: float = 1_700_000_000.0) -> RequestRecord:
+    return RequestRecord(f"r{i}", ts, "m", None, "ok", 2, 1.0, {}, inputs=[[1.0], [2.0]], outputs=[0, 1])
+
+
+def test_max_rows_keeps_only_the_newest_rows(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with Store(db, max_rows=100) as store:
+        for i in range(300):
+            store.put(record(i))
+        store.flush()
+        store.prune()
+
+    assert query(db, "SELECT count(*) FROM rows") == [(100,)]
+    assert query(db, "SELECT count(*) FROM rows WHERE request_id = 'r299'") == [(2,)]
+    assert query(db, "SELECT count(*) FROM rows WHERE request_id = 'r0'") == [(0,)]
+
+
+def test_max_age_deletes_old_requests_and_their_rows(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    now = time.time()
+    with Store(db, max_age=3600) as store:
+        store.put(record(1, ts=now - 7200))
+        store.put(record(2, ts=now))
+        store.flush()
+        store.prune()
+
+    assert query(db, "SELECT request_id FROM requests") == [("r2",)]
+    assert query(db, "SELECT DISTINCT request_id FROM rows") == [("r2",)]
+
+
+def test_blocking_overflow_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
+    with Store(tmp_path / "log.db", capacity=10, overflow="block", flush_interval=0.01) as store:
+        accepted = [store.put(record(i)) for i in range(200)]
+        store.flush()
+        stats = store.stats()
+
+    assert all(accepted)
+    assert (stats.dropped, stats.written) == (0, 400)
+
+
+def test_dropping_overflow_is_the_default_and_counts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "log.db", capacity=10)  # not opened: nothing drains it
+
+    assert [store.put(record(i)) for i in range(7)] == [True] * 5 + [False] * 2
+    assert store.stats().dropped == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"redact": ["zip"]}, "redact: expected feature names among", id="unknown-redact"),
+        pytest.param({"sample_rate": 0}, "sample_rate: expected a fraction in (0, 1]", id="sample-rate"),
+        pytest.param({"overflow": "spill"}, "overflow: expected 'drop'", id="overflow"),
+        pytest.param({"max_rows": 0}, "max_rows: expected a positive integer", id="max-rows"),
+        pytest.param({"max_age": -5}, "max_age: expected a positive number of seconds", id="max-age"),
+        pytest.param({"log_inputs": "no"}, "log_inputs: expected True or False", id="log-inputs"),
+    ],
+)
+def test_privacy_and_retention_settings_are_checked(reference: Reference, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Monitor(reference, **kwargs)
+
+    assert message in str(raised.value)
+
+
+@pytest.fixture
+def guarded(reference: Reference) -> GuardedModel:
+    return GuardedModel(lambda x: np.asarray(x)[:, 0], reference=reference, name="m", db=":memory:", auth_token=TOKEN)
+
+
+def test_health_without_the_token_shows_only_the_overall_status(guarded: GuardedModel) -> None:
+    body = json.loads(guarded.health_reply().body)
+
+    assert set(body) == {"status", "model", "generated_at"}
+
+
+def test_health_with_the_token_shows_the_details(guarded: GuardedModel) -> None:
+    body = json.loads(guarded.health_reply(authorization=f"Bearer {TOKEN}").body)
+
+    assert "checks" in body
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token-0123456789", f"Basic {TOKEN}"], ids=["none", "wrong", "scheme"]
+)
+def test_feedback_needs_the_token(guarded: GuardedModel, authorization: str | None) -> None:
+    reply = guarded.handle_feedback(b'{"request_id": "x", "labels": [1]}', "application/json", authorization)
+
+    assert reply.status == 401
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_wrong_token_on_health_is_a_401(guarded: GuardedModel) -> None:
+    assert guarded.health_reply(authorization="Bearer not-the-token-at-all").status == 401
+
+
+def test_feedback_with_the_token_reaches_the_monitor(guarded: GuardedModel) -> None:
+    reply = guarded.handle_feedback(b'{"request_id": "x", "labels": [1]}', "application/json", f"Bearer {TOKEN}")
+
+    assert reply.status == 404  # past authentication: the request id is unknown
+
+
+def test_a_short_token_is_refused(reference: Reference) -> None:
+    with pytest.raises(ConfigurationError, match="auth_token: expected a string of at least 16 characters"):
+        GuardedModel(lambda x: x, reference=reference, name="m", auth_token="short")
+
+
+def test_the_token_can_come_from_the_environment(reference: Reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDED_SERVING_TOKEN", TOKEN)
+
+    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=reference, name="m", db=":memory:")
+
+    assert guarded.health_reply(authorization=f"Bearer {TOKEN}").status == 200
+    assert "checks" not in json.loads(guarded.health_reply().body)
