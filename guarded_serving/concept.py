@@ -10,7 +10,7 @@ Two complementary judgements over the newest labelled rows (in prediction order)
   sudden drop within a few hundred labels, and, unlike DDM, does not re-alarm on every error of a
   nearly perfect model: each error adds log(p1/p0), each correct row subtracts a little, and only a
   run of errors too unlikely under the reference's rate crosses the threshold. After an alarm it
-  restarts from the rate it alarmed at, so a lasting drop is one alarm, not one per row.
+  restarts from the error rate it saw, so a lasting drop is one alarm, not one per row.
 
 Both are recomputed from stored labels at every health check, so every worker answers the same.
 """
@@ -57,24 +57,30 @@ class ConceptDetails:
 def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
     """Indices where a Bernoulli CUSUM of ``errors`` (0/1) against rate ``p0`` alarms.
 
-    The alternative is p1 = max(2 p0, p0 + 0.05). After an alarm the baseline becomes p1 and the sum
-    restarts, so a lasting change gives one alarm.
+    The alternative is p1 = max(2 p0, p0 + 0.05). After an alarm the baseline becomes the error rate
+    seen since the sum last left zero (at least p1) and the sum restarts, so a lasting change of any
+    size gives one alarm; only a further rise alarms again.
     """
     alarms: list[int] = []
     base = min(max(p0, 1e-4), 0.9)
-    up = min(max(2 * base, base + 0.05), 0.99)
-    step_error = math.log(up / base)
-    step_ok = math.log((1 - up) / (1 - base))
+
+    def steps(rate: float) -> tuple[float, float]:
+        up = min(max(2 * rate, rate + 0.05), 0.99)
+        return math.log(up / rate), math.log((1 - up) / (1 - rate))
+
+    step_error, step_ok = steps(base)
     total = 0.0
+    since = 0  # where the sum last left zero: the start of the suspected change
     for i, e in enumerate(errors):
+        if total == 0.0:
+            since = i
         total = max(0.0, total + (step_error if e else step_ok))
         if total > threshold:
             alarms.append(i)
+            observed = float(np.mean(errors[since : i + 1]))
+            base = min(max(min(max(2 * base, base + 0.05), 0.99), observed), 0.9)
+            step_error, step_ok = steps(base)
             total = 0.0
-            base = up
-            up = min(max(2 * base, base + 0.05), 0.99)
-            step_error = math.log(up / base)
-            step_ok = math.log((1 - up) / (1 - base))
     return alarms
 
 

@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import datetime as dt
 import json
+import numbers
 import os
 import random
 import threading
@@ -352,6 +353,10 @@ class Monitor:
         problem (an unknown id, a row out of range, a label of the wrong kind) nothing is written."""
         if not items:
             raise InputError([Problem("no labels", "at least one label")])
+        items = [  # numpy scalars (np.int64 rows, np.float64 labels) are plain numbers here
+            (rid, int(row) if isinstance(row, numbers.Integral) and not isinstance(row, bool) else row, to_jsonable_output(label))
+            for rid, row, label in items
+        ]
         ids = list(dict.fromkeys(rid for rid, _, _ in items))
         rows = self._request_rows(ids)
         unknown = tuple(rid for rid in ids if rid not in rows)

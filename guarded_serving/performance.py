@@ -128,7 +128,8 @@ class Performance:
             if isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label):
                 return None
             return Problem(f"got {label!r}", "a finite number")
-        if label in self.classes:
+        bool_classes = any(isinstance(c, bool) for c in self.classes)
+        if label in self.classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
             return None
         return Problem(f"got {label!r}", f"one of the classes {list(self.classes)}")
 

@@ -1,0 +1,204 @@
+"""Concept drift: the CUSUM change detector and the realized-performance check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from guarded_serving import Status
+from guarded_serving.concept import ALPHA_CONCEPT, CUSUM_HORIZON, MIN_LABELS, ConceptDetails, concept_check, cusum_alarms
+from guarded_serving.health import CheckResult
+from guarded_serving.performance import Performance
+
+THRESHOLD = math.log(CUSUM_HORIZON / ALPHA_CONCEPT)  # the threshold concept_check uses: log(1e7) = 16.12
+
+
+def every(period: int, rows: int) -> np.ndarray:
+    """0/1 errors with one error at the end of every ``period`` rows (rate exactly 1 / period)."""
+    errors = np.zeros(rows)
+    errors[period - 1 :: period] = 1.0
+    return errors
+
+
+@pytest.fixture
+def classifier() -> Performance:
+    """A reference classifier with 85 % accuracy, measured on 5,000 rows."""
+    return Performance("classification", (0, 1), 5_000, 0.15, math.sqrt(0.15 * 0.85), 0.35)
+
+
+@pytest.fixture
+def regressor() -> Performance:
+    """A reference regressor with MAE 1.0 (std 0.5), measured on 5,000 rows."""
+    return Performance("regression", (), 5_000, 1.0, 0.5, 1.25)
+
+
+def judge(
+    reference: Performance | None,
+    errors: np.ndarray,
+    *,
+    inputs_drifted: bool | None = False,
+    labels_received: int | None = None,
+) -> CheckResult:
+    losses = errors**2 if reference is not None and reference.task == "regression" else errors
+    received = len(errors) if labels_received is None else labels_received
+    return concept_check(reference, errors, losses, np.zeros(len(errors)), received, 0, inputs_drifted)
+
+
+# -- cusum_alarms --------------------------------------------------------------------------------------------------
+
+
+def test_the_threshold_concept_check_uses_is_log_of_ten_million() -> None:
+    assert round(THRESHOLD, 4) == round(math.log(1e7), 4) == 16.1181
+
+
+def test_cusum_does_not_alarm_on_errors_at_the_reference_rate() -> None:
+    assert cusum_alarms(every(10, 20_000), 0.1, THRESHOLD) == []
+
+
+def test_cusum_does_not_alarm_on_seeded_bernoulli_errors_at_the_reference_rate() -> None:
+    errors = (np.random.default_rng(11).random(20_000) < 0.1).astype(float)
+
+    assert cusum_alarms(errors, 0.1, THRESHOLD) == []
+
+
+def test_cusum_alarms_once_on_the_24th_error_of_a_sudden_run() -> None:
+    # p0 = 0.1, p1 = 0.2: each error adds log 2; 23 log 2 = 15.9 < 16.12 < 24 log 2 = 16.6. The 6 errors after the
+    # alarm, against the new baseline 0.2, are far from a second alarm.
+    errors = np.zeros(1_000)
+    errors[200:230] = 1.0
+
+    assert cusum_alarms(errors, 0.1, THRESHOLD) == [223]
+
+
+def test_after_an_alarm_a_lasting_higher_rate_is_one_alarm_not_one_per_row() -> None:
+    # From row 200 on, every 5th row is an error: the rate doubles from 0.1 to 0.2 and stays there.
+    # Against p0 = 0.1 each 5-row cycle adds log 2 + 4 log(0.8 / 0.9) = 0.222, so the sum after the k-th error is
+    # log 2 + 0.222 (k - 1), above 16.12 from k = 71 on: row 200 + 5 * 71 - 1 = 554. Then the baseline is 0.2 and
+    # the same cycle subtracts 0.46 against p1 = 0.4: no further alarm over the next 19,000 rows.
+    errors = np.concatenate([np.zeros(200), every(5, 19_800)])
+
+    assert cusum_alarms(errors, 0.1, THRESHOLD) == [554]
+
+
+def test_cusum_a_lasting_jump_of_any_size_is_one_alarm() -> None:
+    # From 0.1 to 0.5: after the alarm the baseline is the rate seen since the change, so it stays quiet.
+    errors = np.concatenate([np.zeros(200), np.tile([1.0, 0.0], 5_000)])
+
+    assert cusum_alarms(errors, 0.1, THRESHOLD) == [254]
+
+
+def test_cusum_never_alarms_on_isolated_errors_of_a_nearly_perfect_model() -> None:
+    # p0 = 0.005: an error adds log(0.055 / 0.005) = 2.4, each correct row takes 0.05 off; errors ~150 rows apart.
+    gaps = np.random.default_rng(5).integers(100, 201, size=200)
+    positions = np.cumsum(gaps)
+    errors = np.zeros(20_000)
+    errors[positions[positions < 20_000]] = 1.0
+    assert 120 <= errors.sum() <= 150
+
+    assert cusum_alarms(errors, 0.005, THRESHOLD) == []
+
+
+def test_cusum_alarms_on_a_run_of_errors_of_a_nearly_perfect_model() -> None:
+    # 7 errors in a row: 7 log 11 = 16.8 > 16.12 > 6 log 11 = 14.4
+    errors = np.zeros(2_000)
+    errors[1_000:1_007] = 1.0
+
+    assert cusum_alarms(errors, 0.005, THRESHOLD) == [1_006]
+
+
+# -- concept_check -------------------------------------------------------------------------------------------------
+
+
+def test_without_a_reference_performance_concept_drift_is_not_judged() -> None:
+    result = judge(None, every(5, 1_000))
+
+    assert result.status is Status.OK
+    assert result.summary == "Not judged: the reference has no performance (build it with y= and predictions=)."
+
+
+def test_without_labels_concept_drift_is_not_judged(classifier: Performance) -> None:
+    result = judge(classifier, np.zeros(0), labels_received=0)
+
+    assert result.status is Status.OK
+    assert result.summary == "Not judged: no labels received yet (POST /feedback)."
+    assert (result.details.labels_received, result.details.labelled_rows, result.details.current) == (0, 0, None)
+
+
+def test_fewer_labelled_rows_than_the_minimum_are_insufficient_data(classifier: Performance) -> None:
+    result = judge(classifier, np.ones(MIN_LABELS - 1))
+
+    assert result.status is Status.INSUFFICIENT_DATA
+    assert result.summary == "99 labelled rows in the window; performance is judged from 100."
+
+
+def test_performance_at_the_reference_level_is_ok(classifier: Performance) -> None:
+    errors = (np.arange(1_000) % 20 < 3).astype(float)  # 3 errors in every 20 rows: the reference's 15 %
+
+    result = judge(classifier, errors)
+
+    assert result.status is Status.OK
+    assert result.summary == "accuracy 0.85 over the last 1000 labelled rows (reference 0.85)."
+
+
+def test_a_fall_in_accuracy_with_inputs_unchanged_is_likely_concept_drift(classifier: Performance) -> None:
+    result = judge(classifier, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=False)
+
+    assert result.status is Status.ALERT
+    assert result.summary.startswith("accuracy fell to 0.6 (interval ")
+    assert "from 0.85 over the last 1000 labelled rows" in result.summary
+    assert result.summary.endswith(": performance fell while inputs look unchanged: likely concept drift.")
+
+
+@pytest.mark.parametrize("inputs_drifted", [pytest.param(True, id="inputs-drifted"), pytest.param(None, id="inputs-not-judged")])
+def test_a_fall_in_accuracy_is_not_called_concept_drift_unless_inputs_look_unchanged(
+    classifier: Performance, inputs_drifted: bool | None
+) -> None:
+    result = judge(classifier, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=inputs_drifted)
+
+    assert result.status is Status.ALERT
+    assert "concept drift" not in result.summary
+
+
+def test_a_recent_detector_alarm_without_a_significant_fall_is_a_warning() -> None:
+    # 0.873 is within the confidence bound of 0.9, but 30 errors in a row alarm at row 969 + 23 = 992
+    reference = Performance("classification", (0, 1), 5_000, 0.1, 0.3, 0.3)
+    errors = np.concatenate([every(10, 970), np.ones(30)])
+
+    result = judge(reference, errors)
+
+    assert result.status is Status.WARN
+    assert result.summary.startswith("accuracy fell to 0.873 (interval ")
+    assert "from 0.9; the change detector alarmed at labelled row 992" in result.summary
+    assert (result.details.detector_alarms, result.details.detector_last_alarm_row) == (1, 992)
+
+
+def test_a_rising_mae_is_flagged(regressor: Performance) -> None:
+    result = judge(regressor, np.tile([1.0, 2.0], 500))
+
+    assert result.status is Status.ALERT
+    assert result.summary.startswith("mae rose to 1.5 (interval ")
+    assert "from 1 over the last 1000 labelled rows" in result.summary
+
+
+def test_details_report_the_realized_and_reference_figures(regressor: Performance) -> None:
+    result = judge(regressor, np.tile([1.0, 2.0], 500))
+
+    details = result.details
+    assert isinstance(details, ConceptDetails)
+    assert (details.metric, details.reference, details.current) == ("mae", 1.0, 1.5)
+    assert (details.loss, details.reference_loss, details.current_loss) == ("rmse", 1.118, 1.5811)  # sqrt 1.25, sqrt 2.5
+    assert details.labelled_rows == 1_000
+    assert details.detector_alarms == 0  # the change detector runs on classifiers' 0/1 errors only
+
+
+def test_the_accuracy_interval_stays_within_0_and_1() -> None:
+    reference = Performance("classification", (0, 1), 5_000, 0.005, math.sqrt(0.005 * 0.995), 0.03)
+
+    result = judge(reference, np.zeros(1_000))
+
+    assert result.status is Status.OK
+    assert result.details.current == 1.0
+    assert result.details.interval[1] == 1.0
+    assert 0.98 < result.details.interval[0] < 1.0

@@ -1,0 +1,195 @@
+"""Model performance: the task, per-row losses, and the reference's figures realized performance is compared with."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from guarded_serving import ConfigurationError, Problem
+from guarded_serving.performance import Performance, infer_task, row_losses
+
+
+@pytest.fixture
+def classifier() -> Performance:
+    return Performance.from_data(["dog", "cat", "dog"], ["dog", "dog", "dog"])
+
+
+@pytest.fixture
+def regressor() -> Performance:
+    return Performance.from_data([0.5, 1.5, 2.5, 3.5], [0.5, 2.5, 2.0, 3.5])
+
+
+# -- infer_task ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("y", "predictions", "task"),
+    [
+        pytest.param([1, 0, 1], [[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]], "classification", id="class-probabilities"),
+        pytest.param([1.5, 0.25, 3.0], [[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]], "classification", id="probabilities-win-over-y"),
+        pytest.param(["cat", "dog", "cat"], ["cat", "cat", "dog"], "classification", id="string-labels"),
+        pytest.param([True, False, True], [True, True, False], "classification", id="boolean-labels"),
+        pytest.param([0, 1, 2, 1, 0], [0, 2, 2, 1, 0], "classification", id="few-integer-labels"),
+        pytest.param(list(np.linspace(0, 10, 50)), list(np.linspace(0.1, 10.1, 50)), "regression", id="many-distinct-floats"),
+        pytest.param([0.5, 1.5, 2.5], [0.4, 1.6, 2.5], "regression", id="few-non-integral-floats"),
+        pytest.param(list(range(21)), list(range(21)), "regression", id="more-than-20-integers"),
+    ],
+)
+def test_infer_task(y: list[Any], predictions: list[Any], task: str) -> None:
+    assert infer_task(y, predictions) == task
+
+
+# -- row_losses ----------------------------------------------------------------------------------------------------
+
+
+def test_row_losses_of_probabilities_are_argmax_errors_and_log_loss() -> None:
+    losses = row_losses("classification", (0, 1), [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [0, 0, 1])
+
+    assert losses.error.tolist() == [0.0, 1.0, 1.0]
+    assert losses.loss.tolist() == pytest.approx([-math.log(0.9), -math.log(0.2), -math.log(0.4)], abs=1e-12)
+
+
+def test_row_losses_pick_the_probability_column_of_the_class_in_class_order() -> None:
+    losses = row_losses("classification", ("ant", "bee", "cow"), [[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], ["cow", "ant"])
+
+    assert losses.error.tolist() == [1.0, 0.0]
+    assert losses.loss.tolist() == pytest.approx([-math.log(0.2), -math.log(0.5)], abs=1e-12)
+
+
+def test_a_label_outside_the_classes_is_an_error_with_the_largest_log_loss() -> None:
+    losses = row_losses("classification", (0, 1), [[0.9, 0.1]], [7])
+
+    assert losses.error.tolist() == [1.0]
+    assert losses.loss.tolist() == pytest.approx([-math.log(1e-15)])
+
+
+def test_row_losses_of_predicted_labels_are_zero_one_errors() -> None:
+    losses = row_losses("classification", ("cat", "dog"), ["cat", "dog", "dog", "cat"], ["cat", "cat", "dog", "dog"])
+
+    assert losses.error.tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert losses.loss.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_row_losses_of_a_regressor_are_absolute_and_squared_errors() -> None:
+    losses = row_losses("regression", (), [1.0, 2.5, -1.0, 4.0], [1.5, 2.5, 1.0, 1.0])
+
+    assert losses.error.tolist() == [0.5, 0.0, 2.0, 3.0]
+    assert losses.loss.tolist() == [0.25, 0.0, 4.0, 9.0]
+
+
+def test_row_losses_of_a_regressor_read_single_column_outputs() -> None:
+    losses = row_losses("regression", (), [[1.0], [2.5]], [2.0, 2.0])
+
+    assert losses.error.tolist() == [1.0, 0.5]
+
+
+# -- Performance.from_data -----------------------------------------------------------------------------------------
+
+
+def test_from_data_of_probabilities_gives_error_rate_and_log_loss() -> None:
+    performance = Performance.from_data([0, 1, 1, 0], [[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]])
+
+    assert (performance.task, performance.classes, performance.rows) == ("classification", (0, 1), 4)
+    assert performance.error_mean == 0.25
+    assert performance.error_std == pytest.approx(math.sqrt(0.25 * 0.75))
+    assert performance.loss_mean == pytest.approx(-(math.log(0.9) + math.log(0.7) + math.log(0.4) + math.log(0.8)) / 4)
+
+
+def test_from_data_reads_numpy_labels_as_plain_values() -> None:
+    performance = Performance.from_data(np.array([1, 0, 1]), np.array([[0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]))
+
+    assert performance.classes == (0, 1)
+    assert all(type(c) is int for c in performance.classes)
+    assert performance.error_mean == pytest.approx(1 / 3)
+
+
+def test_from_data_of_predicted_labels_sorts_the_classes(classifier: Performance) -> None:
+    assert (classifier.task, classifier.classes, classifier.rows) == ("classification", ("cat", "dog"), 3)
+    assert classifier.error_mean == pytest.approx(1 / 3)
+    assert classifier.loss_mean == pytest.approx(1 / 3)
+
+
+def test_from_data_of_a_regressor_gives_mae_and_rmse(regressor: Performance) -> None:
+    # absolute errors 0, 1, 0.5, 0
+    assert (regressor.task, regressor.classes, regressor.rows) == ("regression", (), 4)
+    assert regressor.error_mean == 0.375
+    assert regressor.error_std == pytest.approx(np.std([0.0, 1.0, 0.5, 0.0]))
+    assert regressor.loss_mean == 0.3125
+    assert (regressor.metric, regressor.loss_name) == ("mae", "rmse")
+    assert regressor.loss_value(regressor.loss_mean) == pytest.approx(math.sqrt(0.3125))
+
+
+def test_a_classifier_is_judged_on_accuracy_and_log_loss(classifier: Performance) -> None:
+    assert (classifier.metric, classifier.loss_name) == ("accuracy", "log_loss")
+    assert classifier.metric_value(0.25) == 0.75
+    assert classifier.loss_value(0.4) == 0.4
+
+
+def test_from_data_follows_a_task_given_explicitly() -> None:
+    performance = Performance.from_data([0, 1, 2, 3], [0.5, 1.0, 2.0, 3.5], task="regression")
+
+    assert performance.task == "regression"
+    assert performance.error_mean == 0.25
+
+
+def test_from_data_refuses_an_unknown_task() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"^task: expected 'classification', 'regression' or None \(inferred\), got 'ranking'$"
+    ):
+        Performance.from_data([0, 1], [0, 1], task="ranking")  # type: ignore[arg-type]
+
+
+# -- JSON ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("y", "predictions"),
+    [
+        pytest.param([0, 1, 1, 0], [[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.8, 0.2]], id="probabilities"),
+        pytest.param(["dog", "cat", "dog"], ["dog", "dog", "dog"], id="string-labels"),
+        pytest.param([0.5, 1.5, 2.5, 3.5], [0.5, 2.5, 2.0, 3.5], id="regression"),
+    ],
+)
+def test_performance_survives_a_json_round_trip(y: list[Any], predictions: list[Any]) -> None:
+    performance = Performance.from_data(y, predictions)
+
+    assert Performance.from_json(json.loads(json.dumps(performance.to_json()))) == performance
+
+
+# -- check_label ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", [pytest.param("cat", id="cat"), pytest.param("dog", id="dog")])
+def test_check_label_accepts_a_known_class(classifier: Performance, label: str) -> None:
+    assert classifier.check_label(label) is None
+
+
+def test_check_label_names_the_classes_for_an_unknown_class(classifier: Performance) -> None:
+    problem = classifier.check_label("cow")
+
+    assert problem == Problem("got 'cow'", "one of the classes ['cat', 'dog']")
+    assert str(problem) == "got 'cow'; expected one of the classes ['cat', 'dog']"
+
+
+@pytest.mark.parametrize("label", [pytest.param(3, id="int"), pytest.param(-2.5, id="float"), pytest.param(1e300, id="huge")])
+def test_check_label_of_a_regressor_accepts_a_finite_number(regressor: Performance, label: float) -> None:
+    assert regressor.check_label(label) is None
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(math.nan, id="nan"),
+        pytest.param(math.inf, id="inf"),
+        pytest.param("3.5", id="numeric-string"),
+        pytest.param(True, id="bool"),
+        pytest.param(None, id="none"),
+        pytest.param([1.0], id="list"),
+    ],
+)
+def test_check_label_of_a_regressor_needs_a_finite_number(regressor: Performance, label: Any) -> None:
+    assert regressor.check_label(label) == Problem(f"got {label!r}", "a finite number")
