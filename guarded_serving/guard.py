@@ -303,9 +303,10 @@ class GuardedModel:
                 request_id, labels = document["request_id"], document["labels"]
                 if not isinstance(request_id, str) or not isinstance(labels, list):
                     raise InputError([Problem("request_id or labels has the wrong type", "a string and a list of labels")])
-                result = monitor.feedback(request_id, labels)
+                result = monitor.feedback(_usable_id(request_id), labels)
             elif isinstance(document, dict) and set(document) == {"items"} and isinstance(document["items"], list):
-                result = monitor.feedback_items(_feedback_items(document["items"]))
+                items = [(_usable_id(rid), row, label) for rid, row, label in _feedback_items(document["items"])]
+                result = monitor.feedback_items(items)
             else:
                 raise InputError(
                     [Problem("the body has neither form", '{"request_id": "...", "labels": [...]} or {"items": [...]}')]
@@ -354,6 +355,15 @@ class GuardedModel:
         if fail_on is not None and report.status.rank >= _FAIL_ON[fail_on].rank:
             status = 503
         return Reply(status, _dump(report.to_json(detail=detail)))
+
+
+def _usable_id(request_id: str) -> str:
+    """A request id that can be looked up: lone surrogates (valid JSON escapes, not valid text) are not."""
+    try:
+        request_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError([Problem(f"request_id {request_id!r} is not valid text", "the id a /predict answer carried")]) from None
+    return request_id
 
 
 def _feedback_items(items: list[Any]) -> list[tuple[str, int, Any]]:

@@ -8,6 +8,7 @@ check's streaming detector and confidence bounds work on.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -124,14 +125,19 @@ class Performance:
 
     def check_label(self, label: Any) -> Problem | None:
         """None for a label this task accepts, else what is wrong with it."""
+        shown = getattr(label, "text", None) or repr(label)[:40]  # a NaN/Infinity literal shows as written
         if self.task == "regression":
-            if isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label):
+            if (
+                isinstance(label, (int, float))
+                and not isinstance(label, bool)
+                and -sys.float_info.max <= label <= sys.float_info.max
+            ):
                 return None
-            return Problem(f"got {label!r}", "a finite number")
+            return Problem(f"got {shown}", "a finite number")
         bool_classes = any(isinstance(c, bool) for c in self.classes)
         if label in self.classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
             return None
-        return Problem(f"got {label!r}", f"one of the classes {list(self.classes)}")
+        return Problem(f"got {shown}", f"one of the classes {list(self.classes)}")
 
     def to_json(self) -> dict[str, Any]:
         return {

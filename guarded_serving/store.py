@@ -354,6 +354,8 @@ class Store:
                     if closing:
                         break
                     continue
+                except Exception:  # a record that cannot be encoded, not the disk's fault: isolate it
+                    self._write_each(db or self._connect(), batch)
                 with self._cond:
                     self._pending_rows -= sum(max(r.rows, 1) for r in batch)
                     self._cond.notify_all()  # wake producers waiting for room (overflow="block")
@@ -373,6 +375,21 @@ class Store:
                         break
         if db is not None:
             db.conn.close()
+
+    def _write_each(self, db: sqlite_utils.Database, batch: list[RequestRecord]) -> None:
+        """Write records one by one, dropping (and counting) those that cannot be written, so that one
+        poisoned record never stops the writer (only reached when a batch failed for a non-disk reason)."""
+        for record in batch:
+            try:
+                self._write(db, [record])
+            except Exception as exc:
+                with self._cond:
+                    self._dropped += max(record.rows, 1)
+                    self._written -= record.rows  # the caller counts the whole batch as written
+                    self._last_error_at = _iso(time.time())
+                get_logger().error(
+                    "store_record_dropped", request_id=repr(record.request_id)[:80], error=f"{type(exc).__name__}: {exc}"
+                )
 
     def _requeue(self, batch: list[RequestRecord], exc: BaseException) -> None:
         with self._cond:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from .reference import Reference
 __all__ = ["RowSchema", "parse_json", "parse_rows"]
 
 MAX_PROBLEMS = 20
+FLOAT_MAX = sys.float_info.max
 
 
 class _NonFinite:
@@ -110,6 +112,10 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except RecursionError:
         raise InputError([Problem("the JSON is nested too deeply", "rows nested at most two levels deep")], status=400) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's conversion limit)
+        raise InputError(
+            [Problem(f"the JSON holds an unreadable number ({exc})", "numbers within float range")], status=400
+        ) from None
 
 
 def _check_value(value: Any, numeric: bool, allow_missing: bool) -> tuple[str, str] | None:
@@ -122,7 +128,9 @@ def _check_value(value: Any, numeric: bool, allow_missing: bool) -> tuple[str, s
         return (f"{value.text} is not allowed", "a finite number, or null for a missing value")
     if numeric:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return None
+            if -FLOAT_MAX <= value <= FLOAT_MAX:
+                return None
+            return (f"got {_describe(value)[:40]}, which is not a finite float", "a finite number within ±1.8e308")
         return (f"got {_describe(value)}", "a number")
     if isinstance(value, (str, int, float, bool)):
         return None
@@ -151,6 +159,7 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
     names = schema.names
     width = len(names)
     fast = _fast_check(schema)
+    in_range = _range_check(schema)
     out: list[list[Any]] = []
     for row in rows:  # the common case: well-formed rows, checked with C-level type tests
         if type(row) is dict and len(row) == width:
@@ -158,7 +167,7 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
                 row = [row[n] for n in names]
             except KeyError:
                 break
-        if type(row) is not list or len(row) != width or not fast(row):
+        if type(row) is not list or len(row) != width or not fast(row) or not in_range(row):
             break
         out.append(row)
     else:
@@ -169,6 +178,18 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
 @functools.lru_cache(maxsize=64)
 def _fast_check(schema: RowSchema) -> Callable[[list[Any]], bool]:
     return schema.fast_check()
+
+
+@functools.lru_cache(maxsize=64)
+def _range_check(schema: RowSchema) -> Callable[[list[Any]], bool]:
+    """True when every numeric value of a type-checked row is a finite float (1e400 parses as inf,
+    and a huge integer cannot become a float at all)."""
+    num = [j for j, n in enumerate(schema.numeric) if n]
+
+    def check(row: list[Any]) -> bool:
+        return all(row[j] is None or -FLOAT_MAX <= row[j] <= FLOAT_MAX for j in num)
+
+    return check
 
 
 def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:
