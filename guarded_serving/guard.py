@@ -95,6 +95,7 @@ class GuardedModel:
         max_rows: int | None = None,
         max_age: float | None = None,
         overflow: str = "drop",
+        report_values: bool = False,
     ) -> None:
         if not callable(predict):
             raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
@@ -146,6 +147,7 @@ class GuardedModel:
             "max_rows": max_rows,
             "max_age": max_age,
             "overflow": overflow,
+            "report_values": report_values,
         }
         # Validate the monitor's settings now (guard() time), without opening anything.
         Monitor(self.reference, **self._monitor_options)
@@ -432,6 +434,7 @@ def guard(
     max_rows: int | None = None,
     max_age: float | None = None,
     overflow: str = "drop",
+    report_values: bool = False,
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -469,6 +472,7 @@ def guard(
             max_rows=max_rows,
             max_age=max_age,
             overflow=overflow,
+            report_values=report_values,
         )
         return build_service(guarded, service_options, module)
 

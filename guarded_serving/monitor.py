@@ -146,6 +146,7 @@ class Monitor:
         max_rows: int | None = None,
         max_age: float | None = None,
         overflow: str = "drop",
+        report_values: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
@@ -177,6 +178,9 @@ class Monitor:
             _positive_float("max_age", max_age)
         if overflow not in ("drop", "block"):
             raise ConfigurationError("overflow", overflow, "'drop' (count and drop) or 'block' (back-pressure)")
+        if not isinstance(report_values, bool):
+            raise ConfigurationError("report_values", report_values, "True or False")
+        self.report_values = report_values
         self.redact = frozenset(redact)
         self._redact_idx = [j for j, n in enumerate(self.reference.feature_names) if n in self.redact]
         self.log_inputs = log_inputs
@@ -543,7 +547,12 @@ class Monitor:
             self._prediction_drift(window, cal_outputs),
             self._concept(data_drift, window),
             quality_check(
-                self.baseline, columns, _with_rejections(window, recent, self.baseline.names), self.min_rows, skip=self.redact
+                self.baseline,
+                columns,
+                _with_rejections(window, recent, self.baseline.names),
+                self.min_rows,
+                skip=self.redact,
+                reveal=self.report_values,
             ),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(store.stats() if store is not None else None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Calibration, Chunk, Encoder, WindowData, assemble, drift_check, quality_check
-from guarded_serving.drift.checks import ALPHA_DATA, Columns, DriftDetails, QualityDetails
+from guarded_serving.drift.checks import ALPHA_DATA, Columns, DriftDetails, QualityDetails, fingerprint
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.health import CheckResult, Status
 
@@ -47,9 +48,9 @@ def drift(base: Baseline, cal: Calibration, rows: list[list[Any]] | np.ndarray) 
     return drift_check("data_drift", base, cal, Columns.of(window_of(base, rows).inputs, base), MIN_ROWS)
 
 
-def quality(base: Baseline, rows: list[list[Any]] | np.ndarray) -> CheckResult:
+def quality(base: Baseline, rows: list[list[Any]] | np.ndarray, reveal: bool = False) -> CheckResult:
     data = window_of(base, rows)
-    return quality_check(base, Columns.of(data.inputs, base), data, MIN_ROWS)
+    return quality_check(base, Columns.of(data.inputs, base), data, MIN_ROWS, reveal=reveal)
 
 
 def drifted(result: CheckResult) -> list[str]:
@@ -246,12 +247,25 @@ def test_values_a_thousand_times_larger_are_out_of_range(mixed_baseline: Baselin
     assert result.details.features["y"].out_of_range == 1.0
 
 
-def test_an_unseen_category_is_listed_by_name_with_its_count(mixed_baseline: Baseline) -> None:
+def test_an_unseen_category_is_listed_by_fingerprint_with_its_count(mixed_baseline: Baseline) -> None:
     rows = mixed_rows(WINDOW, seed=12)
     for row in rows[:30]:
         row[2] = "zulu"
 
     result = quality(mixed_baseline, rows)
+
+    assert flagged(result) == {"colour": (f"30 unseen categories ('{fingerprint('zulu')}' x30)",)}
+    assert result.details.features["colour"].unseen == {fingerprint("zulu"): 30}
+    assert fingerprint("zulu") == "#" + hashlib.sha256(b"zulu").hexdigest()[:8]
+    assert "zulu" not in str(result.to_json())
+
+
+def test_an_unseen_category_is_named_when_values_may_be_reported(mixed_baseline: Baseline) -> None:
+    rows = mixed_rows(WINDOW, seed=12)
+    for row in rows[:30]:
+        row[2] = "zulu"
+
+    result = quality(mixed_baseline, rows, reveal=True)
 
     assert flagged(result) == {"colour": ("30 unseen categories ('zulu' x30)",)}
     assert result.details.features["colour"].unseen == {"zulu": 30}

@@ -6,6 +6,7 @@ Each is a pure function of (baseline, calibration, window) returning a
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -205,6 +206,11 @@ def _numeric(
     return out
 
 
+def fingerprint(value: str) -> str:
+    """A short, stable stand-in for an input value that must not appear in a report."""
+    return "#" + hashlib.sha256(value.encode("utf-8", "backslashreplace")).hexdigest()[:8]
+
+
 def _bin_props(sorted_present: np.ndarray, edges: np.ndarray) -> np.ndarray:
     positions = np.searchsorted(sorted_present, edges, side="left")
     counts = np.diff(np.concatenate([[0], positions, [len(sorted_present)]]))
@@ -278,8 +284,13 @@ def quality_check(
     min_rows: int,
     alpha: float = ALPHA_QUALITY,
     skip: frozenset[str] = frozenset(),
+    reveal: bool = False,
 ) -> CheckResult:
-    """Missing values, out-of-range values, unseen categories, constant columns and wrong types."""
+    """Missing values, out-of-range values, unseen categories, constant columns and wrong types.
+
+    Unseen categories are input values: unless ``reveal``, they are shown as short fingerprints
+    (``#`` and 8 hex digits of their SHA-256), which match the same value across reports.
+    """
     n = window.rows
     if n < min_rows:
         details = QualityDetails(n, min_rows, alpha, {})
@@ -343,7 +354,7 @@ def quality_check(
             k = cat_pos[j]
             if unseen_count[k]:
                 names = data.unseen.get(j, {})
-                unseen = dict(sorted(names.items(), key=lambda kv: -kv[1])[:10])
+                unseen = {(nm if reveal else fingerprint(nm)): c for nm, c in sorted(names.items(), key=lambda kv: -kv[1])[:10]}
             if unseen_flag[k]:
                 listed = ", ".join(f"{nm!r} x{c}" for nm, c in list((unseen or {}).items())[:3])
                 problems.append(f"{int(unseen_count[k])} unseen categories ({listed})")
