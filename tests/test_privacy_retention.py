@@ -185,3 +185,18 @@ def test_the_token_can_come_from_the_environment(reference: Reference, monkeypat
 
     assert guarded.health_reply(authorization=f"Bearer {TOKEN}").status == 200
     assert "checks" not in json.loads(guarded.health_reply().body)
+
+
+def test_the_health_report_echoes_no_input_value() -> None:
+    rng = np.random.default_rng(8)
+    rows = [[float(v), str(c)] for v, c in zip(rng.normal(size=300), rng.choice(["red", "blue"], 300), strict=True)]
+    monitor = Monitor(Reference.from_data(rows, feature_names=["amount", "colour"]), window=200)
+    secret_rows = [[987654.321, "SECRET-VALUE-42"]] * 50 + rows[:150]
+
+    monitor.observe(secret_rows, [0] * 200)
+    text = json.dumps(monitor.health().to_json())
+
+    assert "SECRET-VALUE-42" not in text
+    assert "987654" not in text
+    assert '"colour"' in text  # the feature is reported, by name ...
+    assert "unseen categories ('#" in text  # ... and its unseen values by fingerprint
