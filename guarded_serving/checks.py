@@ -125,8 +125,8 @@ class StoreDetails:
     last_flush_at: str | None
 
 
-def store_check(stats: StoreStats | None, now: dt.datetime | None = None) -> CheckResult:
-    """Judge the log store: failing writes, a filling buffer, dropped rows."""
+def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_error: str | None = None) -> CheckResult:
+    """Judge the log store: failing writes or reads, a replaced file, a filling buffer, dropped rows."""
     if stats is None:
         return CheckResult("store", Status.OK, "No log store configured: requests are monitored in memory only.")
     details = StoreDetails(
@@ -151,7 +151,15 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None) -> Che
     elif fill >= 0.5:
         problems.append((Status.WARN, f"the writer is falling behind: {stats.pending} of {stats.capacity} buffered rows in use"))
     if stats.dropped:
-        problems.append((Status.ALERT, f"{stats.dropped} rows were dropped because the buffer was full"))
+        problems.append((Status.ALERT, f"{stats.dropped} rows were dropped (buffer full, or unwritable records)"))
+    if read_error:
+        problems.append((Status.ALERT, f"{read_error}; this report covers this worker's own requests only"))
+    if stats.last_replaced_at:
+        moment = now or dt.datetime.now(dt.UTC)
+        if moment - dt.datetime.fromisoformat(stats.last_replaced_at) < dt.timedelta(minutes=15):
+            problems.append(
+                (Status.WARN, f"the database file was deleted or replaced at {stats.last_replaced_at}; a new one was started")
+            )
     if not problems:
         return CheckResult("store", Status.OK, f"{stats.written} rows written, {stats.pending} pending, none dropped.", details)
     status = max((s for s, _ in problems), key=lambda s: s.rank)

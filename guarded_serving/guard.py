@@ -20,7 +20,7 @@ from typing import Any
 
 from .checks import PipelineThresholds
 from .environment import capture_warnings
-from .errors import ConfigurationError, InputError, ModelError, Problem, UnknownRequestError
+from .errors import ConfigurationError, InputError, ModelError, Problem, StoreError, UnknownRequestError
 from .health import HealthReport, Status
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
@@ -313,6 +313,9 @@ class GuardedModel:
                 raise InputError(
                     [Problem("the body has neither form", '{"request_id": "...", "labels": [...]} or {"items": [...]}')]
                 )
+        except StoreError as exc:  # labels are acknowledged only once on disk: ask the client to retry
+            self._log.error("feedback_store_error", error=str(exc)[:300])
+            return _problem_reply(503, "Store unavailable", f"the labels were not stored: {exc}", rid)
         except UnknownRequestError as exc:
             self._log.info("feedback_rejected", unknown=list(exc.unknown[:20]))
             return _problem_reply(404, "Unknown request", str(exc), rid, unknown_request_ids=list(exc.unknown))

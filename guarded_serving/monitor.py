@@ -36,7 +36,7 @@ from .drift.calibration import Calibration
 from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
 from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
-from .errors import ConfigurationError, InputError, Problem, UnknownRequestError
+from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .health import CheckResult, HealthReport, Status, worst
 from .logs import get_logger
 from .performance import row_losses
@@ -281,7 +281,7 @@ class Monitor:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
         if record.status == "ok" and record.window is None and record.inputs is not None:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
-        if record.window is not None and not self._window_in_store:
+        if record.window is not None:  # kept in memory too: the fallback when the store cannot be read
             self._memory_window.add(record.window)
         with self._lock:
             self._requests += 1
@@ -407,14 +407,19 @@ class Monitor:
                 found.update(self.store.request_rows(self.name, missing))
         return found
 
-    def _labelled(self) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
+    def _labelled(self, from_store: bool) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
         """The newest ``window`` labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
-        if self.store is not None:
-            stored = self.store.labelled(self.name, self.window)[::-1]
+        stored = None
+        if self.store is not None and from_store:
+            try:
+                stored = self.store.labelled(self.name, self.window)[::-1]
+                received, replaced = self.store.label_totals(self.name)
+            except StoreError:
+                stored = None
+        if stored is not None:
             outputs = [json.loads(o) for o, _, _, _ in stored]
             labels = [json.loads(lab) for _, lab, _, _ in stored]
             delays = np.array([_seconds(lt) - _seconds(pt) for _, _, pt, lt in stored])
-            received, replaced = self.store.label_totals(self.name)
             return outputs, labels, delays, received, replaced
         with self._lock:
             joined = []
@@ -428,8 +433,8 @@ class Monitor:
         joined = joined[-self.window :]
         return [j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced
 
-    def _concept(self, data_drift: CheckResult, window: WindowData) -> CheckResult:
-        outputs, labels, delays, received, replaced = self._labelled()
+    def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool) -> CheckResult:
+        outputs, labels, delays, received, replaced = self._labelled(from_store)
         errors = np.zeros(0)
         losses = np.zeros(0)
         if self.performance is not None and outputs:
@@ -528,24 +533,30 @@ class Monitor:
     def health(self) -> HealthReport:
         """Judge the model now. Never mutates the monitor's state (apart from the last status seen)."""
         store = self.store
+        read_error = None
         if store is not None:
             if store.stats().last_error is None:  # let this worker's own latest requests land first
                 store.flush(timeout=0.5)
-            totals = store.totals(self.name)
-            recent = self._recent_from_store(store)
-            warnings = store.warnings(self.name)
-        else:
-            totals = self.totals()
+            try:
+                totals = store.totals(self.name)
+                recent = self._recent_from_store(store)
+                warnings = store.warnings(self.name)
+                window = self.window_data()
+            except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
+                read_error = str(exc)
+                store = None
+        if store is None:
             with self._lock:
+                totals = Totals(self._requests, self._rows, self._rejected, self._errors)
                 recent = list(self._recent)
             warnings = self.warnings.snapshot()
-        window = self.window_data()
+            window = self.window_data(memory=True)
         columns = Columns.of(window.inputs, self.baseline)
         cal_inputs, cal_outputs = self.calibration()
         checks: list[CheckResult] = [
             data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact),
             self._prediction_drift(window, cal_outputs),
-            self._concept(data_drift, window),
+            self._concept(data_drift, window, from_store=store is not None),
             quality_check(
                 self.baseline,
                 columns,
@@ -555,7 +566,7 @@ class Monitor:
                 reveal=self.report_values,
             ),
             pipeline_check(summarise(recent), self.thresholds),
-            store_check(store.stats() if store is not None else None),
+            store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
         ]
         status = worst(c.status for c in checks)
@@ -587,10 +598,10 @@ class Monitor:
                 self._calibrations = (inputs, outputs)
             return self._calibrations
 
-    def window_data(self) -> WindowData:
+    def window_data(self, memory: bool = False) -> WindowData:
         """The newest ``window`` rows: every worker's, from the store, or this process's."""
         output_width = self.output_baseline.width if self.output_baseline is not None else None
-        if self.store is not None and self._window_in_store:
+        if self.store is not None and self._window_in_store and not memory:
             # Chunks of another shape were written under an older reference of the same model name: skip them.
             chunks: Any = (
                 c

@@ -19,6 +19,7 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import json
 import math
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
@@ -87,6 +89,8 @@ class StoreStats:
     last_error_at: str | None
     last_flush_at: str | None
     flush_interval: float
+    replaced: int = 0
+    last_replaced_at: str | None = None
 
 
 def _iso(ts: float) -> str:
@@ -232,6 +236,10 @@ class Store:
         self._closing = False
         self._in_flight = 0
         self._flush_requested = False
+        self._close_deadline = 0.0
+        self._inode = 0
+        self._replaced = 0
+        self._last_replaced_at: str | None = None
         self._thread: threading.Thread | None = None
         self._local = threading.local()
 
@@ -241,12 +249,7 @@ class Store:
         if self._thread is not None:
             return self
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            db = self._connect()
-            create_schema(db)
-            db.conn.close()
+            self._create_file()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the log store at {self.path!r}: {exc}") from exc
         self._closing = False
@@ -261,10 +264,13 @@ class Store:
             return True
         with self._cond:
             self._closing = True
+            self._close_deadline = time.monotonic() + max(timeout - 0.5, 0.0)  # failing writes retry until then
             self._cond.notify_all()
         thread.join(timeout)
         self._thread = None
-        return not thread.is_alive()
+        with self._cond:
+            pending = self._pending_rows
+        return not thread.is_alive() and pending == 0
 
     def __enter__(self) -> Store:
         return self.open()
@@ -320,11 +326,33 @@ class Store:
                 last_error_at=self._last_error_at,
                 last_flush_at=self._last_flush_at,
                 flush_interval=self.flush_interval,
+                replaced=self._replaced,
+                last_replaced_at=self._last_replaced_at,
             )
 
     # -- writer thread ---------------------------------------------------------------------
+    def _create_file(self) -> None:
+        """Create the database file readable by its owner only, with its schema; remember its inode."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        db = self._connect()
+        create_schema(db)
+        db.conn.close()
+        self._inode = os.stat(self.path).st_ino
+
+    def _file_replaced(self) -> bool:
+        """True when the database file was deleted or replaced since it was opened (SQLite would keep
+        writing into the deleted file, and those rows would vanish with the process)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
+
     def _connect(self) -> sqlite_utils.Database:
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        # mode=rw: never create the file here (a reader would otherwise create an empty, schema-less one)
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         return sqlite_utils.Database(conn)
 
@@ -342,6 +370,13 @@ class Store:
                 closing = self._closing
             if batch:
                 try:
+                    if self._file_replaced():
+                        if db is not None:
+                            db.conn.close()
+                            db = None
+                        self._create_file()
+                        self._local = threading.local()  # readers reconnect to the new file
+                        self._note_replaced()
                     if db is None:
                         db = self._connect()
                     self._write(db, batch)
@@ -351,7 +386,10 @@ class Store:
                         db.conn.close()
                         db = None
                     backoff = min(backoff * 2, 2.0)
-                    if closing:
+                    if closing and time.monotonic() >= self._close_deadline:
+                        with self._cond:
+                            lost = self._pending_rows
+                        get_logger().error("store_close_lost_rows", path=self.path, pending=lost, error=self._last_error)
                         break
                     continue
                 except Exception:  # a record that cannot be encoded, not the disk's fault: isolate it
@@ -390,6 +428,14 @@ class Store:
                 get_logger().error(
                     "store_record_dropped", request_id=repr(record.request_id)[:80], error=f"{type(exc).__name__}: {exc}"
                 )
+
+    def _note_replaced(self) -> None:
+        with self._cond:
+            self._replaced += 1
+            self._last_replaced_at = _iso(time.time())
+        get_logger().error(
+            "store_file_replaced", path=self.path, detail="the database file was deleted or replaced; a new one was started"
+        )
 
     def _requeue(self, batch: list[RequestRecord], exc: BaseException) -> None:
         with self._cond:
@@ -535,91 +581,114 @@ class Store:
             db = self._local.db = self._connect()
         return db
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite_utils.Database]:
+        """A reader connection; a failure is a StoreError, and the next read reconnects."""
+        try:
+            yield self._reader()
+        except (sqlite3.Error, OSError) as exc:
+            db = getattr(self._local, "db", None)
+            self._local = threading.local()
+            if db is not None:
+                db.conn.close()
+            raise StoreError(f"cannot read the log store at {self.path!r}: {exc}") from exc
+
     def totals(self, model: str) -> Totals:
-        rows = list(self._reader().query("SELECT requests, rows, rejected, errors FROM totals WHERE model = ?", [model]))
+        with self._reading() as db:
+            rows = list(db.query("SELECT requests, rows, rejected, errors FROM totals WHERE model = ?", [model]))
         if not rows:
             return Totals()
         r = rows[0]
         return Totals(requests=r["requests"], rows=r["rows"], rejected=r["rejected"], errors=r["errors"])
 
-    def recent_requests(self, model: str, limit: int) -> Iterator[dict[str, Any]]:
+    def recent_requests(self, model: str, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` requests of a model, newest first."""
-        return self._reader().query(
-            "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
-            " WHERE model = ? ORDER BY id DESC LIMIT ?",
-            [model, limit],
-        )
+        with self._reading() as db:
+            return list(
+                db.query(
+                    "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
+                    " WHERE model = ? ORDER BY id DESC LIMIT ?",
+                    [model, limit],
+                )
+            )
 
     # -- feedback (written synchronously: a label is acknowledged only once it is on disk) -------
     def request_rows(self, model: str, request_ids: Sequence[str]) -> dict[str, int]:
         """Rows of each answered request among ``request_ids`` (unknown ids are absent)."""
         found: dict[str, int] = {}
         ids = list(dict.fromkeys(request_ids))
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            sql = f"SELECT request_id, rows FROM requests WHERE model = ? AND status = 'ok' AND request_id IN ({marks})"
-            for request_id, rows in self._reader().execute(sql, [model, *part]):
-                found[request_id] = rows
+        with self._reading() as db:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                sql = f"SELECT request_id, rows FROM requests WHERE model = ? AND status = 'ok' AND request_id IN ({marks})"
+                for request_id, rows in db.execute(sql, [model, *part]):
+                    found[request_id] = rows
         return found
 
     def write_feedback(self, model: str, items: Sequence[tuple[str, int, str]]) -> tuple[int, int]:
         """Store labels (request_id, row, JSON label) in one transaction; return (new, replaced)."""
-        conn = self._reader().conn
         now = _iso(time.time())
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            replaced = 0
-            seen: set[tuple[str, int]] = set()  # a row labelled twice in one call is replaced too
-            for request_id, row, _ in items:
-                replaced += (request_id, row) in seen or conn.execute(
-                    "SELECT 1 FROM feedback WHERE model = ? AND request_id = ? AND row = ?", (model, request_id, row)
-                ).fetchone() is not None
-                seen.add((request_id, row))
-            conn.executemany(
-                "INSERT INTO feedback (model, request_id, row, label, ts, updates) VALUES (?, ?, ?, ?, ?, 0)"
-                " ON CONFLICT(model, request_id, row) DO UPDATE SET label = excluded.label, ts = excluded.ts,"
-                " updates = updates + 1",
-                [(model, rid, row, label, now) for rid, row, label in items],
-            )
-            conn.execute(
-                "INSERT INTO totals (model, requests, rows, rejected, errors, labels, relabels) VALUES (?, 0, 0, 0, 0, ?, ?)"
-                " ON CONFLICT(model) DO UPDATE SET labels = labels + excluded.labels, relabels = relabels + excluded.relabels",
-                (model, len(items) - replaced, replaced),
-            )
+        with self._reading() as db:
+            conn = db.conn
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                replaced = 0
+                seen: set[tuple[str, int]] = set()  # a row labelled twice in one call is replaced too
+                for request_id, row, _ in items:
+                    replaced += (request_id, row) in seen or conn.execute(
+                        "SELECT 1 FROM feedback WHERE model = ? AND request_id = ? AND row = ?", (model, request_id, row)
+                    ).fetchone() is not None
+                    seen.add((request_id, row))
+                conn.executemany(
+                    "INSERT INTO feedback (model, request_id, row, label, ts, updates) VALUES (?, ?, ?, ?, ?, 0)"
+                    " ON CONFLICT(model, request_id, row) DO UPDATE SET label = excluded.label, ts = excluded.ts,"
+                    " updates = updates + 1",
+                    [(model, rid, row, label, now) for rid, row, label in items],
+                )
+                conn.execute(
+                    "INSERT INTO totals (model, requests, rows, rejected, errors, labels, relabels) VALUES (?, 0, 0, 0, 0, ?, ?)"
+                    " ON CONFLICT(model) DO UPDATE SET labels = labels + excluded.labels,"
+                    " relabels = relabels + excluded.relabels",
+                    (model, len(items) - replaced, replaced),
+                )
         return len(items) - replaced, replaced
 
     def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
         """The newest ``limit`` labelled rows by prediction order: (outputs JSON, label JSON, predicted at, labelled at)."""
-        return list(
-            self._reader().execute(
-                "SELECT r.outputs, f.label, q.ts, f.ts FROM feedback f"
-                " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
-                " JOIN rows r ON r.request_id = f.request_id AND r.row = f.row"
-                " WHERE f.model = ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
-                [model, limit],
+        with self._reading() as db:
+            return list(
+                db.execute(
+                    "SELECT r.outputs, f.label, q.ts, f.ts FROM feedback f"
+                    " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
+                    " JOIN rows r ON r.request_id = f.request_id AND r.row = f.row"
+                    " WHERE f.model = ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
+                    [model, limit],
+                )
             )
-        )
 
     def label_totals(self, model: str) -> tuple[int, int]:
-        row = self._reader().execute("SELECT labels, relabels FROM totals WHERE model = ?", [model]).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT labels, relabels FROM totals WHERE model = ?", [model]).fetchone()
         return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
     def window_chunks(self, model: str) -> Iterator[Chunk]:
         """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""
-        for rows, inputs, outputs, meta in self._reader().execute(
-            "SELECT rows, inputs, outputs, meta FROM window WHERE model = ? ORDER BY id DESC", [model]
-        ):
-            yield _decode_chunk(rows, inputs, outputs, meta)
+        with self._reading() as db:
+            for rows, inputs, outputs, meta in db.execute(
+                "SELECT rows, inputs, outputs, meta FROM window WHERE model = ? ORDER BY id DESC", [model]
+            ):
+                yield _decode_chunk(rows, inputs, outputs, meta)
 
     def warnings(self, model: str, limit: int = 50) -> tuple[WarningRecord, ...]:
-        return tuple(
-            WarningRecord(r["category"], r["message"], r["location"], r["count"])
-            for r in self._reader().query(
-                "SELECT category, message, location, count FROM warnings WHERE model = ? ORDER BY count DESC LIMIT ?",
-                [model, limit],
+        with self._reading() as db:
+            return tuple(
+                WarningRecord(r["category"], r["message"], r["location"], r["count"])
+                for r in db.query(
+                    "SELECT category, message, location, count FROM warnings WHERE model = ? ORDER BY count DESC LIMIT ?",
+                    [model, limit],
+                )
             )
-        )
 
 
 def _encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
@@ -43,12 +45,18 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         self.client.close()
         if self.process.poll() is None:
+            # BentoML starts each worker in a process group of its own: remember them, so that a hung
+            # stop can kill them too and none outlives the test.
+            workers = psutil.Process(self.process.pid).children(recursive=True)
             os.killpg(self.process.pid, sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+            for worker in workers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker.kill()
         return int(self.process.returncode)
 
     def logs(self) -> str:
