@@ -222,7 +222,7 @@ def test_a_half_full_buffer_without_errors_warns_that_the_writer_is_behind() -> 
 def test_dropped_rows_alert() -> None:
     result = store_check(store_stats(dropped=7))
 
-    assert (result.status, result.summary) == (Status.ALERT, "7 rows were dropped because the buffer was full.")
+    assert (result.status, result.summary) == (Status.ALERT, "7 rows were dropped (buffer full, or unwritable records).")
 
 
 def test_dropped_rows_and_failing_writes_are_both_named() -> None:
@@ -230,7 +230,7 @@ def test_dropped_rows_and_failing_writes_are_both_named() -> None:
 
     assert (
         result.summary
-        == "Writes are failing (disk full); 600 rows wait in memory; 7 rows were dropped because the buffer was full."
+        == "Writes are failing (disk full); 600 rows wait in memory; 7 rows were dropped (buffer full, or unwritable records)."
     )
 
 
