@@ -311,8 +311,8 @@ class Monitor:
     def _for_disk(self, record: RequestRecord) -> RequestRecord:
         """What of a record may be written: redacted features blanked, inputs dropped when not logged
         or not sampled, and the encoded window kept off disk when inputs must not reach it."""
-        if record.inputs is None:
-            return record
+        if record.inputs is None or (not self._redact_idx and self.log_inputs and self.sample_rate >= 1.0):
+            return record  # the common case: everything may be written as it is
         inputs: Sequence[Any] | None = record.inputs
         window = record.window if self.log_inputs else None
         if self._redact_idx:
