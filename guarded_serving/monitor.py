@@ -402,9 +402,13 @@ class Monitor:
         if missing and self.store is not None:
             found.update(self.store.request_rows(self.name, missing))
             missing = [rid for rid in ids if rid not in found]
-            if missing:  # another worker may hold them for up to one flush interval
-                time.sleep(2 * self.store.flush_interval)
+            # Another worker may hold them unwritten for up to one flush interval: look again until
+            # they appear or two intervals have passed.
+            deadline = time.monotonic() + 2 * self.store.flush_interval
+            while missing and time.monotonic() < deadline:
+                time.sleep(self.store.flush_interval / 4)
                 found.update(self.store.request_rows(self.name, missing))
+                missing = [rid for rid in ids if rid not in found]
         return found
 
     def _labelled(self, from_store: bool) -> tuple[list[Any], list[Any], np.ndarray, int, int]:

@@ -298,7 +298,7 @@ class Store:
             self._buffer.append(record)
             self._pending_rows += size
             if self._pending_rows >= 1000:
-                self._cond.notify()
+                self._cond.notify_all()
         return True
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -306,13 +306,14 @@ class Store:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._flush_requested = True  # seen by the writer even if it is busy writing right now
-            self._cond.notify()
-        while time.monotonic() < deadline:
-            with self._cond:
-                if not self._buffer and not self._in_flight:
-                    return True
-            time.sleep(0.005)
-        return False
+            self._cond.notify_all()
+        with self._cond:
+            while self._buffer or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None:
+                    return False
+                self._cond.wait(remaining)  # the writer notifies after every batch
+            return True
 
     def stats(self) -> StoreStats:
         with self._cond:
@@ -407,6 +408,7 @@ class Store:
             else:
                 with self._cond:
                     self._in_flight = 0
+                    self._cond.notify_all()
             if closing:
                 with self._cond:
                     if not self._buffer:
@@ -441,6 +443,7 @@ class Store:
         with self._cond:
             self._buffer.extendleft(reversed(batch))
             self._in_flight = 0
+            self._cond.notify_all()
             first = self._last_error is None
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._last_error_at = _iso(time.time())

@@ -81,19 +81,34 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    return serving(process, f"http://127.0.0.1:{port}", db, log, target, started)
+
+
+def serving(
+    process: subprocess.Popen[bytes],
+    url: str,
+    db: Path,
+    log: Path,
+    target: str,
+    started: float,
+    log_text: Callable[[], str] | None = None,
+) -> Server:
+    """Wait (90 s at most) until a started `bentoml serve` answers /readyz; fail with its log if it
+    exits or never gets ready. ``log_text`` reads the log when the caller writes it itself."""
+    read_log = log_text or log.read_text
+
+    def ready() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"bentoml serve {target} exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"bentoml serve {target} exited with {process.returncode}:\n{read_log()}")
         try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, db, log, process, time.perf_counter() - started)
+            return httpx.get(url + "/readyz", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+            return False
+
+    if wait_for(ready, timeout=90, interval=0.2):
+        return Server(url, db, log, process, time.perf_counter() - started)
     os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(f"bentoml serve {target} was not ready within 90 s:\n{log.read_text()}")
+    raise RuntimeError(f"bentoml serve {target} was not ready within 90 s:\n{read_log()}")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import os
 import resource
-import signal
 import sqlite3
 import stat
 import subprocess
@@ -27,7 +26,7 @@ import psutil
 
 from guarded_serving.store import Store
 
-from .conftest import BENTOML, ROOT, Server, free_port, start_server, wait_for
+from .conftest import BENTOML, ROOT, Server, free_port, serving, start_server, wait_for
 
 # SQLite says "unable to open database file"; the writer, recreating the file, "Is a directory".
 UNOPENABLE_MESSAGES = ("unable to open", "Is a directory")
@@ -207,21 +206,14 @@ def start_server_with_file_size_limit(tmp_path: Path, db: Path, limit: int) -> S
                 out.write(line)
                 out.flush()
 
-    threading.Thread(target=copy_output, name="serve-output", daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            time.sleep(0.5)  # let the output thread write the log
-            raise RuntimeError(f"bentoml serve {TOY} exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, db, log, process, time.perf_counter() - started)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(f"bentoml serve {TOY} was not ready within 90 s:\n{log.read_text()}")
+    copier = threading.Thread(target=copy_output, name="serve-output", daemon=True)
+    copier.start()
+
+    def log_text() -> str:
+        copier.join(10)  # the copy ends with the server's output
+        return log.read_text()
+
+    return serving(process, f"http://127.0.0.1:{port}", db, log, TOY, started, log_text)
 
 
 def test_a_full_disk_keeps_answering_reports_failing_writes_and_keeps_rows_in_memory(tmp_path: Path) -> None:
@@ -294,10 +286,12 @@ def test_an_unopenable_database_path_keeps_answering_warns_then_writes_everythin
             timeout=20,
             interval=0.2,
         )
+        failed_at = store_check(server)["last_error_at"]
         holder.release()
-        time.sleep(1.0)
         for _ in range(10):
             traffic.send()
+        # The writer keeps retrying: wait for a failure after the lock was released, on the directory alone.
+        assert wait_for(lambda: store_check(server)["last_error_at"] != failed_at, timeout=10, interval=0.1)
         while_unopenable = store_check(server)
 
         os.rmdir(server.db)
