@@ -67,6 +67,8 @@ class GuardedModel:
     """A predict function bound to its reference and monitoring settings.
 
     Built once per process (at import time); :meth:`start` opens the store in each serving worker.
+    The arguments here are the request path's; ``monitor_options`` (``version``, ``window``,
+    ``redact``, ``max_rows``...) go to :class:`~guarded_serving.monitor.Monitor`, which checks them.
     """
 
     def __init__(
@@ -75,31 +77,20 @@ class GuardedModel:
         *,
         reference: Any,
         name: str,
-        version: str | None = None,
         db: str | os.PathLike[str] | None = None,
-        window: int = 1000,
         max_request_rows: int = 1000,
         max_body_bytes: int = 10 * 1024 * 1024,
         allow_missing: bool = True,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
         input_format: str | None = None,
-        flush_interval: float = 0.2,
-        store_capacity: int = 100_000,
         latency_budget_ms: float | None = None,
-        methods: dict[str, str] | None = None,
         auth_token: str | None = None,
-        redact: Sequence[str] = (),
-        log_inputs: bool = True,
-        sample_rate: float = 1.0,
-        max_rows: int | None = None,
-        max_age: float | None = None,
-        overflow: str = "drop",
-        report_values: bool = False,
+        **monitor_options: Any,
     ) -> None:
         if not callable(predict):
             raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
-        for arg, value in (("max_request_rows", max_request_rows), ("max_body_bytes", max_body_bytes), ("window", window)):
+        for arg, value in (("max_request_rows", max_request_rows), ("max_body_bytes", max_body_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(arg, value, "a positive integer")
         if not isinstance(allow_missing, bool):
@@ -127,27 +118,17 @@ class GuardedModel:
             columns = columns_from_data(reference, feature_names=feature_names, categorical=categorical)
             self.reference = dataclasses.replace(self.reference, outputs=self._profile_outputs(predict, reference, columns))
         self.name = name
-        self.version = version
+        self.version = monitor_options.get("version")
         # db=":memory:" keeps no log store: everything stays in this process's memory.
         self.db = db if db is not None else os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB)
         self.max_body_bytes = max_body_bytes
         self.schema = RowSchema.from_reference(self.reference, allow_missing=allow_missing, max_rows=max_request_rows)
+        # Everything else (version, window, store and privacy settings...) is the Monitor's to check.
         self._monitor_options: dict[str, Any] = {
+            **monitor_options,
             "name": name,
-            "version": version,
             "db": None if str(self.db) == MEMORY else self.db,
-            "window": window,
-            "flush_interval": flush_interval,
-            "store_capacity": store_capacity,
             "thresholds": PipelineThresholds(latency_budget_ms=latency_budget_ms),
-            "methods": methods,
-            "redact": redact,
-            "log_inputs": log_inputs,
-            "sample_rate": sample_rate,
-            "max_rows": max_rows,
-            "max_age": max_age,
-            "overflow": overflow,
-            "report_values": report_values,
         }
         # Validate the monitor's settings now (guard() time), without opening anything.
         Monitor(self.reference, **self._monitor_options)
