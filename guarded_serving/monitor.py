@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -234,6 +234,7 @@ class Monitor:
         # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
         self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
         self._label_counts = [0, 0]
+        self._listeners: list[Callable[[HealthReport], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
@@ -264,6 +265,13 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def subscribe(self, listener: Callable[[HealthReport], None]) -> None:
+        """Call ``listener`` with every health report this monitor computes (exporters, history).
+
+        A listener that raises is logged and otherwise ignored: it never fails a health request.
+        """
+        self._listeners.append(listener)
 
     # -- recording -------------------------------------------------------------------------
     def encode(self, inputs: Sequence[Sequence[Any]], outputs: Sequence[Any] | None) -> Chunk:
@@ -575,7 +583,7 @@ class Monitor:
         ]
         status = worst(c.status for c in checks)
         self._note_transition(status, checks)
-        return HealthReport(
+        report = HealthReport(
             status=status,
             model_name=self.name,
             model_version=self.version,
@@ -588,6 +596,12 @@ class Monitor:
             errors=totals.errors,
             checks=tuple(checks),
         )
+        for listener in self._listeners:
+            try:
+                listener(report)
+            except Exception as exc:  # an exporter's failure must not fail the health answer
+                self._log.error("health_listener_failed", listener=repr(listener)[:100], error=repr(exc)[:300])
+        return report
 
     def calibration(self) -> tuple[Calibration, Calibration | None]:
         """Thresholds for this window size (computed once, on first use or in the background at start)."""

@@ -130,3 +130,18 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
 def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         Monitor(training, **kwargs)  # type: ignore[arg-type]
+
+
+def test_health_listeners_get_every_report_and_cannot_fail_it() -> None:
+    rng = np.random.default_rng(5)
+    monitor = Monitor(rng.normal(size=(300, 3)), name="listened")
+    seen: list[str] = []
+    monitor.subscribe(lambda report: seen.append(report.status.value))
+
+    def broken(report: object) -> None:
+        raise RuntimeError("exporter down")
+
+    monitor.subscribe(broken)
+    first = monitor.health()
+    second = monitor.health()
+    assert seen == [first.status.value, second.status.value]
