@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checks import PipelineThresholds
+from .drift.window import Chunk
 from .environment import capture_warnings
 from .errors import ConfigurationError, InputError, ModelError, Problem, StoreError, UnknownRequestError
 from .health import HealthReport, Status
+from .jsontext import dump_bytes
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
 from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import RequestRecord
 from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
-from .validation import RowSchema, parse_json, parse_rows
+from .validation import RowSchema, parse_json, parse_table
 
 __all__ = ["GuardedModel", "Reply", "guard"]
 
@@ -55,12 +57,7 @@ def _problem_reply(status: int, title: str, detail: str, request_id: str, **extr
 
 
 def _dump(value: Any) -> bytes:
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except ValueError:  # a NaN/Infinity prediction: JSON has no literal for it, send null
-        from .health import to_jsonable
-
-        return json.dumps(to_jsonable(value), separators=(",", ":")).encode()
+    return dump_bytes(value)  # a NaN/Infinity prediction is sent as null: JSON has no literal for it
 
 
 class GuardedModel:
@@ -168,14 +165,22 @@ class GuardedModel:
         clock = StageClock()
         clock.activate()
         rows: list[list[Any]] = []
+        window_inputs: Any = None
+        result: Any = None
         warnings: list[Any] = []
         try:
             try:
                 with stage("validate"):
                     request_id = self._request_id(request_id)
                     self._check_envelope(body, content_type)
-                    rows = parse_rows(parse_json(body), self.schema)
-                    model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
+                    table = parse_table(parse_json(body), self.schema)
+                    rows = table.rows
+                    if table.matrix is not None and self.input_format == "array":
+                        model_input = table.matrix
+                        window_inputs = table.matrix.copy()  # the model may change its input in place
+                    else:
+                        model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
+                        window_inputs = table.matrix
             except InputError as exc:
                 rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
                 wrong_types = tuple(
@@ -211,7 +216,18 @@ class GuardedModel:
                     warnings=warnings,
                 )
                 return _problem_reply(500, "Model error", f"the model failed with {error_class}", request_id, error=error_class)
-            self._record(monitor, request_id, "ok", len(rows), started, clock, inputs=rows, outputs=outputs, warnings=warnings)
+            self._record(
+                monitor,
+                request_id,
+                "ok",
+                len(rows),
+                started,
+                clock,
+                inputs=rows,
+                outputs=outputs,
+                warnings=warnings,
+                window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
+            )
             return Reply(200, payload, {"X-Request-ID": request_id})
         finally:
             clock.deactivate()
@@ -249,6 +265,7 @@ class GuardedModel:
         outputs: list[Any] | None = None,
         warnings: list[Any] | None = None,
         problem_features: tuple[str, ...] = (),
+        window: Chunk | None = None,
     ) -> None:
         log_started = time.perf_counter()
         stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
@@ -267,6 +284,7 @@ class GuardedModel:
             outputs=outputs,
             warnings=tuple(warnings or ()),
             problem_features=problem_features,
+            window=window,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.

@@ -23,7 +23,6 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,7 +61,13 @@ MIN_ROWS = 100  # drift and quality are judged once the window holds min(window,
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: the time in milliseconds, then 80 random bits (like a UUIDv7's layout).
+
+    Ids that grow with time are appended at the right edge of the store's indexes instead of
+    landing on a random page each: a large batch of rows commits several times faster. No system
+    call per request, unlike uuid4 (``random`` reseeds itself in forked children).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def as_reference(
@@ -274,16 +279,41 @@ class Monitor:
         self._listeners.append(listener)
 
     # -- recording -------------------------------------------------------------------------
-    def encode(self, inputs: Sequence[Sequence[Any]], outputs: Sequence[Any] | None) -> Chunk:
-        """Encode rows (in feature order) and their predictions for the drift window: O(features) per row."""
+    def encode(
+        self,
+        inputs: Sequence[Sequence[Any]],
+        outputs: Sequence[Any] | None,
+        *,
+        input_matrix: np.ndarray | None = None,
+        output_array: Any = None,
+    ) -> Chunk:
+        """Encode rows (in feature order) and their predictions for the drift window: O(features) per row.
+
+        ``input_matrix`` (the rows as float64, for an all-numeric reference) and ``output_array``
+        (the model's own numeric result) spare converting the rows and outputs again.
+        """
         unseen: dict[int, dict[str, int]] = {}
         errors: dict[int, int] = {}
-        matrix = self._encoder.encode(inputs, unseen, errors)
+        if input_matrix is not None and self._encoder.all_numeric and input_matrix.shape == (len(inputs), self._encoder.width):
+            matrix = input_matrix
+        else:
+            matrix = self._encoder.encode(inputs, unseen, errors)
         encoded_outputs = None
         if self._output_encoder is not None and outputs is not None:
-            rows = output_rows(outputs, self._output_encoder.width)
-            encoded_outputs = self._output_encoder.encode(rows, {}, {})
+            encoded_outputs = self._numeric_outputs(output_array, len(outputs))
+            if encoded_outputs is None:
+                rows = output_rows(outputs, self._output_encoder.width)
+                encoded_outputs = self._output_encoder.encode(rows, {}, {})
         return Chunk(matrix, encoded_outputs, unseen, errors)
+
+    def _numeric_outputs(self, result: Any, rows: int) -> np.ndarray | None:
+        """The model's float/int array result as the encoded outputs, when it has the profiled shape."""
+        encoder = self._output_encoder
+        if encoder is None or not encoder.all_numeric or not isinstance(result, np.ndarray) or result.dtype.kind not in "fiu":
+            return None
+        if result.shape == (rows, encoder.width) or (encoder.width == 1 and result.shape == (rows,)):
+            return result.astype(np.float64).reshape(rows, encoder.width)  # a copy: the window must not share it
+        return None
 
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""

@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from pydantic_core import from_json
+
 from .errors import InputError, Problem
 from .reference import Reference
 
-__all__ = ["RowSchema", "parse_json", "parse_rows"]
+__all__ = ["RowSchema", "Table", "parse_json", "parse_rows", "parse_table"]
 
 MAX_PROBLEMS = 20
 FLOAT_MAX = sys.float_info.max
@@ -96,11 +99,21 @@ def _taker(indices: list[int]) -> Callable[[list[Any]], Sequence[Any]]:
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON body; malformed JSON is a 400 that says where parsing stopped."""
+    """Decode a JSON body; malformed JSON is a 400 that says where parsing stopped.
+
+    Valid JSON is parsed by pydantic-core's Rust parser (5-7x faster than the standard library's, the
+    largest share of a wide request's cost); anything it refuses (malformed JSON, NaN literals, bad
+    UTF-8, deep nesting, huge integers) is parsed again by the standard library, whose errors and
+    NaN handling name exactly what was wrong.
+    """
+    try:
+        return from_json(body, allow_inf_nan=False)
+    except ValueError:
+        pass
     if not body.strip():
         raise InputError([Problem("the request body is empty", 'a JSON object like {"rows": [[...], ...]}')], status=400)
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_NonFinite)
+        return _DECODER.decode(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputError(
             [Problem(f"the body is not UTF-8 text ({exc.reason})", "a UTF-8 encoded JSON document")], status=400
@@ -116,6 +129,9 @@ def parse_json(body: bytes) -> Any:
         raise InputError(
             [Problem(f"the JSON holds an unreadable number ({exc})", "numbers within float range")], status=400
         ) from None
+
+
+_DECODER = json.JSONDecoder(parse_constant=_NonFinite)
 
 
 def _check_value(value: Any, numeric: bool, allow_missing: bool) -> tuple[str, str] | None:
@@ -137,12 +153,26 @@ def _check_value(value: Any, numeric: bool, allow_missing: bool) -> tuple[str, s
     return (f"got {_describe(value)}", "a category (a string, number or boolean)")
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Table:
+    """Validated rows in the reference's feature order, and, when every feature is numeric, the same
+    rows as one float64 matrix (NaN for a missing value), built once for the model and the window."""
+
+    rows: list[list[Any]]
+    matrix: np.ndarray | None = None
+
+
 def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
     """Turn a decoded ``{"rows": ...}`` document into rows in the reference's feature order.
 
     Rows may be lists (in feature order) or dicts (by feature name); a single row may be sent
     without the outer list. Missing values are ``None``.
     """
+    return parse_table(document, schema).rows
+
+
+def parse_table(document: Any, schema: RowSchema) -> Table:
+    """:func:`parse_rows`, plus the float matrix of an all-numeric schema's rows."""
     if not isinstance(document, dict):
         raise InputError([Problem(f"the body is {_describe(document)}", 'a JSON object like {"rows": [[...], ...]}')], status=422)
     unknown = [k for k in document if k != "rows"]
@@ -159,6 +189,7 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
     names = schema.names
     width = len(names)
     fast = _fast_check(schema)
+    numeric = schema.all_numeric
     in_range = _range_check(schema)
     out: list[list[Any]] = []
     for row in rows:  # the common case: well-formed rows, checked with C-level type tests
@@ -167,12 +198,22 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
                 row = [row[n] for n in names]
             except KeyError:
                 break
-        if type(row) is not list or len(row) != width or not fast(row) or not in_range(row):
+        if type(row) is not list or len(row) != width or not fast(row) or (not numeric and not in_range(row)):
             break
         out.append(row)
     else:
-        return out
-    return _parse_slowly(rows, schema)
+        if not numeric:
+            return Table(out)
+        # Every value is a number or None: one conversion, and the range check on the whole matrix
+        # (1e400 parses as inf; an integer beyond float range cannot be converted at all).
+        try:
+            matrix = np.array(out, dtype=np.float64)
+        except OverflowError:
+            pass
+        else:
+            if not np.isinf(matrix).any():
+                return Table(out, matrix.reshape(len(out), width))
+    return Table(_parse_slowly(rows, schema))
 
 
 @functools.lru_cache(maxsize=64)

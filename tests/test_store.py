@@ -173,3 +173,33 @@ def test_an_unopenable_path_raises_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="cannot open the log store"):
         Store(tmp_path / "file" / "log.db").open()
+
+
+def test_a_schema_1_file_keeps_its_rows_when_they_move_into_the_requests(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE requests (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, ts TEXT NOT NULL, model TEXT NOT NULL,
+            version TEXT, status TEXT NOT NULL, rows INTEGER NOT NULL, latency_ms FLOAT, stages TEXT, failed_stage TEXT,
+            error TEXT, worker INTEGER);
+        CREATE TABLE rows (request_id TEXT NOT NULL, row INTEGER NOT NULL, inputs TEXT, outputs TEXT);
+        INSERT INTO requests (request_id, ts, model, status, rows) VALUES
+            ('a', '2026-01-01T00:00:00.000+00:00', 'm', 'ok', 2),
+            ('withheld', '2026-01-01T00:00:01.000+00:00', 'm', 'ok', 1),
+            ('bad', '2026-01-01T00:00:02.000+00:00', 'm', 'rejected', 0);
+        INSERT INTO rows VALUES ('a', 1, '[3.5,"x"]', '0.25'), ('a', 0, '[1.0,null]', '[0.9,0.1]'), ('withheld', 0, NULL, '1');
+        """
+    )
+    conn.commit()
+    conn.close()
+    with Store(path, flush_interval=0.05) as store:
+        store.put(record("new", rows=1))
+        assert store.flush(5)
+    assert query(path, "SELECT request_id, row, inputs, outputs FROM rows ORDER BY request_id, row") == [
+        ("a", 0, "[1.0,null]", "[0.9,0.1]"),
+        ("a", 1, '[3.5,"x"]', "0.25"),
+        ("new", 0, "[0.0,\"x\"]", "0.0"),
+        ("withheld", 0, None, "1"),
+    ]
+    assert query(path, "SELECT type FROM sqlite_master WHERE name = 'rows'") == [("view",)]

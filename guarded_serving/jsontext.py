@@ -1,0 +1,44 @@
+"""JSON text for answers and logged rows, written by pydantic-core's Rust serializer.
+
+The standard library's ``json.dumps`` is the largest single cost of logging a wide request (about
+15 µs per 20-float row); pydantic-core (already installed with BentoML) writes the same JSON 5-10x
+faster. NaN and infinities become ``null``, as JSON has no literal for them. A value Rust refuses
+(a string holding a lone surrogate, an object it does not know) is written by the standard library
+instead, so every value that was writable before still is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic_core import to_json
+
+__all__ = ["dump_bytes", "dump_text"]
+
+
+def dump_bytes(value: Any) -> bytes:
+    """Compact JSON of plain values (lists, dicts, str, numbers, bools, None) as UTF-8 bytes."""
+    try:
+        return to_json(value, inf_nan_mode="null")
+    except (ValueError, TypeError):  # PydanticSerializationError is a ValueError
+        return json.dumps(_finite(value), separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def dump_text(value: Any) -> str:
+    """Compact JSON text of plain values (what the store writes)."""
+    try:
+        return to_json(value, inf_nan_mode="null").decode()
+    except (ValueError, TypeError):
+        return json.dumps(_finite(value), separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
