@@ -190,7 +190,6 @@ def guard_work(model: str, rows: int, requests: int = 3000) -> tuple[float, floa
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
     sys.path.insert(0, str(ROOT))
     import bench.apps as apps  # the same model, reference and data as the services
-
     from guarded_serving import GuardedModel
 
     payload = body(rows)
@@ -203,7 +202,8 @@ def guard_work(model: str, rows: int, requests: int = 3000) -> tuple[float, floa
         guarded.start()
         for _ in range(300):
             guarded.handle_predict(payload, "application/json")
-        assert guarded.monitor is not None and guarded.monitor.flush(30)
+        assert guarded.monitor is not None
+        assert guarded.monitor.flush(30)
         samples_all, samples_thread = [], []
         for _ in range(5):
             cpu0, thread0 = time.process_time(), time.thread_time()
