@@ -553,9 +553,7 @@ class Store:
                     break
             while last is not None:
                 with conn:
-                    ids = [
-                        r for (r,) in conn.execute("SELECT id FROM requests WHERE id <= ? ORDER BY id LIMIT ?", (last, batch))
-                    ]
+                    ids = [r for (r,) in conn.execute("SELECT id FROM requests WHERE id <= ? ORDER BY id LIMIT ?", (last, batch))]
                     if not ids:
                         break
                     conn.execute(f"DELETE FROM requests WHERE id IN ({','.join('?' * len(ids))})", ids)

@@ -199,7 +199,7 @@ def test_a_schema_1_file_keeps_its_rows_when_they_move_into_the_requests(tmp_pat
     assert query(path, "SELECT request_id, row, inputs, outputs FROM rows ORDER BY request_id, row") == [
         ("a", 0, "[1.0,null]", "[0.9,0.1]"),
         ("a", 1, '[3.5,"x"]', "0.25"),
-        ("new", 0, "[0.0,\"x\"]", "0.0"),
+        ("new", 0, '[0.0,"x"]', "0.0"),
         ("withheld", 0, None, "1"),
     ]
     assert query(path, "SELECT type FROM sqlite_master WHERE name = 'rows'") == [("view",)]
