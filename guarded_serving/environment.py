@@ -191,8 +191,25 @@ _hook: Callable[..., None] | None = None
 _WATCHED_FILTERS = tuple(("always", None, category, None, 0) for category in WATCHED_CATEGORIES)
 
 
+_seen_filters: tuple[object, int, object] | None = None  # (the filters list, its length, its first entry)
+
+
 def _hook_active() -> bool:
-    return warnings.showwarning is _hook and all(f in warnings.filters for f in _WATCHED_FILTERS)
+    """Is the hook installed with the watched filters? Checked in full only when the filters list
+    was replaced or changed at its head (catch_warnings swaps the list; filterwarnings inserts at 0),
+    so that a request usually pays three identity tests instead of a scan of every filter."""
+    global _seen_filters
+    filters = warnings.filters
+    if warnings.showwarning is not _hook:
+        return False
+    snapshot = (filters, len(filters), filters[0] if filters else None)
+    seen = _seen_filters
+    if seen is not None and seen[0] is snapshot[0] and seen[1] == snapshot[1] and seen[2] is snapshot[2]:
+        return True
+    if all(f in filters for f in _WATCHED_FILTERS):
+        _seen_filters = snapshot
+        return True
+    return False
 
 
 def _install_hook() -> None:

@@ -30,7 +30,7 @@ from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import RequestRecord
 from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
-from .validation import RowSchema, parse_json, parse_table
+from .validation import RowSchema, parse_json, parse_table, rows_text
 
 __all__ = ["GuardedModel", "Reply", "guard"]
 
@@ -166,6 +166,7 @@ class GuardedModel:
         clock.activate()
         rows: list[list[Any]] = []
         window_inputs: Any = None
+        inputs_json: str | None = None
         result: Any = None
         warnings: list[Any] = []
         try:
@@ -175,6 +176,7 @@ class GuardedModel:
                     self._check_envelope(body, content_type)
                     table = parse_table(parse_json(body), self.schema)
                     rows = table.rows
+                    inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
                     if table.matrix is not None and self.input_format == "array":
                         model_input = table.matrix
                         window_inputs = table.matrix.copy()  # the model may change its input in place
@@ -227,6 +229,7 @@ class GuardedModel:
                 outputs=outputs,
                 warnings=warnings,
                 window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
+                inputs_json=inputs_json,
             )
             return Reply(200, payload, {"X-Request-ID": request_id})
         finally:
@@ -266,6 +269,7 @@ class GuardedModel:
         warnings: list[Any] | None = None,
         problem_features: tuple[str, ...] = (),
         window: Chunk | None = None,
+        inputs_json: str | None = None,
     ) -> None:
         log_started = time.perf_counter()
         stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
@@ -285,6 +289,7 @@ class GuardedModel:
             warnings=tuple(warnings or ()),
             problem_features=problem_features,
             window=window,
+            inputs_json=inputs_json,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.

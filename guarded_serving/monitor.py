@@ -365,7 +365,7 @@ class Monitor:
         outputs = record.outputs
         if self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate:
             inputs, outputs = None, None
-        return dataclasses.replace(record, inputs=inputs, outputs=outputs, window=window)
+        return dataclasses.replace(record, inputs=inputs, outputs=outputs, window=window, inputs_json=None)
 
     def _remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (call with the lock held)."""

@@ -68,6 +68,7 @@ class RequestRecord:
     outputs: Sequence[Any] | None = None
     warnings: tuple[WarningRecord, ...] = ()
     window: Chunk | None = None  # the rows encoded for the drift window
+    inputs_json: str | None = None  # ``inputs`` as JSON text already (the client's own), written as is
     problem_features: tuple[str, ...] = ()  # features named by a rejected request's problems
 
 
@@ -468,7 +469,7 @@ class Store:
             inputs = outputs = None
             if r.inputs is not None or r.outputs is not None:  # inputs may be withheld (log_inputs=False)
                 count = len(r.inputs) if r.inputs is not None else len(r.outputs or ())
-                inputs = _dumps(r.inputs) if r.inputs is not None else None
+                inputs = r.inputs_json or (_dumps(r.inputs) if r.inputs is not None else None)
                 outputs = _dumps(r.outputs) if r.outputs is not None else _dumps([None] * count)
             requests.append(
                 (
@@ -504,7 +505,10 @@ class Store:
             if warnings:
                 conn.executemany(_UPSERT_WARNING, warnings)
             for model, parts in chunks.items():
-                conn.execute(_INSERT_WINDOW, (model, *_encode_chunk(merge_chunks(parts))))
+                merged = merge_chunks(parts)
+                if merged.rows > self.window_capacity:  # older rows than a window are never read
+                    merged = merged.tail(self.window_capacity)
+                conn.execute(_INSERT_WINDOW, (model, *_encode_chunk(merged)))
         self._flushes += 1
         if chunks and self._flushes % 25 == 0:
             self._prune_window(conn, list(chunks))

@@ -160,6 +160,22 @@ class Table:
 
     rows: list[list[Any]]
     matrix: np.ndarray | None = None
+    verbatim: bool = False  # the rows are the document's own lists, in the order sent
+
+
+def rows_text(body: bytes) -> str | None:
+    """The JSON text of the ``rows`` array of a body that parsed into a :class:`Table` with a matrix
+    and ``verbatim`` rows, so that the store logs the client's own text instead of writing it again.
+
+    Such a body is an object whose single key is ``rows`` holding lists of numbers: its first ``[``
+    opens that array and its last ``]`` closes it. None if the text holds any string (a repeated
+    key, say), which a body of numbers cannot.
+    """
+    start, end = body.find(b"["), body.rfind(b"]")
+    if start < 0 or end < start:
+        return None
+    text = body[start : end + 1]
+    return None if b'"' in text else text.decode()
 
 
 def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
@@ -180,6 +196,7 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
         problem = f"unknown field {unknown[0]!r}" if unknown else "the field 'rows' is missing"
         raise InputError([Problem(problem, 'a JSON object with the single field "rows"')], status=422)
     rows = document["rows"]
+    verbatim = isinstance(rows, list) and bool(rows) and isinstance(rows[0], list)
     if isinstance(rows, dict) or (isinstance(rows, list) and rows and not isinstance(rows[0], (list, dict))):
         rows = [rows]
     if not isinstance(rows, list) or not rows:
@@ -194,6 +211,7 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
     out: list[list[Any]] = []
     for row in rows:  # the common case: well-formed rows, checked with C-level type tests
         if type(row) is dict and len(row) == width:
+            verbatim = False
             try:
                 row = [row[n] for n in names]
             except KeyError:
@@ -212,7 +230,7 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
             pass
         else:
             if not np.isinf(matrix).any():
-                return Table(out, matrix.reshape(len(out), width))
+                return Table(out, matrix.reshape(len(out), width), verbatim)
     return Table(_parse_slowly(rows, schema))
 
 

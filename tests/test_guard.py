@@ -163,3 +163,20 @@ def test_health_reply_fails_on_warn_with_503() -> None:
     assert guarded.health_reply("warn").status == 503
     assert guarded.health_reply("alert").status == 503
     assert guarded.health_reply().status == 200
+
+
+def test_the_service_leaves_access_logs_and_tracing_to_the_store_unless_asked() -> None:
+    quiet = guard(lambda x: np.asarray(x)[:, 0], reference=TRAINING, name="quiet", db=":memory:")
+    assert quiet.config["logging"] == {"access": {"enabled": False}}
+    assert "/predict" in quiet.config["tracing"]["excluded_urls"]
+
+    traced = guard(
+        lambda x: np.asarray(x)[:, 0],
+        reference=TRAINING,
+        name="traced",
+        db=":memory:",
+        logging={"access": {"enabled": True}},
+        tracing={"sample_rate": 1.0},
+    )
+    assert traced.config["logging"] == {"access": {"enabled": True}}
+    assert traced.config["tracing"] == {"sample_rate": 1.0}

@@ -8,7 +8,9 @@ import pytest
 
 from guarded_serving.errors import InputError
 from guarded_serving.reference import Reference
-from guarded_serving.validation import MAX_PROBLEMS, RowSchema, parse_json, parse_rows
+import numpy as np
+
+from guarded_serving.validation import MAX_PROBLEMS, RowSchema, parse_json, parse_rows, parse_table, rows_text
 
 
 class Refusal(NamedTuple):
@@ -329,3 +331,48 @@ def test_schema_from_reference_takes_names_kinds_and_limits() -> None:
 )
 def test_schema_all_numeric(numeric: tuple[bool, ...], all_numeric: bool) -> None:
     assert RowSchema(names=("a", "b"), numeric=numeric).all_numeric is all_numeric
+
+
+NUMERIC = RowSchema(names=("a", "b"), numeric=(True, True))
+
+
+def test_numeric_rows_become_one_float_matrix_with_nan_for_missing() -> None:
+    table = parse_table(parse_json(b'{"rows": [[1, 2.5], [null, -3]]}'), NUMERIC)
+    assert table.verbatim
+    assert table.matrix is not None
+    np.testing.assert_array_equal(table.matrix, np.array([[1.0, 2.5], [np.nan, -3.0]]))
+    assert table.rows == [[1, 2.5], [None, -3]]
+
+
+@pytest.mark.parametrize(
+    ("body", "verbatim"),
+    [
+        pytest.param(b'{"rows": [[1, 2]]}', True, id="lists"),
+        pytest.param(b'{"rows": [1, 2]}', False, id="a-bare-row"),
+        pytest.param(b'{"rows": [{"b": 2, "a": 1}]}', False, id="objects"),
+        pytest.param(b'{"rows": [[1, 2], {"a": 1, "b": 2}]}', False, id="mixed"),
+    ],
+)
+def test_only_rows_sent_as_lists_in_order_are_verbatim(body: bytes, verbatim: bool) -> None:
+    table = parse_table(parse_json(body), NUMERIC)
+    assert table.verbatim is verbatim
+    assert table.rows[0] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        pytest.param(b' { "rows" : [ [1, 2.50], [null, 3e2] ] } ', "[ [1, 2.50], [null, 3e2] ]", id="spaces-kept"),
+        pytest.param(b'{"rows": [[1, 2]], "rows": [[3, 4]]}', None, id="repeated-key"),
+        pytest.param(b'{"rows": [["x", 2]]}', None, id="a-string"),
+    ],
+)
+def test_the_rows_text_is_the_clients_own_array_or_nothing(body: bytes, text: str | None) -> None:
+    assert rows_text(body) == text
+
+
+def test_an_out_of_range_number_in_a_numeric_row_is_still_named() -> None:
+    with pytest.raises(InputError, match="feature 'b'"):
+        parse_table(parse_json(b'{"rows": [[1, 1e400]]}'), NUMERIC)
+    with pytest.raises(InputError, match="feature 'a'"):
+        parse_table(parse_json(b'{"rows": [[' + b"9" * 400 + b", 1]]}"), NUMERIC)
