@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import pytest
 
 from guarded_serving.errors import InputError
 from guarded_serving.reference import Reference
-import numpy as np
-
 from guarded_serving.validation import MAX_PROBLEMS, RowSchema, parse_json, parse_rows, parse_table, rows_text
 
 
