@@ -8,7 +8,8 @@
 * ``guarded``: ``guard()`` over the same predict function, with a real SQLite store (the file named
   by GUARDED_SERVING_DB) and every check on.
 
-All three take the same body, ``{"rows": [[20 floats], ...]}``, and answer one prediction per row.
+All three take the same body, ``{"rows": [[20 floats], ...]}``, and answer one prediction per row
+(BENCH_FEATURES=8 changes the width, for bench/store.py).
 The models are fitted at import, from a fixed seed, so every process serves the same model.
 """
 
@@ -22,7 +23,7 @@ import pydantic
 
 from guarded_serving import guard
 
-FEATURES = 20
+FEATURES = int(os.environ.get("BENCH_FEATURES", "20"))
 MODEL = os.environ.get("BENCH_MODEL", "logreg")
 
 _rng = np.random.default_rng(0)

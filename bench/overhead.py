@@ -67,8 +67,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def body(rows: int) -> bytes:
-    x = np.random.default_rng(1).normal(size=(rows, FEATURES)).round(6)
+def body(rows: int, features: int = FEATURES) -> bytes:
+    x = np.random.default_rng(1).normal(size=(rows, features)).round(6)
     return json.dumps({"rows": x.tolist()}).encode()
 
 
@@ -126,6 +126,14 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
+def post_script(path: Path, payload: bytes) -> Path:
+    """A wrk script that POSTs ``payload`` as JSON (a long bracket level that JSON text cannot close)."""
+    path.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{payload.decode()}]==]\n'
+    )
+    return path
+
+
 def wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[int, float, float, float, int]:
     """(requests, requests/s, p50 ms, p99 ms, non-2xx) of one wrk run against POST /predict."""
     out = subprocess.run(
@@ -154,13 +162,7 @@ def http_rounds(model: str, rows_list: list[int], rounds: int, seconds: int, con
             "GUARDED_SERVING_DB": os.path.join(tmp, "guarded.db"),
             "BENTOML_HOME": os.path.join(tmp, "bentoml"),
         }
-        scripts = {}
-        for rows in rows_list:
-            scripts[rows] = Path(tmp, f"post{rows}.lua")
-            payload = body(rows).decode()
-            scripts[rows].write_text(
-                f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{payload}]==]\n'
-            )
+        scripts = {rows: post_script(Path(tmp, f"post{rows}.lua"), body(rows)) for rows in rows_list}
         with contextlib.ExitStack() as stack:
             services = {name: stack.enter_context(server(f"bench.apps:{target}", env)) for name, target in VARIANTS.items()}
             for rows in rows_list:  # warm up: imports, first-call caches, the guard's calibration

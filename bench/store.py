@@ -1,13 +1,17 @@
 """How many rows per second the store's writer sustains, and that it loses none.
 
-    .venv/bin/python bench/store.py                  # 8 and 64 features, 1- and 64-row requests, 5 s each
-    .venv/bin/python bench/store.py --peak 70000     # also compare with a service's peak rows/s
+    .venv/bin/python bench/store.py                 # 8 and 64 features, 1- and 64-row requests, 5 s each
+    .venv/bin/python bench/store.py --no-service    # the writer alone, without the guarded services' peaks
 
 A producer thread queues requests shaped as the guard queues them (the rows as parsed from JSON, the
 model's outputs, the encoded window chunk, stage timings) as fast as the store accepts them, with
 ``overflow="block"`` so that a full buffer makes it wait instead of dropping: the rate is then what
 the writer thread sustains (the producer's own cost shares the GIL with it, as requests would). After
 ``--seconds``, the store is closed and the file is read back: every queued row must be there.
+
+Side by side, for each width, the guarded service of bench/apps.py (the trivial numpy model, so the
+fastest the guard can serve; BENCH_FEATURES sets its width) is driven by wrk with requests of the same
+shape at 16 connections, twice for ``--seconds``: its best rows/s is the peak the writer is compared with.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,23 +102,46 @@ def sustained(features: int, rows: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def service_peak(features: int, rows: int, seconds: int) -> float:
+    """The guarded numpy service's best rows/s over two wrk runs of ``rows``-row requests."""
+    import overhead  # bench/overhead.py, next to this file
+
+    with tempfile.TemporaryDirectory(prefix="guarded-store-peak-") as tmp:
+        env = {
+            **os.environ,
+            "BENTOML_DO_NOT_TRACK": "True",
+            "BENCH_MODEL": "numpy",
+            "BENCH_FEATURES": str(features),
+            "GUARDED_SERVING_DB": os.path.join(tmp, "guarded.db"),
+            "BENTOML_HOME": os.path.join(tmp, "bentoml"),
+        }
+        script = overhead.post_script(Path(tmp, "post.lua"), overhead.body(rows, features))
+        with overhead.server("bench.apps:guarded", env) as (url, _):
+            overhead.wrk(url, script, 2, 16)  # warm-up
+            best = max(overhead.wrk(url, script, seconds, 16)[1] for _ in range(2))
+    return best * rows
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--peak", type=float, help="the guarded service's peak rows/s, to print the ratio")
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--no-service", action="store_true", help="measure the writer only")
     args = parser.parse_args(argv)
+    peaks = {} if args.no_service else {shape: service_peak(*shape, args.seconds) for shape in SHAPES}
     results = []
     print(f"{'features':>8} {'rows/request':>12} | {'rows/s':>9} {'requests/s':>10} | {'lost':>4} | {'bytes/row':>9}", end="")
-    print(" | vs service peak" if args.peak else "")
+    print(" | service peak rows/s | writer/peak" if peaks else "")
     for features, rows in SHAPES:
         r = sustained(features, rows, args.seconds)
-        results.append(r)
         line = (
             f"{features:>8} {rows:>12} | {r['rows_per_s']:9.0f} {r['requests_per_s']:10.0f} | {r['lost']:>4} | "
             f"{r['bytes_per_row']:9.0f}"
         )
-        if args.peak:
-            line += f" | {r['rows_per_s'] / args.peak:.1f}x"
+        if peaks:
+            r["service_peak_rows_per_s"] = peaks[(features, rows)]
+            r["vs_service_peak"] = r["rows_per_s"] / peaks[(features, rows)]
+            line += f" | {peaks[(features, rows)]:19.0f} | {r['vs_service_peak']:10.1f}x"
+        results.append(r)
         print(line, flush=True)
         if r["lost"] or r["dropped"] or not r["closed_cleanly"]:
             raise SystemExit(f"rows were lost: {r}")
