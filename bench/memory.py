@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     os.environ["BENCH_MODEL"] = "logreg"
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"  RSS {label:>22}: {value:7.1f} MB")
     print(f"growth over {served:,} rows: {growth:.1f} MB from start-up, {steady:.1f} MB once every bound is reached")
     print(f"goal: less than {GOAL_MB:.0f} MB; the store dropped {stats.dropped if stats else 0} rows")
-    return {"rows": served, "rss_start_mb": started, "growth_mb": growth, "steady_growth_mb": steady, "marks": marks}
+    result = {"rows": served, "rss_start_mb": started, "growth_mb": growth, "steady_growth_mb": steady, "marks": marks}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ shape at 16 connections, twice for ``--seconds``: its best rows/s is the peak th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import tempfile
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--no-service", action="store_true", help="measure the writer only")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     peaks = {} if args.no_service else {shape: service_peak(*shape, args.seconds) for shape in SHAPES}
     results = []
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if r["lost"] or r["dropped"] or not r["closed_cleanly"]:
             raise SystemExit(f"rows were lost: {r}")
     print("goal: at least twice the guarded service's peak row rate, zero loss")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     return results
 
 
