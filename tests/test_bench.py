@@ -1,0 +1,51 @@
+"""The benchmarks keep working: each script runs a short pass and its figures hold together.
+
+The full runs (bench/run.py) take about a quarter of an hour and print ratios, not pass/fail; these
+short passes check that the scripts run against the current code and report what they claim.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT
+
+
+def run(script: str, *args: str, tmp_path: Path) -> object:
+    out = tmp_path / f"{Path(script).stem}.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)], cwd=ROOT, check=True, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_the_store_bench_loses_no_row(tmp_path: Path) -> None:
+    results = run("store.py", "--no-service", "--seconds", "1", tmp_path=tmp_path)
+    assert isinstance(results, list)
+    assert [(r["features"], r["rows_per_request"]) for r in results] == [(8, 1), (8, 64), (64, 1), (64, 64)]
+    for r in results:
+        assert r["lost"] == 0
+        assert r["dropped"] == 0
+        assert r["rows_on_disk"] == r["queued_rows"] > 0
+
+
+def test_the_memory_bench_serves_every_row(tmp_path: Path) -> None:
+    result = run("memory.py", "--rows", "64000", tmp_path=tmp_path)
+    assert isinstance(result, dict)
+    assert result["rows"] == 64000
+    assert result["rss_start_mb"] > 0
+    assert set(result["marks"]) == {"after start-up", "after 50,000 rows", "after 64,000 rows"}
+
+
+def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--micro", "numpy", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    whole, request_thread = json.loads(out.strip().splitlines()[-1])
+    assert whole >= request_thread > 0
