@@ -85,6 +85,13 @@ class StoreReader(Store):
         if not os.path.isfile(path):
             raise ConfigurationError("db", str(path), "the SQLite file a guarded service writes (no such file)")
         super().__init__(path)
+        try:
+            with self._reading() as db:
+                found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()
+        except StoreError as exc:
+            raise ConfigurationError("db", str(path), f"a guarded-serving log store ({exc.__cause__ or exc})") from None
+        if found is None:
+            raise ConfigurationError("db", str(path), "a guarded-serving log store (this SQLite file has no requests table)")
         self.since = since
         self.replay = replay or since is not None
         self.encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None

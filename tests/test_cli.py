@@ -9,11 +9,13 @@ import csv
 import hashlib
 import json
 import os
+import queue
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -341,6 +343,39 @@ def test_report_reads_the_file_without_writing_or_creating_anything(
     assert f"--db: expected the SQLite file a guarded service writes (no such file), got '{tmp_path / 'missing.db'}'" in err
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a database at all, just text" * 10, "--db: expected a guarded-serving log store (file is not a database)"),
+        (b"", "--db: expected a guarded-serving log store (this SQLite file has no requests table)"),
+    ],
+    ids=["not-sqlite", "empty-file"],
+)
+@pytest.mark.parametrize("command", ["report", "tail"])
+def test_a_file_that_is_not_a_log_store_is_named_as_such(
+    command: str, content: bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "x.db").write_bytes(content)
+
+    code, _, err = run(capsys, command, "--db", str(tmp_path / "x.db"))
+
+    assert code == 2
+    assert message in err
+    assert (tmp_path / "x.db").read_bytes() == content
+
+
+def test_a_reference_that_cannot_be_read_is_a_usage_error(
+    drifted_db: tuple[Path, dict[str, object]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = drifted_db
+    (tmp_path / "bad.json").write_text("{")
+
+    code, _, err = run(capsys, "report", "--db", str(db), "--reference", str(tmp_path / "bad.json"))
+
+    assert code == 2
+    assert f"error: reference '{tmp_path / 'bad.json'}' is not valid JSON" in err
+
+
 def test_report_since_re_encodes_the_logged_rows_and_counts_rows_without_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -559,15 +594,20 @@ def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    printed: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [printed.put(line) for line in tail.stdout or ()], daemon=True).start()
+
+    def next_line() -> str:
+        return printed.get(timeout=20)  # bounded: a tail that prints nothing fails the test, never hangs it
+
     try:
-        assert tail.stdout is not None
-        assert tail.stdout.readline().startswith("TIME (UTC)")
-        assert "req-29" in tail.stdout.readline()
-        with Store(logged, flush_interval=0.05) as store:  # another process's writer, meanwhile
+        assert next_line().startswith("TIME (UTC)")
+        assert "req-29" in next_line()
+        with Store(logged, flush_interval=0.05) as store:  # a writer, meanwhile, as the service's would
             for i in range(3):
                 store.put(record(f"new-{i}"))
                 store.flush()
-        seen = [tail.stdout.readline() for _ in range(3)]  # blocks until printed; the timeout below bounds it
+        seen = [next_line() for _ in range(3)]
         tail.send_signal(signal.SIGINT)
         assert tail.wait(10) == 0
     finally:
