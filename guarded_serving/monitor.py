@@ -154,7 +154,7 @@ class Monitor:
         if version is not None and not isinstance(version, str):
             raise ConfigurationError("version", version, "a string or None")
         if db is not None and not isinstance(db, (str, os.PathLike, Store)):
-            raise ConfigurationError("db", db, "a file path or None")
+            raise ConfigurationError("db", db, "a file path, a Store, or None")
         if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
             raise ConfigurationError("thresholds", thresholds, "a PipelineThresholds")
         self.reference = as_reference(reference, feature_names, categorical)
