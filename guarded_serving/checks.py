@@ -139,6 +139,14 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_e
         last_error_at=stats.last_error_at,
         last_flush_at=stats.last_flush_at,
     )
+    if stats.read_only:
+        return CheckResult(
+            "store",
+            Status.OK,
+            f"Read offline from {stats.path} ({stats.written} rows logged); pending and dropped rows and write errors"
+            " are known only to the running service.",
+            details,
+        )
     fill = stats.pending / stats.capacity if stats.capacity else 0.0
     problems: list[tuple[Status, str]] = []
     if stats.last_error:

@@ -123,7 +123,8 @@ class Monitor:
     name, version:
         The model's name (used as the key in the store) and optional version.
     db:
-        Path of the SQLite log store, or ``None`` to keep everything in memory.
+        Path of the SQLite log store, or ``None`` to keep everything in memory (or a :class:`Store`
+        already built, such as the read-only one of an offline report).
     window:
         Rows of recent traffic the drift checks judge.
     recent_requests:
@@ -136,7 +137,7 @@ class Monitor:
         *,
         name: str = "model",
         version: str | None = None,
-        db: str | os.PathLike[str] | None = None,
+        db: str | os.PathLike[str] | Store | None = None,
         window: int = 1000,
         recent_requests: int = 1000,
         flush_interval: float = 0.2,
@@ -157,8 +158,8 @@ class Monitor:
             raise ConfigurationError("name", name, "a non-empty string naming the model")
         if version is not None and not isinstance(version, str):
             raise ConfigurationError("version", version, "a string or None")
-        if db is not None and not isinstance(db, (str, os.PathLike)):
-            raise ConfigurationError("db", db, "a file path or None")
+        if db is not None and not isinstance(db, (str, os.PathLike, Store)):
+            raise ConfigurationError("db", db, "a file path, a Store, or None")
         if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
             raise ConfigurationError("thresholds", thresholds, "a PipelineThresholds")
         self.reference = as_reference(reference, feature_names, categorical)
@@ -192,7 +193,9 @@ class Monitor:
         self.sample_rate = float(sample_rate)
         self._sampler = random.Random(0)
         self.store = (
-            Store(
+            db
+            if isinstance(db, Store)
+            else Store(
                 db,
                 flush_interval=flush_interval,
                 capacity=store_capacity,
@@ -209,6 +212,7 @@ class Monitor:
         unknown = sorted(set(methods or {}) - set(self.reference.feature_names) - {p.name for p in self.reference.outputs})
         if unknown:
             raise ConfigurationError("methods", unknown, f"feature or output names among {list(self.reference.feature_names)}")
+        self.methods = dict(methods or {})
         self.baseline = Baseline.from_profiles(self.reference.features, methods)
         self.output_baseline = Baseline.from_profiles(self.reference.outputs, methods) if self.reference.outputs else None
         self._encoder = Encoder(self.baseline)
@@ -243,9 +247,15 @@ class Monitor:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
-        """Open the store and start its writer (a no-op without a store)."""
+        """Open the store and start its writer (a no-op without a store).
+
+        The writer records the reference and :meth:`settings` in the store's ``models`` table, so that
+        ``guarded-serving report`` can judge the file again offline, the way this monitor does.
+        """
         if self.store is not None:
             self.store.open()
+            reference = json.dumps(self.reference.to_json(), separators=(",", ":"), allow_nan=False)
+            self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
         if self._env_diff.differs:
             self._log.warning(
@@ -255,6 +265,18 @@ class Monitor:
                 missing=[str(c) for c in self._env_diff.missing[:10]],
             )
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that decide how health is judged (as JSON values), saved with the reference."""
+        return {
+            "window": self.window,
+            "recent_requests": self._recent.maxlen,
+            "methods": dict(self.methods),
+            "redact": sorted(self.redact),
+            "log_inputs": self.log_inputs,
+            "report_values": self.report_values,
+            "thresholds": dataclasses.asdict(self.thresholds),
+        }
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush the store and stop its writer, waiting at most ``timeout`` seconds."""

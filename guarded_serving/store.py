@@ -17,6 +17,8 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
 ``warnings``  deprecation / future warnings raised while predicting, with counts
 ``feedback``  labels that arrived later, keyed by (model, request_id, row)
 ``window``    the drift window: encoded rows of recent requests, as binary chunks
+``models``    per model: its version, reference (JSON) and monitoring settings, so that the file
+              can be judged again offline (``guarded-serving report``)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from .errors import StoreError
 from .jsontext import dump_text
 from .logs import get_logger
 
-__all__ = ["RequestRecord", "Store", "StoreStats", "Totals"]
+__all__ = ["RequestRecord", "SavedModel", "Store", "StoreStats", "Totals"]
 
 Status = Literal["ok", "rejected", "error"]
 SCHEMA_VERSION = 2  # 2: rows stored per request (inputs/outputs arrays), `rows` is a view
@@ -95,6 +97,18 @@ class StoreStats:
     flush_interval: float
     replaced: int = 0
     last_replaced_at: str | None = None
+    read_only: bool = False  # a reader of another process's file (an offline report), not a writer
+
+
+@dataclass(frozen=True, slots=True)
+class SavedModel:
+    """What a monitor wrote about its model when it started: enough to judge the file again offline."""
+
+    name: str
+    version: str | None
+    saved_at: str
+    reference: str  # the Reference as JSON text
+    settings: dict[str, Any]  # the Monitor's window, methods, redact... (see Monitor.settings)
 
 
 def _iso(ts: float) -> str:
@@ -156,6 +170,12 @@ def create_schema(db: sqlite_utils.Database) -> None:
         for column in ("labels", "relabels"):
             if column not in totals.columns_dict:
                 totals.add_column(column, int, not_null_default=0)
+        db.table("models").create(
+            {"model": str, "version": str, "saved_at": str, "reference": str, "settings": str},
+            pk="model",
+            not_null={"saved_at", "reference", "settings"},
+            if_not_exists=True,
+        )
         requests = db.table("requests")
         if "problem_features" not in requests.columns_dict:  # files written before the column existed
             requests.add_column("problem_features", str)
@@ -194,6 +214,11 @@ _UPSERT_TOTALS = (
     "INSERT INTO totals (model, requests, rows, rejected, errors) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT(model) DO UPDATE SET requests = requests + excluded.requests, rows = rows + excluded.rows,"
     " rejected = rejected + excluded.rejected, errors = errors + excluded.errors"
+)
+_UPSERT_MODEL = (
+    "INSERT INTO models (model, version, saved_at, reference, settings) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(model) DO UPDATE SET version = excluded.version, saved_at = excluded.saved_at,"
+    " reference = excluded.reference, settings = excluded.settings"
 )
 _UPSERT_WARNING = (
     "INSERT INTO warnings (model, category, message, location, count, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -250,6 +275,9 @@ class Store:
         self._last_replaced_at: str | None = None
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        self._models: dict[str, tuple[str | None, str, str, str]] = {}  # name -> (version, saved_at, reference, settings)
+        self._models_changed = 0  # bumped by save_model; the writer writes the models while behind it
+        self._models_written = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> Store:
@@ -309,6 +337,17 @@ class Store:
                 self._cond.notify_all()
         return True
 
+    def save_model(self, name: str, version: str | None, reference: str, settings: dict[str, Any]) -> None:
+        """Have the writer record a model's reference (JSON text) and settings in the ``models`` table.
+
+        Written with the next flush, retried like every write, and written again into a new file when
+        the database file is replaced, so that ``guarded-serving report`` can always judge the file.
+        """
+        with self._cond:
+            self._models[name] = (version, _iso(time.time()), reference, json.dumps(settings, sort_keys=True))
+            self._models_changed += 1
+            self._cond.notify_all()
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is on disk (for tests and batch jobs)."""
         deadline = time.monotonic() + timeout
@@ -316,7 +355,7 @@ class Store:
             self._flush_requested = True  # seen by the writer even if it is busy writing right now
             self._cond.notify_all()
         with self._cond:
-            while self._buffer or self._in_flight:
+            while self._buffer or self._in_flight or self._models_written != self._models_changed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None:
                     return False
@@ -377,7 +416,8 @@ class Store:
                 self._buffer.clear()
                 self._in_flight = len(batch)
                 closing = self._closing
-            if batch:
+                models_due = self._models_written != self._models_changed
+            if batch or models_due:
                 try:
                     if self._file_replaced():
                         if db is not None:
@@ -385,6 +425,8 @@ class Store:
                             db = None
                         self._create_file()
                         self._local = threading.local()  # readers reconnect to the new file
+                        with self._cond:
+                            self._models_written = -1  # the new file needs the models too
                         self._note_replaced()
                     if db is None:
                         db = self._connect()
@@ -498,8 +540,14 @@ class Store:
             t[3] += r.status == "error"
             for w in r.warnings:
                 warnings.append((r.model, w.category, w.message, w.location, w.count, _iso(r.ts), _iso(r.ts)))
+        with self._cond:
+            models_version = self._models_changed
+            models_due = self._models_written != models_version
+            models = [(name, *saved) for name, saved in self._models.items()] if models_due else []
         conn = db.conn
         with conn:
+            if models:
+                conn.executemany(_UPSERT_MODEL, models)
             conn.executemany(_INSERT_REQUEST, requests)
             conn.executemany(_UPSERT_TOTALS, [(m, *t) for m, t in totals.items()])
             if warnings:
@@ -509,6 +557,9 @@ class Store:
                 if merged.rows > self.window_capacity:  # older rows than a window are never read
                     merged = merged.tail(self.window_capacity)
                 conn.execute(_INSERT_WINDOW, (model, *_encode_chunk(merged)))
+        if models_due:
+            with self._cond:
+                self._models_written = models_version
         self._flushes += 1
         if chunks and self._flushes % 25 == 0:
             self._prune_window(conn, list(chunks))
@@ -604,6 +655,25 @@ class Store:
             return Totals()
         r = rows[0]
         return Totals(requests=r["requests"], rows=r["rows"], rejected=r["rejected"], errors=r["errors"])
+
+    def saved_models(self) -> dict[str, SavedModel]:
+        """The models recorded by :meth:`save_model` (none in a file written before the table existed)."""
+        with self._reading() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'").fetchone() is None:
+                return {}
+            return {
+                name: SavedModel(name, version, saved_at, reference, json.loads(settings))
+                for name, version, saved_at, reference, settings in db.execute(
+                    "SELECT model, version, saved_at, reference, settings FROM models ORDER BY model"
+                )
+            }
+
+    def model_names(self) -> list[str]:
+        """Every model that logged a request or saved its reference in this file, sorted."""
+        names = set(self.saved_models())
+        with self._reading() as db:
+            names.update(name for (name,) in db.execute("SELECT model FROM totals"))
+        return sorted(names)
 
     def recent_requests(self, model: str, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` requests of a model, newest first."""

@@ -124,7 +124,7 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
         pytest.param({"name": ""}, "name: expected a non-empty string", id="name"),
         pytest.param({"version": 3}, "version: expected a string or None, got 3", id="version"),
         pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
-        pytest.param({"db": 5}, "db: expected a file path or None, got 5", id="db"),
+        pytest.param({"db": 5}, "db: expected a file path, a Store, or None, got 5", id="db"),
     ],
 )
 def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:

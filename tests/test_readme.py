@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from guarded_serving import Reference
 
 from .conftest import ROOT, free_port
 
@@ -110,3 +113,36 @@ def test_readme_curl_lines_work_as_written(readme_service: tuple[Path, int]) -> 
     assert "row 0, feature 'sepal_width': got \\\"wide\\\"; expected a number" in bad
     assert "rejected" in table
     assert "sent 150 normal rows" in traffic
+
+
+def test_readme_command_line_examples_work_as_written(readme_service: tuple[Path, int]) -> None:
+    checkout, port = readme_service
+    [block] = [code for code in blocks("bash") if "guarded-serving report" in code]
+    sent = subprocess.run(  # drifted traffic in the store, whichever test ran first
+        [".venv/bin/python", "examples/traffic.py", "--url", f"http://127.0.0.1:{port}"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+    outputs = []
+    for line in block.strip().splitlines():
+        result = subprocess.run(["bash", "-c", line], cwd=checkout, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        outputs.append(result.stdout)
+
+    profile, table, as_json, tail = outputs
+    assert profile.startswith("Profiled 105 rows of examples/classifier/training.csv: 4 features (all numeric)")
+    from_csv = Reference.load(checkout / "reference-from-csv.json")
+    trained = Reference.load(checkout / "examples" / "classifier" / "reference.json")
+    assert (from_csv.features, from_csv.outputs, from_csv.performance) == (trained.features, trained.outputs, trained.performance)
+    assert table.startswith("Model 'iris', from guarded_serving.db\nstatus     ALERT\n")
+    assert re.search(r"^data_drift +petal_length +alert +mean \+", table, flags=re.M)
+    report = json.loads(as_json)
+    drift = report["checks"]["data_drift"]["features"]
+    assert [name for name, entry in drift.items() if entry["drifted"]] == ["petal_length"]
+    assert report["offline"]["since"] is not None
+    rejected = tail.splitlines()[1:]
+    assert len(rejected) == 5
+    assert all(" rejected " in line for line in rejected)

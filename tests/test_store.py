@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from guarded_serving import Monitor, Reference
 from guarded_serving.environment import WarningRecord
 from guarded_serving.store import RequestRecord, Store, Totals
 
@@ -203,3 +205,40 @@ def test_a_schema_1_file_keeps_its_rows_when_they_move_into_the_requests(tmp_pat
         ("withheld", 0, None, "1"),
     ]
     assert query(path, "SELECT type FROM sqlite_master WHERE name = 'rows'") == [("view",)]
+
+
+def test_a_saved_model_is_written_with_the_next_flush_even_without_traffic(store: Store, db_path: Path) -> None:
+    store.save_model("m", "3", '{"format": "x"}', {"window": 500})
+
+    assert store.flush()
+    assert query(db_path, "SELECT model, version, reference, settings FROM models") == [
+        ("m", "3", '{"format": "x"}', '{"window": 500}')
+    ]
+    [saved] = store.saved_models().values()
+    assert (saved.name, saved.version, saved.settings) == ("m", "3", {"window": 500})
+    assert store.model_names() == ["m"]
+
+
+def test_a_saved_model_is_written_again_into_a_replaced_file(store: Store, db_path: Path) -> None:
+    store.save_model("m", None, "{}", {})
+    assert store.flush()
+
+    db_path.unlink()
+    store.put(record("after"))
+
+    assert store.flush()
+    assert query(db_path, "SELECT model FROM models") == [("m",)]
+    assert query(db_path, "SELECT request_id FROM requests") == [("after",)]
+
+
+def test_a_started_monitor_saves_its_reference_and_settings(db_path: Path) -> None:
+    training = np.random.default_rng(0).normal(size=(200, 2))
+    with Monitor(training, name="m", version="2", db=db_path, window=300, redact=["f1"], feature_names=["f0", "f1"]) as monitor:
+        assert monitor.flush()
+        [saved] = monitor.store.saved_models().values()  # type: ignore[union-attr]
+
+    assert Reference.from_json(json.loads(saved.reference)) == monitor.reference
+    assert saved.version == "2"
+    assert saved.settings == monitor.settings()
+    assert saved.settings["window"] == 300
+    assert saved.settings["redact"] == ["f1"]

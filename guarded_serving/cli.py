@@ -1,0 +1,553 @@
+"""The command line: ``guarded-serving profile | report | tail``, each a thin call into the Python API.
+
+    guarded-serving profile train.csv --target label --out reference.json    # Reference.from_data(...).save(...)
+    guarded-serving report --db guarded_serving.db [--since 1h] [--json]     # offline_health(...)
+    guarded-serving tail --db guarded_serving.db -n 20 --follow              # StoreReader.request_log(...)
+
+Exit codes: 0 done, 1 the report's status is at or above ``--fail-on``, 2 a usage error (a bad option
+value, a missing or unreadable file: the message names it and what was expected). ``python -m
+guarded_serving`` is the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import shutil
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from . import __version__
+from .datafile import labels_of, read_table
+from .errors import ConfigurationError, GuardedServingError
+from .health import HealthReport, Status
+from .monitor import DEFAULT_DB
+from .offline import SINCE_EXPECTED, OfflineReport, StoreReader, offline_health
+from .reference import Reference
+
+__all__ = ["build_parser", "main"]
+
+PROG = "guarded-serving"
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
+# Python API argument names -> the option that sets them, for error messages.
+OPTIONS = {
+    "data": "DATA",
+    "db": "--db",
+    "model": "--model",
+    "reference": "--reference",
+    "since": "--since",
+    "window": "--window",
+    "feature_names": "--feature-names",
+    "categorical": "--categorical",
+    "target": "--target",
+    "predictions": "--predictions",
+    "task": "--task",
+    "input_format": "--input-format",
+}
+
+
+class UsageError(GuardedServingError):
+    """A command line that cannot be carried out (exit code 2)."""
+
+
+# -- the parser ------------------------------------------------------------------------------------
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names like a,b,c, got {text!r}")
+    return names
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="FILE",
+        default=os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB),
+        help="the service's SQLite log store (default: $GUARDED_SERVING_DB, else ./guarded_serving.db); only read",
+    )
+
+
+def _progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="a progress bar on stderr for long runs: auto (when stderr is a terminal), always or never",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Profile training data into a reference, and judge or follow a guarded service's log store offline.",
+        epilog="Exit codes: 0 done, 1 the report is at or above --fail-on, 2 a usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    profile = commands.add_parser(
+        "profile",
+        help="profile training data into a reference JSON file",
+        description="Profile training data into a reference (Reference.from_data), saved as JSON for guard(reference=...).",
+    )
+    profile.add_argument(
+        "data", metavar="DATA", help="training data: .csv with a header row, .npy (a 2-D array), or .parquet (needs pyarrow)"
+    )
+    profile.add_argument("--out", metavar="FILE", required=True, help="where to write the reference JSON")
+    profile.add_argument(
+        "--feature-names",
+        metavar="NAMES",
+        type=_names,
+        help="comma-separated names for every column of the file, in order (replaces a header; .npy columns are f0, f1...)",
+    )
+    profile.add_argument(
+        "--categorical", metavar="NAMES", type=_names, help="comma-separated columns to treat as categories even if numeric"
+    )
+    profile.add_argument("--target", metavar="COLUMN", help="the column holding the labels (y): profiled, not a feature")
+    profile.add_argument(
+        "--predictions",
+        metavar="COLUMNS",
+        type=_names,
+        help="comma-separated columns holding the model's outputs on these rows (one per class probability):"
+        " profiled for prediction drift, not features",
+    )
+    profile.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="the task, for the reference performance (with --target and --predictions; inferred by default)",
+    )
+    profile.add_argument(
+        "--input-format",
+        choices=("array", "records", "dataframe"),
+        default="array",
+        help="what the predict function receives when served with this reference (default: array)",
+    )
+    _progress_option(profile)
+    profile.set_defaults(run=_profile)
+
+    report = commands.add_parser(
+        "report",
+        help="recompute a model's health offline from a log store",
+        description="Recompute a model's health from the log store with the code GET /health/model runs, and print it.",
+    )
+    _db_option(report)
+    report.add_argument("--model", metavar="NAME", help="the model to judge (needed when the file holds several)")
+    report.add_argument(
+        "--reference", metavar="FILE", help="a reference JSON to judge against instead of the one the service saved"
+    )
+    report.add_argument(
+        "--since",
+        metavar="WHEN",
+        help=f"judge only requests logged since then, re-encoding their rows: {SINCE_EXPECTED}",
+    )
+    report.add_argument(
+        "--window",
+        metavar="N",
+        type=_count(1),
+        help="judge the newest N logged rows, re-encoded (default: the live window; with --since, every row since then,"
+        " up to 100,000)",
+    )
+    output = report.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json", action="store_true", help="print the report as JSON (the /health/model body) instead of a table"
+    )
+    output.add_argument("--html", metavar="FILE", help="also write the report as a self-contained HTML page")
+    report.add_argument(
+        "--fail-on", choices=("warn", "alert"), help="exit with 1 when the overall status is at or above this (for scripts)"
+    )
+    _progress_option(report)
+    report.set_defaults(run=_report)
+
+    tail = commands.add_parser(
+        "tail",
+        help="show the most recent requests of a log store",
+        description="Show the most recent requests (newest last): time (UTC), id, status, rows, latency, failed stage and error.",
+    )
+    _db_option(tail)
+    tail.add_argument("--model", metavar="NAME", help="only this model's requests (default: every model's)")
+    tail.add_argument("-n", "--lines", metavar="N", type=_count(0), default=20, help="how many requests to show (default: 20)")
+    tail.add_argument("--status", choices=("ok", "rejected", "error"), help="only requests with this status")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new requests as they are logged, until Ctrl-C")
+    tail.add_argument(
+        "--interval", metavar="SECONDS", type=_seconds, default=0.5, help="with --follow, how often to look (default: 0.5)"
+    )
+    tail.add_argument("--json", action="store_true", help="print one JSON object per request instead of a table row")
+    tail.set_defaults(run=_tail)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or argparse's own usage error (already printed)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        code: int = args.run(args)
+        return code
+    except ConfigurationError as exc:
+        option = OPTIONS.get(exc.argument)
+        message = f"{option}: expected {exc.expected}, got {_short(exc.got)}" if option else str(exc)
+        return _fail(args.command, message)
+    except GuardedServingError as exc:
+        return _fail(args.command, str(exc))
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `guarded-serving tail | head`: the reader went away, nothing is wrong
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the interpreter's final flush does not fail
+        return EXIT_OK
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"{PROG} {command}: error: {_printable(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: object) -> str:
+    """Text safe for a terminal: control characters (from logged client input) are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+# -- progress --------------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line bar on stderr. ``auto`` draws only on a terminal and only once a run has lasted 0.5 s."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, mode: str, unit: str = "rows", stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.label = label
+        self.unit = unit
+        self.enabled = mode == "always" or (mode == "auto" and self.stream.isatty())
+        self.delay = 0.0 if mode == "always" else 0.5
+        self.started = time.monotonic()
+        self.drawn_at: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.started < self.delay or (self.drawn_at is not None and now - self.drawn_at < 0.1 and done < total):
+            return
+        self.drawn_at = now
+        share = done / total if total else 1.0
+        filled = round(share * self.WIDTH)
+        amounts = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if self.unit == "bytes" else f"{done:,}/{total:,} {self.unit}"
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {share:4.0%} {amounts}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn_at is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- profile ---------------------------------------------------------------------------------------
+def _profile(args: argparse.Namespace) -> int:
+    bar = ProgressBar(f"reading {Path(args.data).name}", args.progress, unit="bytes")
+    try:
+        table = read_table(args.data, progress=bar)
+    finally:
+        bar.close()
+    if args.feature_names:
+        table = table.renamed(args.feature_names)
+    if args.categorical:
+        table = table.as_categorical(args.categorical)
+    y = None
+    if args.target:
+        target, table = table.take(args.target, "target")
+        y = _plain(target)
+    predictions = None
+    if args.predictions:
+        outputs = []
+        for column in args.predictions:
+            values, table = table.take(column, "predictions")
+            outputs.append(values)
+        predictions = _stack(outputs)
+    if not table.names:
+        raise ConfigurationError("data", args.data, "at least one feature column besides --target and --predictions")
+    unknown = [n for n in args.categorical or () if n not in table.names]
+    if unknown:
+        raise ConfigurationError("categorical", unknown, f"feature columns among {list(table.names)}")
+    if args.task and (y is None or predictions is None):
+        raise UsageError("--task needs --target and --predictions: the reference performance compares them")
+    reference = Reference.from_data(
+        table.matrix(),
+        y=y,
+        predictions=predictions,
+        feature_names=table.names,
+        categorical=args.categorical,
+        input_format=args.input_format,
+        task=args.task,
+    )
+    try:
+        saved = reference.save(args.out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+    print(_profile_summary(reference, args.data, saved))
+    return EXIT_OK
+
+
+def _plain(column: Any) -> list[Any]:
+    """Labels as plain values: whole numbers as int, other numbers as float, text as text."""
+    return labels_of(column) if isinstance(column, np.ndarray) else list(column)
+
+
+def _stack(outputs: list[Any]) -> Any:
+    if len(outputs) == 1:
+        return outputs[0] if isinstance(outputs[0], np.ndarray) else np.array(outputs[0], dtype=object)
+    if not all(isinstance(o, np.ndarray) for o in outputs):
+        raise ConfigurationError("predictions", "a column of text", "numeric columns (one per class probability)")
+    return np.column_stack(outputs)
+
+
+def _profile_summary(reference: Reference, data: str, saved: Path) -> str:
+    categorical = [f.name for f in reference.features if f.kind == "categorical"]
+    parts = [
+        f"Profiled {reference.rows} rows of {data}: {len(reference.features)} features"
+        + (f" ({len(categorical)} categorical: {', '.join(categorical)})" if categorical else " (all numeric)")
+    ]
+    if reference.target is not None:
+        parts.append("the target")
+    if reference.outputs:
+        parts.append(f"{len(reference.outputs)} model output{'s' if len(reference.outputs) != 1 else ''}")
+    if reference.performance is not None:
+        p = reference.performance
+        parts.append(f"{p.task} performance ({p.metric} {p.metric_value(p.error_mean):.3f})")
+    return _printable(", ".join(parts) + f". Wrote {saved}.")
+
+
+# -- report ----------------------------------------------------------------------------------------
+def _report(args: argparse.Namespace) -> int:
+    bar = ProgressBar("re-encoding logged rows", args.progress)
+    try:
+        offline = offline_health(
+            args.db, model=args.model, reference=args.reference, since=args.since, window=args.window, progress=bar
+        )
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(offline.to_json(), indent=2))
+    else:
+        print(render_table(offline, width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
+    if args.html:
+        try:
+            _write_html(offline.report, Path(args.html))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.html!r}: {exc.strerror or exc}") from None
+        print(f"Wrote {args.html}.")
+    if args.fail_on and offline.report.status.rank >= Status.parse(args.fail_on).rank:
+        return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+def render_table(offline: OfflineReport, width: int | None = None) -> str:
+    """The report as a person reads it: the overall status, one line per check, then the drifted features."""
+    report = offline.to_json()
+    model = report["model"]
+    totals = report["totals"]
+    lines = [
+        f"Model {model['name']!r}" + (f" version {model['version']!r}" if model["version"] else "") + f", from {offline.db}",
+        f"status     {report['status'].upper()}",
+        f"window     {_window_text(offline)}",
+        f"totals     {totals['requests']} requests{_since_text(offline)}: {totals['rows']} rows answered,"
+        f" {totals['rejected']} rejected, {totals['errors']} errors",
+        f"reference  {'saved in the log store' if offline.reference == 'the store' else offline.reference}",
+        "",
+    ]
+    checks = [(name, c["status"], c["summary"]) for name, c in report["checks"].items()]
+    lines += _columns(("CHECK", "STATUS", "SUMMARY"), checks, width)
+    drifted = []
+    for name, check in report["checks"].items():
+        for feature, entry in (check.get("features") or {}).items():
+            if isinstance(entry, dict) and entry.get("drifted"):
+                drifted.append((name, feature, entry["status"], _figures(entry)))
+    if drifted:
+        lines += ["", "Drifted features:"]
+        lines += _columns(("CHECK", "FEATURE", "STATUS", "FIGURES"), drifted, width)
+    return _printable_lines("\n".join(lines))
+
+
+def _window_text(offline: OfflineReport) -> str:
+    window = offline.report
+    replay = offline.replay
+    if replay is None:
+        return f"{window.window_rows} of {window.window_capacity} rows: the stored window, as the live endpoint judges it"
+    text = f"{replay.rows_judged} rows re-encoded from the logged inputs"
+    if replay.rows_judged < replay.rows_with_inputs:
+        text += f" (the newest of {replay.rows_with_inputs})"
+    if offline.since:
+        text += f", logged since {offline.since}"
+    if replay.rows_without_inputs:
+        text += (
+            f"; {replay.rows_without_inputs} answered rows have no stored inputs"
+            " (log_inputs=False, sampled out or pruned) and are not judged"
+        )
+    return text
+
+
+def _since_text(offline: OfflineReport) -> str:
+    return f" since {offline.since}" if offline.since else ""
+
+
+def _figures(entry: dict[str, Any]) -> str:
+    """Why a feature drifted, with its figures (method, score against threshold, shift); or its quality problems."""
+    if entry.get("problems"):
+        return "; ".join(entry["problems"])
+    if entry.get("reason"):
+        return str(entry["reason"])
+    parts = []
+    if entry.get("score") is not None:
+        parts.append(f"{entry['method']} {entry['score']:.3g} > {entry['threshold']:.3g}")
+    if entry.get("mean_shift_std") is not None:
+        parts.append(f"mean {entry['mean_shift_std']:+.2f} std")
+    if entry.get("spread_ratio") is not None:
+        parts.append(f"spread x{entry['spread_ratio']:.2f}")
+    return ", ".join(parts)
+
+
+def _columns(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]], width: int | None) -> list[str]:
+    """Left-aligned columns; the last one is wrapped to ``width`` (when printing to a terminal)."""
+    texts = [tuple(_printable(cell) for cell in row) for row in [header, *rows]]
+    widths = [max(len(row[k]) for row in texts) for k in range(len(header) - 1)]
+    indent = sum(widths) + 2 * len(widths)
+    out = []
+    for row in texts:
+        lead = "".join(cell.ljust(w + 2) for cell, w in zip(row, widths, strict=False))
+        last = row[-1]
+        if width and width - indent >= 30 and len(last) > width - indent:
+            wrapped = textwrap.wrap(last, width - indent) or [""]
+            out.append(lead + wrapped[0])
+            out += [" " * indent + more for more in wrapped[1:]]
+        else:
+            out.append(lead + last)
+    return out
+
+
+def _printable_lines(text: str) -> str:
+    return "\n".join(_printable(line) for line in text.split("\n"))
+
+
+def _write_html(report: HealthReport, path: Path) -> None:
+    """Write the report as one self-contained HTML page.
+
+    A minimal page (the overall status and a table of checks); the dashboard renderer replaces it.
+    """
+    data = report.to_json(detail=True)
+    rows = "\n".join(
+        f"<tr class='{html.escape(c['status'])}'><td>{html.escape(name)}</td><td>{html.escape(c['status'])}</td>"
+        f"<td>{html.escape(c['summary'])}</td></tr>"
+        for name, c in data["checks"].items()
+    )
+    title = f"{data['model']['name']}: {data['status']}"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left;vertical-align:top}}
+.ok td:nth-child(2){{color:#176f2c}}.warn td:nth-child(2){{color:#9a6700}}.alert td:nth-child(2){{color:#b42318}}</style>
+</head><body>
+<h1>{html.escape(data["model"]["name"])}: <span class="status">{html.escape(data["status"])}</span></h1>
+<p>Generated at {html.escape(data["generated_at"])}; window {data["window"]["rows"]} of {data["window"]["capacity"]} rows.</p>
+<table><thead><tr><th>check</th><th>status</th><th>summary</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+
+
+# -- tail ------------------------------------------------------------------------------------------
+def _tail(args: argparse.Namespace) -> int:
+    reader = StoreReader(args.db)
+    try:
+        names = reader.model_names()
+        if args.model is not None and not args.follow and args.model not in names:
+            raise ConfigurationError("model", args.model, f"one of the models in {args.db}: {names}")
+        show_model = args.model is None and len(names) > 1
+        found = reader.request_log(args.model, args.status, limit=args.lines) if args.lines else []
+        if not args.json and (found or args.follow):
+            print(_tail_header(show_model), flush=True)
+        _print_requests(found, args.json, show_model)
+        if not args.follow:
+            if not found:
+                print(f"No requests logged in {args.db}" + (f" with status {args.status}" if args.status else "") + ".")
+            return EXIT_OK
+        last = found[-1]["id"] if found else _newest_id(reader)
+        while True:
+            time.sleep(args.interval)
+            new = reader.request_log(args.model, args.status, after_id=last, limit=10_000)
+            if new:
+                last = new[-1]["id"]
+                _print_requests(new, args.json, show_model)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        reader.close()
+
+
+def _newest_id(reader: StoreReader) -> int:
+    newest = reader.request_log(limit=1)
+    return int(newest[-1]["id"]) if newest else 0
+
+
+TAIL_COLUMNS = (("TIME (UTC)", 23), ("REQUEST ID", 32), ("STATUS", 8), ("ROWS", 6), ("LATENCY", 10))
+
+
+def _tail_header(show_model: bool) -> str:
+    cells = [name.ljust(w) for name, w in TAIL_COLUMNS]
+    if show_model:
+        cells.insert(1, "MODEL".ljust(16))
+    return "  ".join([*cells, "FAILED STAGE: ERROR"])
+
+
+def _print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool) -> None:
+    for r in found:
+        if as_json:
+            print(json.dumps({k: v for k, v in r.items() if k != "id"}), flush=True)
+            continue
+        when = str(r["ts"]).replace("T", " ").removesuffix("+00:00")
+        latency = f"{r['latency_ms']:.1f} ms" if r["latency_ms"] is not None else "-"
+        cells = [when.ljust(23), str(r["request_id"]).ljust(32), r["status"].ljust(8), str(r["rows"]).rjust(6), latency.rjust(10)]
+        if show_model:
+            cells.insert(1, str(r["model"]).ljust(16))
+        problem = ": ".join(str(x) for x in (r["failed_stage"], r["error"]) if x)
+        print(_printable("  ".join([*cells, problem[:300]]).rstrip()), flush=True)

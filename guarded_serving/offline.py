@@ -1,0 +1,397 @@
+"""Judge a log store offline: the health that a service's SQLite file holds, recomputed from its rows.
+
+``guarded-serving report`` is a thin shell around :func:`offline_health`. It builds a
+:class:`~guarded_serving.monitor.Monitor` over the file with the reference and settings the service
+saved when it started (the ``models`` table), on a :class:`StoreReader` that never starts a writer
+and never creates or writes the file, and asks it for :meth:`Monitor.health`: the code the live
+``GET /health/model`` runs, so that both name the same drifted features.
+
+Without ``since`` or ``window`` it judges what the live endpoint judges: the stored window chunks.
+With ``since``, every read covers only the requests logged at or after that time, and the window is
+re-encoded from the logged input rows (the ``rows`` table) through the monitor's own encoder; rows
+answered without stored inputs (``log_inputs=False``, sampled out, pruned) are counted, not judged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .checks import PipelineThresholds
+from .drift.window import Chunk
+from .errors import ConfigurationError, StoreError
+from .health import HealthReport
+from .monitor import MIN_ROWS, Monitor, as_reference
+from .reference import Reference
+from .store import SavedModel, Store, StoreStats, Totals
+
+__all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "StoreReader", "offline_health", "parse_since"]
+
+MAX_REPLAY_ROWS = 100_000  # rows re-encoded by default with `since` (the newest); `window` changes it
+_BATCH = 2000  # rows decoded and encoded at a time
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SINCE_EXPECTED = (
+    "an ISO time (2026-11-29T09:00, UTC unless it has an offset), epoch seconds, or a duration ago (90s, 30m, 1h, 2d)"
+)
+
+Progress = Callable[[int, int], None]
+
+
+def _iso(ts: float) -> str:
+    """The store's time format (UTC, milliseconds), so that times compare as text."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def parse_since(value: float | str | dt.datetime, now: float | None = None) -> float:
+    """Epoch seconds from an ISO time, epoch seconds, or a duration back from now (``30m``, ``1h``)."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigurationError("since", value, SINCE_EXPECTED)
+    text = value.strip()
+    duration = _DURATION.match(text)
+    if duration:
+        moment = now if now is not None else dt.datetime.now(dt.UTC).timestamp()
+        return moment - float(duration.group(1)) * _UNIT_SECONDS[duration.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError("since", value, SINCE_EXPECTED) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+
+
+class StoreReader(Store):
+    """A log store opened to read only: no writer thread, and the file is never created or written.
+
+    With ``since`` (epoch seconds) every read covers only requests logged at or after it. With
+    ``replay``, :meth:`window_chunks` re-encodes the logged input rows with ``encode`` (newest first)
+    instead of reading the stored window chunks.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, since: float | None = None, replay: bool = False) -> None:
+        if not os.path.isfile(path):
+            raise ConfigurationError("db", str(path), "the SQLite file a guarded service writes (no such file)")
+        super().__init__(path)
+        try:
+            with self._reading() as db:
+                found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()
+        except StoreError as exc:
+            raise ConfigurationError("db", str(path), f"a guarded-serving log store ({exc.__cause__ or exc})") from None
+        if found is None:
+            raise ConfigurationError("db", str(path), "a guarded-serving log store (this SQLite file has no requests table)")
+        self.since = since
+        self.replay = replay or since is not None
+        self.encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None
+        self.progress: Progress | None = None
+        self.replay_rows = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
+        self._rows_logged: int | None = None
+
+    @property
+    def _since_iso(self) -> str:
+        return _iso(self.since) if self.since is not None else ""  # every stored ts sorts after ""
+
+    # -- a reader never writes -------------------------------------------------------------
+    def open(self) -> Store:
+        raise StoreError(f"the log store at {self.path!r} is open to read only")
+
+    def put(self, record: Any) -> bool:
+        raise StoreError(f"the log store at {self.path!r} is open to read only")
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
+    def close(self, timeout: float = 10.0) -> bool:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+        return True
+
+    def stats(self) -> StoreStats:
+        if self._rows_logged is None:
+            with self._reading() as db:
+                (rows,) = db.execute(
+                    "SELECT coalesce(sum(rows), 0) FROM requests WHERE status = 'ok' AND ts >= ?", [self._since_iso]
+                ).fetchone()
+            self._rows_logged = int(rows)
+        return StoreStats(
+            path=self.path,
+            pending=0,
+            written=self._rows_logged,
+            dropped=0,
+            capacity=0,
+            last_error=None,
+            last_error_at=None,
+            last_flush_at=None,
+            flush_interval=0.0,
+            read_only=True,
+        )
+
+    # -- reads limited to `since` ----------------------------------------------------------
+    def totals(self, model: str) -> Totals:
+        if self.since is None:
+            return super().totals(model)
+        with self._reading() as db:
+            requests, rows, rejected, errors = db.execute(
+                "SELECT count(*), coalesce(sum(CASE WHEN status = 'ok' THEN rows END), 0),"
+                " coalesce(sum(status = 'rejected'), 0), coalesce(sum(status = 'error'), 0)"
+                " FROM requests WHERE model = ? AND ts >= ?",
+                [model, self._since_iso],
+            ).fetchone()
+        return Totals(requests=requests, rows=rows, rejected=rejected, errors=errors)
+
+    def recent_requests(self, model: str, limit: int) -> list[dict[str, Any]]:
+        if self.since is None:
+            return super().recent_requests(model, limit)
+        with self._reading() as db:
+            return list(
+                db.query(
+                    "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
+                    " WHERE model = ? AND ts >= ? ORDER BY id DESC LIMIT ?",
+                    [model, self._since_iso, limit],
+                )
+            )
+
+    def warnings(self, model: str, limit: int = 50) -> tuple[Any, ...]:
+        """Warnings last seen since then (their counts are the file's running totals)."""
+        found = super().warnings(model, limit if self.since is None else 10_000)
+        if self.since is None:
+            return found
+        with self._reading() as db:
+            recent = {
+                (c, m, loc)
+                for c, m, loc in db.execute(
+                    "SELECT category, message, location FROM warnings WHERE model = ? AND last_seen >= ?",
+                    [model, self._since_iso],
+                )
+            }
+        return tuple(w for w in found if (w.category, w.message, w.location) in recent)[:limit]
+
+    def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
+        if self.since is None:
+            return super().labelled(model, limit)
+        with self._reading() as db:
+            return list(
+                db.execute(
+                    "SELECT r.outputs, f.label, q.ts, f.ts FROM feedback f"
+                    " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
+                    " JOIN rows r ON r.request_id = f.request_id AND r.row = f.row"
+                    " WHERE f.model = ? AND q.ts >= ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
+                    [model, self._since_iso, limit],
+                )
+            )
+
+    def label_totals(self, model: str) -> tuple[int, int]:
+        if self.since is None:
+            return super().label_totals(model)
+        with self._reading() as db:
+            labels, relabels = db.execute(
+                "SELECT count(*), coalesce(sum(updates), 0) FROM feedback WHERE model = ? AND ts >= ?",
+                [model, self._since_iso],
+            ).fetchone()
+        return int(labels), int(relabels)
+
+    # -- the window, re-encoded from the logged rows ----------------------------------------
+    def row_counts(self, model: str) -> tuple[int, int]:
+        """(rows answered, rows of those with stored inputs) in range."""
+        with self._reading() as db:
+            (answered,) = db.execute(
+                "SELECT coalesce(sum(rows), 0) FROM requests WHERE model = ? AND status = 'ok' AND ts >= ?",
+                [model, self._since_iso],
+            ).fetchone()
+            (with_inputs,) = db.execute(
+                "SELECT count(*) FROM rows r JOIN requests q ON q.request_id = r.request_id"
+                " WHERE q.model = ? AND q.status = 'ok' AND q.ts >= ? AND r.inputs IS NOT NULL",
+                [model, self._since_iso],
+            ).fetchone()
+        return int(answered), int(with_inputs)
+
+    def window_chunks(self, model: str) -> Iterator[Chunk]:
+        if not self.replay:
+            yield from super().window_chunks(model)
+            return
+        if self.encode is None:
+            raise StoreError("a replaying StoreReader needs its encode function (set by offline_health)")
+        done = 0
+        with self._reading() as db:
+            cursor = db.execute(
+                "SELECT r.inputs, r.outputs FROM rows r JOIN requests q ON q.request_id = r.request_id"
+                " WHERE q.model = ? AND q.status = 'ok' AND q.ts >= ? AND r.inputs IS NOT NULL"
+                " ORDER BY q.id DESC, r.row DESC",
+                [model, self._since_iso],
+            )
+            while done < self.replay_rows:
+                batch = cursor.fetchmany(min(_BATCH, self.replay_rows - done))
+                if not batch:
+                    break
+                batch.reverse()  # oldest first within a chunk, as the writer stores them
+                inputs = [json.loads(i) for i, _ in batch]
+                outputs = [None if o is None else json.loads(o) for _, o in batch]
+                done += len(batch)
+                chunk = self.encode(inputs, outputs)
+                if self.progress is not None:
+                    self.progress(done, self.replay_rows)
+                yield chunk
+
+    # -- the request log ---------------------------------------------------------------------
+    def request_log(
+        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` requests after ``after_id`` (all models unless one is named), oldest first."""
+        where = ["id > ?", "ts >= ?"]
+        params: list[Any] = [after_id, self._since_iso]
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        with self._reading() as db:
+            found = list(
+                db.query(
+                    "SELECT id, ts, model, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
+                    f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                    [*params, limit],
+                )
+            )
+        return found[::-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a re-encoded window covers."""
+
+    rows_answered: int  # rows answered in range
+    rows_with_inputs: int  # of which the inputs are stored
+    rows_judged: int  # the newest of those, up to the window
+
+    @property
+    def rows_without_inputs(self) -> int:
+        return max(self.rows_answered - self.rows_with_inputs, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineReport:
+    """A health report recomputed from a log store, and what it covers."""
+
+    report: HealthReport
+    db: str
+    since: str | None  # ISO time, when limited
+    replay: Replay | None  # None when the stored window chunks were judged, as the live endpoint does
+    reference: str  # where the reference came from: "the store" or a file path
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as ``GET /health/model`` renders it, plus an ``offline`` entry saying what was read."""
+        out = self.report.to_json(detail=True)
+        out["offline"] = {
+            "db": self.db,
+            "since": self.since,
+            "reference": self.reference,
+            "replayed": dataclasses.asdict(self.replay) | {"rows_without_inputs": self.replay.rows_without_inputs}
+            if self.replay is not None
+            else None,
+        }
+        return out
+
+
+def offline_health(
+    db: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    reference: Reference | str | os.PathLike[str] | None = None,
+    since: float | str | dt.datetime | None = None,
+    window: int | None = None,
+    progress: Progress | None = None,
+) -> OfflineReport:
+    """Recompute a model's health from a log store, with the code the live endpoint runs.
+
+    ``model`` may be left out when the file holds one model; ``reference`` overrides the one the
+    service saved; ``since`` (see :func:`parse_since`) limits every figure to requests logged since
+    then and re-encodes the window from the logged rows; ``window`` judges the newest ``window``
+    logged rows (re-encoded) instead of the live window. ``progress(done, total)`` is called while
+    rows are re-encoded.
+    """
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ConfigurationError("window", window, "a positive number of rows")
+    since_ts = parse_since(since) if since is not None else None
+    reader = StoreReader(db, since=since_ts, replay=window is not None)
+    try:
+        name = _choose_model(reader, model)
+        saved = reader.saved_models().get(name)
+        if reference is None and saved is None:
+            raise ConfigurationError(
+                "reference",
+                None,
+                f"a saved reference file for model {name!r}: {str(db)!r} holds none (it was written by an older"
+                " version, or by a monitor that was never started)",
+            )
+        ref = as_reference(reference) if reference is not None else Reference.from_json(json.loads(saved.reference))  # type: ignore[union-attr]
+        settings = _settings(saved, ref)
+        live_window = int(settings.get("window", 1000))
+        replay = None
+        capacity = live_window
+        if reader.replay:
+            answered, with_inputs = reader.row_counts(name)
+            capacity = window if window is not None else (min(with_inputs, MAX_REPLAY_ROWS) or live_window)
+            replay = Replay(answered, with_inputs, min(with_inputs, capacity))
+            reader.replay_rows = replay.rows_judged
+        monitor = Monitor(
+            ref,
+            name=name,
+            version=saved.version if saved is not None else None,
+            db=reader,
+            window=capacity,
+            recent_requests=int(settings.get("recent_requests", 1000)),
+            methods=settings.get("methods") or None,
+            redact=settings.get("redact", ()),
+            report_values=bool(settings.get("report_values", False)),
+            thresholds=PipelineThresholds(**settings["thresholds"]) if settings.get("thresholds") else None,
+        )
+        monitor.min_rows = min(live_window, MIN_ROWS)  # the live service's rule, whatever rows are replayed
+        reader.encode = monitor.encode
+        reader.progress = progress
+        report = monitor.health()
+    finally:
+        reader.close()
+    return OfflineReport(
+        report=report,
+        db=str(db),
+        since=_iso(since_ts) if since_ts is not None else None,
+        replay=replay,
+        reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",
+    )
+
+
+def _choose_model(reader: StoreReader, model: str | None) -> str:
+    names = reader.model_names()
+    if model is not None:
+        if model not in names:
+            raise ConfigurationError("model", model, f"one of the models in {reader.path}: {names}" if names else "a model")
+        return model
+    if not names:
+        raise ConfigurationError("db", reader.path, "a log store holding at least one model's requests (this one has none)")
+    if len(names) > 1:
+        raise ConfigurationError("model", None, f"one of the models in {reader.path}: {names}")
+    return names[0]
+
+
+def _settings(saved: SavedModel | None, reference: Reference) -> dict[str, Any]:
+    """The saved monitoring settings, keeping only the feature names this reference has."""
+    settings = dict(saved.settings) if saved is not None else {}
+    names = set(reference.feature_names) | {p.name for p in reference.outputs}
+    settings["methods"] = {k: v for k, v in (settings.get("methods") or {}).items() if k in names}
+    settings["redact"] = [n for n in settings.get("redact", ()) if n in reference.feature_names]
+    return settings
