@@ -186,9 +186,8 @@ class StoreReader(Store):
         with self._reading() as db:
             return list(
                 db.execute(
-                    "SELECT r.outputs, f.label, q.ts, f.ts FROM feedback f"
+                    "SELECT q.outputs -> f.row, f.label, q.ts, f.ts FROM feedback f"
                     " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
-                    " JOIN rows r ON r.request_id = f.request_id AND r.row = f.row"
                     " WHERE f.model = ? AND q.ts >= ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
                     [model, self._since_iso, limit],
                 )
@@ -213,8 +212,8 @@ class StoreReader(Store):
                 [model, self._since_iso],
             ).fetchone()
             (with_inputs,) = db.execute(
-                "SELECT count(*) FROM rows r JOIN requests q ON q.request_id = r.request_id"
-                " WHERE q.model = ? AND q.status = 'ok' AND q.ts >= ? AND r.inputs IS NOT NULL",
+                "SELECT coalesce(sum(rows), 0) FROM requests"
+                " WHERE model = ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL",
                 [model, self._since_iso],
             ).fetchone()
         return int(answered), int(with_inputs)
@@ -227,20 +226,27 @@ class StoreReader(Store):
             raise StoreError("a replaying StoreReader needs its encode function (set by offline_health)")
         done = 0
         with self._reading() as db:
-            cursor = db.execute(
-                "SELECT r.inputs, r.outputs FROM rows r JOIN requests q ON q.request_id = r.request_id"
-                " WHERE q.model = ? AND q.status = 'ok' AND q.ts >= ? AND r.inputs IS NOT NULL"
-                " ORDER BY q.id DESC, r.row DESC",
+            cursor = db.execute(  # rows are stored per request, as arrays: newest request first
+                "SELECT inputs, outputs FROM requests WHERE model = ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL"
+                " ORDER BY id DESC",
                 [model, self._since_iso],
             )
             while done < self.replay_rows:
-                batch = cursor.fetchmany(min(_BATCH, self.replay_rows - done))
-                if not batch:
+                requests: list[tuple[list[Any], list[Any]]] = []
+                rows = 0
+                while rows < _BATCH and (found := cursor.fetchone()) is not None:
+                    rows_in = json.loads(found[0])
+                    rows_out = json.loads(found[1]) if found[1] is not None else [None] * len(rows_in)
+                    requests.append((rows_in, rows_out))
+                    rows += len(rows_in)
+                if not requests:
                     break
-                batch.reverse()  # oldest first within a chunk, as the writer stores them
-                inputs = [json.loads(i) for i, _ in batch]
-                outputs = [None if o is None else json.loads(o) for _, o in batch]
-                done += len(batch)
+                requests.reverse()  # oldest first within a chunk, as the writer stores them
+                inputs = [row for rows_in, _ in requests for row in rows_in]
+                outputs = [out for _, rows_out in requests for out in rows_out]
+                keep = min(len(inputs), self.replay_rows - done)
+                inputs, outputs = inputs[-keep:], outputs[-keep:]
+                done += keep
                 chunk = self.encode(inputs, outputs)
                 if self.progress is not None:
                     self.progress(done, self.replay_rows)
