@@ -13,6 +13,7 @@ BentoML's ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` and ``/docs.json``
 from __future__ import annotations
 
 import gc
+import time
 import typing as t
 from typing import Any
 
@@ -32,6 +33,11 @@ from .logs import configure_logging
 __all__ = ["build_service"]
 
 SHUTDOWN_TIMEOUT = 10.0
+# A request the guard has recently been answering faster than this (model included) is handled on the
+# event loop itself: handing it to a worker thread and back costs about as much CPU as the guard's own
+# work (bench/overhead.py). Slower ones, and any request while another is in the thread, go to the
+# thread, so the loop is never blocked for long and the model is never called from two threads at once.
+INLINE_BELOW_S = 0.002
 _BODY_KEY = "guarded_serving.body"
 
 
@@ -119,11 +125,30 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigurationError("threads", threads, "a positive integer")
     limiter: list[anyio.CapacityLimiter] = []
+    recent = [1.0]  # a moving average of recent request durations (s); the first ones go to the thread
 
-    def run_limited(func: t.Callable[..., Reply], *args: Any) -> t.Awaitable[Reply]:
+    def timed(func: t.Callable[..., Reply], *args: Any) -> Reply:
+        started = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            recent[0] += 0.1 * (time.perf_counter() - started - recent[0])
+
+    async def run_limited(func: t.Callable[..., Reply], *args: Any) -> Reply:
         if not limiter:
             limiter.append(anyio.CapacityLimiter(threads))
-        return anyio.to_thread.run_sync(func, *args, limiter=limiter[0])
+        lim = limiter[0]
+        if threads == 1 and recent[0] < INLINE_BELOW_S:
+            try:
+                lim.acquire_nowait()
+            except anyio.WouldBlock:
+                pass
+            else:
+                try:
+                    return timed(func, *args)
+                finally:
+                    lim.release()
+        return await anyio.to_thread.run_sync(timed, func, *args, limiter=lim)
 
     async def health(request: Request) -> Response:
         instance = bentoml.get_current_service()
