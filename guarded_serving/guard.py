@@ -148,9 +148,11 @@ class GuardedModel:
             ) from exc
 
     # -- lifecycle (once per serving worker) ------------------------------------------------
-    def start(self) -> Monitor:
+    def start(self, metrics: Any = None) -> Monitor:
+        """The worker's monitor, started on first use; ``metrics`` is a Prometheus metrics factory
+        (see :class:`~guarded_serving.monitor.Monitor`), used when this call starts it."""
         if self.monitor is None:
-            self.monitor = Monitor(self.reference, **self._monitor_options).start()
+            self.monitor = Monitor(self.reference, **self._monitor_options, metrics=metrics).start()
         return self.monitor
 
     def close(self, timeout: float = 10.0) -> None:

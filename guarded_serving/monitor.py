@@ -38,6 +38,7 @@ from .environment import WarningLog, WarningRecord, current_fingerprint, diff_en
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .health import CheckResult, HealthReport, Status, worst
 from .logs import get_logger
+from .metrics import MetricsExporter, check_factory
 from .performance import row_losses
 from .reference import Reference
 from .stages import RecentRequest, summarise
@@ -129,6 +130,10 @@ class Monitor:
         Rows of recent traffic the drift checks judge.
     recent_requests:
         How many recent requests the pipeline check judges.
+    metrics:
+        A Prometheus metrics factory (the ``prometheus_client`` module, or anything with its ``Gauge``,
+        ``Counter`` and ``Histogram``): when given, :meth:`start` exports this model's metrics through
+        it (see :mod:`guarded_serving.metrics`).
     """
 
     def __init__(
@@ -153,6 +158,7 @@ class Monitor:
         max_age: float | None = None,
         overflow: str = "drop",
         report_values: bool = False,
+        metrics: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
@@ -244,10 +250,12 @@ class Monitor:
         self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
         self._label_counts = [0, 0]
         self._listeners: list[Callable[[HealthReport], None]] = []
+        self._metrics_factory = check_factory(metrics) if metrics is not None else None
+        self.metrics: MetricsExporter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
-        """Open the store and start its writer (a no-op without a store).
+        """Open the store and start its writer, and the metrics exporter when ``metrics=`` was given.
 
         The writer records the reference and :meth:`settings` in the store's ``models`` table, so that
         ``guarded-serving report`` can judge the file again offline, the way this monitor does.
@@ -257,6 +265,19 @@ class Monitor:
             reference = json.dumps(self.reference.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
+        if self._metrics_factory is not None:
+            if self.metrics is None:
+                store = self.store
+                self.metrics = MetricsExporter(
+                    self._metrics_factory,
+                    model=self.name,
+                    inputs=self.baseline,
+                    outputs=self.output_baseline,
+                    skip=self.redact,
+                    store_stats=store.stats if store is not None else lambda: None,
+                )
+                self.subscribe(self.metrics.on_report)
+            self.metrics.start()
         if self._env_diff.differs:
             self._log.warning(
                 "environment_differs",
@@ -282,6 +303,8 @@ class Monitor:
         """Flush the store and stop its writer, waiting at most ``timeout`` seconds."""
         if self.store is not None and not self.store.close(timeout):
             self._log.error("store_close_timeout", pending=self.store.stats().pending, timeout=timeout)
+        if self.metrics is not None:  # after the store, so that its last writes are counted
+            self.metrics.close()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every recorded request is on disk."""
@@ -343,6 +366,8 @@ class Monitor:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
         if record.window is not None:  # kept in memory too: the fallback when the store cannot be read
             self._memory_window.add(record.window)
+        if self.metrics is not None:
+            self.metrics.add(record)
         with self._lock:
             self._requests += 1
             if record.status == "ok":

@@ -5,7 +5,10 @@ It builds, at run time, a BentoML service class around a :class:`~guarded_servin
 * ``POST /predict`` is a BentoML API whose body the guard parses itself, so that every bad request
   gets a 4xx naming the row and feature (BentoML's own parsing answers some of them with a 500);
 * ``GET /health/model`` is a small Starlette app mounted with BentoML's ASGI mounting;
-* each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait.
+* each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait;
+* each worker exports the guard's Prometheus metrics (:mod:`guarded_serving.metrics`) through
+  prometheus_client, which BentoML runs in multiprocess mode, so BentoML's own ``/metrics`` serves
+  them summed (counters, histograms) or merged (gauges) over every worker.
 
 BentoML's ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` and ``/docs.json`` keep working.
 """
@@ -99,6 +102,14 @@ def _response(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
 
 
+def _prometheus_client() -> Any:
+    """prometheus_client, imported inside the worker: BentoML has set ``PROMETHEUS_MULTIPROC_DIR`` by
+    then, so the guard's metrics land in the files its own ``/metrics`` merges across workers."""
+    import prometheus_client
+
+    return prometheus_client
+
+
 def _service_config_keys() -> frozenset[str]:
     from _bentoml_sdk.service.config import ServiceConfig
 
@@ -163,7 +174,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         def __init__(self) -> None:
             configure_logging()
             self.guarded = guarded
-            guarded.start()
+            guarded.start(metrics=_prometheus_client())
             # Everything loaded so far (BentoML, the model, the reference) lives as long as the worker:
             # moving it out of the collector's sight keeps full collections (and p99) short.
             gc.collect()

@@ -1,11 +1,14 @@
 """The whole check, as CI runs it: `python -m tests` (lint, format, types, then the test suite).
 
-Extra arguments go to pytest, e.g. `python -m tests -k store -x`.
+Extra arguments go to pytest, e.g. `python -m tests -k store -x`. The Prometheus tests run Debian's
+`prometheus` and `promtool`: when they are missing, the package is installed first (apt-get, as root
+or through passwordless sudo).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +24,31 @@ def run(*command: str) -> None:
         sys.exit(result.returncode)
 
 
+def ensure_prometheus() -> None:
+    """Install Debian's prometheus package (the server and promtool) unless both are on the PATH."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+    def apt_get(*args: str) -> bool:
+        command = [*sudo, "apt-get", *args]
+        print("+", " ".join(command), flush=True)
+        try:
+            return subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode == 0
+        except FileNotFoundError as exc:
+            sys.exit(f"cannot install prometheus ({exc}): install Prometheus and promtool, then run the tests again")
+
+    install = ("install", "-y", "--no-install-recommends", "prometheus")
+    if not apt_get(*install):  # a fresh machine may have no package lists yet
+        apt_get("update")
+        apt_get(*install)
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        sys.exit("prometheus and promtool are still missing: install Debian's prometheus package, then run the tests again")
+
+
 def main() -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    ensure_prometheus()
     run(str(BIN / "ruff"), "check", ".")
     run(str(BIN / "ruff"), "format", "--check", ".")
     run(sys.executable, "-m", "mypy")
