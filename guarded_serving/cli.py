@@ -12,7 +12,6 @@ guarded_serving`` is the same program.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import shutil
@@ -26,9 +25,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import __version__
+from .dashboard import render_dashboard
 from .datafile import labels_of, read_table
 from .errors import ConfigurationError, GuardedServingError
-from .health import HealthReport, Status
+from .health import Status
 from .monitor import DEFAULT_DB
 from .offline import SINCE_EXPECTED, OfflineReport, StoreReader, offline_health
 from .reference import Reference
@@ -371,7 +371,7 @@ def _report(args: argparse.Namespace) -> int:
         print(render_table(offline, width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
     if args.html:
         try:
-            _write_html(offline.report, Path(args.html))
+            _write_html(offline, Path(args.html))
         except OSError as exc:
             raise UsageError(f"cannot write {args.html!r}: {exc.strerror or exc}") from None
         print(f"Wrote {args.html}.")
@@ -467,31 +467,9 @@ def _printable_lines(text: str) -> str:
     return "\n".join(_printable(line) for line in text.split("\n"))
 
 
-def _write_html(report: HealthReport, path: Path) -> None:
-    """Write the report as one self-contained HTML page.
-
-    A minimal page (the overall status and a table of checks); the dashboard renderer replaces it.
-    """
-    data = report.to_json(detail=True)
-    rows = "\n".join(
-        f"<tr class='{html.escape(c['status'])}'><td>{html.escape(name)}</td><td>{html.escape(c['status'])}</td>"
-        f"<td>{html.escape(c['summary'])}</td></tr>"
-        for name, c in data["checks"].items()
-    )
-    title = f"{data['model']['name']}: {data['status']}"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left;vertical-align:top}}
-.ok td:nth-child(2){{color:#176f2c}}.warn td:nth-child(2){{color:#9a6700}}.alert td:nth-child(2){{color:#b42318}}</style>
-</head><body>
-<h1>{html.escape(data["model"]["name"])}: <span class="status">{html.escape(data["status"])}</span></h1>
-<p>Generated at {html.escape(data["generated_at"])}; window {data["window"]["rows"]} of {data["window"]["capacity"]} rows.</p>
-<table><thead><tr><th>check</th><th>status</th><th>summary</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-</body></html>
-"""
+def _write_html(offline: OfflineReport, path: Path) -> None:
+    """Write the report as the service's dashboard: one self-contained page (no script, no external URL)."""
+    page = render_dashboard(offline.report, offline.histograms, offline.history)
     path.write_text(page, encoding="utf-8")
 
 

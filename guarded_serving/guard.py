@@ -8,9 +8,11 @@ handles a request (bytes in, bytes out) through the stages validate -> predict -
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hmac
 import inspect
 import json
+import math
 import os
 import re
 import time
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checks import PipelineThresholds
+from .dashboard import render_dashboard
 from .drift.window import Chunk
 from .environment import capture_warnings
 from .errors import ConfigurationError, InputError, ModelError, Problem, StoreError, UnknownRequestError
@@ -39,6 +42,10 @@ _JSON_TYPES = ("application/json", "text/json")
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
 MEMORY = ":memory:"  # db=":memory:" keeps no log store
 _TYPE_EXPECTATIONS = ("a number", "a category (a string, number or boolean)")
+DASHBOARD_REFRESH = 30  # seconds between the dashboard's own reloads
+DASHBOARD_HISTORY = 720  # snapshots the dashboard's timeline shows (12 hours at the default interval)
+HISTORY_LIMIT = 10_000  # most snapshots one /health/model/history answer holds
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z, the latest time a `since` may name
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,23 +356,118 @@ class GuardedModel:
         reply = _problem_reply(401, "Unauthorized", "a valid bearer token is required", new_request_id())
         return Reply(reply.status, reply.body, {**reply.headers, "WWW-Authenticate": "Bearer"}, reply.media_type)
 
-    def health_reply(self, fail_on: str | None = None, detail: bool = True, authorization: str | None = None) -> Reply:
+    def health_reply(
+        self,
+        fail_on: str | None = None,
+        detail: bool = True,
+        authorization: str | None = None,
+        format: str | None = None,
+        accept: str | None = None,
+    ) -> Reply:
         """The ``/health/model`` answer: 200 always, or 503 at or above ``fail_on`` (warn | alert).
 
-        With an auth token set, a request without it gets only the overall status; a wrong token a 401.
+        JSON, or the HTML dashboard for ``format="html"`` or an ``Accept`` header that prefers
+        ``text/html`` to JSON (a browser's); ``format="json"`` forces JSON. With an auth token set, a
+        request without it gets only the overall status; a wrong token a 401.
         """
         allowed = self.authorized(authorization)
         if allowed is False:
             return self._unauthorized()
         detail = detail and allowed is True
         if fail_on is not None and fail_on not in _FAIL_ON:
-            rid = new_request_id()
-            return _problem_reply(400, "Invalid parameter", f"fail_on={fail_on!r}; expected 'warn' or 'alert'", rid)
-        report: HealthReport = self.start().health()
+            return _parameter_problem("fail_on", fail_on, "'warn' or 'alert'")
+        if format is not None and format not in ("json", "html"):
+            return _parameter_problem("format", format, "'json' or 'html'")
+        html = format == "html" or (format is None and prefers_html(accept))
+        monitor = self.start()
+        report: HealthReport = monitor.health()
         status = 200
         if fail_on is not None and report.status.rank >= _FAIL_ON[fail_on].rank:
             status = 503
-        return Reply(status, _dump(report.to_json(detail=detail)))
+        if not html:
+            return Reply(status, _dump(report.to_json(detail=detail)))
+        page = render_dashboard(
+            report,
+            monitor.histograms() if detail else (),
+            monitor.history(limit=DASHBOARD_HISTORY) if detail else (),
+            refresh_seconds=DASHBOARD_REFRESH,
+            detail=detail,
+        )
+        headers = {"Cache-Control": "no-store", "Vary": "Accept, Authorization"}
+        return Reply(status, page.encode(), headers, "text/html; charset=utf-8")
+
+    def history_reply(self, since: str | None = None, limit: str | None = None, authorization: str | None = None) -> Reply:
+        """The ``/health/model/history`` answer: the newest ``limit`` health snapshots at or after ``since``
+        (ISO 8601 time or epoch seconds), oldest first. Without the token (when one is set) each snapshot
+        holds only its time and status; a wrong token gets a 401. A bad parameter gets a 400 naming it."""
+        allowed = self.authorized(authorization)
+        if allowed is False:
+            return self._unauthorized()
+        try:
+            since_ts = parse_since(since)
+        except ValueError:
+            return _parameter_problem("since", since, "an ISO 8601 time (2026-01-31T12:00:00Z) or epoch seconds (1769860800)")
+        count = DASHBOARD_HISTORY
+        if limit is not None:
+            count = int(limit) if re.fullmatch(r"[0-9]{1,6}", limit.strip()) else 0
+            if not 1 <= count <= HISTORY_LIMIT:
+                return _parameter_problem("limit", limit, f"an integer from 1 to {HISTORY_LIMIT}")
+        monitor = self.start()
+        snapshots = monitor.history(since=since_ts, limit=count)
+        body = {
+            "model": {"name": self.name, "version": self.version},
+            "interval_s": monitor.history_interval,
+            "count": len(snapshots),
+            "snapshots": [s.to_json(detail=allowed is True) for s in snapshots],
+        }
+        return Reply(200, _dump(body))
+
+
+def prefers_html(accept: str | None) -> bool:
+    """True when an ``Accept`` header ranks ``text/html`` above JSON (a browser's does; ``*/*`` does not)."""
+    if not accept:
+        return False
+    quality: dict[str, float] = {}
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        quality[media] = max(quality.get(media, 0.0), q if math.isfinite(q) else 0.0)
+    html = quality.get("text/html", 0.0)
+    wildcard = max(quality.get("application/*", 0.0), quality.get("*/*", 0.0))
+    return html > 0 and html > quality.get("application/json", 0.0) and html >= wildcard
+
+
+def parse_since(text: str | None) -> float | None:
+    """``since`` as epoch seconds: ISO 8601 (a time without a zone is UTC) or a number; ValueError otherwise."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if re.search(r"\d:\d\d(:\d\d(\.\d+)?)? \d\d(:?\d\d)?$", text):  # an unencoded "+01:00" arrives as " 01:00"
+        text = text[: text.rindex(" ")] + "+" + text[text.rindex(" ") + 1 :]
+    try:
+        value = float(text)
+    except ValueError:
+        moment = dt.datetime.fromisoformat(text)  # raises ValueError on anything else
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        value = moment.timestamp()
+    if not math.isfinite(value) or not 0 <= value <= _LATEST:
+        raise ValueError(text)
+    return value
+
+
+def _parameter_problem(name: str, value: Any, expected: str) -> Reply:
+    shown = value if len(str(value)) <= 60 else str(value)[:57] + "..."
+    detail = f"{name}={shown!r}; expected {expected}"
+    return _problem_reply(400, "Invalid parameter", detail, new_request_id(), parameter=name, expected=expected)
 
 
 def _usable_id(request_id: str) -> str:
@@ -444,6 +546,7 @@ def guard(
     max_age: float | None = None,
     overflow: str = "drop",
     report_values: bool = False,
+    history_interval: float = 60.0,
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -482,6 +585,7 @@ def guard(
             max_age=max_age,
             overflow=overflow,
             report_values=report_values,
+            history_interval=history_interval,
         )
         return build_service(guarded, service_options, module)
 

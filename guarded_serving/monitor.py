@@ -6,10 +6,14 @@ Usable in any Python process (a batch job, another web framework, a test)::
     with monitor:
         request_id = monitor.observe(rows, predictions)
         report = monitor.health()
+        timeline = monitor.history()
 
 The BentoML service is a thin adapter around one Monitor per worker. With a store, totals, recent
 requests and warnings are read back from the database, so whichever worker answers sees every
 worker's traffic (within one flush interval).
+
+Once started, a monitor judges its health every ``history_interval`` seconds by itself (so status
+changes are logged without anyone asking) and keeps a snapshot of each report in its history.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import json
+import math
 import numbers
 import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +37,7 @@ import numpy as np
 
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
 from .concept import concept_check
+from .dashboard import FeatureHistogram, feature_histograms
 from .drift.baseline import Baseline
 from .drift.calibration import Calibration
 from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
@@ -37,6 +45,7 @@ from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, ou
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .health import CheckResult, HealthReport, Status, worst
+from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
 from .performance import row_losses
@@ -134,6 +143,9 @@ class Monitor:
         A Prometheus metrics factory (the ``prometheus_client`` module, or anything with its ``Gauge``,
         ``Counter`` and ``Histogram``): when given, :meth:`start` exports this model's metrics through
         it (see :mod:`guarded_serving.metrics`).
+    history_interval:
+        Seconds between the health evaluations a started monitor makes by itself, and the width of
+        a history slot: the history keeps one snapshot per slot (with a store, one for all workers).
     """
 
     def __init__(
@@ -159,6 +171,7 @@ class Monitor:
         overflow: str = "drop",
         report_values: bool = False,
         metrics: Any = None,
+        history_interval: float = 60.0,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
@@ -193,6 +206,7 @@ class Monitor:
         if not isinstance(report_values, bool):
             raise ConfigurationError("report_values", report_values, "True or False")
         self.report_values = report_values
+        self.history_interval = _positive_float("history_interval", history_interval)
         self.redact = frozenset(redact)
         self._redact_idx = [j for j, n in enumerate(self.reference.feature_names) if n in self.redact]
         self.log_inputs = log_inputs
@@ -233,7 +247,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._requests = self._rows = self._rejected = self._errors = 0
         self._log = get_logger().bind(model=name)
-        self.warnings = WarningLog(on_new=self._new_warning)
+        # The logger, not the monitor: no reference cycle, so a monitor nobody holds is freed (and its evaluator stops).
+        self.warnings = WarningLog(on_new=functools.partial(_log_new_warning, self._log))
         fingerprint = current_fingerprint()
         self._env_diff = diff_environment(self.reference.environment, fingerprint)
         self._python = (self.reference.environment.python, fingerprint.python)
@@ -249,13 +264,20 @@ class Monitor:
         # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
         self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
         self._label_counts = [0, 0]
-        self._listeners: list[Callable[[HealthReport], None]] = []
+        self._listeners: list[Callable[[HealthReport], object]] = []
+        self._transition_lock = threading.Lock()
+        self._history = History(name, self.history_interval, self.store)
+        self.subscribe(self._history.record)
+        self._stop = threading.Event()
+        self._evaluator: threading.Thread | None = None
+
         self._metrics_factory = check_factory(metrics) if metrics is not None else None
         self.metrics: MetricsExporter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
-        """Open the store and start its writer, and the metrics exporter when ``metrics=`` was given.
+        """Open the store and start its writer, start judging health every ``history_interval`` seconds,
+        and start the metrics exporter when ``metrics=`` was given.
 
         The writer records the reference and :meth:`settings` in the store's ``models`` table, so that
         ``guarded-serving report`` can judge the file again offline, the way this monitor does.
@@ -278,6 +300,16 @@ class Monitor:
                 )
                 self.subscribe(self.metrics.on_report)
             self.metrics.start()
+        if self._evaluator is None:
+            self._stop.clear()
+            self._evaluator = threading.Thread(
+                target=_evaluate_periodically,
+                args=(weakref.ref(self), self._stop, self.history_interval),
+                name="guarded-serving-health",
+                daemon=True,
+            )
+            self._evaluator.start()
+            weakref.finalize(self, self._stop.set)  # a monitor nobody closed stops evaluating once it is freed
         if self._env_diff.differs:
             self._log.warning(
                 "environment_differs",
@@ -300,7 +332,13 @@ class Monitor:
         }
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush the store and stop its writer, waiting at most ``timeout`` seconds."""
+        """Stop the periodic health evaluation, flush the store and stop its writer, waiting at most ``timeout`` seconds."""
+        evaluator, self._evaluator = self._evaluator, None
+        if evaluator is not None:
+            started = time.monotonic()
+            self._stop.set()
+            evaluator.join(min(timeout / 4, 1.0))  # let a health computation in progress finish, but not for long
+            timeout = max(timeout - (time.monotonic() - started), 0.5)
         if self.store is not None and not self.store.close(timeout):
             self._log.error("store_close_timeout", pending=self.store.stats().pending, timeout=timeout)
         if self.metrics is not None:  # after the store, so that its last writes are counted
@@ -316,7 +354,27 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def subscribe(self, listener: Callable[[HealthReport], None]) -> None:
+    def history(self, since: float | None = None, limit: int = MEMORY_KEEP) -> list[Snapshot]:
+        """Health snapshots, oldest first: the newest ``limit`` taken at or after ``since`` (epoch seconds).
+
+        With a store, every worker's (one per ``history_interval`` slot); without one, this process's.
+        """
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since)):
+            raise ConfigurationError("since", since, "epoch seconds or None")
+        return self._history.read(None if since is None else float(since), _positive_int("limit", limit))
+
+    def histograms(self) -> tuple[FeatureHistogram, ...]:
+        """The window's inputs (and outputs) on the reference's bins, for the dashboard; redacted features left out."""
+        try:
+            window = self.window_data()
+        except StoreError:
+            window = self.window_data(memory=True)
+        out = feature_histograms(self.reference.features, window.inputs, skip=self.redact)
+        if self.reference.outputs and window.outputs is not None:
+            out += feature_histograms(self.reference.outputs, window.outputs, role="output")
+        return out
+
+    def subscribe(self, listener: Callable[[HealthReport], object]) -> None:
         """Call ``listener`` with every health report this monitor computes (exporters, history).
 
         A listener that raises is logged and otherwise ignored: it never fails a health request.
@@ -600,9 +658,6 @@ class Monitor:
                 raise ConfigurationError(f"rows[{i}]", row, f"a list of {len(names)} values or a dict by feature name")
         return out
 
-    def _new_warning(self, warning: WarningRecord) -> None:
-        self._log.warning("model_warning", category=warning.category, message=warning.message, location=warning.location)
-
     # -- health ----------------------------------------------------------------------------
     def _recent_from_store(self, store: Store) -> list[RecentRequest]:
         out = []
@@ -720,11 +775,34 @@ class Monitor:
         return drift_check("prediction_drift", self.output_baseline, calibration, columns, self.min_rows, what="outputs")
 
     def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
-        previous, self._last_status = self._last_status, status
+        with self._transition_lock:  # the periodic evaluator and a health request may judge at once
+            previous, self._last_status = self._last_status, status
         if previous is not None and previous is not status:
             bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
             log = self._log.warning if status.rank > previous.rank else self._log.info
             log("status_changed", previous=previous.value, status=status.value, checks=bad)
+
+
+def _log_new_warning(log: Any, warning: WarningRecord) -> None:
+    log.warning("model_warning", category=warning.category, message=warning.message, location=warning.location)
+
+
+def _evaluate_periodically(ref: weakref.ref[Monitor], stop: threading.Event, interval: float) -> None:
+    """Judge a monitor's health every ``interval`` seconds, in the middle of each history slot (so that every
+    slot gets a snapshot despite timer jitter), the first time at least half an interval after start; until
+    ``stop`` is set or the monitor is garbage (a monitor nobody closed is not kept alive by this thread)."""
+    wait = interval - ((time.time() - interval / 2) % interval)
+    wait += interval if wait < interval / 2 else 0.0
+    while not stop.wait(wait):
+        monitor = ref()
+        if monitor is None:
+            return
+        try:
+            monitor.health()
+        except Exception as exc:  # never let the evaluator die: the next slot may work
+            monitor._log.error("health_evaluation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        del monitor
+        wait = interval - ((time.time() - interval / 2) % interval)
 
 
 def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:

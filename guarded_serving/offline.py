@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checks import PipelineThresholds
+from .dashboard import FeatureHistogram
 from .drift.window import Chunk
 from .errors import ConfigurationError, StoreError
 from .health import HealthReport
+from .history import Snapshot
 from .monitor import MIN_ROWS, Monitor, as_reference
 from .reference import Reference
 from .store import SavedModel, Store, StoreStats, Totals
@@ -203,6 +205,10 @@ class StoreReader(Store):
             ).fetchone()
         return int(labels), int(relabels)
 
+    def write_snapshot(self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int) -> bool:
+        """Never: an offline report reads the file and leaves the service's health history as it was."""
+        return False
+
     # -- the window, re-encoded from the logged rows ----------------------------------------
     def row_counts(self, model: str) -> tuple[int, int]:
         """(rows answered, rows of those with stored inputs) in range."""
@@ -298,6 +304,8 @@ class OfflineReport:
     since: str | None  # ISO time, when limited
     replay: Replay | None  # None when the stored window chunks were judged, as the live endpoint does
     reference: str  # where the reference came from: "the store" or a file path
+    histograms: tuple[FeatureHistogram, ...] = ()  # the judged window on the reference's bins
+    history: tuple[Snapshot, ...] = ()  # the service's health history (newest MEMORY_KEEP snapshots)
 
     def to_json(self) -> dict[str, Any]:
         """The report as ``GET /health/model`` renders it, plus an ``offline`` entry saying what was read."""
@@ -370,6 +378,8 @@ def offline_health(
         reader.encode = monitor.encode
         reader.progress = progress
         report = monitor.health()
+        histograms = monitor.histograms()
+        history = tuple(monitor.history())
     finally:
         reader.close()
     return OfflineReport(
@@ -378,6 +388,8 @@ def offline_health(
         since=_iso(since_ts) if since_ts is not None else None,
         replay=replay,
         reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",
+        histograms=histograms,
+        history=history,
     )
 
 

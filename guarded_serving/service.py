@@ -4,7 +4,8 @@ It builds, at run time, a BentoML service class around a :class:`~guarded_servin
 
 * ``POST /predict`` is a BentoML API whose body the guard parses itself, so that every bad request
   gets a 4xx naming the row and feature (BentoML's own parsing answers some of them with a 500);
-* ``GET /health/model`` is a small Starlette app mounted with BentoML's ASGI mounting;
+* ``GET /health/model`` (JSON, or the HTML dashboard) and ``GET /health/model/history`` are a small
+  Starlette app mounted with BentoML's ASGI mounting;
 * each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait;
 * each worker exports the guard's Prometheus metrics (:mod:`guarded_serving.metrics`) through
   prometheus_client, which BentoML runs in multiprocess mode, so BentoML's own ``/metrics`` serves
@@ -163,12 +164,26 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
 
     async def health(request: Request) -> Response:
         instance = bentoml.get_current_service()
-        fail_on = request.query_params.get("fail_on")
-        authorization = request.headers.get("authorization")
-        reply = await anyio.to_thread.run_sync(instance.guarded.health_reply, fail_on, True, authorization)
+        query, headers = request.query_params, request.headers
+        reply = await anyio.to_thread.run_sync(
+            instance.guarded.health_reply,
+            query.get("fail_on"),
+            True,
+            headers.get("authorization"),
+            query.get("format"),
+            headers.get("accept"),
+        )
         return _response(reply)
 
-    health_app = Starlette(routes=[Route("/model", health, methods=["GET"])])
+    async def history(request: Request) -> Response:
+        instance = bentoml.get_current_service()
+        query = request.query_params
+        reply = await anyio.to_thread.run_sync(
+            instance.guarded.history_reply, query.get("since"), query.get("limit"), request.headers.get("authorization")
+        )
+        return _response(reply)
+
+    health_app = Starlette(routes=[Route("/model", health, methods=["GET"]), Route("/model/history", history, methods=["GET"])])
 
     class GuardedService:
         def __init__(self) -> None:

@@ -19,6 +19,7 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
 ``window``    the drift window: encoded rows of recent requests, as binary chunks
 ``models``    per model: its version, reference (JSON) and monitoring settings, so that the file
               can be judged again offline (``guarded-serving report``)
+``health_history``  one health snapshot per model and ``history_interval`` slot (JSON), for the timeline
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = ["RequestRecord", "SavedModel", "Store", "StoreStats", "Totals"]
 
 Status = Literal["ok", "rejected", "error"]
 SCHEMA_VERSION = 2  # 2: rows stored per request (inputs/outputs arrays), `rows` is a view
+SNAPSHOT_WAIT = 1.0  # seconds a health snapshot write waits for a lock before giving up (the memory copy stays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,13 @@ def create_schema(db: sqlite_utils.Database) -> None:
             pk=("model", "request_id", "row"),
             if_not_exists=True,
         )
+        db.table("health_history").create(
+            {"model": str, "slot": int, "ts": str, "status": str, "snapshot": str, "worker": int},
+            pk=("model", "slot"),
+            not_null={"ts", "status", "snapshot"},
+            if_not_exists=True,
+        )
+        db.table("health_history").create_index(["model", "ts"], if_not_exists=True)
         totals = db.table("totals")
         for column in ("labels", "relabels"):
             if column not in totals.columns_dict:
@@ -275,6 +284,7 @@ class Store:
         self._last_replaced_at: str | None = None
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        self._readers: list[sqlite_utils.Database] = []  # every thread's reader connection, closed by close()
         self._models: dict[str, tuple[str | None, str, str, str]] = {}  # name -> (version, saved_at, reference, settings)
         self._models_changed = 0  # bumped by save_model; the writer writes the models while behind it
         self._models_written = 0
@@ -306,6 +316,11 @@ class Store:
         self._thread = None
         with self._cond:
             pending = self._pending_rows
+            readers, self._readers = self._readers, []
+        self._local = threading.local()
+        for db in readers:  # every thread's reader: the last connection to close folds the WAL into the file
+            with contextlib.suppress(sqlite3.Error):
+                db.conn.close()
         return not thread.is_alive() and pending == 0
 
     def __enter__(self) -> Store:
@@ -634,6 +649,8 @@ class Store:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
+            with self._cond:
+                self._readers.append(db)
         return db
 
     @contextlib.contextmanager
@@ -744,6 +761,47 @@ class Store:
         with self._reading() as db:
             row = db.execute("SELECT labels, relabels FROM totals WHERE model = ?", [model]).fetchone()
         return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+    # -- health history (written synchronously by whichever worker computes a slot's report first) --
+    def write_snapshot(self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int) -> bool:
+        """Store a health snapshot unless the slot already has one (another worker's); True when stored.
+
+        Keeps the newest ``keep`` snapshots of the model, and none older than ``max_age``. Waits at most
+        ``SNAPSHOT_WAIT`` seconds for a lock (a health request should not hang on a busy or locked file).
+        """
+        with self._reading() as db:
+            conn = db.conn
+            conn.execute(f"PRAGMA busy_timeout={int(SNAPSHOT_WAIT * 1000)}")
+            try:
+                with conn:
+                    inserted = conn.execute(
+                        "INSERT OR IGNORE INTO health_history (model, slot, ts, status, snapshot, worker)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (model, slot, _iso(ts), status, snapshot, os.getpid()),
+                    ).rowcount
+                    if inserted:
+                        conn.execute(
+                            "DELETE FROM health_history WHERE model = ? AND ts < (SELECT ts FROM health_history"
+                            " WHERE model = ? ORDER BY ts DESC LIMIT 1 OFFSET ?)",
+                            (model, model, keep - 1),
+                        )
+                        if self.max_age:
+                            cutoff = _iso(time.time() - self.max_age)
+                            conn.execute("DELETE FROM health_history WHERE model = ? AND ts < ?", (model, cutoff))
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        return bool(inserted)
+
+    def snapshots(self, model: str, since: float | None, limit: int) -> list[str]:
+        """The newest ``limit`` snapshots (JSON) of a model taken at or after ``since`` (epoch seconds), newest first."""
+        with self._reading() as db:
+            return [
+                text
+                for (text,) in db.execute(
+                    "SELECT snapshot FROM health_history WHERE model = ? AND ts >= ? ORDER BY ts DESC LIMIT ?",
+                    [model, _iso(min(max(since, 0.0), 253402300799.0)) if since is not None else "", limit],
+                )
+            ]
 
     def window_chunks(self, model: str) -> Iterator[Chunk]:
         """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""

@@ -2,7 +2,8 @@
 
 Extra arguments go to pytest, e.g. `python -m tests -k store -x`. The Prometheus tests run Debian's
 `prometheus` and `promtool`: when they are missing, the package is installed first (apt-get, as root
-or through passwordless sudo).
+or through passwordless sudo). The dashboard's end-to-end test
+renders the page in headless Chromium: Debian's `chromium` package is installed first when missing.
 """
 
 from __future__ import annotations
@@ -46,12 +47,41 @@ def ensure_prometheus() -> None:
         sys.exit("prometheus and promtool are still missing: install Debian's prometheus package, then run the tests again")
 
 
+def chromium() -> str | None:
+    """The Chromium binary the dashboard test runs, if installed."""
+    return shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def ensure_chromium() -> None:
+    """Install Debian's `chromium` (non-interactive, quiet) unless it is already there; fail loudly if that fails."""
+    if chromium() is not None:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and shutil.which("sudo") is None:
+        sys.exit("the dashboard test needs chromium: install it (apt-get install -y chromium) or run as root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        [*sudo, "apt-get", "update", "-qq"],
+        [*sudo, "apt-get", "install", "-y", "-qq", "-o", "Dpkg::Use-Pty=0", "chromium"],
+    ):
+        print("+", " ".join(command), flush=True)
+        try:
+            result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            sys.exit(f"installing chromium for the dashboard test failed ({' '.join(command)}): {exc}")
+        if result.returncode != 0:
+            sys.exit(f"installing chromium for the dashboard test failed ({' '.join(command)}):\n{result.stderr[-3000:]}")
+    if chromium() is None:
+        sys.exit("apt-get installed chromium, but no `chromium` binary is on PATH or at /usr/bin/chromium")
+
+
 def main() -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
     ensure_prometheus()
     run(str(BIN / "ruff"), "check", ".")
     run(str(BIN / "ruff"), "format", "--check", ".")
     run(sys.executable, "-m", "mypy")
+    ensure_chromium()
     run(sys.executable, "-m", "pytest", *sys.argv[1:])
 
 

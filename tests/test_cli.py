@@ -493,21 +493,30 @@ def test_report_of_a_file_without_a_saved_reference_asks_for_one(
     assert given["offline"]["reference"] == str(tmp_path / "reference.json")
 
 
-def test_report_html_writes_a_self_contained_page(
+def test_report_html_writes_the_dashboard_and_leaves_the_file_as_it_was(
     drifted_db: tuple[Path, dict[str, object]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db, _live = drifted_db
+    db, live = drifted_db
+    before = db.read_bytes()
 
     code, out, _ = run(capsys, "report", "--db", str(db), "--html", str(tmp_path / "report.html"))
 
     page = (tmp_path / "report.html").read_text()
     assert code == 0
     assert out.endswith(f"Wrote {tmp_path / 'report.html'}.\n")
-    assert page.startswith("<!doctype html>")
-    assert '<h1>toy: <span class="status">alert</span></h1>' in page
-    assert "<td>data_drift</td><td>alert</td>" in page
-    assert "src=" not in page
-    assert "href=" not in page
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<body data-status="alert">' in page
+    checks = live["checks"]
+    assert isinstance(checks, dict)
+    for name in checks:  # a card per check the live endpoint had
+        assert f'data-check="{name}"' in page
+    assert 'data-check="data_drift" data-status="alert"' in page
+    for feature in drifted_features(live)["data_drift"]:
+        assert f'<figure class="hist" data-feature="{feature}"' in page
+    assert "<script" not in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert db.read_bytes() == before  # an offline report never writes (no snapshot, no schema change)
 
 
 def test_parse_since_reads_iso_times_epoch_seconds_and_durations() -> None:
