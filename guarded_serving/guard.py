@@ -234,7 +234,9 @@ class GuardedModel:
                 len(rows),
                 started,
                 clock,
-                inputs=rows,
+                # With the client's own text to log, the parsed rows need not wait in the store's buffer
+                # (about 2x the memory of the text, as Python objects), unless redaction must edit them.
+                inputs=rows if inputs_json is None or monitor.redact else None,
                 outputs=outputs,
                 warnings=warnings,
                 window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),

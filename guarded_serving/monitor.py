@@ -454,12 +454,16 @@ class Monitor:
     def _for_disk(self, record: RequestRecord) -> RequestRecord:
         """What of a record may be written: redacted features blanked, inputs dropped when not logged
         or not sampled, and the encoded window kept off disk when inputs must not reach it."""
-        if record.inputs is None or (not self._redact_idx and self.log_inputs and self.sample_rate >= 1.0):
+        if (record.inputs is None and record.inputs_json is None) or (
+            not self._redact_idx and self.log_inputs and self.sample_rate >= 1.0
+        ):
             return record  # the common case: everything may be written as it is
         inputs: Sequence[Any] | None = record.inputs
+        if inputs is None and record.inputs_json is not None:
+            inputs = json.loads(record.inputs_json)
         window = record.window if self.log_inputs else None
-        if self._redact_idx:
-            inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in record.inputs]
+        if self._redact_idx and inputs is not None:
+            inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in inputs]
             if window is not None:
                 blanked = window.inputs.copy()
                 blanked[:, self._redact_idx] = np.nan

@@ -474,6 +474,7 @@ class Store:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
+            batch = []  # do not hold the written records (and their rows) while waiting for the next flush
             if closing:
                 with self._cond:
                     if not self._buffer:

@@ -35,7 +35,7 @@ def test_the_memory_bench_serves_every_row(tmp_path: Path) -> None:
     assert isinstance(result, dict)
     assert result["rows"] == 64000
     assert result["rss_start_mb"] > 0
-    assert set(result["marks"]) == {"after start-up", "after 50,000 rows", "after 64,000 rows"}
+    assert set(result["marks"]) == {"after start-up", "after 1,024 rows", "after 50,000 rows", "after 64,000 rows"}
 
 
 def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
