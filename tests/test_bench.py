@@ -49,3 +49,11 @@ def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
     ).stdout
     whole, request_thread = json.loads(out.strip().splitlines()[-1])
     assert whole >= request_thread > 0
+
+
+def test_the_readme_names_the_benchmark_command_that_bench_run_documents() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = 'python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e ".[bench]" && .venv-bench/bin/python bench/run.py'
+    assert command in readme
+    assert command in (ROOT / "bench" / "run.py").read_text()
+    assert "bench = [" in (ROOT / "pyproject.toml").read_text()
