@@ -29,7 +29,7 @@ from guarded_serving.cli import ProgressBar, build_parser, main
 from guarded_serving.offline import offline_health, parse_since
 from guarded_serving.store import RequestRecord, Store
 
-from .conftest import ROOT, Server
+from .conftest import ROOT, Server, wait_for
 
 BIN = Path(sys.executable).parent
 FEATURES = ["a", "b", "c"]
@@ -384,7 +384,7 @@ def test_report_since_re_encodes_the_logged_rows_and_counts_rows_without_inputs(
     with Monitor(training, name="toy", db=db, feature_names=FEATURES) as old:
         traffic(old, 0.0, 40, seed=3)
     cut = time.time()
-    time.sleep(0.01)
+    assert wait_for(lambda: time.time() > cut + 0.002, timeout=1.0, interval=0.001)  # the store keeps milliseconds
     with Monitor(training, name="toy", db=db, feature_names=FEATURES, sample_rate=0.5) as new:  # half the rows not logged
         traffic(new, 1.5, 60, seed=4)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .apps.dashboard import HOSTILE, labels, rows
@@ -67,6 +68,16 @@ class Elements(HTMLParser):
         return {str(a[attribute]): a for _, a in self.elements if attribute in a}
 
 
+def wait_for_a_new_snapshot(client: httpx.Client) -> None:
+    """Wait until the service's periodic evaluation (every 0.5 s) has recorded one more snapshot."""
+
+    def count() -> int:
+        return len(client.get("/health/model/history", params={"limit": 10000}).json()["snapshots"])
+
+    before = count()
+    assert wait_for(lambda: count() > before, timeout=10.0), "no new health snapshot within 10 s"
+
+
 def send_traffic(server: Server) -> None:
     """Healthy labelled traffic for a while, some bad requests and a deprecation warning, then drift."""
     client = server.client
@@ -76,14 +87,15 @@ def send_traffic(server: Server) -> None:
         assert answer.status_code == 200, answer.text
         feedback = client.post("/feedback", json={"request_id": answer.json()["request_id"], "labels": labels(batch)})
         assert feedback.status_code == 200, feedback.text
-        time.sleep(0.3)  # let the timeline see the healthy state for a few slots
+        wait_for_a_new_snapshot(client)  # the timeline shows the healthy state for a few slots
     assert client.post("/predict", json={"rows": [[1.0, "wide", 0.0, "red"]]}).status_code == 422
     assert client.post("/predict", json={"rows": [[1.0, 2.0]]}).status_code == 422
     assert client.post("/predict", json={"rows": [[-99.0, 0.0, 0.0, "red"]]}).status_code == 200
     for k in range(8):
         batch = rows(50, seed=200 + k, shift=2.0)
         assert client.post("/predict", json={"rows": batch}).status_code == 200
-        time.sleep(0.15)
+        if k % 2:
+            wait_for_a_new_snapshot(client)
 
 
 @pytest.fixture(scope="module")

@@ -255,7 +255,8 @@ def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(training: np.n
     monitor = Monitor(training, history_interval=0.05)
 
     monitor.health()
-    time.sleep(0.06)
+    first_slot = int(time.time() / 0.05)
+    assert wait_for(lambda: int(time.time() / 0.05) > first_slot, timeout=1.0, interval=0.01)
     monitor.health()
 
     assert len(monitor.history()) == 2
