@@ -10,10 +10,11 @@ instead, so every value that was writable before still is.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from pydantic_core import to_json
+
+from .health import to_jsonable
 
 __all__ = ["dump_bytes", "dump_text"]
 
@@ -23,7 +24,7 @@ def dump_bytes(value: Any) -> bytes:
     try:
         return to_json(value, inf_nan_mode="null")
     except (ValueError, TypeError):  # PydanticSerializationError is a ValueError
-        return json.dumps(_finite(value), separators=(",", ":")).encode("utf-8", "surrogatepass")
+        return json.dumps(to_jsonable(value), separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
 def dump_text(value: Any) -> str:
@@ -31,14 +32,4 @@ def dump_text(value: Any) -> str:
     try:
         return to_json(value, inf_nan_mode="null").decode()
     except (ValueError, TypeError):
-        return json.dumps(_finite(value), separators=(",", ":"))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
+        return json.dumps(to_jsonable(value), separators=(",", ":"))
