@@ -16,6 +16,7 @@ from .errors import (
     ModelError,
     Problem,
     StoreError,
+    TrainingDataWarning,
     UnknownRequestError,
 )
 from .guard import GuardedModel, guard
@@ -41,6 +42,7 @@ __all__ = [
     "Reference",
     "Status",
     "StoreError",
+    "TrainingDataWarning",
     "UnknownRequestError",
     "guard",
     "stage",

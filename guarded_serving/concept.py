@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from .health import CheckResult, Status
+from .health import BaselineSource, CheckResult, Status
 from .performance import Performance
 
 __all__ = ["ConceptDetails", "concept_check", "cusum_alarms"]
@@ -52,6 +52,7 @@ class ConceptDetails:
     detector_alarms: int
     detector_last_alarm_row: int | None
     estimated: dict[str, float] | None
+    baseline: BaselineSource | None = None
 
 
 def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
@@ -93,8 +94,9 @@ def concept_check(
     labels_replaced: int,
     inputs_drifted: bool | None,
     estimated_accuracy: float | None = None,
+    baseline: BaselineSource | None = None,
 ) -> CheckResult:
-    """Judge labelled rows (oldest first) against the reference performance."""
+    """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is)."""
     estimated = {"accuracy": round(estimated_accuracy, 4)} if estimated_accuracy is not None else None
     n = len(errors)
 
@@ -118,6 +120,7 @@ def concept_check(
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
             estimated=estimated,
+            baseline=baseline if reference else None,
         )
 
     if reference is None:
@@ -151,12 +154,14 @@ def concept_check(
     info = details(current, interval, alarms)
     name = reference.metric
     ref_value = reference.metric_value(reference.error_mean)
+    against = "served" if baseline is not None and baseline.since is not None else "reference"
     if not worse and not recent_alarm:
-        summary = f"{name} {current:.3g} over the last {n} labelled rows (reference {ref_value:.3g})."
+        summary = f"{name} {current:.3g} over the last {n} labelled rows ({against} {ref_value:.3g})."
         return CheckResult("concept_drift", Status.OK, summary, info)
     status = Status.ALERT if worse else Status.WARN
     verb = "fell" if reference.task == "classification" else "rose"
     summary = f"{name} {verb} to {current:.3g} (interval {interval[0]:.3g}-{interval[1]:.3g}) from {ref_value:.3g}"
+    summary += " (served)" if against == "served" else ""
     summary += f" over the last {n} labelled rows" if worse else f"; the change detector alarmed at labelled row {alarms[-1]}"
     if inputs_drifted is False:
         summary += ": performance fell while inputs look unchanged: likely concept drift"

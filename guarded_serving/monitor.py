@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .baselines import ServedBaselines, source_of
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
 from .concept import concept_check
 from .dashboard import FeatureHistogram, feature_histograms
@@ -48,8 +49,8 @@ from .health import CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
-from .performance import row_losses
-from .reference import Reference
+from .performance import Performance, row_losses
+from .reference import FeatureProfile, Reference
 from .stages import RecentRequest, summarise
 from .store import RequestRecord, Store, Totals
 
@@ -66,6 +67,7 @@ class FeedbackResult:
 
 
 DEFAULT_DB = "guarded_serving.db"
+MEMORY = ":memory:"  # db=":memory:" keeps no log store, as db=None does
 PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
 MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
@@ -133,8 +135,8 @@ class Monitor:
     name, version:
         The model's name (used as the key in the store) and optional version.
     db:
-        Path of the SQLite log store, or ``None`` to keep everything in memory (or a :class:`Store`
-        already built, such as the read-only one of an offline report).
+        Path of the SQLite log store, or ``None`` (or ``":memory:"``) to keep everything in memory (or
+        a :class:`Store` already built, such as the read-only one of an offline report).
     window:
         Rows of recent traffic the drift checks judge.
     recent_requests:
@@ -179,6 +181,10 @@ class Monitor:
             raise ConfigurationError("version", version, "a string or None")
         if db is not None and not isinstance(db, (str, os.PathLike, Store)):
             raise ConfigurationError("db", db, "a file path, a Store, or None")
+        if isinstance(db, (str, os.PathLike)) and not isinstance(db, Store):
+            if not str(db).strip():
+                raise ConfigurationError("db", db, f"a file path, or None or {MEMORY!r} for no log store")
+            db = None if str(db) == MEMORY else db
         if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
             raise ConfigurationError("thresholds", thresholds, "a PipelineThresholds")
         self.reference = as_reference(reference, feature_names, categorical)
@@ -254,7 +260,12 @@ class Monitor:
         self._python = (self.reference.environment.python, fingerprint.python)
         self._last_status: Status | None = None
         self._dropped_logged = 0
-        self.performance = self.reference.performance
+        self.performance = self.reference.performance  # what labels are checked against
+        provenance = self.reference.provenance
+        # Outputs or performance of the model's training rows are no baseline: adopt them from served traffic.
+        self._adopt_outputs = bool(self.reference.outputs) and provenance.outputs == "training"
+        self._adopt_performance = self.performance is None or provenance.performance == "training"
+        self._served = ServedBaselines(self.reference, name, version, self.store, self.methods, self.window, ALPHA_PREDICTION)
         # Recent answered requests (id -> sequence, time, outputs), so that a label arriving right after
         # its prediction (before the store has flushed it) is joined; bounded by PREDICTIONS_KEPT rows.
         # Without a store these are the only predictions labels can join: older ones are unknown.
@@ -371,7 +382,7 @@ class Monitor:
             window = self.window_data(memory=True)
         out = feature_histograms(self.reference.features, window.inputs, skip=self.redact)
         if self.reference.outputs and window.outputs is not None:
-            out += feature_histograms(self.reference.outputs, window.outputs, role="output")
+            out += feature_histograms(self.judged_outputs(), window.outputs, role="output")
         return out
 
     def subscribe(self, listener: Callable[[HealthReport], object]) -> None:
@@ -584,22 +595,34 @@ class Monitor:
         joined = joined[-self.window :]
         return [j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced
 
-    def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool) -> CheckResult:
+    def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool, inputs_ok: bool) -> CheckResult:
         outputs, labels, delays, received, replaced = self._labelled(from_store)
+        performance, source = self.performance, source_of(self.reference.provenance.performance, None)
+        if self.performance is not None:
+            source = source_of(self.reference.provenance.performance, self.performance.rows)
+        if self._adopt_performance and not received:
+            summary = f"Not judged: no labels received yet (POST /feedback); a baseline is taken from the first {self.window}."
+            return CheckResult("concept_drift", Status.OK, summary)
+        if self._adopt_performance:
+            served = self._served.performance()
+            if served is None and inputs_ok and len(labels) >= self.window:
+                served = self._served.adopt_performance(outputs, labels)
+            if served is None:
+                return _collecting_performance(len(labels), self.window, self.performance is not None)
+            performance, source = served
         errors = np.zeros(0)
         losses = np.zeros(0)
-        if self.performance is not None and outputs:
-            scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
+        if performance is not None and outputs:
+            scored = row_losses(performance.task, performance.classes, outputs, labels)
             errors, losses = scored.error, scored.loss
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
-        return concept_check(
-            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window)
-        )
+        estimated = self._estimated_accuracy(window, performance)
+        return concept_check(performance, errors, losses, delays, received, replaced, drifted, estimated, baseline=source)
 
-    def _estimated_accuracy(self, window: WindowData) -> float | None:
+    def _estimated_accuracy(self, window: WindowData, performance: Performance | None) -> float | None:
         """Expected accuracy from the model's own confidences (never mixed with realized figures)."""
         out = window.outputs
-        if self.performance is None or self.performance.task != "classification" or out is None or out.shape[1] < 2:
+        if performance is None or performance.task != "classification" or out is None or out.shape[1] < 2:
             return None
         if len(out) < self.min_rows or not np.allclose(np.nansum(out, axis=1), 1.0, atol=1e-3):
             return None
@@ -701,18 +724,24 @@ class Monitor:
             window = self.window_data(memory=True)
         columns = Columns.of(window.inputs, self.baseline)
         cal_inputs, cal_outputs = self.calibration()
+        inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
+        data_drift = drift_check(
+            "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
+        )
+        quality = quality_check(
+            self.baseline,
+            columns,
+            _with_rejections(window, recent, self.baseline.names),
+            self.min_rows,
+            skip=self.redact,
+            reveal=self.report_values,
+        )
+        inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
         checks: list[CheckResult] = [
-            data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact),
-            self._prediction_drift(window, cal_outputs),
-            self._concept(data_drift, window, from_store=store is not None),
-            quality_check(
-                self.baseline,
-                columns,
-                _with_rejections(window, recent, self.baseline.names),
-                self.min_rows,
-                skip=self.redact,
-                reveal=self.report_values,
-            ),
+            data_drift,
+            self._prediction_drift(window, cal_outputs, inputs_ok),
+            self._concept(data_drift, window, store is not None, inputs_ok),
+            quality,
             pipeline_check(summarise(recent), self.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
@@ -767,7 +796,7 @@ class Monitor:
             chunks = iter(self._memory_window.newest_first())
         return assemble(chunks, self.window, self.baseline.width, output_width)
 
-    def _prediction_drift(self, window: WindowData, calibration: Calibration | None) -> CheckResult:
+    def _prediction_drift(self, window: WindowData, calibration: Calibration | None, inputs_ok: bool) -> CheckResult:
         if self.output_baseline is None or calibration is None or window.outputs is None:
             return CheckResult(
                 "prediction_drift",
@@ -775,8 +804,21 @@ class Monitor:
                 "Not judged: the reference has no profile of the model's outputs"
                 " (build it with predictions=, or give guard() training data).",
             )
-        columns = Columns.of(window.outputs, self.output_baseline)
-        return drift_check("prediction_drift", self.output_baseline, calibration, columns, self.min_rows, what="outputs")
+        base, source = self.output_baseline, source_of(self.reference.provenance.outputs, self.reference.outputs[0].count)
+        if self._adopt_outputs:
+            served = self._served.outputs()
+            if served is None and inputs_ok and window.rows >= self.window:
+                served = self._served.adopt_outputs(window.outputs)
+            if served is None:
+                return _collecting_outputs(window.rows, self.window)
+            base, calibration, source = served.baseline, served.calibration, served.source
+        columns = Columns.of(window.outputs, base)
+        return drift_check("prediction_drift", base, calibration, columns, self.min_rows, what="outputs", baseline=source)
+
+    def judged_outputs(self) -> tuple[FeatureProfile, ...]:
+        """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
+        served = self._served.outputs() if self._adopt_outputs else None
+        return served.profiles if served is not None else self.reference.outputs
 
     def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
         with self._transition_lock:  # the periodic evaluator and a health request may judge at once
@@ -825,3 +867,29 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
 
 def _seconds(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def _collecting_outputs(rows: int, window: int) -> CheckResult:
+    waiting = f"{rows} of {window} rows" if rows < window else "waiting for a full window whose inputs pass the data checks"
+    return CheckResult(
+        "prediction_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a baseline of the model's outputs from served traffic ({waiting}): the reference's outputs are"
+        " the model's on its training rows, where it is more confident than on new rows (guard(..., holdout=) gives"
+        " one from the start).",
+    )
+
+
+def _collecting_performance(labelled: int, window: int, had_reference: bool) -> CheckResult:
+    why = (
+        "the reference's performance is the model's on its training rows, better than on new rows"
+        if had_reference
+        else "the reference has no performance"
+    )
+    waiting = f"{labelled} of {window} labelled rows" if labelled < window else "waiting for inputs that pass the data checks"
+    return CheckResult(
+        "concept_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a performance baseline from served traffic ({waiting}): {why}"
+        " (guard(..., holdout=(X_val, y_val)) gives one from the start).",
+    )

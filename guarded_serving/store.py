@@ -20,6 +20,8 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``):
 ``models``    per model: its version, reference (JSON) and monitoring settings, so that the file
               can be judged again offline (``guarded-serving report``)
 ``health_history``  one health snapshot per model and ``history_interval`` slot (JSON), for the timeline
+``baselines``  per model, version and reference: the output and performance baselines adopted from
+              early served traffic (JSON), shared by every worker and kept over restarts
 """
 
 from __future__ import annotations
@@ -183,6 +185,12 @@ def create_schema(db: sqlite_utils.Database) -> None:
             {"model": str, "version": str, "saved_at": str, "reference": str, "settings": str},
             pk="model",
             not_null={"saved_at", "reference", "settings"},
+            if_not_exists=True,
+        )
+        db.table("baselines").create(
+            {"model": str, "version": str, "reference": str, "kind": str, "since": str, "rows": int, "document": str},
+            pk=("model", "version", "reference", "kind"),
+            not_null={"since", "rows", "document"},
             if_not_exists=True,
         )
         requests = db.table("requests")
@@ -803,6 +811,27 @@ class Store:
                     [model, _iso(min(max(since, 0.0), 253402300799.0)) if since is not None else "", limit],
                 )
             ]
+
+    # -- adopted baselines (written synchronously; the first worker to adopt one wins) -----------------
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Keep a baseline adopted from served traffic, unless another worker already kept one for this key."""
+        with self._reading() as db, db.conn:
+            db.conn.execute(
+                "INSERT OR IGNORE INTO baselines (model, version, reference, kind, since, rows, document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version or "", reference, kind, _iso(time.time()), rows, document),
+            )
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> tuple[str, int, str] | None:
+        """The kept baseline for this key as (since, rows, document), or None (also for files written before the table)."""
+        with self._reading() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'baselines'").fetchone() is None:
+                return None
+            row = db.execute(
+                "SELECT since, rows, document FROM baselines WHERE model = ? AND version = ? AND reference = ? AND kind = ?",
+                (model, version or "", reference, kind),
+            ).fetchone()
+        return (str(row[0]), int(row[1]), str(row[2])) if row else None
 
     def window_chunks(self, model: str) -> Iterator[Chunk]:
         """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""

@@ -2,25 +2,27 @@
 
 The rule (explained in the README):
 
-1. **Null distributions by resampling.** For the configured window size ``n``, draw ``B`` windows
-   of ``n`` rows from the reference itself and compute every statistic on them: their centre and
-   spread, including small-sample biases and the shape of each feature (heavy tails, ties). A
-   window drawn from the reference misses the reference's own sampling noise, so the spreads are
-   widened by ``sqrt(1 + n/m)`` (``m`` reference values), as for two independent samples.
+1. **Null distributions by resampling, two samples at a time.** For the configured window size ``n``,
+   draw ``B`` pairs of a window of ``n`` values and a fresh reference of ``m`` values (the reference's own
+   size), both from the reference, and compute every statistic between them: their centre and spread
+   include small-sample biases, the shape of each feature (heavy tails, ties) and the reference's own
+   sampling noise, for what it is. A reference larger than the window is drawn at the window's size
+   and scaled analytically: a statistic's spread goes like ``sqrt(1/n + 1/m)``.
 2. **A family-wise error budget.** Each check gets a share ``alpha`` of the model-wide budget of
    false alarms per health check (data drift 0.4 %, prediction drift 0.2 %, data quality 0.3 %:
    under 1 % in all), split evenly over its tests (Bonferroni), so the rate holds however many
    features the model has.
 3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the
-   null is summarised by its moments: location and spread statistics (trimmed mean shift, log ratio of robust spreads)
-   are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed and are
-   fitted as log-normal, whose tail is heavier than theirs (a conservative threshold).
+   null is summarised by its moments: location and spread statistics (trimmed mean shift, log ratio of
+   robust spreads) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed
+   and are fitted as log-normal, whose tail is heavier than theirs (a conservative threshold). The shares
+   of the reference's bins need no model: their test is exact (see ``statistics.share_p_values``).
 4. **A minimum effect.** A test only fires when the effect also exceeds a size that matters
-   (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05), so
-   very large windows do not flag differences too small to act on.
+   (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05, a bin's share
+   2 points), so very large windows do not flag differences too small to act on.
 
-Windows holding fewer rows than the calibrated size (after a restart) get thresholds scaled by
-the square root of the ratio of effective sizes.
+Windows holding fewer values than the calibrated size (after a restart) get thresholds scaled by
+the ratio of the statistics' spreads.
 """
 
 from __future__ import annotations
@@ -48,8 +50,17 @@ from .statistics import (
 __all__ = ["MIN_EFFECT", "Calibration"]
 
 DRAWS = 160
-MAX_DRAW_ROWS = 4000  # larger windows are calibrated on draws of this size, then scaled (see widen)
-MIN_EFFECT = {"wasserstein": 0.1, "ks": 0.1, "psi": 0.1, "js": 0.02, "tv": 0.05, "mean": 0.1, "scale": float(np.log(1.1))}
+MAX_DRAW_ROWS = 4000  # larger windows (and references) are calibrated on draws of this size, then scaled (see widen)
+MIN_EFFECT = {
+    "wasserstein": 0.1,
+    "ks": 0.1,
+    "psi": 0.1,
+    "js": 0.02,
+    "tv": 0.05,
+    "mean": 0.1,
+    "scale": float(np.log(1.1)),
+    "share": 0.02,
+}
 # How a distance's null level shrinks with the window: like n^-1/2 (power 1) or, for PSI and JS, n^-1 (power 2).
 _RATE_POWER = {"wasserstein": 1.0, "ks": 1.0, "tv": 1.0, "psi": 2.0, "js": 2.0}
 _FLOOR = 1e-9
@@ -86,7 +97,8 @@ class Calibration:
     tests: int
     z_one_sided: float
     z_two_sided: float
-    n_cal: np.ndarray  # per feature: rows of each calibration draw
+    n_cal: np.ndarray  # per feature: window values of each calibration draw
+    m_cal: np.ndarray  # per feature: reference values of each calibration draw
     log_mu: np.ndarray  # per feature: log-normal fit of the primary distance
     log_sd: np.ndarray
     mean_mu: np.ndarray  # per numeric feature (indexed like all features; NaN for categorical ones)
@@ -100,6 +112,8 @@ class Calibration:
         width = base.width
         expected = window * (1 - base.missing_rate)  # present values a full window holds per feature
         n_cal = np.clip(np.round(expected), 2, MAX_DRAW_ROWS).astype(int)
+        # A reference larger than the window adds little noise: it is drawn at the window's size and scaled (see widen).
+        m_cal = np.clip(np.minimum(base.reference_sizes(), n_cal), 2, MAX_DRAW_ROWS).astype(int)
         log_mu = np.full(width, np.nan)
         log_sd = np.full(width, np.nan)
         mean_mu = np.full(width, np.nan)
@@ -108,47 +122,47 @@ class Calibration:
         scale_sd = np.full(width, np.nan)
         if len(base.num_idx):
             idx = base.num_idx
-            sizes = n_cal[idx]
-            rows = int(sizes.max())
             dist = np.empty((draws, len(idx)))
             shift = np.empty((draws, len(idx)))
             ratio = np.empty((draws, len(idx)))
             methods = base.numeric_methods
             groups = {m: np.array([k for k, mth in enumerate(methods) if mth == m]) for m in set(methods)}
-            subsets = {m: _subset(base, cols) for m, cols in groups.items()}
-            beyond = np.arange(rows)[:, None] >= sizes[None, :]
             for b in range(draws):
-                pick = (rng.random((rows, len(idx))) * base.sample_counts[None, :]).astype(np.intp)
-                values = np.take_along_axis(base.sample, np.minimum(pick, base.sample.shape[0] - 1), axis=0)
-                values[beyond] = np.nan
-                values = np.sort(values.T, axis=1).T
+                values, sizes = _draw(rng, base, n_cal[idx])
+                pseudo, pseudo_sizes = _draw(rng, base, m_cal[idx])
                 q = quantiles(values, sizes, GRID)
-                shift[b] = location_shift(q, base.ref_quantiles, base.scale)
-                ratio[b] = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
+                q_ref = quantiles(pseudo, pseudo_sizes, GRID)
+                shift[b] = location_shift(q, q_ref, base.scale)
+                ratio[b] = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, quantile_spread(q_ref), np.nan))
                 for method, cols in groups.items():
                     if method == "wasserstein":
-                        dist[b, cols] = wasserstein(q[:, cols], base.ref_quantiles[:, cols], base.scale[cols])
+                        dist[b, cols] = wasserstein(q[:, cols], q_ref[:, cols], base.scale[cols])
                     else:
-                        dist[b, cols] = numeric_distance(method, values[:, cols], sizes[cols], subsets[method])
+                        reference = _resampled(base, cols, pseudo[:, cols], pseudo_sizes[cols], q_ref[:, cols])
+                        dist[b, cols] = numeric_distance(method, values[:, cols], sizes[cols], reference)
             logs = np.log(np.maximum(dist, _FLOOR))
             log_mu[idx] = logs.mean(axis=0)
             log_sd[idx] = logs.std(axis=0)
             mean_mu[idx] = shift.mean(axis=0)
             mean_sd[idx] = shift.std(axis=0)
-            valid = np.isfinite(ratio)  # NaN for features without spread in the reference
+            valid = np.isfinite(ratio)  # NaN or infinite when a draw's trimmed values are all one value
             kept = np.maximum(valid.sum(axis=0), 1)
             centre = np.where(valid, ratio, 0.0).sum(axis=0) / kept
             scale_mu[idx] = np.where(valid.any(axis=0), centre, np.nan)
             scale_sd[idx] = np.sqrt((np.where(valid, ratio - centre, 0.0) ** 2).sum(axis=0) / kept)
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
-            size = int(n_cal[j])
-            counts = rng.multinomial(size, probs / probs.sum(), size=draws)
-            stats = np.array([categorical_distance(base.methods[j], c / size, probs) for c in counts])
+            size, ref_size = int(n_cal[j]), int(m_cal[j])
+            counts = rng.multinomial(size, probs, size=draws)
+            pseudo = rng.multinomial(ref_size, probs, size=draws)
+            stats = np.array(
+                [categorical_distance(base.methods[j], c / size, r / ref_size) for c, r in zip(counts, pseudo, strict=True)]
+            )
             logs = np.log(np.maximum(stats, _FLOOR))
             log_mu[j] = logs.mean()
             log_sd[j] = logs.std()
-        tests = max(3 * len(base.num_idx) + len(base.cat_idx), 1)
+        # location, spread and distance for ordered features; the shares of values where there are point masses
+        tests = max(3 * int(base.ordered.sum()) + int(base.shares_tested.sum()) + 2 * len(base.cat_idx), 1)
         return cls(
             window=window,
             alpha=alpha,
@@ -156,6 +170,7 @@ class Calibration:
             z_one_sided=float(norm.isf(alpha / tests)),
             z_two_sided=float(norm.isf(alpha / (2 * tests))),
             n_cal=n_cal,
+            m_cal=m_cal,
             log_mu=log_mu,
             log_sd=log_sd,
             mean_mu=mean_mu,
@@ -164,22 +179,46 @@ class Calibration:
             scale_sd=scale_sd,
         )
 
+    @property
+    def level(self) -> float:
+        """The false-alarm level of one test (the check's budget split over its tests)."""
+        return self.alpha / self.tests
+
     def widen(self, present: np.ndarray, reference_present: np.ndarray) -> np.ndarray:
         """Ratio of the null spread of a statistic for a window holding ``present`` values (compared
         with a reference of ``reference_present`` values) to its spread in the calibration draws.
 
-        The draws come from the reference itself, so they miss the reference's own sampling noise:
-        the spread of a difference between a fresh window of n and a reference of m goes like
-        sqrt(1/n + 1/m), the draws' like sqrt(1/n_cal). For a full window this is sqrt(1 + n/m).
+        The spread of a statistic between a window of n and a reference of m goes like
+        sqrt(1/n + 1/m); the draws' like sqrt(1/n_cal + 1/m_cal). For a full window and a reference no
+        larger than the draws this is 1; a larger reference narrows it, a partly filled window widens it.
         """
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = 1 / np.asarray(present, dtype=float) + 1 / np.maximum(reference_present, 1)
-            return np.where(np.asarray(present) > 0, np.sqrt(inverse * self.n_cal), np.inf)
+            return np.where(np.asarray(present) > 0, np.sqrt(inverse / (1 / self.n_cal + 1 / self.m_cal)), np.inf)
 
     def distance_threshold(self, j: int, method: str, factor: float) -> float:
         power = _RATE_POWER[method]
         calibrated = float(np.exp(self.log_mu[j] + self.z_one_sided * self.log_sd[j]) * factor**power)
         return max(calibrated, MIN_EFFECT[method])
+
+
+def _draw(rng: np.random.Generator, base: Baseline, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sample of ``sizes[k]`` values (with replacement) from each numeric feature's reference sample,
+    sorted per column and NaN-padded to the longest."""
+    rows = int(sizes.max())
+    pick = (rng.random((rows, len(sizes))) * base.sample_counts[None, :]).astype(np.intp)
+    values = np.take_along_axis(base.sample, np.minimum(pick, base.sample.shape[0] - 1), axis=0)
+    values[np.arange(rows)[:, None] >= sizes[None, :]] = np.nan
+    return np.sort(values, axis=0), sizes
+
+
+def _resampled(base: Baseline, cols: np.ndarray, pseudo: np.ndarray, sizes: np.ndarray, q_ref: np.ndarray) -> Baseline:
+    """The baseline of some numeric columns with a resampled reference in place of the reference's own sample."""
+    import dataclasses
+
+    sub = _subset(base, cols)
+    props = tuple(proportions_in_bins(pseudo[: sizes[k], k], sub.edges[k]) for k in range(len(cols)))
+    return dataclasses.replace(sub, sample=pseudo, sample_counts=sizes, ref_quantiles=q_ref, bin_props=props)
 
 
 def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
@@ -195,4 +234,6 @@ def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
         edges=tuple(base.edges[k] for k in cols),
         bin_props=tuple(base.bin_props[k] for k in cols),
         bin_matrix=base.bin_matrix[cols],
+        bin_counts=tuple(base.bin_counts[k] for k in cols),
+        bin_labels=tuple(base.bin_labels[k] for k in cols),
     )

@@ -8,6 +8,7 @@ per-feature category proportions. Nothing here keeps state.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import hypergeom
 
 __all__ = [
     "GRID",
@@ -21,6 +22,7 @@ __all__ = [
     "psi_rows",
     "quantile_spread",
     "quantiles",
+    "share_p_values",
     "total_variation",
     "wasserstein",
 ]
@@ -133,3 +135,20 @@ def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray
         left = np.where(window > 0, window * np.log2(window / mid), 0.0)
         right = np.where(reference > 0, reference * np.log2(reference / mid), 0.0)
     return np.asarray((left.sum(axis=1) + right.sum(axis=1)) / 2)
+
+
+def share_p_values(window: np.ndarray, n: np.ndarray, reference: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Two-sided p-value that a bin holds the same share of both samples, per bin (Fisher's exact test).
+
+    ``window`` and ``reference`` are the counts in each bin, ``n`` and ``m`` the values each sample holds
+    (arrays of the same shape). Conditional on the bin's total, the window's count is hypergeometric
+    whatever the common share: exact for point masses, rare values and small references alike, and the
+    reference's own sampling noise is counted by construction. Two-sided by doubling the smaller tail.
+    """
+    window, n, reference, m = (np.asarray(a, dtype=float) for a in (window, n, reference, m))
+    total = (window + reference).round()
+    size = (n + m).round()
+    upper = hypergeom.sf(window - 1, size, total, n)
+    lower = hypergeom.cdf(window, size, total, n)
+    out: np.ndarray = np.minimum(2 * np.minimum(upper, lower), 1.0)
+    return np.where((n > 0) & (m > 0), out, 1.0)
