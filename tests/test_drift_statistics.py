@@ -107,10 +107,10 @@ def test_location_shift_is_signed_and_in_reference_stds() -> None:
     np.testing.assert_allclose(result, [3.0 / 1.5, -10.0 / 5.0])
 
 
-def test_quantile_spread_is_the_mean_absolute_deviation_around_the_mean() -> None:
+def test_quantile_spread_is_the_root_mean_square_deviation_around_the_mean() -> None:
     q = np.array([[1.0, 4.0], [2.0, 4.0], [3.0, 4.0], [6.0, 4.0]])
 
-    np.testing.assert_allclose(quantile_spread(q), [(2 + 1 + 0 + 3) / 4, 0.0])
+    np.testing.assert_allclose(quantile_spread(q), [np.sqrt((4 + 1 + 0 + 9) / 4), 0.0])
 
 
 def test_log_spread_ratio_is_the_log_of_window_over_reference() -> None:

@@ -13,8 +13,8 @@ The rule (explained in the README):
    under 1 % in all), split evenly over its tests (Bonferroni), so the rate holds however many
    features the model has.
 3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the
-   null is summarised by its moments: location and spread statistics (trimmed mean shift, log ratio of
-   robust spreads) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed
+   null is summarised by its moments: location and spread statistics (trimmed mean shift, cube root of
+   the ratio of robust variances) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed
    and are fitted as log-normal, whose tail is heavier than theirs (a conservative threshold). The shares
    of the reference's bins need no model: their test is exact (see ``statistics.share_p_values``).
 4. **A minimum effect.** A test only fires when the effect also exceeds a size that matters
@@ -43,14 +43,16 @@ from .statistics import (
     psi,
     quantile_spread,
     quantiles,
+    spread_score,
     total_variation,
     wasserstein,
 )
 
 __all__ = ["MIN_EFFECT", "Calibration"]
 
-DRAWS = 160
-MAX_DRAW_ROWS = 4000  # larger windows (and references) are calibrated on draws of this size, then scaled (see widen)
+DRAWS = 1000
+
+
 MIN_EFFECT = {
     "wasserstein": 0.1,
     "ks": 0.1,
@@ -105,51 +107,48 @@ class Calibration:
     mean_sd: np.ndarray
     scale_mu: np.ndarray
     scale_sd: np.ndarray
+    kurtosis: np.ndarray  # per feature (NaN for categorical ones): how the log of a spread is biased with few values
 
     @classmethod
     def fit(cls, base: Baseline, window: int, alpha: float, draws: int = DRAWS, seed: int = 20261129) -> Calibration:
         rng = np.random.default_rng(seed)
         width = base.width
         expected = window * (1 - base.missing_rate)  # present values a full window holds per feature
-        n_cal = np.clip(np.round(expected), 2, MAX_DRAW_ROWS).astype(int)
-        # A reference larger than the window adds little noise: it is drawn at the window's size and scaled (see widen).
-        m_cal = np.clip(np.minimum(base.reference_sizes(), n_cal), 2, MAX_DRAW_ROWS).astype(int)
+        n_cal = np.maximum(np.round(expected), 2).astype(int)
+        m_cal = np.maximum(base.reference_sizes(), 2).astype(int)  # each draw pairs a window with a fresh reference
         log_mu = np.full(width, np.nan)
         log_sd = np.full(width, np.nan)
         mean_mu = np.full(width, np.nan)
         mean_sd = np.full(width, np.nan)
         scale_mu = np.full(width, np.nan)
         scale_sd = np.full(width, np.nan)
+        kurt = np.full(width, np.nan)
         if len(base.num_idx):
             idx = base.num_idx
             dist = np.empty((draws, len(idx)))
             shift = np.empty((draws, len(idx)))
             ratio = np.empty((draws, len(idx)))
             methods = base.numeric_methods
-            groups = {m: np.array([k for k, mth in enumerate(methods) if mth == m]) for m in set(methods)}
-            for b in range(draws):
-                values, sizes = _draw(rng, base, n_cal[idx])
-                pseudo, pseudo_sizes = _draw(rng, base, m_cal[idx])
-                q = quantiles(values, sizes, GRID)
-                q_ref = quantiles(pseudo, pseudo_sizes, GRID)
-                shift[b] = location_shift(q, q_ref, base.scale)
-                ratio[b] = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, quantile_spread(q_ref), np.nan))
-                for method, cols in groups.items():
-                    if method == "wasserstein":
-                        dist[b, cols] = wasserstein(q[:, cols], q_ref[:, cols], base.scale[cols])
-                    else:
-                        reference = _resampled(base, cols, pseudo[:, cols], pseudo_sizes[cols], q_ref[:, cols])
-                        dist[b, cols] = numeric_distance(method, values[:, cols], sizes[cols], reference)
+            by_feature = np.ascontiguousarray(base.sample.T)  # each feature's values contiguous: a fast gather
+            wass = np.array([m == "wasserstein" for m in methods])
+            for start in range(0, draws, _BATCH):
+                batch = min(_BATCH, draws - start)
+                q = _grid_quantiles(rng, by_feature, base.sample_counts, n_cal[idx], batch)
+                q_ref = _grid_quantiles(rng, by_feature, base.sample_counts, m_cal[idx], batch)
+                scale = np.tile(base.scale, batch)
+                part = slice(start, start + batch)
+                shift[part] = location_shift(q, q_ref, scale).reshape(batch, -1)
+                ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(q_ref), np.nan)
+                ratio[part] = spread_score(log_spread_ratio(quantile_spread(q), ref_spread)).reshape(batch, -1)
+                dist[part] = wasserstein(q, q_ref, scale).reshape(batch, -1)
+            for k in np.flatnonzero(~wass):  # the other methods need bins or the whole sample: drawn as such
+                dist[:, k] = _other_distance(rng, base, int(k), methods[k], int(n_cal[idx[k]]), int(m_cal[idx[k]]), draws)
             logs = np.log(np.maximum(dist, _FLOOR))
             log_mu[idx] = logs.mean(axis=0)
             log_sd[idx] = logs.std(axis=0)
-            mean_mu[idx] = shift.mean(axis=0)
-            mean_sd[idx] = shift.std(axis=0)
-            valid = np.isfinite(ratio)  # NaN or infinite when a draw's trimmed values are all one value
-            kept = np.maximum(valid.sum(axis=0), 1)
-            centre = np.where(valid, ratio, 0.0).sum(axis=0) / kept
-            scale_mu[idx] = np.where(valid.any(axis=0), centre, np.nan)
-            scale_sd[idx] = np.sqrt((np.where(valid, ratio - centre, 0.0) ** 2).sum(axis=0) / kept)
+            mean_mu[idx], mean_sd[idx] = _centre_and_spread(shift)
+            scale_mu[idx], scale_sd[idx] = _centre_and_spread(ratio)
+            kurt[idx] = _kurtosis(base)
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
             size, ref_size = int(n_cal[j]), int(m_cal[j])
@@ -177,6 +176,7 @@ class Calibration:
             mean_sd=mean_sd,
             scale_mu=scale_mu,
             scale_sd=scale_sd,
+            kurtosis=kurt,
         )
 
     @property
@@ -196,29 +196,111 @@ class Calibration:
             inverse = 1 / np.asarray(present, dtype=float) + 1 / np.maximum(reference_present, 1)
             return np.where(np.asarray(present) > 0, np.sqrt(inverse / (1 / self.n_cal + 1 / self.m_cal)), np.inf)
 
+    def spread_centre(self, present: np.ndarray, reference_present: np.ndarray) -> np.ndarray:
+        """Where the spread score (see ``statistics.spread_score``) of a healthy window of ``present`` values sits.
+
+        The log of a spread estimated from n values is biased low by about (kurtosis - 1) / 4n, so a
+        window smaller than its reference shows a slightly smaller spread: the draws' centre, moved by
+        the difference between the window's sizes and the draws' (2/3 of it on the score's scale).
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = 1 / np.asarray(present, dtype=float) - 1 / np.maximum(reference_present, 1)
+            drawn = 1 / self.n_cal - 1 / self.m_cal
+            return np.asarray(self.scale_mu - 2 / 3 * (self.kurtosis - 1) / 4 * (gap - drawn))
+
     def distance_threshold(self, j: int, method: str, factor: float) -> float:
         power = _RATE_POWER[method]
         calibrated = float(np.exp(self.log_mu[j] + self.z_one_sided * self.log_sd[j]) * factor**power)
         return max(calibrated, MIN_EFFECT[method])
 
 
-def _draw(rng: np.random.Generator, base: Baseline, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One sample of ``sizes[k]`` values (with replacement) from each numeric feature's reference sample,
-    sorted per column and NaN-padded to the longest."""
+_BATCH = 100  # draws computed at once
+
+
+def _kurtosis(base: Baseline) -> np.ndarray:
+    """Kurtosis of each numeric feature's reference sample (the population the draws come from)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centred = base.sample - np.nanmean(base.sample, axis=0)
+        return np.asarray(np.nanmean(centred**4, axis=0) / np.nanmean(centred**2, axis=0) ** 2)
+
+
+def _centre_and_spread(statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column's draws, those that are NaN or infinite left out."""
+    valid = np.isfinite(statistic)
+    kept = np.maximum(valid.sum(axis=0), 1)
+    mu = np.where(valid, statistic, 0.0).sum(axis=0) / kept
+    sd = np.sqrt((np.where(valid, statistic - mu, 0.0) ** 2).sum(axis=0) / kept)
+    return np.where(valid.any(axis=0), mu, np.nan), sd
+
+
+def _grid_quantiles(
+    rng: np.random.Generator, by_feature: np.ndarray, counts: np.ndarray, sizes: np.ndarray, draws: int
+) -> np.ndarray:
+    """``draws`` samples of ``sizes[k]`` values (with replacement) from each feature's sorted reference sample
+    (``by_feature``, ``counts`` values each), as their quantiles on GRID: (GRID, draws x features).
+
+    Only the order statistics the quantiles interpolate between are drawn, whatever the sample size:
+    the order statistics of n uniforms are running sums of n + 1 exponentials over their total, and a
+    run of k exponentials is one Gamma(k) draw; the sorted reference sample turns sorted uniforms into
+    sorted values. A draw costs the same for a window of 100 or 100,000 values.
+    """
+    features = np.arange(len(sizes))
+    pos = GRID[None, :] * (sizes[:, None] - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, sizes[:, None] - 1)
+    ranks = np.concatenate([lo, hi], axis=1)  # 0-based ranks needed, per feature
+    order = np.argsort(ranks, axis=1, kind="stable")
+    ordered = np.take_along_axis(ranks, order, axis=1)
+    shapes = np.diff(ordered, axis=1, prepend=-1).astype(float)  # Gamma shapes between consecutive needed ranks
+    tail = (sizes - ordered[:, -1]).astype(float)  # ... and from the last one to the n + 1-th exponential
+    running = np.cumsum(rng.gamma(shapes, size=(draws, *shapes.shape)), axis=2)
+    total = running[:, :, -1] + rng.gamma(tail, size=(draws, len(sizes)))
+    last = np.maximum(counts - 1, 0)[None, :, None]
+    pick = np.minimum((running / total[:, :, None] * counts[None, :, None]).astype(np.intp), last)
+    values = np.take_along_axis(by_feature[features[None, :, None], pick], np.argsort(order, axis=1)[None], axis=2)
+    grid = len(GRID)
+    out = values[:, :, :grid] + (values[:, :, grid:] - values[:, :, :grid]) * (pos - lo)[None]
+    return np.ascontiguousarray(out.transpose(2, 0, 1).reshape(grid, draws * len(sizes)))
+
+
+def _other_distance(rng: np.random.Generator, base: Baseline, k: int, method: str, n: int, m: int, draws: int) -> np.ndarray:
+    """Draws of a numeric feature's KS, PSI or Jensen-Shannon distance between a window of n and a reference of m."""
+    sample = base.sample[: base.sample_counts[k], k]
+    if method == "ks":
+        by_feature = np.ascontiguousarray(sample[None, :])
+        counts = np.array([len(sample)])
+        out = np.empty(draws)
+        for b in range(draws):
+            window, _ = _draw(rng, by_feature, counts, np.array([n]))
+            reference, _ = _draw(rng, by_feature, counts, np.array([m]))
+            out[b] = ks_statistic(window, np.array([n]), reference, np.array([m]))[0]
+        return out
+    shares = proportions_in_bins(sample, base.edges[k])
+    stat = psi if method == "psi" else jensen_shannon
+    windows = rng.multinomial(n, shares, size=draws) / n
+    references = rng.multinomial(m, shares, size=draws) / m
+    return np.array([stat(w, r) for w, r in zip(windows, references, strict=True)])
+
+
+def _draw(
+    rng: np.random.Generator, by_feature: np.ndarray, counts: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sample of ``sizes[k]`` values (with replacement) from each numeric feature's reference sample
+    (``by_feature``: features x sorted values, ``counts`` values each), sorted per column, as rows x
+    features NaN-padded to the longest.
+
+    Drawn already sorted, without a sort: the order statistics of n uniforms are the running sums of
+    n + 1 exponentials divided by their total, and the reference sample is sorted, so picking by sorted
+    uniforms picks sorted values.
+    """
     rows = int(sizes.max())
-    pick = (rng.random((rows, len(sizes))) * base.sample_counts[None, :]).astype(np.intp)
-    values = np.take_along_axis(base.sample, np.minimum(pick, base.sample.shape[0] - 1), axis=0)
-    values[np.arange(rows)[:, None] >= sizes[None, :]] = np.nan
-    return np.sort(values, axis=0), sizes
-
-
-def _resampled(base: Baseline, cols: np.ndarray, pseudo: np.ndarray, sizes: np.ndarray, q_ref: np.ndarray) -> Baseline:
-    """The baseline of some numeric columns with a resampled reference in place of the reference's own sample."""
-    import dataclasses
-
-    sub = _subset(base, cols)
-    props = tuple(proportions_in_bins(pseudo[: sizes[k], k], sub.edges[k]) for k in range(len(cols)))
-    return dataclasses.replace(sub, sample=pseudo, sample_counts=sizes, ref_quantiles=q_ref, bin_props=props)
+    features = np.arange(len(sizes))
+    spacings = np.cumsum(rng.standard_exponential((len(sizes), rows + 1)), axis=1)
+    uniforms = spacings[:, :rows] / spacings[features, sizes][:, None]
+    pick = np.minimum((uniforms * counts[:, None]).astype(np.intp), np.maximum(counts - 1, 0)[:, None])
+    values = by_feature[features[:, None], pick]
+    values[np.arange(rows)[None, :] >= sizes[:, None]] = np.nan
+    return values.T, sizes
 
 
 def _subset(base: Baseline, cols: np.ndarray) -> Baseline:

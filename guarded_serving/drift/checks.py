@@ -167,6 +167,9 @@ def _numeric(
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     shares = _shares(counts, present, base.bin_counts, base.present[base.num_idx], cal.level)
     spread_testable = base.has_spread & _spread_testable(base.top_share[base.num_idx], base.present[base.num_idx], present, cal)
+    every = np.ones(base.width)
+    every[base.num_idx] = present
+    spread_centre = cal.spread_centre(every, base.reference_sizes())[base.num_idx]
     out: dict[str, FeatureDrift] = {}
     for k in cols:
         j = int(base.num_idx[k])
@@ -190,8 +193,8 @@ def _numeric(
                 reasons.insert(0, f"mean {shift[k]:+.2f} std")
                 severe |= abs(shift[k]) >= 0.5
             if spread_testable[k]:
-                spread_limit = max(cal.z_two_sided * cal.scale_sd[j] * f, MIN_EFFECT["scale"])
-                centred = ratio[k] - cal.scale_mu[j]
+                spread_limit = cal.z_two_sided * cal.scale_sd[j] * f  # on the spread score's scale (see spread_score)
+                centred = math.exp(2 / 3 * ratio[k]) - spread_centre[k]
                 if abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]:
                     after_mean = 1 if reasons and reasons[0].startswith("mean") else 0  # location, spread, then distance
                     reasons.insert(after_mean, "constant" if constant[k] else f"spread x{math.exp(ratio[k]):.2f}")

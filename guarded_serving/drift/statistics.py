@@ -23,6 +23,7 @@ __all__ = [
     "quantile_spread",
     "quantiles",
     "share_p_values",
+    "spread_score",
     "total_variation",
     "wasserstein",
 ]
@@ -63,8 +64,13 @@ def location_shift(window_quantiles: np.ndarray, reference_quantiles: np.ndarray
 
 
 def quantile_spread(quantile_function: np.ndarray) -> np.ndarray:
-    """Mean absolute deviation of a trimmed quantile function around its mean: a robust spread."""
-    spread: np.ndarray = np.abs(quantile_function - quantile_function.mean(axis=0)).mean(axis=0)
+    """Standard deviation of a trimmed quantile function: a robust spread (the outer 2 % do not count).
+
+    As efficient as the plain standard deviation on well-behaved data (more than the mean absolute
+    deviation: a variance change of x1.5 is told from noise more often in a window of 500), while the
+    trimming keeps heavy tails and single outliers from swinging it.
+    """
+    spread: np.ndarray = np.sqrt(((quantile_function - quantile_function.mean(axis=0)) ** 2).mean(axis=0))
     return spread
 
 
@@ -72,6 +78,17 @@ def log_spread_ratio(window_spread: np.ndarray, reference_spread: np.ndarray) ->
     """log(window spread / reference spread); -inf for a window that went constant."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.log(window_spread / reference_spread))
+
+
+def spread_score(log_ratio: np.ndarray) -> np.ndarray:
+    """What the spread test judges: the cube root of the variance ratio, ``exp(2/3 log ratio)``.
+
+    The log of a variance ratio is skewed (an F distribution's log), so a symmetric limit on it calls a
+    fall of spread rarer, and a rise commoner, than it is; its cube root is close to normal far into
+    both tails (Wilson-Hilferty, Paulson). NaN where the log ratio is not finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isfinite(log_ratio), np.exp(2 / 3 * np.asarray(log_ratio)), np.nan)
 
 
 def ks_statistic(
