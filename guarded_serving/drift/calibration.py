@@ -141,8 +141,8 @@ class Calibration:
                 ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(q_ref), np.nan)
                 ratio[part] = spread_score(log_spread_ratio(quantile_spread(q), ref_spread)).reshape(batch, -1)
                 dist[part] = wasserstein(q, q_ref, scale).reshape(batch, -1)
-            for k in np.flatnonzero(~wass):  # the other methods need bins or the whole sample: drawn as such
-                dist[:, k] = _other_distance(rng, base, int(k), methods[k], int(n_cal[idx[k]]), int(m_cal[idx[k]]), draws)
+            for col in (int(c) for c in np.flatnonzero(~wass)):  # other methods need bins or whole samples: drawn so
+                dist[:, col] = _other_distance(rng, base, col, methods[col], int(n_cal[idx[col]]), int(m_cal[idx[col]]), draws)
             logs = np.log(np.maximum(dist, _FLOOR))
             log_mu[idx] = logs.mean(axis=0)
             log_sd[idx] = logs.std(axis=0)
