@@ -15,7 +15,8 @@ The rule (explained in the README):
 3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the
    null is summarised by its moments: location and spread statistics (trimmed mean shift, cube root of
    the ratio of robust variances) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed
-   and are fitted as log-normal, whose tail is heavier than theirs (a conservative threshold). The shares
+   and are fitted as log-normal through the draws' median and upper decile, whose tail is heavier than
+   theirs (a conservative threshold). The shares
    of the reference's bins need no model: their test is exact (see ``statistics.share_p_values``).
 4. **A minimum effect.** A test only fires when the effect also exceeds a size that matters
    (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05, a bin's share
@@ -143,9 +144,7 @@ class Calibration:
                 dist[part] = wasserstein(q, q_ref, scale).reshape(batch, -1)
             for col in (int(c) for c in np.flatnonzero(~wass)):  # other methods need bins or whole samples: drawn so
                 dist[:, col] = _other_distance(rng, base, col, methods[col], int(n_cal[idx[col]]), int(m_cal[idx[col]]), draws)
-            logs = np.log(np.maximum(dist, _FLOOR))
-            log_mu[idx] = logs.mean(axis=0)
-            log_sd[idx] = logs.std(axis=0)
+            log_mu[idx], log_sd[idx] = _log_normal_tail(dist)
             mean_mu[idx], mean_sd[idx] = _centre_and_spread(shift)
             scale_mu[idx], scale_sd[idx] = _centre_and_spread(ratio)
             kurt[idx] = _kurtosis(base)
@@ -157,9 +156,7 @@ class Calibration:
             stats = np.array(
                 [categorical_distance(base.methods[j], c / size, r / ref_size) for c, r in zip(counts, pseudo, strict=True)]
             )
-            logs = np.log(np.maximum(stats, _FLOOR))
-            log_mu[j] = logs.mean()
-            log_sd[j] = logs.std()
+            (log_mu[j],), (log_sd[j],) = _log_normal_tail(stats[:, None])
         # location, spread and distance for ordered features; the shares of values where there are point masses
         tests = max(3 * int(base.ordered.sum()) + int(base.shares_tested.sum()) + 2 * len(base.cat_idx), 1)
         return cls(
@@ -215,6 +212,21 @@ class Calibration:
 
 
 _BATCH = 100  # draws computed at once
+
+
+_UPPER = 0.9  # the upper decile of the draws, where the log-normal tail is pinned
+
+
+def _log_normal_tail(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A log-normal through the median and the upper decile of each column's draws: (mu, sigma) of the log.
+
+    Fitted to the right half only: where ties make many draws collapse towards zero (a small or discrete
+    reference drawn twice), the left tail of the logs is long and says nothing about the right one, which
+    alone sets a threshold.
+    """
+    logs = np.log(np.maximum(distances, _FLOOR))
+    median, upper = np.quantile(logs, [0.5, _UPPER], axis=0)
+    return median, np.maximum(upper - median, 0.0) / float(norm.isf(1 - _UPPER))
 
 
 def _kurtosis(base: Baseline) -> np.ndarray:
