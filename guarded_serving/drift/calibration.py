@@ -15,8 +15,8 @@ The rule (explained in the README):
 3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the
    null is summarised by its moments: location and spread statistics (trimmed mean shift, cube root of
    the ratio of robust variances) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed
-   and are fitted as log-normal through the draws' median and upper decile, whose tail is heavier than
-   theirs (a conservative threshold). The shares
+   and are fitted as log-normal (by the median and interquartile range of their logs), whose tail is
+   heavier than theirs (a conservative threshold). The shares
    of the reference's bins need no model: their test is exact (see ``statistics.share_p_values``).
 4. **A minimum effect.** A test only fires when the effect also exceeds a size that matters
    (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05, a bin's share
@@ -214,19 +214,19 @@ class Calibration:
 _BATCH = 100  # draws computed at once
 
 
-_UPPER = 0.9  # the upper decile of the draws, where the log-normal tail is pinned
-
-
 def _log_normal_tail(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A log-normal through the median and the upper decile of each column's draws: (mu, sigma) of the log.
+    """A log-normal fitted to each column's draws by the median and interquartile range of their logs.
 
-    Fitted to the right half only: where ties make many draws collapse towards zero (a small or discrete
-    reference drawn twice), the left tail of the logs is long and says nothing about the right one, which
-    alone sets a threshold.
+    Robust where ties make many draws collapse towards zero (a small or discrete reference drawn twice):
+    the left tail of the logs is then long and says nothing about the right one, which alone sets a
+    threshold; quartiles ignore it while a quarter of the draws or fewer collapse.
     """
     logs = np.log(np.maximum(distances, _FLOOR))
-    median, upper = np.quantile(logs, [0.5, _UPPER], axis=0)
-    return median, np.maximum(upper - median, 0.0) / float(norm.isf(1 - _UPPER))
+    lower, median, upper = np.quantile(logs, [0.25, 0.5, 0.75], axis=0)
+    return median, (upper - lower) / _IQR
+
+
+_IQR = float(2 * norm.isf(0.25))  # a normal's interquartile range, in standard deviations
 
 
 def _kurtosis(base: Baseline) -> np.ndarray:

@@ -81,6 +81,11 @@ def _r(x: float | np.floating | None, digits: int = 4) -> float | None:
     return round(float(x), digits)
 
 
+def _significant(p: float | None) -> float | None:
+    """A p-value to three significant digits (a tiny one stays tiny, not 0)."""
+    return None if p is None or not math.isfinite(p) else float(f"{p:.3g}")
+
+
 @dataclass(frozen=True, eq=False)
 class Columns:
     """A window laid out once for all checks: one contiguous row per feature, numeric ones sorted
@@ -223,7 +228,7 @@ def _numeric(
             wasserstein=_r(w1[k]),
             psi=_r(psi_all[k]),
             js=_r(js_all[k]),
-            shares_p=_r(shares_p, 6),
+            shares_p=_significant(shares_p),
         )
     return out
 
@@ -342,7 +347,7 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
         psi=_r(psi(props, reference)),
         js=_r(jensen_shannon(props, reference)),
         tv=_r(float(np.abs(props - reference).sum() / 2)),
-        shares_p=_r(shares_p, 6),
+        shares_p=_significant(shares_p),
     )
 
 
