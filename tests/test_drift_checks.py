@@ -261,7 +261,8 @@ def test_a_binary_feature_whose_share_moves_is_judged_by_its_value_shares() -> N
     assert feature.drifted
     assert feature.threshold is None  # two values: no distance test, the exact shares test decides
     assert feature.reason.startswith("value ")
-    assert feature.shares_p is not None and 0 < feature.shares_p < 1e-6
+    assert feature.shares_p is not None
+    assert 0 < feature.shares_p < 1e-6
 
 
 def test_a_small_reference_widens_thresholds_by_its_own_noise_only() -> None:
