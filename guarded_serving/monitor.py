@@ -68,6 +68,9 @@ class FeedbackResult:
 
 DEFAULT_DB = "guarded_serving.db"
 MEMORY = ":memory:"  # db=":memory:" keeps no log store, as db=None does
+# Labelled rows a performance baseline adopted from served traffic rests on (or the window, if larger): every
+# later check is judged against it, so its own noise should be small next to a window's.
+ADOPT_LABELS = 2000
 PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
 MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
@@ -569,12 +572,13 @@ class Monitor:
                 missing = [rid for rid in ids if rid not in found]
         return found
 
-    def _labelled(self, from_store: bool) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
-        """The newest ``window`` labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
+    def _labelled(self, from_store: bool, limit: int | None = None) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
+        """The newest ``limit`` (``window``) labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
+        limit = limit or self.window
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, self.window)[::-1]
+                stored = self.store.labelled(self.name, limit)[::-1]
                 received, replaced = self.store.label_totals(self.name)
             except StoreError:
                 stored = None
@@ -592,7 +596,7 @@ class Monitor:
                     joined.append((seq, row, outs[row], label, labelled_at - ts))
             received, replaced = self._label_counts
         joined.sort(key=lambda item: (item[0], item[1]))
-        joined = joined[-self.window :]
+        joined = joined[-limit:]
         return [j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced
 
     def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool, inputs_ok: bool) -> CheckResult:
@@ -601,14 +605,18 @@ class Monitor:
         if self.performance is not None:
             source = source_of(self.reference.provenance.performance, self.performance.rows)
         if self._adopt_performance and not received:
-            summary = f"Not judged: no labels received yet (POST /feedback); a baseline is taken from the first {self.window}."
+            needed = max(self.window, ADOPT_LABELS)
+            summary = f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
             return CheckResult("concept_drift", Status.OK, summary)
         if self._adopt_performance:
             served = self._served.performance()
-            if served is None and inputs_ok and len(labels) >= self.window:
-                served = self._served.adopt_performance(outputs, labels)
             if served is None:
-                return _collecting_performance(len(labels), self.window, self.performance is not None)
+                needed = max(self.window, ADOPT_LABELS)
+                taken, truth, _, _, _ = self._labelled(from_store, needed) if needed > self.window else (outputs, labels, 0, 0, 0)
+                if inputs_ok and len(truth) >= needed:
+                    served = self._served.adopt_performance(taken, truth)
+                if served is None:
+                    return _collecting_performance(len(truth), needed, self.performance is not None)
             performance, source = served
         errors = np.zeros(0)
         losses = np.zeros(0)

@@ -17,6 +17,7 @@ import pytest
 
 from guarded_serving import Monitor, Reference, TrainingDataWarning
 from guarded_serving.baselines import reference_digest
+from guarded_serving.monitor import ADOPT_LABELS
 from guarded_serving.offline import offline_health
 from guarded_serving.reference import Provenance
 
@@ -165,14 +166,14 @@ def test_without_a_reference_performance_labels_give_a_served_one(reference: Ref
         assert check(monitor, "concept_drift")["summary"].startswith("Not judged: no labels received yet")
         serve(monitor, 100, seed=11, feedback=True)
         collecting = check(monitor, "concept_drift")
-        serve(monitor, 400, seed=12, feedback=True)
+        serve(monitor, ADOPT_LABELS, seed=12, feedback=True)
         judged = check(monitor, "concept_drift")
 
     assert collecting["status"] == "insufficient_data"
-    assert collecting["summary"].startswith("Collecting a performance baseline from served traffic (100 of 200 labelled rows)")
+    assert collecting["summary"].startswith("Collecting a performance baseline from served traffic (100 of 2000 labelled rows)")
     assert judged["status"] == "ok", judged["summary"]
     assert judged["baseline"]["source"] == "served traffic"
-    assert judged["baseline"]["rows"] == WINDOW
+    assert judged["baseline"]["rows"] == ADOPT_LABELS  # more than the window: every later check leans on it
     assert "(served" in judged["summary"]
 
 
@@ -183,7 +184,7 @@ def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: 
         reference = Reference.from_data(training, y=y, predictions=perfect, feature_names=FEATURES)
     assert reference.provenance == Provenance(outputs="training", performance="training")
     with Monitor(reference, window=WINDOW) as monitor:
-        serve(monitor, 600, seed=13, feedback=True)
+        serve(monitor, ADOPT_LABELS, seed=13, feedback=True)
         concept = check(monitor, "concept_drift")
 
     assert concept["status"] == "ok", concept["summary"]
@@ -193,7 +194,7 @@ def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: 
 def test_a_served_performance_baseline_survives_json(reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
-        serve(monitor, 400, seed=14, feedback=True)
+        serve(monitor, ADOPT_LABELS, seed=14, feedback=True)
         first = check(monitor, "concept_drift")
     with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
         again = check(restarted, "concept_drift")
