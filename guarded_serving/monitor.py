@@ -269,6 +269,7 @@ class Monitor:
         self._adopt_outputs = bool(self.reference.outputs) and provenance.outputs == "training"
         self._adopt_performance = self.performance is None or provenance.performance == "training"
         self._served = ServedBaselines(self.reference, name, version, self.store, self.methods, self.window, ALPHA_PREDICTION)
+        self._shares_exported = False  # the adopted output baseline's shares, given to the metrics exporter once
         # Recent answered requests (id -> sequence, time, outputs), so that a label arriving right after
         # its prediction (before the store has flushed it) is joined; bounded by PREDICTIONS_KEPT rows.
         # Without a store these are the only predictions labels can join: older ones are unknown.
@@ -309,6 +310,7 @@ class Monitor:
                     model=self.name,
                     inputs=self.baseline,
                     outputs=self.output_baseline,
+                    outputs_judged=not self._adopt_outputs,
                     skip=self.redact,
                     store_stats=store.stats if store is not None else lambda: None,
                 )
@@ -606,7 +608,9 @@ class Monitor:
             source = source_of(self.reference.provenance.performance, self.performance.rows)
         if self._adopt_performance and not received:
             needed = max(self.window, ADOPT_LABELS)
-            summary = f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
+            summary = (
+                f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
+            )
             return CheckResult("concept_drift", Status.OK, summary)
         if self._adopt_performance:
             served = self._served.performance()
@@ -819,6 +823,9 @@ class Monitor:
                 served = self._served.adopt_outputs(window.outputs)
             if served is None:
                 return _collecting_outputs(window.rows, self.window)
+            if self.metrics is not None and not self._shares_exported:
+                self._shares_exported = True
+                self.metrics.reference_shares(served.profiles)
             base, calibration, source = served.baseline, served.calibration, served.source
         columns = Columns.of(window.outputs, base)
         return drift_check("prediction_drift", base, calibration, columns, self.min_rows, what="outputs", baseline=source)
