@@ -45,7 +45,7 @@ from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, qu
 from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
-from .health import CheckResult, HealthReport, Status, worst
+from .health import BaselineSource, CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
@@ -603,24 +603,12 @@ class Monitor:
 
     def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool, inputs_ok: bool) -> CheckResult:
         outputs, labels, delays, received, replaced = self._labelled(from_store)
-        performance, source = self.performance, source_of(self.reference.provenance.performance, None)
-        if self.performance is not None:
-            source = source_of(self.reference.provenance.performance, self.performance.rows)
-        if self._adopt_performance and not received:
-            needed = max(self.window, ADOPT_LABELS)
-            summary = (
-                f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
-            )
-            return CheckResult("concept_drift", Status.OK, summary)
+        performance = self.performance
+        source = source_of(self.reference.provenance.performance, performance.rows if performance is not None else None)
         if self._adopt_performance:
-            served = self._served.performance()
-            if served is None:
-                needed = max(self.window, ADOPT_LABELS)
-                taken, truth, _, _, _ = self._labelled(from_store, needed) if needed > self.window else (outputs, labels, 0, 0, 0)
-                if inputs_ok and len(truth) >= needed:
-                    served = self._served.adopt_performance(taken, truth)
-                if served is None:
-                    return _collecting_performance(len(truth), needed, self.performance is not None)
+            served = self._served_performance(from_store, inputs_ok, received)
+            if isinstance(served, CheckResult):  # not judged yet: what it waits for
+                return served
             performance, source = served
         errors = np.zeros(0)
         losses = np.zeros(0)
@@ -630,6 +618,24 @@ class Monitor:
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
         estimated = self._estimated_accuracy(window, performance)
         return concept_check(performance, errors, losses, delays, received, replaced, drifted, estimated, baseline=source)
+
+    def _served_performance(
+        self, from_store: bool, inputs_ok: bool, received: int
+    ) -> tuple[Performance, BaselineSource] | CheckResult:
+        """The performance baseline adopted from served labels (adopting it when ready), or what it waits for."""
+        served = self._served.performance()
+        if served is not None:
+            return served
+        needed = max(self.window, ADOPT_LABELS)
+        if not received:
+            summary = (
+                f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
+            )
+            return CheckResult("concept_drift", Status.OK, summary)
+        outputs, labels, _, _, _ = self._labelled(from_store, needed)
+        if inputs_ok and len(labels) >= needed:
+            served = self._served.adopt_performance(outputs, labels)
+        return served if served is not None else _collecting_performance(len(labels), needed, self.performance is not None)
 
     def _estimated_accuracy(self, window: WindowData, performance: Performance | None) -> float | None:
         """Expected accuracy from the model's own confidences (never mixed with realized figures)."""
@@ -714,7 +720,8 @@ class Monitor:
             return Totals(self._requests, self._rows, self._rejected, self._errors)
 
     def health(self) -> HealthReport:
-        """Judge the model now. Never mutates the monitor's state (apart from the last status seen)."""
+        """Judge the model now. Never mutates the monitor's state, apart from the last status seen and the
+        baselines it adopts from served traffic when the reference's outputs or performance are training rows'."""
         store = self.store
         read_error = None
         if store is not None:
