@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import ServedBaselines, source_of
+from .baselines import AdoptedOutputs, ServedBaselines, source_of
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
 from .concept import concept_check
 from .dashboard import FeatureHistogram, feature_histograms
@@ -68,9 +68,9 @@ class FeedbackResult:
 
 DEFAULT_DB = "guarded_serving.db"
 MEMORY = ":memory:"  # db=":memory:" keeps no log store, as db=None does
-# Labelled rows a performance baseline adopted from served traffic rests on (or the window, if larger): every
+# Rows (of outputs, or labelled) a baseline adopted from served traffic rests on, or the window if larger: every
 # later check is judged against it, so its own noise should be small next to a window's.
-ADOPT_LABELS = 2000
+ADOPT_ROWS = 2000
 PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
 MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
@@ -221,6 +221,12 @@ class Monitor:
         self.log_inputs = log_inputs
         self.sample_rate = float(sample_rate)
         self._sampler = random.Random(0)
+        provenance = self.reference.provenance
+        # Outputs or performance of the model's training rows are no baseline: adopt them from served traffic,
+        # the outputs from the newest ADOPT_ROWS rows (kept as the window is) when a window is first judged.
+        self._adopt_outputs = bool(self.reference.outputs) and provenance.outputs == "training"
+        self._adopt_performance = self.reference.performance is None or provenance.performance == "training"
+        self._kept_rows = max(self.window, ADOPT_ROWS) if self._adopt_outputs else self.window
         self.store = (
             db
             if isinstance(db, Store)
@@ -228,7 +234,7 @@ class Monitor:
                 db,
                 flush_interval=flush_interval,
                 capacity=store_capacity,
-                window_capacity=self.window,
+                window_capacity=self._kept_rows,
                 max_rows=max_rows,
                 max_age=max_age,
                 overflow=overflow,
@@ -246,7 +252,7 @@ class Monitor:
         self.output_baseline = Baseline.from_profiles(self.reference.outputs, methods) if self.reference.outputs else None
         self._encoder = Encoder(self.baseline)
         self._output_encoder = Encoder(self.output_baseline) if self.output_baseline is not None else None
-        self._memory_window = MemoryWindow(self.window)
+        self._memory_window = MemoryWindow(self._kept_rows)
         self.min_rows = min(self.window, MIN_ROWS)
         self._calibrations: tuple[Calibration, Calibration | None] | None = None
         self._calibration_lock = threading.Lock()
@@ -264,10 +270,6 @@ class Monitor:
         self._last_status: Status | None = None
         self._dropped_logged = 0
         self.performance = self.reference.performance  # what labels are checked against
-        provenance = self.reference.provenance
-        # Outputs or performance of the model's training rows are no baseline: adopt them from served traffic.
-        self._adopt_outputs = bool(self.reference.outputs) and provenance.outputs == "training"
-        self._adopt_performance = self.performance is None or provenance.performance == "training"
         self._served = ServedBaselines(self.reference, name, version, self.store, self.methods, self.window, ALPHA_PREDICTION)
         self._shares_exported = False  # the adopted output baseline's shares, given to the metrics exporter once
         # Recent answered requests (id -> sequence, time, outputs), so that a label arriving right after
@@ -626,7 +628,7 @@ class Monitor:
         served = self._served.performance()
         if served is not None:
             return served
-        needed = max(self.window, ADOPT_LABELS)
+        needed = max(self.window, ADOPT_ROWS)
         if not received:
             summary = (
                 f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
@@ -758,7 +760,7 @@ class Monitor:
         inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
         checks: list[CheckResult] = [
             data_drift,
-            self._prediction_drift(window, cal_outputs, inputs_ok),
+            self._prediction_drift(window, cal_outputs, inputs_ok, memory=store is None),
             self._concept(data_drift, window, store is not None, inputs_ok),
             quality,
             pipeline_check(summarise(recent), self.thresholds),
@@ -800,8 +802,8 @@ class Monitor:
                 self._calibrations = (inputs, outputs)
             return self._calibrations
 
-    def window_data(self, memory: bool = False) -> WindowData:
-        """The newest ``window`` rows: every worker's, from the store, or this process's."""
+    def window_data(self, memory: bool = False, rows: int | None = None) -> WindowData:
+        """The newest ``window`` (or ``rows``) rows: every worker's, from the store, or this process's."""
         output_width = self.output_baseline.width if self.output_baseline is not None else None
         if self.store is not None and self._window_in_store and not memory:
             # Chunks of another shape were written under an older reference of the same model name: skip them.
@@ -813,9 +815,11 @@ class Monitor:
             )
         else:
             chunks = iter(self._memory_window.newest_first())
-        return assemble(chunks, self.window, self.baseline.width, output_width)
+        return assemble(chunks, rows or self.window, self.baseline.width, output_width)
 
-    def _prediction_drift(self, window: WindowData, calibration: Calibration | None, inputs_ok: bool) -> CheckResult:
+    def _prediction_drift(
+        self, window: WindowData, calibration: Calibration | None, inputs_ok: bool, memory: bool = False
+    ) -> CheckResult:
         if self.output_baseline is None or calibration is None or window.outputs is None:
             return CheckResult(
                 "prediction_drift",
@@ -825,17 +829,32 @@ class Monitor:
             )
         base, source = self.output_baseline, source_of(self.reference.provenance.outputs, self.reference.outputs[0].count)
         if self._adopt_outputs:
-            served = self._served.outputs()
-            if served is None and inputs_ok and window.rows >= self.window:
-                served = self._served.adopt_outputs(window.outputs)
+            served, kept = self._served.outputs(), window.rows
+            if served is None and window.rows >= self.window:  # a full window: enough rows, unless inputs fail
+                served, kept = self._adopt_served_outputs(memory) if inputs_ok else (None, self._kept_rows)
             if served is None:
-                return _collecting_outputs(window.rows, self.window)
+                return _collecting_outputs(kept, self._kept_rows)
             if self.metrics is not None and not self._shares_exported:
                 self._shares_exported = True
                 self.metrics.reference_shares(served.profiles)
             base, calibration, source = served.baseline, served.calibration, served.source
         columns = Columns.of(window.outputs, base)
         return drift_check("prediction_drift", base, calibration, columns, self.min_rows, what="outputs", baseline=source)
+
+    def _adopt_served_outputs(self, memory: bool) -> tuple[AdoptedOutputs | None, int]:
+        """Adopt the outputs of the newest ``_kept_rows`` rows when there are that many and their inputs pass the
+        data-drift and data-quality checks (judged as a window of that size is); and the rows there are."""
+        kept = self.window_data(memory=memory, rows=self._kept_rows)
+        if kept.rows < self._kept_rows or kept.outputs is None:
+            return None, kept.rows
+        if kept.rows > self.window:
+            columns = Columns.of(kept.inputs, self.baseline)
+            cal_inputs, _ = self.calibration()
+            drift = drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact)
+            quality = quality_check(self.baseline, columns, kept, self.min_rows, skip=self.redact)
+            if drift.status is not Status.OK or quality.status is not Status.OK:
+                return None, kept.rows
+        return self._served.adopt_outputs(kept.outputs), kept.rows
 
     def judged_outputs(self) -> tuple[FeatureProfile, ...]:
         """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
@@ -891,8 +910,8 @@ def _seconds(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
 
 
-def _collecting_outputs(rows: int, window: int) -> CheckResult:
-    waiting = f"{rows} of {window} rows" if rows < window else "waiting for a full window whose inputs pass the data checks"
+def _collecting_outputs(rows: int, needed: int) -> CheckResult:
+    waiting = f"{rows} of {needed} rows" if rows < needed else f"waiting for {needed} rows whose inputs pass the data checks"
     return CheckResult(
         "prediction_drift",
         Status.INSUFFICIENT_DATA,

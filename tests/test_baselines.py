@@ -17,7 +17,7 @@ import pytest
 
 from guarded_serving import Monitor, Reference, TrainingDataWarning
 from guarded_serving.baselines import reference_digest
-from guarded_serving.monitor import ADOPT_LABELS
+from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.offline import offline_health
 from guarded_serving.reference import Provenance
 
@@ -74,18 +74,23 @@ def test_outputs_of_training_rows_are_not_judged_until_a_window_of_served_output
         prediction = check(monitor, "prediction_drift")
 
     assert prediction["status"] == "insufficient_data"
-    assert prediction["summary"].startswith("Collecting a baseline of the model's outputs from served traffic (150 of 200 rows)")
+    assert prediction["summary"].startswith("Collecting a baseline of the model's outputs from served traffic (150 of 2000 rows)")
 
 
-def test_a_full_window_of_healthy_inputs_becomes_the_output_baseline(reference: Reference) -> None:
+def test_2000_rows_of_healthy_inputs_become_the_output_baseline(reference: Reference) -> None:
     with Monitor(reference, window=WINDOW) as monitor:
-        serve(monitor, 2000, seed=3)
+        serve(monitor, 1000, seed=3)
+        collecting = check(monitor, "prediction_drift")
+        serve(monitor, ADOPT_ROWS, seed=5)
         prediction = check(monitor, "prediction_drift")
 
+    assert collecting["summary"].startswith(
+        "Collecting a baseline of the model's outputs from served traffic (1000 of 2000 rows)"
+    )
     assert prediction["status"] == "ok", prediction["summary"]
     assert prediction["baseline"]["source"] == "served traffic"
-    assert prediction["baseline"]["rows"] == WINDOW
-    assert "baseline: 200 rows served since" in prediction["summary"]
+    assert prediction["baseline"]["rows"] == ADOPT_ROWS  # more than a window: every later check leans on it
+    assert "baseline: 2000 rows served since" in prediction["summary"]
 
 
 def test_the_same_outputs_judged_against_the_training_rows_would_drift(reference: Reference) -> None:
@@ -100,16 +105,19 @@ def test_the_same_outputs_judged_against_the_training_rows_would_drift(reference
 
 def test_no_baseline_is_taken_while_the_inputs_drift(reference: Reference) -> None:
     with Monitor(reference, window=WINDOW) as monitor:
-        serve(monitor, 600, seed=4, shift=3.0)
-        prediction = check(monitor, "prediction_drift")
+        serve(monitor, ADOPT_ROWS, seed=4)
+        serve(monitor, WINDOW, seed=5, shift=3.0)
+        drifting = check(monitor, "prediction_drift")
+        serve(monitor, WINDOW, seed=6)
+        mixed = check(monitor, "prediction_drift")  # the window is healthy again, not the 2000 rows before it
 
-    assert prediction["status"] == "insufficient_data"
-    assert "waiting for a full window whose inputs pass the data checks" in prediction["summary"]
+    assert drifting["status"] == mixed["status"] == "insufficient_data"
+    assert "waiting for 2000 rows whose inputs pass the data checks" in mixed["summary"]
 
 
 def test_a_drop_after_the_baseline_was_taken_is_flagged(reference: Reference) -> None:
     with Monitor(reference, window=WINDOW) as monitor:
-        serve(monitor, 400, seed=5)
+        serve(monitor, ADOPT_ROWS, seed=5)
         assert check(monitor, "prediction_drift")["status"] == "ok"  # as the periodic evaluation would judge it
         rng = np.random.default_rng(6)
         for _ in range(4):
@@ -123,7 +131,7 @@ def test_a_drop_after_the_baseline_was_taken_is_flagged(reference: Reference) ->
 def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with Monitor(reference, window=WINDOW, db=db, name="m") as first:
-        serve(first, 400, seed=7)
+        serve(first, ADOPT_ROWS, seed=7)
         adopted = check(first, "prediction_drift")["baseline"]
     with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
         serve(restarted, 50, seed=8)
@@ -136,7 +144,7 @@ def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(referenc
 def test_a_changed_reference_collects_a_new_baseline(reference: Reference, tmp_path: Path, training: np.ndarray) -> None:
     db = tmp_path / "shared.db"
     with Monitor(reference, window=WINDOW, db=db, name="m") as first:
-        serve(first, 400, seed=9)
+        serve(first, ADOPT_ROWS, seed=9)
         check(first, "prediction_drift")
     retrained = dataclasses.replace(
         Reference.from_data(training[:1000], predictions=training_probabilities(training[:1000]), feature_names=FEATURES),
@@ -152,7 +160,7 @@ def test_a_changed_reference_collects_a_new_baseline(reference: Reference, tmp_p
 def test_an_offline_report_judges_against_the_stored_baseline(reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
-        serve(monitor, 400, seed=10)
+        serve(monitor, ADOPT_ROWS, seed=10)
         live = check(monitor, "prediction_drift")
 
     offline = offline_health(db).report.to_json()["checks"]["prediction_drift"]
@@ -166,14 +174,14 @@ def test_without_a_reference_performance_labels_give_a_served_one(reference: Ref
         assert check(monitor, "concept_drift")["summary"].startswith("Not judged: no labels received yet")
         serve(monitor, 100, seed=11, feedback=True)
         collecting = check(monitor, "concept_drift")
-        serve(monitor, ADOPT_LABELS, seed=12, feedback=True)
+        serve(monitor, ADOPT_ROWS, seed=12, feedback=True)
         judged = check(monitor, "concept_drift")
 
     assert collecting["status"] == "insufficient_data"
     assert collecting["summary"].startswith("Collecting a performance baseline from served traffic (100 of 2000 labelled rows)")
     assert judged["status"] == "ok", judged["summary"]
     assert judged["baseline"]["source"] == "served traffic"
-    assert judged["baseline"]["rows"] == ADOPT_LABELS  # more than the window: every later check leans on it
+    assert judged["baseline"]["rows"] == ADOPT_ROWS  # more than the window: every later check leans on it
     assert "(served" in judged["summary"]
 
 
@@ -184,7 +192,7 @@ def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: 
         reference = Reference.from_data(training, y=y, predictions=perfect, feature_names=FEATURES)
     assert reference.provenance == Provenance(outputs="training", performance="training")
     with Monitor(reference, window=WINDOW) as monitor:
-        serve(monitor, ADOPT_LABELS, seed=13, feedback=True)
+        serve(monitor, ADOPT_ROWS, seed=13, feedback=True)
         concept = check(monitor, "concept_drift")
 
     assert concept["status"] == "ok", concept["summary"]
@@ -194,7 +202,7 @@ def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: 
 def test_a_served_performance_baseline_survives_json(reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
-        serve(monitor, ADOPT_LABELS, seed=14, feedback=True)
+        serve(monitor, ADOPT_ROWS, seed=14, feedback=True)
         first = check(monitor, "concept_drift")
     with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
         again = check(restarted, "concept_drift")

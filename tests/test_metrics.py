@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from guarded_serving import ConfigurationError, GuardedModel, HealthReport, Monitor, Reference, Status
 from guarded_serving.health import CheckResult
 from guarded_serving.metrics import LATENCY_BUCKETS, METRICS, STATUS_VALUES, MetricsExporter, observe_many
+from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.reference import Provenance
 from guarded_serving.store import RequestRecord
 
@@ -400,7 +401,7 @@ def test_output_shares_of_training_rows_are_not_exported_until_a_served_baseline
     monitor = Monitor(reference, name="m", window=200, metrics=factory).start()
     labels = {"model": "m", "source": "output", "feature": "prediction", "bin": "0"}
     before = value(registry, "guarded_serving_feature_reference_share", **labels)
-    served = rng.normal(size=(200, 3))
+    served = rng.normal(size=(ADOPT_ROWS, 3))
     monitor.observe(served, np.tanh(served[:, 0]))
 
     assert monitor.health().check("prediction_drift").details.baseline.source == "served traffic"
@@ -408,5 +409,6 @@ def test_output_shares_of_training_rows_are_not_exported_until_a_served_baseline
     monitor.close()
     assert math.isnan(before)
     edges = np.asarray(reference.outputs[0].edges)
-    expected = np.bincount(np.searchsorted(edges, np.tanh(served[:, 0]).astype(np.float32), side="right"), minlength=10) / 200
+    adopted = np.tanh(served[:, 0]).astype(np.float32)
+    expected = np.bincount(np.searchsorted(edges, adopted, side="right"), minlength=10) / ADOPT_ROWS
     assert shares == pytest.approx(expected.tolist())
