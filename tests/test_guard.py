@@ -215,3 +215,22 @@ def test_holdout_replaces_the_outputs_of_a_given_reference() -> None:
 def test_held_out_rows_with_text_where_the_reference_has_numbers_fail_at_guard_time() -> None:
     with pytest.raises(ConfigurationError, match=r"^holdout: expected numbers where the reference has numbers, got .*\['f1'\]"):
         make(holdout=[[1.0, "x"], [2.0, "y"]])
+
+
+@pytest.mark.parametrize("spelling", ["argument", "environment"])
+def test_memory_as_the_store_keeps_no_file_whichever_way_it_is_given(
+    spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GUARDED_SERVING_DB", ":memory:")
+    options = {"db": ":memory:"} if spelling == "argument" else {}
+    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=TRAINING, name="m", **options)
+
+    guarded.handle_predict(body([[1.0, 2.0]]))
+    store = json.loads(guarded.health_reply().body)["checks"]["store"]
+    guarded.close()
+
+    assert guarded.monitor is not None
+    assert guarded.monitor.store is None
+    assert store["status"] == "ok"
+    assert list(tmp_path.iterdir()) == []
