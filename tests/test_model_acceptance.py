@@ -308,3 +308,65 @@ def test_a_served_one_liner_stays_quiet_and_keeps_its_adopted_baseline_over_a_re
 
     assert judged["status"] == "ok", judged["summary"]
     assert judged["baseline"] == baseline
+
+
+# -- breakage after the served baselines are taken -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Health every CHECK_EVERY rows after the switch, for one breakage of the one-liner's stream."""
+
+    statuses: tuple[dict[str, str], ...]
+    summaries: tuple[dict[str, str], ...]
+
+    def first(self, check: str) -> int | None:
+        return next(((k + 1) * CHECK_EVERY for k, s in enumerate(self.statuses) if s[check] in FLAGGED), None)
+
+
+def broken_stream(runs: Runs, breakage: str) -> Broken:
+    """The random forest's one-liner (window 500): 3,000 healthy rows, then 1,000 broken ones."""
+    w = runs.world
+    _, predict = runs.model("random_forest")
+    guarded = GuardedModel(predict, reference=w.X_train, name="forest", db=runs.directory / f"broken-{breakage}.db", window=500)
+    X, y, _ = draw(4000, np.random.default_rng(11))
+    if breakage == "score":
+        X.loc[3000:, "score"] += 1.0  # the strongest input moves by one standard deviation
+    else:
+        y[3000:] = 1 - y[3000:]  # the world's labels flip: the concept changed, inputs did not
+    rows = as_rows(X)
+    statuses, summaries = [], []
+    try:
+        for start in range(0, 4000, CHECK_EVERY):
+            reply = guarded.handle_predict(json.dumps({"rows": rows[start : start + CHECK_EVERY]}).encode(), "application/json")
+            guarded.monitor.feedback(json.loads(reply.body)["request_id"], y[start : start + CHECK_EVERY].tolist())  # type: ignore[union-attr]
+            report = json.loads(guarded.health_reply().body)
+            if start >= 3000:
+                statuses.append({c: report["checks"][c]["status"] for c in CHECKS})
+                summaries.append({c: report["checks"][c]["summary"] for c in CHECKS})
+            elif start == 3000 - CHECK_EVERY:  # the switch: both baselines are taken from the healthy rows
+                assert report["checks"]["prediction_drift"]["baseline"]["source"] == "served traffic"
+                assert report["checks"]["concept_drift"]["baseline"]["source"] == "served traffic"
+    finally:
+        guarded.close()
+    return Broken(tuple(statuses), tuple(summaries))
+
+
+def test_an_input_shift_after_the_baselines_are_taken_is_flagged_in_inputs_and_outputs_within_one_window(runs: Runs) -> None:
+    broken = broken_stream(runs, "score")
+
+    data, prediction = broken.first("data_drift"), broken.first("prediction_drift")
+    assert data is not None, broken.summaries[-1]
+    assert prediction is not None, broken.summaries[-1]
+    assert data <= 500
+    assert prediction <= 500
+    assert "score" in broken.summaries[1]["data_drift"]
+
+
+def test_flipped_labels_after_the_baselines_are_taken_are_flagged_as_concept_drift_within_one_window(runs: Runs) -> None:
+    broken = broken_stream(runs, "labels")
+
+    first = broken.first("concept_drift")
+    assert first is not None, broken.summaries[-1]
+    assert first <= 500
+    assert "likely concept drift" in broken.summaries[first // CHECK_EVERY - 1]["concept_drift"]
