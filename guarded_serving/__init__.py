@@ -16,13 +16,12 @@ from .errors import (
     ModelError,
     Problem,
     StoreError,
-    TrainingDataWarning,
     UnknownRequestError,
 )
 from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
 from .monitor import FeedbackResult, Monitor
-from .reference import FeatureProfile, Reference
+from .reference import FeatureProfile, Reference, TrainingDataWarning
 from .stages import stage
 
 __all__ = [

@@ -13,9 +13,6 @@ Every exception the library raises on purpose derives from one root::
 
 Messages always name the offending value and what was expected, so that a person can act on them
 without reading the source.
-
-One warning category, :class:`TrainingDataWarning` (a ``UserWarning``), says that a reference's
-outputs and performance look like the model's own training rows.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ __all__ = [
     "ModelError",
     "Problem",
     "StoreError",
-    "TrainingDataWarning",
     "UnknownRequestError",
 ]
 
@@ -50,10 +46,6 @@ class ConfigurationError(GuardedServingError, ValueError):
         self.got = got
         self.expected = expected
         super().__init__(f"{argument}: expected {expected}, got {_short(got)}")
-
-
-class TrainingDataWarning(UserWarning):
-    """A reference's predictions and labels look like the rows the model was fitted on (see Reference.from_data)."""
 
 
 class InvalidReferenceError(GuardedServingError, ValueError):

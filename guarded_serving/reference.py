@@ -27,11 +27,11 @@ from typing import Any, Literal
 import numpy as np
 
 from .environment import Fingerprint, capture_warnings, current_fingerprint
-from .errors import ConfigurationError, InvalidReferenceError, TrainingDataWarning
+from .errors import ConfigurationError, InvalidReferenceError
 from .performance import Performance, training_fit_evidence
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data, columns_to_rows, to_model_input
 
-__all__ = ["FeatureProfile", "Provenance", "Reference"]
+__all__ = ["FeatureProfile", "Provenance", "Reference", "TrainingDataWarning"]
 
 FORMAT = "guarded-serving/reference"
 VERSION = 1
@@ -43,6 +43,10 @@ BINS = 10  # quantile bins per numeric feature, for PSI and Jensen-Shannon
 SAMPLE_SIZE = 5000  # sorted sample kept per numeric feature, for exact two-sample statistics
 PREDICT_ROWS = 5000  # rows the model is called on to profile its outputs
 Category = str | int | float | bool
+
+
+class TrainingDataWarning(UserWarning):
+    """A reference's predictions and labels look like the rows the model was fitted on (see Reference.from_data)."""
 
 
 def _finite(value: float) -> float | None:

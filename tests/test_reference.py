@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from guarded_serving.environment import current_fingerprint
-from guarded_serving.errors import ConfigurationError, InvalidReferenceError, TrainingDataWarning
-from guarded_serving.reference import FeatureProfile, Provenance, Reference
+from guarded_serving.errors import ConfigurationError, InvalidReferenceError
+from guarded_serving.reference import FeatureProfile, Provenance, Reference, TrainingDataWarning
 
 
 @pytest.fixture
