@@ -396,3 +396,16 @@ def test_a_dominant_category_is_not_called_constant_in_a_small_window() -> None:
 
     assert not result.details.features["kind"].constant
     assert flagged(result) == {}
+
+
+def test_a_count_shifted_by_a_fraction_is_flagged_by_its_values_the_reference_never_had() -> None:
+    """Every value stays in its reference bin ([k, k + 1)): only the values themselves are new."""
+    rng = np.random.default_rng(36)
+    base, cal = single_feature(rng.poisson(2.0, 5_000).astype(float).tolist())
+
+    feature = drift(base, cal, (rng.poisson(2.0, (WINDOW, 1)) + 0.7).tolist()).details.features["v"]
+    healthy = drift(base, cal, rng.poisson(2.0, (WINDOW, 1)).astype(float).tolist()).details.features["v"]
+
+    assert feature.drifted
+    assert feature.reason.startswith("values the reference never had 0.0% -> 100.0%")
+    assert not healthy.drifted, healthy.reason

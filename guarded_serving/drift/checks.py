@@ -170,7 +170,8 @@ def _numeric(
         window_bins[k, : len(counts[k])] = counts[k] / max(present[k], 1)
     psi_all = psi_rows(window_bins, base.bin_matrix)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
-    shares = _shares(counts, present, base.bin_counts, base.present[base.num_idx], cal.level)
+    window_counts, reference_counts = _with_new_values(base, sorted_t, present, counts)
+    shares = _shares(window_counts, present, reference_counts, base.present[base.num_idx], cal.level)
     spread_testable = base.has_spread & _spread_testable(base.top_share[base.num_idx], base.present[base.num_idx], present, cal)
     every = np.ones(base.width)
     every[base.num_idx] = present
@@ -208,7 +209,8 @@ def _numeric(
         if moved is not None:
             b, before, after = moved
             shown = "constant, " if constant[k] and not any(r == "constant" for r in reasons) else ""
-            reasons.append(f"{shown}{base.bin_labels[k][b]} {before:.1%} -> {after:.1%}")
+            label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
+            reasons.append(f"{shown}{label} {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
         drifted = bool(reasons)
         status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
@@ -234,6 +236,28 @@ def _numeric(
 
 
 SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning
+NEW_VALUES = "values the reference never had"
+
+
+def _with_new_values(
+    base: Baseline, sorted_t: np.ndarray, present: np.ndarray, counts: list[np.ndarray]
+) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
+    """Bin counts of the window and the reference, with one more bin for a discrete feature: its values the
+    reference never had (a count shifted by a fraction stays in its bins, but not on the reference's values).
+    The reference's count for it is the Good-Turing estimate of a new value, its values seen once."""
+    window, reference = [], []
+    for k, (found, ref) in enumerate(zip(counts, base.bin_counts, strict=True)):
+        lattice = base.lattice[k]
+        if not len(lattice):
+            window.append(found)
+            reference.append(ref)
+            continue
+        values = sorted_t[k, : present[k]]
+        new = ~np.isin(values.astype(np.float32), lattice)
+        known = _bin_counts(values[~new], base.edges[k])
+        window.append(np.append(known, new.sum()))
+        reference.append(np.append(ref, base.lattice_new[k]))
+    return window, tuple(reference)
 
 
 def _spread_testable(top_share: np.ndarray, reference: np.ndarray, present: np.ndarray, cal: Calibration) -> np.ndarray:
