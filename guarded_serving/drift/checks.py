@@ -34,7 +34,7 @@ from .window import UNSEEN, WindowData
 __all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "drift_check", "quality_check"]
 
 ALPHA_DATA = 0.004
-ALPHA_PREDICTION = 0.002
+ALPHA_PREDICTION = 0.0015
 ALPHA_QUALITY = 0.003
 
 
