@@ -50,10 +50,10 @@ class Baseline:
     bin_matrix: np.ndarray  # numeric features x most bins: bin_props padded with zeros
     bin_counts: tuple[np.ndarray, ...]  # reference values per bin (the exact shares test compares counts)
     bin_labels: tuple[tuple[str, ...], ...]  # "value 0", "[1.5, 3)", ... for summaries
-    # discrete features (not ordered): the reference's values (float32, as the sample keeps them), and how many
-    # reference values a value never seen stands for (Good-Turing: those seen once); empty for the others
+    # discrete features (not ordered): the reference's values (float32, as the sample keeps them), and per bin the
+    # reference values seen only once, which stand for values never seen (Good-Turing); empty for the others
     lattice: tuple[np.ndarray, ...]
-    lattice_new: np.ndarray
+    lattice_once: tuple[np.ndarray, ...]
     # categorical features (in cat_idx order): code of each category; its bin (categories seen once share the
     # last bin with unseen ones: the reference's singletons estimate how often a fresh value is new, Good-Turing)
     codes: tuple[dict[Any, int], ...]
@@ -89,12 +89,16 @@ class Baseline:
             for col, lo, hi in zip(sample.T, ref_quantiles[0], ref_quantiles[-1], strict=True)
         ]
         binned = [_categorical_bins(p) for p in cat]
-        lattices, lattice_new = [], []
+        lattices, once = [], []
         for k, p in enumerate(num):
             values, seen = np.unique(np.asarray(p.sample, dtype=np.float32), return_counts=True)
             discrete = central[k] <= BINS
             lattices.append(values if discrete else np.zeros(0, dtype=np.float32))
-            lattice_new.append((seen == 1).sum() * p.count * (1 - p.missing_rate) / max(len(p.sample), 1) if discrete else 0.0)
+            singles = np.bincount(
+                np.searchsorted(np.asarray(p.edges), values[seen == 1], side="right"), minlength=len(p.proportions)
+            ).astype(float)
+            rows_per_value = p.count * (1 - p.missing_rate) / max(len(p.sample), 1)  # reference rows a sample value is
+            once.append(singles * rows_per_value if discrete else np.zeros(len(p.proportions)))
         chosen = []
         for p in profiles:
             default = "wasserstein" if p.kind == "numeric" else "tv"
@@ -129,7 +133,7 @@ class Baseline:
             bin_counts=tuple(_counts(p.proportions, p.count * (1 - p.missing_rate)) for p in num),
             bin_labels=tuple(_bin_labels(p, sample[: len(p.sample), j]) for j, p in enumerate(num)),
             lattice=tuple(lattices),
-            lattice_new=np.array(lattice_new, dtype=float),
+            lattice_once=tuple(once),
             codes=tuple({c: k for k, (c, _) in enumerate(p.categories)} for p in cat),
             folds=tuple(b[0] for b in binned),
             cat_props=tuple(b[1] / max(b[1].sum(), 1.0) for b in binned),

@@ -331,5 +331,5 @@ def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
         bin_counts=tuple(base.bin_counts[k] for k in cols),
         bin_labels=tuple(base.bin_labels[k] for k in cols),
         lattice=tuple(base.lattice[k] for k in cols),
-        lattice_new=base.lattice_new[cols],
+        lattice_once=tuple(base.lattice_once[k] for k in cols),
     )

@@ -244,7 +244,7 @@ def _with_new_values(
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
     """Bin counts of the window and the reference, with one more bin for a discrete feature: its values the
     reference never had (a count shifted by a fraction stays in its bins, but not on the reference's values).
-    The reference's count for it is the Good-Turing estimate of a new value, its values seen once."""
+    The reference's values seen once move from their bins to it: the Good-Turing estimate of a new value."""
     window, reference = [], []
     for k, (found, ref) in enumerate(zip(counts, base.bin_counts, strict=True)):
         lattice = base.lattice[k]
@@ -256,7 +256,8 @@ def _with_new_values(
         new = ~np.isin(values.astype(np.float32), lattice)
         known = _bin_counts(values[~new], base.edges[k])
         window.append(np.append(known, new.sum()))
-        reference.append(np.append(ref, base.lattice_new[k]))
+        once = base.lattice_once[k]
+        reference.append(np.append(np.maximum(ref - once, 0.0), once.sum()))
     return window, tuple(reference)
 
 
