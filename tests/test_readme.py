@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from guarded_serving import Reference
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, copy_checkout, free_port
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
@@ -60,16 +59,7 @@ def test_python_example_runs(
 @pytest.fixture(scope="module")
 def fresh_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's files (tracked or not ignored) copied into an empty folder, without any venv."""
-    target = tmp_path_factory.mktemp("checkout")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for name in listed:
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")
