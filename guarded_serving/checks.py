@@ -69,8 +69,7 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
         return CheckResult("pipeline", Status.OK, "No requests yet.", details)
     findings: list[tuple[Status, str]] = []
     if errors:
-        failing = sorted((s for s in stages if s.errors), key=lambda s: -s.errors)
-        where = f", most in stage '{failing[0].name}'" if failing else ""
+        where = _failed_stages(stages)
         level = (
             Status.ALERT
             if error_rate >= thresholds.error_alert
@@ -111,6 +110,16 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
         )
     status = max((s for s, _ in bad), key=lambda s: s.rank)
     return CheckResult("pipeline", status, "; ".join(text for _, text in bad) + ".", details)
+
+
+def _failed_stages(stages: tuple[StageSummary, ...]) -> str:
+    """Where the model failed: ", in stage 'prep'", or ": 3 in stage 'prep', 1 in stage 'forest'"."""
+    failing = sorted((s for s in stages if s.errors), key=lambda s: -s.errors)  # stable: ties in pipeline order
+    if len(failing) == 1:
+        return f", in stage '{failing[0].name}'"
+    shown = ", ".join(f"{s.errors} in stage '{s.name}'" for s in failing[:3])
+    more = f" and {len(failing) - 3} more stages" if len(failing) > 3 else ""
+    return f": {shown}{more}" if failing else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON_TYPES = ("application/json", "text/json")
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
 MEMORY = ":memory:"  # db=":memory:" keeps no log store
-_TYPE_EXPECTATIONS = ("a number", "a category (a string, number or boolean)")
 DASHBOARD_REFRESH = 30  # seconds between the dashboard's own reloads
 DASHBOARD_HISTORY = 720  # snapshots the dashboard's timeline shows (12 hours at the default interval)
 HISTORY_LIMIT = 10_000  # most snapshots one /health/model/history answer holds
@@ -194,9 +193,7 @@ class GuardedModel:
                         window_inputs = table.matrix
             except InputError as exc:
                 rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
-                wrong_types = tuple(
-                    dict.fromkeys(p.feature for p in exc.problems if p.feature and p.expected in _TYPE_EXPECTATIONS)
-                )
+                wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
                 self._record(monitor, rid, "rejected", len(rows), started, clock, error=str(exc), problem_features=wrong_types)
                 return _problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
             try:
@@ -226,7 +223,15 @@ class GuardedModel:
                     error=f"{error_class}: {exc}"[:2000],
                     warnings=warnings,
                 )
-                return _problem_reply(500, "Model error", f"the model failed with {error_class}", request_id, error=error_class)
+                where = f" in stage {clock.failed!r}" if clock.failed else ""
+                return _problem_reply(
+                    500,
+                    "Model error",
+                    f"the model failed{where} with {error_class}",
+                    request_id,
+                    error=error_class,
+                    stage=clock.failed,
+                )
             self._record(
                 monitor,
                 request_id,

@@ -81,7 +81,7 @@ def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training
         report = monitor.health()
 
     assert report.status is Status.ALERT
-    assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), most in stage 'predict'."
+    assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), in stage 'predict'."
     assert report.check("data_drift").status is Status.OK
     assert [e["event"] for e in logs] == ["status_changed"]
     assert logs[0]["previous"] == "ok"
