@@ -29,6 +29,7 @@ from .health import HealthReport, Status
 from .jsontext import dump_bytes
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
+from .performance import model_classes, probability_classes
 from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import RequestRecord
@@ -117,9 +118,15 @@ class GuardedModel:
                 raise ConfigurationError("input_format", "dataframe", "pandas to be installed for DataFrame input") from None
         self.predict = predict
         self._call = pipeline_steps(predict) or predict
+        outputs: Any = None
         if not self.reference.outputs and not isinstance(reference, (Reference, str, os.PathLike)):
             columns = columns_from_data(reference, feature_names=feature_names, categorical=categorical)
-            self.reference = dataclasses.replace(self.reference, outputs=self._profile_outputs(predict, reference, columns))
+            outputs, profiles = self._model_outputs(predict, reference, columns)
+            self.reference = dataclasses.replace(self.reference, outputs=profiles)
+        if self.reference.performance is None and not self.reference.classes:
+            # Labels sent to /feedback must be classes the model can return, known without labelled data.
+            classes = model_classes(predict) or probability_classes(outputs)
+            self.reference = dataclasses.replace(self.reference, classes=classes)
         self.name = name
         self.version = monitor_options.get("version")
         # db=":memory:" keeps no log store: everything stays in this process's memory.
@@ -138,16 +145,16 @@ class GuardedModel:
         self.monitor: Monitor | None = None
         self._log = get_logger().bind(model=name)
 
-    def _profile_outputs(self, predict: Callable[..., Any], data: Any, columns: Columns) -> tuple[FeatureProfile, ...]:
+    def _model_outputs(self, predict: Callable[..., Any], data: Any, columns: Columns) -> tuple[Any, tuple[FeatureProfile, ...]]:
         """Call the model once on (up to 5,000 rows of) the training data, shaped as it will be at
-        serving time, to profile its outputs for prediction drift."""
+        serving time, for the profile of its outputs (prediction drift) and, for probabilities, its classes."""
         rows = columns_to_rows(columns, limit=5000)
         try:
             with capture_warnings():
                 outputs = to_jsonable_output(
                     predict(to_model_input(rows, columns.names, not any(columns.categorical), self.input_format))
                 )
-            return profile_outputs(outputs)
+            return outputs, profile_outputs(outputs)
         except Exception as exc:
             raise ConfigurationError(
                 "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"

@@ -48,7 +48,7 @@ from .health import CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
-from .performance import row_losses
+from .performance import check_class, row_losses
 from .reference import Reference
 from .stages import RecentRequest, summarise
 from .store import RequestRecord, Store, Totals
@@ -522,7 +522,13 @@ class Monitor:
         for i, (rid, row, label) in enumerate(items):
             if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < rows[rid]:
                 problems.append(Problem(f"item {i}: row {row!r} of request {rid!r}", f"a row index in 0..{rows[rid] - 1}"))
-            bad = self.performance.check_label(label) if self.performance is not None else None
+            bad = (
+                self.performance.check_label(label)
+                if self.performance is not None
+                else check_class(self.reference.classes, label)
+                if self.reference.classes
+                else None
+            )
             if bad is not None:
                 problems.append(Problem(f"item {i}: label {bad.problem}", bad.expected))
         if problems:

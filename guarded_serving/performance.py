@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import ConfigurationError, Problem
 
-__all__ = ["Performance", "RowLosses", "infer_task", "row_losses"]
+__all__ = ["Performance", "RowLosses", "check_class", "infer_task", "model_classes", "probability_classes", "row_losses"]
 
 Task = Literal["classification", "regression"]
 _EPS = 1e-15
@@ -48,6 +48,39 @@ def infer_task(y: Sequence[Any], predictions: Any) -> Task:
     distinct = set(labels)
     integral = all(float(v).is_integer() for v in distinct)
     return "classification" if integral and len(distinct) <= 20 else "regression"
+
+
+def model_classes(predict: Any) -> tuple[Any, ...]:
+    """The classes a classifier's method can return: its owner's ``classes_`` (scikit-learn's), or those of
+    a Pipeline's last step; () for a plain function or a regressor. scikit-learn is never imported here."""
+    owner = getattr(predict, "__self__", None)
+    steps = getattr(owner, "steps", None)
+    for candidate in (owner, steps[-1][1] if isinstance(steps, list) and steps and isinstance(steps[-1], tuple) else None):
+        classes = getattr(candidate, "classes_", None) if candidate is not None else None
+        if classes is not None and np.ndim(classes) == 1 and len(classes) >= 2:
+            return tuple(np.asarray(classes, dtype=object).tolist())
+    return ()
+
+
+def probability_classes(outputs: Any) -> tuple[int, ...]:
+    """For outputs that are class probabilities (rows of at least two values summing to 1), the column
+    indices 0..k-1: the labels a function returning them can be judged against; else ()."""
+    try:
+        array = np.asarray(outputs, dtype=float)
+    except (TypeError, ValueError):
+        return ()
+    if array.ndim != 2 or len(array) == 0 or not _is_probabilities(array):
+        return ()
+    return tuple(range(array.shape[1]))
+
+
+def check_class(classes: Sequence[Any], label: Any) -> Problem | None:
+    """None for a label among ``classes`` (a boolean only where the classes are booleans), else the problem."""
+    bool_classes = any(isinstance(c, bool) for c in classes)
+    if label in classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
+        return None
+    shown = getattr(label, "text", None) or repr(label)[:40]  # a NaN/Infinity literal shows as written
+    return Problem(f"got {shown}", f"one of the classes {list(classes)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +167,7 @@ class Performance:
             ):
                 return None
             return Problem(f"got {shown}", "a finite number")
-        bool_classes = any(isinstance(c, bool) for c in self.classes)
-        if label in self.classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
-            return None
-        return Problem(f"got {shown}", f"one of the classes {list(self.classes)}")
+        return check_class(self.classes, label)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -173,7 +173,12 @@ def _output_columns(predictions: Any) -> Columns:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """The profile of the data a model was validated on, with the environment it was validated in."""
+    """The profile of the data a model was validated on, with the environment it was validated in.
+
+    ``classes``: the labels a classifier can return, when known without labelled data (from the model's
+    ``classes_`` or the width of its probabilities; :func:`guard` fills it in): labels sent as feedback must
+    be among them. With ``performance``, its classes decide instead.
+    """
 
     features: tuple[FeatureProfile, ...]
     rows: int
@@ -184,6 +189,7 @@ class Reference:
     target: FeatureProfile | None = None
     performance: Performance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    classes: tuple[Category, ...] = ()
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -250,6 +256,7 @@ class Reference:
             "performance": self.performance.to_json() if self.performance is not None else None,
             "environment": self.environment.to_json(),
             "extra": dict(self.extra),
+            "classes": list(self.classes),
         }
 
     @classmethod
@@ -274,6 +281,7 @@ class Reference:
                 target=FeatureProfile.from_json(data["target"]) if data.get("target") else None,
                 performance=Performance.from_json(data["performance"]) if data.get("performance") else None,
                 extra=dict(data.get("extra", {})),
+                classes=tuple(data.get("classes", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidReferenceError):
