@@ -596,12 +596,19 @@ def test_tail_escapes_control_characters_from_logged_input(tmp_path: Path, capsy
     assert "got '\\x1b[2J\\x1b]0;pwned\\x07'" in out
 
 
+def as_in_a_terminal() -> None:
+    """Give the child Ctrl-C's default action back: a test suite started in the background (``python -m tests
+    > log &``) ignores SIGINT, and its children inherit that, so a tail there would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
     tail = subprocess.Popen(
         [str(BIN / "guarded-serving"), "tail", "--db", str(logged), "-n", "1", "--follow", "--interval", "0.05"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     printed: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [printed.put(line) for line in tail.stdout or ()], daemon=True).start()
