@@ -54,9 +54,12 @@ def model_classes(predict: Any) -> tuple[Any, ...]:
     """The classes a classifier's method can return: its owner's ``classes_`` (scikit-learn's), or those of
     a Pipeline's last step; () for a plain function or a regressor. scikit-learn is never imported here."""
     owner = getattr(predict, "__self__", None)
+    candidates = [owner]
     steps = getattr(owner, "steps", None)
-    for candidate in (owner, steps[-1][1] if isinstance(steps, list) and steps and isinstance(steps[-1], tuple) else None):
-        classes = getattr(candidate, "classes_", None) if candidate is not None else None
+    if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
+        candidates.append(steps[-1][1])
+    for candidate in candidates:
+        classes = getattr(candidate, "classes_", None)
         if classes is not None and np.ndim(classes) == 1 and len(classes) >= 2:
             return tuple(np.asarray(classes, dtype=object).tolist())
     return ()
