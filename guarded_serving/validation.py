@@ -205,7 +205,7 @@ def _check_value(value: Any, numeric: bool, types: frozenset[type], limit: float
             return Problem(f"got {shown}, which is not a finite float", "a finite number within ±1.8e308")
         return Problem(
             f"got {shown}, far beyond the reference's values",
-            f"a number within ±{limit:.3g} (10^9 times the reference's largest magnitude)",
+            f"a number within ±{limit:.3g} (10^9 times the reference's largest magnitude, at least 1)",
         )
     return None
 
