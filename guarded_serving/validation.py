@@ -136,6 +136,9 @@ class RowSchema:
         for j, types in enumerate(self.types):
             groups.setdefault(frozenset(types | none), []).append(j)
         checks = [(allowed, _taker(indices)) for allowed, indices in groups.items()]
+        if len(checks) == 2:  # the common case (numbers and strings), spelled out: a generator costs 0.3 us a row
+            (first, take_first), (second, take_second) = checks
+            return lambda row: first.issuperset(map(type, take_first(row))) and second.issuperset(map(type, take_second(row)))
         return lambda row: all(allowed.issuperset(map(type, take(row))) for allowed, take in checks)
 
 
@@ -262,9 +265,8 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
         raise InputError([Problem(f"{len(rows)} rows in one request", f"at most {schema.max_rows} rows per request")], status=413)
     names = schema.names
     width = len(names)
-    fast = _fast_check(schema)
+    fast, in_range, limits = _checks(schema)
     numeric = schema.all_numeric
-    in_range = _range_check(schema)
     out: list[list[Any]] = []
     for row in rows:  # the common case: well-formed rows, checked with C-level type tests
         if type(row) is dict and len(row) == width:
@@ -286,22 +288,18 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
         except OverflowError:
             pass
         else:
-            if not (np.abs(matrix) > _limit_array(schema)).any():  # NaN (missing) compares False
+            if not (np.abs(matrix) > limits).any():  # NaN (missing) compares False
                 return Table(out, matrix, verbatim)
     return Table(_parse_slowly(rows, schema))
 
 
 @functools.lru_cache(maxsize=64)
-def _fast_check(schema: RowSchema) -> Callable[[list[Any]], bool]:
-    return schema.fast_check()
+def _checks(schema: RowSchema) -> tuple[Callable[[list[Any]], bool], Callable[[list[Any]], bool], np.ndarray]:
+    """The schema's per-row type check, per-row magnitude check and limits as an array, built once (one cache
+    lookup per request)."""
+    return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def _limit_array(schema: RowSchema) -> np.ndarray:
-    return np.array(schema.limits, dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=64)
 def _range_check(schema: RowSchema) -> Callable[[list[Any]], bool]:
     """True when every numeric value of a type-checked row is within its feature's magnitude limit (1e400
     parses as inf, and a huge integer cannot become a float at all)."""
