@@ -51,7 +51,6 @@ class ConceptDetails:
     current_loss: float | None
     detector_alarms: int
     detector_last_alarm_row: int | None
-    estimated: dict[str, float] | None
 
 
 def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
@@ -92,10 +91,9 @@ def concept_check(
     labels_received: int,
     labels_replaced: int,
     inputs_drifted: bool | None,
-    estimated_accuracy: float | None = None,
 ) -> CheckResult:
-    """Judge labelled rows (oldest first) against the reference performance."""
-    estimated = {"accuracy": round(estimated_accuracy, 4)} if estimated_accuracy is not None else None
+    """Judge labelled rows (oldest first) against the reference performance (realized figures only: the
+    estimate from the model's confidences is the ``estimated_performance`` check's)."""
     n = len(errors)
 
     def details(
@@ -117,7 +115,6 @@ def concept_check(
             current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
-            estimated=estimated,
         )
 
     if reference is None:
