@@ -11,17 +11,21 @@ with the reference's, from the reference's :class:`~guarded_serving.rowsample.Ro
    as they were, and a few extreme values do not swing them. A categorical feature enters as indicators
    of its most common categories (up to three, each at least 5 % of the reference). Missing values drop
    out pair by pair: each correlation is taken over the rows where both values are present.
-2. **The null spread of each pair from the reference itself.** The sampling variance of a correlation
-   depends on the pair's joint shape (tails, ties, strength): it is computed per pair from the reference
-   sample's fourth moments (the delta method for the correlation coefficient, on Fisher's z scale), for
-   any window size. Windows of the configured size are resampled from the reference (as the per-feature
-   calibration does) to measure how far the real spread departs from that formula (clipping at the
-   window's own quantiles, small samples); the formula is scaled by that factor. The reference's own
-   sampling noise is added, as for two independent samples.
-3. **A family-wise budget.** The largest standardised change among all pairs is compared with the
-   Bonferroni bound for :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, and
-   must also be a change of at least 0.1 in correlation. The pairs that clear both are named, most
-   changed first; a change of 0.3 or more is an alert.
+2. **The null distribution of each pair from the reference itself.** How much a correlation varies
+   from sample to sample depends on the pair's joint shape (tails, ties, strength, a rare category): per
+   pair, the reference sample gives the moments of the correlation's influence function (the delta
+   method), hence its variance and skewness on Fisher's z scale for any window size. The variance is
+   taken at its upper 2-standard-error bound, since it is itself estimated from the sample. Windows of
+   the configured size are resampled from the reference (as the per-feature calibration does) to measure
+   how far the real spread departs from the formula (clipping at a window's own quantiles, small
+   samples); the formula is widened by that factor when it is above 1. The reference's own sampling
+   noise is added, as for two independent samples.
+3. **A family-wise budget.** Each pair's standardised change is compared with the Bonferroni bound for
+   :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's
+   skewness (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare
+   categories are judged only when the reference sample expects at least 50 rows holding both and a
+   window 10. The pairs that clear the bound are named, most changed first; a change of 0.3 or more is
+   an alert.
 
 Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`),
 two or three q x q matrix products, O(q^2) after that. A wider model keeps the 64 columns with the
@@ -54,11 +58,12 @@ DRAWS = 100
 MAX_DRAW_ROWS = 4000
 TRIM = 0.02
 SHOWN = 10  # changed pairs kept in the details
+MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
+# ... and the reference sample, for the pair's variance to be known: a pair of categories seen together in ~40
+# rows of it had its variance underestimated by a fifth, and fired on healthy traffic (64 features, window 2,000)
+MIN_REFERENCE_CELL = 50
 _LIMIT = 0.995  # correlations are clipped to +-this before Fisher's z
-# Fresh windows of a correlated world vary up to 8 % more than the delta method says for pairs with |rho| of
-# 0.3-0.6 (measured over 150 windows of 2,000 rows, 40 features), about half of which resampling the reference
-# sample sees: every null spread is widened by 5 %, which at the ~5-sigma bound divides the tail by about 4.
-MARGIN = 1.05
+_CHUNK = 256  # pairs whose influence functions are held at once while fitting
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +78,8 @@ class PairChange:
 
 @dataclass(frozen=True, slots=True)
 class FeatureJoint:
-    """One feature's part in the changed relations: its most changed pair's standardised change
-    (``score``) against the bound, and the partner in that pair."""
+    """One feature's part in the relations: the standardised change (``score``) of its pair nearest to
+    or furthest beyond its bound (``threshold``), and the partner in that pair."""
 
     status: Status
     drifted: bool
@@ -100,8 +105,8 @@ class JointDetails:
 class JointBaseline:
     """What the joint check compares a window with, computed once per monitor (see the module docstring).
 
-    Columns are numeric features (``levels[c] < 0``) or indicators of category ``levels[c]``;
-    ``reason`` says why relations are not judged (then every array is empty).
+    Columns are numeric features (``levels[c] < 0``) or indicators of category ``levels[c]``; pairs are
+    two columns of different features. ``reason`` says why relations are not judged (arrays then empty).
     """
 
     reason: str | None
@@ -111,21 +116,22 @@ class JointBaseline:
     name_of: np.ndarray  # per column: index into ``names``
     levels: np.ndarray  # per column: category code, or -1 for a numeric feature
     numeric_rank: np.ndarray  # per column: position of its feature among the baseline's numeric features (-1)
-    left: np.ndarray  # the pairs judged, as column indices (left < right, different features)
+    share: np.ndarray  # per column: the reference share of its category (1 for a numeric feature)
+    left: np.ndarray  # per pair: its two columns, left < right
     right: np.ndarray
     reference: np.ndarray  # per pair: correlation in the reference sample
-    variance: np.ndarray  # per pair: one row's variance of Fisher's z (delta method), scaled by ``inflation``^2
+    variance: np.ndarray  # per pair: one row's variance of Fisher's z (upper bound, widened by ``inflation``^2)
+    third: np.ndarray  # per pair: one row's third cumulant of Fisher's z
     reference_rows: np.ndarray  # per pair: reference rows with both values present
-    inflation: float  # the null spread measured on resampled windows / the delta method's (with the margin)
+    inflation: float  # the null spread on resampled windows over the delta method's, at least 1
     window: int
     alpha: float
-    threshold: float
+    threshold: float  # the Bonferroni bound on |z|, before each pair's skewness moves it out
 
     @classmethod
     def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
-        empty = np.zeros(0, dtype=np.intp)
-        none = np.zeros(0)
-        return cls(reason, (), (), empty, empty, empty, empty, empty, empty, none, none, none, MARGIN, window, alpha, math.inf)
+        i, f = np.zeros(0, dtype=np.intp), np.zeros(0)
+        return cls(reason, (), (), i, i, i, i, f, i, i, f, f, f, f, 1.0, window, alpha, math.inf)
 
     @classmethod
     def fit(
@@ -139,93 +145,96 @@ class JointBaseline:
         seed: int = 20261129,
     ) -> JointBaseline:
         if sample is None:
-            return cls.unjudged(
-                "the reference has no row sample (saved by an older version; build it again with Reference.from_data).",
-                window,
-                alpha,
-            )
+            reason = "the reference has no row sample (saved by an older version; build it again with Reference.from_data)."
+            return cls.unjudged(reason, window, alpha)
         if sample.rows < MIN_REFERENCE_ROWS:
-            return cls.unjudged(
-                f"the reference's row sample holds {sample.rows} rows; relations need {MIN_REFERENCE_ROWS}.", window, alpha
-            )
-        where = {n: k for k, n in enumerate(sample.names)}
-        matrix = sample.matrix
-        numeric_rank = {int(j): k for k, j in enumerate(base.num_idx)}
-        category_rank = {int(j): k for k, j in enumerate(base.cat_idx)}
-        feature_of, levels = [], []
-        for j, name in enumerate(base.names):
-            if name in skip or name not in where:
-                continue
-            values = matrix[:, where[name]]
-            present = values[~np.isnan(values)]
-            if len(present) < MIN_REFERENCE_ROWS:
-                continue
-            if base.numeric[j]:
-                if present.min() < present.max():
-                    feature_of.append(j)
-                    levels.append(-1)
-                continue
-            shares = base.cat_props[category_rank[j]][:-1]  # the last slot is for unseen categories
-            kept = [k for k in range(min(len(shares), MAX_LEVELS)) if shares[k] >= LEVEL_SHARE]
-            if len(kept) == len(shares):  # indicators of every category: the last one is implied by the others
-                kept = kept[:-1]
-            feature_of += [j] * len(kept)
-            levels += kept
-        if len(set(feature_of)) < 2:
-            return cls.unjudged(
-                "fewer than two features to relate (numeric with spread, or categorical with common categories).", window, alpha
-            )
-        feature_idx = np.array(feature_of, dtype=np.intp)
-        level_arr = np.array(levels, dtype=np.intp)
-        columns = matrix[:, [where[base.names[j]] for j in feature_of]]
-        scores, present = _scores(columns, level_arr, *_bounds(columns, level_arr))
-        if len(feature_idx) > MAX_COLUMNS:
+            reason = f"the reference's row sample holds {sample.rows} rows; relations need {MIN_REFERENCE_ROWS}."
+            return cls.unjudged(reason, window, alpha)
+        feature_of, levels, share, columns = _columns(sample, base, skip)
+        if len(set(feature_of.tolist())) < 2:
+            reason = "fewer than two features to relate (numeric with spread, or categorical with common categories)."
+            return cls.unjudged(reason, window, alpha)
+        scores, present = _scores(columns, levels, *_bounds(columns, levels))
+        if len(feature_of) > MAX_COLUMNS:  # keep the columns with the strongest relations in the reference
             strength = np.abs(np.nan_to_num(_pairwise(scores, present)[0]))
-            strength[feature_idx[:, None] == feature_idx[None, :]] = 0.0
+            strength[feature_of[:, None] == feature_of[None, :]] = 0.0
             keep = np.sort(np.argsort(-strength.max(axis=1), kind="stable")[:MAX_COLUMNS])
-            feature_idx, level_arr, columns = feature_idx[keep], level_arr[keep], columns[:, keep]
+            feature_of, levels, share, columns = feature_of[keep], levels[keep], share[keep], columns[:, keep]
             scores, present = scores[:, keep], present[:, keep]
-        left, right = np.triu_indices(len(feature_idx), k=1)
-        different = feature_idx[left] != feature_idx[right]
-        left, right = left[different], right[different]
+        left, right = np.triu_indices(len(feature_of), k=1)
+        left, right = left[feature_of[left] != feature_of[right]], right[feature_of[left] != feature_of[right]]
         corr, rows = _pairwise(scores, present)
         rho = np.clip(corr[left, right], -_LIMIT, _LIMIT)
-        variance = _delta_variance(scores, present, rho, left, right)
-        judged = np.isfinite(rho) & np.isfinite(variance) & (rows[left, right] >= MIN_REFERENCE_ROWS)
-        left, right, rho, variance = left[judged], right[judged], rho[judged], variance[judged]
-        reference_rows = rows[left, right]
+        variance, upper, third = _moments(scores, present, rho, left, right)
+        cells = rows[left, right] * share[left] * share[right]
+        judged = np.isfinite(rho) & np.isfinite(upper) & np.isfinite(third) & (cells >= MIN_REFERENCE_CELL)
+        left, right, rho = left[judged], right[judged], rho[judged]
+        variance, upper, third = variance[judged], upper[judged], third[judged]
         if not len(left):
-            return cls.unjudged(
-                "no pair of features is present together often enough in the reference's row sample.", window, alpha
-            )
-        inflation = _inflation(columns, level_arr, left, right, rho, variance, window, draws, seed)
-        names = tuple(dict.fromkeys(base.names[j] for j in feature_idx))
+            reason = "no pair of features is present together often enough in the reference's row sample."
+            return cls.unjudged(reason, window, alpha)
+        inflation = _inflation(columns, levels, left, right, rho, variance, window, draws, seed)
+        names = tuple(dict.fromkeys(base.names[j] for j in feature_of.tolist()))
         position = {n: k for k, n in enumerate(names)}
-        labels = tuple(
-            base.names[j] if lv < 0 else f"{base.names[j]}={base.profiles[j].categories[lv][0]!r}"
-            for j, lv in zip(feature_idx.tolist(), level_arr.tolist(), strict=True)
-        )
+        numeric_rank = {int(j): k for k, j in enumerate(base.num_idx)}
         return cls(
             reason=None,
             names=names,
-            labels=labels,
-            feature_of=feature_idx,
-            name_of=np.array([position[base.names[j]] for j in feature_idx], dtype=np.intp),
-            levels=level_arr,
-            numeric_rank=np.array(
-                [numeric_rank.get(int(j), -1) if lv < 0 else -1 for j, lv in zip(feature_idx, level_arr, strict=True)],
-                dtype=np.intp,
-            ),
+            labels=tuple(_label(base, j, lv) for j, lv in zip(feature_of.tolist(), levels.tolist(), strict=True)),
+            feature_of=feature_of,
+            name_of=np.array([position[base.names[j]] for j in feature_of.tolist()], dtype=np.intp),
+            levels=levels,
+            numeric_rank=np.array([numeric_rank.get(j, -1) for j in feature_of.tolist()], dtype=np.intp),
+            share=share,
             left=left,
             right=right,
             reference=rho,
-            variance=variance * inflation**2,
-            reference_rows=reference_rows,
+            variance=upper * inflation**2,
+            third=third * inflation**3,
+            reference_rows=rows[left, right],
             inflation=inflation,
             window=window,
             alpha=alpha,
             threshold=float(norm.isf(alpha / (2 * len(left)))),
         )
+
+
+def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The columns related: each numeric feature with spread, and indicators of each categorical feature's
+    common categories (the sample's rows need at least MIN_REFERENCE_ROWS values). Returns per column its
+    feature, category (-1 for numeric), reference share (1 for numeric), and the sample's values."""
+    where = {n: k for k, n in enumerate(sample.names)}
+    matrix = sample.matrix
+    category_rank = {int(j): k for k, j in enumerate(base.cat_idx)}
+    feature_of: list[int] = []
+    levels: list[int] = []
+    share: list[float] = []
+    for j, name in enumerate(base.names):
+        if name in skip or name not in where:
+            continue
+        present = matrix[:, where[name]][~np.isnan(matrix[:, where[name]])]
+        if len(present) < MIN_REFERENCE_ROWS:
+            continue
+        if base.numeric[j]:
+            if present.min() < present.max():
+                feature_of.append(j)
+                levels.append(-1)
+                share.append(1.0)
+            continue
+        shares = base.cat_props[category_rank[j]][:-1]  # the last slot is for unseen categories
+        kept = [k for k in range(min(len(shares), MAX_LEVELS)) if shares[k] >= LEVEL_SHARE]
+        if len(kept) == len(shares):  # an indicator of every category: the last one is implied by the others
+            kept = kept[:-1]
+        feature_of += [j] * len(kept)
+        levels += kept
+        share += [float(shares[k]) for k in kept]
+    columns = matrix[:, [where[base.names[j]] for j in feature_of]]
+    return np.array(feature_of, dtype=np.intp), np.array(levels, dtype=np.intp), np.array(share), columns
+
+
+def _label(base: Baseline, feature: int, level: int) -> str:
+    name = base.names[feature]
+    return name if level < 0 else f"{name}={base.profiles[feature].categories[level][0]!r}"
 
 
 def _bounds(columns: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,9 +258,7 @@ def _order_bounds(sorted_rows: np.ndarray, rows: np.ndarray, counts: np.ndarray)
     lo = sorted_rows[rows, low]
     hi = sorted_rows[rows, high]
     same = lo == hi
-    lo = np.where(same, sorted_rows[rows, 0], lo)
-    hi = np.where(same, sorted_rows[rows, last], hi)
-    return lo, hi
+    return np.where(same, sorted_rows[rows, 0], lo), np.where(same, sorted_rows[rows, last], hi)
 
 
 def _scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,9 +269,7 @@ def _scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndar
     if indicator.any():
         values[:, indicator] = columns[:, indicator] == levels[indicator]
     values[~present] = 0.0
-    counts = present.sum(axis=0)
-    means = values.sum(axis=0) / np.maximum(counts, 1)
-    values -= means
+    values -= values.sum(axis=0) / np.maximum(present.sum(axis=0), 1)
     values[~present] = 0.0
     return values, present
 
@@ -275,33 +280,41 @@ def _pairwise(scores: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.n
     with np.errstate(divide="ignore", invalid="ignore"):
         if present.all():
             squares = np.diag(products)
-            corr = products / np.sqrt(np.outer(squares, squares))
-            return corr, np.full(products.shape, float(len(scores)))
+            return products / np.sqrt(np.outer(squares, squares)), np.full(products.shape, float(len(scores)))
         mask = present.astype(np.float64)
         squares = (scores * scores).T @ mask  # [i, j]: column i's squares where j is present too
-        corr = products / np.sqrt(squares * squares.T)
-        return corr, mask.T @ mask
+        return products / np.sqrt(squares * squares.T), mask.T @ mask
 
 
-def _delta_variance(scores: np.ndarray, present: np.ndarray, rho: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """One row's variance of Fisher's z of each pair's correlation, from the sample's moments.
+def _moments(
+    scores: np.ndarray, present: np.ndarray, rho: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair, one row's variance of Fisher's z of its correlation, that variance's upper 2-standard-error
+    bound, and one row's third cumulant, from the sample's rows.
 
-    For standardised x, y with correlation rho, n var(r) -> E[(xy - rho (x^2 + y^2) / 2)^2] (the delta
-    method; (1 - rho^2)^2 for normal data), and var(atanh r) = var(r) / (1 - rho^2)^2.
+    For standardised x, y with correlation rho, the correlation of n rows is rho plus the mean of the
+    influence function psi = xy - rho (x^2 + y^2) / 2 to first order: its variance is E[psi^2] / n
+    ((1 - rho^2)^2 for normal data), its third cumulant E[psi^3] / n^2; Fisher's z divides them by
+    (1 - rho^2)^2 and (1 - rho^2)^3. E[psi^2] estimated from m rows has a standard error of
+    sqrt((E[psi^4] - E[psi^2]^2) / m).
     """
-    counts = np.maximum(present.sum(axis=0), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = scores / np.sqrt((scores * scores).sum(axis=0) / counts)
+        z = scores / np.sqrt((scores * scores).sum(axis=0) / np.maximum(present.sum(axis=0), 1))
     z[~present] = 0.0
-    mask = present.astype(np.float64)
-    both = np.maximum(mask.T @ mask, 1.0)
-    z2 = z * z
-    m22 = (z2.T @ z2) / both
-    m31 = ((z2 * z).T @ z) / both  # [i, j]: E[x_i^3 x_j]
-    m40 = ((z2 * z2).T @ mask) / both  # [i, j]: E[x_i^4] where j is present
-    i, j = left, right
-    var_r = m22[i, j] - rho * (m31[i, j] + m31[j, i]) + rho**2 / 4 * (m40[i, j] + m40[j, i] + 2 * m22[i, j])
-    return np.asarray(np.maximum(var_r, 1e-6) / (1 - rho**2) ** 2)
+    variance, upper, third = (np.empty(len(left)) for _ in range(3))
+    for start in range(0, len(left), _CHUNK):
+        i, j, r = left[start : start + _CHUNK], right[start : start + _CHUNK], rho[start : start + _CHUNK]
+        both = present[:, i] & present[:, j]
+        psi = np.where(both, z[:, i] * z[:, j] - r / 2 * (z[:, i] ** 2 + z[:, j] ** 2), 0.0)
+        rows = np.maximum(both.sum(axis=0), 1)
+        square = psi * psi
+        m2 = square.sum(axis=0) / rows
+        m4 = (square * square).sum(axis=0) / rows
+        variance[start : start + _CHUNK] = m2
+        upper[start : start + _CHUNK] = m2 + 2 * np.sqrt(np.maximum(m4 - m2 * m2, 0.0) / rows)
+        third[start : start + _CHUNK] = (square * psi).sum(axis=0) / rows
+    to_z = 1 - rho**2
+    return variance / to_z**2, upper / to_z**2, third / to_z**3
 
 
 def _inflation(
@@ -316,8 +329,7 @@ def _inflation(
     seed: int,
 ) -> float:
     """How much wider than the delta method the null spread of a window's Fisher z is, measured on ``draws``
-    windows resampled from the reference sample (pooled over pairs and draws), times a margin of
-    :data:`MARGIN` for what resampling a finite sample cannot see; never below the margin."""
+    windows resampled from the reference sample (pooled over pairs and draws); at least 1."""
     rng = np.random.default_rng(seed)
     size = min(window, MAX_DRAW_ROWS)
     target = np.arctanh(rho)
@@ -332,7 +344,7 @@ def _inflation(
         ratio = ratio[np.isfinite(ratio)]
         total += float(ratio.sum())
         count += len(ratio)
-    return MARGIN * max(math.sqrt(total / count), 1.0) if count else MARGIN
+    return max(math.sqrt(total / count), 1.0) if count else 1.0
 
 
 def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base: Baseline, min_rows: int) -> CheckResult:
@@ -344,30 +356,32 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base
         return CheckResult(name, Status.OK, f"Not judged: {joint.reason}")
     if n < min_rows:
         details = JointDetails(n, min_rows, joint.alpha, len(joint.left), None, None, (), {})
-        return CheckResult(
-            name, Status.INSUFFICIENT_DATA, f"{n} rows in the window; relations are judged from {min_rows}.", details
-        )
-    values = matrix[:, joint.feature_of]
+        summary = f"{n} rows in the window; relations are judged from {min_rows}."
+        return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
     lo = np.full(len(joint.levels), -np.inf)
     hi = np.full(len(joint.levels), np.inf)
     numeric = np.flatnonzero(joint.levels < 0)
     if len(numeric):
         ranks = joint.numeric_rank[numeric]
-        counts = columns.present[base.num_idx[ranks]]
-        lo[numeric], hi[numeric] = _order_bounds(columns.numeric, ranks, counts)
-    scores, present = _scores(values, joint.levels, lo, hi)
+        lo[numeric], hi[numeric] = _order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
+    scores, present = _scores(matrix[:, joint.feature_of], joint.levels, lo, hi)
     corr, rows = _pairwise(scores, present)
     current = corr[joint.left, joint.right]
     pair_rows = rows[joint.left, joint.right]
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
         z = (np.arctanh(np.clip(current, -_LIMIT, _LIMIT)) - np.arctanh(joint.reference)) / spread
-    judged = np.isfinite(z) & (pair_rows >= min(min_rows, n))
+        skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
+    t = joint.threshold
+    bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
+    expected = pair_rows * joint.share[joint.left] * joint.share[joint.right]
+    judged = np.isfinite(z) & np.isfinite(bound) & (expected >= MIN_CELL)
     z = np.where(judged, z, 0.0)
     change = np.where(judged, current - joint.reference, 0.0)
-    flagged = np.flatnonzero((np.abs(z) > joint.threshold) & (np.abs(change) >= MIN_CHANGE))
-    flagged = flagged[np.argsort(-np.abs(z[flagged]), kind="stable")]
-    score = float(np.abs(z).max()) if judged.any() else None
+    severity = np.where(judged, np.abs(z) / bound, 0.0)
+    flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
+    flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
+    pairs = int(judged.sum())
     changed = tuple(
         PairChange(
             (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
@@ -377,24 +391,15 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base
         )
         for k in flagged[:SHOWN]
     )
-    features = _blame(joint, flagged, z, change, current)
-    details = JointDetails(
-        n,
-        min_rows,
-        joint.alpha,
-        int(judged.sum()),
-        round(joint.threshold, 3),
-        None if score is None else round(score, 3),
-        changed,
-        features,
-    )
-    pairs = int(judged.sum())
+    features = _blame(joint, flagged, severity, z, bound, change, current)
+    score = round(float(np.abs(z).max()), 3) if pairs else None
+    details = JointDetails(n, min_rows, joint.alpha, pairs, round(t, 3), score, changed, features)
     if not len(flagged):
         summary = f"No relation changed between {len(joint.names)} features ({pairs} pairs) over the last {n} rows."
         return CheckResult(name, Status.OK, summary, details)
     status = Status.ALERT if (np.abs(change[flagged]) >= SEVERE_CHANGE).any() else Status.WARN
     shown = "; ".join(
-        f"{a} ~ {b}: correlation {c.reference:+.2f} -> {c.current:+.2f}" for c in changed[:3] for a, b in [c.features]
+        f"{c.features[0]} ~ {c.features[1]}: correlation {c.reference:+.2f} -> {c.current:+.2f}" for c in changed[:3]
     )
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
     summary = f"{len(flagged)} of {pairs} feature pairs changed relation: {shown}{more}."
@@ -402,24 +407,36 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base
 
 
 def _blame(
-    joint: JointBaseline, flagged: np.ndarray, z: np.ndarray, change: np.ndarray, current: np.ndarray
+    joint: JointBaseline,
+    flagged: np.ndarray,
+    severity: np.ndarray,
+    z: np.ndarray,
+    bound: np.ndarray,
+    change: np.ndarray,
+    current: np.ndarray,
 ) -> dict[str, FeatureJoint]:
-    """Per feature judged: its most changed flagged pair, if any."""
-    threshold = round(joint.threshold, 3)
-    worst: dict[int, int] = {}
-    for k in flagged.tolist():  # most changed first: the first pair met is each feature's worst
-        for column in (joint.left[k], joint.right[k]):
-            worst.setdefault(int(joint.name_of[column]), k)
+    """Per feature judged: its pair closest to (or furthest beyond) its bound, with the partner; drifted
+    when that pair is flagged."""
+    order = np.argsort(-severity, kind="stable")
+    holders = np.column_stack([joint.name_of[joint.left[order]], joint.name_of[joint.right[order]]]).ravel()
+    features, first = np.unique(holders, return_index=True)
+    worst = dict(zip(features.tolist(), order[first // 2].tolist(), strict=True))
+    is_flagged = np.zeros(len(severity), dtype=bool)
+    is_flagged[flagged] = True
     out: dict[str, FeatureJoint] = {}
     for position, name in enumerate(joint.names):
         k = worst.get(position)
-        if k is None:
-            out[name] = FeatureJoint(Status.OK, False, None, threshold)
+        if k is None or severity[k] == 0:
+            out[name] = FeatureJoint(Status.OK, False, None, None)
             continue
-        mine, other = (
-            (joint.left[k], joint.right[k]) if joint.name_of[joint.left[k]] == position else (joint.right[k], joint.left[k])
-        )
+        mine, other = joint.left[k], joint.right[k]
+        if joint.name_of[mine] != position:
+            mine, other = other, mine
+        score, threshold = round(abs(float(z[k])), 3), round(float(bound[k]), 3)
+        if not is_flagged[k]:
+            out[name] = FeatureJoint(Status.OK, False, score, threshold, joint.labels[other])
+            continue
         status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
         reason = f"{joint.labels[mine]} ~ {joint.labels[other]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
-        out[name] = FeatureJoint(status, True, round(abs(float(z[k])), 3), threshold, joint.labels[other], reason)
+        out[name] = FeatureJoint(status, True, score, threshold, joint.labels[other], reason)
     return out
