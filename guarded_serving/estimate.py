@@ -300,9 +300,8 @@ def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:
         return "from confidences calibrated on the reference's labels", None
     expected, realized = profile.expected_accuracy or 0.0, 1 - (profile.realized or 0.0)
     caveat = (
-        f"The model's confidences are badly calibrated on the reference (they expect {expected:.3g},"
-        f" it was right {realized:.3g} of the time): they cannot be taken at their word, and the estimate"
-        " rests on their recalibration on the reference's labels."
+        f"Not trusted: the model's confidences are badly calibrated on the reference (mean {expected:.3f},"
+        f" accuracy {realized:.3f}), so the estimate rests on their recalibration."
     )
     return "from confidences recalibrated on the reference's labels", caveat
 

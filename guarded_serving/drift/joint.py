@@ -268,9 +268,13 @@ def _scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndar
     values = np.clip(columns, lo, hi)
     if indicator.any():
         values[:, indicator] = columns[:, indicator] == levels[indicator]
-    values[~present] = 0.0
+    if present.all():  # the common case: no mask to apply
+        values -= values.mean(axis=0)
+        return values, present
+    missing = ~present
+    values[missing] = 0.0
     values -= values.sum(axis=0) / np.maximum(present.sum(axis=0), 1)
-    values[~present] = 0.0
+    values[missing] = 0.0
     return values, present
 
 
