@@ -22,7 +22,7 @@ mixes in realized figures: those are the ``concept_drift`` check's, from labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from .errors import InvalidReferenceError
 from .health import CheckResult, Status
+from .performance import Performance, row_losses
 
 __all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "estimate_check"]
 
@@ -307,13 +308,15 @@ def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:
     return "from confidences recalibrated on the reference's labels", caveat
 
 
-def profile_of(
-    task: str | None, predictions: Sequence[Any] | np.ndarray | None, errors: np.ndarray | None
-) -> ConfidenceProfile | None:
-    """The profile for a reference: ``task`` from its performance (or classification for bare
-    probabilities), None when there are no predictions or no task."""
+def profile_of(predictions: Any, performance: Performance | None, y: Any = None) -> ConfidenceProfile | None:
+    """The profile for a reference's ``predictions``: labelled from ``y`` when ``performance`` scored them
+    (a classifier's probabilities one per class), else from bare probabilities; None when they give none."""
     if predictions is None:
         return None
-    if task is None:
+    width = np.shape(predictions)[1] if np.ndim(predictions) == 2 else 1
+    if performance is None or y is None or (performance.task == "classification" and width != len(performance.classes)):
         return ConfidenceProfile.of("classification", predictions)
-    return ConfidenceProfile.of(task, predictions, errors)
+    labels = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y, dtype=object).reshape(-1)]
+    jsonable = np.asarray(predictions).tolist()
+    errors = row_losses(performance.task, performance.classes, jsonable, labels).error
+    return ConfidenceProfile.of(performance.task, predictions, errors)

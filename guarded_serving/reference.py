@@ -22,7 +22,7 @@ import numpy as np
 from .environment import Fingerprint, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
 from .estimate import ConfidenceProfile, profile_of
-from .performance import Performance, row_losses
+from .performance import Performance
 from .rowsample import RowSample
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data
 
@@ -244,12 +244,8 @@ class Reference:
                 raise ConfigurationError("y", f"{y_cols.rows} labels", f"{columns.rows} labels, one per row of X")
             target = _profile(y_cols)[0]
         performance = None
-        errors = None
         if y is not None and predictions is not None:
-            jsonable = to_jsonable_predictions(predictions)
-            performance = Performance.from_data(y, jsonable, task=task)  # type: ignore[arg-type]
-            labels = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y, dtype=object).reshape(-1)]
-            errors = row_losses(performance.task, performance.classes, jsonable, labels).error
+            performance = Performance.from_data(y, to_jsonable_predictions(predictions), task=task)  # type: ignore[arg-type]
         features = _profile(columns)
         return cls(
             features=features,
@@ -261,7 +257,7 @@ class Reference:
             target=target,
             performance=performance,
             row_sample=_row_sample(columns, features),
-            confidence=profile_of(performance.task if performance else None, predictions, errors),
+            confidence=profile_of(predictions, performance, y),
         )
 
     def to_json(self) -> dict[str, Any]:

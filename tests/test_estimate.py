@@ -175,3 +175,13 @@ def test_the_interval_never_narrows_below_two_accuracy_points(labelled: Confiden
     assert result.details.interval is not None
     low, high = result.details.interval
     assert high - low == pytest.approx(0.04, abs=1e-3)
+
+
+def test_probabilities_of_more_classes_than_the_labels_show_give_an_unlabelled_profile() -> None:
+    P, y = binary(ROWS, 14)
+    three = np.column_stack([P[:, 0] * 0.9, P[:, 1] * 0.9, np.full(ROWS, 0.1)])  # a third class no label names
+
+    reference = Reference.from_data(np.random.default_rng(14).normal(size=(ROWS, 2)), y=y, predictions=three)
+
+    assert reference.confidence is not None
+    assert not reference.confidence.labelled
