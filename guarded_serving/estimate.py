@@ -38,7 +38,7 @@ __all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "estimate_c
 ALPHA_ESTIMATE = 0.0005  # its share of the model-wide false-alarm budget per health check
 _Z = float(norm.isf(ALPHA_ESTIMATE / 2))  # once: a scipy distribution call costs ~0.1 ms
 BINS = 10
-MIN_ROWS = 100  # reference rows needed to profile confidences
+MIN_PROFILE_ROWS = 100  # reference rows needed to profile confidences
 MIN_CHANGE_ACCURACY = 0.02
 MIN_CHANGE_MAE = 0.1  # relative to the reference MAE
 MISCALIBRATED = 0.05  # expected minus realized accuracy on the reference beyond which raw confidences are not trusted
@@ -89,14 +89,14 @@ class ConfidenceProfile:
     def of(cls, task: str, predictions: Any, errors: np.ndarray | None = None) -> ConfidenceProfile | None:
         """The profile of a model's outputs on the reference rows, ``errors`` their realized per-row errors
         (0/1 or absolute) when labelled. None when the outputs give no score (a classifier returning labels)
-        or fewer than :data:`MIN_ROWS` rows have one."""
+        or fewer than :data:`MIN_PROFILE_ROWS` rows have one."""
         scores = _scores(task, predictions)
         if scores is None:
             return None
         usable = np.isfinite(scores)
         if errors is not None:
             usable &= np.isfinite(errors)
-        if usable.sum() < MIN_ROWS or (task == "regression" and errors is None):
+        if usable.sum() < MIN_PROFILE_ROWS or (task == "regression" and errors is None):
             return None
         scores = scores[usable]
         expected = float(scores.mean()) if task == "classification" else None
@@ -240,7 +240,7 @@ def estimate_check(profile: ConfidenceProfile | None, outputs: np.ndarray | None
         )
         return CheckResult(name, Status.OK, summary)
     basis, caveat = _basis(profile)
-    trusted = caveat is None or profile.task == "regression"
+    trusted = caveat is None
 
     def details(rows: int, estimated: float | None = None, interval: tuple[float, float] | None = None) -> EstimateDetails:
         return EstimateDetails(
