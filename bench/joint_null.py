@@ -7,7 +7,7 @@ chances to fire; here each window is fresh. Nine correlated worlds (tests/apps/c
 three structures each, with categorical features and missing values), windows of 500 and 2,000 rows, ``--windows``
 windows each, judged by ``joint_check`` at its own budget (0.05 % of checks) and, to see the tail's shape at levels
 a few thousand windows resolve, at 1 % and 10 %. A rate is a count over windows: a rate at its budget or below is
-the goal. Not part of bench/run.py: it measures a rate, not a speed (about 10 minutes at 200 windows).
+the goal. Not part of bench/run.py: it measures a rate, not a speed (about 5 minutes at 200 windows).
 """
 
 from __future__ import annotations
