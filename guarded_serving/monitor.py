@@ -589,12 +589,13 @@ class Monitor:
         outputs, labels, delays, received, replaced = self._labelled(from_store)
         errors = np.zeros(0)
         losses = np.zeros(0)
+        unscored = 0
         if self.performance is not None and outputs:
             scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
-            errors, losses = scored.error, scored.loss
+            errors, losses, unscored = scored.error, scored.loss, scored.unscored
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
         return concept_check(
-            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window)
+            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window), unscored
         )
 
     def _estimated_accuracy(self, window: WindowData) -> float | None:
