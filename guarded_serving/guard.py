@@ -29,6 +29,7 @@ from .health import HealthReport, Status
 from .jsontext import dump_bytes
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
+from .redaction import WITHHELD, redacted_input_error
 from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import RequestRecord
@@ -192,7 +193,8 @@ class GuardedModel:
                     else:
                         model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
                         window_inputs = table.matrix
-            except InputError as exc:
+            except InputError as refused:
+                exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
                 rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
                 wrong_types = tuple(
                     dict.fromkeys(p.feature for p in exc.problems if p.feature and p.expected in _TYPE_EXPECTATIONS)
@@ -213,8 +215,10 @@ class GuardedModel:
                     payload = _dump({"predictions": outputs, "request_id": request_id})
             except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
                 error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
+                # The model's own message may quote its input: with a redacted feature, it is not kept.
+                message = WITHHELD if monitor.redact and not isinstance(exc, ModelError) else str(exc)
                 self._log.error(
-                    "model_error", request_id=request_id, error=error_class, message=str(exc)[:500], stage=clock.failed
+                    "model_error", request_id=request_id, error=error_class, message=message[:500], stage=clock.failed
                 )
                 self._record(
                     monitor,
@@ -223,7 +227,7 @@ class GuardedModel:
                     len(rows),
                     started,
                     clock,
-                    error=f"{error_class}: {exc}"[:2000],
+                    error=f"{error_class}: {message}"[:2000],
                     warnings=warnings,
                 )
                 return _problem_reply(500, "Model error", f"the model failed with {error_class}", request_id, error=error_class)

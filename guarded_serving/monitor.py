@@ -49,6 +49,7 @@ from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
 from .performance import row_losses
+from .redaction import redacted_reference, withheld_warnings
 from .reference import Reference
 from .stages import RecentRequest, summarise
 from .store import RequestRecord, Store, Totals
@@ -284,7 +285,8 @@ class Monitor:
         """
         if self.store is not None:
             self.store.open()
-            reference = json.dumps(self.reference.to_json(), separators=(",", ":"), allow_nan=False)
+            saved = redacted_reference(self.reference, self.redact)  # a redacted feature's profile holds its values
+            reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
         if self._metrics_factory is not None:
@@ -420,6 +422,8 @@ class Monitor:
 
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        if self.redact and record.warnings:  # a warning's message may quote the model's input
+            record = dataclasses.replace(record, warnings=withheld_warnings(record.warnings))
         if record.status == "ok" and record.window is None and record.inputs is not None:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
         if record.window is not None:  # kept in memory too: the fallback when the store cannot be read

@@ -1,4 +1,6 @@
-"""Guarded services for the fault tests (`bentoml serve tests.apps.faults:<name>`): sampling with labels."""
+"""Guarded services for the fault tests (`bentoml serve tests.apps.faults:<name>`): sampling with labels, redaction."""
+
+import warnings
 
 import numpy as np
 
@@ -19,4 +21,41 @@ sampled = guard(
     reference=Reference.from_data(TRAINING, y=LABELS, predictions=total(TRAINING), feature_names=FEATURES),
     name="faults-sampled",
     sample_rate=0.1,
+)
+
+
+# -- redaction: canary values in redacted features must reach no sink ---------------------------------------------------
+PRIVATE_FEATURES = ["age", "ssn", "city", "income"]
+TRAINING_CANARY_CITY = "TRAIN-CANARY-CITY"  # a training category of a redacted feature
+TRAINING_CANARY_SSN = 13579.2468  # a training value of a redacted numeric feature
+_private_rng = np.random.default_rng(2)
+PRIVATE_TRAINING = [
+    [float(a), TRAINING_CANARY_SSN if i == 7 else float(s), TRAINING_CANARY_CITY if i % 50 == 0 else c, float(m)]
+    for i, (a, s, c, m) in enumerate(
+        zip(
+            _private_rng.normal(40, 10, 500),
+            _private_rng.normal(5e8, 1e8, 500),
+            _private_rng.choice(["north", "south", "east", "west"], 500),
+            _private_rng.normal(50, 5, 500),
+            strict=True,
+        )
+    )
+]
+
+
+def private_predict(rows: np.ndarray) -> np.ndarray:
+    """Scores age + income; quotes its whole input when it fails (age 999) or warns (age -1), as careless code does."""
+    if (rows[:, 0] == 999).any():
+        raise ValueError(f"cannot score rows {rows.tolist()}")
+    if (rows[:, 0] == -1).any():
+        warnings.warn(f"scoring {rows.tolist()} through a deprecated path", DeprecationWarning, stacklevel=1)
+    return (rows[:, 0].astype(float) + rows[:, 3].astype(float)) / 100
+
+
+private = guard(
+    private_predict,
+    reference=Reference.from_data(PRIVATE_TRAINING, feature_names=PRIVATE_FEATURES, categorical=["city"]),
+    name="faults-private",
+    redact=["ssn", "city"],
+    window=100,
 )
