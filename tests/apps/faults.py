@@ -1,6 +1,10 @@
-"""Guarded services for the fault tests (`bentoml serve tests.apps.faults:<name>`): sampling with labels, redaction."""
+"""Guarded services for the fault tests (`bentoml serve tests.apps.faults:<name>`): sampling with labels, redaction,
+a model that hangs, a store that blocks, a small body limit."""
 
+import os
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -59,3 +63,22 @@ private = guard(
     redact=["ssn", "city"],
     window=100,
 )
+
+
+# -- a model that hangs, a store that blocks, a small body limit -----------------------------------------------------------
+def hang_on_777(rows: np.ndarray) -> np.ndarray:
+    """Sums each row; a row starting with 777 hangs (touching $FAULTS_HUNG) until $FAULTS_RELEASE exists (120 s at most)."""
+    if (rows[:, 0] == 777).any():
+        Path(os.environ["FAULTS_HUNG"]).touch()
+        deadline = time.monotonic() + 120
+        while not Path(os.environ["FAULTS_RELEASE"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return rows.sum(axis=1)
+
+
+hanging = guard(hang_on_777, reference=TRAINING, feature_names=FEATURES, name="faults-hanging", traffic={"timeout": 4})
+
+# A buffer of 5 rows that makes requests wait for room (up to 5 s) while the store cannot write.
+blocking = guard(total, reference=TRAINING, feature_names=FEATURES, name="faults-blocking", overflow="block", store_capacity=5)
+
+small_body = guard(total, reference=TRAINING, feature_names=FEATURES, name="faults-small-body", max_body_bytes=1024 * 1024)
