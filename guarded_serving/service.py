@@ -70,11 +70,7 @@ class _Job:
         self._guard = threading.Lock()
         self._callback: t.Callable[[], object] | None = None
 
-    def run(self) -> None:
-        try:
-            self.result = self.func(*self.args)
-        except BaseException as exc:  # handed back to the awaiting request
-            self.error = exc
+    def finish(self) -> None:
         with self._guard:
             callback, self._callback = self._callback, None
             self.finished.release()
@@ -92,26 +88,28 @@ class _Job:
     def outcome(self) -> Reply:
         if self.error is not None:
             raise self.error
-        return t.cast(Reply, self.result)  # run() set one of the two
+        return t.cast(Reply, self.result)  # the model thread set one of the two
 
 
 class _ModelThread:
-    """The one thread that runs a worker's requests in turn (threads=1), started on first use."""
+    """The one thread that runs a worker's requests in turn (threads=1), started on first use.
+
+    Jobs are submitted from the event loop's thread only; ``submitted`` is written there and ``completed``
+    in the model thread only, so neither needs a lock."""
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.pending = 0  # jobs queued or running
+        self.submitted = 0
+        self.completed = 0
         self.recent = 1.0  # a moving average of recent request durations (s): the first ones are awaited
 
     def submit(self, func: t.Callable[..., Reply], *args: Any) -> _Job:
         job = _Job(func, args)
-        with self._lock:
-            self.pending += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="guarded-serving-model", daemon=True)
-                self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="guarded-serving-model", daemon=True)
+            self._thread.start()
+        self.submitted += 1
         self._jobs.put(job)
         return job
 
@@ -119,13 +117,16 @@ class _ModelThread:
         while True:
             job = self._jobs.get()
             started = time.perf_counter()
-            job.run()
+            try:
+                job.result = job.func(*job.args)
+            except BaseException as exc:  # handed back to the awaiting request
+                job.error = exc
             self.recent += 0.1 * (time.perf_counter() - started - self.recent)
-            with self._lock:
-                self.pending -= 1
+            self.completed += 1  # before the job is seen finished: the next request finds the thread idle
+            job.finish()
 
     async def call(self, func: t.Callable[..., Reply], *args: Any) -> Reply:
-        fast = self.pending == 0 and self.recent < INLINE_BELOW_S
+        fast = self.submitted == self.completed and self.recent < INLINE_BELOW_S
         job = self.submit(func, *args)
         if fast and job.finished.acquire(timeout=INLINE_WAIT_S):
             return job.outcome()
