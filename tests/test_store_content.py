@@ -81,6 +81,20 @@ def test_a_label_for_a_sampled_out_request_leaves_health_answering(
     assert report.check("store").status is Status.OK
 
 
+def test_the_periodic_evaluator_keeps_its_history_after_a_label_for_an_unlogged_prediction(
+    reference: Reference, rows: np.ndarray, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    with Monitor(reference, db=db, window=200, sample_rate=0.1, history_interval=0.2) as monitor:
+        ids = [monitor.observe(rows[i : i + 1], probabilities(rows[i : i + 1])) for i in range(60)]
+        monitor.flush()
+        unlogged = {rid for (rid,) in query(db, "SELECT request_id FROM requests WHERE outputs IS NULL")}
+        monitor.feedback(next(rid for rid in ids if rid in unlogged), [1])
+        slots = len(monitor.history())
+
+        assert wait_for(lambda: len(monitor.history()) >= slots + 3)  # a snapshot every 0.2 s, by itself
+
+
 def test_a_reused_request_id_joins_its_labels_to_the_newest_request_only(
     reference: Reference, rows: np.ndarray, tmp_path: Path
 ) -> None:
