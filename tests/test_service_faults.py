@@ -73,10 +73,11 @@ def stored(db: Path, request_id: str) -> list[tuple[Any, ...]]:
 # -- a model that hangs --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hanging(serve: Any, tmp_path: Path) -> Iterator[tuple[Server, Path, Path]]:
+@pytest.fixture(params=["hanging", "hanging_threads"], ids=["one-model-thread", "threads=2"])
+def hanging(request: pytest.FixtureRequest, serve: Any, tmp_path: Path) -> Iterator[tuple[Server, Path, Path]]:
     hung, release = tmp_path / "hung", tmp_path / "release"
-    server = serve("tests.apps.faults:hanging", env={"FAULTS_HUNG": str(hung), "FAULTS_RELEASE": str(release)})
+    env = {"FAULTS_HUNG": str(hung), "FAULTS_RELEASE": str(release)}
+    server = serve(f"tests.apps.faults:{request.param}", env=env)
     yield server, hung, release
     release.touch()  # never leave the model hung
 

@@ -77,6 +77,10 @@ def hang_on_777(rows: np.ndarray) -> np.ndarray:
 
 
 hanging = guard(hang_on_777, reference=TRAINING, feature_names=FEATURES, name="faults-hanging", traffic={"timeout": 4})
+# The same with two model threads (anyio's pool instead of the model thread).
+hanging_threads = guard(
+    hang_on_777, reference=TRAINING, feature_names=FEATURES, name="faults-hanging-threads", traffic={"timeout": 4}, threads=2
+)
 
 # A buffer of 5 rows that makes requests wait for room (up to 5 s) while the store cannot write.
 blocking = guard(total, reference=TRAINING, feature_names=FEATURES, name="faults-blocking", overflow="block", store_capacity=5)
