@@ -45,12 +45,14 @@ from .logs import configure_logging
 __all__ = ["build_service"]
 
 SHUTDOWN_TIMEOUT = 10.0
-# With threads=1, every request runs in one model thread, never on the event loop (a model that hangs there
-# would freeze /healthz with it). Handing a request over through anyio's thread pool and back costs about
-# as much CPU as the guard's own work (bench/overhead.py); so a request the guard has recently been
-# answering faster than INLINE_BELOW_S (model included), when the model thread is idle, is handed over
-# and waited for on a plain lock, the loop blocked for at most INLINE_WAIT_S; a request still running
-# then, like every other, is awaited without blocking the loop.
+# With threads=1, every request runs in one model thread, never on the event loop: a model that hangs
+# there would freeze /healthz with it. Handing a request over through anyio's thread pool and back adds
+# 60-65 µs of CPU (bench/handoff.py), about half the guard's own work on a single-row request, which is why
+# quick requests used to run on the loop itself. So a request the guard has recently been answering faster
+# than INLINE_BELOW_S (model included), when the model thread is idle, is handed to it and waited for on a
+# plain lock, the loop blocked for at most INLINE_WAIT_S: 23-26 µs. A request still running then, like
+# every other, is awaited without blocking the loop. Over HTTP (wrk, 16 connections) this kept the
+# requests/s and CPU per request of running on the loop, within this machine's noise.
 INLINE_BELOW_S = 0.002
 INLINE_WAIT_S = 0.02
 _BODY_KEY = "guarded_serving.body"
