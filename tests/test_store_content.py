@@ -287,6 +287,25 @@ def test_every_corruption_at_once_leaves_every_health_answer_working(
     assert (details.labelled_rows, details.current is not None) == (200, True)  # labels on intact rows are still judged
 
 
+def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_own_traffic(
+    reference: Reference, rows: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Monitor(reference, name="m", db=tmp_path / "log.db", window=200) as monitor:
+        monitor.observe(rows[:150], probabilities(rows[:150]))
+        monitor.flush()
+        assert monitor.store is not None
+
+        def unusable(model: str) -> Any:
+            raise RuntimeError("content no reader foresaw")
+
+        monkeypatch.setattr(monitor.store, "totals", unusable)
+        report = monitor.health()
+
+    store = report.check("store")
+    assert (store.status, report.requests, report.window_rows) == (Status.ALERT, 1, 150)
+    assert store.summary.startswith("The log store's content could not be judged (RuntimeError)")
+
+
 def test_an_unreadable_saved_reference_is_a_clean_report_error(
     reference: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
