@@ -520,12 +520,20 @@ def _tail_header(show_model: bool) -> str:
 def _print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool) -> None:
     for r in found:
         if as_json:
-            print(json.dumps({k: v for k, v in r.items() if k != "id"}), flush=True)
+            print(json.dumps({k: _cell(v) for k, v in r.items() if k != "id"}), flush=True)
             continue
+        r = {k: _cell(v) for k, v in r.items()}
         when = str(r["ts"]).replace("T", " ").removesuffix("+00:00")
-        latency = f"{r['latency_ms']:.1f} ms" if r["latency_ms"] is not None else "-"
-        cells = [when.ljust(23), str(r["request_id"]).ljust(32), r["status"].ljust(8), str(r["rows"]).rjust(6), latency.rjust(10)]
+        number = isinstance(r["latency_ms"], (int, float)) and not isinstance(r["latency_ms"], bool)
+        latency = f"{r['latency_ms']:.1f} ms" if number else "-"
+        cells = [when.ljust(23), str(r["request_id"]).ljust(32), str(r["status"]).ljust(8), str(r["rows"]).rjust(6)]
+        cells.append(latency.rjust(10))
         if show_model:
             cells.insert(1, str(r["model"]).ljust(16))
         problem = ": ".join(str(x) for x in (r["failed_stage"], r["error"]) if x)
         print(_printable("  ".join([*cells, problem[:300]]).rstrip()), flush=True)
+
+
+def _cell(value: Any) -> Any:
+    """A logged value as text or JSON can show it: bytes (a damaged row) as their length."""
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value

@@ -136,6 +136,18 @@ def _stage(name: str, s: Mapping[str, Any]) -> StageLatency:
     return StageLatency(str(name), int(s.get("count") or 0), ms("p50_ms"), ms("p95_ms"), ms("p99_ms"))
 
 
+def _decode(document: Any) -> Snapshot | None:
+    """A stored snapshot, or None when it does not decode into one (a damaged or hand-edited row)."""
+    try:
+        snapshot = Snapshot.from_json(json.loads(document))
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        return None
+    return snapshot if math.isfinite(snapshot.ts) and 0 <= snapshot.ts <= _LATEST else None
+
+
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: a later time has no ISO 8601 form
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
@@ -199,7 +211,8 @@ class History:
         if self.store is not None:
             try:
                 documents = self.store.snapshots(self.model, since, limit)
-                return [Snapshot.from_json(json.loads(d)) for d in reversed(documents)]
+                decoded = (_decode(d) for d in reversed(documents))
+                return [snapshot for snapshot in decoded if snapshot is not None]
             except StoreError:
                 pass
         with self._lock:

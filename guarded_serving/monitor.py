@@ -49,6 +49,7 @@ from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
 from .performance import check_class, row_losses
+from .redaction import redacted_reference, withheld_warnings
 from .reference import Reference
 from .stages import RecentRequest, summarise
 from .store import RequestRecord, Store, Totals
@@ -284,7 +285,8 @@ class Monitor:
         """
         if self.store is not None:
             self.store.open()
-            reference = json.dumps(self.reference.to_json(), separators=(",", ":"), allow_nan=False)
+            saved = redacted_reference(self.reference, self.redact)  # a redacted feature's profile holds its values
+            reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
         if self._metrics_factory is not None:
@@ -420,6 +422,8 @@ class Monitor:
 
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        if self.redact and record.warnings:  # a warning's message may quote the model's input
+            record = dataclasses.replace(record, warnings=withheld_warnings(record.warnings))
         if record.status == "ok" and record.window is None and record.inputs is not None:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
         if record.window is not None:  # kept in memory too: the fallback when the store cannot be read
@@ -481,8 +485,11 @@ class Monitor:
         self._sequence += 1
         outputs = list(record.outputs) if record.outputs is not None else [None] * record.rows
         previous = self._predictions.pop(record.request_id, None)
-        if previous is not None:
+        if previous is not None:  # a client's reused request id: labels join the newest request with it
             self._prediction_rows -= len(previous[2])
+            if self.store is None:
+                for row in range(len(previous[2])):
+                    self._labels.pop((record.request_id, row), None)
         self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
         self._prediction_rows += len(outputs)
         while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
@@ -574,15 +581,13 @@ class Monitor:
             except StoreError:
                 stored = None
         if stored is not None:
-            outputs = [json.loads(o) for o, _, _, _ in stored]
-            labels = [json.loads(lab) for _, lab, _, _ in stored]
-            delays = np.array([_seconds(lt) - _seconds(pt) for _, _, pt, lt in stored])
-            return outputs, labels, delays, received, replaced
+            outputs, labels, delays = _decode_labelled(stored)
+            return outputs, labels, delays, max(received, len(outputs)), replaced  # a damaged count is at least what joined
         with self._lock:
             joined = []
             for (rid, row), (label, labelled_at) in self._labels.items():
                 kept = self._predictions.get(rid)
-                if kept is not None:
+                if kept is not None and row < len(kept[2]):
                     seq, ts, outs = kept
                     joined.append((seq, row, outs[row], label, labelled_at - ts))
             received, replaced = self._label_counts
@@ -594,12 +599,13 @@ class Monitor:
         outputs, labels, delays, received, replaced = self._labelled(from_store)
         errors = np.zeros(0)
         losses = np.zeros(0)
+        unscored = 0
         if self.performance is not None and outputs:
             scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
-            errors, losses = scored.error, scored.loss
+            errors, losses, unscored = scored.error, scored.loss, scored.unscored
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
         return concept_check(
-            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window)
+            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window), unscored
         )
 
     def _estimated_accuracy(self, window: WindowData) -> float | None:
@@ -607,9 +613,10 @@ class Monitor:
         out = window.outputs
         if self.performance is None or self.performance.task != "classification" or out is None or out.shape[1] < 2:
             return None
-        if len(out) < self.min_rows or not np.allclose(np.nansum(out, axis=1), 1.0, atol=1e-3):
+        out = out[np.isfinite(out).all(axis=1)]  # a NaN prediction has no confidence to count
+        if len(out) < self.min_rows or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
             return None
-        return float(np.nanmax(out, axis=1).mean())
+        return float(out.max(axis=1).mean())
 
     def observe(
         self,
@@ -670,12 +677,8 @@ class Monitor:
 
     # -- health ----------------------------------------------------------------------------
     def _recent_from_store(self, store: Store) -> list[RecentRequest]:
-        out = []
-        for r in store.recent_requests(self.name, self._recent.maxlen or 1000):
-            stages = json.loads(r["stages"]) if r["stages"] else {}
-            problems = tuple(json.loads(r["problem_features"])) if r["problem_features"] else ()
-            out.append(RecentRequest(r["status"], r["latency_ms"] or 0.0, stages, r["failed_stage"], problems))
-        return out
+        recent = (_recent_request(r) for r in store.recent_requests(self.name, self._recent.maxlen or 1000))
+        return [r for r in recent if r is not None]
 
     def totals(self) -> Totals:
         """Requests, rows, rejections and errors so far (all workers' when there is a store)."""
@@ -685,9 +688,22 @@ class Monitor:
             return Totals(self._requests, self._rows, self._rejected, self._errors)
 
     def health(self) -> HealthReport:
-        """Judge the model now. Never mutates the monitor's state (apart from the last status seen)."""
-        store = self.store
-        read_error = None
+        """Judge the model now. Never mutates the monitor's state (apart from the last status seen).
+
+        Whatever the store holds, this answers: rows that do not decode are skipped where they are read,
+        and should anything else in the store's content fail the judgement, this worker's own traffic is
+        judged instead, with the ``store`` check alerting.
+        """
+        try:
+            return self._judge()
+        except Exception as exc:
+            if self.store is None:
+                raise
+            self._log.error("health_store_content_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return self._judge(read_error=f"the log store's content could not be judged ({type(exc).__name__})")
+
+    def _judge(self, read_error: str | None = None) -> HealthReport:
+        store = self.store if read_error is None else None
         if store is not None:
             if store.stats().last_error is None:  # let this worker's own latest requests land first
                 store.flush(timeout=0.5)
@@ -829,5 +845,55 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
     return WindowData(window.inputs, window.outputs, window.unseen, errors)
 
 
-def _seconds(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso).timestamp()
+def _seconds(iso: Any) -> float | None:
+    """Epoch seconds of a stored ISO time; None for anything else (a damaged row)."""
+    try:
+        return dt.datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _decode_labelled(stored: Sequence[tuple[Any, Any, Any, Any]]) -> tuple[list[Any], list[Any], np.ndarray]:
+    """Stored labelled rows as outputs, labels and label delays (s), in the same order.
+
+    A row whose output or label does not decode is skipped; a delay whose times do not is left out."""
+    outputs, labels, delays = [], [], []
+    for output, label, predicted_at, labelled_at in stored:
+        try:
+            decoded = json.loads(output), json.loads(label)
+        except (TypeError, ValueError):
+            continue
+        outputs.append(decoded[0])
+        labels.append(decoded[1])
+        start, end = _seconds(predicted_at), _seconds(labelled_at)
+        if start is not None and end is not None:
+            delays.append(end - start)
+    return outputs, labels, np.array(delays, dtype=float)
+
+
+def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
+    """A stored request as the pipeline check reads it; None for a status it does not know. Values of
+    the wrong type (a damaged row) count as absent."""
+    status = r["status"]
+    if status not in ("ok", "rejected", "error"):
+        return None
+    try:
+        stages = json.loads(r["stages"]) if r["stages"] else {}
+    except (TypeError, ValueError):
+        stages = {}
+    try:
+        problems = json.loads(r["problem_features"]) if r["problem_features"] else []
+    except (TypeError, ValueError):
+        problems = []
+    return RecentRequest(
+        status,
+        _milliseconds(r["latency_ms"]),
+        {str(k): _milliseconds(v) for k, v in stages.items()} if isinstance(stages, dict) else {},
+        r["failed_stage"] if isinstance(r["failed_stage"], str) else None,
+        tuple(p for p in problems if isinstance(p, str)) if isinstance(problems, list) else (),
+    )
+
+
+def _milliseconds(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else 0.0

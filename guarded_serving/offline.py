@@ -25,6 +25,7 @@ from typing import Any
 
 from .checks import PipelineThresholds
 from .dashboard import FeatureHistogram
+from .drift.baseline import CATEGORICAL_METHODS, NUMERIC_METHODS
 from .drift.window import Chunk
 from .errors import ConfigurationError, StoreError
 from .health import HealthReport
@@ -97,6 +98,7 @@ class StoreReader(Store):
         self.since = since
         self.replay = replay or since is not None
         self.encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None
+        self.width: int | None = None  # features per logged row: a row of another length is not replayed
         self.progress: Progress | None = None
         self.replay_rows = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
         self._rows_logged: int | None = None
@@ -182,18 +184,8 @@ class StoreReader(Store):
             }
         return tuple(w for w in found if (w.category, w.message, w.location) in recent)[:limit]
 
-    def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
-        if self.since is None:
-            return super().labelled(model, limit)
-        with self._reading() as db:
-            return list(
-                db.execute(
-                    "SELECT q.outputs -> f.row, f.label, q.ts, f.ts FROM feedback f"
-                    " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
-                    " WHERE f.model = ? AND q.ts >= ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
-                    [model, self._since_iso, limit],
-                )
-            )
+    def labelled(self, model: str, limit: int, since: str = "") -> list[tuple[Any, Any, Any, Any]]:
+        return super().labelled(model, limit, max(since, self._since_iso))
 
     def label_totals(self, model: str) -> tuple[int, int]:
         if self.since is None:
@@ -241,10 +233,10 @@ class StoreReader(Store):
                 requests: list[tuple[list[Any], list[Any]]] = []
                 rows = 0
                 while rows < _BATCH and (found := cursor.fetchone()) is not None:
-                    rows_in = json.loads(found[0])
-                    rows_out = json.loads(found[1]) if found[1] is not None else [None] * len(rows_in)
-                    requests.append((rows_in, rows_out))
-                    rows += len(rows_in)
+                    decoded = _logged_rows(found[0], found[1], self.width)
+                    if decoded is not None:
+                        requests.append(decoded)
+                        rows += len(decoded[0])
                 if not requests:
                     break
                 requests.reverse()  # oldest first within a chunk, as the writer stores them
@@ -280,6 +272,23 @@ class StoreReader(Store):
                 )
             )
         return found[::-1]
+
+
+def _logged_rows(inputs: Any, outputs: Any, width: int | None) -> tuple[list[Any], list[Any]] | None:
+    """A logged request's input rows and outputs, or None when they do not decode to one list of
+    ``width`` values per row and one output per row (a damaged or hand-edited row is not replayed)."""
+    try:
+        rows_in = json.loads(inputs)
+        rows_out = json.loads(outputs) if outputs is not None else None
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(rows_in, list) or not all(isinstance(r, list) and (width is None or len(r) == width) for r in rows_in):
+        return None
+    if rows_out is None:
+        rows_out = [None] * len(rows_in)
+    if not isinstance(rows_out, list) or len(rows_out) != len(rows_in):
+        return None
+    return rows_in, rows_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +361,7 @@ def offline_health(
                 f"a saved reference file for model {name!r}: {str(db)!r} holds none (it was written by an older"
                 " version, or by a monitor that was never started)",
             )
-        ref = as_reference(reference) if reference is not None else Reference.from_json(json.loads(saved.reference))  # type: ignore[union-attr]
+        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, str(db))  # type: ignore[arg-type]
         settings = _settings(saved, ref)
         live_window = int(settings.get("window", 1000))
         replay = None
@@ -376,6 +385,7 @@ def offline_health(
         )
         monitor.min_rows = min(live_window, MIN_ROWS)  # the live service's rule, whatever rows are replayed
         reader.encode = monitor.encode
+        reader.width = monitor.baseline.width
         reader.progress = progress
         report = monitor.health()
         histograms = monitor.histograms()
@@ -393,6 +403,18 @@ def offline_health(
     )
 
 
+def _saved_reference(saved: SavedModel, name: str, db: str) -> Reference:
+    try:
+        return Reference.from_json(json.loads(saved.reference))
+    except (TypeError, ValueError) as exc:  # a damaged row (InvalidReferenceError is a ValueError too)
+        raise ConfigurationError(
+            "reference",
+            None,
+            f"a reference file for model {name!r}: the saved reference of model {name!r} in {db!r} is unreadable"
+            f" ({type(exc).__name__})",
+        ) from None
+
+
 def _choose_model(reader: StoreReader, model: str | None) -> str:
     names = reader.model_names()
     if model is not None:
@@ -407,9 +429,31 @@ def _choose_model(reader: StoreReader, model: str | None) -> str:
 
 
 def _settings(saved: SavedModel | None, reference: Reference) -> dict[str, Any]:
-    """The saved monitoring settings, keeping only the feature names this reference has."""
+    """The saved monitoring settings, keeping only the feature names this reference has; a setting of the
+    wrong type (a damaged or hand-edited row) is left to its default."""
     settings = dict(saved.settings) if saved is not None else {}
     names = set(reference.feature_names) | {p.name for p in reference.outputs}
-    settings["methods"] = {k: v for k, v in (settings.get("methods") or {}).items() if k in names}
-    settings["redact"] = [n for n in settings.get("redact", ()) if n in reference.feature_names]
+    kinds = {p.name: p.kind for p in (*reference.features, *reference.outputs)}
+    methods = settings.get("methods")
+    allowed = {"numeric": NUMERIC_METHODS, "categorical": CATEGORICAL_METHODS}
+    if isinstance(methods, dict):
+        settings["methods"] = {k: v for k, v in methods.items() if k in names and v in allowed[kinds[k]]}
+    else:
+        settings["methods"] = {}
+    redact = settings.get("redact")
+    settings["redact"] = [n for n in redact if n in reference.feature_names] if isinstance(redact, list) else []
+    for key in ("window", "recent_requests"):
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            settings.pop(key, None)
+    if not isinstance(settings.get("report_values"), bool):
+        settings.pop("report_values", None)
+    thresholds = settings.get("thresholds")
+    fields = {f.name for f in dataclasses.fields(PipelineThresholds)}
+    if not (
+        isinstance(thresholds, dict)
+        and set(thresholds) <= fields
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in thresholds.values())
+    ):
+        settings.pop("thresholds", None)
     return settings

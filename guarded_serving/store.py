@@ -672,7 +672,9 @@ class Store:
         if not rows:
             return Totals()
         r = rows[0]
-        return Totals(requests=r["requests"], rows=r["rows"], rejected=r["rejected"], errors=r["errors"])
+        return Totals(
+            requests=_count(r["requests"]), rows=_count(r["rows"]), rejected=_count(r["rejected"]), errors=_count(r["errors"])
+        )
 
     def saved_models(self) -> dict[str, SavedModel]:
         """The models recorded by :meth:`save_model` (none in a file written before the table existed)."""
@@ -680,17 +682,18 @@ class Store:
             if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'").fetchone() is None:
                 return {}
             return {
-                name: SavedModel(name, version, saved_at, reference, json.loads(settings))
+                name: SavedModel(name, _text(version), str(saved_at), _text(reference) or "", _settings(settings))
                 for name, version, saved_at, reference, settings in db.execute(
                     "SELECT model, version, saved_at, reference, settings FROM models ORDER BY model"
                 )
+                if isinstance(name, str)
             }
 
     def model_names(self) -> list[str]:
         """Every model that logged a request or saved its reference in this file, sorted."""
         names = set(self.saved_models())
         with self._reading() as db:
-            names.update(name for (name,) in db.execute("SELECT model FROM totals"))
+            names.update(name for (name,) in db.execute("SELECT model FROM totals") if isinstance(name, str))
         return sorted(names)
 
     def recent_requests(self, model: str, limit: int) -> list[dict[str, Any]]:
@@ -713,7 +716,11 @@ class Store:
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 marks = ",".join("?" * len(part))
-                sql = f"SELECT request_id, rows FROM requests WHERE model = ? AND status = 'ok' AND request_id IN ({marks})"
+                # A client may send its own X-Request-ID twice: labels join the newest request with it.
+                sql = (
+                    f"SELECT request_id, rows FROM requests WHERE model = ? AND status = 'ok' AND request_id IN ({marks})"
+                    " AND typeof(rows) = 'integer' AND rows > 0 ORDER BY id"
+                )
                 for request_id, rows in db.execute(sql, [model, *part]):
                     found[request_id] = rows
         return found
@@ -746,22 +753,21 @@ class Store:
                 )
         return len(items) - replaced, replaced
 
-    def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
-        """The newest ``limit`` labelled rows by prediction order: (outputs JSON, label JSON, predicted at, labelled at)."""
+    def labelled(self, model: str, limit: int, since: str = "") -> list[tuple[Any, Any, Any, Any]]:
+        """The newest ``limit`` labelled rows by prediction order: (outputs JSON, label JSON, predicted at, labelled at),
+        of requests logged at or after ``since`` (an ISO time).
+
+        A label joins the newest answered request with its id (a client may reuse its own X-Request-ID), and
+        only a row whose output was stored: a request sampled out (``sample_rate``) has none. The columns
+        are as stored: the caller decodes them, and skips what does not decode.
+        """
         with self._reading() as db:
-            return list(
-                db.execute(
-                    "SELECT q.outputs -> f.row, f.label, q.ts, f.ts FROM feedback f"
-                    " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
-                    " WHERE f.model = ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
-                    [model, limit],
-                )
-            )
+            return list(db.execute(_LABELLED, [model, since, limit]))
 
     def label_totals(self, model: str) -> tuple[int, int]:
         with self._reading() as db:
             row = db.execute("SELECT labels, relabels FROM totals WHERE model = ?", [model]).fetchone()
-        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        return (_count(row[0]), _count(row[1])) if row else (0, 0)
 
     # -- health history (written synchronously by whichever worker computes a slot's report first) --
     def write_snapshot(self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int) -> bool:
@@ -805,19 +811,24 @@ class Store:
             ]
 
     def window_chunks(self, model: str) -> Iterator[Chunk]:
-        """The model's window chunks, newest first (read lazily: stop iterating once you have enough)."""
+        """The model's window chunks, newest first (read lazily: stop iterating once you have enough).
+
+        A chunk that does not decode (a truncated blob, unreadable metadata) is skipped."""
         with self._reading() as db:
             for rows, inputs, outputs, meta in db.execute(
                 "SELECT rows, inputs, outputs, meta FROM window WHERE model = ? ORDER BY id DESC", [model]
             ):
-                yield _decode_chunk(rows, inputs, outputs, meta)
+                chunk = _decode_chunk_or_none(rows, inputs, outputs, meta)
+                if chunk is not None:
+                    yield chunk
 
     def warnings(self, model: str, limit: int = 50) -> tuple[WarningRecord, ...]:
         with self._reading() as db:
             return tuple(
-                WarningRecord(r["category"], r["message"], r["location"], r["count"])
+                WarningRecord(str(r["category"]), str(r["message"]), str(r["location"]), _count(r["count"]))
                 for r in db.query(
-                    "SELECT category, message, location, count FROM warnings WHERE model = ? ORDER BY count DESC LIMIT ?",
+                    "SELECT category, message, location, count FROM warnings WHERE model = ?"
+                    " AND typeof(category) = 'text' AND typeof(message) = 'text' ORDER BY count DESC LIMIT ?",
                     [model, limit],
                 )
             )
@@ -832,6 +843,55 @@ def _encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:
     }
     outputs = None if chunk.outputs is None else np.ascontiguousarray(chunk.outputs, dtype="<f8").tobytes()
     return chunk.rows, np.ascontiguousarray(chunk.inputs, dtype="<f8").tobytes(), outputs, json.dumps(meta)
+
+
+# The newest labelled rows; see Store.labelled. The output is read only from a JSON array and an integer row.
+_LABELLED = (
+    "SELECT CASE WHEN typeof(q.outputs) = 'text' AND json_valid(q.outputs) AND typeof(f.row) = 'integer'"
+    " THEN q.outputs -> f.row END AS output, f.label, q.ts, f.ts FROM feedback f"
+    " JOIN requests q ON q.id = (SELECT max(r.id) FROM requests r"
+    " WHERE r.request_id = f.request_id AND r.model = f.model AND r.status = 'ok')"
+    " WHERE f.model = ? AND q.ts >= ? AND output IS NOT NULL ORDER BY q.id DESC, f.row DESC LIMIT ?"
+)
+
+
+def _count(value: Any) -> int:
+    """A stored count as an int: 0 for anything that is not a whole number (a hand-edited or damaged row)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _settings(text: Any) -> dict[str, Any]:
+    """Saved monitoring settings; {} (the defaults) when they do not decode to an object."""
+    try:
+        settings = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _decode_chunk_or_none(rows: Any, inputs: Any, outputs: Any, meta_text: Any) -> Chunk | None:
+    """A stored window chunk, or None when it does not decode to the shape its metadata names."""
+    try:
+        chunk = _decode_chunk(rows, inputs, outputs, meta_text)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    width = chunk.inputs.shape[1]
+    if (
+        chunk.rows < 1
+        or width < 1
+        or any(not 0 <= j < width or any(n < 0 for n in names.values()) for j, names in chunk.unseen.items())
+        or any(not 0 <= j < width or n < 0 for j, n in chunk.type_errors.items())
+    ):
+        return None
+    return chunk
 
 
 def _decode_chunk(rows: int, inputs: bytes, outputs: bytes | None, meta_text: str) -> Chunk:

@@ -57,3 +57,10 @@ def test_the_readme_names_the_benchmark_command_that_bench_run_documents() -> No
     assert command in readme
     assert command in (ROOT / "bench" / "run.py").read_text()
     assert "bench = [" in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_handoff_bench_times_each_way_to_run_a_request(tmp_path: Path) -> None:
+    results = run("handoff.py", "--rounds", "1", "--requests", "200", "--repeats", "2", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    assert set(results) == {"inline", "model-thread", "anyio"}
+    assert all(r["cpu_us"] > 0 and r["wall_us"] > 0 for r in results.values())
