@@ -31,7 +31,7 @@ from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
 from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
-from .store import RequestRecord
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord
 from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
 from .validation import RowSchema, parse_json, parse_table, rows_text
 
@@ -65,6 +65,16 @@ def _problem_reply(status: int, title: str, detail: str, request_id: str, **extr
 
 def _dump(value: Any) -> bytes:
     return dump_bytes(value)  # a NaN/Infinity prediction is sent as null: JSON has no literal for it
+
+
+_PREDICTIONS_AT = len(b'{"predictions":')
+
+
+def _predictions_text(payload: bytes) -> str:
+    """The predictions' JSON inside an answer (``_dump`` of ``{"predictions": ..., "request_id": ...}``),
+    which is the text the store logs: written once for both. A request id has no quote or comma in it, so
+    the last ``,"request_id":`` is the key's own."""
+    return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
 
 
 class GuardedModel:
@@ -241,6 +251,7 @@ class GuardedModel:
                 warnings=warnings,
                 window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
                 inputs_json=inputs_json,
+                outputs_json=_predictions_text(payload),
             )
             return Reply(200, payload, {"X-Request-ID": request_id})
         finally:
@@ -281,6 +292,7 @@ class GuardedModel:
         problem_features: tuple[str, ...] = (),
         window: Chunk | None = None,
         inputs_json: str | None = None,
+        outputs_json: str | None = None,
     ) -> None:
         log_started = time.perf_counter()
         stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
@@ -301,6 +313,7 @@ class GuardedModel:
             problem_features=problem_features,
             window=window,
             inputs_json=inputs_json,
+            outputs_json=outputs_json,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
@@ -537,7 +550,8 @@ def guard(
     categorical: Sequence[str | int] | None = None,
     input_format: str | None = None,
     flush_interval: float = 0.2,
-    store_capacity: int = 100_000,
+    store_capacity: int = DEFAULT_CAPACITY,
+    store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
     latency_budget_ms: float | None = None,
     methods: dict[str, str] | None = None,
     auth_token: str | None = None,
@@ -577,6 +591,7 @@ def guard(
             input_format=input_format,
             flush_interval=flush_interval,
             store_capacity=store_capacity,
+            store_capacity_bytes=store_capacity_bytes,
             latency_budget_ms=latency_budget_ms,
             methods=methods,
             auth_token=auth_token,
