@@ -192,7 +192,7 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_e
             (
                 Status.WARN,
                 f"{stats.waits} requests waited for the writer to make room in a full buffer (back-pressure,"
-                f" {stats.waited_s:.1f} s in all, the last at {stats.last_wait_at}): logging slows the service down",
+                f" {_seconds_text(stats.waited_s)} in all, the last at {stats.last_wait_at}): logging slows the service down",
             )
         )
     if stats.dropped:
@@ -216,6 +216,10 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_e
     status = max((s for s, _ in problems), key=lambda s: s.rank)
     text = "; ".join(t for _, t in problems)
     return CheckResult("store", status, text[0].upper() + text[1:] + ".", details)
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _within(iso: str | None, moment: dt.datetime, minutes: float = 15) -> bool:

@@ -987,7 +987,8 @@ class Store:
         if models_due:
             with self._cond:
                 self._models_written = models_version
-        self._keys.update(totals)
+        with self._cond:
+            self._keys.update(totals)
         self._warned = self._warned or bool(warnings)
         self._flushes += 1
         if chunks and self._flushes % 25 == 0:
@@ -1015,7 +1016,9 @@ class Store:
         model's or version's rows: a file may be shared by several services.
         """
         self._warned = False
-        for key in sorted(self._keys):
+        with self._cond:
+            keys = sorted(self._keys)
+        for key in keys:
             if self.max_age:
                 self._delete_requests(conn, key, "ts < ?", _iso(time.time() - self.max_age))
                 with conn:

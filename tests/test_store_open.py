@@ -208,3 +208,59 @@ def test_two_stores_opening_a_schema_2_file_at_once_migrate_it_once(tmp_path: Pa
         s.close()
 
     assert query(db, "SELECT model, version, requests FROM totals ORDER BY model") == [("a", "7", 2), ("b", "", 1)]
+
+
+def as_schema_2(db: Path) -> None:
+    """Rewrite a current file the way the previous schema kept it: keyed by model alone."""
+    keep = {
+        "totals": "model TEXT PRIMARY KEY, requests INTEGER, rows INTEGER, rejected INTEGER, errors INTEGER,"
+        " labels INTEGER NOT NULL DEFAULT 0, relabels INTEGER NOT NULL DEFAULT 0",
+        "window": "id INTEGER PRIMARY KEY, model TEXT NOT NULL, rows INTEGER NOT NULL, inputs BLOB NOT NULL, outputs BLOB,"
+        " meta TEXT",
+        "warnings": "model TEXT, category TEXT, message TEXT, location TEXT, count INTEGER, first_seen TEXT, last_seen TEXT,"
+        " PRIMARY KEY (model, category, message, location)",
+        "feedback": "model TEXT, request_id TEXT, row INTEGER, label TEXT, ts TEXT, updates INTEGER,"
+        " PRIMARY KEY (model, request_id, row)",
+        "health_history": "model TEXT, slot INTEGER, ts TEXT NOT NULL, status TEXT NOT NULL, snapshot TEXT NOT NULL,"
+        " worker INTEGER, PRIMARY KEY (model, slot)",
+        "models": "model TEXT PRIMARY KEY, version TEXT, saved_at TEXT NOT NULL, reference TEXT NOT NULL,"
+        " settings TEXT NOT NULL",
+    }
+    with sqlite3.connect(db) as conn:
+        for name, columns in keep.items():
+            names = [c.split()[0] for c in columns.split(", PRIMARY KEY")[0].split(", ")]
+            listed = ", ".join("nullif(version, '')" if n == "version" else n for n in names)
+            conn.execute(f"CREATE TABLE old_{name} ({columns})")
+            conn.execute(f"INSERT INTO old_{name} SELECT {listed} FROM {name}")
+            conn.execute(f"DROP TABLE {name}")
+            conn.execute(f"ALTER TABLE old_{name} RENAME TO {name}")
+        conn.execute("PRAGMA user_version=2")
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def test_the_offline_report_reads_a_schema_2_file_as_it_is(tmp_path: Path) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from guarded_serving import Monitor
+    from guarded_serving.offline import offline_health
+
+    db = tmp_path / "old.db"
+    training = np.random.default_rng(4).normal(size=(1000, 3))
+    with Monitor(training, name="m", version="7", db=db, window=300) as monitor:
+        monitor.observe(training[:300] + [0, 0, 3], training[:300].sum(axis=1))
+        assert monitor.flush()
+        live = monitor.health()
+    as_schema_2(db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+
+    offline = offline_health(db)
+
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
+    assert query(db, "PRAGMA user_version") == [(2,)]
+    assert offline.report.model_version == "7"
+    assert (offline.report.requests, offline.report.rows, offline.report.window_rows) == (1, 300, 300)
+    assert offline.report.check("data_drift").summary == live.check("data_drift").summary
