@@ -151,10 +151,15 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_e
         last_wait_at=stats.last_wait_at,
     )
     if stats.read_only:
+        dropped = (
+            f"; {stats.dropped} rows of answered requests were dropped from the log (counted in the totals)"
+            if stats.dropped
+            else ""
+        )
         return CheckResult(
             "store",
-            Status.OK,
-            f"Read offline from {stats.path} ({stats.written} rows logged); pending and dropped rows and write errors"
+            Status.WARN if stats.dropped else Status.OK,
+            f"Read offline from {stats.path} ({stats.written} rows logged){dropped}; pending rows and write errors"
             " are known only to the running service.",
             details,
         )

@@ -103,6 +103,7 @@ class StoreReader(Store):
         self.progress: Progress | None = None
         self.replay_rows = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
         self._rows_logged: int | None = None
+        self._rows_dropped = 0
 
     @property
     def _since_iso(self) -> str:
@@ -131,12 +132,15 @@ class StoreReader(Store):
                 (rows,) = db.execute(
                     "SELECT coalesce(sum(rows), 0) FROM requests WHERE status = 'ok' AND ts >= ?", [self._since_iso]
                 ).fetchone()
+                # Rows the service answered but dropped from the log (running counts: not limited by `since`).
+                (dropped,) = db.execute("SELECT coalesce(sum(dropped_rows), 0) FROM totals").fetchone()
             self._rows_logged = int(rows)
+            self._rows_dropped = int(dropped) if self.since is None else 0
         return StoreStats(
             path=self.path,
             pending=0,
             written=self._rows_logged,
-            dropped=0,
+            dropped=self._rows_dropped,
             capacity=0,
             last_error=None,
             last_error_at=None,

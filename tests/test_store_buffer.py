@@ -62,7 +62,9 @@ def test_rows_held_as_python_values_are_counted_by_their_written_size(tmp_path: 
     store = Store(tmp_path / "log.db", capacity_bytes=1_000_000)
     big = "y" * 100_000  # a categorical value of 100 KB, as the guard parses it
 
-    accepted = [store.put(RequestRecord(f"r{i}", 1.0, "m", None, "ok", 1, 1.0, {}, inputs=[[big]], outputs=[1])) for i in range(20)]
+    records = [RequestRecord(f"r{i}", 1.0, "m", None, "ok", 1, 1.0, {}, inputs=[[big]], outputs=[1]) for i in range(20)]
+
+    accepted = [store.put(r) for r in records]
 
     assert accepted == [True] * 9 + [False] * 11
     assert store.stats().pending_bytes <= 1_000_000
@@ -161,7 +163,12 @@ def test_a_failing_store_drops_at_once_instead_of_making_requests_wait(tmp_path:
     [
         pytest.param({"waits": 12, "waited_s": 1.5, "last_wait_at": "now"}, Status.WARN, "12 requests waited", id="waited"),
         pytest.param({"pending_bytes": 40 << 20}, Status.WARN, "MB of", id="bytes-half-full"),
-        pytest.param({"opened": False, "last_error": "OperationalError: unable to open"}, Status.ALERT, "could not be opened", id="not-opened"),
+        pytest.param(
+            {"opened": False, "last_error": "OperationalError: unable to open"},
+            Status.ALERT,
+            "could not be opened",
+            id="not-opened",
+        ),
         pytest.param({"wal_replaced": 1, "last_wal_replaced_at": "now"}, Status.WARN, "write-ahead log", id="wal-deleted"),
     ],
 )
@@ -197,3 +204,23 @@ def test_monitor_and_guard_take_the_byte_capacity(tmp_path: Path) -> None:
         assert monitor.store.stats().capacity_bytes == 5_000_000  # type: ignore[union-attr]
     with pytest.raises(ConfigurationError, match="store_capacity_bytes: expected a positive integer"):
         Monitor(np.zeros((200, 2)), store_capacity_bytes=0)
+
+
+def test_the_offline_report_warns_that_answered_rows_were_dropped_from_the_log(tmp_path: Path) -> None:
+    from guarded_serving.offline import offline_health
+
+    db = tmp_path / "log.db"
+    training = np.random.default_rng(6).normal(size=(500, 2))
+    monitor = Monitor(training, db=db, store_capacity=10)  # not started: nothing drains the buffer yet
+    for i in range(8):
+        monitor.observe(training[i * 2 : i * 2 + 2], [0.0, 1.0])
+    monitor.start()
+    assert monitor.flush()
+    monitor.close()
+
+    offline = offline_health(db)
+    check = offline.report.check("store")
+
+    assert (offline.report.requests, offline.report.rows) == (8, 16)
+    assert check.status is Status.WARN
+    assert "6 rows of answered requests were dropped from the log" in check.summary

@@ -453,7 +453,8 @@ def test_a_database_locked_at_start_up_does_not_hold_up_readiness(tmp_path: Path
 
         assert ready_while_locked, "the service was not ready until the lock was released"
         assert traffic.failed() == {}
-        assert failing and recovered
+        assert failing
+        assert recovered
         assert traffic.answered() <= logged_request_ids(db)
     finally:
         holder.kill()

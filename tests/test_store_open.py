@@ -19,7 +19,8 @@ from .conftest import ROOT, wait_for
 
 
 def record(request_id: str, rows: int = 2, model: str = "m", version: str | None = None) -> RequestRecord:
-    return RequestRecord(request_id, 1_700_000_000.0, model, version, "ok", rows, 1.0, {}, inputs=[[1.0]] * rows, outputs=[0] * rows)
+    inputs, outputs = [[1.0]] * rows, [0] * rows
+    return RequestRecord(request_id, 1_700_000_000.0, model, version, "ok", rows, 1.0, {}, inputs=inputs, outputs=outputs)
 
 
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -42,7 +43,7 @@ def test_a_path_under_a_regular_file_keeps_the_store_accepting_reports_it_and_re
     assert not failing.opened
     assert "cannot open the log store" in str(failing.last_error)
     assert failing.pending == 2
-    assert recovered.opened and recovered.last_error is None and recovered.written == 2
+    assert (recovered.opened, recovered.last_error, recovered.written) == (True, None, 2)
     assert query(db, "SELECT request_id FROM requests") == [("while-unopenable",)]
     assert [e["event"] for e in logs][:1] == ["store_write_failed"]
 
@@ -173,7 +174,8 @@ def test_a_schema_2_file_is_keyed_by_model_and_version_when_opened(tmp_path: Pat
     assert query(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert (totals.requests, totals.rows, label_totals) == (3, 5, (2, 1))  # what the old file counted, kept
     assert (unversioned.requests, unversioned.rows) == (1, 1)
-    assert saved is not None and saved.version == "7"
+    assert saved is not None
+    assert saved.version == "7"
     assert query(db, "SELECT model, version FROM models ORDER BY model") == [("a", "7"), ("b", "")]
     assert query(db, "SELECT model, version FROM window") == [("a", "7")]
     assert query(db, "SELECT version, count FROM warnings") == [("7", 4)]
@@ -223,8 +225,7 @@ def as_schema_2(db: Path) -> None:
         " PRIMARY KEY (model, request_id, row)",
         "health_history": "model TEXT, slot INTEGER, ts TEXT NOT NULL, status TEXT NOT NULL, snapshot TEXT NOT NULL,"
         " worker INTEGER, PRIMARY KEY (model, slot)",
-        "models": "model TEXT PRIMARY KEY, version TEXT, saved_at TEXT NOT NULL, reference TEXT NOT NULL,"
-        " settings TEXT NOT NULL",
+        "models": "model TEXT PRIMARY KEY, version TEXT, saved_at TEXT NOT NULL, reference TEXT NOT NULL, settings TEXT NOT NULL",
     }
     with sqlite3.connect(db) as conn:
         for name, columns in keep.items():
@@ -250,7 +251,7 @@ def test_the_offline_report_reads_a_schema_2_file_as_it_is(tmp_path: Path) -> No
     db = tmp_path / "old.db"
     training = np.random.default_rng(4).normal(size=(1000, 3))
     with Monitor(training, name="m", version="7", db=db, window=300) as monitor:
-        monitor.observe(training[:300] + [0, 0, 3], training[:300].sum(axis=1))
+        monitor.observe(training[:300] + np.array([0, 0, 3]), training[:300].sum(axis=1))
         assert monitor.flush()
         live = monitor.health()
     as_schema_2(db)

@@ -56,7 +56,8 @@ def test_max_rows_of_one_model_never_deletes_another_models_rows(tmp_path: Path)
         kept.observe(TRAINING[:500], TRAINING[:500].sum(axis=1))
         for start in range(0, 300, 10):
             pruned.observe(TRAINING[start : start + 10], TRAINING[start : start + 10].sum(axis=1))
-        assert kept.flush() and pruned.flush()
+        assert kept.flush()
+        assert pruned.flush()
         pruned.store.prune()  # type: ignore[union-attr]
 
     assert query(db, "SELECT model, sum(rows) FROM requests GROUP BY model ORDER BY model") == [("kept", 500), ("pruned", 100)]
@@ -68,10 +69,12 @@ def test_max_rows_of_one_version_never_deletes_another_versions_rows(tmp_path: P
         for i in range(50):
             blue.put(record(i, version="blue"))
             green.put(record(i, version="green"))
-        assert blue.flush() and green.flush()
+        assert blue.flush()
+        assert green.flush()
         blue.prune()
 
-    assert query(db, "SELECT version, sum(rows) FROM requests GROUP BY version ORDER BY version") == [("blue", 10), ("green", 100)]
+    kept = query(db, "SELECT version, sum(rows) FROM requests GROUP BY version ORDER BY version")
+    assert kept == [("blue", 10), ("green", 100)]
 
 
 def test_max_age_of_one_model_keeps_another_models_old_requests_and_labels(tmp_path: Path) -> None:
@@ -80,7 +83,8 @@ def test_max_age_of_one_model_keeps_another_models_old_requests_and_labels(tmp_p
     with Store(db, max_age=3600) as aged, Store(db) as other:
         aged.put(record(1, model="aged", ts=old))
         other.put(record(1, model="other", ts=old))
-        assert aged.flush() and other.flush()
+        assert aged.flush()
+        assert other.flush()
         other.write_feedback("other", [("other-None-1", 0, "1")])
         with sqlite3.connect(db) as conn:  # a label given two hours ago
             conn.execute("UPDATE feedback SET ts = ?", (time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(old)),))
@@ -200,7 +204,8 @@ def test_the_offline_report_asks_which_version_when_the_file_holds_several(canar
         offline_health(canary, model="m")
 
     assert raised.value.argument == "version"
-    assert "'1'" in str(raised.value) and "'2'" in str(raised.value)
+    assert "'1'" in str(raised.value)
+    assert "'2'" in str(raised.value)
 
 
 def test_an_unversioned_model_is_judged_as_before(tmp_path: Path) -> None:
