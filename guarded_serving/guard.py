@@ -34,7 +34,7 @@ from .performance import model_classes, probability_classes
 from .redaction import WITHHELD, redacted_input_error
 from .reference import FeatureProfile, Reference, profile_outputs
 from .stages import StageClock, pipeline_steps, stage
-from .store import RequestRecord
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord
 from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
 from .validation import RowSchema, parse_json, parse_table, rows_text
 
@@ -120,6 +120,16 @@ def _problem_reply(status: int, title: str, detail: str, request_id: str, **extr
 
 def _dump(value: Any) -> bytes:
     return dump_bytes(value)  # a NaN/Infinity prediction is sent as null: JSON has no literal for it
+
+
+_PREDICTIONS_AT = len(b'{"predictions":')
+
+
+def _predictions_text(payload: bytes) -> str:
+    """The predictions' JSON inside an answer (``_dump`` of ``{"predictions": ..., "request_id": ...}``),
+    which is the text the store logs: written once for both. A request id has no quote or comma in it, so
+    the last ``,"request_id":`` is the key's own."""
+    return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
 
 
 class GuardedModel:
@@ -332,6 +342,7 @@ class GuardedModel:
                 window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
                 inputs_json=inputs_json,
                 call=call,
+                outputs_json=_predictions_text(payload),
             )
             return Reply(200, payload, {"X-Request-ID": request_id})
         finally:
@@ -377,6 +388,7 @@ class GuardedModel:
         window: Chunk | None = None,
         inputs_json: str | None = None,
         call: PredictCall | None = None,
+        outputs_json: str | None = None,
     ) -> None:
         if call is not None and not call.claim():
             return  # the caller gave up on the request and recorded it (give_up)
@@ -399,6 +411,7 @@ class GuardedModel:
             problem_features=problem_features,
             window=window,
             inputs_json=inputs_json,
+            outputs_json=outputs_json,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
@@ -663,7 +676,8 @@ def guard(
     categorical: Sequence[str | int] | None = None,
     input_format: str | None = None,
     flush_interval: float = 0.2,
-    store_capacity: int = 100_000,
+    store_capacity: int = DEFAULT_CAPACITY,
+    store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
     latency_budget_ms: float | None = None,
     methods: dict[str, str] | None = None,
     auth_token: str | None = None,
@@ -703,6 +717,7 @@ def guard(
             input_format=input_format,
             flush_interval=flush_interval,
             store_capacity=store_capacity,
+            store_capacity_bytes=store_capacity_bytes,
             latency_budget_ms=latency_budget_ms,
             methods=methods,
             auth_token=auth_token,

@@ -52,7 +52,7 @@ from .performance import check_class, row_losses
 from .redaction import redacted_reference, withheld_warnings
 from .reference import Reference
 from .stages import RecentRequest, summarise
-from .store import RequestRecord, Store, Totals
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
 
 __all__ = ["FeedbackResult", "Monitor", "as_reference", "new_request_id"]
 
@@ -132,7 +132,8 @@ class Monitor:
     reference:
         A :class:`Reference`, a path to a saved one, or training data to profile.
     name, version:
-        The model's name (used as the key in the store) and optional version.
+        The model's name and optional version: together the key of everything the store holds for it
+        (totals, window, labels, history, retention), so that versions sharing a file judge their own traffic.
     db:
         Path of the SQLite log store, or ``None`` to keep everything in memory (or a :class:`Store`
         already built, such as the read-only one of an offline report).
@@ -159,7 +160,8 @@ class Monitor:
         window: int = 1000,
         recent_requests: int = 1000,
         flush_interval: float = 0.2,
-        store_capacity: int = 100_000,
+        store_capacity: int = DEFAULT_CAPACITY,
+        store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
         thresholds: PipelineThresholds | None = None,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
@@ -176,8 +178,8 @@ class Monitor:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
-        if version is not None and not isinstance(version, str):
-            raise ConfigurationError("version", version, "a string or None")
+        if version is not None and (not isinstance(version, str) or not version):
+            raise ConfigurationError("version", version, "a non-empty string or None")
         if db is not None and not isinstance(db, (str, os.PathLike, Store)):
             raise ConfigurationError("db", db, "a file path, a Store, or None")
         if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
@@ -189,6 +191,7 @@ class Monitor:
         self.thresholds = thresholds or PipelineThresholds()
         flush_interval = _positive_float("flush_interval", flush_interval)
         store_capacity = _positive_int("store_capacity", store_capacity)
+        store_capacity_bytes = _positive_int("store_capacity_bytes", store_capacity_bytes)
         if isinstance(redact, str) or not all(isinstance(r, str) for r in redact):
             raise ConfigurationError("redact", redact, "a list of feature names")
         unknown_redact = sorted(set(redact) - set(self.reference.feature_names))
@@ -220,6 +223,7 @@ class Monitor:
                 db,
                 flush_interval=flush_interval,
                 capacity=store_capacity,
+                capacity_bytes=store_capacity_bytes,
                 window_capacity=self.window,
                 max_rows=max_rows,
                 max_age=max_age,
@@ -267,7 +271,7 @@ class Monitor:
         self._label_counts = [0, 0]
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._transition_lock = threading.Lock()
-        self._history = History(name, self.history_interval, self.store)
+        self._history = History(name, self.history_interval, self.store, version=version)
         self.subscribe(self._history.record)
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
@@ -478,7 +482,10 @@ class Monitor:
         outputs = record.outputs
         if self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate:
             inputs, outputs = None, None
-        return dataclasses.replace(record, inputs=inputs, outputs=outputs, window=window, inputs_json=None)
+        outputs_json = record.outputs_json if outputs is not None else None
+        return dataclasses.replace(
+            record, inputs=inputs, outputs=outputs, window=window, inputs_json=None, outputs_json=outputs_json
+        )
 
     def _remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (call with the lock held)."""
@@ -542,7 +549,7 @@ class Monitor:
             raise InputError(problems[:20])
         encoded = [(rid, int(row), json.dumps(label)) for rid, row, label in items]
         if self.store is not None:
-            new, replaced = self.store.write_feedback(self.name, encoded)
+            new, replaced = self.store.write_feedback(self.name, encoded, version=self.version)
         else:
             now = time.time()
             with self._lock:
@@ -560,14 +567,14 @@ class Monitor:
             found = {rid: len(self._predictions[rid][2]) for rid in ids if rid in self._predictions}
         missing = [rid for rid in ids if rid not in found]
         if missing and self.store is not None:
-            found.update(self.store.request_rows(self.name, missing))
+            found.update(self.store.request_rows(self.name, missing, version=self.version))
             missing = [rid for rid in ids if rid not in found]
             # Another worker may hold them unwritten for up to one flush interval: look again until
             # they appear or two intervals have passed.
             deadline = time.monotonic() + 2 * self.store.flush_interval
             while missing and time.monotonic() < deadline:
                 time.sleep(self.store.flush_interval / 4)
-                found.update(self.store.request_rows(self.name, missing))
+                found.update(self.store.request_rows(self.name, missing, version=self.version))
                 missing = [rid for rid in ids if rid not in found]
         return found
 
@@ -576,8 +583,8 @@ class Monitor:
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, self.window)[::-1]
-                received, replaced = self.store.label_totals(self.name)
+                stored = self.store.labelled(self.name, self.window, version=self.version)[::-1]
+                received, replaced = self.store.label_totals(self.name, version=self.version)
             except StoreError:
                 stored = None
         if stored is not None:
@@ -677,13 +684,13 @@ class Monitor:
 
     # -- health ----------------------------------------------------------------------------
     def _recent_from_store(self, store: Store) -> list[RecentRequest]:
-        recent = (_recent_request(r) for r in store.recent_requests(self.name, self._recent.maxlen or 1000))
+        recent = (_recent_request(r) for r in store.recent_requests(self.name, self._recent.maxlen or 1000, version=self.version))
         return [r for r in recent if r is not None]
 
     def totals(self) -> Totals:
         """Requests, rows, rejections and errors so far (all workers' when there is a store)."""
         if self.store is not None:
-            return self.store.totals(self.name)
+            return self.store.totals(self.name, version=self.version)
         with self._lock:
             return Totals(self._requests, self._rows, self._rejected, self._errors)
 
@@ -708,9 +715,9 @@ class Monitor:
             if store.stats().last_error is None:  # let this worker's own latest requests land first
                 store.flush(timeout=0.5)
             try:
-                totals = store.totals(self.name)
+                totals = store.totals(self.name, version=self.version)
                 recent = self._recent_from_store(store)
-                warnings = store.warnings(self.name)
+                warnings = store.warnings(self.name, version=self.version)
                 window = self.window_data()
             except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
                 read_error = str(exc)
@@ -778,10 +785,10 @@ class Monitor:
         """The newest ``window`` rows: every worker's, from the store, or this process's."""
         output_width = self.output_baseline.width if self.output_baseline is not None else None
         if self.store is not None and self._window_in_store and not memory:
-            # Chunks of another shape were written under an older reference of the same model name: skip them.
+            # Chunks of another shape were written under an older reference of the same model version: skip them.
             chunks: Any = (
                 c
-                for c in self.store.window_chunks(self.name)
+                for c in self.store.window_chunks(self.name, version=self.version)
                 if c.inputs.shape[1] == self.baseline.width
                 and (output_width is None or (c.outputs is not None and c.outputs.shape[1] == output_width))
             )

@@ -30,6 +30,21 @@ def test_the_store_bench_loses_no_row(tmp_path: Path) -> None:
         assert r["rows_on_disk"] == r["queued_rows"] > 0
 
 
+def test_the_store_load_bench_finds_every_answer_in_the_file(tmp_path: Path) -> None:
+    results = run("store.py", "--load", "--seconds", "2", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    runs = results["runs"]
+    assert [r["store"] for r in runs] == [True, False, True, False]
+    for r in runs:
+        assert r["answered"] > 0
+        assert r["failures"] == 0
+    for r in (r for r in runs if r["store"]):
+        assert r["lost"] == 0
+        assert r["totals_count_every_answer"]
+        assert r["store_check"]["dropped"] == 0
+    assert results["store_vs_none"] > 0
+
+
 def test_the_memory_bench_serves_every_row(tmp_path: Path) -> None:
     result = run("memory.py", "--rows", "64000", tmp_path=tmp_path)
     assert isinstance(result, dict)

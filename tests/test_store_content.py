@@ -152,11 +152,13 @@ def build_store(reference: Reference, rows: np.ndarray, db: Path) -> list[str]:
         monitor.flush()
     with sqlite3.connect(db) as conn:
         conn.execute(
-            "INSERT INTO warnings VALUES ('m', 'DeprecationWarning', 'old call', 'model.py:3', 2,"
+            "INSERT INTO warnings VALUES ('m', '', 'DeprecationWarning', 'old call', 'model.py:3', 2,"
             " '2026-01-01T00:00:00.000+00:00', '2026-01-01T00:00:00.000+00:00')"
         )
     return ids
 
+
+WINDOW_COPY = "INSERT INTO window (model, version, rows, inputs, outputs, meta) SELECT model, version, "
 
 # Each corruption is SQL run on a store built by build_store; {rid} is the first request id, {last} the last one.
 CORRUPTIONS: dict[str, list[str]] = {
@@ -181,49 +183,47 @@ CORRUPTIONS: dict[str, list[str]] = {
         "UPDATE requests SET rows = 1e30, latency_ms = 'NaN' WHERE request_id = '{last}'",
     ],
     "feedback-odd-rows": [
-        "INSERT INTO feedback VALUES ('m', '{last}', 'abc', '[1', 'yesterday', 'x')",
-        "INSERT INTO feedback VALUES ('m', '{last}', NULL, NULL, NULL, NULL)",
-        "INSERT INTO feedback VALUES ('m', '{last}', 99, '1', '2026-01-01T00:00:00+00:00', 0)",
-        "INSERT INTO feedback VALUES ('m', '{rid}', -1, '{\"a\": 2}', 17, 0)",
+        "INSERT INTO feedback VALUES ('m', '', '{last}', 'abc', '[1', 'yesterday', 'x')",
+        "INSERT INTO feedback VALUES ('m', '', '{last}', NULL, NULL, NULL, NULL)",
+        "INSERT INTO feedback VALUES ('m', '', '{last}', 99, '1', '2026-01-01T00:00:00+00:00', 0)",
+        "INSERT INTO feedback VALUES ('m', '', '{rid}', -1, '{\"a\": 2}', 17, 0)",
         "UPDATE feedback SET label = '\"seven\"' WHERE request_id = '{rid}' AND row = 3",
         "UPDATE feedback SET label = 'null', ts = X'00' WHERE request_id = '{rid}' AND row = 4",
     ],
     "totals-wrong-types": [
         "UPDATE totals SET requests = 'many', rows = NULL, rejected = X'01', errors = 2.5, labels = 'x', relabels = X'02'"
     ],
-    "totals-null-model": ["INSERT INTO totals (model, requests, rows, rejected, errors) VALUES (NULL, 1, 1, 0, 0)"],
+    "totals-odd-model": ["INSERT INTO totals (model, version, requests, rows, rejected, errors) VALUES (7, X'00', 1, 1, 0, 0)"],
     "window-truncated-blobs": [
         "UPDATE window SET inputs = substr(inputs, 1, 13) WHERE id = (SELECT max(id) FROM window)",
         "UPDATE window SET outputs = X'0102' WHERE id = (SELECT min(id) FROM window)",
     ],
     "window-odd-meta": [
-        "INSERT INTO window (model, rows, inputs, outputs, meta) SELECT model, rows, inputs, outputs, '{' FROM window LIMIT 1",
-        "INSERT INTO window (model, rows, inputs, outputs, meta) SELECT model, 'x', inputs, outputs, meta FROM window LIMIT 1",
-        "INSERT INTO window (model, rows, inputs, outputs, meta) SELECT model, rows, 'text', NULL,"
-        ' \'{"width": "3", "unseen": [1], "type_errors": {"a": "b"}}\' FROM window LIMIT 1',
-        "INSERT INTO window (model, rows, inputs, outputs, meta) SELECT model, -4, inputs, outputs, 'null' FROM window LIMIT 1",
-        "INSERT INTO window (model, rows, inputs, outputs, meta) SELECT model, 0, X'', NULL, '{\"width\": 0}'"
-        " FROM window LIMIT 1",
+        WINDOW_COPY + "rows, inputs, outputs, '{' FROM window LIMIT 1",
+        WINDOW_COPY + "'x', inputs, outputs, meta FROM window LIMIT 1",
+        WINDOW_COPY + 'rows, \'text\', NULL, \'{"width": "3", "unseen": [1], "type_errors": {"a": "b"}}\' FROM window LIMIT 1',
+        WINDOW_COPY + "-4, inputs, outputs, 'null' FROM window LIMIT 1",
+        WINDOW_COPY + "0, X'', NULL, '{\"width\": 0}' FROM window LIMIT 1",
     ],
     "window-non-finite-values": [
-        "INSERT INTO window (model, rows, inputs, outputs, meta) VALUES ('m', 1,"
+        "INSERT INTO window (model, version, rows, inputs, outputs, meta) VALUES ('m', '', 1,"
         " X'000000000000F07F000000000000F0FF000000000000F87F', X'000000000000F07F000000000000F87F',"
         ' \'{"width": 3, "output_width": 2, "unseen": {"0": {"x": -3}}, "type_errors": {"9": 4}}\')'
     ],
     "warnings-odd-rows": [
-        "INSERT INTO warnings VALUES ('m', NULL, NULL, 7, 'many', NULL, X'00')",
-        "INSERT INTO warnings VALUES ('m', 'FutureWarning', X'ff00', NULL, NULL, 'x', 'y')",
+        "INSERT INTO warnings VALUES ('m', '', NULL, NULL, 7, 'many', NULL, X'00')",
+        "INSERT INTO warnings VALUES ('m', '', 'FutureWarning', X'ff00', NULL, NULL, 'x', 'y')",
     ],
     "history-odd-snapshots": [
-        "INSERT INTO health_history VALUES ('m', 1, '2026-01-01T00:00:00.000+00:00', 'ok', '{\"ts\": ', 1)",
-        "INSERT INTO health_history VALUES ('m', 2, '2026-01-01T00:01:00.000+00:00', 'bogus', '{}', 1)",
-        "INSERT INTO health_history VALUES ('m', 3, '2026-01-01T00:02:00.000+00:00', 'ok',"
+        "INSERT INTO health_history VALUES ('m', '', 1, '2026-01-01T00:00:00.000+00:00', 'ok', '{\"ts\": ', 1)",
+        "INSERT INTO health_history VALUES ('m', '', 2, '2026-01-01T00:01:00.000+00:00', 'bogus', '{}', 1)",
+        "INSERT INTO health_history VALUES ('m', '', 3, '2026-01-01T00:02:00.000+00:00', 'ok',"
         ' \'{"ts": "yesterday", "status": "bogus", "checks": [1], "totals": {"rows": "x"}, "stages": [2]}\', 1)',
-        "INSERT INTO health_history VALUES ('m', 4, '2026-01-01T00:03:00.000+00:00', 'ok',"
+        "INSERT INTO health_history VALUES ('m', '', 4, '2026-01-01T00:03:00.000+00:00', 'ok',"
         ' \'{"ts": 1767225780, "status": "warn", "checks": {"x": {"status": "nope"}, "y": 3},'
         ' "window_rows": "many", "stages": {"predict": {"count": "x", "p50_ms": "y"}}}\', 1)',
-        "INSERT INTO health_history VALUES ('m', 5, X'00', 7, '[1, 2]', NULL)",
-        "INSERT INTO health_history VALUES ('m', 6, '2026-01-01T00:05:00.000+00:00', 'ok', X'7b2274', NULL)",
+        "INSERT INTO health_history VALUES ('m', '', 5, X'00', 7, '[1, 2]', NULL)",
+        "INSERT INTO health_history VALUES ('m', '', 6, '2026-01-01T00:05:00.000+00:00', 'ok', X'7b2274', NULL)",
     ],
     "models-odd-settings": ['UPDATE models SET settings = \'{"window": "big", "methods": [1], "redact": 5, "thresholds": 3\''],
     "models-settings-of-wrong-types": [
@@ -295,7 +295,7 @@ def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_ow
         monitor.flush()
         assert monitor.store is not None
 
-        def unusable(model: str) -> Any:
+        def unusable(model: str, **_: Any) -> Any:
             raise RuntimeError("content no reader foresaw")
 
         monkeypatch.setattr(monitor.store, "totals", unusable)
