@@ -51,6 +51,7 @@ class ConceptDetails:
     current_loss: float | None
     detector_alarms: int
     detector_last_alarm_row: int | None
+    unscored_rows: int = 0  # labelled rows left out: their prediction was NaN or missing
 
 
 def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
@@ -91,9 +92,11 @@ def concept_check(
     labels_received: int,
     labels_replaced: int,
     inputs_drifted: bool | None,
+    unscored: int = 0,
 ) -> CheckResult:
-    """Judge labelled rows (oldest first) against the reference performance (realized figures only: the
-    estimate from the model's confidences is the ``estimated_performance`` check's)."""
+    """Judge labelled rows (oldest first) against the reference performance. ``errors`` and ``losses`` are
+    the rows that could be scored; ``unscored`` labelled rows had no usable prediction and are named.
+    Realized figures only: the estimate from the model's outputs is the ``estimated_performance`` check's."""
     n = len(errors)
 
     def details(
@@ -115,6 +118,7 @@ def concept_check(
             current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
+            unscored_rows=unscored,
         )
 
     if reference is None:
@@ -122,8 +126,12 @@ def concept_check(
         return CheckResult("concept_drift", Status.OK, summary, details())
     if labels_received == 0:
         return CheckResult("concept_drift", Status.OK, "Not judged: no labels received yet (POST /feedback).", details())
+    left_out = ""
+    if unscored:
+        rows = "row" if unscored == 1 else "rows"
+        left_out = f"; {unscored} labelled {rows} without a usable prediction (NaN or missing) left out"
     if n < MIN_LABELS:
-        summary = f"{n} labelled rows in the window; performance is judged from {MIN_LABELS}."
+        summary = f"{n} labelled rows in the window; performance is judged from {MIN_LABELS}{left_out}."
         return CheckResult("concept_drift", Status.INSUFFICIENT_DATA, summary, details())
     mean = float(errors.mean())
     # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
@@ -149,7 +157,7 @@ def concept_check(
     name = reference.metric
     ref_value = reference.metric_value(reference.error_mean)
     if not worse and not recent_alarm:
-        summary = f"{name} {current:.3g} over the last {n} labelled rows (reference {ref_value:.3g})."
+        summary = f"{name} {current:.3g} over the last {n} labelled rows (reference {ref_value:.3g}){left_out}."
         return CheckResult("concept_drift", Status.OK, summary, info)
     status = Status.ALERT if worse else Status.WARN
     verb = "fell" if reference.task == "classification" else "rose"
@@ -157,4 +165,4 @@ def concept_check(
     summary += f" over the last {n} labelled rows" if worse else f"; the change detector alarmed at labelled row {alarms[-1]}"
     if inputs_drifted is False:
         summary += ": performance fell while inputs look unchanged: likely concept drift"
-    return CheckResult("concept_drift", status, summary + ".", info)
+    return CheckResult("concept_drift", status, summary + left_out + ".", info)

@@ -310,13 +310,24 @@ def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:
 
 def profile_of(predictions: Any, performance: Performance | None, y: Any = None) -> ConfidenceProfile | None:
     """The profile for a reference's ``predictions``: labelled from ``y`` when ``performance`` scored them
-    (a classifier's probabilities one per class), else from bare probabilities; None when they give none."""
+    (a classifier's probabilities one per class), else from bare probabilities; None when they give none.
+    Rows without a usable prediction or label are left out, so that each row's score meets its own error."""
     if predictions is None:
         return None
-    width = np.shape(predictions)[1] if np.ndim(predictions) == 2 else 1
-    if performance is None or y is None or (performance.task == "classification" and width != len(performance.classes)):
-        return ConfidenceProfile.of("classification", predictions)
+    try:
+        array = np.asarray(predictions, dtype=np.float64)
+    except (TypeError, ValueError):  # labels, not numbers: no score to read
+        return None
+    array = array.reshape(len(array), -1)
+    if performance is None or y is None or (performance.task == "classification" and array.shape[1] != len(performance.classes)):
+        return ConfidenceProfile.of("classification", array)
     labels = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y, dtype=object).reshape(-1)]
-    jsonable = np.asarray(predictions).tolist()
-    errors = row_losses(performance.task, performance.classes, jsonable, labels).error
-    return ConfidenceProfile.of(performance.task, predictions, errors)
+    keep: np.ndarray = np.asarray(np.isfinite(array).all(axis=1))
+    if performance.task == "regression":
+        keep &= np.array([isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in labels])
+    kept = array[keep]
+    labels = [v for v, k in zip(labels, list(keep), strict=True) if k]
+    losses = row_losses(performance.task, performance.classes, kept.tolist(), labels)
+    if losses.unscored or len(losses.error) != len(kept):
+        return ConfidenceProfile.of("classification", array) if performance.task == "classification" else None
+    return ConfidenceProfile.of(performance.task, kept, losses.error)

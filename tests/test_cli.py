@@ -464,6 +464,26 @@ def test_report_fail_on_alert_exits_0_for_a_healthy_model(tmp_path: Path, capsys
     assert "status     OK" in out
 
 
+def test_an_unexpected_failure_exits_with_3_and_a_message_not_a_traceback(
+    drifted_db: tuple[Path, dict[str, object]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 1 means "the status is at or above --fail-on": a crash must not look like that to a script."""
+    db, _ = drifted_db
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("unsupported operand type(s) for +: 'float' and 'NoneType'")
+
+    monkeypatch.setattr("guarded_serving.cli.offline_health", broken)
+    code, out, err = run(capsys, "report", "--db", str(db), "--fail-on", "warn")
+
+    assert code == 3
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.splitlines()[0] == (
+        "guarded-serving report: internal error: TypeError: unsupported operand type(s) for +: 'float' and 'NoneType'"
+    )
+
+
 def test_report_needs_model_when_the_file_holds_several(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     training = np.random.default_rng(0).normal(size=(500, 3))
     for name in ("churn", "fraud"):

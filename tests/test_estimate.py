@@ -185,3 +185,15 @@ def test_probabilities_of_more_classes_than_the_labels_show_give_an_unlabelled_p
 
     assert reference.confidence is not None
     assert not reference.confidence.labelled
+
+
+def test_reference_rows_without_a_usable_prediction_are_left_out_of_the_profile() -> None:
+    P, y = binary(ROWS, 15)
+    P[:300] = np.nan
+
+    reference = Reference.from_data(np.random.default_rng(15).normal(size=(ROWS, 2)), y=y, predictions=P)
+
+    assert reference.confidence is not None
+    assert reference.confidence.labelled
+    assert reference.confidence.rows == ROWS - 300
+    assert reference.confidence.realized == pytest.approx(float((P[300:].argmax(axis=1) != y[300:]).mean()))

@@ -122,7 +122,7 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
     [
         pytest.param({"window": 0}, "window: expected a positive integer, got 0", id="window"),
         pytest.param({"name": ""}, "name: expected a non-empty string", id="name"),
-        pytest.param({"version": 3}, "version: expected a string or None, got 3", id="version"),
+        pytest.param({"version": 3}, "version: expected a non-empty string or None, got 3", id="version"),
         pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
         pytest.param({"db": 5}, "db: expected a file path, a Store, or None, got 5", id="db"),
     ],

@@ -142,6 +142,8 @@ class Calibration:
             scale_sd[idx] = np.sqrt((np.where(valid, ratio - centre, 0.0) ** 2).sum(axis=0) / kept)
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
+            if not probs.sum() > 0:  # no category in the reference (an all-missing or redacted feature): no null to draw
+                continue
             size = int(n_cal[j])
             counts = rng.multinomial(size, probs / probs.sum(), size=draws)
             stats = np.array([categorical_distance(base.methods[j], c / size, probs) for c in counts])
