@@ -153,6 +153,18 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         + (yes(all(v >= 50 for v in evidently)) if evidently else "not measured (Evidently not installed)")
         + ".",
         "",
+        "Where one health computation goes with every check on (64 features, a 2,000-row window, a classifier's"
+        " probabilities, a labelled reference, a label for every row; median per part):",
+        "",
+        "| part | in memory | with a log store |",
+        "|---|---:|---:|",
+        *(
+            f"| {part} | {sec(health['breakdown']['memory'][part])} | {sec(health['breakdown']['store'][part])} |"
+            for part in health["breakdown"]["memory"]
+        ),
+        "",
+        "Goal (issue 15): 5 ms in all: " + yes(health["breakdown"]["store"]["total"] <= 0.005) + ".",
+        "",
         "## Store writer (bench/store.py)",
         "",
         "| features | rows/request | writer rows/s | lost | bytes/row on disk | guarded service peak rows/s | writer/peak"

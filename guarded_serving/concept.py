@@ -51,7 +51,6 @@ class ConceptDetails:
     current_loss: float | None
     detector_alarms: int
     detector_last_alarm_row: int | None
-    estimated: dict[str, float] | None
     unscored_rows: int = 0  # labelled rows left out: their prediction was NaN or missing
 
 
@@ -93,12 +92,11 @@ def concept_check(
     labels_received: int,
     labels_replaced: int,
     inputs_drifted: bool | None,
-    estimated_accuracy: float | None = None,
     unscored: int = 0,
 ) -> CheckResult:
     """Judge labelled rows (oldest first) against the reference performance. ``errors`` and ``losses`` are
-    the rows that could be scored; ``unscored`` labelled rows had no usable prediction and are named."""
-    estimated = {"accuracy": round(estimated_accuracy, 4)} if estimated_accuracy is not None else None
+    the rows that could be scored; ``unscored`` labelled rows had no usable prediction and are named.
+    Realized figures only: the estimate from the model's outputs is the ``estimated_performance`` check's."""
     n = len(errors)
 
     def details(
@@ -120,7 +118,6 @@ def concept_check(
             current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
-            estimated=estimated,
             unscored_rows=unscored,
         )
 

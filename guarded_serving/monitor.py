@@ -41,9 +41,11 @@ from .dashboard import FeatureHistogram, feature_histograms
 from .drift.baseline import Baseline
 from .drift.calibration import Calibration
 from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
+from .drift.joint import JointBaseline, joint_check
 from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
+from .estimate import estimate_check
 from .health import CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
@@ -212,6 +214,8 @@ class Monitor:
         self.report_values = report_values
         self.history_interval = _positive_float("history_interval", history_interval)
         self.redact = frozenset(redact)
+        if self.redact and self.reference.row_sample is not None:  # a redacted feature's values never leave, rows included
+            self.reference = dataclasses.replace(self.reference, row_sample=self.reference.row_sample.without(self.redact))
         self._redact_idx = [j for j, n in enumerate(self.reference.feature_names) if n in self.redact]
         self.log_inputs = log_inputs
         self.sample_rate = float(sample_rate)
@@ -246,6 +250,8 @@ class Monitor:
         self.min_rows = min(self.window, MIN_ROWS)
         self._calibrations: tuple[Calibration, Calibration | None] | None = None
         self._calibration_lock = threading.Lock()
+        self._joint: JointBaseline | None = None
+        self._joint_lock = threading.Lock()
         self._recent: collections.deque[RecentRequest] = collections.deque(
             maxlen=_positive_int("recent_requests", recent_requests)
         )
@@ -293,6 +299,7 @@ class Monitor:
             reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
+        threading.Thread(target=self.joint_baseline, name="guarded-serving-joint-calibration", daemon=True).start()
         if self._metrics_factory is not None:
             if self.metrics is None:
                 store = self.store
@@ -611,19 +618,7 @@ class Monitor:
             scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
             errors, losses, unscored = scored.error, scored.loss, scored.unscored
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
-        return concept_check(
-            self.performance, errors, losses, delays, received, replaced, drifted, self._estimated_accuracy(window), unscored
-        )
-
-    def _estimated_accuracy(self, window: WindowData) -> float | None:
-        """Expected accuracy from the model's own confidences (never mixed with realized figures)."""
-        out = window.outputs
-        if self.performance is None or self.performance.task != "classification" or out is None or out.shape[1] < 2:
-            return None
-        out = out[np.isfinite(out).all(axis=1)]  # a NaN prediction has no confidence to count
-        if len(out) < self.min_rows or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
-            return None
-        return float(out.max(axis=1).mean())
+        return concept_check(self.performance, errors, losses, delays, received, replaced, drifted, unscored)
 
     def observe(
         self,
@@ -742,6 +737,8 @@ class Monitor:
                 skip=self.redact,
                 reveal=self.report_values,
             ),
+            joint_check(self.joint_baseline(), window.inputs, columns, self.baseline, self.min_rows),
+            estimate_check(self.reference.confidence, window.outputs, self.min_rows),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
@@ -780,6 +777,13 @@ class Monitor:
                 )
                 self._calibrations = (inputs, outputs)
             return self._calibrations
+
+    def joint_baseline(self) -> JointBaseline:
+        """What the joint drift check compares with (computed once, on first use or in the background at start)."""
+        with self._joint_lock:
+            if self._joint is None:
+                self._joint = JointBaseline.fit(self.reference.row_sample, self.baseline, self.window, self.redact)
+            return self._joint
 
     def window_data(self, memory: bool = False) -> WindowData:
         """The newest ``window`` rows: every worker's, from the store, or this process's."""

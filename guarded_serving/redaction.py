@@ -8,7 +8,8 @@ values. Each goes through one of these functions first:
 * :func:`redacted_input_error`: a problem in a redacted feature keeps its row, feature and expected shape,
   and loses the value (the client's own answer included: an error body is a sink like any other);
 * :data:`WITHHELD` replaces the free text of a model's exception or warning, which no one can vouch for;
-* :func:`redacted_reference`: a redacted feature's profile keeps its name and kind only.
+* :func:`redacted_reference`: a redacted feature's profile keeps its name and kind only, and its column
+  leaves the reference's row sample.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def withheld_warnings(warnings: Sequence[WarningRecord]) -> tuple[WarningRecord,
 
 def redacted_reference(reference: Reference, redact: Collection[str]) -> Reference:
     """The reference with every redacted feature profiled as if it held no value: its name, kind and row count
-    only (no categories, quantile edges, sample, range or moments). ``extra["redacted"]`` lists them."""
+    only (no categories, quantile edges, sample, range or moments), and out of the row sample.
+    ``extra["redacted"]`` lists them."""
     if not redact:
         return reference
     features = tuple(
@@ -48,4 +50,5 @@ def redacted_reference(reference: Reference, redact: Collection[str]) -> Referen
         for f in reference.features
     )
     extra = {**reference.extra, "redacted": sorted(set(redact) & set(reference.feature_names))}
-    return dataclasses.replace(reference, features=features, extra=extra)
+    rows = reference.row_sample.without(redact) if reference.row_sample is not None else None  # rows kept whole
+    return dataclasses.replace(reference, features=features, extra=extra, row_sample=rows)

@@ -21,7 +21,9 @@ import numpy as np
 
 from .environment import Fingerprint, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
+from .estimate import ConfidenceProfile, profile_of
 from .performance import Performance
+from .rowsample import RowSample
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data
 
 __all__ = ["FeatureProfile", "Reference"]
@@ -153,6 +155,12 @@ def _profile(columns: Columns) -> tuple[FeatureProfile, ...]:
     )
 
 
+def _row_sample(columns: Columns, profiles: tuple[FeatureProfile, ...]) -> RowSample:
+    """Some rows whole, encoded as the drift window encodes served rows (a category as its profile index)."""
+    codes = [{c: k for k, (c, _) in enumerate(p.categories)} if p.kind == "categorical" else None for p in profiles]
+    return RowSample.of(columns.names, columns.values, codes)
+
+
 def profile_outputs(predictions: Any) -> tuple[FeatureProfile, ...]:
     """Profile a model's outputs: one profile per output column (``prediction``, or ``output_0``...)."""
     return _profile(_output_columns(predictions))
@@ -178,6 +186,10 @@ class Reference:
     ``classes``: the labels a classifier can return, when known without labelled data (from the model's
     ``classes_`` or the width of its probabilities; :func:`guard` fills it in): labels sent as feedback must
     be among them. With ``performance``, its classes decide instead.
+
+    ``row_sample``: some of the rows whole, for the joint drift check (None in references saved before
+    it existed). ``confidence``: what the model's outputs on these rows were worth, for the estimated
+    performance check (None without ``predictions=``).
     """
 
     features: tuple[FeatureProfile, ...]
@@ -190,6 +202,8 @@ class Reference:
     performance: Performance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     classes: tuple[Category, ...] = ()
+    row_sample: RowSample | None = None
+    confidence: ConfidenceProfile | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -232,8 +246,9 @@ class Reference:
         performance = None
         if y is not None and predictions is not None:
             performance = Performance.from_data(y, to_jsonable_predictions(predictions), task=task)  # type: ignore[arg-type]
+        features = _profile(columns)
         return cls(
-            features=_profile(columns),
+            features=features,
             rows=columns.rows,
             input_format=input_format or columns.input_format,
             environment=current_fingerprint(),
@@ -241,6 +256,8 @@ class Reference:
             outputs=outputs,
             target=target,
             performance=performance,
+            row_sample=_row_sample(columns, features),
+            confidence=profile_of(predictions, performance, y),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -257,6 +274,8 @@ class Reference:
             "environment": self.environment.to_json(),
             "extra": dict(self.extra),
             "classes": list(self.classes),
+            "row_sample": self.row_sample.to_json() if self.row_sample is not None else None,
+            "confidence": self.confidence.to_json() if self.confidence is not None else None,
         }
 
     @classmethod
@@ -282,6 +301,8 @@ class Reference:
                 performance=Performance.from_json(data["performance"]) if data.get("performance") else None,
                 extra=dict(data.get("extra", {})),
                 classes=tuple(data.get("classes", ())),
+                row_sample=RowSample.from_json(data["row_sample"]) if data.get("row_sample") else None,
+                confidence=ConfidenceProfile.from_json(data["confidence"]) if data.get("confidence") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidReferenceError):

@@ -66,6 +66,19 @@ def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
     assert whole >= request_thread > 0
 
 
+def test_the_health_breakdown_times_every_check_and_adds_up(tmp_path: Path) -> None:
+    results = run("health.py", "--breakdown", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    for where in ("memory", "store"):
+        parts = results["breakdown"][where]
+        assert {"data_drift", "joint_drift", "estimated_performance", "concept_drift (labels joined)"} <= set(parts)
+        assert all(seconds >= 0 for seconds in parts.values())
+        assert parts["joint_drift"] > 0
+        assert parts["estimated_performance"] > 0
+        assert sum(v for k, v in parts.items() if k != "total") >= parts["total"] * 0.999
+    assert results["breakdown"]["store"]["recent requests (from the store)"] > 0
+
+
 def test_the_readme_names_the_benchmark_command_that_bench_run_documents() -> None:
     readme = (ROOT / "README.md").read_text()
     command = 'python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e ".[bench]" && .venv-bench/bin/python bench/run.py'

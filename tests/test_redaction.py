@@ -59,6 +59,8 @@ def test_a_redacted_reference_keeps_no_value_of_a_redacted_feature(reference: Re
     assert by_name["age"] == reference.features[0]  # the others are whole
     assert leaks(document) == []
     assert redacted.extra["redacted"] == ["city", "ssn"]
+    assert redacted.row_sample is not None
+    assert redacted.row_sample.names == tuple(n for n in PRIVATE_FEATURES if n not in ("ssn", "city"))
 
 
 def test_a_problem_in_a_redacted_feature_names_the_row_and_feature_but_not_the_value() -> None:
