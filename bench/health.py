@@ -10,6 +10,12 @@
    Evidently); bench/run.py installs Evidently in its own environment.
 2. The per-row cost of ``Monitor.observe`` (batches of 1 and of 64 rows, median per row), next to one
    ``predict_proba`` call of the example iris classifier (trained inline, as examples/classifier/train.py does).
+3. Where one health computation's time goes with every check on: 64 features, a 2,000-row window, a classifier's
+   two probabilities, a reference with labels and predictions (so joint drift, estimated performance and concept
+   drift are all judged) and a label fed back for every row; in memory and with a log store. Each part is timed
+   by wrapping the function ``Monitor.health`` calls for it (median over the calls); "the rest" is the median
+   total less the parts' medians: the report's assembly and its listeners (history, status log). Goal (issue
+   15): 5 ms in all.
 
 Seeded data, ``time.perf_counter``; numbers are for the machine they run on, only the ratios travel.
 """
@@ -17,8 +23,10 @@ Seeded data, ``time.perf_counter``; numbers are for the machine they run on, onl
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+import guarded_serving.monitor as monitor_module
 from guarded_serving import Monitor, Reference
 
 FEATURES = (8, 64, 256)
@@ -207,11 +216,119 @@ def bench_observe() -> dict[str, float]:
     return {"predict_s": p, "observe_1_s": statistics.median(single), "observe_64_per_row_s": statistics.median(batched)}
 
 
+# -- 3. where the time of one health computation goes -----------------------------------------------------------
+
+BREAKDOWN_FEATURES = 64
+BREAKDOWN_WINDOW = 2_000
+BREAKDOWN_CALLS = 30
+# What Monitor.health calls for each part: functions by the name guarded_serving.monitor calls them under, methods
+# of the monitor, and Columns.of (which lays out the inputs for the per-feature and joint checks, and the outputs
+# for prediction drift). None of these calls another of them, so the parts add up.
+PARTS = (
+    "window (read, assemble)",
+    "lay-out of the inputs (Columns.of)",
+    "data_drift",
+    "prediction_drift",
+    "concept_drift (labels joined)",
+    "data_quality",
+    "joint_drift",
+    "estimated_performance",
+    "pipeline, store, environment",
+    "recent requests (from the store)",
+)
+
+
+def labelled_world(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlated normal features, a logistic model's two probabilities and labels drawn from them."""
+    X = rng.normal(size=(rows, BREAKDOWN_FEATURES))
+    X[:, 1::2] = 0.6 * X[:, ::2] + 0.8 * X[:, 1::2]
+    p = 1 / (1 + np.exp(-(X[:, 0] - X[:, 2])))
+    return X, np.column_stack([1 - p, p]), (rng.random(rows) < p).astype(int)
+
+
+def timed(func: Callable[..., Any], part: Callable[..., str], spent: dict[str, list[float]]) -> Callable[..., Any]:
+    """``func``, adding the seconds of each call to ``spent[part(*args)]``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            spent[part(*args)][-1] += time.perf_counter() - start
+
+    return wrapper
+
+
+def breakdown(db: str | None) -> dict[str, float]:
+    """Median seconds per part of one Monitor.health() (see PARTS), the total, and the rest."""
+    rng = np.random.default_rng(15)
+    X, P, y = labelled_world(REFERENCE_ROWS, rng)
+    monitor = Monitor(Reference.from_data(X, y=y, predictions=P), window=BREAKDOWN_WINDOW, db=db, name="breakdown")
+    monitor.start()
+    X, P, y = labelled_world(BREAKDOWN_WINDOW, rng)
+    for start in range(0, BREAKDOWN_WINDOW, 100):
+        request_id = monitor.observe(X[start : start + 100], P[start : start + 100])
+        monitor.feedback(request_id, y[start : start + 100].tolist())
+    monitor.flush()
+    monitor.health()  # the one-off calibrations
+    spent: dict[str, list[float]] = {part: [] for part in PARTS}
+    inputs = monitor.baseline
+    wrapped: list[tuple[Any, str, Any]] = [
+        (monitor, "window_data", lambda *a: PARTS[0]),
+        (monitor_module.Columns, "of", lambda matrix, base: PARTS[1] if base is inputs else PARTS[3]),
+        (monitor_module, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
+        (monitor, "_concept", lambda *a: PARTS[4]),
+        (monitor_module, "quality_check", lambda *a: PARTS[5]),
+        (monitor_module, "joint_check", lambda *a: PARTS[6]),
+        (monitor_module, "estimate_check", lambda *a: PARTS[7]),
+        *((monitor_module, name, lambda *a: PARTS[8]) for name in ("pipeline_check", "store_check", "environment_check")),
+        (monitor, "_recent_from_store", lambda *a: PARTS[9]),
+    ]
+    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in wrapped]
+    for owner, name, part in wrapped:
+        setattr(owner, name, timed(getattr(owner, name), part, spent))
+    total = []
+    try:
+        for _ in range(BREAKDOWN_CALLS):
+            for values in spent.values():
+                values.append(0.0)
+            total.append(seconds(monitor.health))
+    finally:
+        for owner, name, original in saved:
+            if original is None:
+                delattr(owner, name)  # the monitor's own attribute: back to the class's method
+            else:
+                setattr(owner, name, original)
+        monitor.close()
+    out = {part: statistics.median(values) for part, values in spent.items()}
+    out["the rest (report, history, listeners)"] = max(statistics.median(total) - sum(out.values()), 0.0)
+    out["total"] = statistics.median(total)
+    return out
+
+
+def bench_breakdown() -> dict[str, dict[str, float]]:
+    print(
+        f"\nWhere one Monitor.health() goes: {BREAKDOWN_FEATURES} features, a {BREAKDOWN_WINDOW:,}-row window, every check"
+        f" on, a label for every row (median of {BREAKDOWN_CALLS} calls per part; goal 5 ms in all)"
+    )
+    with tempfile.TemporaryDirectory(prefix="guarded-health-") as tmp:
+        results = {"memory": breakdown(None), "store": breakdown(f"{tmp}/health.db")}
+    parts = list(results["memory"])
+    rows = [[part, ms(results["memory"][part]), ms(results["store"][part])] for part in parts]
+    print_table(["part", "in memory", "with a log store"], rows)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--breakdown", action="store_true", help="only part 3: where one health computation's time goes")
     args = parser.parse_args(argv)
-    result = {"health": bench_health(), "observe": bench_observe()}
+    if args.breakdown:
+        result: dict[str, Any] = {"breakdown": bench_breakdown()}
+    else:
+        result = {"health": bench_health(), "observe": bench_observe(), "breakdown": bench_breakdown()}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         guarded = GuardedModel(apps.predict, reference=apps.X_TRAIN, name="memory", db=os.path.join(tmp, "memory.db"))
         monitor = guarded.start()
-        monitor.calibration()  # the one-off calibration is start-up, not growth
+        monitor.calibration()  # the one-off calibrations are start-up, not growth
+        monitor.joint_baseline()
         rng = np.random.default_rng(3)
         bodies = [json.dumps({"rows": rng.normal(size=(args.batch, 20)).tolist()}).encode() for _ in range(50)]
         started = rss_mb()

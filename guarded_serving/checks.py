@@ -69,8 +69,7 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
         return CheckResult("pipeline", Status.OK, "No requests yet.", details)
     findings: list[tuple[Status, str]] = []
     if errors:
-        failing = sorted((s for s in stages if s.errors), key=lambda s: -s.errors)
-        where = f", most in stage '{failing[0].name}'" if failing else ""
+        where = _failed_stages(stages)
         level = (
             Status.ALERT
             if error_rate >= thresholds.error_alert
@@ -113,6 +112,16 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
     return CheckResult("pipeline", status, "; ".join(text for _, text in bad) + ".", details)
 
 
+def _failed_stages(stages: tuple[StageSummary, ...]) -> str:
+    """Where the model failed: ", in stage 'prep'", or ": 3 in stage 'prep', 1 in stage 'forest'"."""
+    failing = sorted((s for s in stages if s.errors), key=lambda s: -s.errors)  # stable: ties in pipeline order
+    if len(failing) == 1:
+        return f", in stage '{failing[0].name}'"
+    shown = ", ".join(f"{s.errors} in stage '{s.name}'" for s in failing[:3])
+    more = f" and {len(failing) - 3} more stages" if len(failing) > 3 else ""
+    return f": {shown}{more}" if failing else ""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreDetails:
     path: str
@@ -123,10 +132,16 @@ class StoreDetails:
     last_error: str | None
     last_error_at: str | None
     last_flush_at: str | None
+    pending_bytes: int = 0
+    capacity_bytes: int = 0
+    waits: int = 0  # requests that waited for room in the buffer (back-pressure), and for how long in all
+    waited_s: float = 0.0
+    last_wait_at: str | None = None
 
 
 def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_error: str | None = None) -> CheckResult:
-    """Judge the log store: failing writes or reads, a replaced file, a filling buffer, dropped rows."""
+    """Judge the log store: a file that could not be opened, failing writes or reads, a replaced file or
+    write-ahead log, a filling buffer, requests that waited for the writer (back-pressure), dropped rows."""
     if stats is None:
         return CheckResult("store", Status.OK, "No log store configured: requests are monitored in memory only.")
     details = StoreDetails(
@@ -138,41 +153,92 @@ def store_check(stats: StoreStats | None, now: dt.datetime | None = None, read_e
         last_error=stats.last_error,
         last_error_at=stats.last_error_at,
         last_flush_at=stats.last_flush_at,
+        pending_bytes=stats.pending_bytes,
+        capacity_bytes=stats.capacity_bytes,
+        waits=stats.waits,
+        waited_s=stats.waited_s,
+        last_wait_at=stats.last_wait_at,
     )
     if stats.read_only:
+        dropped = (
+            f"; {stats.dropped} rows of answered requests were dropped from the log (counted in the totals)"
+            if stats.dropped
+            else ""
+        )
         return CheckResult(
             "store",
-            Status.OK,
-            f"Read offline from {stats.path} ({stats.written} rows logged); pending and dropped rows and write errors"
+            Status.WARN if stats.dropped else Status.OK,
+            f"Read offline from {stats.path} ({stats.written} rows logged){dropped}; pending rows and write errors"
             " are known only to the running service.",
             details,
         )
-    fill = stats.pending / stats.capacity if stats.capacity else 0.0
+    fill_rows = stats.pending / stats.capacity if stats.capacity else 0.0
+    fill_bytes = stats.pending_bytes / stats.capacity_bytes if stats.capacity_bytes else 0.0
+    fill = max(fill_rows, fill_bytes)
+    moment = now or dt.datetime.now(dt.UTC)
     problems: list[tuple[Status, str]] = []
-    if stats.last_error:
+    if stats.last_error and not stats.opened:
+        problems.append(
+            (
+                Status.ALERT,
+                f"the log store could not be opened ({stats.last_error}); retrying, {stats.pending} rows wait in memory",
+            )
+        )
+    elif stats.last_error:
         problems.append(
             (
                 Status.ALERT if fill >= 0.5 else Status.WARN,
                 f"writes are failing ({stats.last_error}); {stats.pending} rows wait in memory",
             )
         )
+    elif fill_bytes >= 0.5 and fill_bytes >= fill_rows:
+        problems.append(
+            (
+                Status.WARN,
+                f"the writer is falling behind: {stats.pending_bytes / 1e6:.1f} MB of"
+                f" {stats.capacity_bytes / 1e6:.1f} MB of buffer in use ({stats.pending} rows)",
+            )
+        )
     elif fill >= 0.5:
         problems.append((Status.WARN, f"the writer is falling behind: {stats.pending} of {stats.capacity} buffered rows in use"))
+    if stats.waits and _within(stats.last_wait_at, moment):
+        problems.append(
+            (
+                Status.WARN,
+                f"{stats.waits} requests waited for the writer to make room in a full buffer (back-pressure,"
+                f" {_seconds_text(stats.waited_s)} in all, the last at {stats.last_wait_at}): logging slows the service down",
+            )
+        )
     if stats.dropped:
         problems.append((Status.ALERT, f"{stats.dropped} rows were dropped (buffer full, or unwritable records)"))
     if read_error:
         problems.append((Status.ALERT, f"{read_error}; this report covers this worker's own requests only"))
-    if stats.last_replaced_at:
-        moment = now or dt.datetime.now(dt.UTC)
-        if moment - dt.datetime.fromisoformat(stats.last_replaced_at) < dt.timedelta(minutes=15):
-            problems.append(
-                (Status.WARN, f"the database file was deleted or replaced at {stats.last_replaced_at}; a new one was started")
+    if _within(stats.last_replaced_at, moment):
+        problems.append(
+            (Status.WARN, f"the database file was deleted or replaced at {stats.last_replaced_at}; a new one was started")
+        )
+    if _within(stats.last_wal_replaced_at, moment):
+        problems.append(
+            (
+                Status.WARN,
+                f"the database's write-ahead log was deleted or replaced at {stats.last_wal_replaced_at}; what it held"
+                " was moved into the database file and a new log was started",
             )
+        )
     if not problems:
         return CheckResult("store", Status.OK, f"{stats.written} rows written, {stats.pending} pending, none dropped.", details)
     status = max((s for s, _ in problems), key=lambda s: s.rank)
     text = "; ".join(t for _, t in problems)
     return CheckResult("store", status, text[0].upper() + text[1:] + ".", details)
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _within(iso: str | None, moment: dt.datetime, minutes: float = 15) -> bool:
+    """An event at ``iso`` happened less than ``minutes`` before ``moment`` (what the store check recalls)."""
+    return iso is not None and moment - dt.datetime.fromisoformat(iso) < dt.timedelta(minutes=minutes)
 
 
 @dataclass(frozen=True, slots=True)

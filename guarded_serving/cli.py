@@ -5,7 +5,8 @@
     guarded-serving tail --db guarded_serving.db -n 20 --follow              # StoreReader.request_log(...)
 
 Exit codes: 0 done, 1 the report's status is at or above ``--fail-on``, 2 a usage error (a bad option
-value, a missing or unreadable file: the message names it and what was expected). ``python -m
+value, a missing or unreadable file: the message names it and what was expected), 3 an internal error
+(a bug: one line on stderr, the traceback with ``GUARDED_SERVING_DEBUG=1``). ``python -m
 guarded_serving`` is the same program.
 """
 
@@ -18,6 +19,7 @@ import shutil
 import sys
 import textwrap
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,12 +38,13 @@ from .reference import Reference
 __all__ = ["build_parser", "main"]
 
 PROG = "guarded-serving"
-EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # Python API argument names -> the option that sets them, for error messages.
 OPTIONS = {
     "data": "DATA",
     "db": "--db",
     "model": "--model",
+    "version": "--model-version",
     "reference": "--reference",
     "since": "--since",
     "window": "--window",
@@ -170,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(report)
     report.add_argument("--model", metavar="NAME", help="the model to judge (needed when the file holds several)")
     report.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        help="the version of the model to judge (needed when the file holds several; '' for the unversioned one)",
+    )
+    report.add_argument(
         "--reference", metavar="FILE", help="a reference JSON to judge against instead of the one the service saved"
     )
     report.add_argument(
@@ -235,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `guarded-serving tail | head`: the reader went away, nothing is wrong
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the interpreter's final flush does not fail
         return EXIT_OK
+    except Exception as exc:  # a bug: say so in one line, with an exit code no script mistakes for a verdict
+        print(f"{PROG} {args.command}: internal error: {_printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        print("This is a bug in guarded-serving; set GUARDED_SERVING_DEBUG=1 to see where it happened.", file=sys.stderr)
+        if os.environ.get("GUARDED_SERVING_DEBUG"):
+            traceback.print_exc()
+        return EXIT_INTERNAL
 
 
 def _fail(command: str, message: str) -> int:
@@ -393,7 +407,13 @@ def _report(args: argparse.Namespace) -> int:
     bar = ProgressBar("re-encoding logged rows", args.progress)
     try:
         offline = offline_health(
-            args.db, model=args.model, reference=args.reference, since=args.since, window=args.window, progress=bar
+            args.db,
+            model=args.model,
+            version=args.model_version,
+            reference=args.reference,
+            since=args.since,
+            window=args.window,
+            progress=bar,
         )
     finally:
         bar.close()
@@ -552,12 +572,20 @@ def _tail_header(show_model: bool) -> str:
 def _print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool) -> None:
     for r in found:
         if as_json:
-            print(json.dumps({k: v for k, v in r.items() if k != "id"}), flush=True)
+            print(json.dumps({k: _cell(v) for k, v in r.items() if k != "id"}), flush=True)
             continue
+        r = {k: _cell(v) for k, v in r.items()}
         when = str(r["ts"]).replace("T", " ").removesuffix("+00:00")
-        latency = f"{r['latency_ms']:.1f} ms" if r["latency_ms"] is not None else "-"
-        cells = [when.ljust(23), str(r["request_id"]).ljust(32), r["status"].ljust(8), str(r["rows"]).rjust(6), latency.rjust(10)]
+        number = isinstance(r["latency_ms"], (int, float)) and not isinstance(r["latency_ms"], bool)
+        latency = f"{r['latency_ms']:.1f} ms" if number else "-"
+        cells = [when.ljust(23), str(r["request_id"]).ljust(32), str(r["status"]).ljust(8), str(r["rows"]).rjust(6)]
+        cells.append(latency.rjust(10))
         if show_model:
             cells.insert(1, str(r["model"]).ljust(16))
         problem = ": ".join(str(x) for x in (r["failed_stage"], r["error"]) if x)
         print(_printable("  ".join([*cells, problem[:300]]).rstrip()), flush=True)
+
+
+def _cell(value: Any) -> Any:
+    """A logged value as text or JSON can show it: bytes (a damaged row) as their length."""
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value

@@ -30,7 +30,8 @@ __all__ = ["ConceptDetails", "concept_check", "cusum_alarms"]
 
 ALPHA_CONCEPT = 0.002
 # The confidence bound's share of the model-wide false-alarm budget per health check (with data drift 0.4 %,
-# prediction drift 0.15 %, data quality 0.3 %: under 1 % together); the CUSUM's false alarms are far rarer.
+# prediction drift 0.15 %, data quality 0.25 %, joint drift and the estimate 0.05 % each: 1 % together); the
+# CUSUM's false alarms are far rarer.
 ALPHA_CONCEPT_BOUND = 0.001
 MIN_LABELS = 100
 MIN_ERROR_RISE = 0.02  # accuracy points (classification) ...
@@ -54,8 +55,8 @@ class ConceptDetails:
     current_loss: float | None
     detector_alarms: int
     detector_last_alarm_row: int | None
-    estimated: dict[str, float] | None
     baseline: BaselineSource | None = None
+    unscored_rows: int = 0  # labelled rows left out: their prediction was NaN or missing
 
 
 def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
@@ -96,11 +97,13 @@ def concept_check(
     labels_received: int,
     labels_replaced: int,
     inputs_drifted: bool | None,
-    estimated_accuracy: float | None = None,
+    unscored: int = 0,
     baseline: BaselineSource | None = None,
 ) -> CheckResult:
-    """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is)."""
-    estimated = {"accuracy": round(estimated_accuracy, 4)} if estimated_accuracy is not None else None
+    """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is).
+    ``errors`` and ``losses`` are the rows that could be scored; ``unscored`` labelled rows had no usable
+    prediction and are named. Realized figures only: the estimate from the model's outputs is the
+    ``estimated_performance`` check's."""
     n = len(errors)
 
     def details(
@@ -122,8 +125,8 @@ def concept_check(
             current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
-            estimated=estimated,
             baseline=baseline if reference else None,
+            unscored_rows=unscored,
         )
 
     if reference is None:
@@ -131,8 +134,12 @@ def concept_check(
         return CheckResult("concept_drift", Status.OK, summary, details())
     if labels_received == 0:
         return CheckResult("concept_drift", Status.OK, "Not judged: no labels received yet (POST /feedback).", details())
+    left_out = ""
+    if unscored:
+        rows = "row" if unscored == 1 else "rows"
+        left_out = f"; {unscored} labelled {rows} without a usable prediction (NaN or missing) left out"
     if n < MIN_LABELS:
-        summary = f"{n} labelled rows in the window; performance is judged from {MIN_LABELS}."
+        summary = f"{n} labelled rows in the window; performance is judged from {MIN_LABELS}{left_out}."
         return CheckResult("concept_drift", Status.INSUFFICIENT_DATA, summary, details())
     mean = float(errors.mean())
     # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
@@ -159,7 +166,7 @@ def concept_check(
     ref_value = reference.metric_value(reference.error_mean)
     against = "served" if baseline is not None and baseline.since is not None else "reference"
     if not worse and not recent_alarm:
-        summary = f"{name} {current:.3g} over the last {n} labelled rows ({against} {ref_value:.3g})."
+        summary = f"{name} {current:.3g} over the last {n} labelled rows ({against} {ref_value:.3g}){left_out}."
         return CheckResult("concept_drift", Status.OK, summary, info)
     status = Status.ALERT if worse else Status.WARN
     verb = "fell" if reference.task == "classification" else "rose"
@@ -168,4 +175,4 @@ def concept_check(
     summary += f" over the last {n} labelled rows" if worse else f"; the change detector alarmed at labelled row {alarms[-1]}"
     if inputs_drifted is False:
         summary += ": performance fell while inputs look unchanged: likely concept drift"
-    return CheckResult("concept_drift", status, summary + ".", info)
+    return CheckResult("concept_drift", status, summary + left_out + ".", info)

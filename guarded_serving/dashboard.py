@@ -158,6 +158,9 @@ def render_dashboard(
     Pure: it reads nothing but its arguments and has no side effect.
     """
     parts = [_head(report, refresh_seconds), _top(report, refresh_seconds)]
+    generated = _timestamp(report.generated_at)
+    if generated is not None:  # the page shows nothing later than itself: time axes end when it was generated
+        history = [s for s in history if s.ts <= generated]
     if detail:
         parts.append(_figures(report))
         parts.append(_cards(report))
@@ -182,6 +185,19 @@ def render_dashboard(
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _name(name: str) -> str:
+    """A feature or stage name on one line, never broken inside a word: cut with an ellipsis when it is too
+    long for its column, whole in its tooltip."""
+    return f'<code class="name" title="{_e(name)}">{_e(name)}</code>'
+
+
+def _timestamp(text: str) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 def _num(x: Any) -> str:
@@ -244,7 +260,8 @@ th{color:#5b6675;font-weight:600;overflow-wrap:normal;white-space:nowrap}td.n,th
 .hists{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:14px}
 .hist{margin:0;background:#fff;border-radius:10px;padding:12px 14px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .hist figcaption{display:flex;justify-content:space-between;align-items:center;gap:8px}
-.hist figcaption b{font-family:ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+.name{display:inline-block;max-width:16em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:bottom}
+.hist figcaption .name{min-width:0;max-width:none;font-size:13px;font-weight:700}
 .hist .note{color:#5b6675;font-size:12px;margin:2px 0 4px}
 .legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;color:#3d4856;margin:0 0 6px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-2px}
@@ -323,9 +340,7 @@ def _feature_table(features: Mapping[str, Any]) -> str:
     rows = []
     for name, f in flagged[:8]:
         reason = f.get("reason") or "; ".join(str(p) for p in f.get("problems") or ()) or ""
-        rows.append(
-            f"<tr><td><code>{_e(name)}</code></td><td>{_badge(_status_of(f.get('status')))}</td><td>{_e(reason)}</td></tr>"
-        )
+        rows.append(f"<tr><td>{_name(name)}</td><td>{_badge(_status_of(f.get('status')))}</td><td>{_e(reason)}</td></tr>")
     more = f'<p class="kv">and {len(flagged) - 8} more</p>' if len(flagged) > 8 else ""
     head = "<tr><th>feature</th><th>status</th><th>why</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>{more}"
@@ -337,7 +352,7 @@ def _stage_table(stages: Mapping[str, Any]) -> str:
         if not isinstance(s, Mapping):
             continue
         cells = "".join(f'<td class="n">{_e(_num(s.get(k)))}</td>' for k in ("count", "errors", "p50_ms", "p95_ms", "p99_ms"))
-        rows.append(f"<tr><td><code>{_e(name)}</code></td>{cells}</tr>")
+        rows.append(f"<tr><td>{_name(name)}</td>{cells}</tr>")
     head = '<tr><th>stage</th><th class="n">n</th><th class="n">failed</th><th class="n">p50 ms</th><th class="n">p95 ms</th>'
     return f"<table>{head}<th class='n'>p99 ms</th></tr>{''.join(rows)}</table>"
 
@@ -378,16 +393,17 @@ def _clock(ts: float, span: float) -> str:
     return moment.strftime("%H:%M:%S UTC")
 
 
-def _spans(history: Sequence[Snapshot]) -> list[tuple[float, float]]:
-    """The time each snapshot stands for: until the next one, or one usual step when the next is far (a gap)."""
+def _spans(history: Sequence[Snapshot], until: float | None = None) -> list[tuple[float, float]]:
+    """The time each snapshot stands for: until the next one, or one usual step when the next is far (a gap);
+    the last one no later than ``until`` (when the page was generated)."""
     times = [s.ts for s in history]
     steps = np.diff(times) if len(times) > 1 else np.array([1.0])
     step = float(np.median(steps)) if len(steps) else 1.0
     step = step if step > 0 else 1.0
     spans = []
     for i, t in enumerate(times):
-        end = times[i + 1] if i + 1 < len(times) else t + step
-        spans.append((t, min(end, t + 1.5 * step)))
+        end = min(times[i + 1] if i + 1 < len(times) else t + step, t + 1.5 * step)
+        spans.append((t, max(min(end, until), t) if until is not None else end))
     return spans
 
 
@@ -419,8 +435,9 @@ def _timeline(report: HealthReport, history: Sequence[Snapshot]) -> str:
     rows: list[tuple[str, list[Status | None]]] = [("overall", [s.status for s in history])]
     for name in names:
         rows.append((name, [(c.status if (c := s.check(name)) is not None else None) for s in history]))
-    spans = _spans(history)
+    spans = _spans(history, until=_timestamp(report.generated_at))
     t0, t1 = spans[0][0], spans[-1][1]
+    t0 = min(t0, t1 - 1.0)  # a lone snapshot taken as the page was made: a one-second axis that ends then
     label_w, width, row_h = 150.0, 1030.0, 22.0
     total_w = label_w + width + 10
     scale = width / max(t1 - t0, 1e-9)
@@ -445,7 +462,7 @@ def _timeline(report: HealthReport, history: Sequence[Snapshot]) -> str:
     legend = "".join(
         f'<span><i style="background:{c}"></i>{_e(s.value.replace("_", " "))}</span>' for s, c in STATUS_COLOURS.items()
     )
-    note = f"{len(history)} snapshots, {_clock(t0, t1 - t0)} to {_clock(t1, t1 - t0)}"
+    note = f"{len(history)} snapshot{'s' if len(history) != 1 else ''}, {_clock(t0, t1 - t0)} to {_clock(t1, t1 - t0)}"
     return (
         f'<section id="timeline">{title}<div class="panel"><div class="legend">{legend}<span>{_e(note)}</span></div>'
         f'<svg viewBox="0 0 {total_w:.0f} {height:.0f}" role="img" aria-label="status timeline">{"".join(svg)}</svg>'
@@ -629,7 +646,7 @@ def _histogram(h: FeatureHistogram, status: Status | None) -> str:
     badge = _badge(status) if status is not None else ""
     return (
         f'<figure class="hist" data-feature="{_e(h.name)}" data-role="{h.role}">'
-        f"<figcaption><b>{_e(h.name)}</b>{badge}</figcaption>"
+        f"<figcaption>{_name(h.name)}{badge}</figcaption>"
         f'<p class="note">{_e(note)}</p>'
         f'<svg viewBox="0 0 {left + width + 6:.0f} {base + extra:.0f}" role="img" aria-label="{_e(h.name)} histogram">'
         f"{''.join(svg)}</svg></figure>"

@@ -54,12 +54,17 @@ class InvalidReferenceError(GuardedServingError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with a request: where it is, what was wrong and what was expected."""
+    """One thing wrong with a request: where it is, what was wrong and what was expected.
+
+    ``kind`` is ``"type"`` for a value of the wrong type for its feature (the data quality check counts
+    those per feature), else None.
+    """
 
     problem: str
     expected: str
     row: int | None = None
     feature: str | None = None
+    kind: str | None = None
 
     def __str__(self) -> str:
         where = []

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,19 +30,20 @@ from .health import HealthReport, Status
 from .jsontext import dump_bytes
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
-from .reference import Reference, with_training_outputs
+from .performance import model_classes
+from .redaction import WITHHELD, redacted_input_error
+from .reference import Reference, probability_columns, with_training_outputs
 from .stages import StageClock, pipeline_steps, stage
-from .store import RequestRecord
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord
 from .tabular import INPUT_FORMATS, columns_from_data, to_model_input
 from .validation import RowSchema, parse_json, parse_table, rows_text
 
-__all__ = ["GuardedModel", "Reply", "guard"]
+__all__ = ["GuardedModel", "PredictCall", "Reply", "UnreadBody", "guard"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON_TYPES = ("application/json", "text/json")
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
 MEMORY = ":memory:"  # db=":memory:" keeps no log store
-_TYPE_EXPECTATIONS = ("a number", "a category (a string, number or boolean)")
 DASHBOARD_REFRESH = 30  # seconds between the dashboard's own reloads
 DASHBOARD_HISTORY = 720  # snapshots the dashboard's timeline shows (12 hours at the default interval)
 HISTORY_LIMIT = 10_000  # most snapshots one /health/model/history answer holds
@@ -58,6 +60,59 @@ class Reply:
     media_type: str = "application/json"
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadBody:
+    """A request body the adapter did not read whole because it is larger than ``max_body_bytes``: its size
+    as the client declared it (``Content-Length``), or as much as was read before the limit was passed."""
+
+    size: int
+    declared: bool
+
+
+_GUARD_STAGES = ("validate", "predict", "serialize")
+
+
+class PredictCall:
+    """One ``/predict`` call that its caller may give up on before it returns (BentoML's traffic timeout).
+
+    Whichever comes first records the request, the call itself or :meth:`GuardedModel.give_up`; the other
+    records nothing. A request is logged once, and a call given up before it began never reaches the model.
+    """
+
+    __slots__ = ("_claimed", "_lock", "began", "clock", "created", "request_id", "rows")
+
+    def __init__(self, request_id: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._claimed = False
+        self.created = time.perf_counter()
+        self.began: float | None = None  # when handle_predict started on it
+        self.clock: StageClock | None = None
+        self.request_id = request_id
+        self.rows = 0
+
+    def claim(self) -> bool:
+        """True for the first caller only: the one that records the request."""
+        with self._lock:
+            claimed, self._claimed = self._claimed, True
+        return not claimed
+
+    @property
+    def claimed(self) -> bool:
+        with self._lock:
+            return self._claimed
+
+    def stage(self) -> tuple[str, float]:
+        """The stage the call is in and for how long (s): ``queue`` until it began, then the first of the
+        guard's own stages not finished (a user's stages run inside ``predict``)."""
+        now = time.perf_counter()
+        clock, began = self.clock, self.began
+        if clock is None or began is None:
+            return "queue", now - self.created
+        done = dict(clock.durations)
+        running = next((name for name in _GUARD_STAGES if name not in done), "log")
+        return running, max(now - began - sum(done.get(name, 0.0) for name in _GUARD_STAGES), 0.0)
+
+
 def _problem_reply(status: int, title: str, detail: str, request_id: str, **extra: Any) -> Reply:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": request_id, **extra}
     return Reply(status, json.dumps(body).encode(), {"X-Request-ID": request_id}, "application/problem+json")
@@ -65,6 +120,16 @@ def _problem_reply(status: int, title: str, detail: str, request_id: str, **extr
 
 def _dump(value: Any) -> bytes:
     return dump_bytes(value)  # a NaN/Infinity prediction is sent as null: JSON has no literal for it
+
+
+_PREDICTIONS_AT = len(b'{"predictions":')
+
+
+def _predictions_text(payload: bytes) -> str:
+    """The predictions' JSON inside an answer (``_dump`` of ``{"predictions": ..., "request_id": ...}``),
+    which is the text the store logs: written once for both. A request id has no quote or comma in it, so
+    the last ``,"request_id":`` is the key's own."""
+    return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
 
 
 class GuardedModel:
@@ -120,6 +185,10 @@ class GuardedModel:
         self.predict = predict
         self._call = pipeline_steps(predict) or predict
         self.reference = self._with_outputs(predict, reference, holdout, feature_names, categorical)
+        if self.reference.performance is None and not self.reference.classes:
+            # Labels sent to /feedback must be classes the model can return, known without labelled data.
+            classes = model_classes(predict) or probability_columns(self.reference.outputs)
+            self.reference = dataclasses.replace(self.reference, classes=classes)
         self.name = name
         self.version = monitor_options.get("version")
         # db=":memory:" keeps no log store: everything stays in this process's memory.
@@ -173,11 +242,24 @@ class GuardedModel:
             self.monitor.close(timeout)
 
     # -- requests ---------------------------------------------------------------------------
-    def handle_predict(self, body: bytes, content_type: str | None = None, request_id: str | None = None) -> Reply:
-        """Validate, predict, serialize and log one request. Never raises: every outcome is a Reply."""
+    def handle_predict(
+        self,
+        body: bytes | UnreadBody,
+        content_type: str | None = None,
+        request_id: str | None = None,
+        call: PredictCall | None = None,
+    ) -> Reply:
+        """Validate, predict, serialize and log one request. Never raises: every outcome is a Reply.
+
+        With a ``call``, the request is recorded only if the caller has not given up on it (see
+        :meth:`give_up`), and not run at all if it gave up before this began."""
         monitor = self.start()
         started = time.perf_counter()
         clock = StageClock()
+        if call is not None:
+            if call.claimed:
+                return _problem_reply(504, "Timeout", "the request was given up before it began", new_request_id())
+            call.clock, call.began = clock, started
         clock.activate()
         rows: list[list[Any]] = []
         window_inputs: Any = None
@@ -188,9 +270,13 @@ class GuardedModel:
             try:
                 with stage("validate"):
                     request_id = self._request_id(request_id)
-                    self._check_envelope(body, content_type)
+                    if call is not None:
+                        call.request_id = request_id
+                    body = self._check_envelope(body, content_type)
                     table = parse_table(parse_json(body), self.schema)
                     rows = table.rows
+                    if call is not None:
+                        call.rows = len(rows)
                     inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
                     if table.matrix is not None and self.input_format == "array":
                         model_input = table.matrix
@@ -198,12 +284,13 @@ class GuardedModel:
                     else:
                         model_input = to_model_input(rows, self.schema.names, self.schema.all_numeric, self.input_format)
                         window_inputs = table.matrix
-            except InputError as exc:
+            except InputError as refused:
+                exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
                 rid = request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else new_request_id()
-                wrong_types = tuple(
-                    dict.fromkeys(p.feature for p in exc.problems if p.feature and p.expected in _TYPE_EXPECTATIONS)
+                wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
+                self._record(
+                    monitor, rid, "rejected", len(rows), started, clock, error=str(exc), problem_features=wrong_types, call=call
                 )
-                self._record(monitor, rid, "rejected", len(rows), started, clock, error=str(exc), problem_features=wrong_types)
                 return _problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
             try:
                 with stage("predict"), capture_warnings() as warnings:
@@ -219,8 +306,10 @@ class GuardedModel:
                     payload = _dump({"predictions": outputs, "request_id": request_id})
             except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
                 error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
+                # The model's own message may quote its input: with a redacted feature, it is not kept.
+                message = WITHHELD if monitor.redact and not isinstance(exc, ModelError) else str(exc)
                 self._log.error(
-                    "model_error", request_id=request_id, error=error_class, message=str(exc)[:500], stage=clock.failed
+                    "model_error", request_id=request_id, error=error_class, message=message[:500], stage=clock.failed
                 )
                 self._record(
                     monitor,
@@ -229,10 +318,19 @@ class GuardedModel:
                     len(rows),
                     started,
                     clock,
-                    error=f"{error_class}: {exc}"[:2000],
+                    error=f"{error_class}: {message}"[:2000],
                     warnings=warnings,
+                    call=call,
                 )
-                return _problem_reply(500, "Model error", f"the model failed with {error_class}", request_id, error=error_class)
+                where = f" in stage {clock.failed!r}" if clock.failed else ""
+                return _problem_reply(
+                    500,
+                    "Model error",
+                    f"the model failed{where} with {error_class}",
+                    request_id,
+                    error=error_class,
+                    stage=clock.failed,
+                )
             self._record(
                 monitor,
                 request_id,
@@ -247,6 +345,8 @@ class GuardedModel:
                 warnings=warnings,
                 window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
                 inputs_json=inputs_json,
+                call=call,
+                outputs_json=_predictions_text(payload),
             )
             return Reply(200, payload, {"X-Request-ID": request_id})
         finally:
@@ -261,15 +361,19 @@ class GuardedModel:
             )
         return given
 
-    def _check_envelope(self, body: bytes, content_type: str | None) -> None:
+    def _check_envelope(self, body: bytes | UnreadBody, content_type: str | None) -> bytes:
+        """The body, once its media type and size are acceptable."""
         if content_type:
             media = content_type.split(";")[0].strip().lower()
             if media not in _JSON_TYPES and not media.endswith("+json"):
                 raise InputError([Problem(f"Content-Type {media!r}", "Content-Type: application/json")], status=415)
-        if len(body) > self.max_body_bytes:
-            raise InputError(
-                [Problem(f"the body has {len(body)} bytes", f"at most {self.max_body_bytes} bytes (max_body_bytes)")], status=413
-            )
+        if isinstance(body, UnreadBody):
+            size = f"{body.size} bytes (Content-Length)" if body.declared else f"more than {self.max_body_bytes} bytes"
+        elif len(body) > self.max_body_bytes:
+            size = f"{len(body)} bytes"
+        else:
+            return body
+        raise InputError([Problem(f"the body has {size}", f"at most {self.max_body_bytes} bytes (max_body_bytes)")], status=413)
 
     def _record(
         self,
@@ -287,7 +391,11 @@ class GuardedModel:
         problem_features: tuple[str, ...] = (),
         window: Chunk | None = None,
         inputs_json: str | None = None,
+        call: PredictCall | None = None,
+        outputs_json: str | None = None,
     ) -> None:
+        if call is not None and not call.claim():
+            return  # the caller gave up on the request and recorded it (give_up)
         log_started = time.perf_counter()
         stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
         record = RequestRecord(
@@ -307,12 +415,42 @@ class GuardedModel:
             problem_features=problem_features,
             window=window,
             inputs_json=inputs_json,
+            outputs_json=outputs_json,
         )
         monitor.record(record)
         # The writer serialises `stages` a flush interval later, so the enqueue time lands in the row too.
         stages["log"] = (time.perf_counter() - log_started) * 1000.0
 
-    def handle_feedback(self, body: bytes, content_type: str | None = None, authorization: str | None = None) -> Reply:
+    def give_up(self, call: PredictCall) -> None:
+        """Record a call that its caller gave up on (BentoML's traffic timeout answered it 504) as an error of
+        the stage it was in, unless the call recorded itself first. Its late outcome is not recorded."""
+        if not call.claim():
+            return
+        monitor = self.start()
+        stage_name, in_stage = call.stage()
+        waited = time.perf_counter() - call.created
+        stages = {**(dict(call.clock.durations) if call.clock is not None else {}), stage_name: in_stage}
+        request_id = call.request_id if call.request_id and _REQUEST_ID.match(call.request_id) else new_request_id()
+        error = f"TimeoutError: no answer after {waited:.1f} s (the traffic timeout), stuck in stage {stage_name!r}"
+        self._log.error("request_timeout", request_id=request_id, stage=stage_name, after_s=round(waited, 3))
+        monitor.record(
+            RequestRecord(
+                request_id=request_id,
+                ts=time.time(),
+                model=self.name,
+                version=self.version,
+                status="error",
+                rows=call.rows,
+                latency_ms=waited * 1000.0,
+                stages={name: seconds * 1000.0 for name, seconds in stages.items()},
+                failed_stage=stage_name,
+                error=error,
+            )
+        )
+
+    def handle_feedback(
+        self, body: bytes | UnreadBody, content_type: str | None = None, authorization: str | None = None
+    ) -> Reply:
         """Take labels for earlier predictions: ``{"request_id": ..., "labels": [...]}`` (one label per
         row) or ``{"items": [{"request_id": ..., "row": ..., "label": ...}, ...]}``. Never raises."""
         if self.authorized(authorization) is not True:
@@ -320,8 +458,7 @@ class GuardedModel:
         monitor = self.start()
         rid = new_request_id()
         try:
-            self._check_envelope(body, content_type)
-            document = parse_json(body)
+            document = parse_json(self._check_envelope(body, content_type))
             if isinstance(document, dict) and set(document) == {"request_id", "labels"}:
                 request_id, labels = document["request_id"], document["labels"]
                 if not isinstance(request_id, str) or not isinstance(labels, list):
@@ -543,7 +680,8 @@ def guard(
     categorical: Sequence[str | int] | None = None,
     input_format: str | None = None,
     flush_interval: float = 0.2,
-    store_capacity: int = 100_000,
+    store_capacity: int = DEFAULT_CAPACITY,
+    store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
     latency_budget_ms: float | None = None,
     methods: dict[str, str] | None = None,
     auth_token: str | None = None,
@@ -588,6 +726,7 @@ def guard(
             input_format=input_format,
             flush_interval=flush_interval,
             store_capacity=store_capacity,
+            store_capacity_bytes=store_capacity_bytes,
             latency_budget_ms=latency_budget_ms,
             methods=methods,
             auth_token=auth_token,

@@ -4,10 +4,10 @@ A :class:`Snapshot` keeps what a timeline needs (the overall and per-check statu
 the window and request counts, per-stage p50/p95/p99 latency), never input values. :class:`History`
 records them, subscribed to a monitor's health reports:
 
-* with a store, in its ``health_history`` table, keyed by (model, slot) where the slot is the start
+* with a store, in its ``health_history`` table, keyed by (model, version, slot) where the slot is the start
   of the ``interval``-second period the report fell in. Several workers record the same slots, and
   the first snapshot of a slot wins (insert-or-ignore), so there is one snapshot per slot however
-  many workers there are. The newest ``keep`` snapshots per model are kept, none older than the
+  many workers there are. The newest ``keep`` snapshots per model version are kept, none older than the
   store's ``max_age``;
 * always, in a bounded in-memory deque: the history without a store, and the fallback when the
   store cannot be read.
@@ -136,12 +136,24 @@ def _stage(name: str, s: Mapping[str, Any]) -> StageLatency:
     return StageLatency(str(name), int(s.get("count") or 0), ms("p50_ms"), ms("p95_ms"), ms("p99_ms"))
 
 
+def _decode(document: Any) -> Snapshot | None:
+    """A stored snapshot, or None when it does not decode into one (a damaged or hand-edited row)."""
+    try:
+        snapshot = Snapshot.from_json(json.loads(document))
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        return None
+    return snapshot if math.isfinite(snapshot.ts) and 0 <= snapshot.ts <= _LATEST else None
+
+
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: a later time has no ISO 8601 form
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 class History:
-    """Snapshots of one model's health reports, at most one per ``interval``-second slot.
+    """Snapshots of one model version's health reports, at most one per ``interval``-second slot.
 
     :meth:`record` is a health-report listener (``monitor.subscribe(history.record)``); it never
     raises. Thread-safe.
@@ -155,8 +167,10 @@ class History:
         *,
         keep: int = HISTORY_KEEP,
         memory_keep: int = MEMORY_KEEP,
+        version: str | None = None,
     ) -> None:
         self.model = model
+        self.version = version
         self.interval = interval
         self.store = store
         self.keep = keep
@@ -181,7 +195,13 @@ class History:
             return True
         try:
             kept = self.store.write_snapshot(
-                self.model, slot, snapshot.ts, snapshot.status.value, json.dumps(snapshot.to_json()), self.keep
+                self.model,
+                slot,
+                snapshot.ts,
+                snapshot.status.value,
+                json.dumps(snapshot.to_json()),
+                self.keep,
+                version=self.version,
             )
         except StoreError as exc:  # the history is best effort: the memory copy stands in
             if not self._failing:
@@ -198,8 +218,9 @@ class History:
         """
         if self.store is not None:
             try:
-                documents = self.store.snapshots(self.model, since, limit)
-                return [Snapshot.from_json(json.loads(d)) for d in reversed(documents)]
+                documents = self.store.snapshots(self.model, since, limit, version=self.version)
+                decoded = (_decode(d) for d in reversed(documents))
+                return [snapshot for snapshot in decoded if snapshot is not None]
             except StoreError:
                 pass
         with self._lock:

@@ -30,8 +30,10 @@ from .concept import ConceptDetails
 from .drift.baseline import Baseline
 from .drift.bins import FeatureBins, by_feature
 from .drift.checks import DriftDetails, QualityDetails
+from .drift.joint import JointDetails
 from .drift.window import Chunk
 from .errors import ConfigurationError
+from .estimate import EstimateDetails
 from .health import HealthReport, Status
 from .logs import get_logger
 from .store import RequestRecord, StoreStats
@@ -78,6 +80,7 @@ METRICS = (
     _spec("drift_statistic", "gauge", "model check feature statistic", "Other drift statistics of the window."),
     _spec("quality_statistic", "gauge", "model feature statistic", "Missing rate, out-of-range share, wrong types."),
     _spec("performance", "gauge", "model metric of", "Realized performance: on labelled rows (of=window), the reference's."),
+    _spec("estimated_performance", "gauge", "model metric of", "Estimated from outputs: of=window, reference, low, high."),
     _spec("labels_received", "gauge", "model", "Labels received through /feedback, all workers."),
     _spec("window_rows", "gauge", "model", "Rows in the window the drift checks judged."),
     _spec("health_timestamp_seconds", "gauge", "model", "When the newest health report was computed."),
@@ -341,6 +344,16 @@ def _report_values(report: HealthReport) -> Iterable[tuple[tuple[str, tuple[str,
                 yield ("guarded_serving_quality_statistic", (feature, "type_errors")), float(quality.type_errors)
                 if quality.out_of_range is not None:
                     yield ("guarded_serving_quality_statistic", (feature, "out_of_range")), quality.out_of_range
+        elif isinstance(details, JointDetails):
+            for feature, joint in details.features.items():
+                yield ("guarded_serving_feature_status", (check.name, feature)), STATUS_VALUES[joint.status]
+                yield ("guarded_serving_drift_score", (check.name, feature, "correlation")), _number(joint.score)
+                yield ("guarded_serving_drift_threshold", (check.name, feature, "correlation")), _number(joint.threshold)
+        elif isinstance(details, EstimateDetails):
+            low, high = details.interval or (None, None)
+            for of, value in (("window", details.estimated), ("reference", details.reference), ("low", low), ("high", high)):
+                if value is not None:
+                    yield ("guarded_serving_estimated_performance", (details.metric, of)), float(value)
         elif isinstance(details, ConceptDetails):
             yield ("guarded_serving_labels_received", ()), float(details.labels_received)
             for metric, of, value in (

@@ -42,17 +42,20 @@ from .dashboard import FeatureHistogram, feature_histograms
 from .drift.baseline import Baseline
 from .drift.calibration import Calibration
 from .drift.checks import ALPHA_DATA, ALPHA_PREDICTION, Columns, drift_check, quality_check
+from .drift.joint import JointBaseline, joint_check
 from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, output_rows
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
+from .estimate import estimate_check
 from .health import BaselineSource, CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
-from .performance import Performance, row_losses
+from .performance import Performance, check_class, row_losses
+from .redaction import redacted_reference, withheld_warnings
 from .reference import FeatureProfile, Reference
 from .stages import RecentRequest, summarise
-from .store import RequestRecord, Store, Totals
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
 
 __all__ = ["FeedbackResult", "Monitor", "as_reference", "new_request_id"]
 
@@ -136,7 +139,8 @@ class Monitor:
     reference:
         A :class:`Reference`, a path to a saved one, or training data to profile.
     name, version:
-        The model's name (used as the key in the store) and optional version.
+        The model's name and optional version: together the key of everything the store holds for it
+        (totals, window, labels, history, retention), so that versions sharing a file judge their own traffic.
     db:
         Path of the SQLite log store, or ``None`` (or ``":memory:"``) to keep everything in memory (or
         a :class:`Store` already built, such as the read-only one of an offline report).
@@ -163,7 +167,8 @@ class Monitor:
         window: int = 1000,
         recent_requests: int = 1000,
         flush_interval: float = 0.2,
-        store_capacity: int = 100_000,
+        store_capacity: int = DEFAULT_CAPACITY,
+        store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
         thresholds: PipelineThresholds | None = None,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
@@ -180,8 +185,8 @@ class Monitor:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("name", name, "a non-empty string naming the model")
-        if version is not None and not isinstance(version, str):
-            raise ConfigurationError("version", version, "a string or None")
+        if version is not None and (not isinstance(version, str) or not version):
+            raise ConfigurationError("version", version, "a non-empty string or None")
         if db is not None and not isinstance(db, (str, os.PathLike, Store)):
             raise ConfigurationError("db", db, "a file path, a Store, or None")
         if isinstance(db, (str, os.PathLike)) and not isinstance(db, Store):
@@ -197,6 +202,7 @@ class Monitor:
         self.thresholds = thresholds or PipelineThresholds()
         flush_interval = _positive_float("flush_interval", flush_interval)
         store_capacity = _positive_int("store_capacity", store_capacity)
+        store_capacity_bytes = _positive_int("store_capacity_bytes", store_capacity_bytes)
         if isinstance(redact, str) or not all(isinstance(r, str) for r in redact):
             raise ConfigurationError("redact", redact, "a list of feature names")
         unknown_redact = sorted(set(redact) - set(self.reference.feature_names))
@@ -217,6 +223,8 @@ class Monitor:
         self.report_values = report_values
         self.history_interval = _positive_float("history_interval", history_interval)
         self.redact = frozenset(redact)
+        if self.redact and self.reference.row_sample is not None:  # a redacted feature's values never leave, rows included
+            self.reference = dataclasses.replace(self.reference, row_sample=self.reference.row_sample.without(self.redact))
         self._redact_idx = [j for j, n in enumerate(self.reference.feature_names) if n in self.redact]
         self.log_inputs = log_inputs
         self.sample_rate = float(sample_rate)
@@ -234,6 +242,7 @@ class Monitor:
                 db,
                 flush_interval=flush_interval,
                 capacity=store_capacity,
+                capacity_bytes=store_capacity_bytes,
                 window_capacity=self._kept_rows,
                 max_rows=max_rows,
                 max_age=max_age,
@@ -256,6 +265,8 @@ class Monitor:
         self.min_rows = min(self.window, MIN_ROWS)
         self._calibrations: tuple[Calibration, Calibration | None] | None = None
         self._calibration_lock = threading.Lock()
+        self._joint: JointBaseline | None = None
+        self._joint_lock = threading.Lock()
         self._recent: collections.deque[RecentRequest] = collections.deque(
             maxlen=_positive_int("recent_requests", recent_requests)
         )
@@ -283,7 +294,7 @@ class Monitor:
         self._label_counts = [0, 0]
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._transition_lock = threading.Lock()
-        self._history = History(name, self.history_interval, self.store)
+        self._history = History(name, self.history_interval, self.store, version=version)
         self.subscribe(self._history.record)
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
@@ -301,9 +312,11 @@ class Monitor:
         """
         if self.store is not None:
             self.store.open()
-            reference = json.dumps(self.reference.to_json(), separators=(",", ":"), allow_nan=False)
+            saved = redacted_reference(self.reference, self.redact)  # a redacted feature's profile holds its values
+            reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
+        threading.Thread(target=self.joint_baseline, name="guarded-serving-joint-calibration", daemon=True).start()
         if self._metrics_factory is not None:
             if self.metrics is None:
                 store = self.store
@@ -438,6 +451,8 @@ class Monitor:
 
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        if self.redact and record.warnings:  # a warning's message may quote the model's input
+            record = dataclasses.replace(record, warnings=withheld_warnings(record.warnings))
         if record.status == "ok" and record.window is None and record.inputs is not None:
             record = dataclasses.replace(record, window=self.encode(record.inputs, record.outputs))
         if record.window is not None:  # kept in memory too: the fallback when the store cannot be read
@@ -492,15 +507,21 @@ class Monitor:
         outputs = record.outputs
         if self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate:
             inputs, outputs = None, None
-        return dataclasses.replace(record, inputs=inputs, outputs=outputs, window=window, inputs_json=None)
+        outputs_json = record.outputs_json if outputs is not None else None
+        return dataclasses.replace(
+            record, inputs=inputs, outputs=outputs, window=window, inputs_json=None, outputs_json=outputs_json
+        )
 
     def _remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (call with the lock held)."""
         self._sequence += 1
         outputs = list(record.outputs) if record.outputs is not None else [None] * record.rows
         previous = self._predictions.pop(record.request_id, None)
-        if previous is not None:
+        if previous is not None:  # a client's reused request id: labels join the newest request with it
             self._prediction_rows -= len(previous[2])
+            if self.store is None:
+                for row in range(len(previous[2])):
+                    self._labels.pop((record.request_id, row), None)
         self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
         self._prediction_rows += len(outputs)
         while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
@@ -540,14 +561,20 @@ class Monitor:
         for i, (rid, row, label) in enumerate(items):
             if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < rows[rid]:
                 problems.append(Problem(f"item {i}: row {row!r} of request {rid!r}", f"a row index in 0..{rows[rid] - 1}"))
-            bad = self.performance.check_label(label) if self.performance is not None else None
+            bad = (
+                self.performance.check_label(label)
+                if self.performance is not None
+                else check_class(self.reference.classes, label)
+                if self.reference.classes
+                else None
+            )
             if bad is not None:
                 problems.append(Problem(f"item {i}: label {bad.problem}", bad.expected))
         if problems:
             raise InputError(problems[:20])
         encoded = [(rid, int(row), json.dumps(label)) for rid, row, label in items]
         if self.store is not None:
-            new, replaced = self.store.write_feedback(self.name, encoded)
+            new, replaced = self.store.write_feedback(self.name, encoded, version=self.version)
         else:
             now = time.time()
             with self._lock:
@@ -565,14 +592,14 @@ class Monitor:
             found = {rid: len(self._predictions[rid][2]) for rid in ids if rid in self._predictions}
         missing = [rid for rid in ids if rid not in found]
         if missing and self.store is not None:
-            found.update(self.store.request_rows(self.name, missing))
+            found.update(self.store.request_rows(self.name, missing, version=self.version))
             missing = [rid for rid in ids if rid not in found]
             # Another worker may hold them unwritten for up to one flush interval: look again until
             # they appear or two intervals have passed.
             deadline = time.monotonic() + 2 * self.store.flush_interval
             while missing and time.monotonic() < deadline:
                 time.sleep(self.store.flush_interval / 4)
-                found.update(self.store.request_rows(self.name, missing))
+                found.update(self.store.request_rows(self.name, missing, version=self.version))
                 missing = [rid for rid in ids if rid not in found]
         return found
 
@@ -582,20 +609,18 @@ class Monitor:
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, limit)[::-1]
-                received, replaced = self.store.label_totals(self.name)
+                stored = self.store.labelled(self.name, limit, version=self.version)[::-1]
+                received, replaced = self.store.label_totals(self.name, version=self.version)
             except StoreError:
                 stored = None
         if stored is not None:
-            outputs = [json.loads(o) for o, _, _, _ in stored]
-            labels = [json.loads(lab) for _, lab, _, _ in stored]
-            delays = np.array([_seconds(lt) - _seconds(pt) for _, _, pt, lt in stored])
-            return outputs, labels, delays, received, replaced
+            outputs, labels, delays = _decode_labelled(stored)
+            return outputs, labels, delays, max(received, len(outputs)), replaced  # a damaged count is at least what joined
         with self._lock:
             joined = []
             for (rid, row), (label, labelled_at) in self._labels.items():
                 kept = self._predictions.get(rid)
-                if kept is not None:
+                if kept is not None and row < len(kept[2]):
                     seq, ts, outs = kept
                     joined.append((seq, row, outs[row], label, labelled_at - ts))
             received, replaced = self._label_counts
@@ -614,12 +639,12 @@ class Monitor:
             performance, source = served
         errors = np.zeros(0)
         losses = np.zeros(0)
+        unscored = 0
         if performance is not None and outputs:
             scored = row_losses(performance.task, performance.classes, outputs, labels)
-            errors, losses = scored.error, scored.loss
+            errors, losses, unscored = scored.error, scored.loss, scored.unscored
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
-        estimated = self._estimated_accuracy(window, performance)
-        return concept_check(performance, errors, losses, delays, received, replaced, drifted, estimated, baseline=source)
+        return concept_check(performance, errors, losses, delays, received, replaced, drifted, unscored, baseline=source)
 
     def _served_performance(
         self, from_store: bool, inputs_ok: bool, received: int
@@ -638,15 +663,6 @@ class Monitor:
         if inputs_ok and len(labels) >= needed:
             served = self._served.adopt_performance(outputs, labels)
         return served if served is not None else _collecting_performance(len(labels), needed, self.performance is not None)
-
-    def _estimated_accuracy(self, window: WindowData, performance: Performance | None) -> float | None:
-        """Expected accuracy from the model's own confidences (never mixed with realized figures)."""
-        out = window.outputs
-        if performance is None or performance.task != "classification" or out is None or out.shape[1] < 2:
-            return None
-        if len(out) < self.min_rows or not np.allclose(np.nansum(out, axis=1), 1.0, atol=1e-3):
-            return None
-        return float(np.nanmax(out, axis=1).mean())
 
     def observe(
         self,
@@ -707,32 +723,41 @@ class Monitor:
 
     # -- health ----------------------------------------------------------------------------
     def _recent_from_store(self, store: Store) -> list[RecentRequest]:
-        out = []
-        for r in store.recent_requests(self.name, self._recent.maxlen or 1000):
-            stages = json.loads(r["stages"]) if r["stages"] else {}
-            problems = tuple(json.loads(r["problem_features"])) if r["problem_features"] else ()
-            out.append(RecentRequest(r["status"], r["latency_ms"] or 0.0, stages, r["failed_stage"], problems))
-        return out
+        recent = (_recent_request(r) for r in store.recent_requests(self.name, self._recent.maxlen or 1000, version=self.version))
+        return [r for r in recent if r is not None]
 
     def totals(self) -> Totals:
         """Requests, rows, rejections and errors so far (all workers' when there is a store)."""
         if self.store is not None:
-            return self.store.totals(self.name)
+            return self.store.totals(self.name, version=self.version)
         with self._lock:
             return Totals(self._requests, self._rows, self._rejected, self._errors)
 
     def health(self) -> HealthReport:
         """Judge the model now. Never mutates the monitor's state, apart from the last status seen and the
-        baselines it adopts from served traffic when the reference's outputs or performance are training rows'."""
-        store = self.store
-        read_error = None
+        baselines it adopts from served traffic when the reference's outputs or performance are training rows'.
+
+        Whatever the store holds, this answers: rows that do not decode are skipped where they are read,
+        and should anything else in the store's content fail the judgement, this worker's own traffic is
+        judged instead, with the ``store`` check alerting.
+        """
+        try:
+            return self._judge()
+        except Exception as exc:
+            if self.store is None:
+                raise
+            self._log.error("health_store_content_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return self._judge(read_error=f"the log store's content could not be judged ({type(exc).__name__})")
+
+    def _judge(self, read_error: str | None = None) -> HealthReport:
+        store = self.store if read_error is None else None
         if store is not None:
             if store.stats().last_error is None:  # let this worker's own latest requests land first
                 store.flush(timeout=0.5)
             try:
-                totals = store.totals(self.name)
+                totals = store.totals(self.name, version=self.version)
                 recent = self._recent_from_store(store)
-                warnings = store.warnings(self.name)
+                warnings = store.warnings(self.name, version=self.version)
                 window = self.window_data()
             except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
                 read_error = str(exc)
@@ -763,6 +788,8 @@ class Monitor:
             self._prediction_drift(window, cal_outputs, inputs_ok, memory=store is None),
             self._concept(data_drift, window, store is not None, inputs_ok),
             quality,
+            joint_check(self.joint_baseline(), window.inputs, columns, self.baseline, self.min_rows),
+            estimate_check(self.reference.confidence, window.outputs, self.min_rows),
             pipeline_check(summarise(recent), self.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
@@ -802,14 +829,21 @@ class Monitor:
                 self._calibrations = (inputs, outputs)
             return self._calibrations
 
+    def joint_baseline(self) -> JointBaseline:
+        """What the joint drift check compares with (computed once, on first use or in the background at start)."""
+        with self._joint_lock:
+            if self._joint is None:
+                self._joint = JointBaseline.fit(self.reference.row_sample, self.baseline, self.window, self.redact)
+            return self._joint
+
     def window_data(self, memory: bool = False, rows: int | None = None) -> WindowData:
         """The newest ``window`` (or ``rows``) rows: every worker's, from the store, or this process's."""
         output_width = self.output_baseline.width if self.output_baseline is not None else None
         if self.store is not None and self._window_in_store and not memory:
-            # Chunks of another shape were written under an older reference of the same model name: skip them.
+            # Chunks of another shape were written under an older reference of the same model version: skip them.
             chunks: Any = (
                 c
-                for c in self.store.window_chunks(self.name)
+                for c in self.store.window_chunks(self.name, version=self.version)
                 if c.inputs.shape[1] == self.baseline.width
                 and (output_width is None or (c.outputs is not None and c.outputs.shape[1] == output_width))
             )
@@ -906,8 +940,58 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
     return WindowData(window.inputs, window.outputs, window.unseen, errors)
 
 
-def _seconds(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso).timestamp()
+def _seconds(iso: Any) -> float | None:
+    """Epoch seconds of a stored ISO time; None for anything else (a damaged row)."""
+    try:
+        return dt.datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _decode_labelled(stored: Sequence[tuple[Any, Any, Any, Any]]) -> tuple[list[Any], list[Any], np.ndarray]:
+    """Stored labelled rows as outputs, labels and label delays (s), in the same order.
+
+    A row whose output or label does not decode is skipped; a delay whose times do not is left out."""
+    outputs, labels, delays = [], [], []
+    for output, label, predicted_at, labelled_at in stored:
+        try:
+            decoded = json.loads(output), json.loads(label)
+        except (TypeError, ValueError):
+            continue
+        outputs.append(decoded[0])
+        labels.append(decoded[1])
+        start, end = _seconds(predicted_at), _seconds(labelled_at)
+        if start is not None and end is not None:
+            delays.append(end - start)
+    return outputs, labels, np.array(delays, dtype=float)
+
+
+def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
+    """A stored request as the pipeline check reads it; None for a status it does not know. Values of
+    the wrong type (a damaged row) count as absent."""
+    status = r["status"]
+    if status not in ("ok", "rejected", "error"):
+        return None
+    try:
+        stages = json.loads(r["stages"]) if r["stages"] else {}
+    except (TypeError, ValueError):
+        stages = {}
+    try:
+        problems = json.loads(r["problem_features"]) if r["problem_features"] else []
+    except (TypeError, ValueError):
+        problems = []
+    return RecentRequest(
+        status,
+        _milliseconds(r["latency_ms"]),
+        {str(k): _milliseconds(v) for k, v in stages.items()} if isinstance(stages, dict) else {},
+        r["failed_stage"] if isinstance(r["failed_stage"], str) else None,
+        tuple(p for p in problems if isinstance(p, str)) if isinstance(problems, list) else (),
+    )
+
+
+def _milliseconds(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else 0.0
 
 
 def _collecting_outputs(rows: int, needed: int) -> CheckResult:

@@ -25,13 +25,14 @@ from typing import Any
 
 from .checks import PipelineThresholds
 from .dashboard import FeatureHistogram
+from .drift.baseline import CATEGORICAL_METHODS, NUMERIC_METHODS
 from .drift.window import Chunk
 from .errors import ConfigurationError, StoreError
 from .health import HealthReport
 from .history import Snapshot
 from .monitor import MIN_ROWS, Monitor, as_reference
 from .reference import Reference
-from .store import SavedModel, Store, StoreStats, Totals
+from .store import SavedModel, Store, StoreStats, Totals, version_key
 
 __all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "StoreReader", "offline_health", "parse_since"]
 
@@ -76,12 +77,15 @@ def parse_since(value: float | str | dt.datetime, now: float | None = None) -> f
 
 
 class StoreReader(Store):
-    """A log store opened to read only: no writer thread, and the file is never created or written.
+    """A log store opened to read only: no writer thread, and the file is never created or written
+    (a file of an older schema is read through temporary views, not migrated).
 
     With ``since`` (epoch seconds) every read covers only requests logged at or after it. With
     ``replay``, :meth:`window_chunks` re-encodes the logged input rows with ``encode`` (newest first)
     instead of reading the stored window chunks.
     """
+
+    read_only_views = True
 
     def __init__(self, path: str | os.PathLike[str], *, since: float | None = None, replay: bool = False) -> None:
         if not os.path.isfile(path):
@@ -97,9 +101,11 @@ class StoreReader(Store):
         self.since = since
         self.replay = replay or since is not None
         self.encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None
+        self.width: int | None = None  # features per logged row: a row of another length is not replayed
         self.progress: Progress | None = None
         self.replay_rows = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
         self._rows_logged: int | None = None
+        self._rows_dropped = 0
 
     @property
     def _since_iso(self) -> str:
@@ -128,12 +134,15 @@ class StoreReader(Store):
                 (rows,) = db.execute(
                     "SELECT coalesce(sum(rows), 0) FROM requests WHERE status = 'ok' AND ts >= ?", [self._since_iso]
                 ).fetchone()
+                # Rows the service answered but dropped from the log (running counts: not limited by `since`).
+                (dropped,) = db.execute("SELECT coalesce(sum(dropped_rows), 0) FROM totals").fetchone()
             self._rows_logged = int(rows)
+            self._rows_dropped = int(dropped) if self.since is None else 0
         return StoreStats(
             path=self.path,
             pending=0,
             written=self._rows_logged,
-            dropped=0,
+            dropped=self._rows_dropped,
             capacity=0,
             last_error=None,
             last_error_at=None,
@@ -143,69 +152,61 @@ class StoreReader(Store):
         )
 
     # -- reads limited to `since` ----------------------------------------------------------
-    def totals(self, model: str) -> Totals:
+    def totals(self, model: str, *, version: str | None = None) -> Totals:
         if self.since is None:
-            return super().totals(model)
+            return super().totals(model, version=version)
         with self._reading() as db:
             requests, rows, rejected, errors = db.execute(
                 "SELECT count(*), coalesce(sum(CASE WHEN status = 'ok' THEN rows END), 0),"
                 " coalesce(sum(status = 'rejected'), 0), coalesce(sum(status = 'error'), 0)"
-                " FROM requests WHERE model = ? AND ts >= ?",
-                [model, self._since_iso],
+                " FROM requests WHERE model = ? AND version IS ? AND ts >= ?",
+                [model, version, self._since_iso],
             ).fetchone()
         return Totals(requests=requests, rows=rows, rejected=rejected, errors=errors)
 
-    def recent_requests(self, model: str, limit: int) -> list[dict[str, Any]]:
+    def recent_requests(self, model: str, limit: int, *, version: str | None = None) -> list[dict[str, Any]]:
         if self.since is None:
-            return super().recent_requests(model, limit)
+            return super().recent_requests(model, limit, version=version)
         with self._reading() as db:
             return list(
                 db.query(
                     "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
-                    " WHERE model = ? AND ts >= ? ORDER BY id DESC LIMIT ?",
-                    [model, self._since_iso, limit],
+                    " WHERE model = ? AND version IS ? AND ts >= ? ORDER BY id DESC LIMIT ?",
+                    [model, version, self._since_iso, limit],
                 )
             )
 
-    def warnings(self, model: str, limit: int = 50) -> tuple[Any, ...]:
+    def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[Any, ...]:
         """Warnings last seen since then (their counts are the file's running totals)."""
-        found = super().warnings(model, limit if self.since is None else 10_000)
+        found = super().warnings(model, limit if self.since is None else 10_000, version=version)
         if self.since is None:
             return found
         with self._reading() as db:
             recent = {
                 (c, m, loc)
                 for c, m, loc in db.execute(
-                    "SELECT category, message, location FROM warnings WHERE model = ? AND last_seen >= ?",
-                    [model, self._since_iso],
+                    "SELECT category, message, location FROM warnings WHERE model = ? AND version = ? AND last_seen >= ?",
+                    [model, version_key(version), self._since_iso],
                 )
             }
         return tuple(w for w in found if (w.category, w.message, w.location) in recent)[:limit]
 
-    def labelled(self, model: str, limit: int) -> list[tuple[str, str, str, str]]:
-        if self.since is None:
-            return super().labelled(model, limit)
-        with self._reading() as db:
-            return list(
-                db.execute(
-                    "SELECT q.outputs -> f.row, f.label, q.ts, f.ts FROM feedback f"
-                    " JOIN requests q ON q.request_id = f.request_id AND q.model = f.model AND q.status = 'ok'"
-                    " WHERE f.model = ? AND q.ts >= ? ORDER BY q.id DESC, f.row DESC LIMIT ?",
-                    [model, self._since_iso, limit],
-                )
-            )
+    def labelled(self, model: str, limit: int, since: str = "", *, version: str | None = None) -> list[tuple[Any, Any, Any, Any]]:
+        return super().labelled(model, limit, max(since, self._since_iso), version=version)
 
-    def label_totals(self, model: str) -> tuple[int, int]:
+    def label_totals(self, model: str, *, version: str | None = None) -> tuple[int, int]:
         if self.since is None:
-            return super().label_totals(model)
+            return super().label_totals(model, version=version)
         with self._reading() as db:
             labels, relabels = db.execute(
-                "SELECT count(*), coalesce(sum(updates), 0) FROM feedback WHERE model = ? AND ts >= ?",
-                [model, self._since_iso],
+                "SELECT count(*), coalesce(sum(updates), 0) FROM feedback WHERE model = ? AND version = ? AND ts >= ?",
+                [model, version_key(version), self._since_iso],
             ).fetchone()
         return int(labels), int(relabels)
 
-    def write_snapshot(self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int) -> bool:
+    def write_snapshot(
+        self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int, *, version: str | None = None
+    ) -> bool:
         """Never: an offline report reads the file and leaves the service's health history as it was."""
         return False
 
@@ -213,41 +214,41 @@ class StoreReader(Store):
         """Never: an offline report judges against the baselines the service adopted, and adopts none itself."""
 
     # -- the window, re-encoded from the logged rows ----------------------------------------
-    def row_counts(self, model: str) -> tuple[int, int]:
+    def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:
         """(rows answered, rows of those with stored inputs) in range."""
         with self._reading() as db:
             (answered,) = db.execute(
-                "SELECT coalesce(sum(rows), 0) FROM requests WHERE model = ? AND status = 'ok' AND ts >= ?",
-                [model, self._since_iso],
+                "SELECT coalesce(sum(rows), 0) FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ?",
+                [model, version, self._since_iso],
             ).fetchone()
             (with_inputs,) = db.execute(
                 "SELECT coalesce(sum(rows), 0) FROM requests"
-                " WHERE model = ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL",
-                [model, self._since_iso],
+                " WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL",
+                [model, version, self._since_iso],
             ).fetchone()
         return int(answered), int(with_inputs)
 
-    def window_chunks(self, model: str) -> Iterator[Chunk]:
+    def window_chunks(self, model: str, *, version: str | None = None) -> Iterator[Chunk]:
         if not self.replay:
-            yield from super().window_chunks(model)
+            yield from super().window_chunks(model, version=version)
             return
         if self.encode is None:
             raise StoreError("a replaying StoreReader needs its encode function (set by offline_health)")
         done = 0
         with self._reading() as db:
             cursor = db.execute(  # rows are stored per request, as arrays: newest request first
-                "SELECT inputs, outputs FROM requests WHERE model = ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL"
-                " ORDER BY id DESC",
-                [model, self._since_iso],
+                "SELECT inputs, outputs FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ?"
+                " AND inputs IS NOT NULL ORDER BY id DESC",
+                [model, version, self._since_iso],
             )
             while done < self.replay_rows:
                 requests: list[tuple[list[Any], list[Any]]] = []
                 rows = 0
                 while rows < _BATCH and (found := cursor.fetchone()) is not None:
-                    rows_in = json.loads(found[0])
-                    rows_out = json.loads(found[1]) if found[1] is not None else [None] * len(rows_in)
-                    requests.append((rows_in, rows_out))
-                    rows += len(rows_in)
+                    decoded = _logged_rows(found[0], found[1], self.width)
+                    if decoded is not None:
+                        requests.append(decoded)
+                        rows += len(decoded[0])
                 if not requests:
                     break
                 requests.reverse()  # oldest first within a chunk, as the writer stores them
@@ -283,6 +284,23 @@ class StoreReader(Store):
                 )
             )
         return found[::-1]
+
+
+def _logged_rows(inputs: Any, outputs: Any, width: int | None) -> tuple[list[Any], list[Any]] | None:
+    """A logged request's input rows and outputs, or None when they do not decode to one list of
+    ``width`` values per row and one output per row (a damaged or hand-edited row is not replayed)."""
+    try:
+        rows_in = json.loads(inputs)
+        rows_out = json.loads(outputs) if outputs is not None else None
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(rows_in, list) or not all(isinstance(r, list) and (width is None or len(r) == width) for r in rows_in):
+        return None
+    if rows_out is None:
+        rows_out = [None] * len(rows_in)
+    if not isinstance(rows_out, list) or len(rows_out) != len(rows_in):
+        return None
+    return rows_in, rows_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +346,7 @@ def offline_health(
     db: str | os.PathLike[str],
     *,
     model: str | None = None,
+    version: str | None = None,
     reference: Reference | str | os.PathLike[str] | None = None,
     since: float | str | dt.datetime | None = None,
     window: int | None = None,
@@ -335,11 +354,12 @@ def offline_health(
 ) -> OfflineReport:
     """Recompute a model's health from a log store, with the code the live endpoint runs.
 
-    ``model`` may be left out when the file holds one model; ``reference`` overrides the one the
-    service saved; ``since`` (see :func:`parse_since`) limits every figure to requests logged since
-    then and re-encodes the window from the logged rows; ``window`` judges the newest ``window``
-    logged rows (re-encoded) instead of the live window. ``progress(done, total)`` is called while
-    rows are re-encoded.
+    ``model`` may be left out when the file holds one model, and ``version`` when it holds one version
+    of it (``""`` names the unversioned one); ``reference`` overrides the one the service saved;
+    ``since`` (see :func:`parse_since`) limits every figure to requests logged since then and
+    re-encodes the window from the logged rows; ``window`` judges the newest ``window`` logged rows
+    (re-encoded) instead of the live window. ``progress(done, total)`` is called while rows are
+    re-encoded.
     """
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ConfigurationError("window", window, "a positive number of rows")
@@ -347,28 +367,29 @@ def offline_health(
     reader = StoreReader(db, since=since_ts, replay=window is not None)
     try:
         name = _choose_model(reader, model)
-        saved = reader.saved_models().get(name)
+        chosen = _choose_version(reader, name, version)
+        saved = reader.saved_model(name, chosen)
         if reference is None and saved is None:
             raise ConfigurationError(
                 "reference",
                 None,
-                f"a saved reference file for model {name!r}: {str(db)!r} holds none (it was written by an older"
+                f"a saved reference file for model {_named(name, chosen)}: {str(db)!r} holds none (it was written by an older"
                 " version, or by a monitor that was never started)",
             )
-        ref = as_reference(reference) if reference is not None else Reference.from_json(json.loads(saved.reference))  # type: ignore[union-attr]
+        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, str(db))  # type: ignore[arg-type]
         settings = _settings(saved, ref)
         live_window = int(settings.get("window", 1000))
         replay = None
         capacity = live_window
         if reader.replay:
-            answered, with_inputs = reader.row_counts(name)
+            answered, with_inputs = reader.row_counts(name, version=chosen)
             capacity = window if window is not None else (min(with_inputs, MAX_REPLAY_ROWS) or live_window)
             replay = Replay(answered, with_inputs, min(with_inputs, capacity))
             reader.replay_rows = replay.rows_judged
         monitor = Monitor(
             ref,
             name=name,
-            version=saved.version if saved is not None else None,
+            version=chosen,
             db=reader,
             window=capacity,
             recent_requests=int(settings.get("recent_requests", 1000)),
@@ -379,6 +400,7 @@ def offline_health(
         )
         monitor.min_rows = min(live_window, MIN_ROWS)  # the live service's rule, whatever rows are replayed
         reader.encode = monitor.encode
+        reader.width = monitor.baseline.width
         reader.progress = progress
         report = monitor.health()
         histograms = monitor.histograms()
@@ -396,6 +418,18 @@ def offline_health(
     )
 
 
+def _saved_reference(saved: SavedModel, name: str, db: str) -> Reference:
+    try:
+        return Reference.from_json(json.loads(saved.reference))
+    except (TypeError, ValueError) as exc:  # a damaged row (InvalidReferenceError is a ValueError too)
+        raise ConfigurationError(
+            "reference",
+            None,
+            f"a reference file for model {name!r}: the saved reference of model {name!r} in {db!r} is unreadable"
+            f" ({type(exc).__name__})",
+        ) from None
+
+
 def _choose_model(reader: StoreReader, model: str | None) -> str:
     names = reader.model_names()
     if model is not None:
@@ -409,10 +443,51 @@ def _choose_model(reader: StoreReader, model: str | None) -> str:
     return names[0]
 
 
+def _choose_version(reader: StoreReader, name: str, version: str | None) -> str | None:
+    """The version asked for (``""``: the unversioned one), or the model's only one."""
+    versions = [v for n, v in reader.model_versions() if n == name]
+    listed = [v if v is not None else "" for v in versions]
+    expected = f"one of the versions of model {name!r} in {reader.path}: {listed}"
+    expected += " ('' is the unversioned one)" if "" in listed else ""
+    if version is not None:
+        if (version or None) not in versions:
+            raise ConfigurationError("version", version, expected)
+        return version or None
+    if len(versions) > 1:
+        raise ConfigurationError("version", None, expected)
+    return versions[0] if versions else None
+
+
+def _named(name: str, version: str | None) -> str:
+    return repr(name) if version is None else f"{name!r} version {version!r}"
+
+
 def _settings(saved: SavedModel | None, reference: Reference) -> dict[str, Any]:
-    """The saved monitoring settings, keeping only the feature names this reference has."""
+    """The saved monitoring settings, keeping only the feature names this reference has; a setting of the
+    wrong type (a damaged or hand-edited row) is left to its default."""
     settings = dict(saved.settings) if saved is not None else {}
     names = set(reference.feature_names) | {p.name for p in reference.outputs}
-    settings["methods"] = {k: v for k, v in (settings.get("methods") or {}).items() if k in names}
-    settings["redact"] = [n for n in settings.get("redact", ()) if n in reference.feature_names]
+    kinds = {p.name: p.kind for p in (*reference.features, *reference.outputs)}
+    methods = settings.get("methods")
+    allowed = {"numeric": NUMERIC_METHODS, "categorical": CATEGORICAL_METHODS}
+    if isinstance(methods, dict):
+        settings["methods"] = {k: v for k, v in methods.items() if k in names and v in allowed[kinds[k]]}
+    else:
+        settings["methods"] = {}
+    redact = settings.get("redact")
+    settings["redact"] = [n for n in redact if n in reference.feature_names] if isinstance(redact, list) else []
+    for key in ("window", "recent_requests"):
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            settings.pop(key, None)
+    if not isinstance(settings.get("report_values"), bool):
+        settings.pop("report_values", None)
+    thresholds = settings.get("thresholds")
+    fields = {f.name for f in dataclasses.fields(PipelineThresholds)}
+    if not (
+        isinstance(thresholds, dict)
+        and set(thresholds) <= fields
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in thresholds.values())
+    ):
+        settings.pop("thresholds", None)
     return settings

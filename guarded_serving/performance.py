@@ -18,7 +18,16 @@ from scipy.stats import norm
 
 from .errors import ConfigurationError, Problem
 
-__all__ = ["Performance", "RowLosses", "infer_task", "row_losses", "training_fit_evidence"]
+__all__ = [
+    "Performance",
+    "RowLosses",
+    "check_class",
+    "infer_task",
+    "model_classes",
+    "probability_classes",
+    "row_losses",
+    "training_fit_evidence",
+]
 
 Task = Literal["classification", "regression"]
 _EPS = 1e-15
@@ -51,32 +60,120 @@ def infer_task(y: Sequence[Any], predictions: Any) -> Task:
     return "classification" if integral and len(distinct) <= 20 else "regression"
 
 
+def model_classes(predict: Any) -> tuple[Any, ...]:
+    """The classes a classifier's method can return: its owner's ``classes_`` (scikit-learn's), or those of
+    a Pipeline's last step; () for a plain function or a regressor. scikit-learn is never imported here."""
+    owner = getattr(predict, "__self__", None)
+    candidates = [owner]
+    steps = getattr(owner, "steps", None)
+    if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
+        candidates.append(steps[-1][1])
+    for candidate in candidates:
+        classes = getattr(candidate, "classes_", None)
+        if classes is not None and np.ndim(classes) == 1 and len(classes) >= 2:
+            return tuple(np.asarray(classes, dtype=object).tolist())
+    return ()
+
+
+def probability_classes(outputs: Any) -> tuple[int, ...]:
+    """For outputs that are class probabilities (rows of at least two values summing to 1), the column
+    indices 0..k-1: the labels a function returning them can be judged against; else ()."""
+    try:
+        array = np.asarray(outputs, dtype=float)
+    except (TypeError, ValueError):
+        return ()
+    if array.ndim != 2 or len(array) == 0 or not _is_probabilities(array):
+        return ()
+    return tuple(range(array.shape[1]))
+
+
+def check_class(classes: Sequence[Any], label: Any) -> Problem | None:
+    """None for a label among ``classes`` (a boolean only where the classes are booleans), else the problem."""
+    bool_classes = any(isinstance(c, bool) for c in classes)
+    if label in classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
+        return None
+    shown = getattr(label, "text", None) or repr(label)[:40]  # a NaN/Infinity literal shows as written
+    return Problem(f"got {shown}", f"one of the classes {list(classes)}")
+
+
 @dataclass(frozen=True, slots=True)
 class RowLosses:
-    """Per-row error (0/1 for classifiers, absolute error for regressors) and loss (log loss or squared error)."""
+    """Per-row error (0/1 for classifiers, absolute error for regressors) and loss (log loss or squared error)
+    of the rows that could be scored; ``unscored`` counts those left out: a prediction that is NaN, missing
+    or of another shape (a regression label that is not a finite number, too)."""
 
     error: np.ndarray
     loss: np.ndarray
+    unscored: int = 0
 
 
 def row_losses(task: Task, classes: Sequence[Any], outputs: Sequence[Any], labels: Sequence[Any]) -> RowLosses:
-    """Losses of predictions against labels, row by row (outputs as the model returned them)."""
-    out = _as_outputs(outputs)
+    """Losses of predictions against labels, row by row (outputs as the model returned them).
+
+    A row without a usable prediction is left out and counted, never scored: one NaN must neither make the
+    mean NaN (and a falling model look fine) nor turn a window of probabilities into labels.
+    """
+    outputs = outputs.tolist() if isinstance(outputs, np.ndarray) else list(outputs)
     if task == "regression":
-        predicted = out[:, 0].astype(float)
-        truth = np.asarray(labels, dtype=float)
-        error = np.abs(predicted - truth)
-        return RowLosses(error, error**2)
-    index = {c: k for k, c in enumerate(classes)}
-    truth_idx = np.array([index.get(v, -1) for v in labels])
-    if _is_probabilities(out) and out.shape[1] == len(classes):
-        probs = out.astype(float)
+        predicted = np.array([_number(_first(o)) for o in outputs], dtype=float)
+        truth = np.array([_number(v) for v in labels], dtype=float)
+        keep = np.isfinite(predicted) & np.isfinite(truth)
+        error = np.abs(predicted[keep] - truth[keep])
+        return RowLosses(error, error**2, int((~keep).sum()))
+    truth_idx = np.array([_class_index(classes, v) for v in labels], dtype=np.intp).reshape(-1)
+    probs = _probability_rows(outputs, len(classes))
+    if probs is not None:
+        keep = ~np.isnan(probs).any(axis=1)
+        probs, truth_idx = probs[keep], truth_idx[keep]
         chosen = probs.argmax(axis=1)
         p_true = np.where(truth_idx >= 0, probs[np.arange(len(probs)), np.maximum(truth_idx, 0)], 0.0)
-        return RowLosses((chosen != truth_idx).astype(float), -np.log(np.clip(p_true, _EPS, 1.0)))
-    predicted = out[:, 0]
-    wrong = np.array([p != t for p, t in zip(predicted.tolist(), labels, strict=True)], dtype=float)
-    return RowLosses(wrong, wrong)
+        return RowLosses((chosen != truth_idx).astype(float), -np.log(np.clip(p_true, _EPS, 1.0)), int((~keep).sum()))
+    answers = [_first(o) for o in outputs]
+    present = np.array([not _missing(a) for a in answers], dtype=bool).reshape(-1)
+    wrong = np.array([a != t for a, t, k in zip(answers, labels, present, strict=True) if k], dtype=float)
+    return RowLosses(wrong, wrong, int((~present).sum()))
+
+
+def _first(output: Any) -> Any:
+    """A prediction's single value: the value itself, or the only value of a one-value row."""
+    return output[0] if isinstance(output, (list, tuple)) and len(output) == 1 else output
+
+
+def _number(value: Any) -> float:
+    """A finite number as a float, NaN for anything else (missing, NaN, text, a row of several values)."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else math.nan
+    return math.nan
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)) or isinstance(value, (list, dict))
+
+
+def _class_index(classes: Sequence[Any], label: Any) -> int:
+    """The label's position among the classes, -1 for a label that is not one (an error, as any wrong answer)."""
+    try:
+        return classes.index(label) if label in classes else -1
+    except TypeError:  # an unhashable or incomparable value
+        return -1
+
+
+def _probability_rows(outputs: Sequence[Any], classes: int) -> np.ndarray | None:
+    """The outputs as class probabilities (one row per output, NaN rows where a prediction is not one),
+    or None when they are not probabilities: most rows of ``classes`` numbers must each sum to 1."""
+    if classes < 2:
+        return None
+    probs = np.full((len(outputs), classes), np.nan)
+    shaped = 0
+    for i, output in enumerate(outputs):
+        if isinstance(output, (list, tuple)) and len(output) == classes:
+            shaped += 1
+            values = np.array([_number(v) for v in output])
+            if np.isfinite(values).all() and (values >= -1e-9).all() and abs(values.sum() - 1.0) <= 1e-3:
+                probs[i] = values
+    usable = int((~np.isnan(probs).any(axis=1)).sum())
+    return probs if shaped and 2 * usable > shaped else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +232,7 @@ class Performance:
             ):
                 return None
             return Problem(f"got {shown}", "a finite number")
-        bool_classes = any(isinstance(c, bool) for c in self.classes)
-        if label in self.classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
-            return None
-        return Problem(f"got {shown}", f"one of the classes {list(self.classes)}")
+        return check_class(self.classes, label)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,9 @@ import numpy as np
 
 from .environment import Fingerprint, capture_warnings, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
+from .estimate import ConfidenceProfile, profile_of
 from .performance import Performance, training_fit_evidence
+from .rowsample import RowSample
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data, columns_to_rows, to_model_input
 
 __all__ = ["FeatureProfile", "Provenance", "Reference", "TrainingDataWarning"]
@@ -197,6 +199,12 @@ def _profile(columns: Columns) -> tuple[FeatureProfile, ...]:
     )
 
 
+def _row_sample(columns: Columns, profiles: tuple[FeatureProfile, ...]) -> RowSample:
+    """Some rows whole, encoded as the drift window encodes served rows (a category as its profile index)."""
+    codes = [{c: k for k, (c, _) in enumerate(p.categories)} if p.kind == "categorical" else None for p in profiles]
+    return RowSample.of(columns.names, columns.values, codes)
+
+
 def profile_outputs(predictions: Any) -> tuple[FeatureProfile, ...]:
     """Profile a model's outputs: one profile per output column (``prediction``, or ``output_0``...)."""
     return _profile(_output_columns(predictions))
@@ -217,7 +225,16 @@ def _output_columns(predictions: Any) -> Columns:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """The profile of the data a model was validated on, with the environment it was validated in."""
+    """The profile of the data a model was validated on, with the environment it was validated in.
+
+    ``classes``: the labels a classifier can return, when known without labelled data (from the model's
+    ``classes_`` or the width of its probabilities; :func:`guard` fills it in): labels sent as feedback must
+    be among them. With ``performance``, its classes decide instead.
+
+    ``row_sample``: some of the rows whole, for the joint drift check (None in references saved before
+    it existed). ``confidence``: what the model's outputs on these rows were worth, for the estimated
+    performance check (None without ``predictions=``).
+    """
 
     features: tuple[FeatureProfile, ...]
     rows: int
@@ -229,6 +246,9 @@ class Reference:
     performance: Performance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     provenance: Provenance = Provenance()
+    classes: tuple[Category, ...] = ()
+    row_sample: RowSample | None = None
+    confidence: ConfidenceProfile | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -275,9 +295,12 @@ class Reference:
                 raise ConfigurationError("y", "labels of X with holdout=", "the held-out rows' labels in holdout=(X_val, y_val)")
             held, y = _split_holdout(holdout)
             described = _holdout_columns(held, columns.names, columns.categorical)
-        outputs, target, performance, origin = _describe(described, y, predictions, predict, fmt, task, holdout is not None)
+        outputs, target, performance, origin, confidence = _describe(
+            described, y, predictions, predict, fmt, task, holdout is not None
+        )
+        features = _profile(columns)
         return cls(
-            features=_profile(columns),
+            features=features,
             rows=columns.rows,
             input_format=fmt,
             environment=current_fingerprint(),
@@ -286,6 +309,8 @@ class Reference:
             target=target,
             performance=performance,
             provenance=Provenance(outputs=origin if outputs else "given", performance=origin if performance else "given"),
+            row_sample=_row_sample(columns, features),
+            confidence=confidence,
         )
 
     def with_holdout(
@@ -303,11 +328,13 @@ class Reference:
         names = self.feature_names
         described = _holdout_columns(held, names, tuple(f.kind == "categorical" for f in self.features))
         fmt: InputFormat = input_format or self.input_format
-        outputs, target, performance, origin = _describe(described, y, predictions, predict, fmt, task, True)
+        outputs, target, performance, origin, confidence = _describe(described, y, predictions, predict, fmt, task, True)
         if not outputs:
             raise ConfigurationError("holdout", "held-out rows without predictions", "predict= or predictions= to profile")
         provenance = Provenance(self.provenance.features, origin, origin if performance else "given")
-        return dataclasses.replace(self, outputs=outputs, target=target, performance=performance, provenance=provenance)
+        return dataclasses.replace(
+            self, outputs=outputs, target=target, performance=performance, provenance=provenance, confidence=confidence
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -323,6 +350,9 @@ class Reference:
             "environment": self.environment.to_json(),
             "extra": dict(self.extra),
             "provenance": self.provenance.to_json(),
+            "classes": list(self.classes),
+            "row_sample": self.row_sample.to_json() if self.row_sample is not None else None,
+            "confidence": self.confidence.to_json() if self.confidence is not None else None,
         }
 
     @classmethod
@@ -348,6 +378,9 @@ class Reference:
                 performance=Performance.from_json(data["performance"]) if data.get("performance") else None,
                 extra=dict(data.get("extra", {})),
                 provenance=Provenance.from_json(data.get("provenance") or {}),
+                classes=tuple(data.get("classes", ())),
+                row_sample=RowSample.from_json(data["row_sample"]) if data.get("row_sample") else None,
+                confidence=ConfidenceProfile.from_json(data["confidence"]) if data.get("confidence") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidReferenceError):
@@ -390,9 +423,18 @@ def performance_labels(labels: Any) -> list[Any]:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
+def probability_columns(outputs: Sequence[FeatureProfile]) -> tuple[int, ...]:
+    """For outputs profiled as class probabilities (two or more numeric columns within [0, 1] whose means add
+    up to 1), their indices 0..k-1: the labels a function returning them can be judged against; else ()."""
+    if len(outputs) < 2 or any(p.kind != "numeric" or p.mean is None for p in outputs):
+        return ()
+    within = all((p.minimum or 0.0) >= 0.0 and (p.maximum or 0.0) <= 1.0 for p in outputs)
+    return tuple(range(len(outputs))) if within and abs(sum(p.mean or 0.0 for p in outputs) - 1.0) < 1e-3 else ()
+
+
 def with_training_outputs(reference: Reference, columns: Columns, predict: Callable[..., Any], input_format: str) -> Reference:
     """The reference with the model's outputs on (up to 5,000 of) its training rows, marked as such."""
-    outputs, _, _, _ = _describe(columns, None, None, predict, input_format, None, False)  # type: ignore[arg-type]
+    outputs, _, _, _, _ = _describe(columns, None, None, predict, input_format, None, False)  # type: ignore[arg-type]
     return dataclasses.replace(
         reference, outputs=outputs, provenance=dataclasses.replace(reference.provenance, outputs="training")
     )
@@ -406,8 +448,9 @@ def _describe(
     input_format: InputFormat,
     task: str | None,
     held_out: bool,
-) -> tuple[tuple[FeatureProfile, ...], FeatureProfile | None, Performance | None, Origin]:
-    """Outputs, target and performance on some rows, and where they came from (see Reference.from_data)."""
+) -> tuple[tuple[FeatureProfile, ...], FeatureProfile | None, Performance | None, Origin, ConfidenceProfile | None]:
+    """Outputs, target and performance on some rows, where they came from (see Reference.from_data), and the
+    confidence profile the performance estimate reads (none from training rows: the model is overconfident there)."""
     if predict is not None and not callable(predict):
         raise ConfigurationError("predict", predict, "the model's predict function, or None")
     if predictions is not None and predict is not None:
@@ -450,7 +493,8 @@ def _describe(
                 stacklevel=4,
             )
             origin = "training"
-    return outputs, target, performance, origin
+    confidence = profile_of(predictions, performance, labels) if origin != "training" else None
+    return outputs, target, performance, origin, confidence
 
 
 def _split_holdout(holdout: Any) -> tuple[Any, Any]:

@@ -7,6 +7,11 @@ It builds, at run time, a BentoML service class around a :class:`~guarded_servin
 * ``GET /health/model`` (JSON, or the HTML dashboard) and ``GET /health/model/history`` are a small
   Starlette app mounted with BentoML's ASGI mounting;
 * each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait;
+* the model never runs on the event loop, so a model that hangs (or a request waiting for room in a full
+  store buffer) never delays ``/healthz``, ``/readyz`` or ``/health/model``, and BentoML's
+  ``traffic={"timeout": ...}`` answers such a request, which is recorded as an error of the stage it was in;
+* a body larger than ``max_body_bytes`` is refused (413) from its ``Content-Length``, or once that many
+  bytes were read, never read whole;
 * each worker exports the guard's Prometheus metrics (:mod:`guarded_serving.metrics`) through
   prometheus_client, which BentoML runs in multiprocess mode, so BentoML's own ``/metrics`` serves
   them summed (counters, histograms) or merged (gauges) over every worker.
@@ -16,7 +21,10 @@ BentoML's ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` and ``/docs.json``
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import queue
+import threading
 import time
 import typing as t
 from typing import Any
@@ -31,18 +39,113 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .errors import ConfigurationError
-from .guard import GuardedModel, Reply
+from .guard import GuardedModel, PredictCall, Reply, UnreadBody
 from .logs import configure_logging
 
 __all__ = ["build_service"]
 
 SHUTDOWN_TIMEOUT = 10.0
-# A request the guard has recently been answering faster than this (model included) is handled on the
-# event loop itself: handing it to a worker thread and back costs about as much CPU as the guard's own
-# work (bench/overhead.py). Slower ones, and any request while another is in the thread, go to the
-# thread, so the loop is never blocked for long and the model is never called from two threads at once.
+# With threads=1, every request runs in one model thread, never on the event loop: a model that hangs
+# there would freeze /healthz with it. Handing a request over through anyio's thread pool and back adds
+# 60-65 µs of CPU (bench/handoff.py), about half the guard's own work on a single-row request, which is why
+# quick requests used to run on the loop itself. So a request the guard has recently been answering faster
+# than INLINE_BELOW_S (model included), when the model thread is idle, is handed to it and waited for on a
+# plain lock, the loop blocked for at most INLINE_WAIT_S: 23-26 µs. A request still running then, like
+# every other, is awaited without blocking the loop. Over HTTP (wrk, 16 connections) this kept the
+# requests/s and CPU per request of running on the loop, within this machine's noise.
 INLINE_BELOW_S = 0.002
+INLINE_WAIT_S = 0.02
 _BODY_KEY = "guarded_serving.body"
+
+
+class _Job:
+    """A request handed to the model thread; ``finished`` is a lock held until it has run."""
+
+    __slots__ = ("_callback", "_guard", "args", "error", "finished", "func", "result")
+
+    def __init__(self, func: t.Callable[..., Reply], args: tuple[Any, ...]) -> None:
+        self.func, self.args = func, args
+        self.result: Reply | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Lock()
+        self.finished.acquire()
+        self._guard = threading.Lock()
+        self._callback: t.Callable[[], object] | None = None
+
+    def finish(self) -> None:
+        with self._guard:
+            callback, self._callback = self._callback, None
+            self.finished.release()
+        if callback is not None:
+            callback()
+
+    def then(self, callback: t.Callable[[], object]) -> None:
+        """Call ``callback`` (from the model thread) once the job has run; at once if it has."""
+        with self._guard:
+            if self.finished.locked():
+                self._callback = callback
+                return
+        callback()
+
+    def outcome(self) -> Reply:
+        if self.error is not None:
+            raise self.error
+        return t.cast(Reply, self.result)  # the model thread set one of the two
+
+
+class _ModelThread:
+    """The one thread that runs a worker's requests in turn (threads=1), started on first use.
+
+    Jobs are submitted from the event loop's thread only; ``submitted`` is written there and ``completed``
+    in the model thread only, so neither needs a lock."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.submitted = 0
+        self.completed = 0
+        self.recent = 1.0  # a moving average of recent request durations (s): the first ones are awaited
+
+    def submit(self, func: t.Callable[..., Reply], *args: Any) -> _Job:
+        job = _Job(func, args)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="guarded-serving-model", daemon=True)
+            self._thread.start()
+        self.submitted += 1
+        self._jobs.put(job)
+        return job
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            started = time.perf_counter()
+            try:
+                job.result = job.func(*job.args)
+            except BaseException as exc:  # handed back to the awaiting request
+                job.error = exc
+            self.recent += 0.1 * (time.perf_counter() - started - self.recent)
+            self.completed += 1  # before the job is seen finished: the next request finds the thread idle
+            job.finish()
+
+    async def call(self, func: t.Callable[..., Reply], *args: Any) -> Reply:
+        fast = self.submitted == self.completed and self.recent < INLINE_BELOW_S
+        job = self.submit(func, *args)
+        if fast and job.finished.acquire(timeout=INLINE_WAIT_S):
+            return job.outcome()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        job.then(lambda: loop.call_soon_threadsafe(_settle, done))
+        await done  # cancelled by BentoML's traffic timeout: the job runs on, its outcome unused
+        return job.outcome()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _body_limit() -> int:
+    return int(bentoml.get_current_service().guarded.max_body_bytes)
 
 
 class _RawBody:
@@ -52,7 +155,7 @@ class _RawBody:
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> Any:
-        request.scope[_BODY_KEY] = await request.body()
+        request.scope[_BODY_KEY] = await _read_body(request, _body_limit())
         # One placeholder instance per class: pydantic's model_construct() inspects the field
         # defaults' signatures on every call, a measurable share of a small request's CPU.
         placeholder = cls.__dict__.get("_placeholder")
@@ -60,6 +163,22 @@ class _RawBody:
             placeholder = cls.model_construct()  # type: ignore[attr-defined]
             type.__setattr__(cls, "_placeholder", placeholder)
         return placeholder
+
+
+async def _read_body(request: Request, limit: int) -> bytes | UnreadBody:
+    """The body, or its size when over ``limit``: judged from ``Content-Length`` before reading anything, and
+    read in the chunks the server receives, stopping once past the limit (a chunked upload names no size)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return UnreadBody(int(declared), declared=True)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return UnreadBody(size, declared=False)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 Scalar = float | str | bool | None
@@ -137,30 +256,15 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigurationError("threads", threads, "a positive integer")
     limiter: list[anyio.CapacityLimiter] = []
-    recent = [1.0]  # a moving average of recent request durations (s); the first ones go to the thread
+    model_thread = _ModelThread()
 
-    def timed(func: t.Callable[..., Reply], *args: Any) -> Reply:
-        started = time.perf_counter()
-        try:
-            return func(*args)
-        finally:
-            recent[0] += 0.1 * (time.perf_counter() - started - recent[0])
-
-    async def run_limited(func: t.Callable[..., Reply], *args: Any) -> Reply:
+    async def run_model(func: t.Callable[..., Reply], *args: Any) -> Reply:
+        """Run a request off the event loop: in the model thread, or with threads>1 in anyio's pool."""
+        if threads == 1:
+            return await model_thread.call(func, *args)
         if not limiter:
             limiter.append(anyio.CapacityLimiter(threads))
-        lim = limiter[0]
-        if threads == 1 and recent[0] < INLINE_BELOW_S:
-            try:
-                lim.acquire_nowait()
-            except anyio.WouldBlock:
-                pass
-            else:
-                try:
-                    return timed(func, *args)
-                finally:
-                    lim.release()
-        return await anyio.to_thread.run_sync(timed, func, *args, limiter=lim)
+        return await anyio.to_thread.run_sync(func, *args, limiter=limiter[0], abandon_on_cancel=True)
 
     async def health(request: Request) -> Response:
         instance = bentoml.get_current_service()
@@ -199,9 +303,13 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         async def predict(self, ctx: bentoml.Context, **_: Any) -> Response:
             request = ctx.request
             body = request.scope.get(_BODY_KEY, b"")
-            reply = await run_limited(
-                self.guarded.handle_predict, body, request.headers.get("content-type"), request.headers.get("x-request-id")
-            )
+            headers = request.headers
+            call = PredictCall(headers.get("x-request-id"))
+            try:
+                reply = await run_model(self.guarded.handle_predict, body, headers.get("content-type"), call.request_id, call)
+            except asyncio.CancelledError:  # BentoML's traffic timeout answered 504: record it (off the loop)
+                asyncio.get_running_loop().run_in_executor(None, self.guarded.give_up, call)
+                raise
             ctx.response.status_code = reply.status  # BentoML copies the context's status onto the response
             return _response(reply)
 

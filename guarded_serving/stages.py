@@ -127,7 +127,9 @@ def pipeline_steps(func: Callable[..., Any]) -> Callable[[Any], Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class StageSummary:
-    """Latency percentiles (milliseconds) and failures of one stage over the recent window."""
+    """Latency percentiles (milliseconds, to the microsecond) and failures of one stage over the recent window.
+
+    ``errors`` counts the requests whose model failed in this stage (a rejected request failed no stage)."""
 
     name: str
     count: int
@@ -159,7 +161,7 @@ class PipelineSummary:
 
 def _summary(name: str, values: list[float], errors: int) -> StageSummary:
     p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99]) if values else (0.0, 0.0, 0.0)
-    return StageSummary(name, len(values), errors, float(p50), float(p95), float(p99))
+    return StageSummary(name, len(values), errors, round(float(p50), 3), round(float(p95), 3), round(float(p99), 3))
 
 
 def summarise(recent: Iterable[RecentRequest]) -> PipelineSummary:
@@ -175,7 +177,7 @@ def summarise(recent: Iterable[RecentRequest]) -> PipelineSummary:
         totals.append(r.latency_ms)
         for name, ms in r.stages.items():
             per_stage.setdefault(name, []).append(ms)
-        if r.failed_stage is not None:
+        if r.failed_stage is not None and r.status == "error":  # a rejection is not a failure of `validate`
             failures[r.failed_stage] = failures.get(r.failed_stage, 0) + 1
     stages = tuple(_summary(name, values, failures.get(name, 0)) for name, values in per_stage.items())
     total = _summary("total", totals, errors) if totals else None

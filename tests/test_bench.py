@@ -30,6 +30,21 @@ def test_the_store_bench_loses_no_row(tmp_path: Path) -> None:
         assert r["rows_on_disk"] == r["queued_rows"] > 0
 
 
+def test_the_store_load_bench_finds_every_answer_in_the_file(tmp_path: Path) -> None:
+    results = run("store.py", "--load", "--seconds", "2", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    runs = results["runs"]
+    assert [r["store"] for r in runs] == [True, False, True, False]
+    for r in runs:
+        assert r["answered"] > 0
+        assert r["failures"] == 0
+    for r in (r for r in runs if r["store"]):
+        assert r["lost"] == 0
+        assert r["totals_count_every_answer"]
+        assert r["store_check"]["dropped"] == 0
+    assert results["store_vs_none"] > 0
+
+
 def test_the_memory_bench_serves_every_row(tmp_path: Path) -> None:
     result = run("memory.py", "--rows", "64000", tmp_path=tmp_path)
     assert isinstance(result, dict)
@@ -51,9 +66,29 @@ def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
     assert whole >= request_thread > 0
 
 
+def test_the_health_breakdown_times_every_check_and_adds_up(tmp_path: Path) -> None:
+    results = run("health.py", "--breakdown", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    for where in ("memory", "store"):
+        parts = results["breakdown"][where]
+        assert {"data_drift", "joint_drift", "estimated_performance", "concept_drift (labels joined)"} <= set(parts)
+        assert all(seconds >= 0 for seconds in parts.values())
+        assert parts["joint_drift"] > 0
+        assert parts["estimated_performance"] > 0
+        assert sum(v for k, v in parts.items() if k != "total") >= parts["total"] * 0.999
+    assert results["breakdown"]["store"]["recent requests (from the store)"] > 0
+
+
 def test_the_readme_names_the_benchmark_command_that_bench_run_documents() -> None:
     readme = (ROOT / "README.md").read_text()
     command = 'python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e ".[bench]" && .venv-bench/bin/python bench/run.py'
     assert command in readme
     assert command in (ROOT / "bench" / "run.py").read_text()
     assert "bench = [" in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_handoff_bench_times_each_way_to_run_a_request(tmp_path: Path) -> None:
+    results = run("handoff.py", "--rounds", "1", "--requests", "200", "--repeats", "2", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    assert set(results) == {"inline", "model-thread", "anyio"}
+    assert all(r["cpu_us"] > 0 and r["wall_us"] > 0 for r in results.values())

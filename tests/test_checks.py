@@ -15,7 +15,7 @@ from guarded_serving.checks import (
 )
 from guarded_serving.environment import EnvironmentDiff, Fingerprint, PackageChange, WarningRecord, diff_environment
 from guarded_serving.health import Status
-from guarded_serving.stages import PipelineSummary, StageSummary
+from guarded_serving.stages import PipelineSummary, RecentRequest, StageSummary, summarise
 from guarded_serving.store import StoreStats
 
 
@@ -80,12 +80,38 @@ def test_error_rate_below_the_warning_is_reported_in_the_ok_summary() -> None:
     assert result.summary == "200 recent requests, 0.5% failed, 0.0% rejected, p50 5.0 ms, p99 10.0 ms."
 
 
-def test_error_summary_names_the_stage_that_failed_most() -> None:
-    stages = (StageSummary("validate", 100, 1, 1.0, 1.0, 1.0), StageSummary("predict", 99, 4, 3.0, 8.0, 9.0))
+def test_error_summary_names_the_stages_that_failed_most_first() -> None:
+    stages = (StageSummary("prep", 100, 1, 1.0, 1.0, 1.0), StageSummary("forest", 99, 4, 3.0, 8.0, 9.0))
 
     result = pipeline_check(recent(100, errors=5, stages=stages))
 
-    assert result.summary == "5 of the last 100 requests failed (5.0%), most in stage 'predict'."
+    assert result.summary == "5 of the last 100 requests failed (5.0%): 4 in stage 'forest', 1 in stage 'prep'."
+
+
+def test_error_summary_names_the_one_stage_that_failed() -> None:
+    stages = (StageSummary("validate", 100, 0, 1.0, 1.0, 1.0), StageSummary("prep", 100, 2, 3.0, 8.0, 9.0))
+
+    result = pipeline_check(recent(100, errors=2, stages=stages))
+
+    assert result.summary == "2 of the last 100 requests failed (2.0%), in stage 'prep'."
+
+
+def test_model_failures_and_rejections_are_reported_apart() -> None:
+    """The issue's case: model errors in the `prep` and `forest` steps of a Pipeline, and rejected requests."""
+    requests = [RecentRequest("ok", 2.0, {"validate": 0.1, "prep": 0.5, "forest": 1.0, "predict": 1.6}) for _ in range(28)]
+    requests += [RecentRequest("rejected", 0.2, {"validate": 0.1}, failed_stage="validate") for _ in range(4)]
+    requests += [
+        RecentRequest("error", 1.0, {"validate": 0.1, "prep": 0.5, "predict": 0.6}, failed_stage="prep"),
+        RecentRequest("error", 1.5, {"validate": 0.1, "prep": 0.5, "forest": 0.4, "predict": 1.0}, failed_stage="forest"),
+    ]
+
+    result = pipeline_check(summarise(requests))
+
+    assert result.summary == (
+        "2 of the last 34 requests failed (5.9%): 1 in stage 'prep', 1 in stage 'forest';"
+        " 4 of the last 34 requests were rejected as invalid input (11.8%)."
+    )
+    assert {name: s.errors for name, s in result.details.stages.items()} == {"validate": 0, "prep": 1, "forest": 1, "predict": 0}
 
 
 def test_error_summary_without_a_failing_stage_names_no_stage() -> None:

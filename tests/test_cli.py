@@ -294,9 +294,11 @@ def test_report_json_is_the_live_report_recomputed_from_the_file(
             "data_drift": ["b"],
             "prediction_drift": ["prediction"],
             "data_quality": ["b"],
+            "joint_drift": [],
         }
     )
-    for name in ("data_drift", "prediction_drift", "data_quality", "concept_drift", "pipeline", "environment"):
+    judged = ("data_drift", "prediction_drift", "data_quality", "concept_drift", "joint_drift", "estimated_performance")
+    for name in (*judged, "pipeline", "environment"):
         assert offline["checks"][name] == live["checks"][name], name  # type: ignore[index]
     assert offline["status"] == live["status"] == "alert"
     assert offline["model"] == {"name": "toy", "version": "7"}
@@ -320,7 +322,8 @@ def test_report_prints_the_status_each_check_and_the_drifted_features_with_their
     assert lines[2] == "window     1000 of 1000 rows: the stored window, as the live endpoint judges it"
     assert lines[3] == "totals     150 requests: 1500 rows answered, 0 rejected, 0 errors"
     drift_summary = live["checks"]["data_drift"]["summary"]  # type: ignore[index]
-    assert f"data_drift        alert   {drift_summary}" in lines
+    shown = rf"data_drift +alert +{re.escape(drift_summary)}"  # columns as wide as their longest cell
+    assert any(re.fullmatch(shown, line) for line in lines)
     assert "Drifted features:" in lines
     figures = [line for line in lines if line.startswith("data_drift ") and " b " in line]
     assert len(figures) == 1
@@ -461,6 +464,26 @@ def test_report_fail_on_alert_exits_0_for_a_healthy_model(tmp_path: Path, capsys
     assert "status     OK" in out
 
 
+def test_an_unexpected_failure_exits_with_3_and_a_message_not_a_traceback(
+    drifted_db: tuple[Path, dict[str, object]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 1 means "the status is at or above --fail-on": a crash must not look like that to a script."""
+    db, _ = drifted_db
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("unsupported operand type(s) for +: 'float' and 'NoneType'")
+
+    monkeypatch.setattr("guarded_serving.cli.offline_health", broken)
+    code, out, err = run(capsys, "report", "--db", str(db), "--fail-on", "warn")
+
+    assert code == 3
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.splitlines()[0] == (
+        "guarded-serving report: internal error: TypeError: unsupported operand type(s) for +: 'float' and 'NoneType'"
+    )
+
+
 def test_report_needs_model_when_the_file_holds_several(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     training = np.random.default_rng(0).normal(size=(500, 3))
     for name in ("churn", "fraud"):
@@ -596,12 +619,19 @@ def test_tail_escapes_control_characters_from_logged_input(tmp_path: Path, capsy
     assert "got '\\x1b[2J\\x1b]0;pwned\\x07'" in out
 
 
+def as_in_a_terminal() -> None:
+    """Give the child Ctrl-C's default action back: a test suite started in the background (``python -m tests
+    > log &``) ignores SIGINT, and its children inherit that, so a tail there would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
     tail = subprocess.Popen(
         [str(BIN / "guarded-serving"), "tail", "--db", str(logged), "-n", "1", "--follow", "--interval", "0.05"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     printed: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [printed.put(line) for line in tail.stdout or ()], daemon=True).start()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from guarded_serving import Status
+from guarded_serving import Monitor, Reference, Status
 from guarded_serving.concept import ALPHA_CONCEPT, CUSUM_HORIZON, MIN_LABELS, ConceptDetails, concept_check, cusum_alarms
 from guarded_serving.health import CheckResult
 from guarded_serving.performance import Performance
@@ -202,3 +204,57 @@ def test_the_accuracy_interval_stays_within_0_and_1() -> None:
     assert result.details.current == 1.0
     assert result.details.interval[1] == 1.0
     assert 0.98 < result.details.interval[0] < 1.0
+
+
+# -- predictions that cannot be scored (NaN, missing) ------------------------------------------------------------------
+
+
+@pytest.fixture(params=["in-memory", "sqlite-store"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
+    return tmp_path / "log.db" if request.param == "sqlite-store" else None
+
+
+def labelled_health(monitor: Monitor, X: np.ndarray, predictions: list[Any], labels: list[Any]) -> CheckResult:
+    for start in range(0, len(X), 50):
+        rid = monitor.observe(X[start : start + 50], predictions[start : start + 50])
+        monitor.flush()
+        monitor.feedback(rid, labels[start : start + 50])
+    return monitor.health().check("concept_drift")
+
+
+def test_a_nan_prediction_does_not_hide_a_rising_mae(db: Path | None) -> None:
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(1000, 2))
+    y = X.sum(axis=1)
+    reference = Reference.from_data(X, y=y, predictions=y + rng.normal(0, 0.1, len(y)))  # MAE 0.08
+    truth = rng.normal(size=(300, 2)).sum(axis=1)
+    predictions: list[Any] = (truth + 5.0).tolist()  # the model is now 5 off ...
+    predictions[123] = math.nan  # ... and once it answered NaN
+    with Monitor(reference, db=db) as monitor:
+        concept = labelled_health(monitor, rng.normal(size=(300, 2)), predictions, truth.tolist())
+
+    assert isinstance(concept.details, ConceptDetails)
+    assert concept.status is Status.ALERT
+    assert (concept.details.current, concept.details.labelled_rows, concept.details.unscored_rows) == (5.0, 299, 1)
+    assert "1 labelled row without a usable prediction (NaN or missing) left out" in concept.summary
+
+
+def test_one_nan_probability_row_is_left_out_not_scored_as_column_zero(db: Path | None) -> None:
+    rng = np.random.default_rng(22)
+    X = rng.normal(size=(1000, 2))
+    y = (X[:, 0] > 0).astype(int)
+    P = np.c_[1 - y, y] * 0.9 + 0.05
+    reference = Reference.from_data(X, y=np.where(rng.random(1000) < 0.97, y, 1 - y), predictions=P)
+    labels = (rng.random(300) < 0.5).astype(int)
+    flips = rng.random(300) < 0.03
+    probabilities = (np.c_[1 - labels, labels] * 0.9 + 0.05)[:, :]
+    probabilities[flips] = probabilities[flips][:, ::-1]  # 97 % right, like the reference
+    predictions: list[Any] = probabilities.tolist()
+    predictions[200] = [math.nan, math.nan]
+    with Monitor(reference, db=db) as monitor:
+        concept = labelled_health(monitor, rng.normal(size=(300, 2)), predictions, labels.tolist())
+
+    assert isinstance(concept.details, ConceptDetails)
+    assert concept.status is Status.OK, concept.summary
+    assert concept.details.current == round(1 - flips[np.arange(300) != 200].mean(), 4)
+    assert concept.details.unscored_rows == 1

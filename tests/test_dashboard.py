@@ -50,7 +50,7 @@ def report(status: Status = Status.ALERT) -> HealthReport:
         status=status,
         model_name="churn<b>",
         model_version="v1",
-        generated_at="2026-01-01T00:10:00.000+00:00",
+        generated_at="2026-01-01T00:11:30.000+00:00",
         window_rows=500,
         window_capacity=1000,
         requests=120,
@@ -405,3 +405,57 @@ def test_history_without_the_token_has_only_times_and_statuses() -> None:
     assert [set(s) for s in locked["snapshots"]] == [{"ts", "status"}]
     assert {"checks", "stages", "totals", "window_rows"} <= set(opened["snapshots"][0])
     assert guarded.history_reply(authorization="Bearer wrong-token-0123456789").status == 401
+
+
+# -- cosmetics ------------------------------------------------------------------------------------
+
+
+def test_feature_and_stage_names_stay_on_one_line_whole_in_their_tooltip(page: str) -> None:
+    names = [(a.get("title"), a.get("class")) for tag, a in Page(page).elements if tag == "code" and a.get("class") == "name"]
+    rule = re.search(r"\.name\{([^}]*)\}", page)
+
+    assert (HOSTILE, "name") in names  # the drifted feature's table row, and its histogram's caption
+    assert ("colour", "name") in names
+    assert ("output_1", "name") in names
+    assert ("predict", "name") in names  # the stage table
+    assert rule is not None
+    assert "white-space:nowrap" in rule.group(1)
+    assert "text-overflow:ellipsis" in rule.group(1)
+    assert "overflow-wrap:anywhere" not in page[page.index(".hist figcaption") :][:200]
+
+
+def axis_labels(section: str) -> list[str]:
+    return re.findall(r'text-anchor="(?:start|middle|end)">(\d\d:\d\d:\d\d(?:\.\d\d)? UTC)</text>', section)
+
+
+@pytest.mark.parametrize(
+    ("generated_at", "last_tick"),
+    [
+        pytest.param("2026-01-01T00:11:30.000+00:00", "00:11:30 UTC", id="half-a-step-after-the-last-snapshot"),
+        pytest.param("2026-01-01T00:11:00.000+00:00", "00:11:00 UTC", id="as-the-last-snapshot-was-taken"),
+        pytest.param("2026-01-01T00:30:00.000+00:00", "00:12:00 UTC", id="long-after-the-last-snapshot-stands-for-one-step"),
+    ],
+)
+def test_the_timeline_axis_ends_no_later_than_the_page_was_generated(generated_at: str, last_tick: str) -> None:
+    page = render_dashboard(dataclasses.replace(report(), generated_at=generated_at), (), history())
+    timeline = page[page.index('id="timeline"') : page.index('id="latency"')]
+
+    assert axis_labels(timeline)[0] == "00:00:00 UTC"
+    assert axis_labels(timeline)[-1] == last_tick
+
+
+def test_snapshots_newer_than_the_page_are_left_out() -> None:
+    page = render_dashboard(dataclasses.replace(report(), generated_at="2026-01-01T00:05:00.000+00:00"), (), history())
+    timeline = page[page.index('id="timeline"') : page.index('id="latency"')]
+
+    assert "6 snapshots" in timeline
+    assert axis_labels(timeline)[-1] == "00:05:00 UTC"
+
+
+def test_a_lone_snapshot_taken_as_the_page_was_made_gets_a_one_second_axis_ending_then() -> None:
+    [first] = history(1)
+    page = render_dashboard(dataclasses.replace(report(), generated_at="2026-01-01T00:00:00.000+00:00"), (), [first])
+    timeline = page[page.index('id="timeline"') : page.index('id="latency"')]
+
+    assert axis_labels(timeline)[0] == "23:59:59.00 UTC"
+    assert axis_labels(timeline)[-1] == "00:00:00.00 UTC"

@@ -6,7 +6,8 @@ logistic model giving two class probabilities. Health is asked for every 250 row
 
 The criteria asserted are the engine's acceptance bar:
 
-- healthy traffic: at least 99 % of health checks leave data_drift, prediction_drift and data_quality unflagged;
+- healthy traffic: at least 99 % of health checks leave data_drift, prediction_drift, data_quality, joint_drift and
+  estimated_performance unflagged;
 - breakage: flagged at the latest once one full window of broken rows has been observed, the flagged check
   names the culprit feature(s), and at least 95 % of flagged checks blame no innocent feature.
 
@@ -31,7 +32,7 @@ from guarded_serving import Monitor, Reference
 REFERENCE_ROWS = 5_000
 CHECK_EVERY = 250  # rows between two health checks
 BATCH = 50  # rows per observe() call
-DRIFT_CHECKS = ("data_drift", "prediction_drift", "data_quality")
+DRIFT_CHECKS = ("data_drift", "prediction_drift", "data_quality", "joint_drift", "estimated_performance")
 BLAMING_CHECKS = ("data_drift", "data_quality")
 FLAGGED = frozenset({"warn", "alert"})
 OUTPUTS = ("output_0", "output_1")

@@ -175,3 +175,13 @@ def test_z_values_grow_with_the_number_of_tests() -> None:
     assert [c.z_one_sided for c in cals] == sorted(c.z_one_sided for c in cals)
     assert len({c.z_one_sided for c in cals}) == 4
     assert all(c.z_two_sided > c.z_one_sided for c in cals)
+
+
+def test_a_categorical_feature_without_any_reference_category_is_calibrated_without_failing() -> None:
+    rows = [[float(i), None] for i in range(300)]  # "b" is missing in every training row (or redacted)
+    base = Baseline.from_profiles(Reference.from_data(rows, feature_names=["a", "b"], categorical=["b"]).features)
+
+    calibration = Calibration.fit(base, 200, ALPHA)
+
+    assert math.isfinite(calibration.log_mu[0])
+    assert math.isnan(calibration.log_mu[1])

@@ -339,7 +339,7 @@ def test_an_unseen_category_is_listed_by_fingerprint_with_its_count(mixed_baseli
 
     result = quality(mixed_baseline, rows)
 
-    assert flagged(result) == {"colour": (f"30 unseen categories ('{fingerprint('zulu')}' x30)",)}
+    assert flagged(result) == {"colour": (f"1 unseen category ('{fingerprint('zulu')}' x30)",)}
     assert result.details.features["colour"].unseen == {fingerprint("zulu"): 30}
     assert fingerprint("zulu") == "#" + hashlib.sha256(b"zulu").hexdigest()[:8]
     assert "zulu" not in str(result.to_json())
@@ -352,8 +352,18 @@ def test_an_unseen_category_is_named_when_values_may_be_reported(mixed_baseline:
 
     result = quality(mixed_baseline, rows, reveal=True)
 
-    assert flagged(result) == {"colour": ("30 unseen categories ('zulu' x30)",)}
+    assert flagged(result) == {"colour": ("1 unseen category ('zulu' x30)",)}
     assert result.details.features["colour"].unseen == {"zulu": 30}
+
+
+def test_several_unseen_categories_are_counted_as_categories_and_as_values(mixed_baseline: Baseline) -> None:
+    rows = mixed_rows(WINDOW, seed=12)
+    for i, row in enumerate(rows[:40]):
+        row[2] = ["zulu", "zulu", "yankee", "x-ray", "whiskey"][i % 5]
+
+    result = quality(mixed_baseline, rows, reveal=True)
+
+    assert flagged(result) == {"colour": ("4 unseen categories in 40 values ('zulu' x16, 'yankee' x8, 'x-ray' x8, ...)",)}
 
 
 @pytest.mark.parametrize("first_missing", [False, True], ids=["all-present", "first-row-missing"])

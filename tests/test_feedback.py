@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +11,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from guarded_serving import InputError, Monitor, Reference
 from guarded_serving.concept import ConceptDetails
 from guarded_serving.errors import UnknownRequestError
+from guarded_serving.guard import GuardedModel, Reply
 from guarded_serving.monitor import FeedbackResult
 
 WEIGHTS = np.array([2.0, -1.0, 0.5])
@@ -225,3 +232,89 @@ def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, features: np
         monitor.feedback_items([(request_id, 0, 0), (request_id, 1, "yes")])
 
     assert counts(monitor) == (0, 0, 0)
+
+
+# -- the one-line form: labels among the classes the model can return -----------------------------------------
+
+
+def one_line(predict: Any, X: Any) -> GuardedModel:
+    """``guard(predict, reference=X_train)`` without BentoML: no labels, so no reference performance."""
+    return GuardedModel(predict, reference=X, name="one-line", db=":memory:")
+
+
+def send_label(guarded: GuardedModel, row: list[float], label: Any) -> Reply:
+    answered = guarded.handle_predict(json.dumps({"rows": [row]}).encode())
+    assert answered.status == 200
+    request_id = json.loads(answered.body)["request_id"]
+    return guarded.handle_feedback(json.dumps({"request_id": request_id, "labels": [label]}).encode())
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, Any]:
+    X, y = load_digits(return_X_y=True)
+    return X, LogisticRegression(max_iter=200).fit(X, y)
+
+
+def test_a_label_outside_a_ten_class_models_classes_gets_a_422(digits: tuple[np.ndarray, Any]) -> None:
+    X, model = digits
+    guarded = one_line(model.predict_proba, X)
+    try:
+        refused = send_label(guarded, X[0].tolist(), 42)
+        accepted = send_label(guarded, X[0].tolist(), 3)
+    finally:
+        guarded.close()
+
+    assert refused.status == 422
+    assert (
+        json.loads(refused.body)["detail"] == "item 0: label got 42; expected one of the classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+    )
+    assert accepted.status == 200
+    assert guarded.reference.classes == tuple(range(10))
+
+
+def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
+    X = np.random.default_rng(0).normal(size=(90, 2))
+    y = np.array(["bird", "cat", "dog"])[np.argmax(np.c_[X, -X.sum(axis=1)], axis=1)]
+    model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression())]).fit(X, y)
+    guarded = one_line(model.predict, X)
+    try:
+        refused = send_label(guarded, [0.0, 0.0], "fish")
+        accepted = send_label(guarded, [0.0, 0.0], "cat")
+    finally:
+        guarded.close()
+
+    assert guarded.reference.classes == ("bird", "cat", "dog")
+    assert refused.status == 422
+    assert "expected one of the classes ['bird', 'cat', 'dog']" in json.loads(refused.body)["detail"]
+    assert accepted.status == 200
+
+
+def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_labels() -> None:
+    X = np.random.default_rng(1).normal(size=(200, 3))
+    guarded = one_line(probabilities, X)
+    try:
+        refused = send_label(guarded, [0.0, 0.0, 0.0], 2)
+        accepted = send_label(guarded, [0.0, 0.0, 0.0], 1)
+    finally:
+        guarded.close()
+
+    assert guarded.reference.classes == (0, 1)
+    assert (refused.status, accepted.status) == (422, 200)
+
+
+def test_a_regressor_has_no_classes_and_takes_any_label() -> None:
+    X = np.random.default_rng(2).normal(size=(200, 2))
+    guarded = one_line(lambda rows: rows.sum(axis=1), X)
+    try:
+        accepted = send_label(guarded, [0.0, 0.0], 12.5)
+    finally:
+        guarded.close()
+
+    assert guarded.reference.classes == ()
+    assert accepted.status == 200
+
+
+def test_the_reference_keeps_its_classes_through_save_and_load(tmp_path: Path) -> None:
+    reference = dataclasses.replace(Reference.from_data(np.eye(3)), classes=("bird", "cat"))
+
+    assert Reference.load(reference.save(tmp_path / "reference.json")) == reference

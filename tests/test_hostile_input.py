@@ -10,11 +10,17 @@ One server of ``tests.apps.toy:labelled`` (numeric features a, b, c; a regressor
 
 The last tests read the SQLite file: every rejected ``/predict`` is a ``rejected`` request, the database
 is intact, and the server log holds no traceback.
+
+A second server, ``tests.apps.forest:svc`` (a scikit-learn Pipeline with a string category, one-hot encoded,
+and a float32 random forest), takes the values that used to pass validation and crash such a model: a
+number for a string category, numbers beyond float32. In process, a property test sends any JSON values to
+standard numeric and one-hot scikit-learn pipelines: whatever passes validation, the model never raises.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,10 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from guarded_serving.guard import GuardedModel
 
 from .conftest import Server, start_server, wait_for
 
@@ -392,3 +407,195 @@ def test_the_service_is_alive_healthy_and_logged_no_traceback(server: Server, ob
     found = tracebacks(server)
     summary = "\n".join(f"  {t.splitlines()[-1]}" for t in found)
     assert not found, f"{len(found)} tracebacks in {server.log}:\n{summary}\nthe last:\n{found[-1] if found else ''}"
+
+
+# -- a scikit-learn Pipeline with a categorical feature --------------------------------------------
+# tests.apps.forest: size and weight numeric, colour a string category; `prep` one-hot encodes colour with
+# OneHotEncoder's default handle_unknown="error", `forest` works in float32.
+
+FOREST_ROW = {"size": 10.0, "colour": "red", "weight": 50.0}
+
+
+@pytest.fixture(scope="module")
+def forest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("forest")
+    server = start_server("tests.apps.forest:svc", directory, db=directory / "forest.db")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def forest_answers() -> dict[int, int]:
+    """How many of the forest's answers had each status, for the database check at the end."""
+    return {}
+
+
+def send_to_forest(forest: Server, answers: dict[int, int], rows: list[dict[str, Any]]) -> Any:
+    response = forest.client.post("/predict", json={"rows": rows})
+    answers[response.status_code] = answers.get(response.status_code, 0) + 1
+    return response
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        pytest.param(
+            {"colour": 3},
+            "row 0, feature 'colour': got 3; expected a category given as a string",
+            id="a-number-for-a-string-category",
+        ),
+        pytest.param({"colour": True}, "feature 'colour': got true", id="a-boolean-for-a-string-category"),
+        pytest.param(
+            {"size": 1e308},
+            "row 0, feature 'size': got 1e+308, far beyond the reference's values; expected a number within ±1.61e+10",
+            id="1e308-beyond-float32",
+        ),
+        pytest.param({"weight": -1e39}, "feature 'weight': got -1e+39", id="minus-1e39-beyond-float32"),
+    ],
+)
+def test_values_the_pipeline_would_crash_on_get_a_422_naming_row_feature_and_expectation(
+    forest: Server, forest_answers: dict[int, int], changes: dict[str, Any], detail: str
+) -> None:
+    response = send_to_forest(forest, forest_answers, [FOREST_ROW, {**FOREST_ROW, **changes}])
+
+    assert response.status_code == 422, response.text
+    assert detail.replace("row 0", "row 1") in response.json()["detail"]
+
+
+def test_a_unit_changed_by_1000_still_reaches_the_model(forest: Server, forest_answers: dict[int, int]) -> None:
+    response = send_to_forest(forest, forest_answers, [{**FOREST_ROW, "size": 10_000.0, "weight": 50_000.0}])
+
+    assert response.status_code == 200, response.text
+
+
+def test_an_unseen_category_the_models_encoder_refuses_is_a_500_naming_the_failed_stage(
+    forest: Server, forest_answers: dict[int, int]
+) -> None:
+    """Not bad input: the reference cannot tell which categories a model refuses, and the data quality check
+    needs unseen categories to reach the window. The model's own failure is a 500 that names its stage."""
+    response = send_to_forest(forest, forest_answers, [{**FOREST_ROW, "colour": "purple"}])
+
+    assert response.status_code == 500
+    assert (response.json()["error"], response.json()["stage"]) == ("ValueError", "prep")
+
+
+def test_the_forest_records_rejections_as_rejected_and_model_failures_in_their_stage(
+    forest: Server, forest_answers: dict[int, int]
+) -> None:
+    send_to_forest(forest, forest_answers, [{**FOREST_ROW, "colour": 7}])
+    send_to_forest(forest, forest_answers, [{**FOREST_ROW, "colour": "purple"}])
+    rejected, failed = forest_answers.get(422, 0), forest_answers.get(500, 0)
+
+    def counts() -> dict[str, int]:
+        return dict(query(forest.db, "SELECT status, count(*) FROM requests GROUP BY status"))
+
+    assert wait_for(lambda: counts().get("rejected") == rejected and counts().get("error") == failed), counts()
+    stages = query(forest.db, "SELECT status, failed_stage FROM requests WHERE status != 'ok'")
+    assert sorted(stages) == [("error", "prep")] * failed + [("rejected", "validate")] * rejected
+    pipeline = forest.client.get("/health/model").json()["checks"]["pipeline"]
+    assert f"{failed} of the last " in pipeline["summary"]
+    assert "failed" in pipeline["summary"]
+    assert "in stage 'prep'" in pipeline["summary"]
+    assert "validate" not in pipeline["summary"]
+    assert (pipeline["stages"]["validate"]["errors"], pipeline["stages"]["prep"]["errors"]) == (0, failed)
+    assert tracebacks(forest) == []
+
+
+# -- in process: no value that passes validation makes a scikit-learn model raise ------------------
+
+
+def _float32(X: Any) -> Any:
+    return np.asarray(X, dtype=np.float32)
+
+
+NUMERIC_FEATURES = ["age", "income", "ratio", "year"]
+MIXED_FEATURES = ["age", "city", "rooms", "income"]
+
+
+def _numeric_training(rng: np.random.Generator, n: int = 400) -> np.ndarray:
+    return np.c_[
+        rng.normal(40, 12, n), rng.lognormal(10, 1, n), rng.uniform(0, 1e-3, n), rng.integers(2000, 2021, n).astype(float)
+    ]
+
+
+def _mixed_training(rng: np.random.Generator, n: int = 400) -> np.ndarray:
+    X = np.empty((n, 4), dtype=object)
+    X[:, 0] = rng.normal(40, 12, n)
+    X[:, 1] = rng.choice(["Paris", "Lyon", "Nantes"], n)
+    X[:, 2] = rng.integers(1, 6, n)
+    X[:, 3] = rng.lognormal(10, 1, n)
+    return X
+
+
+def _numeric_models() -> dict[str, Any]:
+    return {
+        "scaler-logistic": Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression())]),
+        "scaler-float32-logistic": Pipeline(
+            [("scale", StandardScaler()), ("float32", FunctionTransformer(_float32)), ("classify", LogisticRegression())]
+        ),
+        "float32-scaler-logistic": Pipeline(
+            [("float32", FunctionTransformer(_float32)), ("scale", StandardScaler()), ("classify", LogisticRegression())]
+        ),
+        "forest": RandomForestClassifier(n_estimators=5, random_state=0),
+    }
+
+
+def _one_hot_models() -> dict[str, Any]:
+    def prep() -> ColumnTransformer:
+        return ColumnTransformer(
+            [("scale", StandardScaler(), [0, 3]), ("one-hot", OneHotEncoder(handle_unknown="ignore"), [1, 2])]
+        )
+
+    return {
+        "one-hot-logistic": Pipeline([("prep", prep()), ("classify", LogisticRegression())]),
+        "one-hot-forest": Pipeline([("prep", prep()), ("forest", RandomForestClassifier(n_estimators=5, random_state=0))]),
+    }
+
+
+def _guarded(name: str) -> GuardedModel:
+    rng = np.random.default_rng(0)
+    if name in _numeric_models():
+        X, model, features, categorical = _numeric_training(rng), _numeric_models()[name], NUMERIC_FEATURES, None
+    else:
+        X, model, features, categorical = _mixed_training(rng), _one_hot_models()[name], MIXED_FEATURES, ["rooms"]
+    y = (np.asarray(X[:, 0], dtype=float) > 40).astype(int)
+    model.fit(X, y)
+    return GuardedModel(
+        model.predict_proba, reference=X, feature_names=features, categorical=categorical, name=name, db=":memory:"
+    )
+
+
+# Any JSON value but null (a model without an imputer fails on a missing value: `allow_missing=False` refuses
+# them), from everyday to extreme: floats of any size, integers beyond float range, strings, booleans.
+ANY_VALUE = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from([0, 1, -1, 2.5, 1e9, -1e12, 3.4e38, 3.5e38, 1e300, -1e308, 2**63, "Paris", "", "Lyon", True]),
+    st.text(max_size=4),
+    st.booleans(),
+)
+
+
+@pytest.mark.parametrize("name", [*_numeric_models(), *_one_hot_models()])
+def test_no_value_that_passes_validation_makes_a_scikit_learn_model_raise(name: str) -> None:
+    guarded = _guarded(name)
+    width = len(guarded.schema.names)
+    near_limits = st.sampled_from([v * s for v in guarded.schema.limits if math.isfinite(v) for s in (1, -1, 0.999, 1.001)])
+    outcomes: dict[int, int] = {}
+    failures: list[str] = []
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rows=st.lists(st.lists(st.one_of(ANY_VALUE, near_limits), min_size=width, max_size=width), min_size=1, max_size=3))
+    def send(rows: list[list[Any]]) -> None:
+        reply = guarded.handle_predict(json.dumps({"rows": rows}).encode())
+        outcomes[reply.status] = outcomes.get(reply.status, 0) + 1
+        if reply.status >= 500:
+            failures.append(f"{reply.body[:300]!r} for {rows!r:.300}")
+
+    try:
+        send()
+    finally:
+        guarded.close()
+    assert not failures, f"{len(failures)} model failures, first ones:\n" + "\n".join(failures[:5])
+    assert set(outcomes) == {200, 422}  # both reached: values that pass and values that are refused

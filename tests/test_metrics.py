@@ -288,6 +288,40 @@ def test_a_health_report_sets_the_status_and_drift_gauges(
     monitor.close()
 
 
+def test_a_health_report_sets_the_joint_drift_and_estimated_performance_gauges(
+    factory: types.SimpleNamespace, registry: CollectorRegistry
+) -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(2000, 3))
+    X[:, 1] = 0.6 * X[:, 0] + 0.8 * X[:, 1]
+    p = 1 / (1 + np.exp(-2 * X[:, 0]))
+    reference = Reference.from_data(X, y=(rng.random(2000) < p).astype(int), predictions=np.column_stack([1 - p, p]))
+    monitor = Monitor(reference, name="m", feature_names=FEATURES, metrics=factory).start()
+    flipped = X[:500] * np.array([1.0, -1.0, 1.0])  # b's relation to a flips, every marginal stays symmetric
+    monitor.observe(flipped, np.column_stack([1 - p[:500], p[:500]]))
+
+    report = monitor.health()
+
+    joint, estimate = report.check("joint_drift"), report.check("estimated_performance")
+    assert value(registry, "guarded_serving_check_status", model="m", check="joint_drift") == 2.0
+    assert value(registry, "guarded_serving_feature_status", model="m", check="joint_drift", feature="f1") == 2.0
+    assert (
+        value(registry, "guarded_serving_drift_score", model="m", check="joint_drift", feature="f1", method="correlation")
+        == joint.details.features["f1"].score
+    )
+    assert (
+        value(registry, "guarded_serving_drift_threshold", model="m", check="joint_drift", feature="f1", method="correlation")
+        == joint.details.features["f1"].threshold
+    )
+    assert value(registry, "guarded_serving_check_status", model="m", check="estimated_performance") == 0.0
+    for of, expected in (("window", estimate.details.estimated), ("reference", estimate.details.reference)):
+        assert value(registry, "guarded_serving_estimated_performance", model="m", metric="accuracy", of=of) == expected
+    low, high = estimate.details.interval
+    assert value(registry, "guarded_serving_estimated_performance", model="m", metric="accuracy", of="low") == low
+    assert value(registry, "guarded_serving_estimated_performance", model="m", metric="accuracy", of="high") == high
+    monitor.close()
+
+
 def test_gauges_of_features_a_report_no_longer_judges_become_nan(
     factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:

@@ -81,7 +81,7 @@ def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training
         report = monitor.health()
 
     assert report.status is Status.ALERT
-    assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), most in stage 'predict'."
+    assert report.check("pipeline").summary == "3 of the last 4 requests failed (75.0%), in stage 'predict'."
     assert report.check("data_drift").status is Status.OK
     assert [e["event"] for e in logs] == ["status_changed"]
     assert logs[0]["previous"] == "ok"
@@ -122,7 +122,7 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
     [
         pytest.param({"window": 0}, "window: expected a positive integer, got 0", id="window"),
         pytest.param({"name": ""}, "name: expected a non-empty string", id="name"),
-        pytest.param({"version": 3}, "version: expected a string or None, got 3", id="version"),
+        pytest.param({"version": 3}, "version: expected a non-empty string or None, got 3", id="version"),
         pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
         pytest.param({"db": 5}, "db: expected a file path, a Store, or None, got 5", id="db"),
         pytest.param({"db": " "}, "db: expected a file path, or None or ':memory:' for no log store", id="blank-db"),

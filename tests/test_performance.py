@@ -193,3 +193,25 @@ def test_check_label_of_a_regressor_accepts_a_finite_number(regressor: Performan
 )
 def test_check_label_of_a_regressor_needs_a_finite_number(regressor: Performance, label: Any) -> None:
     assert regressor.check_label(label) == Problem(f"got {label!r}", "a finite number")
+
+
+# -- predictions that cannot be scored -------------------------------------------------------------------------------
+
+
+def test_row_losses_leave_out_a_regressor_row_without_a_usable_prediction() -> None:
+    losses = row_losses("regression", (), [1.0, math.nan, None, [2.0, 3.0], 4.0], [1.5, 2.0, 2.0, 2.0, 1.0])
+
+    assert (losses.error.tolist(), losses.unscored) == ([0.5, 3.0], 3)
+
+
+def test_row_losses_leave_out_a_nan_probability_row_and_score_the_rest_as_probabilities() -> None:
+    losses = row_losses("classification", (0, 1), [[0.9, 0.1], [math.nan, math.nan], [0.2, 0.8], None], [0, 0, 1, 1])
+
+    assert (losses.error.tolist(), losses.unscored) == ([0.0, 0.0], 2)
+    assert losses.loss.tolist() == pytest.approx([-math.log(0.9), -math.log(0.8)], abs=1e-12)
+
+
+def test_row_losses_leave_out_a_missing_predicted_label() -> None:
+    losses = row_losses("classification", ("cat", "dog"), ["cat", None, "dog", math.nan], ["cat", "cat", "cat", "dog"])
+
+    assert (losses.error.tolist(), losses.unscored) == ([0.0, 1.0], 2)

@@ -199,4 +199,4 @@ def test_the_health_report_echoes_no_input_value() -> None:
     assert "SECRET-VALUE-42" not in text
     assert "987654" not in text
     assert '"colour"' in text  # the feature is reported, by name ...
-    assert "unseen categories ('#" in text  # ... and its unseen values by fingerprint
+    assert "1 unseen category ('#" in text  # ... and its unseen values by fingerprint

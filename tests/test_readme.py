@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -13,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from guarded_serving import Reference
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, copy_checkout, free_port
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
@@ -60,16 +60,7 @@ def test_python_example_runs(
 @pytest.fixture(scope="module")
 def fresh_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's files (tracked or not ignored) copied into an empty folder, without any venv."""
-    target = tmp_path_factory.mktemp("checkout")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for name in listed:
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +90,31 @@ def readme_service(fresh_checkout: Path) -> Iterator[tuple[Path, int]]:
         log.close()
 
 
-def test_readme_curl_lines_work_as_written(readme_service: tuple[Path, int]) -> None:
+def text_block(starting: str) -> str:
+    """The README's ```text block that starts with ``starting``: what a command prints."""
+    [block] = [code for code in blocks("text") if code.startswith(starting)]
+    return block
+
+
+def quoted_after(words: str) -> str:
+    """The `code` the README quotes right after ``words`` (which may span a line break)."""
+    found = re.search(re.escape(words).replace(r"\ ", r"\s+") + r"\s+`([^`]+)`", README)
+    assert found is not None, f"the README no longer quotes anything after {words!r}"
+    return found.group(1)
+
+
+def in_order(shown: list[str], printed: list[str]) -> list[str]:
+    """The lines of ``shown`` not found in ``printed`` in the same order (``...`` stands for lines left out)."""
+    remaining = iter(printed)
+    return [line for line in shown if line != "..." and line not in remaining]
+
+
+def test_readme_commands_run_in_order_print_what_it_shows(readme_service: tuple[Path, int]) -> None:
+    """The curl lines, then the command-line examples, each line run as written and in order against the served
+    example (only the port changed), as a user following the README would: what they print is what it shows."""
     checkout, port = readme_service
-    lines = [line for line in blocks("bash")[2].strip().splitlines() if line]
+    [commands] = [code for code in blocks("bash") if "guarded-serving report" in code]
+    lines = [line for line in (blocks("bash")[2] + commands).strip().splitlines() if line]
     outputs = []
     for line in lines:
         command = line.replace("127.0.0.1:3000", f"127.0.0.1:{port}")
@@ -109,42 +122,26 @@ def test_readme_curl_lines_work_as_written(readme_service: tuple[Path, int]) -> 
         assert result.returncode == 0, f"{line}\n{result.stderr}"
         outputs.append(result.stdout)
 
-    predict, health, bad, table, traffic = outputs
-    assert '"predictions":[[0.98' in predict
-    assert '"checks":' in health
-    assert "row 0, feature 'sepal_width': got \\\"wide\\\"; expected a number" in bad
-    assert "rejected" in table
-    assert "sent 150 normal rows" in traffic
-
-
-def test_readme_command_line_examples_work_as_written(readme_service: tuple[Path, int]) -> None:
-    checkout, port = readme_service
-    [block] = [code for code in blocks("bash") if "guarded-serving report" in code]
-    sent = subprocess.run(  # drifted traffic in the store, whichever test ran first
-        [".venv/bin/python", "examples/traffic.py", "--url", f"http://127.0.0.1:{port}"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert sent.returncode == 0, sent.stderr
-    outputs = []
-    for line in block.strip().splitlines():
-        result = subprocess.run(["bash", "-c", line], cwd=checkout, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{line}\n{result.stderr}"
-        outputs.append(result.stdout)
-
-    profile, table, as_json, tail = outputs
+    predict, bad, health, table, traffic, profile, report, as_json, tail = outputs
+    answer, shown = json.loads(predict), json.loads(text_block('{"predictions"'))
+    assert list(answer) == list(shown) == ["predictions", "request_id"]
+    np.testing.assert_allclose(answer["predictions"], shown["predictions"], rtol=1e-9, atol=0)  # as printed, not rounded
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"])
+    assert quoted_after("The second is a `422` whose body says") in json.loads(bad)["detail"]
+    assert json.loads(health)["totals"] == {"requests": 2, "rows": 2, "rejected": 1, "errors": 0}
+    logged = [line for line in table.splitlines()[2:] if line.strip()]  # no race: the report waited for the store
+    statuses = [next(word for word in line.split() if word in ("ok", "rejected", "error")) for line in logged]
+    assert statuses == ["ok", "rejected"], table
+    assert answer["request_id"] in logged[0]
+    assert json.loads(bad)["request_id"] in logged[1]
+    assert f"data_drift: alert: {quoted_after('`data_drift` check then says')}" in traffic.splitlines()
     assert profile.startswith("Profiled 105 rows of examples/classifier/training.csv: 4 features (all numeric)")
     from_csv = Reference.load(checkout / "reference-from-csv.json")
     trained = Reference.load(checkout / "examples" / "classifier" / "reference.json")
     assert (from_csv.features, from_csv.outputs, from_csv.performance) == (trained.features, trained.outputs, trained.performance)
-    assert table.startswith("Model 'iris', from guarded_serving.db\nstatus     ALERT\n")
-    assert re.search(r"^data_drift +petal_length +alert +mean \+", table, flags=re.M)
-    report = json.loads(as_json)
-    drift = report["checks"]["data_drift"]["features"]
+    assert in_order(text_block("Model 'iris'").splitlines(), report.splitlines()) == []
+    drift = json.loads(as_json)["checks"]["data_drift"]["features"]
     assert [name for name, entry in drift.items() if entry["drifted"]] == ["petal_length"]
-    assert report["offline"]["since"] is not None
     rejected = tail.splitlines()[1:]
     assert len(rejected) == 5
     assert all(" rejected " in line for line in rejected)

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from guarded_serving.store import Store
 
@@ -124,6 +125,16 @@ def store_check(server: Server) -> dict[str, Any]:
 def logged_request_ids(db: Path) -> set[str]:
     with sqlite3.connect(db) as conn:
         return {rid for (rid,) in conn.execute("SELECT request_id FROM requests")}
+
+
+def logged_so_far(db: Path) -> set[str]:
+    """What a file being (re)created holds so far: nothing until the writer has made it and its schema."""
+    if not db.exists():
+        return set()
+    try:
+        return logged_request_ids(db)
+    except sqlite3.OperationalError:  # created a moment ago, its tables not yet
+        return set()
 
 
 def integrity(db: Path) -> str:
@@ -341,7 +352,7 @@ def test_a_deleted_database_file_is_noticed_and_a_new_one_is_started(tmp_path: P
         after = Traffic(server, "after")
         for _ in range(10):
             after.send()
-        assert wait_for(lambda: after.answered() <= logged_request_ids(server.db) if server.db.exists() else False)
+        assert wait_for(lambda: after.answered() <= logged_so_far(server.db))
         check_after_delete = store_check(server)
         server.stop()
 
@@ -391,5 +402,101 @@ def test_health_answers_200_while_the_database_file_is_deleted(tmp_path: Path) -
 
         assert traffic.failed() == {}
         assert {s for s in statuses if s != 200} == set(), f"statuses: {statuses}"
+    finally:
+        stop(server)
+
+
+def clear_fault(path: Path) -> None:
+    if path.is_dir():
+        path.rmdir()
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("fault", ["a-directory", "under-a-regular-file"])
+def test_a_store_that_cannot_be_opened_at_start_up_keeps_answering_alerts_and_retries(tmp_path: Path, fault: str) -> None:
+    """The worker starts, answers, and says in its store check that the file could not be opened; the
+    writer keeps trying, and once the path is usable everything that waited in memory is written."""
+    if fault == "a-directory":
+        db = tmp_path / "guarded.db"
+        db.mkdir()
+        blocking = db
+    else:
+        blocking = tmp_path / "data"
+        blocking.write_text("a regular file where a directory should be")
+        db = blocking / "guarded.db"
+    server = start_server(TOY, tmp_path, db=db)  # a crash-looping worker would never be ready
+    try:
+        traffic = Traffic(server, "startup")
+        for _ in range(5):
+            traffic.send()
+        while_unopenable = store_check(server)
+        clear_fault(blocking)
+        recovered = wait_for(lambda: traffic.send() == 200 and store_check(server)["status"] == "ok", timeout=20, interval=0.2)
+        final = store_check(server)
+        server.stop()
+
+        assert traffic.failed() == {}
+        assert while_unopenable["status"] == "alert"
+        assert "could not be opened" in while_unopenable["summary"]
+        assert while_unopenable["pending"] >= 5
+        assert recovered, f"the store check did not return to ok once the path was usable: {final}"
+        assert traffic.answered() <= logged_request_ids(db)
+        assert integrity(db) == "ok"
+    finally:
+        stop(server)
+
+
+def test_a_database_locked_at_start_up_does_not_hold_up_readiness(tmp_path: Path) -> None:
+    db = tmp_path / "guarded.db"
+    Store(db).open().close()
+    holder = LockHolder(db, max_seconds=60)
+    server: Server | None = None
+    try:
+        server = start_server(TOY, tmp_path, db=db)
+        ready_while_locked = holder.holding()
+        traffic = Traffic(server, "locked-at-start")
+        failing = wait_for(lambda: traffic.send() == 200 and is_failing(store_check(server)), timeout=20, interval=0.2)
+        holder.release()
+        recovered = wait_for(lambda: traffic.send() == 200 and store_check(server)["status"] == "ok", timeout=20, interval=0.2)
+        server.stop()
+
+        assert ready_while_locked, "the service was not ready until the lock was released"
+        assert traffic.failed() == {}
+        assert failing
+        assert recovered
+        assert traffic.answered() <= logged_request_ids(db)
+    finally:
+        holder.kill()
+        if server is not None:
+            stop(server)
+
+
+def test_a_deleted_wal_file_is_noticed_and_a_kill_9_later_keeps_what_was_answered(tmp_path: Path) -> None:
+    """SQLite would keep committing into the unlinked write-ahead log, and a kill -9 would take every
+    row since the deletion with it. The writer notices before its next flush, moves what the deleted
+    log held into the database file, and starts a new log."""
+    from .test_kill9 import kill_9
+
+    server = start_server(TOY, tmp_path)
+    try:
+        before = Traffic(server, "before")
+        for _ in range(5):
+            assert before.send() == 200
+        assert wait_for(lambda: store_check(server)["written"] >= 5)
+        wal = Path(f"{server.db}-wal")
+        wal.unlink()
+        after = Traffic(server, "after")
+        for _ in range(300):
+            after.send(rows=3)
+        assert wait_for(lambda: store_check(server)["pending"] == 0 and store_check(server)["written"] >= 905)
+        check = store_check(server)
+        kill_9(server)
+
+        assert after.failed() == {}
+        assert integrity(server.db) == "ok"
+        assert (before.answered() | after.answered()) <= logged_request_ids(server.db)
+        assert check["status"] == "warn"
+        assert "write-ahead log" in check["summary"]
     finally:
         stop(server)

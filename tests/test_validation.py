@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -321,7 +323,110 @@ def test_schema_from_reference_takes_names_kinds_and_limits() -> None:
 
     schema = RowSchema.from_reference(reference, allow_missing=False, max_rows=10)
 
-    assert schema == RowSchema(names=("age", "city", "income"), numeric=(True, False, True), allow_missing=False, max_rows=10)
+    assert schema == RowSchema(
+        names=("age", "city", "income"),
+        numeric=(True, False, True),
+        allow_missing=False,
+        max_rows=10,
+        types=(frozenset({int, float}), frozenset({str}), frozenset({int, float})),
+        limits=(41e9, math.inf, 1200.5e9),
+    )
+
+
+def test_a_schema_without_types_or_limits_takes_any_finite_number_and_any_category() -> None:
+    schema = RowSchema(names=("age", "city"), numeric=(True, False))
+
+    assert schema.types == (frozenset({int, float}), frozenset({str, int, float, bool}))
+    assert schema.limits == (sys.float_info.max, math.inf)
+
+
+# --- types and magnitudes from the reference -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def from_reference() -> RowSchema:
+    """age and income numeric (largest magnitudes 41 and 0.5), city a string category, rooms an integer category."""
+    rows = [
+        {"age": 30, "city": "Paris", "rooms": 2, "income": 0.5},
+        {"age": -41, "city": "Lyon", "rooms": 3, "income": 0.25},
+    ]
+    return RowSchema.from_reference(Reference.from_data(rows, categorical=["rooms"]))
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        pytest.param(
+            b"[30, 75001, 2, 0.5]",
+            Refusal(422, 0, "city", "got 75001", "a category given as a string, as the reference's are"),
+            id="a-number-for-string-categories",
+        ),
+        pytest.param(
+            b"[30, true, 2, 0.5]",
+            Refusal(422, 0, "city", "got true", "a category given as a string, as the reference's are"),
+            id="a-boolean-for-string-categories",
+        ),
+        pytest.param(
+            b'[30, "Paris", "two", 0.5]',
+            Refusal(422, 0, "rooms", 'got "two"', "a category given as a number, as the reference's are"),
+            id="a-string-for-number-categories",
+        ),
+        pytest.param(
+            b'[1e308, "Paris", 2, 0.5]',
+            Refusal(
+                422,
+                0,
+                "age",
+                "got 1e+308, far beyond the reference's values",
+                "a number within ±4.1e+10 (10^9 times the reference's largest magnitude, at least 1)",
+            ),
+            id="1e308-for-a-feature-up-to-41",
+        ),
+        pytest.param(
+            b'[30, "Paris", 2, -1000000001]',
+            Refusal(
+                422,
+                0,
+                "income",
+                "got -1000000001, far beyond the reference's values",
+                "a number within ±1e+09 (10^9 times the reference's largest magnitude, at least 1)",
+            ),
+            id="an-integer-beyond-1e9-for-a-feature-below-1",
+        ),
+    ],
+)
+def test_values_a_model_trained_on_the_reference_would_fail_on_are_refused(
+    row: bytes, expected: Refusal, from_reference: RowSchema
+) -> None:
+    assert refusal(b'{"rows": [' + row + b"]}", from_reference) == expected
+
+
+def test_a_wrong_type_for_a_category_is_a_problem_of_kind_type(from_reference: RowSchema) -> None:
+    with pytest.raises(InputError) as info:
+        parse(b'{"rows": [[30, 75001, 2, 1e300]]}', from_reference)
+
+    assert [(p.feature, p.kind) for p in info.value.problems] == [("city", "type"), ("income", None)]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(b'[30000, "Paris", 2, 500]', id="a-unit-changed-x1000"),
+        pytest.param(b'[-41e9, "Marseille", 7, 1e9]', id="at-the-limits-and-unseen-categories"),
+        pytest.param(b"[null, null, null, null]", id="all-missing"),
+        pytest.param(b'[30, "Paris", 2.5, 0.5]', id="a-float-for-integer-categories"),
+    ],
+)
+def test_plausible_values_outside_the_reference_still_pass(row: bytes, from_reference: RowSchema) -> None:
+    assert len(parse(b'{"rows": [' + row + b"]}", from_reference)) == 1
+
+
+def test_an_all_numeric_matrix_is_held_to_each_features_limit() -> None:
+    schema = RowSchema.from_reference(Reference.from_data(np.array([[1.0, 100.0], [2.0, 300.0]])))
+
+    assert parse_table(parse_json(b'{"rows": [[2e9, 3e11]]}'), schema).matrix is not None
+    with pytest.raises(InputError, match="row 1, feature 'f0'"):
+        parse_table(parse_json(b'{"rows": [[1, 1], [2.1e9, 1]]}'), schema)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ The rule (explained in the README):
    sampling noise, for what it is. Only the order statistics the quantiles need are drawn, so a draw
    costs the same whatever ``n`` and ``m`` are.
 2. **A family-wise error budget.** Each check gets a share ``alpha`` of the model-wide budget of
-   false alarms per health check (data drift 0.4 %, prediction drift 0.15 %, data quality 0.3 %, and
-   concept drift's bound 0.1 %: under 1 % in all), split evenly over its tests (Bonferroni), so the rate
-   holds however many features the model has.
+   false alarms per health check (data drift 0.4 %, prediction drift 0.15 %, data quality 0.25 %,
+   concept drift's bound 0.1 %, joint drift and the performance estimate 0.05 % each: 1 % in all),
+   split evenly over its tests (Bonferroni), so the rate holds however many features the model has.
 3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the null is
    summarised by its moments: location and spread statistics (trimmed mean shift, cube root of the
    ratio of robust variances) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive
@@ -151,8 +151,11 @@ class Calibration:
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
             size, ref_size = int(n_cal[j]), int(m_cal[j])
-            counts = rng.multinomial(size, probs, size=draws)
-            pseudo = rng.multinomial(ref_size, probs, size=draws)
+            if not probs.sum() > 0 or size < 1 or ref_size < 1:  # no category in the reference (an all-missing or
+                continue  # redacted feature): no null to draw
+            shares = probs / probs.sum()
+            counts = rng.multinomial(size, shares, size=draws)
+            pseudo = rng.multinomial(ref_size, shares, size=draws)
             stats = np.array(
                 [categorical_distance(base.methods[j], c / size, r / ref_size) for c, r in zip(counts, pseudo, strict=True)]
             )

@@ -35,7 +35,7 @@ __all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "Quality
 
 ALPHA_DATA = 0.004
 ALPHA_PREDICTION = 0.0015
-ALPHA_QUALITY = 0.003
+ALPHA_QUALITY = 0.0025
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +399,18 @@ class QualityDetails:
     features: dict[str, FeatureQuality]
 
 
+def _unseen_problem(distinct: int, values: int, shown: dict[str, int]) -> str:
+    """``1 unseen category ('#76a79620' x117)``, ``3 unseen categories in 150 values ('#..' x100, ...)``.
+
+    ``distinct`` counts the names remembered (at most MAX_UNSEEN_NAMES per chunk: a lower bound), ``values``
+    the window's values that were unseen categories.
+    """
+    listed = ", ".join(f"{nm!r} x{c}" for nm, c in list(shown.items())[:3]) + (", ..." if len(shown) > 3 else "")
+    if distinct <= 1:
+        return f"1 unseen category ({listed})"
+    return f"{distinct} unseen categories in {values} values ({listed})"
+
+
 def quality_check(
     base: Baseline,
     window: Columns,
@@ -477,12 +489,11 @@ def quality_check(
                 severe |= share >= 0.1
         else:
             k = cat_pos[j]
+            names = data.unseen.get(j, {})
             if unseen_count[k]:
-                names = data.unseen.get(j, {})
                 unseen = {(nm if reveal else fingerprint(nm)): c for nm, c in sorted(names.items(), key=lambda kv: -kv[1])[:10]}
             if unseen_flag[k]:
-                listed = ", ".join(f"{nm!r} x{c}" for nm, c in list((unseen or {}).items())[:3])
-                problems.append(f"{int(unseen_count[k])} unseen categories ({listed})")
+                problems.append(_unseen_problem(len(names), int(unseen_count[k]), unseen or {}))
                 severe |= bool(unseen_share[k] >= 0.1)
         if constant[j]:
             problems.append("the feature went constant")

@@ -1,0 +1,468 @@
+"""Joint drift: did the relations between features change, while each feature may still look like itself?
+
+A join off by one row, two sensors recalibrated in opposite directions, a derived feature computed from
+a stale partner: every column keeps its distribution, so per-feature checks are blind by construction,
+but the correlations between columns move. This check compares every pair's correlation in the window
+with the reference's, from the reference's :class:`~guarded_serving.rowsample.RowSample`:
+
+1. **Scores that ignore the marginals.** Each numeric feature is clipped to its own 2 % and 98 %
+   quantiles *in the sample at hand* (window or reference) and centred on its own mean, so a shift, a
+   rescaling or a unit change of one feature (the data drift check's business) leaves its correlations
+   as they were, and a few extreme values do not swing them. A categorical feature enters as indicators
+   of its most common categories (up to three, each at least 5 % of the reference). Missing values drop
+   out pair by pair: each correlation is taken over the rows where both values are present.
+2. **The null distribution of each pair from the reference itself.** How much a correlation varies
+   from sample to sample depends on the pair's joint shape (tails, ties, strength, a rare category): per
+   pair, the reference sample gives the moments of the correlation's influence function (the delta
+   method), hence its variance and skewness on Fisher's z scale for any window size. The variance is
+   taken at its upper 2-standard-error bound, since it is itself estimated from the sample. Windows of
+   the configured size are resampled from the reference (as the per-feature calibration does) to measure
+   how far the real spread departs from the formula (clipping at a window's own quantiles, small
+   samples); the formula is widened by that factor when it is above 1. The reference's own sampling
+   noise is added, as for two independent samples.
+3. **A family-wise budget.** Each pair's standardised change is compared with the Bonferroni bound for
+   :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's
+   skewness (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare
+   categories are judged only when the reference sample expects at least 50 rows holding both and a
+   window 10. The pairs that clear the bound are named, most changed first; a change of 0.3 or more is
+   an alert.
+
+Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`), the
+product of its n x q scores with themselves (three products when values are missing), O(q^2) after that:
+about 1 ms for 64 features and 2,000 rows. A wider model keeps the 64 columns with the strongest relations
+in the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from ..health import CheckResult, Status
+from ..rowsample import RowSample
+from .baseline import Baseline
+from .checks import Columns
+
+__all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
+
+ALPHA_JOINT = 0.0005
+MIN_CHANGE = 0.1  # in correlation: smaller changes are not flagged however sure
+SEVERE_CHANGE = 0.3  # an alert from this change on, a warning below
+MAX_COLUMNS = 64
+LEVEL_SHARE = 0.05  # a category's reference share for it to get an indicator
+MAX_LEVELS = 3  # indicators per categorical feature
+MIN_REFERENCE_ROWS = 100
+DRAWS = 100
+MAX_DRAW_ROWS = 4000
+TRIM = 0.02
+SHOWN = 10  # changed pairs kept in the details
+MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
+# ... and the reference sample, for the pair's variance to be known: a pair of categories seen together in ~40
+# rows of it had its variance underestimated by a fifth, and fired on healthy traffic (64 features, window 2,000)
+MIN_REFERENCE_CELL = 50
+_LIMIT = 0.995  # correlations are clipped to +-this before Fisher's z
+_CHUNK = 256  # pairs whose influence functions are held at once while fitting
+
+
+@dataclass(frozen=True, slots=True)
+class PairChange:
+    """One pair whose correlation moved: reference and window correlations, and the standardised change."""
+
+    features: tuple[str, str]
+    reference: float
+    current: float
+    z: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureJoint:
+    """One feature's part in the relations: the standardised change (``score``) of its pair nearest to
+    or furthest beyond its bound (``threshold``), and the partner in that pair."""
+
+    status: Status
+    drifted: bool
+    score: float | None
+    threshold: float | None
+    partner: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JointDetails:
+    rows: int
+    min_rows: int
+    alpha: float
+    pairs: int
+    threshold: float | None
+    score: float | None
+    changed: tuple[PairChange, ...]
+    features: dict[str, FeatureJoint]
+
+
+@dataclass(frozen=True, eq=False)
+class JointBaseline:
+    """What the joint check compares a window with, computed once per monitor (see the module docstring).
+
+    Columns are numeric features (``levels[c] < 0``) or indicators of category ``levels[c]``; pairs are
+    two columns of different features. ``reason`` says why relations are not judged (arrays then empty).
+    """
+
+    reason: str | None
+    names: tuple[str, ...]  # feature names judged, in reference order
+    labels: tuple[str, ...]  # per column: its feature, or "feature='category'"
+    feature_of: np.ndarray  # per column: index into the baseline's features
+    name_of: np.ndarray  # per column: index into ``names``
+    levels: np.ndarray  # per column: category code, or -1 for a numeric feature
+    numeric_rank: np.ndarray  # per column: position of its feature among the baseline's numeric features (-1)
+    share: np.ndarray  # per column: the reference share of its category (1 for a numeric feature)
+    left: np.ndarray  # per pair: its two columns, left < right
+    right: np.ndarray
+    reference: np.ndarray  # per pair: correlation in the reference sample
+    variance: np.ndarray  # per pair: one row's variance of Fisher's z (upper bound, widened by ``inflation``^2)
+    third: np.ndarray  # per pair: one row's third cumulant of Fisher's z
+    reference_rows: np.ndarray  # per pair: reference rows with both values present
+    inflation: float  # the null spread on resampled windows over the delta method's, at least 1
+    window: int
+    alpha: float
+    threshold: float  # the Bonferroni bound on |z|, before each pair's skewness moves it out
+
+    @classmethod
+    def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
+        i, f = np.zeros(0, dtype=np.intp), np.zeros(0)
+        return cls(reason, (), (), i, i, i, i, f, i, i, f, f, f, f, 1.0, window, alpha, math.inf)
+
+    @classmethod
+    def fit(
+        cls,
+        sample: RowSample | None,
+        base: Baseline,
+        window: int,
+        skip: frozenset[str] = frozenset(),
+        alpha: float = ALPHA_JOINT,
+        draws: int = DRAWS,
+        seed: int = 20261129,
+    ) -> JointBaseline:
+        if sample is None:
+            reason = "the reference has no row sample (saved by an older version; build it again with Reference.from_data)."
+            return cls.unjudged(reason, window, alpha)
+        if sample.rows < MIN_REFERENCE_ROWS:
+            reason = f"the reference's row sample holds {sample.rows} rows; relations need {MIN_REFERENCE_ROWS}."
+            return cls.unjudged(reason, window, alpha)
+        feature_of, levels, share, columns = _columns(sample, base, skip)
+        if len(set(feature_of.tolist())) < 2:
+            reason = "fewer than two features to relate (numeric with spread, or categorical with common categories)."
+            return cls.unjudged(reason, window, alpha)
+        scores, present = _scores(columns, levels, *_bounds(columns, levels))
+        if len(feature_of) > MAX_COLUMNS:  # keep the columns with the strongest relations in the reference
+            strength = np.abs(np.nan_to_num(_pairwise(scores, present)[0]))
+            strength[feature_of[:, None] == feature_of[None, :]] = 0.0
+            keep = np.sort(np.argsort(-strength.max(axis=1), kind="stable")[:MAX_COLUMNS])
+            feature_of, levels, share, columns = feature_of[keep], levels[keep], share[keep], columns[:, keep]
+            scores, present = scores[:, keep], present[:, keep]
+        left, right = np.triu_indices(len(feature_of), k=1)
+        left, right = left[feature_of[left] != feature_of[right]], right[feature_of[left] != feature_of[right]]
+        corr, rows = _pairwise(scores, present)
+        rho = np.clip(corr[left, right], -_LIMIT, _LIMIT)
+        variance, upper, third = _moments(scores, present, rho, left, right)
+        cells = rows[left, right] * share[left] * share[right]
+        judged = np.isfinite(rho) & np.isfinite(upper) & np.isfinite(third) & (cells >= MIN_REFERENCE_CELL)
+        left, right, rho = left[judged], right[judged], rho[judged]
+        variance, upper, third = variance[judged], upper[judged], third[judged]
+        if not len(left):
+            reason = "no pair of features is present together often enough in the reference's row sample."
+            return cls.unjudged(reason, window, alpha)
+        inflation = _inflation(columns, levels, left, right, rho, variance, window, draws, seed)
+        names = tuple(dict.fromkeys(base.names[j] for j in feature_of.tolist()))
+        position = {n: k for k, n in enumerate(names)}
+        numeric_rank = {int(j): k for k, j in enumerate(base.num_idx)}
+        return cls(
+            reason=None,
+            names=names,
+            labels=tuple(_label(base, j, lv) for j, lv in zip(feature_of.tolist(), levels.tolist(), strict=True)),
+            feature_of=feature_of,
+            name_of=np.array([position[base.names[j]] for j in feature_of.tolist()], dtype=np.intp),
+            levels=levels,
+            numeric_rank=np.array([numeric_rank.get(j, -1) for j in feature_of.tolist()], dtype=np.intp),
+            share=share,
+            left=left,
+            right=right,
+            reference=rho,
+            variance=upper * inflation**2,
+            third=third * inflation**3,
+            reference_rows=rows[left, right],
+            inflation=inflation,
+            window=window,
+            alpha=alpha,
+            threshold=float(norm.isf(alpha / (2 * len(left)))),
+        )
+
+
+def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The columns related: each numeric feature with spread, and indicators of each categorical feature's
+    common categories (the sample's rows need at least MIN_REFERENCE_ROWS values). Returns per column its
+    feature, category (-1 for numeric), reference share (1 for numeric), and the sample's values."""
+    where = {n: k for k, n in enumerate(sample.names)}
+    matrix = sample.matrix
+    category_rank = {int(j): k for k, j in enumerate(base.cat_idx)}
+    feature_of: list[int] = []
+    levels: list[int] = []
+    share: list[float] = []
+    for j, name in enumerate(base.names):
+        if name in skip or name not in where:
+            continue
+        present = matrix[:, where[name]][~np.isnan(matrix[:, where[name]])]
+        if len(present) < MIN_REFERENCE_ROWS:
+            continue
+        if base.numeric[j]:
+            if present.min() < present.max():
+                feature_of.append(j)
+                levels.append(-1)
+                share.append(1.0)
+            continue
+        shares = base.cat_props[category_rank[j]][:-1]  # the last slot is for unseen categories
+        kept = [k for k in range(min(len(shares), MAX_LEVELS)) if shares[k] >= LEVEL_SHARE]
+        if len(kept) == len(shares):  # an indicator of every category: the last one is implied by the others
+            kept = kept[:-1]
+        feature_of += [j] * len(kept)
+        levels += kept
+        share += [float(shares[k]) for k in kept]
+    columns = matrix[:, [where[base.names[j]] for j in feature_of]]
+    return np.array(feature_of, dtype=np.intp), np.array(levels, dtype=np.intp), np.array(share), columns
+
+
+def _label(base: Baseline, feature: int, level: int) -> str:
+    name = base.names[feature]
+    return name if level < 0 else f"{name}={base.profiles[feature].categories[level][0]!r}"
+
+
+def _bounds(columns: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each numeric column's clip bounds in this sample: its 2 % and 98 % order statistics (its minimum
+    and maximum when those coincide); +-inf for indicator columns."""
+    lo = np.full(columns.shape[1], -np.inf)
+    hi = np.full(columns.shape[1], np.inf)
+    numeric = np.flatnonzero(levels < 0)
+    if len(numeric):
+        ordered = np.sort(columns[:, numeric], axis=0)  # NaN last
+        counts = (~np.isnan(ordered)).sum(axis=0)
+        lo[numeric], hi[numeric] = _order_bounds(ordered.T, np.arange(len(numeric)), counts)
+    return lo, hi
+
+
+def _order_bounds(sorted_rows: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip bounds from sorted rows (``sorted_rows[rows[k]]`` holds column k's values, ``counts[k]`` present)."""
+    last = np.maximum(counts - 1, 0)
+    low = np.floor(TRIM * last).astype(np.intp)
+    high = np.ceil((1 - TRIM) * last).astype(np.intp)
+    lo = sorted_rows[rows, low]
+    hi = sorted_rows[rows, high]
+    same = lo == hi
+    return np.where(same, sorted_rows[rows, 0], lo), np.where(same, sorted_rows[rows, last], hi)
+
+
+def _scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred scores (missing values as 0) and the present mask, for rows x columns of feature values."""
+    present = ~np.isnan(columns)
+    indicator = levels >= 0
+    values = np.clip(columns, lo, hi)
+    if indicator.any():
+        values[:, indicator] = columns[:, indicator] == levels[indicator]
+    if present.all():  # the common case: no mask to apply
+        values -= values.mean(axis=0)
+        return values, present
+    missing = ~present
+    values[missing] = 0.0
+    values -= values.sum(axis=0) / np.maximum(present.sum(axis=0), 1)
+    values[missing] = 0.0
+    return values, present
+
+
+def _pairwise(scores: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correlation of every pair of columns over the rows where both are present, and those rows' count."""
+    # float32 products: twice as fast as float64, and sums of a few thousand centred products lose ~1e-6
+    single = scores.astype(np.float32)
+    products = (single.T @ single).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if present.all():
+            squares = np.diag(products)
+            return products / np.sqrt(np.outer(squares, squares)), np.full(products.shape, float(len(scores)))
+        mask = present.astype(np.float32)
+        squares = ((single * single).T @ mask).astype(np.float64)  # [i, j]: column i's squares where j is present too
+        return products / np.sqrt(squares * squares.T), (mask.T @ mask).astype(np.float64)
+
+
+def _moments(
+    scores: np.ndarray, present: np.ndarray, rho: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair, one row's variance of Fisher's z of its correlation, that variance's upper 2-standard-error
+    bound, and one row's third cumulant, from the sample's rows.
+
+    For standardised x, y with correlation rho, the correlation of n rows is rho plus the mean of the
+    influence function psi = xy - rho (x^2 + y^2) / 2 to first order: its variance is E[psi^2] / n
+    ((1 - rho^2)^2 for normal data), its third cumulant E[psi^3] / n^2; Fisher's z divides them by
+    (1 - rho^2)^2 and (1 - rho^2)^3. E[psi^2] estimated from m rows has a standard error of
+    sqrt((E[psi^4] - E[psi^2]^2) / m).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = scores / np.sqrt((scores * scores).sum(axis=0) / np.maximum(present.sum(axis=0), 1))
+    z[~present] = 0.0
+    variance, upper, third = (np.empty(len(left)) for _ in range(3))
+    for start in range(0, len(left), _CHUNK):
+        i, j, r = left[start : start + _CHUNK], right[start : start + _CHUNK], rho[start : start + _CHUNK]
+        both = present[:, i] & present[:, j]
+        psi = np.where(both, z[:, i] * z[:, j] - r / 2 * (z[:, i] ** 2 + z[:, j] ** 2), 0.0)
+        rows = np.maximum(both.sum(axis=0), 1)
+        square = psi * psi
+        m2 = square.sum(axis=0) / rows
+        m4 = (square * square).sum(axis=0) / rows
+        variance[start : start + _CHUNK] = m2
+        upper[start : start + _CHUNK] = m2 + 2 * np.sqrt(np.maximum(m4 - m2 * m2, 0.0) / rows)
+        third[start : start + _CHUNK] = (square * psi).sum(axis=0) / rows
+    to_z = 1 - rho**2
+    return variance / to_z**2, upper / to_z**2, third / to_z**3
+
+
+def _inflation(
+    columns: np.ndarray,
+    levels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    rho: np.ndarray,
+    variance: np.ndarray,
+    window: int,
+    draws: int,
+    seed: int,
+) -> float:
+    """How much wider than the delta method the null spread of a window's Fisher z is, measured on ``draws``
+    windows resampled from the reference sample (pooled over pairs and draws); at least 1."""
+    rng = np.random.default_rng(seed)
+    size = min(window, MAX_DRAW_ROWS)
+    target = np.arctanh(rho)
+    total = 0.0
+    count = 0
+    for _ in range(draws):
+        drawn = columns[rng.integers(0, len(columns), size)]
+        scores, present = _scores(drawn, levels, *_bounds(drawn, levels))
+        corr, rows = _pairwise(scores, present)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (np.arctanh(np.clip(corr[left, right], -_LIMIT, _LIMIT)) - target) ** 2 * rows[left, right] / variance
+        ratio = ratio[np.isfinite(ratio)]
+        total += float(ratio.sum())
+        count += len(ratio)
+    return max(math.sqrt(total / count), 1.0) if count else 1.0
+
+
+def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base: Baseline, min_rows: int) -> CheckResult:
+    """Judge the relations between the window's features (``matrix``: rows x features, as the window
+    holds them; ``columns``: the same window laid out for the per-feature checks)."""
+    name = "joint_drift"
+    n = int(matrix.shape[0])
+    if joint.reason is not None:
+        return CheckResult(name, Status.OK, f"Not judged: {joint.reason}")
+    if n < min_rows:
+        details = JointDetails(n, min_rows, joint.alpha, len(joint.left), None, None, (), {})
+        summary = f"{n} rows in the window; relations are judged from {min_rows}."
+        return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
+    lo = np.full(len(joint.levels), -np.inf)
+    hi = np.full(len(joint.levels), np.inf)
+    numeric = np.flatnonzero(joint.levels < 0)
+    if len(numeric):
+        ranks = joint.numeric_rank[numeric]
+        lo[numeric], hi[numeric] = _order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
+    whole = len(joint.feature_of) == matrix.shape[1] and bool((joint.feature_of == np.arange(matrix.shape[1])).all())
+    scores, present = _scores(matrix if whole else matrix[:, joint.feature_of], joint.levels, lo, hi)  # never written to
+    corr, rows = _pairwise(scores, present)
+    current = corr[joint.left, joint.right]
+    pair_rows = rows[joint.left, joint.right]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
+        z = (np.arctanh(np.clip(current, -_LIMIT, _LIMIT)) - np.arctanh(joint.reference)) / spread
+        skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
+    t = joint.threshold
+    bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
+    expected = pair_rows * joint.share[joint.left] * joint.share[joint.right]
+    judged = np.isfinite(z) & np.isfinite(bound) & (expected >= MIN_CELL)
+    z = np.where(judged, z, 0.0)
+    change = np.where(judged, current - joint.reference, 0.0)
+    severity = np.where(judged, np.abs(z) / bound, 0.0)
+    flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
+    flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
+    pairs = int(judged.sum())
+    changed = tuple(
+        PairChange(
+            (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
+            round(float(joint.reference[k]), 4),
+            round(float(current[k]), 4),
+            round(float(z[k]), 2),
+        )
+        for k in flagged[:SHOWN]
+    )
+    features = _blame(joint, flagged, severity, z, bound, change, current)
+    score = round(float(np.abs(z).max()), 3) if pairs else None
+    details = JointDetails(n, min_rows, joint.alpha, pairs, round(t, 3), score, changed, features)
+    if not len(flagged):
+        summary = f"No relation changed between {len(joint.names)} features ({pairs} pairs) over the last {n} rows."
+        return CheckResult(name, Status.OK, summary, details)
+    status = Status.ALERT if (np.abs(change[flagged]) >= SEVERE_CHANGE).any() else Status.WARN
+    shown = "; ".join(
+        f"{c.features[0]} ~ {c.features[1]}: correlation {c.reference:+.2f} -> {c.current:+.2f}" for c in changed[:3]
+    )
+    more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+    summary = f"{len(flagged)} of {pairs} feature pairs changed relation: {shown}{more}."
+    return CheckResult(name, status, summary, details)
+
+
+def _blame(
+    joint: JointBaseline,
+    flagged: np.ndarray,
+    severity: np.ndarray,
+    z: np.ndarray,
+    bound: np.ndarray,
+    change: np.ndarray,
+    current: np.ndarray,
+) -> dict[str, FeatureJoint]:
+    """Per feature judged: its pair nearest to (or furthest beyond) its bound, with the partner; drifted when
+    that pair is flagged. Vectorised (a scatter-max, no sort): the loop only builds the entries."""
+    left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
+    best = np.full(len(joint.names), -1.0)
+    np.maximum.at(best, left_name, severity)
+    np.maximum.at(best, right_name, severity)
+    index = np.arange(len(severity))
+    first = np.full(len(joint.names), len(severity))
+    for names in (left_name, right_name):
+        hit = severity == best[names]
+        np.minimum.at(first, names[hit], index[hit])
+    positions = np.flatnonzero(first < len(severity))
+    pair = first[positions]  # each feature's worst pair
+    mine_left = left_name[pair] == positions
+    other = np.where(mine_left, joint.right[pair], joint.left[pair])
+    mine = np.where(mine_left, joint.left[pair], joint.right[pair])
+    is_flagged = np.zeros(len(severity), dtype=bool)
+    is_flagged[flagged] = True
+    rows = zip(
+        positions.tolist(),
+        pair.tolist(),
+        mine.tolist(),
+        other.tolist(),
+        (severity[pair] > 0).tolist(),
+        is_flagged[pair].tolist(),
+        np.abs(z[pair]).round(3).tolist(),
+        bound[pair].round(3).tolist(),
+        strict=True,
+    )
+    worst = {row[0]: row[1:] for row in rows}
+    unjudged = FeatureJoint(Status.OK, False, None, None)
+    out: dict[str, FeatureJoint] = {}
+    for position, name in enumerate(joint.names):
+        k, me, partner, judged, drifted, score, threshold = worst.get(position, (0, 0, 0, False, False, 0.0, 0.0))
+        if not judged:
+            out[name] = unjudged
+        elif not drifted:
+            out[name] = FeatureJoint(Status.OK, False, score, threshold, joint.labels[partner])
+        else:
+            status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
+            reason = f"{joint.labels[me]} ~ {joint.labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
+            out[name] = FeatureJoint(status, True, score, threshold, joint.labels[partner], reason)
+    return out

@@ -1,0 +1,288 @@
+"""The joint drift check: relations between features judged against the reference's row sample."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guarded_serving import Monitor, Reference
+from guarded_serving.drift import Baseline, Encoder
+from guarded_serving.drift.checks import Columns
+from guarded_serving.drift.joint import (
+    ALPHA_JOINT,
+    MAX_COLUMNS,
+    JointBaseline,
+    JointDetails,
+    _moments,
+    _pairwise,
+    _scores,
+    joint_check,
+)
+from guarded_serving.health import CheckResult, Status
+
+REFERENCE_ROWS = 4_000
+WINDOW = 1_000
+MIN_ROWS = 100
+NAMES = ["a", "b", "c", "colour"]
+LEVELS = np.array(["red", "green", "blue", "grey"], dtype=object)
+
+
+def rows(count: int, seed: int, rho: float = 0.6, missing: float = 0.0) -> list[list[Any]]:
+    """a and b correlated by ``rho`` (b lognormal), c and colour related (uniform and categorical) but independent
+    of a and b; a share ``missing`` of b missing."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=count)
+    b = np.exp(0.5 * (rho * a + np.sqrt(1 - rho**2) * rng.normal(size=count)))
+    c = rng.uniform(0, 10, count)
+    colour = LEVELS[np.digitize(c + rng.normal(0, 2, count), [3.5, 6.5, 9.0])]
+    b[rng.random(count) < missing] = np.nan
+    return [[float(x), float(y), float(z), str(w)] for x, y, z, w in zip(a, b, c, colour, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    return Reference.from_data(rows(REFERENCE_ROWS, 0), feature_names=NAMES)
+
+
+@pytest.fixture(scope="module")
+def base(reference: Reference) -> Baseline:
+    return Baseline.from_profiles(reference.features)
+
+
+@pytest.fixture(scope="module")
+def joint(reference: Reference, base: Baseline) -> JointBaseline:
+    return JointBaseline.fit(reference.row_sample, base, WINDOW)
+
+
+def judge(joint: JointBaseline, base: Baseline, window: list[list[Any]]) -> CheckResult:
+    matrix = Encoder(base).encode(window, {}, {})
+    return joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+
+
+def drifted(result: CheckResult) -> list[str]:
+    assert isinstance(result.details, JointDetails)
+    return [name for name, f in result.details.features.items() if f.drifted]
+
+
+# -- what is judged ----------------------------------------------------------------------------------------------
+
+
+def test_numeric_features_and_common_categories_are_judged(joint: JointBaseline) -> None:
+    assert joint.reason is None
+    assert joint.names == ("a", "b", "c", "colour")
+    assert joint.labels == ("a", "b", "c", "colour='red'", "colour='green'", "colour='blue'")  # most common first
+
+
+def test_pairs_never_join_two_categories_of_one_feature(joint: JointBaseline) -> None:
+    assert len(joint.left) == 3 + 3 * 3  # a-b, a-c, b-c, and each numeric feature with each of 3 indicators
+    assert all(joint.feature_of[i] != joint.feature_of[j] for i, j in zip(joint.left, joint.right, strict=True))
+
+
+def test_the_bound_is_bonferroni_over_the_pairs(joint: JointBaseline) -> None:
+    from scipy.stats import norm
+
+    assert joint.alpha == ALPHA_JOINT
+    assert joint.threshold == pytest.approx(norm.isf(ALPHA_JOINT / (2 * len(joint.left))))
+
+
+def test_fitting_is_deterministic(reference: Reference, base: Baseline, joint: JointBaseline) -> None:
+    again = JointBaseline.fit(reference.row_sample, base, WINDOW)
+
+    np.testing.assert_array_equal(again.variance, joint.variance)
+    assert again.inflation == joint.inflation
+
+
+def test_on_normal_data_one_rows_variance_of_fishers_z_is_about_1() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=20_000)
+    columns = np.column_stack([a, 0.6 * a + 0.8 * rng.normal(size=20_000)])
+    scores, present = _scores(columns, np.array([-1, -1]), np.full(2, -np.inf), np.full(2, np.inf))
+    rho = _pairwise(scores, present)[0][[0], [1]]
+
+    variance, upper, _ = _moments(scores, present, rho, np.array([0]), np.array([1]))
+
+    assert rho[0] == pytest.approx(0.6, abs=0.02)
+    assert variance[0] == pytest.approx(1.0, abs=0.05)
+    assert variance[0] < upper[0] < 1.1 * variance[0]
+
+
+def test_a_wide_model_keeps_the_64_most_related_columns() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(1_000, 80))
+    X[:, 70:] += X[:, :10]  # the last ten are related to the first ten; the others are independent
+    reference = Reference.from_data(X)
+
+    joint = JointBaseline.fit(reference.row_sample, Baseline.from_profiles(reference.features), WINDOW)
+
+    assert len(joint.labels) == MAX_COLUMNS
+    assert {f"f{j}" for j in [*range(10), *range(70, 80)]} <= set(joint.labels)
+
+
+# -- not judged --------------------------------------------------------------------------------------------------
+
+
+def test_a_reference_without_a_row_sample_is_not_judged(reference: Reference, base: Baseline) -> None:
+    joint = JointBaseline.fit(None, base, WINDOW)
+
+    result = judge(joint, base, rows(500, 1))
+
+    assert result.status is Status.OK
+    assert result.summary.startswith("Not judged: the reference has no row sample (saved by an older version")
+
+
+def test_a_reference_of_one_feature_is_not_judged() -> None:
+    reference = Reference.from_data(np.random.default_rng(5).normal(size=(500, 1)))
+
+    joint = JointBaseline.fit(reference.row_sample, Baseline.from_profiles(reference.features), WINDOW)
+
+    assert joint.reason is not None
+    assert joint.reason.startswith("fewer than two features to relate")
+
+
+def test_a_row_sample_of_fewer_than_100_rows_is_not_judged() -> None:
+    reference = Reference.from_data(np.random.default_rng(6).normal(size=(60, 3)))
+
+    joint = JointBaseline.fit(reference.row_sample, Baseline.from_profiles(reference.features), WINDOW)
+
+    assert joint.reason == "the reference's row sample holds 60 rows; relations need 100."
+
+
+def test_a_short_window_is_insufficient_data(joint: JointBaseline, base: Baseline) -> None:
+    result = judge(joint, base, rows(50, 7))
+
+    assert result.status is Status.INSUFFICIENT_DATA
+    assert result.summary == "50 rows in the window; relations are judged from 100."
+
+
+# -- healthy windows ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(min_value=10, max_value=10_000))
+def test_a_fresh_window_of_the_reference_world_is_ok(joint: JointBaseline, base: Baseline, seed: int) -> None:
+    result = judge(joint, base, rows(WINDOW, seed))
+
+    assert result.status is Status.OK, result.summary
+    assert result.summary == "No relation changed between 4 features (12 pairs) over the last 1000 rows."
+
+
+def test_the_reference_rows_compared_with_themselves_never_drift(
+    reference: Reference, joint: JointBaseline, base: Baseline
+) -> None:
+    assert reference.row_sample is not None
+    matrix = reference.row_sample.matrix
+
+    result = joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+
+    assert result.status is Status.OK
+    assert isinstance(result.details, JointDetails)
+    assert result.details.score is not None
+    assert result.details.score < 1.0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: [[a + 5, b, c, w] for a, b, c, w in r], id="a-shifted-by-5-std"),
+        pytest.param(lambda r: [[a, b * 1000, c, w] for a, b, c, w in r], id="b-in-other-units"),
+        pytest.param(lambda r: [[a * 3, b, c - 20, w] for a, b, c, w in r], id="a-rescaled-and-c-moved"),
+    ],
+)
+def test_a_change_of_one_features_scale_or_place_leaves_relations_as_they_were(
+    joint: JointBaseline, base: Baseline, change: Any
+) -> None:
+    result = judge(joint, base, change(rows(WINDOW, 8)))
+
+    assert result.status is Status.OK, result.summary
+
+
+def test_missing_values_appearing_at_random_leave_relations_as_they_were(joint: JointBaseline, base: Baseline) -> None:
+    result = judge(joint, base, rows(WINDOW, 9, missing=0.3))
+
+    assert result.status is Status.OK, result.summary
+
+
+def test_checking_never_changes_the_window(joint: JointBaseline, base: Baseline) -> None:
+    matrix = Encoder(base).encode(rows(WINDOW, 10), {}, {})
+    copy = matrix.copy()
+
+    joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+
+    np.testing.assert_array_equal(matrix, copy)
+
+
+# -- broken relations --------------------------------------------------------------------------------------------
+
+
+def test_a_flipped_correlation_is_an_alert_naming_the_pair(joint: JointBaseline, base: Baseline) -> None:
+    result = judge(joint, base, rows(WINDOW, 11, rho=-0.6))
+
+    assert result.status is Status.ALERT
+    assert drifted(result) == ["a", "b"]
+    assert result.summary.startswith("1 of 12 feature pairs changed relation: a ~ b: correlation +0.6")
+    assert isinstance(result.details, JointDetails)
+    [pair] = result.details.changed
+    assert pair.features == ("a", "b")
+    assert pair.reference > 0.5
+    assert pair.current < -0.5
+
+
+def test_a_relation_of_a_category_that_vanished_names_the_category() -> None:
+    reference = Reference.from_data(rows(REFERENCE_ROWS, 12), feature_names=NAMES)
+    base = Baseline.from_profiles(reference.features)
+    joint = JointBaseline.fit(reference.row_sample, base, WINDOW)
+    window = rows(WINDOW, 13)
+    shuffled = np.random.default_rng(14).permutation([r[3] for r in window])
+    window = [[a, b, c, str(w)] for (a, b, c, _), w in zip(window, shuffled, strict=True)]
+
+    result = judge(joint, base, window)
+
+    assert result.status is Status.ALERT
+    assert set(drifted(result)) == {"c", "colour"}
+    assert "c ~ colour='" in result.summary
+
+
+def test_every_judged_feature_reports_its_nearest_pair(joint: JointBaseline, base: Baseline) -> None:
+    result = judge(joint, base, rows(WINDOW, 15))
+
+    assert isinstance(result.details, JointDetails)
+    for name, feature in result.details.features.items():
+        assert feature.status is Status.OK
+        assert not feature.drifted
+        assert feature.score is not None
+        assert feature.threshold is not None
+        assert feature.score < feature.threshold
+        assert feature.partner is not None
+        assert feature.partner.split("=")[0] != name
+
+
+# -- in a monitor ------------------------------------------------------------------------------------------------
+
+
+def test_redacted_features_are_left_out_of_the_row_sample_and_the_check(reference: Reference) -> None:
+    monitor = Monitor(reference, window=WINDOW, redact=["b"])
+    monitor.observe(rows(WINDOW, 16, rho=-0.6), [0.0] * WINDOW)
+
+    result = monitor.health().check("joint_drift")
+
+    assert monitor.reference.row_sample is not None
+    assert monitor.reference.row_sample.names == ("a", "c", "colour")
+    assert isinstance(result.details, JointDetails)
+    assert list(result.details.features) == ["a", "c", "colour"]
+    assert result.status is Status.OK  # the broken pair involved b, which is not judged
+
+
+def test_a_monitor_on_an_old_reference_says_joint_drift_is_not_judged(reference: Reference) -> None:
+    old = dataclasses.replace(reference, row_sample=None)
+    monitor = Monitor(Reference.from_json({k: v for k, v in old.to_json().items() if k != "row_sample"}), window=WINDOW)
+    monitor.observe(rows(WINDOW, 17), [0.0] * WINDOW)
+
+    result = monitor.health().check("joint_drift")
+
+    assert result.status is Status.OK
+    assert result.summary.startswith("Not judged: the reference has no row sample")

@@ -1,0 +1,179 @@
+"""Redacted features are never written and never shown: a canary value sent in one reaches no sink.
+
+Sinks: every table of the log store (and the bytes of its files), the service's stdout/stderr, `/metrics`,
+`/health/model` (JSON and the dashboard), the history, `guarded-serving report` and `tail`, and the bodies
+of error answers. What is withheld is still named: the row, the feature, the error class, the expected shape.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from guarded_serving import GuardedModel, InputError, Monitor, Reference
+from guarded_serving.cli import main
+from guarded_serving.redaction import WITHHELD, redacted_input_error, redacted_reference
+from guarded_serving.store import RequestRecord
+
+from .apps.faults import PRIVATE_FEATURES, PRIVATE_TRAINING, TRAINING_CANARY_CITY, private_predict
+from .conftest import Server, wait_for
+
+SSN_CANARY = 987654321.5  # a valid value of the redacted numeric feature
+CITY_CANARY = "REQ-CANARY-CITY"  # an unseen category of the redacted categorical feature
+WRONG_TYPE_CANARY = "123-45-6789"  # a string where the redacted numeric feature wants a number
+CANARY_TEXTS = (str(SSN_CANARY), CITY_CANARY, WRONG_TYPE_CANARY, TRAINING_CANARY_CITY)
+CANARY_BYTES = (*(c.encode() for c in CANARY_TEXTS), struct.pack("<d", SSN_CANARY))
+
+
+def leaks(text: str | bytes) -> list[str]:
+    data = text.encode() if isinstance(text, str) else text
+    return [repr(c) for c in CANARY_BYTES if c in data]
+
+
+def private_row(age: float = 41.0) -> list[Any]:
+    return [age, SSN_CANARY, CITY_CANARY, 52.0]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    return Reference.from_data(PRIVATE_TRAINING, feature_names=PRIVATE_FEATURES, categorical=["city"])
+
+
+# -- units -------------------------------------------------------------------------------------------------------------
+
+
+def test_a_redacted_reference_keeps_no_value_of_a_redacted_feature(reference: Reference) -> None:
+    redacted = redacted_reference(reference, {"ssn", "city"})
+    document = json.dumps(redacted.to_json())
+
+    by_name = {f.name: f for f in redacted.features}
+    assert (by_name["ssn"].sample, by_name["ssn"].edges, by_name["ssn"].minimum, by_name["ssn"].mean) == ((), (), None, None)
+    assert by_name["city"].categories == ()
+    assert by_name["age"] == reference.features[0]  # the others are whole
+    assert leaks(document) == []
+    assert redacted.extra["redacted"] == ["city", "ssn"]
+    assert redacted.row_sample is not None
+    assert redacted.row_sample.names == tuple(n for n in PRIVATE_FEATURES if n not in ("ssn", "city"))
+
+
+def test_a_problem_in_a_redacted_feature_names_the_row_and_feature_but_not_the_value() -> None:
+    error = InputError([_problem(f'got "{WRONG_TYPE_CANARY}"', "a number", 3, "ssn"), _problem("got 'x'", "a number", 4, "age")])
+
+    redacted = redacted_input_error(error, {"ssn"})
+
+    assert redacted.status == error.status
+    assert str(redacted.problems[0]) == f"row 3, feature 'ssn': {WITHHELD}; expected a number"
+    assert redacted.problems[1] == error.problems[1]
+    assert leaks(str(redacted)) == []
+
+
+def _problem(problem: str, expected: str, row: int, feature: str) -> Any:
+    from guarded_serving.errors import Problem
+
+    return Problem(problem, expected, row=row, feature=feature)
+
+
+def test_the_models_table_holds_the_redacted_reference(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with Monitor(reference, db=db, redact=["ssn", "city"]) as monitor:
+        monitor.flush()
+
+    (document,) = sqlite3.connect(db).execute("SELECT reference FROM models").fetchone()
+    assert leaks(document) == []
+    assert Reference.from_json(json.loads(document)) == redacted_reference(reference, {"ssn", "city"})
+
+
+def test_warning_messages_are_withheld_when_a_feature_is_redacted(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn(f"bad input {CITY_CANARY}", DeprecationWarning, stacklevel=1)
+    from guarded_serving.environment import WarningRecord
+
+    warning = WarningRecord("DeprecationWarning", str(caught[0].message), "model.py:9", 1)
+    with Monitor(reference, db=db, redact=["city"]) as monitor:
+        monitor.record(
+            RequestRecord("r1", 1.0, "model", None, "ok", 1, 1.0, inputs=[private_row()], outputs=[0.9], warnings=(warning,))
+        )
+        monitor.flush()
+        report = monitor.health()
+
+    assert sqlite3.connect(db).execute("SELECT category, message, location FROM warnings").fetchall() == [
+        ("DeprecationWarning", WITHHELD, "model.py:9")
+    ]
+    assert leaks(json.dumps(report.to_json())) == []
+
+
+def test_a_model_error_message_is_withheld_when_a_feature_is_redacted(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    guarded = GuardedModel(private_predict, reference=reference, name="p", db=db, redact=["ssn", "city"])
+    reply = guarded.handle_predict(json.dumps({"rows": [private_row(age=999)]}).encode(), "application/json")
+    guarded.close()
+
+    assert reply.status == 500
+    assert sqlite3.connect(db).execute("SELECT status, error FROM requests").fetchall() == [("error", f"ValueError: {WITHHELD}")]
+
+
+def test_without_redaction_a_model_error_message_is_kept(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    guarded = GuardedModel(private_predict, reference=reference, name="p", db=db)
+    guarded.handle_predict(json.dumps({"rows": [private_row(age=999)]}).encode(), "application/json")
+    guarded.close()
+
+    (error,) = sqlite3.connect(db).execute("SELECT error FROM requests").fetchone()
+    assert error.startswith("ValueError: cannot score rows [[999, 987654321.5, 'REQ-CANARY-CITY', 52.0]]")
+
+
+# -- every sink of a running service (the property) --------------------------------------------------------------------
+
+
+def dump_tables(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
+        return "\n".join(repr(row) for table in tables for row in conn.execute(f"SELECT * FROM {table}"))
+
+
+def test_a_canary_in_a_redacted_feature_reaches_no_sink(serve: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server: Server = serve("tests.apps.faults:private")
+    client = server.client
+    answers: list[httpx.Response] = []
+    for start in range(3):  # enough rows for a judged window
+        rows = [private_row(age=30.0 + start + i / 10) for i in range(50)]
+        answers.append(client.post("/predict", json={"rows": rows}))
+    as_objects = [dict(zip(PRIVATE_FEATURES, private_row(), strict=True))]
+    answers.append(client.post("/predict", json={"rows": as_objects}))
+    wrong_type = client.post("/predict", json={"rows": [[41.0, WRONG_TYPE_CANARY, CITY_CANARY, 52.0]]})
+    model_error = client.post("/predict", json={"rows": [private_row(age=999)]})
+    answers += [wrong_type, model_error, client.post("/predict", json={"rows": [private_row(age=-1)]})]
+    answers += [client.get("/health/model"), client.get("/health/model?format=html"), client.get("/health/model/history")]
+    answers.append(httpx.get(server.url + "/metrics", timeout=30))
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 422, 500, 200, 200, 200, 200, 200]
+    assert wrong_type.json()["problems"][0] == {"row": 0, "feature": "ssn", "problem": WITHHELD, "expected": "a number"}
+    assert model_error.json()["error"] == "ValueError"
+    assert wait_for(lambda: sqlite3.connect(server.db).execute("SELECT count(*) FROM requests").fetchone()[0] == 7)
+    assert server.stop() == 0  # flushes everything and writes its last log lines
+
+    for argv in (["report"], ["report", "--json"], ["report", "--since", "1d"], ["tail"], ["tail", "--json"]):
+        assert main([*argv, "--db", str(server.db)]) == 0
+    assert main(["report", "--db", str(server.db), "--html", str(tmp_path / "report.html")]) == 0
+    cli_out, cli_err = capsys.readouterr()
+    stored = dump_tables(server.db)
+    files = b"".join(p.read_bytes() for p in server.db.parent.glob(server.db.name + "*"))
+    sinks = {
+        "answers": "\n".join(a.text for a in answers),
+        "service logs": server.logs(),
+        "tables": stored,
+        "database files": files,
+        "report and tail": cli_out + cli_err + (tmp_path / "report.html").read_text(),
+    }
+    assert {name: leaks(text) for name, text in sinks.items()} == {name: [] for name in sinks}
+    assert "ValueError" in stored  # what is withheld is still named
+    assert "ssn" in stored
