@@ -210,7 +210,7 @@ def _numeric(
             b, before, after = moved
             shown = "constant, " if constant[k] and not any(r == "constant" for r in reasons) else ""
             label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
-            reasons.append(f"{shown}{label} {before:.1%} -> {after:.1%}")
+            reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
         drifted = bool(reasons)
         status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
