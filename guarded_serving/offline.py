@@ -210,6 +210,9 @@ class StoreReader(Store):
         """Never: an offline report reads the file and leaves the service's health history as it was."""
         return False
 
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Never: an offline report judges against the baselines the service adopted, and adopts none itself."""
+
     # -- the window, re-encoded from the logged rows ----------------------------------------
     def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:
         """(rows answered, rows of those with stored inputs) in range."""

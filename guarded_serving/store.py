@@ -32,6 +32,8 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``). Eve
 ``models``    the reference (JSON) and monitoring settings, so that the file can be judged again
               offline (``guarded-serving report``)
 ``health_history``  one health snapshot per model version and ``history_interval`` slot (JSON)
+``baselines``  per model version and reference: the output and performance baselines adopted from
+              early served traffic (JSON), shared by every worker and kept over restarts
 
 Retention (``max_rows``, ``max_age``) deletes only the rows of the models this store writes, and
 the labels of the requests it deletes.
@@ -223,6 +225,11 @@ _KEYED_TABLES: dict[str, tuple[dict[str, Any], tuple[str, ...] | str, set[str]]]
         {"model": str, "version": str, "saved_at": str, "reference": str, "settings": str},
         ("model", "version"),
         {"model", "version", "saved_at", "reference", "settings"},
+    ),
+    "baselines": (  # keyed by the reference's digest too: a new reference collects its own baselines
+        {"model": str, "version": str, "reference": str, "kind": str, "since": str, "rows": int, "document": str},
+        ("model", "version", "reference", "kind"),
+        {"model", "version", "reference", "kind", "since", "rows", "document"},
     ),
 }
 
@@ -1294,6 +1301,27 @@ class Store:
                     ],
                 )
             ]
+
+    # -- adopted baselines (written synchronously; the first worker to adopt one wins) -----------------
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Keep a baseline adopted from served traffic, unless another worker already kept one for this key."""
+        with self._reading() as db, db.conn:
+            db.conn.execute(
+                "INSERT OR IGNORE INTO baselines (model, version, reference, kind, since, rows, document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version_key(version), reference, kind, _iso(time.time()), rows, document),
+            )
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> tuple[str, int, str] | None:
+        """The kept baseline for this key as (since, rows, document), or None (also for files written before the table)."""
+        with self._reading() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'baselines'").fetchone() is None:
+                return None
+            row = db.execute(
+                "SELECT since, rows, document FROM baselines WHERE model = ? AND version = ? AND reference = ? AND kind = ?",
+                (model, version_key(version), reference, kind),
+            ).fetchone()
+        return (str(row[0]), int(row[1]), str(row[2])) if row else None
 
     def window_chunks(self, model: str, *, version: str | None = None) -> Iterator[Chunk]:
         """The model version's window chunks, newest first (read lazily: stop iterating once you have enough).
