@@ -24,8 +24,8 @@ with the reference's, from the reference's :class:`~guarded_serving.rowsample.Ro
    :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's
    skewness (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare
    categories, or of sparse numeric features (their rows off the most common value), are judged only
-   when the reference sample expects at least 50 rows holding both and a window 10. The pairs that clear the bound are named, most changed first; a change of 0.3 or more is
-   an alert.
+   when the reference sample expects at least 50 rows holding both and a window 10. The pairs that
+   clear the bound are named, most changed first; a change of 0.3 or more is an alert.
 
 Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`), the
 product of its n x q scores with themselves (three products when values are missing), O(q^2) after that:
