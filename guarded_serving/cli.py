@@ -2,7 +2,7 @@
 
     guarded-serving profile train.csv --target label --out reference.json    # Reference.from_data(...).save(...)
     guarded-serving report --db guarded_serving.db [--since 1h] [--json]     # offline_health(...)
-    guarded-serving tail --db guarded_serving.db -n 20 --follow              # StoreReader.request_log(...)
+    guarded-serving tail --db guarded_serving.db -n 20 --follow              # open_reader(db).request_log(...)
 
 Exit codes: 0 done, 1 the report's status is at or above ``--fail-on``, 2 a usage error (a bad option
 value, a missing or unreadable file: the message names it and what was expected), 3 an internal error
@@ -32,8 +32,9 @@ from .datafile import labels_of, read_table
 from .errors import ConfigurationError, GuardedServingError
 from .health import Status
 from .monitor import DEFAULT_DB
-from .offline import SINCE_EXPECTED, OfflineReport, StoreReader, offline_health
+from .offline import SINCE_EXPECTED, OfflineReport, offline_health
 from .reference import Reference
+from .store import StoreReader, open_reader
 
 __all__ = ["build_parser", "main"]
 
@@ -495,7 +496,7 @@ def _write_html(offline: OfflineReport, path: Path) -> None:
 
 # -- tail ------------------------------------------------------------------------------------------
 def _tail(args: argparse.Namespace) -> int:
-    reader = StoreReader(args.db)
+    reader = open_reader(args.db)
     try:
         names = reader.model_names()
         if args.model is not None and not args.follow and args.model not in names:

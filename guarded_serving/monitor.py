@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,7 +54,7 @@ from .performance import check_class, row_losses
 from .redaction import redacted_reference, withheld_warnings
 from .reference import Reference
 from .stages import RecentRequest, summarise
-from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, RequestRecord, Store, StoreOptions, Totals, open_store
 
 __all__ = ["FeedbackResult", "Monitor", "as_reference", "new_request_id"]
 
@@ -223,18 +223,18 @@ class Monitor:
         self.store = (
             db
             if isinstance(db, Store)
-            else Store(
+            else open_store(
                 db,
-                flush_interval=flush_interval,
-                capacity=store_capacity,
-                capacity_bytes=store_capacity_bytes,
-                window_capacity=self.window,
-                max_rows=max_rows,
-                max_age=max_age,
-                overflow=overflow,
+                StoreOptions(
+                    flush_interval=flush_interval,
+                    capacity=store_capacity,
+                    capacity_bytes=store_capacity_bytes,
+                    window=self.window,
+                    max_rows=max_rows,
+                    max_age=max_age,
+                    overflow=cast(Overflow, overflow),
+                ),
             )
-            if db is not None
-            else None
         )
         if methods is not None and not isinstance(methods, dict):
             raise ConfigurationError("methods", methods, "a dict of feature name -> method")
@@ -459,7 +459,7 @@ class Monitor:
             dropped = self.store.stats().dropped
             if dropped >= 2 * self._dropped_logged:  # log at 1, 2, 4, 8... dropped rows, not every time
                 self._dropped_logged = max(dropped, 1)
-                self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
+                self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.options.capacity)
 
     @property
     def _window_in_store(self) -> bool:
@@ -578,9 +578,9 @@ class Monitor:
             missing = [rid for rid in ids if rid not in found]
             # Another worker may hold them unwritten for up to one flush interval: look again until
             # they appear or two intervals have passed.
-            deadline = time.monotonic() + 2 * self.store.flush_interval
+            deadline = time.monotonic() + 2 * self.store.options.flush_interval
             while missing and time.monotonic() < deadline:
-                time.sleep(self.store.flush_interval / 4)
+                time.sleep(self.store.options.flush_interval / 4)
                 found.update(self.store.request_rows(self.name, missing, version=self.version))
                 missing = [rid for rid in ids if rid not in found]
         return found
