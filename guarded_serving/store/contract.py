@@ -60,6 +60,12 @@ Errors
     count that is not a whole number reads as 0, a window chunk or saved setting that does not decode
     is skipped or read as empty, and JSON columns are returned as stored for the caller to decode.
 
+Replicas
+    A backend shared by several hosts (PostgreSQL) has each writing process post a heartbeat for every
+    model version it saved (``save_model``) about every ``HEARTBEAT`` seconds while it runs, with its
+    host, pid, library version, environment fingerprint and writer state, and remove it when it closes;
+    ``replicas`` reads them. A replica not seen for ``STALE_AFTER`` seconds is stale (killed, or cut off).
+
 ``since``
     A reader opened with ``since`` (epoch seconds) limits every request-based read to requests logged
     at or after it: totals and label totals are then counted from the rows in range, warnings are those
@@ -76,9 +82,12 @@ from typing import Any, Self
 from ..drift.window import Chunk
 from ..environment import WarningRecord
 from .options import StoreOptions
-from .records import LabelledRow, RequestRecord, SavedModel, StoreStats, Totals
+from .records import LabelledRow, Replica, RequestRecord, SavedModel, StoreStats, Totals
 
-__all__ = ["Store", "StoreReader", "StoreWriter"]
+__all__ = ["HEARTBEAT", "STALE_AFTER", "Store", "StoreReader", "StoreWriter"]
+
+HEARTBEAT = 2.0  # seconds between two heartbeats of a replica (see "Replicas")
+STALE_AFTER = 10.0  # seconds without one after which a replica is stale: five missed beats
 
 
 class StoreReader(abc.ABC):
@@ -120,6 +129,12 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def window_chunks(self, model: str, *, version: str | None = None) -> Iterator[Chunk]:
         """The stored drift window, newest chunk first, read lazily (a caller stops once it has enough)."""
+
+    # -- the fleet -------------------------------------------------------------------------------
+    def replicas(self, model: str, *, version: str | None = None) -> list[Replica]:
+        """The serving processes that write this model version, by their last heartbeat, oldest started first.
+        A store shared across hosts keeps them (see "Replicas"); an embedded one may keep none."""
+        return []
 
     # -- what the store holds --------------------------------------------------------------------
     @abc.abstractmethod

@@ -16,6 +16,7 @@ from ..environment import WarningRecord
 
 __all__ = [
     "LabelledRow",
+    "Replica",
     "RequestRecord",
     "RequestStatus",
     "SavedModel",
@@ -108,6 +109,32 @@ class LabelledRow(NamedTuple):
     label: Any  # the label, JSON text
     predicted_at: Any  # ISO time the request was logged
     labelled_at: Any  # ISO time the label was stored (its latest replacement)
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One serving process's last heartbeat, as a store shared by a fleet keeps it (see ``StoreReader.replicas``).
+
+    ``name`` is ``host:pid`` (the host is the pod's name in Kubernetes); ``library`` the guarded-serving
+    version; ``fingerprint`` its environment as JSON text (:class:`~guarded_serving.environment.Fingerprint`);
+    ``age`` seconds since it was last seen, on the database's clock; the rest its writer's state then.
+    """
+
+    name: str
+    host: str
+    pid: int
+    library: str
+    fingerprint: str
+    started_at: str
+    last_seen: str
+    age: float
+    pending: int
+    written: int
+    dropped: int
+    capacity: int
+    last_error: str | None
+    last_error_at: str | None
+    warnings: int
 
 
 def version_key(version: str | None) -> str:
