@@ -500,7 +500,7 @@ def _tail(args: argparse.Namespace) -> int:
     try:
         names = reader.model_names()
         if args.model is not None and not args.follow and args.model not in names:
-            raise ConfigurationError("model", args.model, f"one of the models in {args.db}: {names}")
+            raise ConfigurationError("model", args.model, f"one of the models in {reader.path}: {names}")
         show_model = args.model is None and len(names) > 1
         found = reader.request_log(args.model, args.status, limit=args.lines) if args.lines else []
         if not args.json and (found or args.follow):
@@ -508,7 +508,7 @@ def _tail(args: argparse.Namespace) -> int:
         _print_requests(found, args.json, show_model)
         if not args.follow:
             if not found:
-                print(f"No requests logged in {args.db}" + (f" with status {args.status}" if args.status else "") + ".")
+                print(f"No requests logged in {reader.path}" + (f" with status {args.status}" if args.status else "") + ".")
             return EXIT_OK
         last = found[-1]["id"] if found else _newest_id(reader)
         while True:

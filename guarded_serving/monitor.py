@@ -46,6 +46,7 @@ from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, ou
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .estimate import estimate_check
+from .fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from .health import CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
@@ -713,11 +714,13 @@ class Monitor:
                 totals = store.totals(self.name, version=self.version)
                 recent = self._recent_from_store(store)
                 warnings = store.warnings(self.name, version=self.version)
+                replicas = store.replicas(self.name, version=self.version)
                 window = self.window_data()
             except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
                 read_error = str(exc)
                 store = None
         if store is None:
+            replicas = []
             with self._lock:
                 totals = Totals(self._requests, self._rows, self._rejected, self._errors)
                 recent = list(self._recent)
@@ -743,6 +746,9 @@ class Monitor:
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
         ]
+        if replicas:  # a store shared by a fleet: the store and environment checks speak for every replica
+            checks[-2] = fleet_store_check(checks[-2], replicas, self.store.replica if self.store is not None else None)
+            checks[-1] = fleet_environment_check(checks[-1], replicas)
         status = worst(c.status for c in checks)
         self._note_transition(status, checks)
         report = HealthReport(
@@ -757,6 +763,7 @@ class Monitor:
             rejected=totals.rejected,
             errors=totals.errors,
             checks=tuple(checks),
+            replicas=replica_statuses(replicas),
         )
         for listener in self._listeners:
             try:

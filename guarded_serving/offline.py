@@ -203,10 +203,10 @@ def offline_health(
             raise ConfigurationError(
                 "reference",
                 None,
-                f"a saved reference file for model {_named(name, chosen)}: {str(db)!r} holds none (it was written by an older"
+                f"a saved reference file for model {_named(name, chosen)}: {reader.path!r} holds none (it was written by an older"
                 " version, or by a monitor that was never started)",
             )
-        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, str(db))  # type: ignore[arg-type]
+        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, reader.path)  # type: ignore[arg-type]
         settings = _settings(saved, ref)
         live_window = int(settings.get("window", 1000))
         replay = None
@@ -240,7 +240,7 @@ def offline_health(
         store.close()
     return OfflineReport(
         report=report,
-        db=str(db),
+        db=reader.path,  # a URL without its password
         since=_iso(since_ts) if since_ts is not None else None,
         replay=replay,
         reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",

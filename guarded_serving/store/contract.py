@@ -188,6 +188,7 @@ class StoreWriter(abc.ABC):
     """The writes: the request path's buffered ones, and the synchronous ones (labels, snapshots)."""
 
     options: StoreOptions
+    replica: str | None = None  # this process's name among ``replicas()``, in a store that keeps them
 
     @abc.abstractmethod
     def open(self) -> Self:

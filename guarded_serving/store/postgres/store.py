@@ -46,6 +46,7 @@ class PostgresStore(PostgresReader, Store):
         self._backlog = Backlog(self.options)
         self._retention = Retention(self.options)
         self._writer = Writer(self.server, self.options, self._backlog, self._retention)
+        self.replica = self._writer.heartbeat.name
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> Self:

@@ -221,16 +221,18 @@ class Writer:
         return left
 
     def _beat(self, conn: Connection | None) -> Connection | None:
-        """Post this replica's heartbeat for every model version it serves, when one is due."""
+        """Post this replica's heartbeat for every model version it serves, when one is due (connecting
+        first if need be: an idle replica keeps beating after the server comes back)."""
         beat = self.heartbeat
         keys = beat.keys()
-        if not keys or time.monotonic() < beat.due or conn is None:
+        if not keys or time.monotonic() < beat.due:
             return conn
         beat.due = time.monotonic() + HEARTBEAT
         with self.backlog.cond:
             b = self.backlog
             state = (b.pending_rows, b.written, b.dropped, self.options.capacity, clean(b.last_error), b.last_error_at)
         try:
+            conn = self._connection(conn)
             with conn.transaction():
                 conn.cursor().executemany(
                     _BEAT,
@@ -239,7 +241,7 @@ class Writer:
                         for key in keys
                     ],
                 )
-        except psycopg.Error as exc:  # the next write finds the connection broken and reports it
+        except Exception as exc:  # the next write finds the server unreachable too, and reports it
             get_logger().debug("store_heartbeat_failed", path=self.server.path, error=self._error(exc))
             return self._drop(conn)
         return conn
