@@ -19,7 +19,17 @@ from .backends import MEMORY, open_reader, open_store
 from .contract import Store, StoreReader, StoreWriter
 from .options import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, StoreOptions
 from .readonly import ReadOnlyStore
-from .records import LabelledRow, RequestRecord, RequestStatus, SavedModel, StoreStats, Totals, version_key, version_of
+from .records import (
+    LabelledRow,
+    RequestRecord,
+    RequestStatus,
+    SavedModel,
+    StoreStats,
+    Totals,
+    iso_time,
+    version_key,
+    version_of,
+)
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -37,6 +47,7 @@ __all__ = [
     "StoreStats",
     "StoreWriter",
     "Totals",
+    "iso_time",
     "open_reader",
     "open_store",
     "version_key",

@@ -7,6 +7,7 @@ speaks these, so nothing above the store knows which one it runs on.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -22,6 +23,7 @@ __all__ = [
     "SavedModel",
     "StoreStats",
     "Totals",
+    "iso_time",
     "version_key",
     "version_of",
 ]
@@ -145,3 +147,8 @@ def version_key(version: str | None) -> str:
 def version_of(key: str) -> str | None:
     """The version a key names: None for ``''``, the unversioned model."""
     return key or None
+
+
+def iso_time(ts: float) -> str:
+    """Epoch seconds as the store's time text: ISO 8601 in UTC with milliseconds (it sorts as it compares)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")

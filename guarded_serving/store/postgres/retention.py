@@ -15,12 +15,11 @@ from typing import Any
 
 import psycopg
 
-from ..contract import STALE_AFTER
+from ..contract import STALE_AFTER, WARNINGS_KEPT
 from ..options import StoreOptions
 from ..sqlite.backlog import Key
 from ..sqlite.batch import Written
 from ..sqlite.codec import iso
-from ..sqlite.retention import WARNINGS_KEPT
 
 __all__ = ["RETENTION_LOCK", "Retention"]
 

@@ -8,20 +8,15 @@ read back that is not what was written (a hand-edited or half-written row) decod
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 import numpy as np
 
 from ...drift.window import Chunk
+from ..records import iso_time as iso
 
 __all__ = ["count", "decode_chunk", "encode_chunk", "iso", "settings", "text"]
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as the store's time text: UTC, milliseconds."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def count(value: Any) -> int:

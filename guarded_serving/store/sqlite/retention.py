@@ -12,15 +12,15 @@ import threading
 import time
 from typing import Any
 
+from ..contract import WARNINGS_KEPT
 from ..options import StoreOptions
 from ..records import version_of
 from .backlog import Key
 from .batch import Written
 from .codec import iso
 
-__all__ = ["WARNINGS_KEPT", "Retention"]
+__all__ = ["Retention"]
 
-WARNINGS_KEPT = 1000  # distinct warnings kept per model version in the file, the most recently seen
 WINDOW_EVERY, RETENTION_EVERY = 25, 50  # writes between two prunes of the window, of the requests (~5 s, ~10 s)
 
 
@@ -51,7 +51,8 @@ class Retention:
 
     def prune(self, conn: sqlite3.Connection) -> None:
         """Delete this store's model versions' oldest requests beyond ``max_rows`` or older than ``max_age``
-        seconds, the labels of the requests deleted, and warnings beyond ``WARNINGS_KEPT`` or ``max_age``."""
+        seconds, the labels of the requests deleted, warnings beyond ``WARNINGS_KEPT`` or ``max_age``, health
+        snapshots older than ``max_age``, and window chunks beyond the newest ``window`` rows."""
         self._warned = False
         max_rows, max_age = self.options.max_rows, self.options.max_age
         with self._lock:
@@ -73,10 +74,10 @@ class Retention:
                     (*key, *key, WARNINGS_KEPT),
                 )
                 if max_age:
-                    conn.execute(
-                        "DELETE FROM warnings WHERE model = ? AND version = ? AND last_seen < ?",
-                        (*key, iso(time.time() - max_age)),
-                    )
+                    cutoff = iso(time.time() - max_age)
+                    conn.execute("DELETE FROM warnings WHERE model = ? AND version = ? AND last_seen < ?", (*key, cutoff))
+                    conn.execute("DELETE FROM health_history WHERE model = ? AND version = ? AND ts < ?", (*key, cutoff))
+        self.prune_window(conn, tuple(keys))
 
     def prune_window(self, conn: sqlite3.Connection, keys: tuple[Key, ...]) -> None:
         """Delete window chunks older than the newest ``window`` rows of each model version."""
