@@ -24,6 +24,9 @@ _TABLES = (
         version text NOT NULL DEFAULT '', status text NOT NULL, rows integer NOT NULL, latency_ms double precision,
         stages text, failed_stage text, error text, problem_features text, worker integer, replica text,
         inputs text, outputs text)""",
+    # Rows are stored as written, uncompressed: TOAST's default compression (pglz) of the JSON arrays cost the
+    # server more CPU than the whole guarded request (64-row requests: 0.58x SQLite's throughput with it).
+    "ALTER TABLE requests ALTER COLUMN inputs SET STORAGE EXTERNAL, ALTER COLUMN outputs SET STORAGE EXTERNAL",
     "CREATE INDEX IF NOT EXISTS requests_model_version_id ON requests (model, version, id)",
     "CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id)",
     "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
