@@ -102,7 +102,7 @@ def fleet_store_check(own: CheckResult, replicas: Sequence[Replica], me: str | N
         summary = f"{written} rows written by {count}, {pending} pending, none dropped."
         return CheckResult(own.name, Status.OK, summary, own.details)
     text = "; ".join(t for _, t in problems)
-    head = own.summary if own.status is not Status.OK else f"{count} share the store"
+    head = own.summary if own.status is not Status.OK else f"{count} share{'s' if len(live) == 1 else ''} the store"
     summary = f"{head.rstrip('.')}; {text}." if text else head
     return CheckResult(own.name, worst([own.status, *(s for s, _ in problems)]), summary, own.details)
 

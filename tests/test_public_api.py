@@ -108,6 +108,22 @@ def test_only_the_sqlite_backend_imports_sqlite(library: str) -> None:
     assert [path for path in importers if not path.startswith("store/sqlite/")] == []
 
 
+@pytest.mark.parametrize("library", ["psycopg", "psycopg_pool"])
+def test_only_the_postgresql_backend_imports_psycopg(library: str) -> None:
+    importers = sources_matching(rf"^\s*(import|from)\s+{library}\b")
+
+    assert importers
+    assert [path for path in importers if not path.startswith("store/postgres/")] == []
+
+
+def test_the_package_imports_without_psycopg_until_a_postgresql_url_is_used() -> None:
+    script = "import sys, guarded_serving, guarded_serving.store, guarded_serving.cli; assert 'psycopg' not in sys.modules"
+
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+
+    assert completed.returncode == 0, completed.stderr
+
+
 MODULES = {module_name(path): path for path in SOURCES}
 
 

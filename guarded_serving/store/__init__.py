@@ -21,6 +21,7 @@ from .options import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, StoreOp
 from .readonly import ReadOnlyStore
 from .records import (
     LabelledRow,
+    Replica,
     RequestRecord,
     RequestStatus,
     SavedModel,
@@ -38,6 +39,7 @@ __all__ = [
     "LabelledRow",
     "Overflow",
     "ReadOnlyStore",
+    "Replica",
     "RequestRecord",
     "RequestStatus",
     "SavedModel",

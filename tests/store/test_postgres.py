@@ -5,6 +5,8 @@ and a server that goes away and comes back."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -165,3 +167,21 @@ def test_rows_wait_while_the_server_is_down_and_are_written_once_it_is_back(own_
         assert len(store.request_log("m", limit=100)) == 51
     finally:
         store.close()
+
+
+def test_a_postgresql_url_without_the_postgres_extra_says_what_to_install() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if the postgres extra were not installed\n"
+        "from guarded_serving.errors import ConfigurationError\n"
+        "from guarded_serving.store import open_store\n"
+        "try:\n"
+        "    open_store('postgresql://guard:s3cret@db/logs')\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    assert printed.startswith('db: expected the postgres extra installed: pip install "guarded-serving[postgres]"')
+    assert "s3cret" not in printed
