@@ -185,3 +185,18 @@ def test_a_postgresql_url_without_the_postgres_extra_says_what_to_install() -> N
 
     assert printed.startswith('db: expected the postgres extra installed: pip install "guarded-serving[postgres]"')
     assert "s3cret" not in printed
+
+
+def test_a_database_that_stalls_the_writer_never_stalls_put(postgres_url: str) -> None:
+    store = opened(postgres_url)
+    try:
+        put_all(store, record("before"))
+        with psycopg.connect(postgres_url) as other, other.transaction():
+            other.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")  # the writer's COPY now waits on the server
+            assert all(store.put(record(f"during-{i}")) for i in range(200))
+            assert wait_for(lambda: store.stats().pending == 400)  # all of them waiting, none written, none dropped
+            assert store.stats().dropped == 0
+        assert store.flush(timeout=30)
+        assert store.totals("m").requests == 201
+    finally:
+        store.close()

@@ -23,6 +23,10 @@ __all__ = ["CONNECT_TIMEOUT", "READ_WAIT", "Server"]
 
 CONNECT_TIMEOUT = 3  # seconds libpq waits for a server that does not answer (a host that drops packets)
 READ_WAIT = 2.0  # seconds a read waits for a pooled connection before it fails (the caller then judges from memory)
+# A server that vanishes without closing the connection (a cut network, a frozen host) is noticed within about
+# 10 s instead of the operating system's two hours: the writer then retries, its rows waiting in memory.
+_LIVENESS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10_000}
+_SETTINGS: dict[str, str | int] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "guarded-serving", **_LIVENESS}
 
 
 class Server:
@@ -34,6 +38,7 @@ class Server:
         except psycopg.ProgrammingError as exc:
             raise ConfigurationError("db", shown(url), f"a postgresql:// URL libpq can read ({exc})") from None
         self.url = url
+        self._conninfo = psycopg.conninfo.make_conninfo(url, **_SETTINGS)  # what the URL leaves out: libpq's PG* variables
         self.path = shown(url)
         self._secrets = [s for s in (info.get("password"), os.environ.get("PGPASSWORD")) if isinstance(s, str) and s]
         self._readers = readers
@@ -50,7 +55,7 @@ class Server:
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """A new connection (the writer's own), in autocommit: a transaction is opened where one is needed."""
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="guarded-serving")
+        return psycopg.connect(self._conninfo, autocommit=True)
 
     @contextlib.contextmanager
     def reading(self, doing: str = "read") -> Iterator[psycopg.Connection[tuple[object, ...]]]:
@@ -64,10 +69,10 @@ class Server:
     def pool(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[tuple[object, ...]]]:
         if self._pool is None:
             self._pool = psycopg_pool.ConnectionPool(
-                self.url,
+                self._conninfo,
                 min_size=1,
                 max_size=self._readers,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, "application_name": "guarded-serving"},
+                kwargs={"autocommit": True},
                 check=psycopg_pool.ConnectionPool.check_connection,  # a connection the server dropped is replaced
                 open=False,
                 name="guarded-serving-readers",
