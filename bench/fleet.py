@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import overhead  # bench/overhead.py and bench/store.py, next to this file
+import psutil
 import psycopg
 import store as store_bench
 
@@ -43,7 +44,15 @@ FEATURES = 20
 STORES = ("sqlite", "postgresql")
 
 
-def http_rounds(url: str, rows_list: list[int], rounds: int, seconds: int, connections: int) -> list[dict[str, Any]]:
+def server_cpu(database: PostgresServer) -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes (the postmaster and its backends)."""
+    postmaster = psutil.Process(int((database.data / "postmaster.pid").read_text().split()[0]))
+    return overhead.cpu_seconds(postmaster)
+
+
+def http_rounds(
+    database: PostgresServer, url: str, rows_list: list[int], rounds: int, seconds: int, connections: int
+) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="guarded-fleet-bench-") as tmp:
         base = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENCH_MODEL": "numpy", "BENCH_FEATURES": str(FEATURES)}
@@ -53,22 +62,45 @@ def http_rounds(url: str, rows_list: list[int], rounds: int, seconds: int, conne
         }
         scripts = {rows: overhead.post_script(Path(tmp, f"post{rows}.lua"), overhead.body(rows, FEATURES)) for rows in rows_list}
         with (
-            overhead.server("bench.apps:guarded", envs["sqlite"]) as (sqlite_url, _),
-            overhead.server("bench.apps:guarded", envs["postgresql"]) as (postgres_url, _),
+            overhead.server("bench.apps:guarded", envs["sqlite"]) as sqlite,
+            overhead.server("bench.apps:guarded", envs["postgresql"]) as postgresql,
         ):
-            services = {"sqlite": sqlite_url, "postgresql": postgres_url}
+            services = {"sqlite": sqlite, "postgresql": postgresql}
             for rows in rows_list:  # warm up: imports, first-call caches, the guard's calibration
-                for service in services.values():
+                for service, _ in services.values():
                     overhead.wrk(service, scripts[rows], 2, connections)
             for r in range(rounds):
                 for rows in rows_list:
                     for name in STORES if r % 2 == 0 else STORES[::-1]:
-                        _, rps, p50, p99, errors = overhead.wrk(services[name], scripts[rows], seconds, connections)
-                        runs.append(
-                            {"store": name, "rows": rows, "round": r, "rps": rps, "p50": p50, "p99": p99, "errors": errors}
+                        runs.append(one_run(database, services[name], name, scripts[rows], seconds, connections))
+                        runs[-1].update(rows=rows, round=r)
+                        print(
+                            f"  round {r + 1} {rows:>2} row(s) {name:>10}: {runs[-1]['rps']:7.0f} req/s"
+                            f" cpu {runs[-1]['cpu_ms']:.2f} ms/req (+{runs[-1]['server_cpu_ms']:.2f} database)"
+                            f" errors {runs[-1]['errors']}",
+                            flush=True,
                         )
-                        print(f"  round {r + 1} {rows:>2} row(s) {name:>10}: {rps:7.0f} req/s p99 {p99:6.1f} ms errors {errors}")
     return runs
+
+
+def one_run(
+    database: PostgresServer, service: tuple[str, psutil.Process], store: str, script: Path, seconds: int, connections: int
+) -> dict[str, Any]:
+    """One wrk run: requests/s, latency, errors, and CPU per request of the service and of the database server."""
+    url, proc = service
+    cpu, db_cpu = overhead.cpu_seconds(proc), server_cpu(database)
+    requests, rps, p50, p99, errors = overhead.wrk(url, script, seconds, connections)
+    time.sleep(0.5)  # the writer's last batch of the run
+    per_request = 1e3 / max(requests, 1)
+    return {
+        "store": store,
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "errors": errors,
+        "cpu_ms": (overhead.cpu_seconds(proc) - cpu) * per_request,
+        "server_cpu_ms": (server_cpu(database) - db_cpu) * per_request if store == "postgresql" else 0.0,
+    }
 
 
 def writer_rate(url: str, rows: int, seconds: float) -> dict[str, Any]:
@@ -117,7 +149,10 @@ def _has_tables(conn: psycopg.Connection[Any]) -> bool:
 def summarise(runs: list[dict[str, Any]], writers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for rows in dict.fromkeys(r["rows"] for r in runs):
-        med = {s: statistics.median(r["rps"] for r in runs if r["rows"] == rows and r["store"] == s) for s in STORES}
+        picked = {s: [r for r in runs if r["rows"] == rows and r["store"] == s] for s in STORES}
+        med = {s: statistics.median(r["rps"] for r in picked[s]) for s in STORES}
+        # Each round's two runs were side by side: their ratio is the least disturbed by the machine's other work.
+        paired = statistics.median(p["rps"] / q["rps"] for p, q in zip(picked["postgresql"], picked["sqlite"], strict=True))
         errors = sum(r["errors"] for r in runs if r["rows"] == rows)
         writer = next(w for w in writers if w["rows_per_request"] == rows)
         peak = max(r["rps"] for r in runs if r["rows"] == rows and r["store"] == "postgresql") * rows
@@ -126,7 +161,11 @@ def summarise(runs: list[dict[str, Any]], writers: list[dict[str, Any]]) -> list
                 "rows": rows,
                 "sqlite_rps": med["sqlite"],
                 "postgresql_rps": med["postgresql"],
-                "ratio": med["postgresql"] / med["sqlite"],
+                "ratio": paired,
+                "ratio_of_medians": med["postgresql"] / med["sqlite"],
+                "sqlite_cpu_ms": statistics.median(r["cpu_ms"] for r in picked["sqlite"]),
+                "postgresql_cpu_ms": statistics.median(r["cpu_ms"] for r in picked["postgresql"]),
+                "server_cpu_ms": statistics.median(r["server_cpu_ms"] for r in picked["postgresql"]),
                 "errors": errors,
                 "service_peak_rows_per_s": peak,
                 "writer_rows_per_s": writer["rows_per_s"],
@@ -143,17 +182,20 @@ def markdown(table: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## PostgreSQL store vs SQLite store (bench/fleet.py)",
         "",
-        f"The guarded numpy service ({FEATURES} features, one worker) with each store, wrk with 16 connections, medians of",
-        "interleaved rounds; then the PostgreSQL writer alone (rows queued as fast as it takes them, every one counted",
-        "back), against the PostgreSQL service's peak rows/s at the same request size. Server on loopback, `fsync=off`.",
+        f"The guarded numpy service ({FEATURES} features, one worker) with each store, wrk with 16 connections, side by side in",
+        "interleaved rounds: medians of requests/s, the median of each round's PostgreSQL/SQLite ratio, and CPU per request",
+        "of the service's processes (and of the database server's, for PostgreSQL). Then the PostgreSQL writer alone (rows",
+        "queued as fast as it takes them, every one counted back), against the PostgreSQL service's peak rows/s at the same",
+        "request size. Server on loopback, `fsync=off`.",
         "",
-        "| rows | SQLite req/s | PostgreSQL req/s | PostgreSQL/SQLite (goal 0.95x) | errors | service peak rows/s"
-        " | writer rows/s | writer/peak (goal 2x) | lost |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | SQLite req/s | PostgreSQL req/s | PostgreSQL/SQLite (goal 0.95x) | CPU ms/req SQLite / PostgreSQL + server"
+        " | errors | service peak rows/s | writer rows/s | writer/peak (goal 2x) | lost |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for t in table:
+        cpu = f"{t['sqlite_cpu_ms']:.2f} / {t['postgresql_cpu_ms']:.2f} + {t['server_cpu_ms']:.2f}"
         lines.append(
-            f"| {t['rows']} | {t['sqlite_rps']:,.0f} | {t['postgresql_rps']:,.0f} | {t['ratio']:.2f}x | {t['errors']}"
+            f"| {t['rows']} | {t['sqlite_rps']:,.0f} | {t['postgresql_rps']:,.0f} | {t['ratio']:.2f}x | {cpu} | {t['errors']}"
             f" | {t['service_peak_rows_per_s']:,.0f} | {t['writer_rows_per_s']:,.0f} | {t['writer_vs_peak']:.1f}x | {t['lost']} |"
         )
     throughput = all(t["ratio"] >= 0.95 for t in table)
@@ -176,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     server = PostgresServer()
     server.start()
     try:
-        runs = http_rounds(server.database("service"), rows_list, args.rounds, args.seconds, args.connections)
+        runs = http_rounds(server, server.database("service"), rows_list, args.rounds, args.seconds, args.connections)
         writer_url = server.database("writer")
         writers = [writer_rate(writer_url, rows, args.seconds) for rows in rows_list]
     finally:
