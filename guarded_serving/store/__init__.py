@@ -20,7 +20,7 @@ from .contract import Store, StoreReader, StoreWriter
 from .options import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, StoreOptions
 from .readonly import ReadOnlyStore
 from .records import (
-    LabelledRow,
+    LabelledRows,
     RequestRecord,
     RequestStatus,
     SavedModel,
@@ -35,7 +35,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_CAPACITY_BYTES",
     "MEMORY",
-    "LabelledRow",
+    "LabelledRows",
     "Overflow",
     "ReadOnlyStore",
     "RequestRecord",

@@ -106,7 +106,7 @@ from typing import Any, Self
 from ..drift.window import Chunk
 from ..environment import WarningRecord
 from .options import StoreOptions
-from .records import LabelledRow, RequestRecord, SavedModel, StoreStats, Totals
+from .records import LabelledRows, RequestRecord, SavedModel, StoreStats, Totals
 
 __all__ = ["WARNINGS_KEPT", "Store", "StoreReader", "StoreWriter"]
 
@@ -141,9 +141,15 @@ class StoreReader(abc.ABC):
         that has one (see "Labels"); ids repeated or unknown are fine."""
 
     @abc.abstractmethod
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
-        """The newest ``limit`` labelled rows that join an output (see "Labels" and "Ordering"): each
-        row's output and label as stored (JSON text) and the two times (ISO text, see "Times")."""
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
+        """The newest ``limit`` labelled rows that join an output (see "Labels" and "Ordering"), oldest
+        first: each row's output and label decoded from their JSON (a row whose output or label does not
+        decode is left out), and the seconds from its request's time to its label's (latest) time, for
+        the rows whose two times are known, computed as ``label_ts - request_ts`` from the two epoch
+        seconds at millisecond precision (so that every backend gives the same floats).
+
+        The health check calls it with the window's length (thousands of rows) on every health
+        request: it must stay cheap (about a millisecond; ``bench/health.py`` measures it)."""
 
     @abc.abstractmethod
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:

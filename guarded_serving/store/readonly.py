@@ -15,7 +15,7 @@ from ..environment import WarningRecord
 from ..errors import StoreError
 from .contract import Store, StoreReader
 from .options import StoreOptions
-from .records import LabelledRow, RequestRecord, SavedModel, StoreStats, Totals
+from .records import LabelledRows, RequestRecord, SavedModel, StoreStats, Totals
 
 __all__ = ["ReadOnlyStore", "WindowSource"]
 
@@ -47,7 +47,7 @@ class ReadOnlyStore(Store):
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:
         return self.reader.request_rows(model, request_ids, version=version)
 
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
         return self.reader.labelled(model, limit, version=version)
 
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:
