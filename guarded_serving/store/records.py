@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,7 @@ __all__ = [
     "LabelledRows",
     "RequestRecord",
     "RequestStatus",
+    "SavedBaseline",
     "SavedModel",
     "StoreStats",
     "Totals",
@@ -114,6 +115,14 @@ class LabelledRows:
     outputs: list[Any]
     labels: list[Any]
     delays: np.ndarray  # float seconds
+
+
+class SavedBaseline(NamedTuple):
+    """A baseline a monitor adopted from served traffic (see ``baselines.py``), as the store keeps it."""
+
+    since: str  # when it was kept (see the contract's "Times")
+    rows: int  # the rows it was taken from
+    document: str  # the baseline itself, JSON text
 
 
 def version_key(version: str | None) -> str:

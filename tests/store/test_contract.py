@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
@@ -383,6 +384,65 @@ def test_a_model_version_that_only_received_labels_is_one_of_the_model_versions(
 
     assert store.model_versions() == [("labelled-only", "7")]
     assert store.label_totals("labelled-only", version="7") == (1, 0)
+
+
+# -- baselines adopted from served traffic -------------------------------------------------------
+
+
+def test_a_kept_baseline_is_read_back_by_every_worker(backend: Backend, store: Store) -> None:
+    before = time.time()
+    store.save_baseline("m", "1", "digest", "outputs", 2000, '{"profiles": []}')
+    reader = backend.reader()
+    try:
+        found = reader.baseline("m", "1", "digest", "outputs")
+    finally:
+        reader.close()
+
+    assert found is not None
+    assert (found.rows, found.document) == (2000, '{"profiles": []}')
+    assert before - 0.001 <= dt.datetime.fromisoformat(found.since).timestamp() <= time.time() + 0.001
+
+
+def test_the_first_baseline_kept_under_a_key_wins(backend: Backend, store: Store) -> None:
+    with backend.store() as other_worker:
+        store.save_baseline("m", None, "digest", "performance", 2000, '"first"')
+        other_worker.save_baseline("m", None, "digest", "performance", 2500, '"second"')
+        found = other_worker.baseline("m", None, "digest", "performance")
+
+    assert found is not None
+    assert (found.rows, found.document) == (2000, '"first"')
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "reference", "kind"),
+    [
+        ("n", "1", "digest", "outputs"),
+        ("m", None, "digest", "outputs"),
+        ("m", "1", "other", "outputs"),
+        ("m", "1", "digest", "performance"),
+    ],
+    ids=["another-model", "another-version", "another-reference", "another-kind"],
+)
+def test_a_baseline_is_kept_for_its_own_key_only(
+    store: Store, model: str, version: str | None, reference: str, kind: str
+) -> None:
+    store.save_baseline("m", "1", "digest", "outputs", 2000, "{}")
+
+    assert store.baseline(model, version, reference, kind) is None
+
+
+def test_a_read_only_store_reads_the_kept_baselines_and_keeps_none(backend: Backend, store: Store) -> None:
+    store.save_baseline("m", None, "digest", "outputs", 2000, '"kept"')
+    read_only = ReadOnlyStore(backend.reader())
+    try:
+        read_only.save_baseline("m", None, "digest", "performance", 10, '"offline"')
+        found = (read_only.baseline("m", None, "digest", "outputs"), read_only.baseline("m", None, "digest", "performance"))
+    finally:
+        read_only.close()
+
+    assert found[0] is not None
+    assert (found[0].document, found[1]) == ('"kept"', None)
+    assert store.baseline("m", None, "digest", "performance") is None
 
 
 # -- the drift window ----------------------------------------------------------------------------

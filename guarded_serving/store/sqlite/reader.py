@@ -8,7 +8,7 @@ from typing import Any
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ..contract import StoreReader
-from ..records import LabelledRows, SavedModel, Totals, version_key, version_of
+from ..records import LabelledRows, SavedBaseline, SavedModel, Totals, version_key, version_of
 from .codec import count, decode_chunk, iso, settings, text
 from .connection import Connections
 from .labels import LabelJoin
@@ -132,6 +132,16 @@ class SqliteReader(StoreReader):
                 chunk = decode_chunk(rows, inputs, outputs, meta)
                 if chunk is not None:
                     yield chunk
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
+        with self.connections.reading() as db:
+            if not has_table(db, "baselines"):
+                return None
+            found = db.execute(
+                "SELECT since, rows, document FROM baselines WHERE model = ? AND version = ? AND reference = ? AND kind = ?",
+                [model, version_key(version), reference, kind],
+            ).fetchone()
+        return SavedBaseline(str(found[0]), count(found[1]), str(found[2])) if found is not None else None
 
     # -- what the store holds --------------------------------------------------------------------
     def saved_versions(self) -> list[SavedModel]:
