@@ -591,12 +591,12 @@ class Monitor:
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, self.window, version=self.version)[::-1]
+                stored = self.store.labelled(self.name, self.window, version=self.version)
                 received, replaced = self.store.label_totals(self.name, version=self.version)
             except StoreError:
                 stored = None
         if stored is not None:
-            outputs, labels, delays = _decode_labelled(stored)
+            outputs, labels, delays = stored.outputs, stored.labels, stored.delays
             return outputs, labels, delays, max(received, len(outputs)), replaced  # a damaged count is at least what joined
         with self._lock:
             joined = []
@@ -861,32 +861,6 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
     if errors == window.type_errors:
         return window
     return WindowData(window.inputs, window.outputs, window.unseen, errors)
-
-
-def _seconds(iso: Any) -> float | None:
-    """Epoch seconds of a stored ISO time; None for anything else (a damaged row)."""
-    try:
-        return dt.datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _decode_labelled(stored: Sequence[tuple[Any, Any, Any, Any]]) -> tuple[list[Any], list[Any], np.ndarray]:
-    """Stored labelled rows as outputs, labels and label delays (s), in the same order.
-
-    A row whose output or label does not decode is skipped; a delay whose times do not is left out."""
-    outputs, labels, delays = [], [], []
-    for output, label, predicted_at, labelled_at in stored:
-        try:
-            decoded = json.loads(output), json.loads(label)
-        except (TypeError, ValueError):
-            continue
-        outputs.append(decoded[0])
-        labels.append(decoded[1])
-        start, end = _seconds(predicted_at), _seconds(labelled_at)
-        if start is not None and end is not None:
-            delays.append(end - start)
-    return outputs, labels, np.array(delays, dtype=float)
 
 
 def _recent_request(r: dict[str, Any]) -> RecentRequest | None:

@@ -32,7 +32,7 @@ from .health import HealthReport
 from .history import Snapshot
 from .monitor import MIN_ROWS, Monitor, as_reference
 from .reference import Reference
-from .store import ReadOnlyStore, SavedModel, StoreReader, open_reader
+from .store import ReadOnlyStore, SavedModel, StoreReader, iso_time, open_reader
 
 __all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "offline_health", "parse_since"]
 
@@ -45,11 +45,6 @@ SINCE_EXPECTED = (
 )
 
 Progress = Callable[[int, int], None]
-
-
-def _iso(ts: float) -> str:
-    """The store's time format (UTC, milliseconds), so that times compare as text."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def parse_since(value: float | str | dt.datetime, now: float | None = None) -> float:
@@ -241,7 +236,7 @@ def offline_health(
     return OfflineReport(
         report=report,
         db=reader.path,  # a URL without its password
-        since=_iso(since_ts) if since_ts is not None else None,
+        since=iso_time(since_ts) if since_ts is not None else None,
         replay=replay,
         reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",
         histograms=histograms,

@@ -13,7 +13,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store import RequestRecord, StoreOptions, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 from .conftest import ROOT, wait_for
@@ -82,7 +82,7 @@ def test_a_locked_database_at_start_up_does_not_hold_up_opening(tmp_path: Path) 
 # The writer is killed (os._exit: no close, no checkpoint) after the WAL file was deleted under it.
 KILLED_AFTER_WAL_DELETION = """
 import os, sys
-from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store import RequestRecord, StoreOptions, open_reader
 from guarded_serving.store.sqlite import SqliteStore
 db = sys.argv[1]
 store = SqliteStore(db, StoreOptions(flush_interval=0.02)).open()
@@ -267,3 +267,37 @@ def test_the_offline_report_reads_a_schema_2_file_as_it_is(tmp_path: Path) -> No
     assert offline.report.model_version == "7"
     assert (offline.report.requests, offline.report.rows, offline.report.window_rows) == (1, 300, 300)
     assert offline.report.check("data_drift").summary == live.check("data_drift").summary
+
+
+# -- a file written by schema 3 (before baselines were kept) gains the table when opened ---------------
+
+
+def as_schema_3(db: Path) -> None:
+    """Rewrite a current file the way schema 3 kept it: no baselines table."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE baselines")
+        conn.execute("PRAGMA user_version=3")
+
+
+def test_a_schema_3_file_reads_as_having_no_baselines_and_keeps_them_once_opened(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
+        store.put(record("a"))
+        assert store.flush()
+    as_schema_3(db)
+    reader = open_reader(db)
+    try:
+        before = reader.baseline("m", None, "digest", "outputs")
+    finally:
+        reader.close()
+
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
+        store.save_baseline("m", None, "digest", "outputs", 2000, "{}")
+        after = store.baseline("m", None, "digest", "outputs")
+        totals = store.totals("m")
+
+    assert before is None
+    assert after is not None
+    assert after.rows == 2000
+    assert (totals.requests, totals.rows) == (1, 2)
+    assert query(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

@@ -179,8 +179,8 @@ def test_labels_join_only_their_own_versions_predictions(tmp_path: Path) -> None
         store.write_feedback("m", [("m-1-1", 0, "0")], version="1")
 
         assert store.request_rows("m", ["m-1-1", "m-2-1"], version="1") == {"m-1-1": 2}
-        assert len(store.labelled("m", 10, version="1")) == 1
-        assert store.labelled("m", 10, version="2") == []
+        assert len(store.labelled("m", 10, version="1").labels) == 1
+        assert store.labelled("m", 10, version="2").labels == []
         assert store.label_totals("m", version="2") == (0, 0)
 
 

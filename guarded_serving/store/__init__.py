@@ -20,10 +20,11 @@ from .contract import Store, StoreReader, StoreWriter
 from .options import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, StoreOptions
 from .readonly import ReadOnlyStore
 from .records import (
-    LabelledRow,
+    LabelledRows,
     Replica,
     RequestRecord,
     RequestStatus,
+    SavedBaseline,
     SavedModel,
     StoreStats,
     Totals,
@@ -36,12 +37,13 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_CAPACITY_BYTES",
     "MEMORY",
-    "LabelledRow",
+    "LabelledRows",
     "Overflow",
     "ReadOnlyStore",
     "Replica",
     "RequestRecord",
     "RequestStatus",
+    "SavedBaseline",
     "SavedModel",
     "Store",
     "StoreOptions",

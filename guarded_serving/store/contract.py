@@ -64,6 +64,12 @@ Consistency
     ``write_snapshot`` keeps the first snapshot of a (model, version, slot) and answers whether it was
     this one (so that several workers store one per slot); ``save_model`` keeps the last one saved.
 
+Baselines
+    ``save_baseline`` keeps a baseline adopted from served traffic under (model, version, reference
+    digest, kind), synchronously, unless one is kept under that key already: the first worker to adopt
+    one wins, and every worker then reads that one with ``baseline``. A kept baseline never changes
+    and retention never deletes it. A store written before baselines existed reads as having none.
+
 Retention (the writer's job, about every 10 s, and all of it at once on ``prune()``)
     Only for the (model, version)s this store has written (a request, counted or dropped) or saved:
     their requests beyond the newest ``StoreOptions.max_rows`` rows (a request without rows counts as
@@ -100,7 +106,7 @@ Replicas
     ``label_totals`` counts the labels stored in range (by the label's time) and their replacements;
     ``warnings`` are those last seen in range. Not limited: ``request_rows``, ``snapshots`` (they
     take their own ``since``), ``window_chunks`` (the window as the service keeps it), the saved
-    models and the model versions.
+    models, the baselines and the model versions.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ from typing import Any, Self
 from ..drift.window import Chunk
 from ..environment import WarningRecord
 from .options import StoreOptions
-from .records import LabelledRow, Replica, RequestRecord, SavedModel, StoreStats, Totals
+from .records import LabelledRows, Replica, RequestRecord, SavedBaseline, SavedModel, StoreStats, Totals
 
 __all__ = ["HEARTBEAT", "STALE_AFTER", "WARNINGS_KEPT", "Store", "StoreReader", "StoreWriter"]
 
@@ -149,9 +155,15 @@ class StoreReader(abc.ABC):
         that has one (see "Labels"); ids repeated or unknown are fine."""
 
     @abc.abstractmethod
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
-        """The newest ``limit`` labelled rows that join an output (see "Labels" and "Ordering"): each
-        row's output and label as stored (JSON text) and the two times (ISO text, see "Times")."""
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
+        """The newest ``limit`` labelled rows that join an output (see "Labels" and "Ordering"), oldest
+        first: each row's output and label decoded from their JSON (a row whose output or label does not
+        decode is left out), and the seconds from its request's time to its label's (latest) time, for
+        the rows whose two times are known, computed as ``label_ts - request_ts`` from the two epoch
+        seconds at millisecond precision (so that every backend gives the same floats).
+
+        The health check calls it with the window's length (thousands of rows) on every health
+        request: it must stay cheap (about a millisecond; ``bench/health.py`` measures it)."""
 
     @abc.abstractmethod
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:
@@ -171,6 +183,10 @@ class StoreReader(abc.ABC):
         categories and type errors. The chunks of the requests one write stores are one chunk per
         model version (:func:`~guarded_serving.drift.window.merge_chunks`, keeping its newest
         ``StoreOptions.window`` rows); a request without a window adds none."""
+
+    @abc.abstractmethod
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
+        """The baseline kept under (model, version, ``reference`` digest, ``kind``), or None (see "Baselines")."""
 
     # -- the fleet -------------------------------------------------------------------------------
     def replicas(self, model: str, *, version: str | None = None) -> list[Replica]:
@@ -279,6 +295,12 @@ class StoreWriter(abc.ABC):
         """Store a health snapshot (JSON text) taken at ``ts`` unless the slot has one; True when this
         one was stored. Keeps the version's newest ``keep`` (see "Retention"). Synchronous; it waits for a
         lock at most about 1 s, then raises StoreError (a health request must not hang on a busy store)."""
+
+    @abc.abstractmethod
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Keep a baseline (``document``, JSON text, taken from ``rows`` rows) under (model, version,
+        ``reference`` digest, ``kind``) unless one is kept there already, with the time now as its
+        ``since`` (see "Baselines"). Synchronous; raises StoreError when it cannot be kept."""
 
     @abc.abstractmethod
     def prune(self) -> int:

@@ -15,7 +15,7 @@ from ..environment import WarningRecord
 from ..errors import StoreError
 from .contract import Store, StoreReader
 from .options import StoreOptions
-from .records import LabelledRow, RequestRecord, SavedModel, StoreStats, Totals
+from .records import LabelledRows, RequestRecord, SavedBaseline, SavedModel, StoreStats, Totals
 
 __all__ = ["ReadOnlyStore", "WindowSource"]
 
@@ -47,7 +47,7 @@ class ReadOnlyStore(Store):
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:
         return self.reader.request_rows(model, request_ids, version=version)
 
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
         return self.reader.labelled(model, limit, version=version)
 
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:
@@ -60,6 +60,9 @@ class ReadOnlyStore(Store):
         if self._window is not None:
             return self._window(model, version)
         return self.reader.window_chunks(model, version=version)
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
+        return self.reader.baseline(model, version, reference, kind)
 
     def saved_versions(self) -> list[SavedModel]:
         return self.reader.saved_versions()
@@ -108,6 +111,9 @@ class ReadOnlyStore(Store):
     ) -> bool:
         """Never kept: judging a store offline leaves the service's health history as it was."""
         return False
+
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Never kept: an offline report judges against the baselines the service adopted, and adopts none."""
 
     def close(self, timeout: float = 10.0) -> bool:
         return self.reader.close(timeout)

@@ -1,7 +1,7 @@
 """The typed records that cross the store contract, in both directions.
 
 A monitor hands the store a :class:`RequestRecord` per request; the store answers with
-:class:`Totals`, :class:`StoreStats`, :class:`SavedModel` and :class:`LabelledRow`. Every backend
+:class:`Totals`, :class:`StoreStats`, :class:`SavedModel` and :class:`LabelledRows`. Every backend
 speaks these, so nothing above the store knows which one it runs on.
 """
 
@@ -12,14 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
+
 from ..drift.window import Chunk
 from ..environment import WarningRecord
 
 __all__ = [
-    "LabelledRow",
+    "LabelledRows",
     "Replica",
     "RequestRecord",
     "RequestStatus",
+    "SavedBaseline",
     "SavedModel",
     "StoreStats",
     "Totals",
@@ -104,13 +107,23 @@ class SavedModel:
     settings: dict[str, Any]  # the Monitor's window, methods, redact... (see Monitor.settings)
 
 
-class LabelledRow(NamedTuple):
-    """A label joined to the prediction it labels, as stored: the caller decodes, and skips what does not."""
+@dataclass(frozen=True, slots=True)
+class LabelledRows:
+    """Labels joined to the predictions they label, oldest first (in the predictions' log order, then row):
+    each row's output and label decoded from JSON, and the seconds from prediction to label of the rows
+    whose two times are known (``delays`` may be shorter than ``outputs``)."""
 
-    output: Any  # the row's output, JSON text
-    label: Any  # the label, JSON text
-    predicted_at: Any  # ISO time the request was logged
-    labelled_at: Any  # ISO time the label was stored (its latest replacement)
+    outputs: list[Any]
+    labels: list[Any]
+    delays: np.ndarray  # float seconds
+
+
+class SavedBaseline(NamedTuple):
+    """A baseline a monitor adopted from served traffic (see ``baselines.py``), as the store keeps it."""
+
+    since: str  # when it was kept (see the contract's "Times")
+    rows: int  # the rows it was taken from
+    document: str  # the baseline itself, JSON text
 
 
 @dataclass(frozen=True, slots=True)

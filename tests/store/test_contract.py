@@ -64,8 +64,16 @@ def put_all(store: Store, *records: RequestRecord) -> None:
     assert store.flush()
 
 
-def labels(reader: StoreReader, limit: int = 100, version: str | None = None) -> list[str]:
-    return [json.loads(row.label) for row in reader.labelled("m", limit, version=version)]
+def labels(reader: StoreReader, limit: int = 100, version: str | None = None) -> list[Any]:
+    """The labels ``labelled`` joins, oldest first."""
+    return reader.labelled("m", limit, version=version).labels
+
+
+def joined(reader: StoreReader, limit: int = 100, version: str | None = None) -> list[tuple[Any, Any]]:
+    """(output, label) of the rows ``labelled`` joins, oldest first."""
+    found = reader.labelled("m", limit, version=version)
+    assert len(found.outputs) == len(found.labels) >= len(found.delays)
+    return list(zip(found.outputs, found.labels, strict=True))
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ def test_a_model_version_never_seen_reads_as_empty(store: Store) -> None:
     assert store.totals("m") == Totals()
     assert store.label_totals("m") == (0, 0)
     assert store.recent_requests("m", 10) == []
-    assert store.labelled("m", 10) == []
+    assert joined(store) == []
     assert store.warnings("m") == ()
     assert list(store.window_chunks("m")) == []
     assert store.snapshots("m", None, 10) == []
@@ -212,7 +220,7 @@ def test_labels_are_counted_as_new_then_as_replaced(store: Store) -> None:
     assert store.write_feedback("m", [("a", 0, '"x"'), ("a", 1, '"y"')]) == (2, 0)
     assert store.write_feedback("m", [("a", 1, '"z"'), ("a", 2, '"w"')]) == (1, 1)
     assert store.label_totals("m") == (3, 1)
-    assert labels(store) == ["w", "z", "x"]
+    assert labels(store) == ["x", "z", "w"]
 
 
 def test_a_row_labelled_twice_in_one_call_counts_as_replaced_and_keeps_the_last(store: Store) -> None:
@@ -222,23 +230,32 @@ def test_a_row_labelled_twice_in_one_call_counts_as_replaced_and_keeps_the_last(
     assert labels(store) == ["last"]
 
 
-def test_labelled_rows_come_newest_prediction_first_then_by_row_with_their_times(store: Store) -> None:
+def test_labelled_rows_are_the_newest_by_prediction_then_row_handed_back_oldest_first(store: Store) -> None:
     put_all(store, record("a", first=0, ts=T0), record("b", first=10, ts=T0 + 5))
-    store.write_feedback("m", [("a", 0, '"a0"'), ("b", 0, '"b0"'), ("a", 1, '"a1"'), ("b", 1, '"b1"')])
+    store.write_feedback("m", [("b", 1, '"b1"'), ("a", 0, '"a0"'), ("b", 0, '"b0"'), ("a", 1, '"a1"')])
 
-    found = store.labelled("m", 3)
+    assert joined(store, 3) == [(0.1, "a1"), (10.0, "b0"), (10.1, "b1")]
 
-    assert [json.loads(row.label) for row in found] == ["b1", "b0", "a1"]
-    assert [json.loads(row.output) for row in found] == [10.1, 10.0, 0.1]
-    assert [dt.datetime.fromisoformat(row.predicted_at).timestamp() for row in found] == [T0 + 5, T0 + 5, T0]
-    assert all(abs(dt.datetime.fromisoformat(row.labelled_at).timestamp() - time.time()) < 60 for row in found)
+
+def test_a_label_delay_is_the_label_time_less_the_request_time_in_epoch_seconds(store: Store) -> None:
+    put_all(store, record("a", ts=T0 + 0.25), record("b", ts=T0 + 5.5))
+    before = time.time()
+    store.write_feedback("m", [("a", 0, '"a0"'), ("a", 1, '"a1"'), ("b", 0, '"b0"')])
+    after = time.time()
+
+    delays = store.labelled("m", 10).delays
+
+    assert delays.dtype == np.float64
+    assert delays[0] == delays[1]  # one call stores its labels at one time
+    assert delays[0] - delays[2] == pytest.approx(5.25, abs=1e-6)
+    assert before - 0.001 - (T0 + 0.25) <= delays[0] <= after + 0.001 - (T0 + 0.25)
 
 
 def test_a_label_joins_the_newest_answered_request_with_its_id(store: Store) -> None:
     put_all(store, record("dup", rows=1, first=0), record("dup", rows=3, first=10), record("dup", status="error", rows=1))
     store.write_feedback("m", [("dup", 2, '"label"')])
 
-    assert [json.loads(row.output) for row in store.labelled("m", 10)] == [10.2]
+    assert joined(store) == [(10.2, "label")]
     assert store.request_rows("m", ["dup", "unknown"]) == {"dup": 3}
 
 
@@ -246,7 +263,7 @@ def test_a_label_of_a_row_whose_output_was_not_stored_is_counted_but_not_joined(
     put_all(store, record("sampled-out", inputs=False, outputs=False))
 
     assert store.write_feedback("m", [("sampled-out", 0, '"x"')]) == (1, 0)
-    assert store.labelled("m", 10) == []
+    assert joined(store) == []
     assert store.label_totals("m") == (1, 0)
 
 
@@ -282,7 +299,7 @@ def test_labels_are_visible_to_every_reader_as_soon_as_they_are_written(backend:
         reader.close()
 
     assert before == (0, 0)
-    assert after == ((2, 0), ["y", "x"])
+    assert after == ((2, 0), ["x", "y"])
 
 
 def test_labels_join_only_their_own_versions_predictions(store: Store) -> None:
@@ -291,7 +308,7 @@ def test_labels_join_only_their_own_versions_predictions(store: Store) -> None:
 
     assert store.request_rows("m", ["shared"], version="1") == {"shared": 2}
     assert labels(store, version="1") == ["x"]
-    assert store.labelled("m", 10, version="2") == []
+    assert joined(store, version="2") == []
     assert store.label_totals("m", version="2") == (0, 0)
 
 
@@ -367,6 +384,65 @@ def test_a_model_version_that_only_received_labels_is_one_of_the_model_versions(
 
     assert store.model_versions() == [("labelled-only", "7")]
     assert store.label_totals("labelled-only", version="7") == (1, 0)
+
+
+# -- baselines adopted from served traffic -------------------------------------------------------
+
+
+def test_a_kept_baseline_is_read_back_by_every_worker(backend: Backend, store: Store) -> None:
+    before = time.time()
+    store.save_baseline("m", "1", "digest", "outputs", 2000, '{"profiles": []}')
+    reader = backend.reader()
+    try:
+        found = reader.baseline("m", "1", "digest", "outputs")
+    finally:
+        reader.close()
+
+    assert found is not None
+    assert (found.rows, found.document) == (2000, '{"profiles": []}')
+    assert before - 0.001 <= dt.datetime.fromisoformat(found.since).timestamp() <= time.time() + 0.001
+
+
+def test_the_first_baseline_kept_under_a_key_wins(backend: Backend, store: Store) -> None:
+    with backend.store() as other_worker:
+        store.save_baseline("m", None, "digest", "performance", 2000, '"first"')
+        other_worker.save_baseline("m", None, "digest", "performance", 2500, '"second"')
+        found = other_worker.baseline("m", None, "digest", "performance")
+
+    assert found is not None
+    assert (found.rows, found.document) == (2000, '"first"')
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "reference", "kind"),
+    [
+        ("n", "1", "digest", "outputs"),
+        ("m", None, "digest", "outputs"),
+        ("m", "1", "other", "outputs"),
+        ("m", "1", "digest", "performance"),
+    ],
+    ids=["another-model", "another-version", "another-reference", "another-kind"],
+)
+def test_a_baseline_is_kept_for_its_own_key_only(
+    store: Store, model: str, version: str | None, reference: str, kind: str
+) -> None:
+    store.save_baseline("m", "1", "digest", "outputs", 2000, "{}")
+
+    assert store.baseline(model, version, reference, kind) is None
+
+
+def test_a_read_only_store_reads_the_kept_baselines_and_keeps_none(backend: Backend, store: Store) -> None:
+    store.save_baseline("m", None, "digest", "outputs", 2000, '"kept"')
+    read_only = ReadOnlyStore(backend.reader())
+    try:
+        read_only.save_baseline("m", None, "digest", "performance", 10, '"offline"')
+        found = (read_only.baseline("m", None, "digest", "outputs"), read_only.baseline("m", None, "digest", "performance"))
+    finally:
+        read_only.close()
+
+    assert found[0] is not None
+    assert (found[0].document, found[1]) == ('"kept"', None)
+    assert store.baseline("m", None, "digest", "performance") is None
 
 
 # -- the drift window ----------------------------------------------------------------------------

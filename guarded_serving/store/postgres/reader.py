@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from psycopg.rows import dict_row
 
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ..contract import StoreReader
-from ..records import LabelledRow, Replica, SavedModel, Totals, version_key, version_of
+from ..records import LabelledRows, Replica, SavedBaseline, SavedModel, Totals, version_key, version_of
 from ..sqlite.codec import count, decode_chunk, iso, settings, text
 from .connection import Server
 
 __all__ = ["PostgresReader"]
 
-# The newest labelled rows (see StoreReader.labelled): each label joins the newest answered request with its id.
+# The labels of a model version's answered requests, newest request first and, in one, its last row first: walked
+# from the newest request back (the (model, version, id) index, one feedback lookup each), so that it costs what
+# the window holds, not every label ever stored. A request counts only when no newer answered one has its id.
 _LABELLED = (
-    "SELECT guarded_output(q.outputs, f.row) AS output, f.label, q.ts, f.ts FROM feedback f"
-    " CROSS JOIN LATERAL (SELECT r.id, r.outputs, r.ts FROM requests r WHERE r.request_id = f.request_id"
-    " AND r.model = f.model AND r.version = f.version AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1) q"
-    " WHERE f.model = %s AND f.version = %s{since} AND guarded_output(q.outputs, f.row) IS NOT NULL"
-    " ORDER BY q.id DESC, f.row DESC LIMIT %s"
+    "SELECT q.id, f.row, f.label, q.ts, f.ts FROM requests q JOIN feedback f ON f.model = q.model"
+    " AND f.version = q.version AND f.request_id = q.request_id WHERE q.model = %s AND q.version = %s"
+    " AND q.status = 'ok' AND q.outputs IS NOT NULL{since} AND f.row >= 0 AND NOT EXISTS (SELECT 1 FROM requests r"
+    " WHERE r.request_id = q.request_id AND r.id > q.id AND r.model = q.model AND r.version = q.version"
+    " AND r.status = 'ok') ORDER BY q.id DESC, f.row DESC LIMIT %s"
 )
 _ANSWERED = "FROM requests WHERE model = %s AND version = %s AND status = 'ok'{since}"
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
@@ -40,6 +45,7 @@ class PostgresReader(StoreReader):
         self.server = server
         self.path = server.path
         self.since = since
+        self._decoded: dict[int, list[Any] | None] = {}  # request id -> its outputs, decoded (see labelled)
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
         if self.since is None:
@@ -105,10 +111,45 @@ class PostgresReader(StoreReader):
         )
         return {str(request_id): int(n) for request_id, n in rows}
 
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
         since, bound = self._since("q.ts")
-        rows = self._all(_LABELLED.format(since=since), [model, version_key(version), *bound, limit])
-        return [LabelledRow(*row) for row in rows]
+        want = limit
+        while True:
+            found = self._all(_LABELLED.format(since=since), [model, version_key(version), *bound, want])
+            outputs = self._outputs({request for request, *_ in found})
+            joined = [
+                (kept[row], label, request_ts, label_ts)
+                for request, row, label, request_ts, label_ts in found
+                if (kept := outputs.get(request)) is not None and row < len(kept)
+            ]
+            if len(joined) >= limit or len(found) < want:
+                break
+            want *= 2  # some rows had no output (a request sampled out): read further back
+        rows = []
+        for output, label, request_ts, label_ts in joined[:limit]:
+            try:
+                rows.append((output, json.loads(label), _seconds(label_ts) - _seconds(request_ts)))
+            except (TypeError, ValueError):  # a label that does not decode is left out
+                continue
+        rows.reverse()  # oldest first
+        return LabelledRows([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float))
+
+    def _outputs(self, requests: set[int]) -> dict[int, list[Any]]:
+        """The decoded outputs of these requests (a stored request never changes: read once, and kept while
+        the labelled rows need them, at most a window's requests); a request whose outputs are not a JSON
+        array is absent."""
+        cache = dict(self._decoded)  # this read's own copy: several threads may read at once
+        missing = [request for request in requests if request not in cache]
+        if missing:
+            for request, text in self._all("SELECT id, outputs FROM requests WHERE id = ANY(%s)", [missing]):
+                try:
+                    decoded = json.loads(text)
+                except (TypeError, ValueError):
+                    decoded = None
+                cache[request] = decoded if isinstance(decoded, list) else None
+        kept = {request: cache[request] for request in requests if request in cache}
+        self._decoded = kept  # only what this read needed: bounded by the window
+        return {request: outputs for request, outputs in kept.items() if outputs is not None}
 
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:
         since, bound = self._since("last_seen")
@@ -143,6 +184,13 @@ class PostgresReader(StoreReader):
                     yield chunk
             if len(page) < 64:
                 return
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
+        found = self._one(
+            "SELECT since, rows, document FROM baselines WHERE model = %s AND version = %s AND reference = %s AND kind = %s",
+            [model, version_key(version), reference, kind],
+        )
+        return SavedBaseline(str(found[0]), int(found[1]), str(found[2])) if found is not None else None
 
     # -- the fleet ---------------------------------------------------------------------------------
     def replicas(self, model: str, *, version: str | None = None) -> list[Replica]:
@@ -232,3 +280,8 @@ class PostgresReader(StoreReader):
     def close(self, timeout: float = 10.0) -> bool:
         self.server.close()
         return True
+
+
+def _seconds(text: str) -> float:
+    """Epoch seconds of a stored time (ISO text, milliseconds), as every backend computes a label's delay."""
+    return dt.datetime.fromisoformat(text).timestamp()

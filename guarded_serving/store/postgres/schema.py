@@ -1,9 +1,11 @@
 """The PostgreSQL backend's tables: the SQLite backend's, plus ``replicas`` (one heartbeat per serving process).
 
-Everything is keyed by (model, version), the version ``''`` for an unversioned model (``requests`` too, so
-that one index serves every read). Times are ISO text in UTC with milliseconds, as in a SQLite file, so
-that both backends answer alike; ``replicas.last_seen`` is the server's own ``now()``, so that every
-replica judges staleness on one clock whatever its host's. ``window`` is a reserved word: always quoted.
+Every statement creates only what is missing: a database of an older schema version is brought up to
+date by running them all again. Everything is keyed by (model, version), the version ``''`` for an
+unversioned model (``requests`` too, so that one index serves every read). Times are ISO text in UTC with
+milliseconds, as in a SQLite file, so that both backends answer alike; ``replicas.last_seen`` is the
+server's own ``now()``, so that every replica judges staleness on one clock whatever its host's.
+``window`` is a reserved word: always quoted.
 
 Several replicas start at once: one creates or migrates the tables while holding a transaction-level
 advisory lock (:data:`SCHEMA_LOCK`); the others wait for it, then find the schema current and go on.
@@ -15,7 +17,7 @@ import psycopg
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "create_schema", "has_table"]
 
-SCHEMA_VERSION = 1  # this backend's own schema version, in guarded_serving_meta
+SCHEMA_VERSION = 2  # this backend's own schema version, in guarded_serving_meta (2: the baselines table)
 SCHEMA_LOCK = 0x6775_6172_6473  # "guards": the advisory lock one starting replica holds while creating the tables
 
 _TABLES = (
@@ -54,6 +56,10 @@ _TABLES = (
         model text NOT NULL, version text NOT NULL, slot bigint NOT NULL, ts text NOT NULL, status text NOT NULL,
         snapshot text NOT NULL, worker integer, replica text, PRIMARY KEY (model, version, slot))""",
     "CREATE INDEX IF NOT EXISTS health_history_ts ON health_history (model, version, ts)",
+    # Keyed by the reference's digest too: a new reference collects its own baselines.
+    """CREATE TABLE IF NOT EXISTS baselines (
+        model text NOT NULL, version text NOT NULL, reference text NOT NULL, kind text NOT NULL, since text NOT NULL,
+        rows integer NOT NULL, document text NOT NULL, PRIMARY KEY (model, version, reference, kind))""",
     """CREATE TABLE IF NOT EXISTS replicas (
         model text NOT NULL, version text NOT NULL, replica text NOT NULL, host text NOT NULL, pid integer NOT NULL,
         library text NOT NULL, fingerprint text NOT NULL, started_at timestamptz NOT NULL,

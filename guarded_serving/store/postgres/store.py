@@ -132,6 +132,15 @@ class PostgresStore(PostgresReader, Store):
             )
         return new, len(items) - new
 
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Keep a baseline adopted from served traffic, unless a replica already kept one for this key."""
+        with self.server.reading("keep a baseline in") as conn:
+            conn.execute(
+                "INSERT INTO baselines (model, version, reference, kind, since, rows, document)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (model, version_key(version), reference, kind, iso(time.time()), rows, document),
+            )
+
     def write_snapshot(
         self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int, *, version: str | None = None
     ) -> bool:

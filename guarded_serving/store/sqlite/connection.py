@@ -47,6 +47,11 @@ class Connections:
         self._generation = 0  # bumped when every thread must reconnect
         self._open: list[sqlite_utils.Database] = []  # every thread's connection, closed by close()
 
+    @property
+    def generation(self) -> int:
+        """Bumped whenever every thread must reconnect (a new file, a new write-ahead log)."""
+        return self._generation
+
     def connect(self) -> sqlite_utils.Database:
         """A new connection of this store's kind, owned by the caller."""
         return connect(self.path, self.busy_timeout, as_found=self.as_found)

@@ -8,21 +8,14 @@ from typing import Any
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ..contract import StoreReader
-from ..records import LabelledRow, SavedModel, Totals, version_key, version_of
+from ..records import LabelledRows, SavedBaseline, SavedModel, Totals, version_key, version_of
 from .codec import count, decode_chunk, iso, settings, text
 from .connection import Connections
+from .labels import LabelJoin
 from .schema import has_table
 
 __all__ = ["SqliteReader"]
 
-# The newest labelled rows (see StoreReader.labelled). The output is read only from a JSON array and an integer row.
-_LABELLED = (
-    "SELECT CASE WHEN typeof(q.outputs) = 'text' AND json_valid(q.outputs) AND typeof(f.row) = 'integer'"
-    " THEN q.outputs -> f.row END AS output, f.label, q.ts, f.ts FROM feedback f"
-    " JOIN requests q ON q.id = (SELECT max(r.id) FROM requests r"
-    " WHERE r.request_id = f.request_id AND r.model = f.model AND r.version IS nullif(f.version, '') AND r.status = 'ok')"
-    " WHERE f.model = ? AND f.version = ?{since} AND output IS NOT NULL ORDER BY q.id DESC, f.row DESC LIMIT ?"
-)
 _ANSWERED = "FROM requests WHERE model = ? AND version IS ? AND status = 'ok'{since}"  # a model version's answered requests
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 
@@ -34,6 +27,7 @@ class SqliteReader(StoreReader):
         self.connections = connections
         self.path = connections.path
         self.since = since
+        self._labels = LabelJoin()
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
         """The filter that limits a query to rows logged since ``since`` (none for a reader of everything)."""
@@ -101,13 +95,10 @@ class SqliteReader(StoreReader):
                     found[request_id] = rows
         return found
 
-    def labelled(self, model: str, limit: int, *, version: str | None = None) -> list[LabelledRow]:
+    def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
         since, bound = self._since("q.ts")
         with self.connections.reading() as db:
-            return [
-                LabelledRow(*row)
-                for row in db.execute(_LABELLED.format(since=since), [model, version_key(version), *bound, limit])
-            ]
+            return self._labels.read(db.conn, self.connections.generation, (model, version_key(version)), limit, since, bound)
 
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:
         since, bound = self._since("last_seen")
@@ -141,6 +132,16 @@ class SqliteReader(StoreReader):
                 chunk = decode_chunk(rows, inputs, outputs, meta)
                 if chunk is not None:
                     yield chunk
+
+    def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
+        with self.connections.reading() as db:
+            if not has_table(db, "baselines"):
+                return None
+            found = db.execute(
+                "SELECT since, rows, document FROM baselines WHERE model = ? AND version = ? AND reference = ? AND kind = ?",
+                [model, version_key(version), reference, kind],
+            ).fetchone()
+        return SavedBaseline(str(found[0]), count(found[1]), str(found[2])) if found is not None else None
 
     # -- what the store holds --------------------------------------------------------------------
     def saved_versions(self) -> list[SavedModel]:

@@ -18,6 +18,8 @@ Tables (browse them with ``sqlite-utils rows guarded_serving.db requests``). Eve
 ``models``    the reference (JSON) and monitoring settings, so that the file can be judged again
               offline (``guarded-serving report``)
 ``health_history``  one health snapshot per model version and ``history_interval`` slot (JSON)
+``baselines`` per model version and reference: the output and performance baselines adopted from
+              early served traffic (JSON), shared by every worker and kept over restarts
 
 Schema 1 kept a table row per input row (folded into the requests' arrays); schema 2 keyed the other
 tables by model alone (rebuilt keyed by model and version). A writer migrates a file when it opens it;
@@ -33,8 +35,9 @@ import sqlite_utils
 
 __all__ = ["SCHEMA_VERSION", "create_schema", "has_table", "schema_2_views"]
 
-# 2: rows stored per request (inputs/outputs arrays), `rows` is a view; 3: every table keyed by (model, version)
-SCHEMA_VERSION = 3
+# 2: rows stored per request (inputs/outputs arrays), `rows` is a view; 3: every table keyed by (model, version);
+# 4: a `baselines` table (created in a schema-3 file as it is opened)
+SCHEMA_VERSION = 4
 
 # The tables keyed by model, as schema 3 has them: (columns, primary key, not-null columns).
 _KEYED_TABLES: dict[str, tuple[dict[str, Any], tuple[str, ...] | str, set[str]]] = {
@@ -87,6 +90,11 @@ _KEYED_TABLES: dict[str, tuple[dict[str, Any], tuple[str, ...] | str, set[str]]]
         {"model": str, "version": str, "saved_at": str, "reference": str, "settings": str},
         ("model", "version"),
         {"model", "version", "saved_at", "reference", "settings"},
+    ),
+    "baselines": (  # keyed by the reference's digest too: a new reference collects its own baselines
+        {"model": str, "version": str, "reference": str, "kind": str, "since": str, "rows": int, "document": str},
+        ("model", "version", "reference", "kind"),
+        {"model", "version", "reference", "kind", "since", "rows", "document"},
     ),
 }
 

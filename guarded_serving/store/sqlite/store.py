@@ -158,6 +158,15 @@ class SqliteStore(SqliteReader, Store):
             )
         return len(items) - replaced, replaced
 
+    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
+        """Keep a baseline adopted from served traffic, unless another worker already kept one for this key."""
+        with self.connections.reading() as db, db.conn as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO baselines (model, version, reference, kind, since, rows, document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version_key(version), reference, kind, iso(time.time()), rows, document),
+            )
+
     def write_snapshot(
         self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int, *, version: str | None = None
     ) -> bool:
