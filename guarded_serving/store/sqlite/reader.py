@@ -33,7 +33,7 @@ class SqliteReader(StoreReader):
         """The filter that limits a query to rows logged since ``since`` (none for a reader of everything)."""
         if self.since is None:
             return "", []
-        return f" AND {column} >= ?", [iso(min(max(self.since, 0.0), _LATEST))]
+        return f" AND {column} >= ?", [_time_bound(self.since)]
 
     # -- per model version ---------------------------------------------------------------------
     def totals(self, model: str, *, version: str | None = None) -> Totals:
@@ -113,7 +113,7 @@ class SqliteReader(StoreReader):
             )
 
     def snapshots(self, model: str, since: float | None, limit: int, *, version: str | None = None) -> list[str]:
-        after = iso(min(max(since, 0.0), _LATEST)) if since is not None else ""  # every stored ts sorts after ""
+        after = _time_bound(since) if since is not None else ""  # every stored ts sorts after ""
         with self.connections.reading() as db:
             return [
                 snapshot
@@ -212,3 +212,8 @@ class SqliteReader(StoreReader):
     def close(self, timeout: float = 10.0) -> bool:
         self.connections.close()
         return True
+
+
+def _time_bound(ts: float) -> str:
+    """A ``since`` as the stored times compare with it: one before 1970 as 1970, one after 9999 as 9999."""
+    return iso(min(max(ts, 0.0), _LATEST))
