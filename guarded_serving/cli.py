@@ -98,7 +98,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         metavar="FILE",
         default=os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB),
-        help="the service's SQLite log store (default: $GUARDED_SERVING_DB, else ./guarded_serving.db); only read",
+        help="the service's log store, a SQLite file or a postgresql:// URL (default: $GUARDED_SERVING_DB, else"
+        " ./guarded_serving.db); only read",
     )
 
 
