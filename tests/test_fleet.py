@@ -150,6 +150,9 @@ def test_one_history_snapshot_per_slot_for_the_whole_fleet(fleet: Fleet) -> None
 
 def test_the_cli_reads_the_fleets_database_by_its_url_and_never_shows_its_password(fleet: Fleet) -> None:
     cli = str(Path(sys.executable).parent / "guarded-serving")
+    for _ in range(3):
+        predict(fleet.a, np.random.default_rng(5).normal(size=(2, 3)))
+    assert wait_for(lambda: health(fleet.b)["totals"]["requests"] >= 3, timeout=10)
 
     tail = subprocess.run([cli, "tail", "--db", fleet.url, "-n", "3"], capture_output=True, text=True, timeout=120)
     report = subprocess.run([cli, "report", "--db", fleet.url], capture_output=True, text=True, timeout=300)
