@@ -21,7 +21,7 @@ from .errors import (
 from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
 from .monitor import FeedbackResult, Monitor
-from .reference import FeatureProfile, Reference
+from .reference import FeatureProfile, Reference, TrainingDataWarning
 from .stages import stage
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Reference",
     "Status",
     "StoreError",
+    "TrainingDataWarning",
     "UnknownRequestError",
     "guard",
     "stage",

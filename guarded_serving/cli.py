@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--categorical", metavar="NAMES", type=_names, help="comma-separated columns to treat as categories even if numeric"
     )
+    profile.add_argument(
+        "--holdout",
+        metavar="FILE",
+        help="held-out rows (same columns, same format as DATA): --target and --predictions are read from them, and"
+        " the reference's outputs and performance describe them (holdout=)",
+    )
     profile.add_argument("--target", metavar="COLUMN", help="the column holding the labels (y): profiled, not a feature")
     profile.add_argument(
         "--predictions",
@@ -299,15 +305,61 @@ class ProgressBar:
 
 # -- profile ---------------------------------------------------------------------------------------
 def _profile(args: argparse.Namespace) -> int:
-    bar = ProgressBar(f"reading {Path(args.data).name}", args.progress, unit="bytes")
+    table = _read_features(args, args.data)
+    held = _read_features(args, args.holdout) if args.holdout else None
+    y, predictions, table = _labels_and_outputs(args, table, present_only=held is not None)
+    if held is not None:
+        y, predictions, held = _labels_and_outputs(args, held)
+        if held.names != table.names:
+            raise ConfigurationError(
+                "holdout", f"columns {list(held.names)}", f"the feature columns of DATA, {list(table.names)}"
+            )
+    if not table.names:
+        raise ConfigurationError("data", args.data, "at least one feature column besides --target and --predictions")
+    unknown = [n for n in args.categorical or () if n not in table.names]
+    if unknown:
+        raise ConfigurationError("categorical", unknown, f"feature columns among {list(table.names)}")
+    if args.task and (y is None or predictions is None):
+        raise UsageError("--task needs --target and --predictions: the reference performance compares them")
+    reference = Reference.from_data(
+        table.matrix(),
+        y=None if held is not None else y,
+        predictions=predictions,
+        feature_names=table.names,
+        categorical=args.categorical,
+        input_format=args.input_format,
+        task=args.task,
+        holdout=None if held is None else (held.matrix(), y),
+    )
     try:
-        table = read_table(args.data, progress=bar)
+        saved = reference.save(args.out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+    print(_profile_summary(reference, args.data, saved))
+    return EXIT_OK
+
+
+def _read_features(args: argparse.Namespace, path: str) -> Any:
+    bar = ProgressBar(f"reading {Path(path).name}", args.progress, unit="bytes")
+    try:
+        table = read_table(path, progress=bar)
     finally:
         bar.close()
     if args.feature_names:
         table = table.renamed(args.feature_names)
     if args.categorical:
         table = table.as_categorical(args.categorical)
+    return table
+
+
+def _labels_and_outputs(args: argparse.Namespace, table: Any, present_only: bool = False) -> tuple[list[Any] | None, Any, Any]:
+    """Take the --target and --predictions columns out of a table: (labels, outputs, the rest). With
+    ``present_only`` (the training file, when the held-out one holds them) they are dropped where present."""
+    if present_only:
+        for column in [args.target, *(args.predictions or ())]:
+            if column in table.names:
+                _, table = table.take(column, "target")
+        return None, None, table
     y = None
     if args.target:
         target, table = table.take(args.target, "target")
@@ -319,28 +371,7 @@ def _profile(args: argparse.Namespace) -> int:
             values, table = table.take(column, "predictions")
             outputs.append(values)
         predictions = _stack(outputs)
-    if not table.names:
-        raise ConfigurationError("data", args.data, "at least one feature column besides --target and --predictions")
-    unknown = [n for n in args.categorical or () if n not in table.names]
-    if unknown:
-        raise ConfigurationError("categorical", unknown, f"feature columns among {list(table.names)}")
-    if args.task and (y is None or predictions is None):
-        raise UsageError("--task needs --target and --predictions: the reference performance compares them")
-    reference = Reference.from_data(
-        table.matrix(),
-        y=y,
-        predictions=predictions,
-        feature_names=table.names,
-        categorical=args.categorical,
-        input_format=args.input_format,
-        task=args.task,
-    )
-    try:
-        saved = reference.save(args.out)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
-    print(_profile_summary(reference, args.data, saved))
-    return EXIT_OK
+    return y, predictions, table
 
 
 def _plain(column: Any) -> list[Any]:
@@ -364,11 +395,12 @@ def _profile_summary(reference: Reference, data: str, saved: Path) -> str:
     ]
     if reference.target is not None:
         parts.append("the target")
+    held = " on the held-out rows" if reference.provenance.outputs == "holdout" else ""
     if reference.outputs:
-        parts.append(f"{len(reference.outputs)} model output{'s' if len(reference.outputs) != 1 else ''}")
+        parts.append(f"{len(reference.outputs)} model output{'s' if len(reference.outputs) != 1 else ''}{held}")
     if reference.performance is not None:
         p = reference.performance
-        parts.append(f"{p.task} performance ({p.metric} {p.metric_value(p.error_mean):.3f})")
+        parts.append(f"{p.task} performance ({p.metric} {p.metric_value(p.error_mean):.3f}){held}")
     return _printable(", ".join(parts) + f". Wrote {saved}.")
 
 

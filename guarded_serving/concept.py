@@ -23,12 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from .health import CheckResult, Status
+from .health import BaselineSource, CheckResult, Status
 from .performance import Performance
 
 __all__ = ["ConceptDetails", "concept_check", "cusum_alarms"]
 
 ALPHA_CONCEPT = 0.002
+# The confidence bound's share of the model-wide false-alarm budget per health check (with data drift 0.4 %,
+# prediction drift 0.15 %, data quality 0.25 %, joint drift and the estimate 0.05 % each: 1 % together); the
+# CUSUM's false alarms are far rarer.
+ALPHA_CONCEPT_BOUND = 0.001
 MIN_LABELS = 100
 MIN_ERROR_RISE = 0.02  # accuracy points (classification) ...
 MIN_RELATIVE_RISE = 0.1  # ... or 10 % of the reference MAE (regression)
@@ -51,6 +55,7 @@ class ConceptDetails:
     current_loss: float | None
     detector_alarms: int
     detector_last_alarm_row: int | None
+    baseline: BaselineSource | None = None
     unscored_rows: int = 0  # labelled rows left out: their prediction was NaN or missing
 
 
@@ -93,10 +98,12 @@ def concept_check(
     labels_replaced: int,
     inputs_drifted: bool | None,
     unscored: int = 0,
+    baseline: BaselineSource | None = None,
 ) -> CheckResult:
-    """Judge labelled rows (oldest first) against the reference performance. ``errors`` and ``losses`` are
-    the rows that could be scored; ``unscored`` labelled rows had no usable prediction and are named.
-    Realized figures only: the estimate from the model's outputs is the ``estimated_performance`` check's."""
+    """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is).
+    ``errors`` and ``losses`` are the rows that could be scored; ``unscored`` labelled rows had no usable
+    prediction and are named. Realized figures only: the estimate from the model's outputs is the
+    ``estimated_performance`` check's."""
     n = len(errors)
 
     def details(
@@ -118,6 +125,7 @@ def concept_check(
             current_loss=round(reference.loss_value(float(losses.mean())), 4) if reference and n else None,
             detector_alarms=len(alarms or []),
             detector_last_alarm_row=(alarms[-1] if alarms else None),
+            baseline=baseline if reference else None,
             unscored_rows=unscored,
         )
 
@@ -135,7 +143,7 @@ def concept_check(
         return CheckResult("concept_drift", Status.INSUFFICIENT_DATA, summary, details())
     mean = float(errors.mean())
     # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
-    z = float(norm.isf(ALPHA_CONCEPT))
+    z = float(norm.isf(ALPHA_CONCEPT_BOUND))
     var_window = float(errors.var()) if reference.task == "regression" else max(mean * (1 - mean), 1 / n)
     var_ref = reference.error_std**2 if reference.task == "regression" else reference.error_mean * (1 - reference.error_mean)
     se = math.sqrt(var_window / n + var_ref / max(reference.rows, 1))
@@ -156,12 +164,14 @@ def concept_check(
     info = details(current, interval, alarms)
     name = reference.metric
     ref_value = reference.metric_value(reference.error_mean)
+    against = "served" if baseline is not None and baseline.since is not None else "reference"
     if not worse and not recent_alarm:
-        summary = f"{name} {current:.3g} over the last {n} labelled rows (reference {ref_value:.3g}){left_out}."
+        summary = f"{name} {current:.3g} over the last {n} labelled rows ({against} {ref_value:.3g}){left_out}."
         return CheckResult("concept_drift", Status.OK, summary, info)
     status = Status.ALERT if worse else Status.WARN
     verb = "fell" if reference.task == "classification" else "rose"
     summary = f"{name} {verb} to {current:.3g} (interval {interval[0]:.3g}-{interval[1]:.3g}) from {ref_value:.3g}"
+    summary += " (served)" if against == "served" else ""
     summary += f" over the last {n} labelled rows" if worse else f"; the change detector alarmed at labelled row {alarms[-1]}"
     if inputs_drifted is False:
         summary += ": performance fell while inputs look unchanged: likely concept drift"

@@ -30,12 +30,12 @@ from .health import HealthReport, Status
 from .jsontext import dump_bytes
 from .logs import get_logger
 from .monitor import DEFAULT_DB, Monitor, as_reference, new_request_id, to_jsonable_output
-from .performance import model_classes, probability_classes
+from .performance import model_classes
 from .redaction import WITHHELD, redacted_input_error
-from .reference import FeatureProfile, Reference, profile_outputs
+from .reference import Reference, probability_columns, with_training_outputs
 from .stages import StageClock, pipeline_steps, stage
 from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord
-from .tabular import INPUT_FORMATS, Columns, columns_from_data, columns_to_rows, to_model_input
+from .tabular import INPUT_FORMATS, columns_from_data, to_model_input
 from .validation import RowSchema, parse_json, parse_table, rows_text
 
 __all__ = ["GuardedModel", "PredictCall", "Reply", "UnreadBody", "guard"]
@@ -155,6 +155,7 @@ class GuardedModel:
         input_format: str | None = None,
         latency_budget_ms: float | None = None,
         auth_token: str | None = None,
+        holdout: Any = None,
         **monitor_options: Any,
     ) -> None:
         if not callable(predict):
@@ -183,14 +184,10 @@ class GuardedModel:
                 raise ConfigurationError("input_format", "dataframe", "pandas to be installed for DataFrame input") from None
         self.predict = predict
         self._call = pipeline_steps(predict) or predict
-        outputs: Any = None
-        if not self.reference.outputs and not isinstance(reference, (Reference, str, os.PathLike)):
-            columns = columns_from_data(reference, feature_names=feature_names, categorical=categorical)
-            outputs, profiles = self._model_outputs(predict, reference, columns)
-            self.reference = dataclasses.replace(self.reference, outputs=profiles)
+        self.reference = self._with_outputs(predict, reference, holdout, feature_names, categorical)
         if self.reference.performance is None and not self.reference.classes:
             # Labels sent to /feedback must be classes the model can return, known without labelled data.
-            classes = model_classes(predict) or probability_classes(outputs)
+            classes = model_classes(predict) or probability_columns(self.reference.outputs)
             self.reference = dataclasses.replace(self.reference, classes=classes)
         self.name = name
         self.version = monitor_options.get("version")
@@ -210,20 +207,27 @@ class GuardedModel:
         self.monitor: Monitor | None = None
         self._log = get_logger().bind(model=name)
 
-    def _model_outputs(self, predict: Callable[..., Any], data: Any, columns: Columns) -> tuple[Any, tuple[FeatureProfile, ...]]:
-        """Call the model once on (up to 5,000 rows of) the training data, shaped as it will be at
-        serving time, for the profile of its outputs (prediction drift) and, for probabilities, its classes."""
-        rows = columns_to_rows(columns, limit=5000)
-        try:
-            with capture_warnings():
-                outputs = to_jsonable_output(
-                    predict(to_model_input(rows, columns.names, not any(columns.categorical), self.input_format))
-                )
-            return outputs, profile_outputs(outputs)
-        except Exception as exc:
-            raise ConfigurationError(
-                "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"
-            ) from exc
+    def _with_outputs(
+        self,
+        predict: Callable[..., Any],
+        data: Any,
+        holdout: Any,
+        feature_names: Sequence[str] | None,
+        categorical: Sequence[str | int] | None,
+    ) -> Reference:
+        """The reference with the model's outputs (and, with labels, performance) profiled by calling it,
+        shaped as at serving time: on ``holdout`` rows when given, else on (up to 5,000) training rows,
+        marked as such so that the monitor adopts its output baseline from served traffic instead."""
+        reference = self.reference
+        given = isinstance(data, (Reference, str, os.PathLike))
+        if holdout is not None:
+            reference = reference.with_holdout(holdout, predict=predict, input_format=self.input_format)  # type: ignore[arg-type]
+        elif not reference.outputs and not given:
+            columns = columns_from_data(data, feature_names=feature_names, categorical=categorical)
+            reference = with_training_outputs(reference, columns, predict, self.input_format)
+        if not given:  # guard(reference=X_train): the inputs are the model's training rows
+            reference = dataclasses.replace(reference, provenance=dataclasses.replace(reference.provenance, features="training"))
+        return reference
 
     # -- lifecycle (once per serving worker) ------------------------------------------------
     def start(self, metrics: Any = None) -> Monitor:
@@ -689,6 +693,7 @@ def guard(
     overflow: str = "drop",
     report_values: bool = False,
     history_interval: float = 60.0,
+    holdout: Any = None,
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -696,6 +701,10 @@ def guard(
     ``svc = guard(model.predict_proba, reference=X_train, name="churn")``, or as a decorator
     ``@guard(reference=X_train, name="churn")`` over a function taking the rows. Other keyword
     arguments (``workers=2``, ``traffic={"timeout": 10}`` ...) are BentoML service options.
+
+    ``holdout=(X_val, y_val)`` (or ``X_val``): rows the model was not fitted on, on which its outputs
+    and performance are profiled. Without it, the outputs are profiled on the training rows and the
+    monitor judges prediction drift (and, with labels, concept drift) against early served traffic.
     """
     module = _caller_module()
 
@@ -729,6 +738,7 @@ def guard(
             overflow=overflow,
             report_values=report_values,
             history_interval=history_interval,
+            holdout=holdout,
         )
         return build_service(guarded, service_options, module)
 

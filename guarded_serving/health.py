@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckResult", "HealthReport", "Status", "to_jsonable", "worst"]
+__all__ = ["BaselineSource", "CheckResult", "HealthReport", "Status", "to_jsonable", "worst"]
 
 
 class Status(enum.Enum):
@@ -42,6 +42,23 @@ _RANK = {Status.OK: 0, Status.INSUFFICIENT_DATA: 1, Status.WARN: 2, Status.ALERT
 def worst(statuses: Any) -> Status:
     """The worst of several statuses (``ok`` for none)."""
     return max(statuses, key=lambda s: s.rank, default=Status.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineSource:
+    """What a check judges against: ``source`` is ``"training rows"``, ``"held-out rows"``, ``"reference rows"``
+    (given, of unknown history) or ``"served traffic"`` (adopted, ``since`` then); ``rows`` it rests on."""
+
+    source: str
+    rows: int | None = None
+    since: str | None = None
+
+    def describe(self) -> str:
+        """A clause for a summary: ``"baseline: 500 rows served since 2026-11-30T09:24:12Z"``."""
+        if self.since is None:
+            return f"baseline: {self.source}"
+        since = self.since[:19] + "Z" if self.since.endswith("+00:00") else self.since
+        return f"baseline: {self.rows} rows served since {since}"
 
 
 @dataclass(frozen=True, slots=True)

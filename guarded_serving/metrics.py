@@ -160,6 +160,7 @@ class MetricsExporter:
         model: str,
         inputs: Baseline,
         outputs: Baseline | None = None,
+        outputs_judged: bool = True,
         skip: Iterable[str] = (),
         store_stats: Callable[[], StoreStats | None] = lambda: None,
         interval: float = 1.0,
@@ -171,6 +172,8 @@ class MetricsExporter:
         self._bins = [FeatureBins.of(inputs, "input", skip)]
         if outputs is not None:
             self._bins.append(FeatureBins.of(outputs, "output"))
+        # False while the outputs' baseline is being collected from served traffic (see reference_shares)
+        self._outputs_judged = outputs_judged
         self._store_stats = store_stats
         self._capacity = capacity
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -197,14 +200,27 @@ class MetricsExporter:
         for bins in self._bins:
             for _, name, labels, shares in bins.features:
                 self._get("guarded_serving_feature_missing_total", bins.source, name)
+                judged = bins.source != "output" or self._outputs_judged
                 for label, share in zip(labels, shares, strict=True):
                     self._get("guarded_serving_feature_bin_total", bins.source, name, label)
-                    self._get("guarded_serving_feature_reference_share", bins.source, name, label).set(float(share))
+                    self._get("guarded_serving_feature_reference_share", bins.source, name, label).set(
+                        float(share) if judged else math.nan
+                    )
         self._fold_store(self._store_stats())
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="guarded-serving-metrics", daemon=True)
         self._thread.start()
         return self
+
+    def reference_shares(self, profiles: Iterable[Any]) -> None:
+        """Export the shares of an output baseline adopted from served traffic (the reference's are the model's
+        training rows', which fleet-wide drift rules must not compare with): its profiles on the same bins."""
+        self._outputs_judged = True
+        for bins in self._bins[1:]:
+            for name, shares in bins.shares_of(profiles).items():
+                labels = next(labels for _, n, labels, _ in bins.features if n == name)
+                for label, share in zip(labels, shares, strict=True):
+                    self._get("guarded_serving_feature_reference_share", bins.source, name, label).set(float(share))
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread and fold in what is still pending."""

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .baselines import AdoptedOutputs, ServedBaselines, source_of
 from .checks import PipelineThresholds, environment_check, pipeline_check, store_check
 from .concept import concept_check
 from .dashboard import FeatureHistogram, feature_histograms
@@ -47,13 +48,13 @@ from .environment import WarningLog, WarningRecord, current_fingerprint, diff_en
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .estimate import estimate_check
 from .fleet import fleet_environment_check, fleet_store_check, replica_statuses
-from .health import CheckResult, HealthReport, Status, worst
+from .health import BaselineSource, CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
 from .metrics import MetricsExporter, check_factory
-from .performance import check_class, row_losses
+from .performance import Performance, check_class, row_losses
 from .redaction import redacted_reference, withheld_warnings
-from .reference import Reference
+from .reference import FeatureProfile, Reference
 from .stages import RecentRequest, summarise
 from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, RequestRecord, Store, StoreOptions, Totals, open_store
 
@@ -70,6 +71,10 @@ class FeedbackResult:
 
 
 DEFAULT_DB = "guarded_serving.db"
+MEMORY = ":memory:"  # db=":memory:" keeps no log store, as db=None does
+# Rows (of outputs, or labelled) a baseline adopted from served traffic rests on, or the window if larger: every
+# later check is judged against it, so its own noise should be small next to a window's.
+ADOPT_ROWS = 2000
 PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
 MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
 
@@ -138,8 +143,8 @@ class Monitor:
         The model's name and optional version: together the key of everything the store holds for it
         (totals, window, labels, history, retention), so that versions sharing a file judge their own traffic.
     db:
-        Path of the SQLite log store, or ``None`` to keep everything in memory (or a :class:`Store`
-        already built, such as the read-only one of an offline report).
+        Path of the SQLite log store, or ``None`` (or ``":memory:"``) to keep everything in memory (or
+        a :class:`Store` already built, such as the read-only one of an offline report).
     window:
         Rows of recent traffic the drift checks judge.
     recent_requests:
@@ -185,6 +190,10 @@ class Monitor:
             raise ConfigurationError("version", version, "a non-empty string or None")
         if db is not None and not isinstance(db, (str, os.PathLike, Store)):
             raise ConfigurationError("db", db, "a file path, a Store, or None")
+        if isinstance(db, (str, os.PathLike)) and not isinstance(db, Store):
+            if not str(db).strip():
+                raise ConfigurationError("db", db, f"a file path, or None or {MEMORY!r} for no log store")
+            db = None if str(db) == MEMORY else db
         if thresholds is not None and not isinstance(thresholds, PipelineThresholds):
             raise ConfigurationError("thresholds", thresholds, "a PipelineThresholds")
         self.reference = as_reference(reference, feature_names, categorical)
@@ -221,6 +230,12 @@ class Monitor:
         self.log_inputs = log_inputs
         self.sample_rate = float(sample_rate)
         self._sampler = random.Random(0)
+        provenance = self.reference.provenance
+        # Outputs or performance of the model's training rows are no baseline: adopt them from served traffic,
+        # the outputs from the newest ADOPT_ROWS rows (kept as the window is) when a window is first judged.
+        self._adopt_outputs = bool(self.reference.outputs) and provenance.outputs == "training"
+        self._adopt_performance = self.reference.performance is None or provenance.performance == "training"
+        self._kept_rows = max(self.window, ADOPT_ROWS) if self._adopt_outputs else self.window
         self.store = (
             db
             if isinstance(db, Store)
@@ -230,7 +245,7 @@ class Monitor:
                     flush_interval=flush_interval,
                     capacity=store_capacity,
                     capacity_bytes=store_capacity_bytes,
-                    window=self.window,
+                    window=self._kept_rows,
                     max_rows=max_rows,
                     max_age=max_age,
                     overflow=cast(Overflow, overflow),
@@ -247,7 +262,7 @@ class Monitor:
         self.output_baseline = Baseline.from_profiles(self.reference.outputs, methods) if self.reference.outputs else None
         self._encoder = Encoder(self.baseline)
         self._output_encoder = Encoder(self.output_baseline) if self.output_baseline is not None else None
-        self._memory_window = MemoryWindow(self.window)
+        self._memory_window = MemoryWindow(self._kept_rows)
         self.min_rows = min(self.window, MIN_ROWS)
         self._calibrations: tuple[Calibration, Calibration | None] | None = None
         self._calibration_lock = threading.Lock()
@@ -266,7 +281,9 @@ class Monitor:
         self._python = (self.reference.environment.python, fingerprint.python)
         self._last_status: Status | None = None
         self._dropped_logged = 0
-        self.performance = self.reference.performance
+        self.performance = self.reference.performance  # what labels are checked against
+        self._served = ServedBaselines(self.reference, name, version, self.store, self.methods, self.window, ALPHA_PREDICTION)
+        self._shares_exported = False  # the adopted output baseline's shares, given to the metrics exporter once
         # Recent answered requests (id -> sequence, time, outputs), so that a label arriving right after
         # its prediction (before the store has flushed it) is joined; bounded by PREDICTIONS_KEPT rows.
         # Without a store these are the only predictions labels can join: older ones are unknown.
@@ -309,6 +326,7 @@ class Monitor:
                     model=self.name,
                     inputs=self.baseline,
                     outputs=self.output_baseline,
+                    outputs_judged=not self._adopt_outputs,
                     skip=self.redact,
                     store_stats=store.stats if store is not None else lambda: None,
                 )
@@ -385,7 +403,7 @@ class Monitor:
             window = self.window_data(memory=True)
         out = feature_histograms(self.reference.features, window.inputs, skip=self.redact)
         if self.reference.outputs and window.outputs is not None:
-            out += feature_histograms(self.reference.outputs, window.outputs, role="output")
+            out += feature_histograms(self.judged_outputs(), window.outputs, role="output")
         return out
 
     def subscribe(self, listener: Callable[[HealthReport], object]) -> None:
@@ -586,12 +604,13 @@ class Monitor:
                 missing = [rid for rid in ids if rid not in found]
         return found
 
-    def _labelled(self, from_store: bool) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
-        """The newest ``window`` labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
+    def _labelled(self, from_store: bool, limit: int | None = None) -> tuple[list[Any], list[Any], np.ndarray, int, int]:
+        """The newest ``limit`` (``window``) labelled rows, oldest first: outputs, labels, delays (s), received, replaced."""
+        limit = limit or self.window
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, self.window, version=self.version)
+                stored = self.store.labelled(self.name, limit, version=self.version)
                 received, replaced = self.store.label_totals(self.name, version=self.version)
             except StoreError:
                 stored = None
@@ -607,19 +626,44 @@ class Monitor:
                     joined.append((seq, row, outs[row], label, labelled_at - ts))
             received, replaced = self._label_counts
         joined.sort(key=lambda item: (item[0], item[1]))
-        joined = joined[-self.window :]
+        joined = joined[-limit:]
         return [j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced
 
-    def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool) -> CheckResult:
+    def _concept(self, data_drift: CheckResult, window: WindowData, from_store: bool, inputs_ok: bool) -> CheckResult:
         outputs, labels, delays, received, replaced = self._labelled(from_store)
+        performance = self.performance
+        source = source_of(self.reference.provenance.performance, performance.rows if performance is not None else None)
+        if self._adopt_performance:
+            served = self._served_performance(from_store, inputs_ok, received)
+            if isinstance(served, CheckResult):  # not judged yet: what it waits for
+                return served
+            performance, source = served
         errors = np.zeros(0)
         losses = np.zeros(0)
         unscored = 0
-        if self.performance is not None and outputs:
-            scored = row_losses(self.performance.task, self.performance.classes, outputs, labels)
+        if performance is not None and outputs:
+            scored = row_losses(performance.task, performance.classes, outputs, labels)
             errors, losses, unscored = scored.error, scored.loss, scored.unscored
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
-        return concept_check(self.performance, errors, losses, delays, received, replaced, drifted, unscored)
+        return concept_check(performance, errors, losses, delays, received, replaced, drifted, unscored, baseline=source)
+
+    def _served_performance(
+        self, from_store: bool, inputs_ok: bool, received: int
+    ) -> tuple[Performance, BaselineSource] | CheckResult:
+        """The performance baseline adopted from served labels (adopting it when ready), or what it waits for."""
+        served = self._served.performance()
+        if served is not None:
+            return served
+        needed = max(self.window, ADOPT_ROWS)
+        if not received:
+            summary = (
+                f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
+            )
+            return CheckResult("concept_drift", Status.OK, summary)
+        outputs, labels, _, _, _ = self._labelled(from_store, needed)
+        if inputs_ok and len(labels) >= needed:
+            served = self._served.adopt_performance(outputs, labels)
+        return served if served is not None else _collecting_performance(len(labels), needed, self.performance is not None)
 
     def observe(
         self,
@@ -691,7 +735,8 @@ class Monitor:
             return Totals(self._requests, self._rows, self._rejected, self._errors)
 
     def health(self) -> HealthReport:
-        """Judge the model now. Never mutates the monitor's state (apart from the last status seen).
+        """Judge the model now. Never mutates the monitor's state, apart from the last status seen and the
+        baselines it adopts from served traffic when the reference's outputs or performance are training rows'.
 
         Whatever the store holds, this answers: rows that do not decode are skipped where they are read,
         and should anything else in the store's content fail the judgement, this worker's own traffic is
@@ -728,18 +773,24 @@ class Monitor:
             window = self.window_data(memory=True)
         columns = Columns.of(window.inputs, self.baseline)
         cal_inputs, cal_outputs = self.calibration()
+        inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
+        data_drift = drift_check(
+            "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
+        )
+        quality = quality_check(
+            self.baseline,
+            columns,
+            _with_rejections(window, recent, self.baseline.names),
+            self.min_rows,
+            skip=self.redact,
+            reveal=self.report_values,
+        )
+        inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
         checks: list[CheckResult] = [
-            data_drift := drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact),
-            self._prediction_drift(window, cal_outputs),
-            self._concept(data_drift, window, from_store=store is not None),
-            quality_check(
-                self.baseline,
-                columns,
-                _with_rejections(window, recent, self.baseline.names),
-                self.min_rows,
-                skip=self.redact,
-                reveal=self.report_values,
-            ),
+            data_drift,
+            self._prediction_drift(window, cal_outputs, inputs_ok, memory=store is None),
+            self._concept(data_drift, window, store is not None, inputs_ok),
+            quality,
             joint_check(self.joint_baseline(), window.inputs, columns, self.baseline, self.min_rows),
             estimate_check(self.reference.confidence, window.outputs, self.min_rows),
             pipeline_check(summarise(recent), self.thresholds),
@@ -792,8 +843,8 @@ class Monitor:
                 self._joint = JointBaseline.fit(self.reference.row_sample, self.baseline, self.window, self.redact)
             return self._joint
 
-    def window_data(self, memory: bool = False) -> WindowData:
-        """The newest ``window`` rows: every worker's, from the store, or this process's."""
+    def window_data(self, memory: bool = False, rows: int | None = None) -> WindowData:
+        """The newest ``window`` (or ``rows``) rows: every worker's, from the store, or this process's."""
         output_width = self.output_baseline.width if self.output_baseline is not None else None
         if self.store is not None and self._window_in_store and not memory:
             # Chunks of another shape were written under an older reference of the same model version: skip them.
@@ -805,9 +856,11 @@ class Monitor:
             )
         else:
             chunks = iter(self._memory_window.newest_first())
-        return assemble(chunks, self.window, self.baseline.width, output_width)
+        return assemble(chunks, rows or self.window, self.baseline.width, output_width)
 
-    def _prediction_drift(self, window: WindowData, calibration: Calibration | None) -> CheckResult:
+    def _prediction_drift(
+        self, window: WindowData, calibration: Calibration | None, inputs_ok: bool, memory: bool = False
+    ) -> CheckResult:
         if self.output_baseline is None or calibration is None or window.outputs is None:
             return CheckResult(
                 "prediction_drift",
@@ -815,8 +868,39 @@ class Monitor:
                 "Not judged: the reference has no profile of the model's outputs"
                 " (build it with predictions=, or give guard() training data).",
             )
-        columns = Columns.of(window.outputs, self.output_baseline)
-        return drift_check("prediction_drift", self.output_baseline, calibration, columns, self.min_rows, what="outputs")
+        base, source = self.output_baseline, source_of(self.reference.provenance.outputs, self.reference.outputs[0].count)
+        if self._adopt_outputs:
+            served, kept = self._served.outputs(), window.rows
+            if served is None and window.rows >= self.window:  # a full window: enough rows, unless inputs fail
+                served, kept = self._adopt_served_outputs(memory) if inputs_ok else (None, self._kept_rows)
+            if served is None:
+                return _collecting_outputs(kept, self._kept_rows)
+            if self.metrics is not None and not self._shares_exported:
+                self._shares_exported = True
+                self.metrics.reference_shares(served.profiles)
+            base, calibration, source = served.baseline, served.calibration, served.source
+        columns = Columns.of(window.outputs, base)
+        return drift_check("prediction_drift", base, calibration, columns, self.min_rows, what="outputs", baseline=source)
+
+    def _adopt_served_outputs(self, memory: bool) -> tuple[AdoptedOutputs | None, int]:
+        """Adopt the outputs of the newest ``_kept_rows`` rows when there are that many and their inputs pass the
+        data-drift and data-quality checks (judged as a window of that size is); and the rows there are."""
+        kept = self.window_data(memory=memory, rows=self._kept_rows)
+        if kept.rows < self._kept_rows or kept.outputs is None:
+            return None, kept.rows
+        if kept.rows > self.window:
+            columns = Columns.of(kept.inputs, self.baseline)
+            cal_inputs, _ = self.calibration()
+            drift = drift_check("data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact)
+            quality = quality_check(self.baseline, columns, kept, self.min_rows, skip=self.redact)
+            if drift.status is not Status.OK or quality.status is not Status.OK:
+                return None, kept.rows
+        return self._served.adopt_outputs(kept.outputs), kept.rows
+
+    def judged_outputs(self) -> tuple[FeatureProfile, ...]:
+        """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
+        served = self._served.outputs() if self._adopt_outputs else None
+        return served.profiles if served is not None else self.reference.outputs
 
     def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
         with self._transition_lock:  # the periodic evaluator and a health request may judge at once
@@ -889,3 +973,29 @@ def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
 def _milliseconds(value: Any) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
     return float(value) if ok else 0.0
+
+
+def _collecting_outputs(rows: int, needed: int) -> CheckResult:
+    waiting = f"{rows} of {needed} rows" if rows < needed else f"waiting for {needed} rows whose inputs pass the data checks"
+    return CheckResult(
+        "prediction_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a baseline of the model's outputs from served traffic ({waiting}): the reference's outputs are"
+        " the model's on its training rows, where it is more confident than on new rows (guard(..., holdout=) gives"
+        " one from the start).",
+    )
+
+
+def _collecting_performance(labelled: int, window: int, had_reference: bool) -> CheckResult:
+    why = (
+        "the reference's performance is the model's on its training rows, better than on new rows"
+        if had_reference
+        else "the reference has no performance"
+    )
+    waiting = f"{labelled} of {window} labelled rows" if labelled < window else "waiting for inputs that pass the data checks"
+    return CheckResult(
+        "concept_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a performance baseline from served traffic ({waiting}): {why}"
+        " (guard(..., holdout=(X_val, y_val)) gives one from the start).",
+    )

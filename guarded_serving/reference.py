@@ -3,38 +3,52 @@
 A :class:`Reference` is built once from training data with :meth:`Reference.from_data`, saved as a
 versioned JSON document and loaded when the service starts. Everything a per-request check needs
 (feature names and kinds, ranges, category sets) is computed here, not per request.
+
+A reference knows where each of its parts came from (:class:`Provenance`): inputs may be profiled on
+training rows, but a model's outputs and performance on the rows it was fitted on are better than on
+any new row, so they are profiled on held-out rows when given (``holdout=``); otherwise the monitor
+adopts them from early served traffic.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from .environment import Fingerprint, current_fingerprint
+from .environment import Fingerprint, capture_warnings, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
 from .estimate import ConfidenceProfile, profile_of
-from .performance import Performance
+from .performance import Performance, training_fit_evidence
 from .rowsample import RowSample
-from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data
+from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data, columns_to_rows, to_model_input
 
-__all__ = ["FeatureProfile", "Reference"]
+__all__ = ["FeatureProfile", "Provenance", "Reference", "TrainingDataWarning"]
 
 FORMAT = "guarded-serving/reference"
 VERSION = 1
 
 Kind = Literal["numeric", "categorical"]
+Origin = Literal["training", "holdout", "given"]
+ORIGINS = ("training", "holdout", "given")
 BINS = 10  # quantile bins per numeric feature, for PSI and Jensen-Shannon
 SAMPLE_SIZE = 5000  # sorted sample kept per numeric feature, for exact two-sample statistics
+PREDICT_ROWS = 5000  # rows the model is called on to profile its outputs
 Category = str | int | float | bool
+
+
+class TrainingDataWarning(UserWarning):
+    """A reference's predictions and labels look like the rows the model was fitted on (see Reference.from_data)."""
 
 
 def _finite(value: float) -> float | None:
@@ -92,8 +106,13 @@ class FeatureProfile:
         if len(finite) == 0:
             return cls(name=name, kind="numeric", count=count, missing_rate=1.0)
         values_sorted = np.sort(finite)
-        _, counts = np.unique(values_sorted, return_counts=True)
-        edges = np.unique(np.quantile(values_sorted, np.linspace(0, 1, BINS + 1)[1:-1], method="lower"))
+        distinct, counts = np.unique(values_sorted, return_counts=True)
+        deciles = np.quantile(values_sorted, np.linspace(0, 1, BINS + 1)[1:-1], method="lower")
+        # A value holding at least half a bin's share (a point mass: the zeros of a sparse feature, a count's
+        # common values) gets a bin of its own, from it to the next larger value, whatever the deciles are.
+        atoms = distinct[counts >= len(finite) / (2 * BINS)]
+        after = distinct[np.minimum(np.searchsorted(distinct, atoms, side="right"), len(distinct) - 1)]
+        edges = np.unique(np.concatenate([deciles, atoms, after]))
         edges = edges[edges > values_sorted[0]]  # edges are data values, so discrete features get one bin per value
         bins = np.bincount(np.searchsorted(edges, values_sorted, side="right"), minlength=len(edges) + 1)
         sample = values_sorted
@@ -146,6 +165,31 @@ class FeatureProfile:
             top_share=float(data.get("top_share", 0.0)),
             singletons=int(data.get("singletons", 0)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where each part of a reference came from: ``"training"`` (rows the model was fitted on),
+    ``"holdout"`` (rows it never saw) or ``"given"`` (rows passed in, of unknown history).
+
+    Prediction drift and concept drift trust outputs and performance that are not ``"training"``;
+    for those that are, the monitor adopts a baseline from early served traffic instead.
+    """
+
+    features: Origin = "given"
+    outputs: Origin = "given"
+    performance: Origin = "given"
+
+    def to_json(self) -> dict[str, str]:
+        return {"features": self.features, "outputs": self.outputs, "performance": self.performance}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Provenance:
+        parts = {part: data.get(part, "given") for part in ("features", "outputs", "performance")}
+        for part, origin in parts.items():
+            if origin not in ORIGINS:
+                raise InvalidReferenceError(f"provenance of {part}: expected one of {list(ORIGINS)}, got {origin!r}")
+        return cls(**parts)
 
 
 def _profile(columns: Columns) -> tuple[FeatureProfile, ...]:
@@ -201,6 +245,7 @@ class Reference:
     target: FeatureProfile | None = None
     performance: Performance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Provenance = Provenance()
     classes: tuple[Category, ...] = ()
     row_sample: RowSample | None = None
     confidence: ConfidenceProfile | None = None
@@ -219,45 +264,76 @@ class Reference:
         categorical: Sequence[str | int] | None = None,
         input_format: InputFormat | None = None,
         task: str | None = None,
+        *,
+        holdout: Any = None,
+        predict: Callable[..., Any] | None = None,
     ) -> Reference:
         """Profile training data ``X`` (array, list of lists, list of dicts or DataFrame).
 
-        ``y`` and ``predictions`` are optional and must have one entry per row of ``X``.
         ``input_format`` fixes what the predict function receives at serving time; by default the
-        same shape as ``X`` (``"array"``, ``"records"`` or ``"dataframe"``). With both ``y`` and
-        ``predictions``, the reference's performance is computed (``task`` is inferred unless given):
-        build the reference on held-out data, so that it is what production should match.
+        same shape as ``X`` (``"array"``, ``"records"`` or ``"dataframe"``).
+
+        The model's outputs and performance describe held-out rows when ``holdout=`` is given
+        (``X_val``, or ``(X_val, y_val)``, with the same features as ``X``), else ``X``'s rows.
+        They come from ``predictions=`` (one per row they describe) or by calling ``predict=`` on
+        those rows (up to 5,000), shaped as the service will shape them; with labels (``y``, or
+        ``y_val``), the reference's performance is computed (``task`` is inferred unless given).
+
+        Outputs and performance on training rows are optimistic (a model is more confident, and more
+        often right, on rows it was fitted on), so those from ``predict=`` on ``X`` are marked as
+        training-set ones (see :class:`Provenance`), and ``predictions=`` with ``y`` that look like
+        training rows (far fewer errors than the model's own probabilities predict) raise a
+        :class:`~guarded_serving.errors.TrainingDataWarning` and are marked so too.
         """
         columns = columns_from_data(X, feature_names=feature_names, categorical=categorical)
         if input_format is not None and input_format not in INPUT_FORMATS:
             raise ConfigurationError("input_format", input_format, f"one of {list(INPUT_FORMATS)}")
-        outputs: tuple[FeatureProfile, ...] = ()
-        if predictions is not None:
-            out_cols = _output_columns(predictions)
-            if out_cols.rows != columns.rows:
-                raise ConfigurationError("predictions", f"{out_cols.rows} rows", f"{columns.rows} rows, one per row of X")
-            outputs = _profile(out_cols)
-        target = None
-        if y is not None:
-            y_cols = columns_from_data(np.asarray(y, dtype=object).reshape(-1, 1), feature_names=["target"])
-            if y_cols.rows != columns.rows:
-                raise ConfigurationError("y", f"{y_cols.rows} labels", f"{columns.rows} labels, one per row of X")
-            target = _profile(y_cols)[0]
-        performance = None
-        if y is not None and predictions is not None:
-            performance = Performance.from_data(y, to_jsonable_predictions(predictions), task=task)  # type: ignore[arg-type]
+        fmt: InputFormat = input_format or columns.input_format
+        described: Columns = columns
+        if holdout is not None:
+            if y is not None:
+                raise ConfigurationError("y", "labels of X with holdout=", "the held-out rows' labels in holdout=(X_val, y_val)")
+            held, y = _split_holdout(holdout)
+            described = _holdout_columns(held, columns.names, columns.categorical)
+        outputs, target, performance, origin, confidence = _describe(
+            described, y, predictions, predict, fmt, task, holdout is not None
+        )
         features = _profile(columns)
         return cls(
             features=features,
             rows=columns.rows,
-            input_format=input_format or columns.input_format,
+            input_format=fmt,
             environment=current_fingerprint(),
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             outputs=outputs,
             target=target,
             performance=performance,
+            provenance=Provenance(outputs=origin if outputs else "given", performance=origin if performance else "given"),
             row_sample=_row_sample(columns, features),
-            confidence=profile_of(predictions, performance, y),
+            confidence=confidence,
+        )
+
+    def with_holdout(
+        self,
+        holdout: Any,
+        *,
+        predict: Callable[..., Any] | None = None,
+        predictions: Any = None,
+        input_format: InputFormat | None = None,
+        task: str | None = None,
+    ) -> Reference:
+        """This reference with its outputs and performance profiled on held-out rows, ``X_val`` or
+        ``(X_val, y_val)``: from ``predictions=`` (one per held-out row) or by calling ``predict=``."""
+        held, y = _split_holdout(holdout)
+        names = self.feature_names
+        described = _holdout_columns(held, names, tuple(f.kind == "categorical" for f in self.features))
+        fmt: InputFormat = input_format or self.input_format
+        outputs, target, performance, origin, confidence = _describe(described, y, predictions, predict, fmt, task, True)
+        if not outputs:
+            raise ConfigurationError("holdout", "held-out rows without predictions", "predict= or predictions= to profile")
+        provenance = Provenance(self.provenance.features, origin, origin if performance else "given")
+        return dataclasses.replace(
+            self, outputs=outputs, target=target, performance=performance, provenance=provenance, confidence=confidence
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -273,6 +349,7 @@ class Reference:
             "performance": self.performance.to_json() if self.performance is not None else None,
             "environment": self.environment.to_json(),
             "extra": dict(self.extra),
+            "provenance": self.provenance.to_json(),
             "classes": list(self.classes),
             "row_sample": self.row_sample.to_json() if self.row_sample is not None else None,
             "confidence": self.confidence.to_json() if self.confidence is not None else None,
@@ -300,6 +377,7 @@ class Reference:
                 target=FeatureProfile.from_json(data["target"]) if data.get("target") else None,
                 performance=Performance.from_json(data["performance"]) if data.get("performance") else None,
                 extra=dict(data.get("extra", {})),
+                provenance=Provenance.from_json(data.get("provenance") or {}),
                 classes=tuple(data.get("classes", ())),
                 row_sample=RowSample.from_json(data["row_sample"]) if data.get("row_sample") else None,
                 confidence=ConfidenceProfile.from_json(data["confidence"]) if data.get("confidence") else None,
@@ -337,3 +415,132 @@ def to_jsonable_predictions(predictions: Any) -> Any:
     """Predictions as plain lists (rows of outputs), as they are logged."""
     array = np.asarray(predictions)
     return array.tolist() if array.dtype != object else [v.item() if isinstance(v, np.generic) else v for v in array.tolist()]
+
+
+def performance_labels(labels: Any) -> list[Any]:
+    """Labels as plain Python values, one per row (as Performance reads them)."""
+    values = list(np.asarray(labels, dtype=object).reshape(-1))
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def probability_columns(outputs: Sequence[FeatureProfile]) -> tuple[int, ...]:
+    """For outputs profiled as class probabilities (two or more numeric columns within [0, 1] whose means add
+    up to 1), their indices 0..k-1: the labels a function returning them can be judged against; else ()."""
+    if len(outputs) < 2 or any(p.kind != "numeric" or p.mean is None for p in outputs):
+        return ()
+    within = all((p.minimum or 0.0) >= 0.0 and (p.maximum or 0.0) <= 1.0 for p in outputs)
+    return tuple(range(len(outputs))) if within and abs(sum(p.mean or 0.0 for p in outputs) - 1.0) < 1e-3 else ()
+
+
+def with_training_outputs(reference: Reference, columns: Columns, predict: Callable[..., Any], input_format: str) -> Reference:
+    """The reference with the model's outputs on (up to 5,000 of) its training rows, marked as such."""
+    outputs, _, _, _, _ = _describe(columns, None, None, predict, input_format, None, False)  # type: ignore[arg-type]
+    return dataclasses.replace(
+        reference, outputs=outputs, provenance=dataclasses.replace(reference.provenance, outputs="training")
+    )
+
+
+def _describe(
+    described: Columns,
+    y: Any,
+    predictions: Any,
+    predict: Callable[..., Any] | None,
+    input_format: InputFormat,
+    task: str | None,
+    held_out: bool,
+) -> tuple[tuple[FeatureProfile, ...], FeatureProfile | None, Performance | None, Origin, ConfidenceProfile | None]:
+    """Outputs, target and performance on some rows, where they came from (see Reference.from_data), and the
+    confidence profile the performance estimate reads (none from training rows: the model is overconfident there)."""
+    if predict is not None and not callable(predict):
+        raise ConfigurationError("predict", predict, "the model's predict function, or None")
+    if predictions is not None and predict is not None:
+        raise ConfigurationError(
+            "predictions", "predictions and predict=", "one of the two: outputs, or the function making them"
+        )
+    origin: Origin = "holdout" if held_out else "given"
+    rows_of = "held-out row" if held_out else "row of X"
+    labels = None if y is None else performance_labels(y)
+    if predict is not None:
+        origin = "holdout" if held_out else "training"
+        described = _first_rows(described, PREDICT_ROWS)
+        labels = None if labels is None else labels[:PREDICT_ROWS]
+        predictions = _call(predict, described, input_format)
+    outputs: tuple[FeatureProfile, ...] = ()
+    if predictions is not None:
+        out_cols = _output_columns(predictions)
+        if out_cols.rows != described.rows:
+            raise ConfigurationError("predictions", f"{out_cols.rows} rows", f"{described.rows} rows, one per {rows_of}")
+        outputs = _profile(out_cols)
+    target = None
+    if labels is not None:
+        y_cols = columns_from_data(np.asarray(labels, dtype=object).reshape(-1, 1), feature_names=["target"])
+        if y_cols.rows != described.rows:
+            raise ConfigurationError("y", f"{y_cols.rows} labels", f"{described.rows} labels, one per {rows_of}")
+        target = _profile(y_cols)[0]
+    performance = None
+    if labels is not None and predictions is not None:
+        jsonable = to_jsonable_predictions(predictions)
+        performance = Performance.from_data(labels, jsonable, task=task)  # type: ignore[arg-type]
+        evidence = training_fit_evidence(performance, jsonable, labels)
+        if evidence is not None:
+            warnings.warn(
+                f"the reference's predictions look like the model's training rows: {evidence}. Outputs and"
+                " performance on training rows are optimistic, and production would look worse than it is;"
+                " build them on held-out rows: Reference.from_data(X_train, holdout=(X_val, y_val),"
+                " predict=model.predict_proba), or guard(..., holdout=(X_val, y_val)). Until then the monitor"
+                " judges outputs and performance against early served traffic.",
+                TrainingDataWarning,
+                stacklevel=4,
+            )
+            origin = "training"
+    confidence = profile_of(predictions, performance, labels) if origin != "training" else None
+    return outputs, target, performance, origin, confidence
+
+
+def _split_holdout(holdout: Any) -> tuple[Any, Any]:
+    """``(X_val, y_val)`` or ``X_val`` alone."""
+    if isinstance(holdout, tuple):
+        if len(holdout) != 2:
+            raise ConfigurationError("holdout", f"a tuple of {len(holdout)} items", "held-out rows X_val, or (X_val, y_val)")
+        return holdout
+    return holdout, None
+
+
+def _holdout_columns(held: Any, names: tuple[str, ...], categorical: tuple[bool, ...]) -> Columns:
+    """The held-out rows as columns of the reference's features (same names, same kinds)."""
+    named = names if not (hasattr(held, "columns") or _records(held)) else None
+    try:
+        columns = columns_from_data(
+            held, feature_names=named, categorical=[n for n, c in zip(names, categorical, strict=True) if c]
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError("holdout", exc.got, f"held-out rows with the reference's features ({exc.expected})") from exc
+    if columns.names != names:
+        raise ConfigurationError("holdout", f"features {list(columns.names)}", f"the reference's features, {list(names)}")
+    wrong = [n for n, a, b in zip(columns.names, columns.categorical, categorical, strict=True) if a != b]
+    if wrong:
+        raise ConfigurationError("holdout", f"non-numeric values in {wrong}", "numbers where the reference has numbers")
+    return columns
+
+
+def _records(data: Any) -> bool:
+    return isinstance(data, (list, tuple)) and bool(data) and isinstance(data[0], Mapping)
+
+
+def _first_rows(columns: Columns, limit: int) -> Columns:
+    if columns.rows <= limit:
+        return columns
+    return Columns(columns.names, tuple(v[:limit] for v in columns.values), columns.categorical, columns.input_format)
+
+
+def _call(predict: Callable[..., Any], columns: Columns, input_format: str) -> Any:
+    """Call the model on some rows, shaped as the service will shape them at serving time."""
+    rows = columns_to_rows(columns)
+    try:
+        with capture_warnings():
+            result = predict(to_model_input(rows, columns.names, not any(columns.categorical), input_format))
+        return to_jsonable_predictions(result)
+    except Exception as exc:
+        raise ConfigurationError(
+            "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"
+        ) from exc

@@ -765,3 +765,68 @@ def test_report_on_a_served_models_database_names_the_drifted_features_the_live_
     assert offline["status"] == live["status"]
     assert drifted_features(replayed)["data_drift"] == ["b"]
     assert replayed["offline"]["replayed"]["rows_judged"] == 1400
+
+
+def test_profile_with_holdout_reads_labels_and_outputs_from_the_held_out_file(
+    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(training_csv)
+    held_csv = tmp_path / "held.csv"
+    frame.iloc[400:].to_csv(held_csv, index=False)
+    frame.iloc[:400].to_csv(training_csv, index=False)
+    out = tmp_path / "reference.json"
+
+    code, printed, _ = run(
+        capsys,
+        "profile",
+        str(training_csv),
+        "--holdout",
+        str(held_csv),
+        "--out",
+        str(out),
+        "--target",
+        "label",
+        "--predictions",
+        "p0,p1",
+    )
+
+    held = frame.iloc[400:]
+    python = Reference.from_data(
+        frame.iloc[:400][["age", "income", "colour"]],
+        holdout=(held[["age", "income", "colour"]], held["label"]),
+        predictions=held[["p0", "p1"]].to_numpy(),
+    )
+    saved = Reference.load(out)
+    assert code == 0
+    assert saved.rows == 400
+    assert saved.features == python.features
+    assert saved.outputs == python.outputs
+    assert saved.performance == python.performance
+    assert saved.provenance == python.provenance
+    assert saved.provenance.outputs == "holdout"
+    assert "2 model outputs on the held-out rows" in printed
+
+
+def test_profile_with_a_holdout_of_other_columns_names_both(
+    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held_csv = tmp_path / "held.csv"
+    held_csv.write_text("age,colour,label,p0,p1\n30,red,1,0.2,0.8\n")
+
+    code, _, err = run(
+        capsys,
+        "profile",
+        str(training_csv),
+        "--holdout",
+        str(held_csv),
+        "--out",
+        str(tmp_path / "r.json"),
+        "--target",
+        "label",
+        "--predictions",
+        "p0,p1",
+    )
+
+    assert code == 2
+    assert "holdout: expected the feature columns of DATA, ['age', 'income', 'colour'], got \"columns ['age', 'colour']\"" in err

@@ -11,6 +11,7 @@ from scipy.stats import norm
 from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Calibration
 from guarded_serving.drift.calibration import MIN_EFFECT
+from guarded_serving.drift.statistics import GRID, location_shift, log_spread_ratio, quantile_spread, quantiles, spread_score
 
 ALPHA = 0.004
 LEVELS = np.array(["a", "b", "c", "d"], dtype=object)
@@ -75,12 +76,11 @@ def test_distance_thresholds_shrink_as_the_window_grows(baseline: Baseline) -> N
         )
 
 
-def test_widen_is_sqrt_one_plus_n_over_m_for_a_full_window(baseline: Baseline) -> None:
+def test_widen_is_one_for_a_full_window_against_a_reference_drawn_at_its_own_size(baseline: Baseline) -> None:
     cal = Calibration.fit(baseline, 500, ALPHA)
-    m = baseline.reference_sizes()
 
-    np.testing.assert_allclose(cal.widen(np.full(baseline.width, 500.0), m), np.sqrt(1 + 500 / m))
-    np.testing.assert_allclose(cal.widen(np.full(baseline.width, 500.0), m), math.sqrt(1 + 500 / 2_000))
+    np.testing.assert_array_equal(cal.m_cal, baseline.reference_sizes())
+    np.testing.assert_allclose(cal.widen(np.full(baseline.width, 500.0), baseline.reference_sizes()), 1.0)
 
 
 def test_widen_is_larger_for_a_partly_filled_window(baseline: Baseline) -> None:
@@ -90,7 +90,7 @@ def test_widen_is_larger_for_a_partly_filled_window(baseline: Baseline) -> None:
     full = cal.widen(np.full(baseline.width, 500.0), m)
     partial = cal.widen(np.full(baseline.width, 125.0), m)
 
-    np.testing.assert_allclose(partial, np.sqrt(500 / 125 + 500 / m))
+    np.testing.assert_allclose(partial, np.sqrt((1 / 125 + 1 / m) / (1 / 500 + 1 / m)))
     assert (partial > full).all()
 
 
@@ -110,10 +110,55 @@ def test_distance_thresholds_never_fall_below_the_minimum_effect(every_method_ba
         assert cal.distance_threshold(j, method, factor[j]) >= MIN_EFFECT[method], base.names[j]
 
 
-def test_tests_count_three_per_numeric_and_one_per_categorical_feature(every_method_baseline: Baseline) -> None:
+def test_tests_count_three_per_ordered_numeric_one_per_point_mass_and_two_per_categorical_feature(
+    every_method_baseline: Baseline,
+) -> None:
     cal = Calibration.fit(every_method_baseline, 200, ALPHA, draws=10)
 
-    assert cal.tests == 3 * 4 + 3
+    assert not every_method_baseline.shares_tested.any()  # gamma draws: no value holds 5 %
+    assert cal.tests == 3 * 4 + 2 * 3
+
+
+def test_a_discrete_feature_is_one_test_of_its_value_shares() -> None:
+    rng = np.random.default_rng(9)
+    counts = rng.poisson(2.0, size=(2_000, 1)).astype(float)
+    base = Baseline.from_profiles(Reference.from_data(counts, feature_names=["count"]).features)
+
+    cal = Calibration.fit(base, 200, ALPHA, draws=10)
+
+    assert not base.ordered[0]
+    assert base.shares_tested[0]
+    assert cal.tests == 1
+
+
+@pytest.mark.parametrize("window", [500, 2_000], ids=["window-500", "window-2000"])
+def test_thresholds_from_other_seeds_agree_within_10_percent(baseline: Baseline, window: int) -> None:
+    first = Calibration.fit(baseline, window, ALPHA, seed=1)
+    second = Calibration.fit(baseline, window, ALPHA, seed=2)
+
+    np.testing.assert_allclose(first.mean_sd, second.mean_sd, rtol=0.1)
+    np.testing.assert_allclose(first.scale_sd, second.scale_sd, rtol=0.1)
+    for j in range(baseline.width):
+        assert first.distance_threshold(j, "wasserstein", 1.0) == pytest.approx(
+            second.distance_threshold(j, "wasserstein", 1.0), rel=0.1
+        )
+
+
+def test_the_null_spreads_match_windows_drawn_from_the_population(baseline: Baseline) -> None:
+    """The calibration is right: fresh windows and fresh references from the population vary as the draws say."""
+    rng = np.random.default_rng(10)
+    cal = Calibration.fit(baseline, 500, ALPHA)
+    shifts, scores = [], []
+    for _ in range(400):
+        reference = rng.normal(size=(2_000, 1))
+        window = rng.normal(size=(500, 1))
+        q_ref = quantiles(np.sort(reference, axis=0), np.array([2_000]), GRID)
+        q = quantiles(np.sort(window, axis=0), np.array([500]), GRID)
+        shifts.append(location_shift(q, q_ref, np.array([1.0]))[0])
+        scores.append(spread_score(log_spread_ratio(quantile_spread(q), quantile_spread(q_ref)))[0])
+
+    assert np.std(shifts) == pytest.approx(cal.mean_sd[0], rel=0.12)
+    assert np.std(scores) == pytest.approx(cal.scale_sd[0], rel=0.12)
 
 
 @pytest.mark.parametrize("features", [1, 2, 5, 20], ids=["1-feature", "2-features", "5-features", "20-features"])

@@ -195,6 +195,91 @@ def test_an_invalid_method_is_refused_naming_the_feature(numeric_reference: Refe
         Monitor(numeric_reference, methods={"f0": method})
 
 
+# -- discrete, sparse, ID-like and small references ----------------------------------------------------------------
+
+
+def single_feature(values: list[Any], window: int = WINDOW, categorical: bool = False) -> tuple[Baseline, Calibration]:
+    reference = Reference.from_data([[v] for v in values], feature_names=["v"], categorical=["v"] if categorical else None)
+    base = Baseline.from_profiles(reference.features)
+    return base, Calibration.fit(base, window, ALPHA_DATA)
+
+
+def test_a_user_id_with_new_values_on_every_row_is_neither_drifted_nor_constant() -> None:
+    """Issue 16, defect 7: every unseen value encodes to one code; that is not a column gone constant."""
+    rng = np.random.default_rng(30)
+    base, cal = single_feature([f"u{v}" for v in rng.integers(0, 10**9, 2_000)], categorical=True)
+    rows = [[f"u{v}"] for v in rng.integers(0, 10**9, WINDOW)]
+
+    drift_result = drift(base, cal, rows)
+    quality_result = quality(base, rows)
+
+    assert drifted(drift_result) == []
+    assert flagged(quality_result) == {}
+    assert not quality_result.details.features["v"].constant
+
+
+def test_one_unseen_value_on_every_row_still_went_constant() -> None:
+    rng = np.random.default_rng(31)
+    base = Baseline.from_profiles(
+        Reference.from_data(mixed_rows(REFERENCE_ROWS, seed=2), feature_names=["x", "y", "colour"]).features
+    )
+    rows = [[float(x), 10.0, "zulu"] for x in rng.normal(size=WINDOW)]
+
+    assert "the feature went constant" in flagged(quality(base, rows))["colour"]
+
+
+def test_a_window_of_only_zeros_of_a_sparse_feature_is_not_flagged() -> None:
+    """A 98 % zero "pixel": a window of 500 often holds no non-zero value in its central 96 %."""
+    rng = np.random.default_rng(32)
+    values = np.where(rng.random(5_000) < 0.98, 0.0, rng.integers(1, 17, 5_000)).tolist()
+    base, cal = single_feature(values)
+    rows = [[0.0]] * (WINDOW - 5) + [[float(v)] for v in rng.integers(1, 17, 5)]
+
+    feature = drift(base, cal, rows).details.features["v"]
+
+    assert not feature.drifted, feature.reason
+
+
+@pytest.mark.parametrize("share", [0.03, 0.3], ids=["rare-flag", "common-flag"])
+def test_a_binary_feature_sampled_as_in_the_reference_does_not_drift(share: float) -> None:
+    rng = np.random.default_rng(33)
+    base, cal = single_feature((rng.random(5_000) < share).astype(float).tolist())
+    stays = [
+        drift(base, cal, (rng.random((WINDOW, 1)) < share).astype(float).tolist()).details.features["v"].drifted
+        for _ in range(50)
+    ]
+
+    assert not any(stays)
+
+
+def test_a_binary_feature_whose_share_moves_is_judged_by_its_value_shares() -> None:
+    rng = np.random.default_rng(34)
+    base, cal = single_feature((rng.random(5_000) < 0.3).astype(float).tolist())
+
+    feature = drift(base, cal, (rng.random((WINDOW, 1)) < 0.5).astype(float).tolist()).details.features["v"]
+
+    assert feature.drifted
+    assert feature.threshold is None  # two values: no distance test, the exact shares test decides
+    assert feature.reason.startswith("value ")
+    assert feature.shares_p is not None
+    assert 0 < feature.shares_p < 1e-6
+
+
+def test_a_small_reference_widens_thresholds_by_its_own_noise_only() -> None:
+    """Issue 12: 72 held-out rows, one category moving from 25 % to 61 % (and 12 % unseen) was called ok."""
+    rng = np.random.default_rng(35)
+    levels = np.array(["a", "b", "c", "d"], dtype=object)
+    base, cal = single_feature(list(np.repeat(levels, 18)), window=1_000, categorical=True)
+    moved = rng.choice(np.array(["a", "b", "c", "d", "new"], dtype=object), 1_000, p=[0.61, 0.09, 0.09, 0.09, 0.12])
+
+    feature = drift(base, cal, [[v] for v in moved]).details.features["v"]
+    healthy = drift(base, cal, [[v] for v in rng.choice(levels, 1_000)]).details.features["v"]
+
+    assert feature.drifted
+    assert feature.status is Status.ALERT
+    assert not healthy.drifted, healthy.reason
+
+
 # -- data quality --------------------------------------------------------------------------------------------------
 
 
@@ -321,3 +406,16 @@ def test_a_dominant_category_is_not_called_constant_in_a_small_window() -> None:
 
     assert not result.details.features["kind"].constant
     assert flagged(result) == {}
+
+
+def test_a_count_shifted_by_a_fraction_is_flagged_by_its_values_the_reference_never_had() -> None:
+    """Every value stays in its reference bin ([k, k + 1)): only the values themselves are new."""
+    rng = np.random.default_rng(36)
+    base, cal = single_feature(rng.poisson(2.0, 5_000).astype(float).tolist())
+
+    feature = drift(base, cal, (rng.poisson(2.0, (WINDOW, 1)) + 0.7).tolist()).details.features["v"]
+    healthy = drift(base, cal, rng.poisson(2.0, (WINDOW, 1)).astype(float).tolist()).details.features["v"]
+
+    assert feature.drifted
+    assert feature.reason.startswith("values the reference never had: 0.0% -> 100.0%")
+    assert not healthy.drifted, healthy.reason

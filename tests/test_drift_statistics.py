@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from scipy.stats import ks_2samp
+from scipy.stats import hypergeom, ks_2samp
 
 from guarded_serving.drift.statistics import (
     GRID,
@@ -23,6 +23,8 @@ from guarded_serving.drift.statistics import (
     psi_rows,
     quantile_spread,
     quantiles,
+    share_p_values,
+    spread_score,
     total_variation,
     wasserstein,
 )
@@ -107,10 +109,10 @@ def test_location_shift_is_signed_and_in_reference_stds() -> None:
     np.testing.assert_allclose(result, [3.0 / 1.5, -10.0 / 5.0])
 
 
-def test_quantile_spread_is_the_mean_absolute_deviation_around_the_mean() -> None:
+def test_quantile_spread_is_the_root_mean_square_deviation_around_the_mean() -> None:
     q = np.array([[1.0, 4.0], [2.0, 4.0], [3.0, 4.0], [6.0, 4.0]])
 
-    np.testing.assert_allclose(quantile_spread(q), [(2 + 1 + 0 + 3) / 4, 0.0])
+    np.testing.assert_allclose(quantile_spread(q), [np.sqrt((4 + 1 + 0 + 9) / 4), 0.0])
 
 
 def test_log_spread_ratio_is_the_log_of_window_over_reference() -> None:
@@ -300,3 +302,45 @@ def test_proportion_distances_are_symmetric(name: str, pair: tuple[np.ndarray, n
 @given(pair=proportion_pairs())
 def test_jensen_shannon_is_at_most_one(pair: tuple[np.ndarray, np.ndarray]) -> None:
     assert jensen_shannon(*pair) <= 1.0 + 1e-12
+
+
+# -- the exact test of bin shares, the spread score ------------------------------------------------------------------
+
+
+def test_share_p_values_are_fishers_exact_two_sided_by_doubling_the_smaller_tail() -> None:
+    window, n, reference, m = 61, 100, 18, 72
+
+    p = share_p_values(np.array([window]), np.array([n]), np.array([reference]), np.array([m]))[0]
+
+    lower = hypergeom.cdf(window, n + m, window + reference, n)
+    upper = hypergeom.sf(window - 1, n + m, window + reference, n)
+    assert p == pytest.approx(min(1.0, 2 * min(lower, upper)))
+    assert p < 1e-5
+
+
+def test_equal_shares_have_a_p_value_of_one() -> None:
+    p = share_p_values(np.array([50.0, 0.0]), np.array([100.0, 100.0]), np.array([500.0, 0.0]), np.array([1000.0, 1000.0]))
+
+    np.testing.assert_allclose(p, [1.0, 1.0])
+
+
+def test_an_empty_sample_has_no_evidence() -> None:
+    p = share_p_values(np.array([0.0]), np.array([0.0]), np.array([10.0]), np.array([100.0]))
+
+    assert p[0] == 1.0
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(window=st.integers(0, 200), reference=st.integers(0, 500))
+def test_share_p_values_are_probabilities(window: int, reference: int) -> None:
+    p = share_p_values(np.array([window]), np.array([200]), np.array([reference]), np.array([500]))[0]
+
+    assert 0.0 <= p <= 1.0
+
+
+def test_the_spread_score_is_the_cube_root_of_the_variance_ratio() -> None:
+    np.testing.assert_allclose(spread_score(np.log(np.array([2.0, 1.0, 0.5]))), np.array([4.0, 1.0, 0.25]) ** (1 / 3))
+
+
+def test_the_spread_score_of_a_constant_window_is_nan() -> None:
+    assert np.isnan(spread_score(np.array([-np.inf]))[0])

@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from guarded_serving import ConfigurationError, GuardedModel, InvalidReferenceError, Reference, guard
+from guarded_serving.reference import Provenance
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -180,3 +181,56 @@ def test_the_service_leaves_access_logs_and_tracing_to_the_store_unless_asked() 
     )
     assert traced.config["logging"] == {"access": {"enabled": True}}
     assert traced.config["tracing"] == {"sample_rate": 1.0}
+
+
+def test_the_one_liner_marks_its_inputs_and_outputs_as_training_rows() -> None:
+    guarded = make(lambda x: np.asarray(x)[:, 0] * 2)
+
+    assert guarded.reference.provenance == Provenance(features="training", outputs="training")
+
+
+def test_holdout_profiles_outputs_and_performance_on_the_held_out_rows() -> None:
+    X_val = np.random.default_rng(6).normal(size=(150, 2))
+    y_val = (X_val[:, 0] * 2 + 0.1).tolist()
+
+    guarded = make(lambda x: np.asarray(x)[:, 0] * 2, holdout=(X_val, y_val))
+
+    [output] = guarded.reference.outputs
+    assert output.count == 150
+    assert output.mean == pytest.approx(2 * X_val[:, 0].mean())
+    assert guarded.reference.performance is not None
+    assert guarded.reference.performance.error_mean == pytest.approx(0.1)
+    assert guarded.reference.provenance == Provenance(features="training", outputs="holdout", performance="holdout")
+
+
+def test_holdout_replaces_the_outputs_of_a_given_reference() -> None:
+    X_val = np.random.default_rng(7).normal(size=(80, 2))
+
+    guarded = make(lambda x: np.asarray(x)[:, 1], Reference.from_data(TRAINING), holdout=X_val)
+
+    assert guarded.reference.outputs[0].count == 80
+    assert guarded.reference.provenance == Provenance(outputs="holdout")
+
+
+def test_held_out_rows_with_text_where_the_reference_has_numbers_fail_at_guard_time() -> None:
+    with pytest.raises(ConfigurationError, match=r"^holdout: expected numbers where the reference has numbers, got .*\['f1'\]"):
+        make(holdout=[[1.0, "x"], [2.0, "y"]])
+
+
+@pytest.mark.parametrize("spelling", ["argument", "environment"])
+def test_memory_as_the_store_keeps_no_file_whichever_way_it_is_given(
+    spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GUARDED_SERVING_DB", ":memory:")
+    options = {"db": ":memory:"} if spelling == "argument" else {}
+    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=TRAINING, name="m", **options)
+
+    guarded.handle_predict(body([[1.0, 2.0]]))
+    store = json.loads(guarded.health_reply().body)["checks"]["store"]
+    guarded.close()
+
+    assert guarded.monitor is not None
+    assert guarded.monitor.store is None
+    assert store["status"] == "ok"
+    assert list(tmp_path.iterdir()) == []

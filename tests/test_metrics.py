@@ -19,6 +19,8 @@ from structlog.testing import capture_logs
 from guarded_serving import ConfigurationError, GuardedModel, HealthReport, Monitor, Reference, Status
 from guarded_serving.health import CheckResult
 from guarded_serving.metrics import LATENCY_BUCKETS, METRICS, STATUS_VALUES, MetricsExporter, observe_many
+from guarded_serving.monitor import ADOPT_ROWS
+from guarded_serving.reference import Provenance
 from guarded_serving.store import RequestRecord
 
 from .conftest import ROOT, wait_for
@@ -421,3 +423,26 @@ def test_a_monitor_started_again_after_close_exports_again(
 
     assert wait_for(lambda: value(registry, "guarded_serving_rows_total", model="m") == 2.0, timeout=5)
     monitor.close()
+
+
+def test_output_shares_of_training_rows_are_not_exported_until_a_served_baseline_replaces_them(
+    factory: types.SimpleNamespace, registry: CollectorRegistry
+) -> None:
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(1000, 3))
+    trained = Reference.from_data(X, predictions=np.tanh(8 * X[:, 0]), feature_names=FEATURES)  # overconfident
+    reference = dataclasses.replace(trained, provenance=Provenance(outputs="training"))
+    monitor = Monitor(reference, name="m", window=200, metrics=factory).start()
+    labels = {"model": "m", "source": "output", "feature": "prediction", "bin": "0"}
+    before = value(registry, "guarded_serving_feature_reference_share", **labels)
+    served = rng.normal(size=(ADOPT_ROWS, 3))
+    monitor.observe(served, np.tanh(served[:, 0]))
+
+    assert monitor.health().check("prediction_drift").details.baseline.source == "served traffic"
+    shares = [value(registry, "guarded_serving_feature_reference_share", **{**labels, "bin": str(k)}) for k in range(10)]
+    monitor.close()
+    assert math.isnan(before)
+    edges = np.asarray(reference.outputs[0].edges)
+    adopted = np.tanh(served[:, 0]).astype(np.float32)
+    expected = np.bincount(np.searchsorted(edges, adopted, side="right"), minlength=10) / ADOPT_ROWS
+    assert shares == pytest.approx(expected.tolist())

@@ -125,6 +125,7 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
         pytest.param({"version": 3}, "version: expected a non-empty string or None, got 3", id="version"),
         pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
         pytest.param({"db": 5}, "db: expected a file path, a Store, or None, got 5", id="db"),
+        pytest.param({"db": " "}, "db: expected a file path, or None or ':memory:' for no log store", id="blank-db"),
     ],
 )
 def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
@@ -145,3 +146,17 @@ def test_health_listeners_get_every_report_and_cannot_fail_it() -> None:
     first = monitor.health()
     second = monitor.health()
     assert seen == [first.status.value, second.status.value]
+
+
+@pytest.mark.parametrize("db", [None, ":memory:", Path(":memory:")], ids=["none", "memory", "memory-path"])
+def test_every_spelling_of_no_store_keeps_everything_in_memory(
+    training: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: object
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Monitor(training, db=db) as monitor:  # type: ignore[arg-type]
+        monitor.observe(training[:5], training[:5].sum(axis=1))
+        store = monitor.health().check("store")
+
+    assert monitor.store is None
+    assert store.status is Status.OK
+    assert list(tmp_path.iterdir()) == []

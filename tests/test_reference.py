@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from guarded_serving.environment import current_fingerprint
 from guarded_serving.errors import ConfigurationError, InvalidReferenceError
-from guarded_serving.reference import FeatureProfile, Reference
+from guarded_serving.reference import FeatureProfile, Provenance, Reference, TrainingDataWarning
 
 
 @pytest.fixture
@@ -341,3 +342,142 @@ def test_loading_a_feature_of_unknown_kind_names_feature_and_kind(reference: Ref
         match=r"^reference '.*reference\.json': feature 'b': kind must be 'numeric' or 'categorical', got 'text'$",
     ):
         Reference.load(reference_file)
+
+
+# -- provenance and held-out rows ----------------------------------------------------------------------------------
+
+
+def memorised(rows: int, seed: int) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Rows, labels and probabilities of a model that is right on every one of them at 70 % confidence."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 2))
+    y = (X[:, 0] > 0).astype(int)
+    p = np.where(y == 1, 0.7, 0.3)
+    return X, y.tolist(), np.column_stack([1 - p, p])
+
+
+def calibrated(rows: int, seed: int) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Rows, labels drawn from the probabilities, and those probabilities: a model judged on fresh rows."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 2))
+    p = 1 / (1 + np.exp(-2 * X[:, 0]))
+    return X, (rng.random(rows) < p).astype(int).tolist(), np.column_stack([1 - p, p])
+
+
+def test_a_reference_whose_model_errs_far_less_than_it_believes_warns_and_is_marked_as_training_rows() -> None:
+    X, y, P = memorised(1_000, seed=1)
+
+    with pytest.warns(TrainingDataWarning, match=r"accuracy 1\.000 on these 1000 rows, while .* predict 0\.700.*holdout="):
+        reference = Reference.from_data(X, y=y, predictions=P)
+
+    assert reference.provenance == Provenance(outputs="training", performance="training")
+
+
+def test_a_reference_of_calibrated_predictions_on_fresh_rows_does_not_warn() -> None:
+    X, y, P = calibrated(5_000, seed=2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDataWarning)
+        reference = Reference.from_data(X, y=y, predictions=P)
+
+    assert reference.provenance == Provenance()
+
+
+def test_outputs_from_predict_on_x_are_marked_as_training_outputs(training_data: np.ndarray) -> None:
+    reference = Reference.from_data(training_data, predict=lambda rows: np.nansum(rows, axis=1))
+
+    assert reference.provenance.outputs == "training"
+    assert reference.outputs[0].count == 8
+
+
+def test_holdout_rows_give_the_outputs_and_the_performance(training_data: np.ndarray) -> None:
+    X_val, y_val, P_val = calibrated(500, seed=3)
+    X = np.random.default_rng(4).normal(size=(300, 2))
+
+    reference = Reference.from_data(X, holdout=(X_val, y_val), predictions=P_val)
+
+    assert reference.rows == 300
+    assert reference.outputs[0].count == 500
+    assert reference.performance is not None
+    assert reference.performance.rows == 500
+    assert reference.provenance == Provenance(outputs="holdout", performance="holdout")
+
+
+def test_holdout_rows_are_given_to_predict_shaped_as_at_serving_time() -> None:
+    seen: list[Any] = []
+    X = [{"age": 30.0, "city": "Lyon"}, {"age": 40.0, "city": "Nice"}]
+    held = [{"age": 35.0, "city": "Nice"}]
+
+    def predict(rows: Any) -> list[float]:
+        seen.append(rows)
+        return [1.0 for _ in rows]
+
+    reference = Reference.from_data(X, holdout=(held, [1.0]), predict=predict)
+
+    assert seen == [[{"age": 35.0, "city": "Nice"}]]
+    assert reference.provenance.outputs == "holdout"
+
+
+def test_with_holdout_a_reference_replaces_its_outputs_and_performance(reference: Reference) -> None:
+    X_val, y_val, P_val = calibrated(400, seed=5)
+
+    held = reference.with_holdout((X_val, y_val), predictions=P_val)
+
+    assert held.features == reference.features
+    assert held.performance is not None
+    assert held.performance.rows == 400
+    assert held.provenance == Provenance(outputs="holdout", performance="holdout")
+
+
+def test_y_with_holdout_is_refused_naming_where_labels_go(training_data: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"^y: expected the held-out rows' labels in holdout=\(X_val, y_val\)"):
+        Reference.from_data(training_data, y=[0] * 8, holdout=(training_data, [0] * 8))
+
+
+def test_holdout_rows_with_other_features_are_refused(training_data: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"^holdout: expected the reference's features, \['a', 'b'\]"):
+        Reference.from_data(training_data, feature_names=["a", "b"], holdout=[{"a": 1.0, "c": 2.0}], predict=lambda r: [0.0])
+
+
+def test_a_holdout_of_three_items_is_refused(training_data: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"^holdout: expected held-out rows X_val, or \(X_val, y_val\)"):
+        Reference.from_data(training_data, holdout=(training_data, [0] * 8, [0] * 8))
+
+
+def test_predictions_and_predict_together_are_refused(training_data: np.ndarray) -> None:
+    with pytest.raises(ConfigurationError, match=r"^predictions: expected one of the two"):
+        Reference.from_data(training_data, predictions=[0.0] * 8, predict=lambda rows: [0.0] * len(rows))
+
+
+def test_provenance_survives_save_and_load(reference_file: Path) -> None:
+    X_val, y_val, P_val = calibrated(200, seed=6)
+    reference = Reference.from_data(np.ones((4, 2)), holdout=(X_val, y_val), predictions=P_val)
+
+    assert Reference.load(reference.save(reference_file)).provenance == Provenance(outputs="holdout", performance="holdout")
+
+
+def test_a_document_without_provenance_trusts_its_outputs(reference: Reference, reference_file: Path) -> None:
+    document = reference.to_json()
+    del document["provenance"]
+    reference_file.write_text(json.dumps(document))
+
+    assert Reference.load(reference_file).provenance == Provenance()
+
+
+def test_an_unknown_origin_is_an_invalid_reference(reference: Reference, reference_file: Path) -> None:
+    document = reference.to_json()
+    document["provenance"]["outputs"] = "yesterday"
+    reference_file.write_text(json.dumps(document))
+
+    with pytest.raises(InvalidReferenceError, match=r"provenance of outputs: expected one of \['training', 'holdout', 'given'\]"):
+        Reference.load(reference_file)
+
+
+def test_a_point_mass_gets_a_bin_of_its_own() -> None:
+    """A zero-inflated feature: 95 % zeros, whose deciles are all 0, still gets a bin for its non-zero values."""
+    values = np.zeros((1_000, 1))
+    values[::20, 0] = np.arange(1, 51)
+    [feature] = Reference.from_data(values).features
+
+    assert feature.edges == (1.0,)
+    assert feature.proportions == pytest.approx((0.95, 0.05))

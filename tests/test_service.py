@@ -205,8 +205,9 @@ def test_decorator_form_serves_the_function(serve) -> None:  # type: ignore[no-u
 def test_fail_on_answers_200_while_the_model_is_healthy_and_400_for_a_bad_value(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("tests.apps.toy:decorated")
     assert server.client.get("/health/model").json()["status"] == "insufficient_data"
-    healthy = np.random.default_rng(1).normal(size=(150, 3)).tolist()  # the toy reference's distribution
-    server.client.post("/predict", json={"rows": healthy})
+    healthy = np.random.default_rng(1).normal(size=(2000, 3)).tolist()  # the toy reference's distribution
+    for start in (0, 1000):  # enough rows for the baseline of outputs it takes from served traffic
+        server.client.post("/predict", json={"rows": healthy[start : start + 1000]})
 
     assert server.client.get("/health/model").json()["status"] == "ok"
     assert server.client.get("/health/model", params={"fail_on": "warn"}).status_code == 200

@@ -7,13 +7,14 @@ vectorised operations over all features at once.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..reference import FeatureProfile
+from ..reference import BINS, FeatureProfile
 from .statistics import GRID, quantile_spread, quantiles
 
 __all__ = ["Baseline"]
@@ -39,15 +40,27 @@ class Baseline:
     mean: np.ndarray
     scale: np.ndarray  # reference std, floored away from zero
     has_spread: np.ndarray  # reference std > 0
+    ordered: np.ndarray  # quantile statistics are tested: more than BINS distinct values in the central 96 %
+    shares_tested: np.ndarray  # the bins' shares are tested: discrete, or with a point mass (a value holding >= 5 %)
     spread: np.ndarray  # robust spread of the reference quantile function
     minimum: np.ndarray
     maximum: np.ndarray
     edges: tuple[np.ndarray, ...]
     bin_props: tuple[np.ndarray, ...]
     bin_matrix: np.ndarray  # numeric features x most bins: bin_props padded with zeros
-    # categorical features (in cat_idx order): code of each category; proportions with a last "unseen" slot
+    bin_counts: tuple[np.ndarray, ...]  # reference values per bin (the exact shares test compares counts)
+    bin_labels: tuple[tuple[str, ...], ...]  # "value 0", "[1.5, 3)", ... for summaries
+    # discrete features (not ordered): the reference's values (float32, as the sample keeps them), and per bin the
+    # reference values seen only once, which stand for values never seen (Good-Turing); empty for the others
+    lattice: tuple[np.ndarray, ...]
+    lattice_once: tuple[np.ndarray, ...]
+    # categorical features (in cat_idx order): code of each category; its bin (categories seen once share the
+    # last bin with unseen ones: the reference's singletons estimate how often a fresh value is new, Good-Turing)
     codes: tuple[dict[Any, int], ...]
-    cat_props: tuple[np.ndarray, ...]
+    folds: tuple[np.ndarray, ...]  # code -> bin; the last bin is "rare or unseen"
+    cat_props: tuple[np.ndarray, ...]  # proportions per bin
+    cat_counts: tuple[np.ndarray, ...]  # reference values per bin
+    cat_labels: tuple[tuple[str, ...], ...]
     # every feature
     present: np.ndarray  # reference rows with a value
     missing_rate: np.ndarray
@@ -69,7 +82,23 @@ class Baseline:
         std = np.array([p.std or 0.0 for p in num])
         mean = np.array([p.mean if p.mean is not None else np.nan for p in num])
         scale = np.where(std > 0, std, np.maximum(np.abs(np.nan_to_num(mean)) * 1e-6, 1e-12))
-        spread = quantile_spread(quantiles(sample, sample_counts, GRID)) if num else np.zeros(0)
+        ref_quantiles = quantiles(sample, sample_counts, GRID)
+        spread = quantile_spread(ref_quantiles) if num else np.zeros(0)
+        central = [
+            len(np.unique(col[(col >= lo) & (col <= hi)]))
+            for col, lo, hi in zip(sample.T, ref_quantiles[0], ref_quantiles[-1], strict=True)
+        ]
+        binned = [_categorical_bins(p) for p in cat]
+        lattices, once = [], []
+        for k, p in enumerate(num):
+            values, seen = np.unique(np.asarray(p.sample, dtype=np.float32), return_counts=True)
+            discrete = central[k] <= BINS
+            lattices.append(values if discrete else np.zeros(0, dtype=np.float32))
+            singles = np.bincount(
+                np.searchsorted(np.asarray(p.edges), values[seen == 1], side="right"), minlength=len(p.proportions)
+            ).astype(float)
+            rows_per_value = p.count * (1 - p.missing_rate) / max(len(p.sample), 1)  # reference rows a sample value is
+            once.append(singles * rows_per_value if discrete else np.zeros(len(p.proportions)))
         chosen = []
         for p in profiles:
             default = "wasserstein" if p.kind == "numeric" else "tv"
@@ -89,18 +118,27 @@ class Baseline:
             methods=tuple(chosen),
             sample=sample,
             sample_counts=sample_counts,
-            ref_quantiles=quantiles(sample, sample_counts, GRID),
+            ref_quantiles=ref_quantiles,
             mean=mean,
             scale=scale,
             has_spread=(std > 0) & (spread > 0),
+            ordered=np.array(central, dtype=int) > BINS,
+            shares_tested=(np.array(central, dtype=int) <= BINS) | (np.array([p.top_share for p in num]) >= 1 / (2 * BINS)),
             spread=spread,
             minimum=np.array([p.minimum if p.minimum is not None else np.nan for p in num]),
             maximum=np.array([p.maximum if p.maximum is not None else np.nan for p in num]),
             edges=tuple(np.asarray(p.edges, dtype=float) for p in num),
             bin_props=tuple(np.asarray(p.proportions, dtype=float) for p in num),
             bin_matrix=_padded([np.asarray(p.proportions, dtype=float) for p in num]),
+            bin_counts=tuple(_counts(p.proportions, p.count * (1 - p.missing_rate)) for p in num),
+            bin_labels=tuple(_bin_labels(p, sample[: len(p.sample), j]) for j, p in enumerate(num)),
+            lattice=tuple(lattices),
+            lattice_once=tuple(once),
             codes=tuple({c: k for k, (c, _) in enumerate(p.categories)} for p in cat),
-            cat_props=tuple(np.append(np.array([f for _, f in p.categories], dtype=float), 0.0) for p in cat),
+            folds=tuple(b[0] for b in binned),
+            cat_props=tuple(b[1] / max(b[1].sum(), 1.0) for b in binned),
+            cat_counts=tuple(b[1] for b in binned),
+            cat_labels=tuple(b[2] for b in binned),
             present=np.array([p.count * (1 - p.missing_rate) for p in profiles]),
             missing_rate=np.array([p.missing_rate for p in profiles]),
             top_share=np.array([p.top_share for p in profiles]),
@@ -125,6 +163,41 @@ class Baseline:
     @property
     def categorical_methods(self) -> tuple[str, ...]:
         return tuple(self.methods[j] for j in self.cat_idx)
+
+
+def _counts(proportions: Sequence[float], present: float) -> np.ndarray:
+    """Reference values per bin, from the stored shares and the count of present values (exact integers)."""
+    return np.round(np.asarray(proportions, dtype=float) * round(present))
+
+
+def _categorical_bins(profile: FeatureProfile) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Fold a categorical profile: each category seen more than once is a bin; categories seen once and
+    unseen ones share the last bin, whose reference share is the Good-Turing estimate of a new value."""
+    counts = _counts([f for _, f in profile.categories], profile.count * (1 - profile.missing_rate))
+    kept = np.flatnonzero(counts > 1)
+    fold = np.full(len(counts), len(kept), dtype=np.intp)
+    fold[kept] = np.arange(len(kept))
+    binned = np.append(counts[kept], counts[counts <= 1].sum())
+    labels = (*(repr(profile.categories[k][0])[:40] for k in kept), "rare or unseen values")
+    return fold, binned, labels
+
+
+def _bin_labels(profile: FeatureProfile, sample: np.ndarray) -> tuple[str, ...]:
+    """A name per numeric bin: "value v" when the reference's values in it are all one value, else its range."""
+    edges = list(profile.edges)
+    bounds = [-np.inf, *edges, np.inf]
+    labels = []
+    for lo, hi in itertools.pairwise(bounds):
+        inside = sample[(sample >= lo) & (sample < hi)]
+        if len(inside) and inside[0] == inside[-1]:
+            labels.append(f"value {inside[0]:.4g}")
+        elif lo == -np.inf:
+            labels.append(f"values below {hi:.4g}")
+        elif hi == np.inf:
+            labels.append(f"values from {lo:.4g}")
+        else:
+            labels.append(f"values in [{lo:.4g}, {hi:.4g})")
+    return tuple(labels)
 
 
 def _padded(rows: list[np.ndarray]) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..reference import FeatureProfile
 from .baseline import Baseline
 
 __all__ = ["MAX_CATEGORY_BINS", "OTHER", "FeatureBins", "by_feature"]
@@ -58,6 +59,24 @@ class FeatureBins:
             shares = np.bincount(lookup[j][:-1], weights=[f for _, f in profile.categories], minlength=len(names))
             features.append((j, profile.name, tuple(names), shares))
         return cls(source, tuple(features), edges, lookup)
+
+    def shares_of(self, profiles: Iterable[FeatureProfile]) -> dict[str, np.ndarray]:
+        """Another profile of the same features (a baseline adopted from served traffic) on these bins:
+        its sample of values counted in the numeric bins, its category shares in the categorical ones."""
+        by_name = {p.name: p for p in profiles}
+        out: dict[str, np.ndarray] = {}
+        for j, name, labels, _ in self.features:
+            profile = by_name.get(name)
+            if profile is None:
+                continue
+            if j in self.edges:
+                values = np.asarray(profile.sample, dtype=float)
+                counts = np.bincount(np.searchsorted(self.edges[j], values, side="right"), minlength=len(labels))
+                out[name] = counts.astype(float) / max(len(values), 1)
+            else:
+                shares = [f for _, f in profile.categories]
+                out[name] = np.bincount(self.lookup[j][: len(shares)], weights=shares, minlength=len(labels))
+        return out
 
     def count(self, by_feature: np.ndarray) -> list[tuple[str, tuple[str, ...], np.ndarray, int]]:
         """Per feature: its name, bin labels, rows per bin and rows missing, for encoded rows laid out

@@ -2,25 +2,28 @@
 
 The rule (explained in the README):
 
-1. **Null distributions by resampling.** For the configured window size ``n``, draw ``B`` windows
-   of ``n`` rows from the reference itself and compute every statistic on them: their centre and
-   spread, including small-sample biases and the shape of each feature (heavy tails, ties). A
-   window drawn from the reference misses the reference's own sampling noise, so the spreads are
-   widened by ``sqrt(1 + n/m)`` (``m`` reference values), as for two independent samples.
+1. **Null distributions by resampling, two samples at a time.** For the configured window size ``n``,
+   draw ``B`` pairs of a window of ``n`` values and a fresh reference of ``m`` values (the reference's own
+   size), both from the reference, and compute every statistic between them: their centre and spread
+   include small-sample biases, the shape of each feature (heavy tails, ties) and the reference's own
+   sampling noise, for what it is. Only the order statistics the quantiles need are drawn, so a draw
+   costs the same whatever ``n`` and ``m`` are.
 2. **A family-wise error budget.** Each check gets a share ``alpha`` of the model-wide budget of
-   false alarms per health check (data drift 0.4 %, prediction drift 0.2 %, data quality 0.3 %:
-   under 1 % in all), split evenly over its tests (Bonferroni), so the rate holds however many
-   features the model has.
-3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the
-   null is summarised by its moments: location and spread statistics (trimmed mean shift, log ratio of robust spreads)
-   are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive and right-skewed and are
-   fitted as log-normal, whose tail is heavier than theirs (a conservative threshold).
+   false alarms per health check (data drift 0.4 %, prediction drift 0.15 %, data quality 0.25 %,
+   concept drift's bound 0.1 %, joint drift and the performance estimate 0.05 % each: 1 % in all),
+   split evenly over its tests (Bonferroni), so the rate holds however many features the model has.
+3. **Tail model.** The per-test level alpha/K is far beyond what B draws can resolve, so the null is
+   summarised by its moments: location and spread statistics (trimmed mean shift, cube root of the
+   ratio of robust variances) are near normal; distances (Wasserstein, KS, PSI, JS, TV) are positive
+   and right-skewed and are fitted as log-normal (by the median and interquartile range of their logs),
+   whose tail is heavier than theirs (a conservative threshold). The shares of the reference's bins
+   need no model: their test is exact (see ``statistics.share_p_values``).
 4. **A minimum effect.** A test only fires when the effect also exceeds a size that matters
-   (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05), so
-   very large windows do not flag differences too small to act on.
+   (Wasserstein 0.1 std, mean shift 0.1 std, spread change 10 %, PSI 0.1, KS 0.1, TV 0.05, a bin's share
+   2 points), so very large windows do not flag differences too small to act on.
 
-Windows holding fewer rows than the calibrated size (after a restart) get thresholds scaled by
-the square root of the ratio of effective sizes.
+Windows holding fewer values than the calibrated size (after a restart) get thresholds scaled by the
+ratio of the statistics' spreads, ``sqrt(1/n + 1/m)``.
 """
 
 from __future__ import annotations
@@ -41,15 +44,26 @@ from .statistics import (
     psi,
     quantile_spread,
     quantiles,
+    spread_score,
     total_variation,
     wasserstein,
 )
 
 __all__ = ["MIN_EFFECT", "Calibration"]
 
-DRAWS = 160
-MAX_DRAW_ROWS = 4000  # larger windows are calibrated on draws of this size, then scaled (see widen)
-MIN_EFFECT = {"wasserstein": 0.1, "ks": 0.1, "psi": 0.1, "js": 0.02, "tv": 0.05, "mean": 0.1, "scale": float(np.log(1.1))}
+DRAWS = 1000
+
+
+MIN_EFFECT = {
+    "wasserstein": 0.1,
+    "ks": 0.1,
+    "psi": 0.1,
+    "js": 0.02,
+    "tv": 0.05,
+    "mean": 0.1,
+    "scale": float(np.log(1.1)),
+    "share": 0.02,
+}
 # How a distance's null level shrinks with the window: like n^-1/2 (power 1) or, for PSI and JS, n^-1 (power 2).
 _RATE_POWER = {"wasserstein": 1.0, "ks": 1.0, "tv": 1.0, "psi": 2.0, "js": 2.0}
 _FLOOR = 1e-9
@@ -86,71 +100,68 @@ class Calibration:
     tests: int
     z_one_sided: float
     z_two_sided: float
-    n_cal: np.ndarray  # per feature: rows of each calibration draw
+    n_cal: np.ndarray  # per feature: window values of each calibration draw
+    m_cal: np.ndarray  # per feature: reference values of each calibration draw
     log_mu: np.ndarray  # per feature: log-normal fit of the primary distance
     log_sd: np.ndarray
     mean_mu: np.ndarray  # per numeric feature (indexed like all features; NaN for categorical ones)
     mean_sd: np.ndarray
     scale_mu: np.ndarray
     scale_sd: np.ndarray
+    kurtosis: np.ndarray  # per feature (NaN for categorical ones): how the log of a spread is biased with few values
 
     @classmethod
     def fit(cls, base: Baseline, window: int, alpha: float, draws: int = DRAWS, seed: int = 20261129) -> Calibration:
         rng = np.random.default_rng(seed)
         width = base.width
         expected = window * (1 - base.missing_rate)  # present values a full window holds per feature
-        n_cal = np.clip(np.round(expected), 2, MAX_DRAW_ROWS).astype(int)
+        n_cal = np.maximum(np.round(expected), 2).astype(int)
+        m_cal = np.maximum(base.reference_sizes(), 2).astype(int)  # each draw pairs a window with a fresh reference
         log_mu = np.full(width, np.nan)
         log_sd = np.full(width, np.nan)
         mean_mu = np.full(width, np.nan)
         mean_sd = np.full(width, np.nan)
         scale_mu = np.full(width, np.nan)
         scale_sd = np.full(width, np.nan)
+        kurt = np.full(width, np.nan)
         if len(base.num_idx):
             idx = base.num_idx
-            sizes = n_cal[idx]
-            rows = int(sizes.max())
             dist = np.empty((draws, len(idx)))
             shift = np.empty((draws, len(idx)))
             ratio = np.empty((draws, len(idx)))
             methods = base.numeric_methods
-            groups = {m: np.array([k for k, mth in enumerate(methods) if mth == m]) for m in set(methods)}
-            subsets = {m: _subset(base, cols) for m, cols in groups.items()}
-            beyond = np.arange(rows)[:, None] >= sizes[None, :]
-            for b in range(draws):
-                pick = (rng.random((rows, len(idx))) * base.sample_counts[None, :]).astype(np.intp)
-                values = np.take_along_axis(base.sample, np.minimum(pick, base.sample.shape[0] - 1), axis=0)
-                values[beyond] = np.nan
-                values = np.sort(values.T, axis=1).T
-                q = quantiles(values, sizes, GRID)
-                shift[b] = location_shift(q, base.ref_quantiles, base.scale)
-                ratio[b] = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
-                for method, cols in groups.items():
-                    if method == "wasserstein":
-                        dist[b, cols] = wasserstein(q[:, cols], base.ref_quantiles[:, cols], base.scale[cols])
-                    else:
-                        dist[b, cols] = numeric_distance(method, values[:, cols], sizes[cols], subsets[method])
-            logs = np.log(np.maximum(dist, _FLOOR))
-            log_mu[idx] = logs.mean(axis=0)
-            log_sd[idx] = logs.std(axis=0)
-            mean_mu[idx] = shift.mean(axis=0)
-            mean_sd[idx] = shift.std(axis=0)
-            valid = np.isfinite(ratio)  # NaN for features without spread in the reference
-            kept = np.maximum(valid.sum(axis=0), 1)
-            centre = np.where(valid, ratio, 0.0).sum(axis=0) / kept
-            scale_mu[idx] = np.where(valid.any(axis=0), centre, np.nan)
-            scale_sd[idx] = np.sqrt((np.where(valid, ratio - centre, 0.0) ** 2).sum(axis=0) / kept)
+            by_feature = np.ascontiguousarray(base.sample.T)  # each feature's values contiguous: a fast gather
+            wass = np.array([m == "wasserstein" for m in methods])
+            for start in range(0, draws, _BATCH):
+                batch = min(_BATCH, draws - start)
+                q = _grid_quantiles(rng, by_feature, base.sample_counts, n_cal[idx], batch)
+                q_ref = _grid_quantiles(rng, by_feature, base.sample_counts, m_cal[idx], batch)
+                scale = np.tile(base.scale, batch)
+                part = slice(start, start + batch)
+                shift[part] = location_shift(q, q_ref, scale).reshape(batch, -1)
+                ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(q_ref), np.nan)
+                ratio[part] = spread_score(log_spread_ratio(quantile_spread(q), ref_spread)).reshape(batch, -1)
+                dist[part] = wasserstein(q, q_ref, scale).reshape(batch, -1)
+            for col in (int(c) for c in np.flatnonzero(~wass)):  # other methods need bins or whole samples: drawn so
+                dist[:, col] = _other_distance(rng, base, col, methods[col], int(n_cal[idx[col]]), int(m_cal[idx[col]]), draws)
+            log_mu[idx], log_sd[idx] = _log_normal_tail(dist)
+            mean_mu[idx], mean_sd[idx] = _centre_and_spread(shift)
+            scale_mu[idx], scale_sd[idx] = _centre_and_spread(ratio)
+            kurt[idx] = _kurtosis(base)
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
-            if not probs.sum() > 0:  # no category in the reference (an all-missing or redacted feature): no null to draw
-                continue
-            size = int(n_cal[j])
-            counts = rng.multinomial(size, probs / probs.sum(), size=draws)
-            stats = np.array([categorical_distance(base.methods[j], c / size, probs) for c in counts])
-            logs = np.log(np.maximum(stats, _FLOOR))
-            log_mu[j] = logs.mean()
-            log_sd[j] = logs.std()
-        tests = max(3 * len(base.num_idx) + len(base.cat_idx), 1)
+            size, ref_size = int(n_cal[j]), int(m_cal[j])
+            if not probs.sum() > 0 or size < 1 or ref_size < 1:  # no category in the reference (an all-missing or
+                continue  # redacted feature): no null to draw
+            shares = probs / probs.sum()
+            counts = rng.multinomial(size, shares, size=draws)
+            pseudo = rng.multinomial(ref_size, shares, size=draws)
+            stats = np.array(
+                [categorical_distance(base.methods[j], c / size, r / ref_size) for c, r in zip(counts, pseudo, strict=True)]
+            )
+            (log_mu[j],), (log_sd[j],) = _log_normal_tail(stats[:, None])
+        # location, spread and distance for ordered features; the shares of values where there are point masses
+        tests = max(3 * int(base.ordered.sum()) + int(base.shares_tested.sum()) + 2 * len(base.cat_idx), 1)
         return cls(
             window=window,
             alpha=alpha,
@@ -158,30 +169,153 @@ class Calibration:
             z_one_sided=float(norm.isf(alpha / tests)),
             z_two_sided=float(norm.isf(alpha / (2 * tests))),
             n_cal=n_cal,
+            m_cal=m_cal,
             log_mu=log_mu,
             log_sd=log_sd,
             mean_mu=mean_mu,
             mean_sd=mean_sd,
             scale_mu=scale_mu,
             scale_sd=scale_sd,
+            kurtosis=kurt,
         )
+
+    @property
+    def level(self) -> float:
+        """The false-alarm level of one test (the check's budget split over its tests)."""
+        return self.alpha / self.tests
 
     def widen(self, present: np.ndarray, reference_present: np.ndarray) -> np.ndarray:
         """Ratio of the null spread of a statistic for a window holding ``present`` values (compared
         with a reference of ``reference_present`` values) to its spread in the calibration draws.
 
-        The draws come from the reference itself, so they miss the reference's own sampling noise:
-        the spread of a difference between a fresh window of n and a reference of m goes like
-        sqrt(1/n + 1/m), the draws' like sqrt(1/n_cal). For a full window this is sqrt(1 + n/m).
+        The spread of a statistic between a window of n and a reference of m goes like
+        sqrt(1/n + 1/m); the draws' like sqrt(1/n_cal + 1/m_cal). For a full window and a reference no
+        larger than the draws this is 1; a larger reference narrows it, a partly filled window widens it.
         """
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = 1 / np.asarray(present, dtype=float) + 1 / np.maximum(reference_present, 1)
-            return np.where(np.asarray(present) > 0, np.sqrt(inverse * self.n_cal), np.inf)
+            return np.where(np.asarray(present) > 0, np.sqrt(inverse / (1 / self.n_cal + 1 / self.m_cal)), np.inf)
+
+    def spread_centre(self, present: np.ndarray, reference_present: np.ndarray) -> np.ndarray:
+        """Where the spread score (see ``statistics.spread_score``) of a healthy window of ``present`` values sits.
+
+        The log of a spread estimated from n values is biased low by about (kurtosis - 1) / 4n, so a
+        window smaller than its reference shows a slightly smaller spread: the draws' centre, moved by
+        the difference between the window's sizes and the draws' (2/3 of it on the score's scale).
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = 1 / np.asarray(present, dtype=float) - 1 / np.maximum(reference_present, 1)
+            drawn = 1 / self.n_cal - 1 / self.m_cal
+            return np.asarray(self.scale_mu - 2 / 3 * (self.kurtosis - 1) / 4 * (gap - drawn))
 
     def distance_threshold(self, j: int, method: str, factor: float) -> float:
         power = _RATE_POWER[method]
         calibrated = float(np.exp(self.log_mu[j] + self.z_one_sided * self.log_sd[j]) * factor**power)
         return max(calibrated, MIN_EFFECT[method])
+
+
+_BATCH = 100  # draws computed at once
+
+
+def _log_normal_tail(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A log-normal fitted to each column's draws by the median and interquartile range of their logs.
+
+    Robust where ties make many draws collapse towards zero (a small or discrete reference drawn twice):
+    the left tail of the logs is then long and says nothing about the right one, which alone sets a
+    threshold; quartiles ignore it while a quarter of the draws or fewer collapse.
+    """
+    logs = np.log(np.maximum(distances, _FLOOR))
+    lower, median, upper = np.quantile(logs, [0.25, 0.5, 0.75], axis=0)
+    return median, (upper - lower) / _IQR
+
+
+_IQR = float(2 * norm.isf(0.25))  # a normal's interquartile range, in standard deviations
+
+
+def _kurtosis(base: Baseline) -> np.ndarray:
+    """Kurtosis of each numeric feature's reference sample (the population the draws come from)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centred = base.sample - np.nanmean(base.sample, axis=0)
+        return np.asarray(np.nanmean(centred**4, axis=0) / np.nanmean(centred**2, axis=0) ** 2)
+
+
+def _centre_and_spread(statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column's draws, those that are NaN or infinite left out."""
+    valid = np.isfinite(statistic)
+    kept = np.maximum(valid.sum(axis=0), 1)
+    mu = np.where(valid, statistic, 0.0).sum(axis=0) / kept
+    sd = np.sqrt((np.where(valid, statistic - mu, 0.0) ** 2).sum(axis=0) / kept)
+    return np.where(valid.any(axis=0), mu, np.nan), sd
+
+
+def _grid_quantiles(
+    rng: np.random.Generator, by_feature: np.ndarray, counts: np.ndarray, sizes: np.ndarray, draws: int
+) -> np.ndarray:
+    """``draws`` samples of ``sizes[k]`` values (with replacement) from each feature's sorted reference sample
+    (``by_feature``, ``counts`` values each), as their quantiles on GRID: (GRID, draws x features).
+
+    Only the order statistics the quantiles interpolate between are drawn, whatever the sample size:
+    the order statistics of n uniforms are running sums of n + 1 exponentials over their total, and a
+    run of k exponentials is one Gamma(k) draw; the sorted reference sample turns sorted uniforms into
+    sorted values. A draw costs the same for a window of 100 or 100,000 values.
+    """
+    features = np.arange(len(sizes))
+    pos = GRID[None, :] * (sizes[:, None] - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, sizes[:, None] - 1)
+    ranks = np.concatenate([lo, hi], axis=1)  # 0-based ranks needed, per feature
+    order = np.argsort(ranks, axis=1, kind="stable")
+    ordered = np.take_along_axis(ranks, order, axis=1)
+    shapes = np.diff(ordered, axis=1, prepend=-1).astype(float)  # Gamma shapes between consecutive needed ranks
+    tail = (sizes - ordered[:, -1]).astype(float)  # ... and from the last one to the n + 1-th exponential
+    running = np.cumsum(rng.gamma(shapes, size=(draws, *shapes.shape)), axis=2)
+    total = running[:, :, -1] + rng.gamma(tail, size=(draws, len(sizes)))
+    last = np.maximum(counts - 1, 0)[None, :, None]
+    pick = np.minimum((running / total[:, :, None] * counts[None, :, None]).astype(np.intp), last)
+    values = np.take_along_axis(by_feature[features[None, :, None], pick], np.argsort(order, axis=1)[None], axis=2)
+    grid = len(GRID)
+    out = values[:, :, :grid] + (values[:, :, grid:] - values[:, :, :grid]) * (pos - lo)[None]
+    return np.ascontiguousarray(out.transpose(2, 0, 1).reshape(grid, draws * len(sizes)))
+
+
+def _other_distance(rng: np.random.Generator, base: Baseline, k: int, method: str, n: int, m: int, draws: int) -> np.ndarray:
+    """Draws of a numeric feature's KS, PSI or Jensen-Shannon distance between a window of n and a reference of m."""
+    sample = base.sample[: base.sample_counts[k], k]
+    if method == "ks":
+        by_feature = np.ascontiguousarray(sample[None, :])
+        counts = np.array([len(sample)])
+        out = np.empty(draws)
+        for b in range(draws):
+            window, _ = _draw(rng, by_feature, counts, np.array([n]))
+            reference, _ = _draw(rng, by_feature, counts, np.array([m]))
+            out[b] = ks_statistic(window, np.array([n]), reference, np.array([m]))[0]
+        return out
+    shares = proportions_in_bins(sample, base.edges[k])
+    stat = psi if method == "psi" else jensen_shannon
+    windows = rng.multinomial(n, shares, size=draws) / n
+    references = rng.multinomial(m, shares, size=draws) / m
+    return np.array([stat(w, r) for w, r in zip(windows, references, strict=True)])
+
+
+def _draw(
+    rng: np.random.Generator, by_feature: np.ndarray, counts: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sample of ``sizes[k]`` values (with replacement) from each numeric feature's reference sample
+    (``by_feature``: features x sorted values, ``counts`` values each), sorted per column, as rows x
+    features NaN-padded to the longest.
+
+    Drawn already sorted, without a sort: the order statistics of n uniforms are the running sums of
+    n + 1 exponentials divided by their total, and the reference sample is sorted, so picking by sorted
+    uniforms picks sorted values.
+    """
+    rows = int(sizes.max())
+    features = np.arange(len(sizes))
+    spacings = np.cumsum(rng.standard_exponential((len(sizes), rows + 1)), axis=1)
+    uniforms = spacings[:, :rows] / spacings[features, sizes][:, None]
+    pick = np.minimum((uniforms * counts[:, None]).astype(np.intp), np.maximum(counts - 1, 0)[:, None])
+    values = by_feature[features[:, None], pick]
+    values[np.arange(rows)[None, :] >= sizes[:, None]] = np.nan
+    return values.T, sizes
 
 
 def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
@@ -197,4 +331,8 @@ def _subset(base: Baseline, cols: np.ndarray) -> Baseline:
         edges=tuple(base.edges[k] for k in cols),
         bin_props=tuple(base.bin_props[k] for k in cols),
         bin_matrix=base.bin_matrix[cols],
+        bin_counts=tuple(base.bin_counts[k] for k in cols),
+        bin_labels=tuple(base.bin_labels[k] for k in cols),
+        lattice=tuple(base.lattice[k] for k in cols),
+        lattice_once=tuple(base.lattice_once[k] for k in cols),
     )

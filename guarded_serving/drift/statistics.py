@@ -8,6 +8,7 @@ per-feature category proportions. Nothing here keeps state.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import hypergeom
 
 __all__ = [
     "GRID",
@@ -21,6 +22,8 @@ __all__ = [
     "psi_rows",
     "quantile_spread",
     "quantiles",
+    "share_p_values",
+    "spread_score",
     "total_variation",
     "wasserstein",
 ]
@@ -61,8 +64,13 @@ def location_shift(window_quantiles: np.ndarray, reference_quantiles: np.ndarray
 
 
 def quantile_spread(quantile_function: np.ndarray) -> np.ndarray:
-    """Mean absolute deviation of a trimmed quantile function around its mean: a robust spread."""
-    spread: np.ndarray = np.abs(quantile_function - quantile_function.mean(axis=0)).mean(axis=0)
+    """Standard deviation of a trimmed quantile function: a robust spread (the outer 2 % do not count).
+
+    As efficient as the plain standard deviation on well-behaved data (more than the mean absolute
+    deviation: a variance change of x1.5 is told from noise more often in a window of 500), while the
+    trimming keeps heavy tails and single outliers from swinging it.
+    """
+    spread: np.ndarray = np.sqrt(((quantile_function - quantile_function.mean(axis=0)) ** 2).mean(axis=0))
     return spread
 
 
@@ -70,6 +78,17 @@ def log_spread_ratio(window_spread: np.ndarray, reference_spread: np.ndarray) ->
     """log(window spread / reference spread); -inf for a window that went constant."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.log(window_spread / reference_spread))
+
+
+def spread_score(log_ratio: np.ndarray) -> np.ndarray:
+    """What the spread test judges: the cube root of the variance ratio, ``exp(2/3 log ratio)``.
+
+    The log of a variance ratio is skewed (an F distribution's log), so a symmetric limit on it calls a
+    fall of spread rarer, and a rise commoner, than it is; its cube root is close to normal far into
+    both tails (Wilson-Hilferty, Paulson). NaN where the log ratio is not finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isfinite(log_ratio), np.exp(2 / 3 * np.asarray(log_ratio)), np.nan)
 
 
 def ks_statistic(
@@ -133,3 +152,20 @@ def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray
         left = np.where(window > 0, window * np.log2(window / mid), 0.0)
         right = np.where(reference > 0, reference * np.log2(reference / mid), 0.0)
     return np.asarray((left.sum(axis=1) + right.sum(axis=1)) / 2)
+
+
+def share_p_values(window: np.ndarray, n: np.ndarray, reference: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Two-sided p-value that a bin holds the same share of both samples, per bin (Fisher's exact test).
+
+    ``window`` and ``reference`` are the counts in each bin, ``n`` and ``m`` the values each sample holds
+    (arrays of the same shape). Conditional on the bin's total, the window's count is hypergeometric
+    whatever the common share: exact for point masses, rare values and small references alike, and the
+    reference's own sampling noise is counted by construction. Two-sided by doubling the smaller tail.
+    """
+    window, n, reference, m = (np.asarray(a, dtype=float) for a in (window, n, reference, m))
+    total = (window + reference).round()
+    size = (n + m).round()
+    upper = hypergeom.sf(window - 1, size, total, n)
+    lower = hypergeom.cdf(window, size, total, n)
+    out: np.ndarray = np.minimum(2 * np.minimum(upper, lower), 1.0)
+    return np.where((n > 0) & (m > 0), out, 1.0)

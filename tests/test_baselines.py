@@ -1,0 +1,212 @@
+"""Served baselines: outputs and performance profiled on training rows are replaced by early served traffic.
+
+A seeded toy "model" whose outputs are far more confident on its training rows than on new ones stands
+in for a forest: its reference outputs would call every healthy window drifted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from guarded_serving import Monitor, Reference, TrainingDataWarning
+from guarded_serving.baselines import reference_digest
+from guarded_serving.monitor import ADOPT_ROWS
+from guarded_serving.offline import offline_health
+from guarded_serving.reference import Provenance
+
+WINDOW = 200
+FEATURES = ["a", "b"]
+
+
+def served_probabilities(X: np.ndarray) -> np.ndarray:
+    """What the model answers on new rows: soft probabilities of class 1."""
+    p = 1 / (1 + np.exp(-X[:, 0]))
+    return np.column_stack([1 - p, p])
+
+
+def training_probabilities(X: np.ndarray) -> np.ndarray:
+    """What it answered on its own training rows: nearly certain."""
+    p = 1 / (1 + np.exp(-8 * X[:, 0]))
+    return np.column_stack([1 - p, p])
+
+
+def labels(X: np.ndarray, rng: np.random.Generator) -> list[int]:
+    return (rng.random(len(X)) < served_probabilities(X)[:, 1]).astype(int).tolist()
+
+
+@pytest.fixture(scope="module")
+def training() -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(2000, 2))
+
+
+@pytest.fixture(scope="module")
+def reference(training: np.ndarray) -> Reference:
+    """The one-liner's reference: inputs and outputs of the training rows, marked as such."""
+    built = Reference.from_data(training, predictions=training_probabilities(training), feature_names=FEATURES)
+    return dataclasses.replace(built, provenance=Provenance(features="training", outputs="training"))
+
+
+def serve(monitor: Monitor, rows: int, seed: int, shift: float = 0.0, feedback: bool = False) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 2)) + np.array([0.0, shift])
+    for start in range(0, rows, 50):
+        part = X[start : start + 50]
+        request_id = monitor.observe(part, served_probabilities(part))
+        if feedback:
+            monitor.feedback(request_id, labels(part, rng))
+
+
+def check(monitor: Monitor, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = monitor.health().to_json()["checks"][name]
+    return result
+
+
+def test_outputs_of_training_rows_are_not_judged_until_a_window_of_served_outputs_is_collected(reference: Reference) -> None:
+    with Monitor(reference, window=WINDOW) as monitor:
+        serve(monitor, 150, seed=2)
+        prediction = check(monitor, "prediction_drift")
+
+    assert prediction["status"] == "insufficient_data"
+    assert prediction["summary"].startswith("Collecting a baseline of the model's outputs from served traffic (150 of 2000 rows)")
+
+
+def test_2000_rows_of_healthy_inputs_become_the_output_baseline(reference: Reference) -> None:
+    with Monitor(reference, window=WINDOW) as monitor:
+        serve(monitor, 1000, seed=3)
+        collecting = check(monitor, "prediction_drift")
+        serve(monitor, ADOPT_ROWS, seed=5)
+        prediction = check(monitor, "prediction_drift")
+
+    assert collecting["summary"].startswith(
+        "Collecting a baseline of the model's outputs from served traffic (1000 of 2000 rows)"
+    )
+    assert prediction["status"] == "ok", prediction["summary"]
+    assert prediction["baseline"]["source"] == "served traffic"
+    assert prediction["baseline"]["rows"] == ADOPT_ROWS  # more than a window: every later check leans on it
+    assert "baseline: 2000 rows served since" in prediction["summary"]
+
+
+def test_the_same_outputs_judged_against_the_training_rows_would_drift(reference: Reference) -> None:
+    trusted = dataclasses.replace(reference, provenance=Provenance())
+    with Monitor(trusted, window=WINDOW) as monitor:
+        serve(monitor, 400, seed=3)
+        prediction = check(monitor, "prediction_drift")
+
+    assert prediction["status"] == "alert"
+    assert prediction["baseline"]["source"] == "reference rows"
+
+
+def test_no_baseline_is_taken_while_the_inputs_drift(reference: Reference) -> None:
+    with Monitor(reference, window=WINDOW) as monitor:
+        serve(monitor, ADOPT_ROWS, seed=4)
+        serve(monitor, WINDOW, seed=5, shift=3.0)
+        drifting = check(monitor, "prediction_drift")
+        serve(monitor, WINDOW, seed=6)
+        mixed = check(monitor, "prediction_drift")  # the window is healthy again, not the 2000 rows before it
+
+    assert drifting["status"] == mixed["status"] == "insufficient_data"
+    assert "waiting for 2000 rows whose inputs pass the data checks" in mixed["summary"]
+
+
+def test_a_drop_after_the_baseline_was_taken_is_flagged(reference: Reference) -> None:
+    with Monitor(reference, window=WINDOW) as monitor:
+        serve(monitor, ADOPT_ROWS, seed=5)
+        assert check(monitor, "prediction_drift")["status"] == "ok"  # as the periodic evaluation would judge it
+        rng = np.random.default_rng(6)
+        for _ in range(4):
+            X = rng.normal(size=(50, 2))
+            monitor.observe(X, served_probabilities(X + np.array([1.5, 0.0])))  # outputs move, inputs do not
+        prediction = check(monitor, "prediction_drift")
+
+    assert prediction["status"] in ("warn", "alert"), prediction["summary"]
+
+
+def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    with Monitor(reference, window=WINDOW, db=db, name="m") as first:
+        serve(first, ADOPT_ROWS, seed=7)
+        adopted = check(first, "prediction_drift")["baseline"]
+    with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
+        serve(restarted, 50, seed=8)
+        judged = check(restarted, "prediction_drift")
+
+    assert judged["baseline"] == adopted
+    assert judged["status"] == "ok"
+
+
+def test_a_changed_reference_collects_a_new_baseline(reference: Reference, tmp_path: Path, training: np.ndarray) -> None:
+    db = tmp_path / "shared.db"
+    with Monitor(reference, window=WINDOW, db=db, name="m") as first:
+        serve(first, ADOPT_ROWS, seed=9)
+        check(first, "prediction_drift")
+    retrained = dataclasses.replace(
+        Reference.from_data(training[:1000], predictions=training_probabilities(training[:1000]), feature_names=FEATURES),
+        provenance=Provenance(outputs="training"),
+    )
+    with Monitor(retrained, window=WINDOW, db=db, name="m") as second:
+        check(second, "prediction_drift")
+
+    kept = sqlite3.connect(db).execute("SELECT reference FROM baselines WHERE kind = 'outputs'").fetchall()
+    assert sorted(kept) == sorted([(reference_digest(reference),), (reference_digest(retrained),)])
+
+
+def test_an_offline_report_judges_against_the_stored_baseline(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
+        serve(monitor, ADOPT_ROWS, seed=10)
+        live = check(monitor, "prediction_drift")
+
+    offline = offline_health(db).report.to_json()["checks"]["prediction_drift"]
+
+    assert offline["baseline"] == live["baseline"]
+    assert offline["summary"] == live["summary"]
+
+
+def test_without_a_reference_performance_labels_give_a_served_one(reference: Reference) -> None:
+    with Monitor(reference, window=WINDOW) as monitor:
+        assert check(monitor, "concept_drift")["summary"].startswith("Not judged: no labels received yet")
+        serve(monitor, 100, seed=11, feedback=True)
+        collecting = check(monitor, "concept_drift")
+        serve(monitor, ADOPT_ROWS, seed=12, feedback=True)
+        judged = check(monitor, "concept_drift")
+
+    assert collecting["status"] == "insufficient_data"
+    assert collecting["summary"].startswith("Collecting a performance baseline from served traffic (100 of 2000 labelled rows)")
+    assert judged["status"] == "ok", judged["summary"]
+    assert judged["baseline"]["source"] == "served traffic"
+    assert judged["baseline"]["rows"] == ADOPT_ROWS  # more than the window: every later check leans on it
+    assert "(served" in judged["summary"]
+
+
+def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: np.ndarray) -> None:
+    perfect = training_probabilities(training)
+    y = (perfect[:, 1] > 0.5).astype(int)  # right on every training row, as a memorising model is
+    with pytest.warns(TrainingDataWarning):
+        reference = Reference.from_data(training, y=y, predictions=perfect, feature_names=FEATURES)
+    assert reference.provenance == Provenance(outputs="training", performance="training")
+    with Monitor(reference, window=WINDOW) as monitor:
+        serve(monitor, ADOPT_ROWS, seed=13, feedback=True)
+        concept = check(monitor, "concept_drift")
+
+    assert concept["status"] == "ok", concept["summary"]
+    assert concept["reference"] < 0.9  # the served accuracy, not the training rows' 1.0
+
+
+def test_a_served_performance_baseline_survives_json(reference: Reference, tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
+        serve(monitor, ADOPT_ROWS, seed=14, feedback=True)
+        first = check(monitor, "concept_drift")
+    with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
+        again = check(restarted, "concept_drift")
+
+    assert again["baseline"] == first["baseline"]
+    assert again["reference"] == first["reference"]
+    assert json.loads(json.dumps(again["baseline"])) == again["baseline"]
