@@ -6,8 +6,9 @@ Installs wrk (Debian's package) when it is missing, then runs, each in its own p
 bench/overhead.py (bare vs tuned vs guarded BentoML over HTTP, and the guard's own work),
 bench/health.py (a health computation vs a scipy KS loop, alibi-detect and Evidently when installed),
 bench/store.py (the writer's sustained rows/s vs the guarded service's peak, and the service under 4
-clients of 1,000-row requests, every answer counted) and bench/memory.py (RSS growth over 1,000,000
-rows). ``--quick`` shortens every run, for a look rather than a record.
+clients of 1,000-row requests, every answer counted), bench/fleet.py (the guarded service with a
+PostgreSQL store vs a SQLite one, and the PostgreSQL writer's rows/s; it starts its own server) and
+bench/memory.py (RSS growth over 1,000,000 rows). ``--quick`` shortens every run, for a look rather than a record.
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         + yes(all(r["lost"] == 0 and r["totals_count_every_answer"] for r in load["runs"] if r["store"]))
         + ".",
         "",
+        *fleet_section(results),
         "## Memory (bench/memory.py)",
         "",
         f"RSS after start-up {memory['rss_start_mb']:.1f} MB; after {memory['rows']:,} rows served in 64-row requests:"
@@ -213,6 +215,14 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "",
     ]
     return "\n".join(lines)
+
+
+def fleet_section(results: dict[str, Any]) -> list[str]:
+    """bench/fleet.py's section (its own markdown), followed by a blank line."""
+    sys.path.insert(0, str(BENCH))
+    import fleet  # bench/fleet.py
+
+    return [*fleet.markdown(results["fleet"]["summary"]), ""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             "health": run("health.py", [], out / "health.json"),
             "store": run("store.py", ["--seconds", "2"] if quick else [], out / "store.json"),
             "store_load": run("store.py", ["--load", "--seconds", "5" if quick else "20"], out / "store_load.json"),
+            "fleet": run("fleet.py", ["--rounds", "1", "--seconds", "2"] if quick else [], out / "fleet.json"),
             "memory": run("memory.py", ["--rows", "200000"] if quick else [], out / "memory.json"),
         }
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())

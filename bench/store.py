@@ -42,7 +42,8 @@ import numpy as np
 
 from guarded_serving.drift.window import Chunk
 from guarded_serving.monitor import new_request_id
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 SHAPES = ((8, 1), (8, 64), (64, 1), (64, 64))  # (features, rows per request)
 
@@ -74,7 +75,7 @@ def sustained(features: int, rows: int, seconds: float) -> dict[str, Any]:
     pool = records(features, rows, 2000)
     with tempfile.TemporaryDirectory(prefix="guarded-store-bench-") as tmp:
         path = os.path.join(tmp, "store.db")
-        store = Store(path, overflow="block", block_timeout=60.0, window_capacity=1000).open()
+        store = SqliteStore(path, StoreOptions(overflow="block", block_timeout=60.0, window=1000)).open()
         queued = [0, 0]  # requests, rows
         stop = threading.Event()
 

@@ -2,7 +2,7 @@
 
     guarded-serving profile train.csv --target label --out reference.json    # Reference.from_data(...).save(...)
     guarded-serving report --db guarded_serving.db [--since 1h] [--json]     # offline_health(...)
-    guarded-serving tail --db guarded_serving.db -n 20 --follow              # StoreReader.request_log(...)
+    guarded-serving tail --db guarded_serving.db -n 20 --follow              # open_reader(db).request_log(...)
 
 Exit codes: 0 done, 1 the report's status is at or above ``--fail-on``, 2 a usage error (a bad option
 value, a missing or unreadable file: the message names it and what was expected), 3 an internal error
@@ -32,8 +32,9 @@ from .datafile import labels_of, read_table
 from .errors import ConfigurationError, GuardedServingError
 from .health import Status
 from .monitor import DEFAULT_DB
-from .offline import SINCE_EXPECTED, OfflineReport, StoreReader, offline_health
+from .offline import SINCE_EXPECTED, OfflineReport, offline_health
 from .reference import Reference
+from .store import StoreReader, open_reader
 
 __all__ = ["build_parser", "main"]
 
@@ -97,7 +98,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         metavar="FILE",
         default=os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB),
-        help="the service's SQLite log store (default: $GUARDED_SERVING_DB, else ./guarded_serving.db); only read",
+        help="the service's log store, a SQLite file or a postgresql:// URL (default: $GUARDED_SERVING_DB, else"
+        " ./guarded_serving.db); only read",
     )
 
 
@@ -527,11 +529,11 @@ def _write_html(offline: OfflineReport, path: Path) -> None:
 
 # -- tail ------------------------------------------------------------------------------------------
 def _tail(args: argparse.Namespace) -> int:
-    reader = StoreReader(args.db)
+    reader = open_reader(args.db)
     try:
         names = reader.model_names()
         if args.model is not None and not args.follow and args.model not in names:
-            raise ConfigurationError("model", args.model, f"one of the models in {args.db}: {names}")
+            raise ConfigurationError("model", args.model, f"one of the models in {reader.path}: {names}")
         show_model = args.model is None and len(names) > 1
         found = reader.request_log(args.model, args.status, limit=args.lines) if args.lines else []
         if not args.json and (found or args.follow):
@@ -539,7 +541,7 @@ def _tail(args: argparse.Namespace) -> int:
         _print_requests(found, args.json, show_model)
         if not args.follow:
             if not found:
-                print(f"No requests logged in {args.db}" + (f" with status {args.status}" if args.status else "") + ".")
+                print(f"No requests logged in {reader.path}" + (f" with status {args.status}" if args.status else "") + ".")
             return EXIT_OK
         last = found[-1]["id"] if found else _newest_id(reader)
         while True:

@@ -76,7 +76,7 @@ def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
     step_error, step_ok = steps(base)
     total = 0.0
     since = 0  # where the sum last left zero: the start of the suspected change
-    for i, e in enumerate(errors):
+    for i, e in enumerate(errors.tolist()):  # Python floats: about 3x faster to step through than NumPy scalars
         if total == 0.0:
             since = i
         total = max(0.0, total + (step_error if e else step_ok))

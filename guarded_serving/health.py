@@ -96,6 +96,7 @@ class HealthReport:
     rejected: int
     errors: int
     checks: tuple[CheckResult, ...]
+    replicas: tuple[Any, ...] = ()  # the fleet sharing the store (fleet.ReplicaStatus), when the store keeps one
 
     def check(self, name: str) -> CheckResult:
         for c in self.checks:
@@ -113,6 +114,8 @@ class HealthReport:
             out["window"] = {"rows": self.window_rows, "capacity": self.window_capacity}
             out["totals"] = {"requests": self.requests, "rows": self.rows, "rejected": self.rejected, "errors": self.errors}
             out["checks"] = {c.name: c.to_json() for c in self.checks}
+            if self.replicas:
+                out["replicas"] = to_jsonable(self.replicas)
         return out
 
 

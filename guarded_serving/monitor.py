@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -47,6 +47,7 @@ from .drift.window import Chunk, Encoder, MemoryWindow, WindowData, assemble, ou
 from .environment import WarningLog, WarningRecord, current_fingerprint, diff_environment
 from .errors import ConfigurationError, InputError, Problem, StoreError, UnknownRequestError
 from .estimate import estimate_check
+from .fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from .health import BaselineSource, CheckResult, HealthReport, Status, worst
 from .history import MEMORY_KEEP, History, Snapshot
 from .logs import get_logger
@@ -55,7 +56,7 @@ from .performance import Performance, check_class, row_losses
 from .redaction import redacted_reference, withheld_warnings
 from .reference import FeatureProfile, Reference
 from .stages import RecentRequest, summarise
-from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, RequestRecord, Store, StoreOptions, Totals, open_store
 
 __all__ = ["FeedbackResult", "Monitor", "as_reference", "new_request_id"]
 
@@ -238,18 +239,18 @@ class Monitor:
         self.store = (
             db
             if isinstance(db, Store)
-            else Store(
+            else open_store(
                 db,
-                flush_interval=flush_interval,
-                capacity=store_capacity,
-                capacity_bytes=store_capacity_bytes,
-                window_capacity=self._kept_rows,
-                max_rows=max_rows,
-                max_age=max_age,
-                overflow=overflow,
+                StoreOptions(
+                    flush_interval=flush_interval,
+                    capacity=store_capacity,
+                    capacity_bytes=store_capacity_bytes,
+                    window=self._kept_rows,
+                    max_rows=max_rows,
+                    max_age=max_age,
+                    overflow=cast(Overflow, overflow),
+                ),
             )
-            if db is not None
-            else None
         )
         if methods is not None and not isinstance(methods, dict):
             raise ConfigurationError("methods", methods, "a dict of feature name -> method")
@@ -477,7 +478,7 @@ class Monitor:
             dropped = self.store.stats().dropped
             if dropped >= 2 * self._dropped_logged:  # log at 1, 2, 4, 8... dropped rows, not every time
                 self._dropped_logged = max(dropped, 1)
-                self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
+                self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.options.capacity)
 
     @property
     def _window_in_store(self) -> bool:
@@ -596,9 +597,9 @@ class Monitor:
             missing = [rid for rid in ids if rid not in found]
             # Another worker may hold them unwritten for up to one flush interval: look again until
             # they appear or two intervals have passed.
-            deadline = time.monotonic() + 2 * self.store.flush_interval
+            deadline = time.monotonic() + 2 * self.store.options.flush_interval
             while missing and time.monotonic() < deadline:
-                time.sleep(self.store.flush_interval / 4)
+                time.sleep(self.store.options.flush_interval / 4)
                 found.update(self.store.request_rows(self.name, missing, version=self.version))
                 missing = [rid for rid in ids if rid not in found]
         return found
@@ -609,12 +610,12 @@ class Monitor:
         stored = None
         if self.store is not None and from_store:
             try:
-                stored = self.store.labelled(self.name, limit, version=self.version)[::-1]
+                stored = self.store.labelled(self.name, limit, version=self.version)
                 received, replaced = self.store.label_totals(self.name, version=self.version)
             except StoreError:
                 stored = None
         if stored is not None:
-            outputs, labels, delays = _decode_labelled(stored)
+            outputs, labels, delays = stored.outputs, stored.labels, stored.delays
             return outputs, labels, delays, max(received, len(outputs)), replaced  # a damaged count is at least what joined
         with self._lock:
             joined = []
@@ -758,11 +759,13 @@ class Monitor:
                 totals = store.totals(self.name, version=self.version)
                 recent = self._recent_from_store(store)
                 warnings = store.warnings(self.name, version=self.version)
+                replicas = store.replicas(self.name, version=self.version)
                 window = self.window_data()
             except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
                 read_error = str(exc)
                 store = None
         if store is None:
+            replicas = []
             with self._lock:
                 totals = Totals(self._requests, self._rows, self._rejected, self._errors)
                 recent = list(self._recent)
@@ -794,6 +797,9 @@ class Monitor:
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self._env_diff, self._python[0], self._python[1], warnings),
         ]
+        if replicas:  # a store shared by a fleet: the store and environment checks speak for every replica
+            checks[-2] = fleet_store_check(checks[-2], replicas, self.store.replica if self.store is not None else None)
+            checks[-1] = fleet_environment_check(checks[-1], replicas)
         status = worst(c.status for c in checks)
         self._note_transition(status, checks)
         report = HealthReport(
@@ -808,6 +814,7 @@ class Monitor:
             rejected=totals.rejected,
             errors=totals.errors,
             checks=tuple(checks),
+            replicas=replica_statuses(replicas),
         )
         for listener in self._listeners:
             try:
@@ -938,32 +945,6 @@ def _with_rejections(window: WindowData, recent: list[RecentRequest], names: tup
     if errors == window.type_errors:
         return window
     return WindowData(window.inputs, window.outputs, window.unseen, errors)
-
-
-def _seconds(iso: Any) -> float | None:
-    """Epoch seconds of a stored ISO time; None for anything else (a damaged row)."""
-    try:
-        return dt.datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _decode_labelled(stored: Sequence[tuple[Any, Any, Any, Any]]) -> tuple[list[Any], list[Any], np.ndarray]:
-    """Stored labelled rows as outputs, labels and label delays (s), in the same order.
-
-    A row whose output or label does not decode is skipped; a delay whose times do not is left out."""
-    outputs, labels, delays = [], [], []
-    for output, label, predicted_at, labelled_at in stored:
-        try:
-            decoded = json.loads(output), json.loads(label)
-        except (TypeError, ValueError):
-            continue
-        outputs.append(decoded[0])
-        labels.append(decoded[1])
-        start, end = _seconds(predicted_at), _seconds(labelled_at)
-        if start is not None and end is not None:
-            delays.append(end - start)
-    return outputs, labels, np.array(delays, dtype=float)
 
 
 def _recent_request(r: dict[str, Any]) -> RecentRequest | None:

@@ -2,8 +2,8 @@
 
 ``guarded-serving report`` is a thin shell around :func:`offline_health`. It builds a
 :class:`~guarded_serving.monitor.Monitor` over the file with the reference and settings the service
-saved when it started (the ``models`` table), on a :class:`StoreReader` that never starts a writer
-and never creates or writes the file, and asks it for :meth:`Monitor.health`: the code the live
+saved when it started (the ``models`` table), on a reader of the store (:func:`~guarded_serving.store.open_reader`)
+that never creates or writes it, and asks it for :meth:`Monitor.health`: the code the live
 ``GET /health/model`` runs, so that both name the same drifted features.
 
 Without ``since`` or ``window`` it judges what the live endpoint judges: the stored window chunks.
@@ -32,9 +32,9 @@ from .health import HealthReport
 from .history import Snapshot
 from .monitor import MIN_ROWS, Monitor, as_reference
 from .reference import Reference
-from .store import SavedModel, Store, StoreStats, Totals, version_key
+from .store import ReadOnlyStore, SavedModel, StoreReader, iso_time, open_reader
 
-__all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "StoreReader", "offline_health", "parse_since"]
+__all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "offline_health", "parse_since"]
 
 MAX_REPLAY_ROWS = 100_000  # rows re-encoded by default with `since` (the newest); `window` changes it
 _BATCH = 2000  # rows decoded and encoded at a time
@@ -45,11 +45,6 @@ SINCE_EXPECTED = (
 )
 
 Progress = Callable[[int, int], None]
-
-
-def _iso(ts: float) -> str:
-    """The store's time format (UTC, milliseconds), so that times compare as text."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def parse_since(value: float | str | dt.datetime, now: float | None = None) -> float:
@@ -76,214 +71,42 @@ def parse_since(value: float | str | dt.datetime, now: float | None = None) -> f
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
-class StoreReader(Store):
-    """A log store opened to read only: no writer thread, and the file is never created or written
-    (a file of an older schema is read through temporary views, not migrated).
+@dataclass
+class _Replayer:
+    """Re-encodes the logged input rows of a reader into window chunks, newest first, with the monitor's
+    own encoder: the window a report limited by ``since`` or ``window`` judges instead of the stored one."""
 
-    With ``since`` (epoch seconds) every read covers only requests logged at or after it. With
-    ``replay``, :meth:`window_chunks` re-encodes the logged input rows with ``encode`` (newest first)
-    instead of reading the stored window chunks.
-    """
+    reader: StoreReader
+    rows: int = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
+    encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None
+    width: int | None = None  # features per logged row: a row of another length is not replayed
+    progress: Progress | None = None
 
-    read_only_views = True
-
-    def __init__(self, path: str | os.PathLike[str], *, since: float | None = None, replay: bool = False) -> None:
-        if not os.path.isfile(path):
-            raise ConfigurationError("db", str(path), "the SQLite file a guarded service writes (no such file)")
-        super().__init__(path)
-        try:
-            with self._reading() as db:
-                found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()
-        except StoreError as exc:
-            raise ConfigurationError("db", str(path), f"a guarded-serving log store ({exc.__cause__ or exc})") from None
-        if found is None:
-            raise ConfigurationError("db", str(path), "a guarded-serving log store (this SQLite file has no requests table)")
-        self.since = since
-        self.replay = replay or since is not None
-        self.encode: Callable[[Sequence[Sequence[Any]], Sequence[Any] | None], Chunk] | None = None
-        self.width: int | None = None  # features per logged row: a row of another length is not replayed
-        self.progress: Progress | None = None
-        self.replay_rows = MAX_REPLAY_ROWS  # rows re-encoded at most (the window asks for no more anyway)
-        self._rows_logged: int | None = None
-        self._rows_dropped = 0
-
-    @property
-    def _since_iso(self) -> str:
-        return _iso(self.since) if self.since is not None else ""  # every stored ts sorts after ""
-
-    # -- a reader never writes -------------------------------------------------------------
-    def open(self) -> Store:
-        raise StoreError(f"the log store at {self.path!r} is open to read only")
-
-    def put(self, record: Any) -> bool:
-        raise StoreError(f"the log store at {self.path!r} is open to read only")
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        return True
-
-    def close(self, timeout: float = 10.0) -> bool:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.conn.close()
-            self._local.db = None
-        return True
-
-    def stats(self) -> StoreStats:
-        if self._rows_logged is None:
-            with self._reading() as db:
-                (rows,) = db.execute(
-                    "SELECT coalesce(sum(rows), 0) FROM requests WHERE status = 'ok' AND ts >= ?", [self._since_iso]
-                ).fetchone()
-                # Rows the service answered but dropped from the log (running counts: not limited by `since`).
-                (dropped,) = db.execute("SELECT coalesce(sum(dropped_rows), 0) FROM totals").fetchone()
-            self._rows_logged = int(rows)
-            self._rows_dropped = int(dropped) if self.since is None else 0
-        return StoreStats(
-            path=self.path,
-            pending=0,
-            written=self._rows_logged,
-            dropped=self._rows_dropped,
-            capacity=0,
-            last_error=None,
-            last_error_at=None,
-            last_flush_at=None,
-            flush_interval=0.0,
-            read_only=True,
-        )
-
-    # -- reads limited to `since` ----------------------------------------------------------
-    def totals(self, model: str, *, version: str | None = None) -> Totals:
-        if self.since is None:
-            return super().totals(model, version=version)
-        with self._reading() as db:
-            requests, rows, rejected, errors = db.execute(
-                "SELECT count(*), coalesce(sum(CASE WHEN status = 'ok' THEN rows END), 0),"
-                " coalesce(sum(status = 'rejected'), 0), coalesce(sum(status = 'error'), 0)"
-                " FROM requests WHERE model = ? AND version IS ? AND ts >= ?",
-                [model, version, self._since_iso],
-            ).fetchone()
-        return Totals(requests=requests, rows=rows, rejected=rejected, errors=errors)
-
-    def recent_requests(self, model: str, limit: int, *, version: str | None = None) -> list[dict[str, Any]]:
-        if self.since is None:
-            return super().recent_requests(model, limit, version=version)
-        with self._reading() as db:
-            return list(
-                db.query(
-                    "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
-                    " WHERE model = ? AND version IS ? AND ts >= ? ORDER BY id DESC LIMIT ?",
-                    [model, version, self._since_iso, limit],
-                )
-            )
-
-    def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[Any, ...]:
-        """Warnings last seen since then (their counts are the file's running totals)."""
-        found = super().warnings(model, limit if self.since is None else 10_000, version=version)
-        if self.since is None:
-            return found
-        with self._reading() as db:
-            recent = {
-                (c, m, loc)
-                for c, m, loc in db.execute(
-                    "SELECT category, message, location FROM warnings WHERE model = ? AND version = ? AND last_seen >= ?",
-                    [model, version_key(version), self._since_iso],
-                )
-            }
-        return tuple(w for w in found if (w.category, w.message, w.location) in recent)[:limit]
-
-    def labelled(self, model: str, limit: int, since: str = "", *, version: str | None = None) -> list[tuple[Any, Any, Any, Any]]:
-        return super().labelled(model, limit, max(since, self._since_iso), version=version)
-
-    def label_totals(self, model: str, *, version: str | None = None) -> tuple[int, int]:
-        if self.since is None:
-            return super().label_totals(model, version=version)
-        with self._reading() as db:
-            labels, relabels = db.execute(
-                "SELECT count(*), coalesce(sum(updates), 0) FROM feedback WHERE model = ? AND version = ? AND ts >= ?",
-                [model, version_key(version), self._since_iso],
-            ).fetchone()
-        return int(labels), int(relabels)
-
-    def write_snapshot(
-        self, model: str, slot: int, ts: float, status: str, snapshot: str, keep: int, *, version: str | None = None
-    ) -> bool:
-        """Never: an offline report reads the file and leaves the service's health history as it was."""
-        return False
-
-    def save_baseline(self, model: str, version: str | None, reference: str, kind: str, rows: int, document: str) -> None:
-        """Never: an offline report judges against the baselines the service adopted, and adopts none itself."""
-
-    # -- the window, re-encoded from the logged rows ----------------------------------------
-    def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:
-        """(rows answered, rows of those with stored inputs) in range."""
-        with self._reading() as db:
-            (answered,) = db.execute(
-                "SELECT coalesce(sum(rows), 0) FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ?",
-                [model, version, self._since_iso],
-            ).fetchone()
-            (with_inputs,) = db.execute(
-                "SELECT coalesce(sum(rows), 0) FROM requests"
-                " WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ? AND inputs IS NOT NULL",
-                [model, version, self._since_iso],
-            ).fetchone()
-        return int(answered), int(with_inputs)
-
-    def window_chunks(self, model: str, *, version: str | None = None) -> Iterator[Chunk]:
-        if not self.replay:
-            yield from super().window_chunks(model, version=version)
-            return
+    def chunks(self, model: str, version: str | None) -> Iterator[Chunk]:
         if self.encode is None:
-            raise StoreError("a replaying StoreReader needs its encode function (set by offline_health)")
+            raise StoreError("a replayed window needs its encode function (set by offline_health)")
         done = 0
-        with self._reading() as db:
-            cursor = db.execute(  # rows are stored per request, as arrays: newest request first
-                "SELECT inputs, outputs FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND ts >= ?"
-                " AND inputs IS NOT NULL ORDER BY id DESC",
-                [model, version, self._since_iso],
-            )
-            while done < self.replay_rows:
-                requests: list[tuple[list[Any], list[Any]]] = []
-                rows = 0
-                while rows < _BATCH and (found := cursor.fetchone()) is not None:
-                    decoded = _logged_rows(found[0], found[1], self.width)
-                    if decoded is not None:
-                        requests.append(decoded)
-                        rows += len(decoded[0])
-                if not requests:
-                    break
-                requests.reverse()  # oldest first within a chunk, as the writer stores them
-                inputs = [row for rows_in, _ in requests for row in rows_in]
-                outputs = [out for _, rows_out in requests for out in rows_out]
-                keep = min(len(inputs), self.replay_rows - done)
-                inputs, outputs = inputs[-keep:], outputs[-keep:]
-                done += keep
-                chunk = self.encode(inputs, outputs)
-                if self.progress is not None:
-                    self.progress(done, self.replay_rows)
-                yield chunk
-
-    # -- the request log ---------------------------------------------------------------------
-    def request_log(
-        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
-    ) -> list[dict[str, Any]]:
-        """The newest ``limit`` requests after ``after_id`` (all models unless one is named), oldest first."""
-        where = ["id > ?", "ts >= ?"]
-        params: list[Any] = [after_id, self._since_iso]
-        if model is not None:
-            where.append("model = ?")
-            params.append(model)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        with self._reading() as db:
-            found = list(
-                db.query(
-                    "SELECT id, ts, model, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
-                    f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-                    [*params, limit],
-                )
-            )
-        return found[::-1]
+        logged = self.reader.logged_rows(model, version=version)  # stored per request, as arrays: newest first
+        while done < self.rows:
+            requests: list[tuple[list[Any], list[Any]]] = []
+            rows = 0
+            while rows < _BATCH and (found := next(logged, None)) is not None:
+                decoded = _logged_rows(found[0], found[1], self.width)
+                if decoded is not None:
+                    requests.append(decoded)
+                    rows += len(decoded[0])
+            if not requests:
+                break
+            requests.reverse()  # oldest first within a chunk, as the writer stores them
+            inputs = [row for rows_in, _ in requests for row in rows_in]
+            outputs = [out for _, rows_out in requests for out in rows_out]
+            keep = min(len(inputs), self.rows - done)
+            inputs, outputs = inputs[-keep:], outputs[-keep:]
+            done += keep
+            chunk = self.encode(inputs, outputs)
+            if self.progress is not None:
+                self.progress(done, self.rows)
+            yield chunk
 
 
 def _logged_rows(inputs: Any, outputs: Any, width: int | None) -> tuple[list[Any], list[Any]] | None:
@@ -364,7 +187,9 @@ def offline_health(
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ConfigurationError("window", window, "a positive number of rows")
     since_ts = parse_since(since) if since is not None else None
-    reader = StoreReader(db, since=since_ts, replay=window is not None)
+    reader = open_reader(db, since=since_ts)
+    replayer = _Replayer(reader) if window is not None or since_ts is not None else None
+    store = ReadOnlyStore(reader, window=replayer.chunks if replayer is not None else None)
     try:
         name = _choose_model(reader, model)
         chosen = _choose_version(reader, name, version)
@@ -373,24 +198,24 @@ def offline_health(
             raise ConfigurationError(
                 "reference",
                 None,
-                f"a saved reference file for model {_named(name, chosen)}: {str(db)!r} holds none (it was written by an older"
+                f"a saved reference file for model {_named(name, chosen)}: {reader.path!r} holds none (it was written by an older"
                 " version, or by a monitor that was never started)",
             )
-        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, str(db))  # type: ignore[arg-type]
+        ref = as_reference(reference) if reference is not None else _saved_reference(saved, name, reader.path)  # type: ignore[arg-type]
         settings = _settings(saved, ref)
         live_window = int(settings.get("window", 1000))
         replay = None
         capacity = live_window
-        if reader.replay:
+        if replayer is not None:
             answered, with_inputs = reader.row_counts(name, version=chosen)
             capacity = window if window is not None else (min(with_inputs, MAX_REPLAY_ROWS) or live_window)
             replay = Replay(answered, with_inputs, min(with_inputs, capacity))
-            reader.replay_rows = replay.rows_judged
+            replayer.rows = replay.rows_judged
         monitor = Monitor(
             ref,
             name=name,
             version=chosen,
-            db=reader,
+            db=store,
             window=capacity,
             recent_requests=int(settings.get("recent_requests", 1000)),
             methods=settings.get("methods") or None,
@@ -399,18 +224,19 @@ def offline_health(
             thresholds=PipelineThresholds(**settings["thresholds"]) if settings.get("thresholds") else None,
         )
         monitor.min_rows = min(live_window, MIN_ROWS)  # the live service's rule, whatever rows are replayed
-        reader.encode = monitor.encode
-        reader.width = monitor.baseline.width
-        reader.progress = progress
+        if replayer is not None:
+            replayer.encode = monitor.encode
+            replayer.width = monitor.baseline.width
+            replayer.progress = progress
         report = monitor.health()
         histograms = monitor.histograms()
         history = tuple(monitor.history())
     finally:
-        reader.close()
+        store.close()
     return OfflineReport(
         report=report,
-        db=str(db),
-        since=_iso(since_ts) if since_ts is not None else None,
+        db=reader.path,  # a URL without its password
+        since=iso_time(since_ts) if since_ts is not None else None,
         replay=replay,
         reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",
         histograms=histograms,

@@ -120,7 +120,7 @@ def row_losses(task: Task, classes: Sequence[Any], outputs: Sequence[Any], label
         keep = np.isfinite(predicted) & np.isfinite(truth)
         error = np.abs(predicted[keep] - truth[keep])
         return RowLosses(error, error**2, int((~keep).sum()))
-    truth_idx = np.array([_class_index(classes, v) for v in labels], dtype=np.intp).reshape(-1)
+    truth_idx = _class_indices(classes, labels)
     probs = _probability_rows(outputs, len(classes))
     if probs is not None:
         keep = ~np.isnan(probs).any(axis=1)
@@ -159,11 +159,25 @@ def _class_index(classes: Sequence[Any], label: Any) -> int:
         return -1
 
 
+def _class_indices(classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
+    """Each label's position among the classes (see :func:`_class_index`), looked up once per distinct label."""
+    try:
+        index = {label: _class_index(classes, label) for label in set(labels)}
+    except TypeError:  # an unhashable label: one by one
+        return np.array([_class_index(classes, v) for v in labels], dtype=np.intp).reshape(-1)
+    return np.fromiter(map(index.__getitem__, labels), dtype=np.intp, count=len(labels))
+
+
 def _probability_rows(outputs: Sequence[Any], classes: int) -> np.ndarray | None:
     """The outputs as class probabilities (one row per output, NaN rows where a prediction is not one),
     or None when they are not probabilities: most rows of ``classes`` numbers must each sum to 1."""
     if classes < 2:
         return None
+    if _plain_rows(outputs, classes):  # the usual window: every row a list of numbers, checked at once
+        values = np.array(outputs, dtype=float).reshape(len(outputs), classes)
+        usable = np.isfinite(values).all(axis=1) & (values >= -1e-9).all(axis=1)
+        usable &= np.abs(values.sum(axis=1) - 1.0) <= 1e-3
+        return np.where(usable[:, None], values, np.nan) if 2 * int(usable.sum()) > len(outputs) else None
     probs = np.full((len(outputs), classes), np.nan)
     shaped = 0
     for i, output in enumerate(outputs):
@@ -174,6 +188,17 @@ def _probability_rows(outputs: Sequence[Any], classes: int) -> np.ndarray | None
                 probs[i] = values
     usable = int((~np.isnan(probs).any(axis=1)).sum())
     return probs if shaped and 2 * usable > shaped else None
+
+
+def _plain_rows(outputs: Sequence[Any], classes: int) -> bool:
+    """Every output a list of ``classes`` ints and floats (no bool, no None): what :func:`_number` keeps
+    as they are, so that one array conversion reads them as the row-by-row loop does."""
+    return (
+        len(outputs) > 0
+        and {type(output) for output in outputs} == {list}
+        and {len(output) for output in outputs} == {classes}
+        and {type(value) for output in outputs for value in output} <= {float, int}
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 Extra arguments go to pytest, e.g. `python -m tests -k store -x`. The Prometheus tests run Debian's
 `prometheus` and `promtool`: when they are missing, the package is installed first (apt-get, as root
 or through passwordless sudo). The dashboard's end-to-end test
-renders the page in headless Chromium: Debian's `chromium` package is installed first when missing.
+renders the page in headless Chromium: Debian's `chromium` package is installed first when missing. The
+fleet tests run a real PostgreSQL server (tests/postgres.py starts and stops it on a temporary directory):
+Debian's `postgresql` is installed first when missing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tests import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -82,6 +86,7 @@ def main() -> None:
     run(str(BIN / "ruff"), "format", "--check", ".")
     run(sys.executable, "-m", "mypy")
     ensure_chromium()
+    postgres.ensure_installed()
     run(sys.executable, "-m", "pytest", *sys.argv[1:])
 
 

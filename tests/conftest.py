@@ -18,6 +18,8 @@ import httpx
 import psutil
 import pytest
 
+from .postgres import PostgresServer
+
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML = str(Path(sys.executable).parent / "bentoml")
@@ -149,3 +151,21 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's, as the postgres user when run as root), on a
+    temporary directory and a free loopback port; stopped and removed at the end."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's server: its postgresql:// URL, password included."""
+    return postgres.database()

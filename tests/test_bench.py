@@ -67,7 +67,7 @@ def test_the_guard_work_microbenchmark_measures_a_positive_cost() -> None:
 
 
 def test_the_health_breakdown_times_every_check_and_adds_up(tmp_path: Path) -> None:
-    results = run("health.py", "--breakdown", tmp_path=tmp_path)
+    results = run("health.py", "--breakdown", "--clock", "cpu", tmp_path=tmp_path)
     assert isinstance(results, dict)
     for where in ("memory", "store"):
         parts = results["breakdown"][where]
@@ -92,3 +92,18 @@ def test_the_handoff_bench_times_each_way_to_run_a_request(tmp_path: Path) -> No
     assert isinstance(results, dict)
     assert set(results) == {"inline", "model-thread", "anyio"}
     assert all(r["cpu_us"] > 0 and r["wall_us"] > 0 for r in results.values())
+
+
+def test_the_fleet_bench_compares_both_stores_and_counts_every_row_the_writer_took(tmp_path: Path) -> None:
+    results = run("fleet.py", "--seconds", "1", "--rounds", "1", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    summary = results["summary"]
+    assert [t["rows"] for t in summary] == [1, 64]
+    for t in summary:
+        assert t["sqlite_rps"] > 0
+        assert t["postgresql_rps"] > 0
+        assert t["errors"] == 0
+        assert t["lost"] == 0
+        assert t["dropped"] == 0
+        assert t["writer_rows_per_s"] > 0
+    assert [w["stored_rows"] == w["queued_rows"] > 0 for w in results["writers"]] == [True, True]

@@ -27,7 +27,8 @@ import pytest
 from guarded_serving import Monitor, Reference
 from guarded_serving.cli import ProgressBar, build_parser, main
 from guarded_serving.offline import offline_health, parse_since
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 from .conftest import ROOT, Server, wait_for
 
@@ -582,7 +583,7 @@ def record(request_id: str, status: str = "ok", model: str = "toy", error: str |
 @pytest.fixture
 def logged(tmp_path: Path) -> Path:
     db = tmp_path / "tail.db"
-    with Store(db) as store:
+    with SqliteStore(db) as store:
         for i in range(30):
             store.put(record(f"req-{i:02d}", "rejected" if i % 10 == 9 else "ok", error="row 0: bad" if i % 10 == 9 else None))
     return db
@@ -609,7 +610,7 @@ def test_tail_filters_by_status_and_prints_json_lines(logged: Path, capsys: pyte
 
 
 def test_tail_escapes_control_characters_from_logged_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with Store(tmp_path / "t.db") as store:
+    with SqliteStore(tmp_path / "t.db") as store:
         store.put(record("evil", "rejected", error="got '\x1b[2J\x1b]0;pwned\x07'"))
 
     out = run(capsys, "tail", "--db", str(tmp_path / "t.db"))[1]
@@ -642,7 +643,7 @@ def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
     try:
         assert next_line().startswith("TIME (UTC)")
         assert "req-29" in next_line()
-        with Store(logged, flush_interval=0.05) as store:  # a writer, meanwhile, as the service's would
+        with SqliteStore(logged, StoreOptions(flush_interval=0.05)) as store:  # a writer, meanwhile, as the service's would
             for i in range(3):
                 store.put(record(f"new-{i}"))
                 store.flush()
@@ -657,7 +658,7 @@ def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
 
 
 def test_tail_of_an_empty_store_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with Store(tmp_path / "empty.db"):
+    with SqliteStore(tmp_path / "empty.db"):
         pass
 
     code, out, _ = run(capsys, "tail", "--db", str(tmp_path / "empty.db"), "--status", "error")

@@ -11,7 +11,8 @@ import pytest
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Chunk
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, Store, StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 MODEL = "m"
 
@@ -47,7 +48,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path, flush_interval=0.01) as s:
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.01)) as s:
         yield s
 
 
@@ -102,7 +103,7 @@ def test_window_chunks_are_kept_per_model(store: Store) -> None:
 
 
 def test_the_chunks_of_one_flush_are_merged_into_one_row(db_path: Path) -> None:
-    store = Store(db_path, flush_interval=0.01)
+    store = SqliteStore(db_path, StoreOptions(flush_interval=0.01))
     store.put(record("r1", Chunk(np.array([[1.0], [2.0]]), None, {0: {"x": 1}}, {0: 1})))
     store.put(record("r2", Chunk(np.array([[3.0]]), None, {0: {"x": 2, "y": 1}}, {0: 4})))
     store.put(record("r3", Chunk(np.array([[4.0], [5.0]]), None)))
@@ -118,7 +119,7 @@ def test_the_chunks_of_one_flush_are_merged_into_one_row(db_path: Path) -> None:
 
 
 def test_pruning_keeps_the_newest_window_capacity_rows_and_deletes_older_chunks(db_path: Path) -> None:
-    with Store(db_path, flush_interval=0.01, window_capacity=500) as store:
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.01, window=500)) as store:
         for i in range(60):
             store.put(record(f"r{i}", numbered_chunk(50 * i, 50)))
             assert store.flush()
@@ -131,7 +132,7 @@ def test_pruning_keeps_the_newest_window_capacity_rows_and_deletes_older_chunks(
 
 
 def test_the_window_never_loses_the_newest_rows_to_pruning(db_path: Path) -> None:
-    with Store(db_path, flush_interval=0.01, window_capacity=500) as store:
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.01, window=500)) as store:
         for i in range(60):
             store.put(record(f"r{i}", numbered_chunk(50 * i, 50)))
             assert store.flush()

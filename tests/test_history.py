@@ -17,7 +17,8 @@ from guarded_serving import CheckResult, ConfigurationError, HealthReport, Monit
 from guarded_serving.checks import PipelineDetails
 from guarded_serving.history import History, Snapshot
 from guarded_serving.stages import StageSummary
-from guarded_serving.store import Store
+from guarded_serving.store import StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 from .conftest import wait_for
 
@@ -118,7 +119,7 @@ def test_memory_history_is_bounded_and_reads_newest_since_oldest_first() -> None
 
 
 def test_store_history_is_read_back_as_written(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         history = History("m", interval=10, store=store)
         history.record(report(Status.OK), ts=T0)
         history.record(report(Status.ALERT), ts=T0 + 10)
@@ -151,7 +152,7 @@ def test_two_monitors_sharing_one_store_write_one_snapshot_per_slot(tmp_path: Pa
 
 
 def test_store_history_keeps_the_newest_snapshots_per_model(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         history = History("m", interval=1, store=store, keep=4)
         other = History("other", interval=1, store=store, keep=4)
         for k in range(10):
@@ -166,7 +167,7 @@ def test_store_history_keeps_the_newest_snapshots_per_model(tmp_path: Path) -> N
 
 def test_store_history_honours_max_age(tmp_path: Path) -> None:
     now = time.time()
-    with Store(tmp_path / "h.db", max_age=3600) as store:
+    with SqliteStore(tmp_path / "h.db", StoreOptions(max_age=3600)) as store:
         history = History("m", interval=60, store=store)
         history.record(report(requests=1), ts=now - 7200)  # older than max_age: gone at the next write
         history.record(report(requests=2), ts=now - 60)
@@ -176,7 +177,7 @@ def test_store_history_honours_max_age(tmp_path: Path) -> None:
 
 
 def test_a_locked_store_holds_a_health_report_back_for_a_second_at_most(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         history = History("m", interval=1, store=store)
         locker = sqlite3.connect(tmp_path / "h.db")
         locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -195,7 +196,7 @@ def test_a_locked_store_holds_a_health_report_back_for_a_second_at_most(tmp_path
 
 
 def test_an_unreadable_store_falls_back_to_this_process_history(tmp_path: Path) -> None:
-    store = Store(tmp_path / "never-opened" / "h.db")  # not opened: the file does not exist
+    store = SqliteStore(tmp_path / "never-opened" / "h.db")  # not opened: the file does not exist
     history = History("m", interval=1, store=store)
 
     with capture_logs() as logs:

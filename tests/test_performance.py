@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import ConfigurationError, Problem
-from guarded_serving.performance import Performance, infer_task, row_losses
+from guarded_serving.performance import Performance, _plain_rows, infer_task, row_losses
 
 
 @pytest.fixture
@@ -215,3 +215,30 @@ def test_row_losses_leave_out_a_missing_predicted_label() -> None:
     losses = row_losses("classification", ("cat", "dog"), ["cat", None, "dog", math.nan], ["cat", "cat", "cat", "dog"])
 
     assert (losses.error.tolist(), losses.unscored) == ([0.0, 1.0], 2)
+
+
+def _window_of_probabilities(seed: int) -> tuple[list[Any], list[Any]]:
+    """Three-class probability rows, some not probabilities (a negative value, a row that does not sum
+    to 1, an infinity, a NaN), some whole numbers, with labels as fed back (one unknown, one not text)."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet([1.0, 2.0, 3.0], size=300)
+    rows: list[Any] = p.tolist()
+    for i in rng.choice(300, size=40, replace=False):
+        rows[i] = [[math.nan, 0.5, 0.5], [-0.2, 0.6, 0.6], [0.2, 0.2, 0.2], [math.inf, 0.0, 0.0], [1, 0, 0]][i % 5]
+    labels: list[Any] = rng.choice(["a", "b", "c", "d", True], size=300, p=[0.3, 0.3, 0.3, 0.05, 0.05]).tolist()
+    return rows, labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_losses_of_a_window_of_lists_are_those_of_the_same_rows_read_one_by_one(seed: int) -> None:
+    rows, labels = _window_of_probabilities(seed)
+    as_tuples = [tuple(row) for row in rows]  # not plain lists: read row by row
+    assert _plain_rows(rows, 3)
+    assert not _plain_rows(as_tuples, 3)
+
+    at_once = row_losses("classification", ("a", "b", "c"), rows, labels)
+    one_by_one = row_losses("classification", ("a", "b", "c"), as_tuples, labels)
+
+    np.testing.assert_array_equal(at_once.error, one_by_one.error)
+    np.testing.assert_array_equal(at_once.loss, one_by_one.loss)
+    assert at_once.unscored == one_by_one.unscored > 20

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from guarded_serving import ConfigurationError, GuardedModel, Monitor, Reference
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 TRAINING = np.random.default_rng(11).normal(size=(400, 3))
 TOKEN = "s3cret-token-0123456789"
@@ -77,7 +78,7 @@ def record(i: int, ts: float = 1_700_000_000.0) -> RequestRecord:
 
 def test_max_rows_keeps_only_the_newest_rows(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Store(db, max_rows=100) as store:
+    with SqliteStore(db, StoreOptions(max_rows=100)) as store:
         for i in range(300):
             store.put(record(i))
         store.flush()
@@ -91,7 +92,7 @@ def test_max_rows_keeps_only_the_newest_rows(tmp_path: Path) -> None:
 def test_max_age_deletes_old_requests_and_their_rows(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     now = time.time()
-    with Store(db, max_age=3600) as store:
+    with SqliteStore(db, StoreOptions(max_age=3600)) as store:
         store.put(record(1, ts=now - 7200))
         store.put(record(2, ts=now))
         store.flush()
@@ -102,7 +103,7 @@ def test_max_age_deletes_old_requests_and_their_rows(tmp_path: Path) -> None:
 
 
 def test_blocking_overflow_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
-    with Store(tmp_path / "log.db", capacity=10, overflow="block", flush_interval=0.01) as store:
+    with SqliteStore(tmp_path / "log.db", StoreOptions(capacity=10, overflow="block", flush_interval=0.01)) as store:
         accepted = [store.put(record(i)) for i in range(200)]
         store.flush()
         stats = store.stats()
@@ -112,7 +113,7 @@ def test_blocking_overflow_waits_for_room_instead_of_dropping(tmp_path: Path) ->
 
 
 def test_dropping_overflow_is_the_default_and_counts(tmp_path: Path) -> None:
-    store = Store(tmp_path / "log.db", capacity=10)  # not opened: nothing drains it
+    store = SqliteStore(tmp_path / "log.db", StoreOptions(capacity=10))  # not opened: nothing drains it
 
     assert [store.put(record(i)) for i in range(7)] == [True] * 5 + [False] * 2
     assert store.stats().dropped == 4

@@ -100,5 +100,79 @@ def test_only_service_imports_bentoml() -> None:
     assert sources_matching(r"^\s*(import|from)\s+bentoml\b") == ["service.py"]
 
 
-def test_only_store_imports_sqlite_utils() -> None:
-    assert sources_matching(r"^\s*(import|from)\s+sqlite_utils\b") == ["store.py"]
+@pytest.mark.parametrize("library", ["sqlite3", "sqlite_utils"])
+def test_only_the_sqlite_backend_imports_sqlite(library: str) -> None:
+    importers = sources_matching(rf"^\s*(import|from)\s+{library}\b")
+
+    assert importers
+    assert [path for path in importers if not path.startswith("store/sqlite/")] == []
+
+
+@pytest.mark.parametrize("library", ["psycopg", "psycopg_pool"])
+def test_only_the_postgresql_backend_imports_psycopg(library: str) -> None:
+    importers = sources_matching(rf"^\s*(import|from)\s+{library}\b")
+
+    assert importers
+    assert [path for path in importers if not path.startswith("store/postgres/")] == []
+
+
+def test_the_package_imports_without_psycopg_until_a_postgresql_url_is_used() -> None:
+    script = "import sys, guarded_serving, guarded_serving.store, guarded_serving.cli; assert 'psycopg' not in sys.modules"
+
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+
+    assert completed.returncode == 0, completed.stderr
+
+
+MODULES = {module_name(path): path for path in SOURCES}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The package's modules that a module imports at its top level, relative imports resolved."""
+    name = module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            stem = ".".join(part for part in (base, node.module or "") if part)
+            found.update(f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in MODULES else stem for alias in node.names)
+    return found & set(MODULES)
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in an import graph (module -> modules it imports), as the modules along it, or []."""
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> list[str]:
+        if name in trail:
+            return [*trail[trail.index(name) :], name]
+        if name in done:
+            return []
+        for target in sorted(graph.get(name, ())):
+            if cycle := visit(target, [*trail, name]):
+                return cycle
+        done.add(name)
+        return []
+
+    return next((cycle for name in sorted(graph) if (cycle := visit(name, []))), [])
+
+
+def test_the_store_package_has_no_import_cycle() -> None:
+    graph = {name: imported_modules(path) for name, path in MODULES.items() if name.startswith("guarded_serving.store")}
+
+    assert import_cycle(graph) == []
+
+
+def test_a_module_that_imports_its_own_package_back_is_a_cycle() -> None:
+    graph = {"pkg": {"pkg.reader"}, "pkg.reader": {"pkg.records", "pkg"}, "pkg.records": set()}
+
+    assert import_cycle(graph) == ["pkg", "pkg.reader", "pkg"]
+
+
+def test_relative_imports_resolve_to_the_modules_they_name() -> None:
+    imported = imported_modules(PACKAGE / "store" / "readonly.py")
+
+    assert {"guarded_serving.errors", "guarded_serving.store.contract", "guarded_serving.drift.window"} <= imported

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 from guarded_serving import Monitor, Reference
 from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
-from guarded_serving.store import RequestRecord, Store, Totals
+from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
+from guarded_serving.store.sqlite import SqliteStore
 
 
 def record(request_id: str, status: str = "ok", rows: int = 2, model: str = "m", **extra: object) -> RequestRecord:
@@ -44,7 +45,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path, flush_interval=0.05) as s:
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.05)) as s:
         yield s
 
 
@@ -88,7 +89,10 @@ def test_totals_count_requests_rows_rejections_and_errors(store: Store) -> None:
 
 
 def test_two_stores_on_one_file_add_up_like_two_workers(db_path: Path) -> None:
-    with Store(db_path, flush_interval=0.05) as first, Store(db_path, flush_interval=0.05) as second:
+    with (
+        SqliteStore(db_path, StoreOptions(flush_interval=0.05)) as first,
+        SqliteStore(db_path, StoreOptions(flush_interval=0.05)) as second,
+    ):
         for i in range(50):
             first.put(record(f"a{i}"))
             second.put(record(f"b{i}"))
@@ -119,7 +123,7 @@ def test_recent_requests_are_newest_first_and_bounded(store: Store) -> None:
 
 
 def test_a_full_buffer_drops_and_counts_instead_of_growing(db_path: Path) -> None:
-    store = Store(db_path, capacity=10)  # not opened: nothing drains the buffer
+    store = SqliteStore(db_path, StoreOptions(capacity=10))  # not opened: nothing drains the buffer
 
     accepted = [store.put(record(f"r{i}", rows=3)) for i in range(5)]
 
@@ -129,7 +133,7 @@ def test_a_full_buffer_drops_and_counts_instead_of_growing(db_path: Path) -> Non
 
 
 def test_close_writes_what_is_pending(db_path: Path) -> None:
-    store = Store(db_path, flush_interval=60).open()  # a long interval: only close() can flush
+    store = SqliteStore(db_path, StoreOptions(flush_interval=60)).open()  # a long interval: only close() can flush
     for i in range(20):
         store.put(record(f"r{i}"))
 
@@ -140,14 +144,14 @@ def test_close_writes_what_is_pending(db_path: Path) -> None:
 
 def test_reopening_keeps_appending(db_path: Path) -> None:
     for round_ in range(2):
-        with Store(db_path) as store:
+        with SqliteStore(db_path) as store:
             store.put(record(f"r{round_}"))
 
     assert query(db_path, "SELECT request_id FROM requests ORDER BY id") == [("r0",), ("r1",)]
 
 
 def test_a_locked_database_is_reported_then_recovered_without_losing_rows(db_path: Path) -> None:
-    with capture_logs() as logs, Store(db_path, flush_interval=0.05, busy_timeout=0.1) as store:
+    with capture_logs() as logs, SqliteStore(db_path, StoreOptions(flush_interval=0.05, busy_timeout=0.1)) as store:
         blocker = sqlite3.connect(db_path, timeout=0)
         blocker.execute("BEGIN EXCLUSIVE")
         store.put(record("while-locked"))
@@ -188,7 +192,7 @@ def test_a_schema_1_file_keeps_its_rows_when_they_move_into_the_requests(tmp_pat
     )
     conn.commit()
     conn.close()
-    with Store(path, flush_interval=0.05) as store:
+    with SqliteStore(path, StoreOptions(flush_interval=0.05)) as store:
         store.put(record("new", rows=1))
         assert store.flush(5)
     assert query(path, "SELECT request_id, row, inputs, outputs FROM rows ORDER BY request_id, row") == [

@@ -20,7 +20,8 @@ import pytest
 from guarded_serving import Monitor, Status
 from guarded_serving.checks import store_check
 from guarded_serving.drift.window import Chunk
-from guarded_serving.store import DEFAULT_CAPACITY_BYTES, RequestRecord, Store, StoreStats
+from guarded_serving.store import DEFAULT_CAPACITY_BYTES, RequestRecord, StoreOptions, StoreStats
+from guarded_serving.store.sqlite import SqliteStore
 
 from .conftest import wait_for
 
@@ -47,7 +48,7 @@ def wide_record(i: int, rows: int, text_bytes: int = 0) -> RequestRecord:
 
 
 def test_big_rows_are_bounded_by_bytes_not_by_their_count(tmp_path: Path) -> None:
-    store = Store(tmp_path / "log.db")  # the defaults; not opened, so nothing drains the buffer
+    store = SqliteStore(tmp_path / "log.db")  # the defaults; not opened, so nothing drains the buffer
 
     accepted = sum(store.put(wide_record(i, 1, text_bytes=200_000)) for i in range(2000))
     stats = store.stats()
@@ -59,7 +60,7 @@ def test_big_rows_are_bounded_by_bytes_not_by_their_count(tmp_path: Path) -> Non
 
 
 def test_rows_held_as_python_values_are_counted_by_their_written_size(tmp_path: Path) -> None:
-    store = Store(tmp_path / "log.db", capacity_bytes=1_000_000)
+    store = SqliteStore(tmp_path / "log.db", StoreOptions(capacity_bytes=1_000_000))
     big = "y" * 100_000  # a categorical value of 100 KB, as the guard parses it
 
     records = [RequestRecord(f"r{i}", 1.0, "m", None, "ok", 1, 1.0, {}, inputs=[[big]], outputs=[1]) for i in range(20)]
@@ -71,14 +72,14 @@ def test_rows_held_as_python_values_are_counted_by_their_written_size(tmp_path: 
 
 
 def test_a_record_bigger_than_the_whole_buffer_is_dropped_and_counted(tmp_path: Path) -> None:
-    store = Store(tmp_path / "log.db", capacity_bytes=10_000)
+    store = SqliteStore(tmp_path / "log.db", StoreOptions(capacity_bytes=10_000))
 
     assert not store.put(wide_record(1, 1, text_bytes=20_000))
     assert store.stats().dropped == 1
 
 
 def test_the_buffer_is_empty_in_bytes_once_written(tmp_path: Path) -> None:
-    with Store(tmp_path / "log.db") as store:
+    with SqliteStore(tmp_path / "log.db") as store:
         for i in range(200):
             store.put(wide_record(i, 64))
         assert store.flush()
@@ -90,7 +91,7 @@ def test_the_buffer_is_empty_in_bytes_once_written(tmp_path: Path) -> None:
 def test_a_writer_that_falls_behind_makes_producers_wait_instead_of_dropping(tmp_path: Path) -> None:
     """Four producers queue 1,000-row requests far faster than any disk takes them: a buffer of two
     requests fills at once. Every request is written, none dropped, and the waits are counted."""
-    store = Store(tmp_path / "log.db", capacity=2000).open()
+    store = SqliteStore(tmp_path / "log.db", StoreOptions(capacity=2000)).open()
     results: list[bool] = []
 
     def produce(k: int) -> None:
@@ -116,7 +117,7 @@ def test_a_writer_that_falls_behind_makes_producers_wait_instead_of_dropping(tmp
 
 
 def test_dropped_requests_are_still_counted_in_the_totals(tmp_path: Path) -> None:
-    store = Store(tmp_path / "log.db", capacity=10)  # not opened yet: nothing drains the buffer
+    store = SqliteStore(tmp_path / "log.db", StoreOptions(capacity=10))  # not opened yet: nothing drains the buffer
     records = [RequestRecord(f"r{i}", 1.0, "m", None, "ok", 2, 1.0, {}, outputs=[0, 1]) for i in range(7)]
     records.append(RequestRecord("bad", 1.0, "m", None, "rejected", 0, 1.0, {}))
 
@@ -137,11 +138,11 @@ def test_a_failing_store_drops_at_once_instead_of_making_requests_wait(tmp_path:
     import sqlite3
 
     db = tmp_path / "log.db"
-    Store(db).open().close()
+    SqliteStore(db).open().close()
     blocker = sqlite3.connect(db, timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        with Store(db, capacity=4, busy_timeout=0.05, flush_interval=0.02) as store:
+        with SqliteStore(db, StoreOptions(capacity=4, busy_timeout=0.05, flush_interval=0.02)) as store:
             store.put(RequestRecord("first", 1.0, "m", None, "ok", 2, 1.0, {}, outputs=[0, 1]))
             assert wait_for(lambda: store.stats().last_error is not None)
             accepted = [store.put(RequestRecord(f"r{i}", 1.0, "m", None, "ok", 2, 1.0, {}, outputs=[0, 1])) for i in range(3)]

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from guarded_serving.store import Store
+from guarded_serving.store.sqlite import SqliteStore
 
 from .conftest import BENTOML, ROOT, Server, free_port, serving, start_server, wait_for
 
@@ -229,7 +229,7 @@ def start_server_with_file_size_limit(tmp_path: Path, db: Path, limit: int) -> S
 
 def test_a_full_disk_keeps_answering_reports_failing_writes_and_keeps_rows_in_memory(tmp_path: Path) -> None:
     db = tmp_path / "guarded.db"
-    Store(db).open().close()  # create the file and schema first, to size the limit just above it
+    SqliteStore(db).open().close()  # create the file and schema first, to size the limit just above it
     limit = db.stat().st_size + 64 * 1024  # a few flushes of WAL frames, then EFBIG
     server = start_server_with_file_size_limit(tmp_path, db, limit)
     try:
@@ -449,7 +449,7 @@ def test_a_store_that_cannot_be_opened_at_start_up_keeps_answering_alerts_and_re
 
 def test_a_database_locked_at_start_up_does_not_hold_up_readiness(tmp_path: Path) -> None:
     db = tmp_path / "guarded.db"
-    Store(db).open().close()
+    SqliteStore(db).open().close()
     holder = LockHolder(db, max_seconds=60)
     server: Server | None = None
     try:

@@ -13,7 +13,8 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from guarded_serving.store import SCHEMA_VERSION, RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions, open_reader
+from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 from .conftest import ROOT, wait_for
 
@@ -32,7 +33,7 @@ def test_a_path_under_a_regular_file_keeps_the_store_accepting_reports_it_and_re
     blocker = tmp_path / "data"
     blocker.write_text("not a directory")
     db = blocker / "log.db"
-    with capture_logs() as logs, Store(db, flush_interval=0.02) as store:  # opening never raises
+    with capture_logs() as logs, SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:  # opening never raises
         assert store.put(record("while-unopenable"))
         assert wait_for(lambda: store.stats().last_error is not None)
         failing = store.stats()
@@ -51,7 +52,7 @@ def test_a_path_under_a_regular_file_keeps_the_store_accepting_reports_it_and_re
 def test_a_path_that_is_a_directory_is_reported_until_it_is_a_file_again(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     db.mkdir()
-    with Store(db, flush_interval=0.02) as store:
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
         store.put(record("r1"))
         assert wait_for(lambda: "Is a directory" in str(store.stats().last_error))
         db.rmdir()
@@ -62,11 +63,11 @@ def test_a_path_that_is_a_directory_is_reported_until_it_is_a_file_again(tmp_pat
 
 def test_a_locked_database_at_start_up_does_not_hold_up_opening(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    Store(db).open().close()
+    SqliteStore(db).open().close()
     blocker = sqlite3.connect(db, timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        store = Store(db, busy_timeout=0.2, flush_interval=0.02).open()  # returns with the lock still held
+        store = SqliteStore(db, StoreOptions(busy_timeout=0.2, flush_interval=0.02)).open()  # returns with the lock still held
         store.put(record("while-locked"))
         assert wait_for(lambda: "locked" in str(store.stats().last_error))
     finally:
@@ -81,9 +82,10 @@ def test_a_locked_database_at_start_up_does_not_hold_up_opening(tmp_path: Path) 
 # The writer is killed (os._exit: no close, no checkpoint) after the WAL file was deleted under it.
 KILLED_AFTER_WAL_DELETION = """
 import os, sys
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions, open_reader
+from guarded_serving.store.sqlite import SqliteStore
 db = sys.argv[1]
-store = Store(db, flush_interval=0.02).open()
+store = SqliteStore(db, StoreOptions(flush_interval=0.02)).open()
 def put(n, prefix):
     for i in range(n):
         store.put(RequestRecord(f"{prefix}{i}", 1.0, "m", None, "ok", 1, 1.0, {}, inputs=[[1.0]], outputs=[0]))
@@ -163,7 +165,7 @@ def test_a_schema_2_file_is_keyed_by_model_and_version_when_opened(tmp_path: Pat
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
         conn.executescript(SCHEMA_2)
-    with Store(db, flush_interval=0.02) as store:
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
         store.put(record("a3", model="a", version="7"))
         assert store.flush()
         totals = store.totals("a", version="7")
@@ -199,7 +201,7 @@ def test_two_stores_opening_a_schema_2_file_at_once_migrate_it_once(tmp_path: Pa
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
         conn.executescript(SCHEMA_2)
-    stores = [Store(db) for _ in range(4)]
+    stores = [SqliteStore(db) for _ in range(4)]
     openers = [threading.Thread(target=s.open) for s in stores]
     for t in openers:
         t.start()
@@ -265,3 +267,37 @@ def test_the_offline_report_reads_a_schema_2_file_as_it_is(tmp_path: Path) -> No
     assert offline.report.model_version == "7"
     assert (offline.report.requests, offline.report.rows, offline.report.window_rows) == (1, 300, 300)
     assert offline.report.check("data_drift").summary == live.check("data_drift").summary
+
+
+# -- a file written by schema 3 (before baselines were kept) gains the table when opened ---------------
+
+
+def as_schema_3(db: Path) -> None:
+    """Rewrite a current file the way schema 3 kept it: no baselines table."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE baselines")
+        conn.execute("PRAGMA user_version=3")
+
+
+def test_a_schema_3_file_reads_as_having_no_baselines_and_keeps_them_once_opened(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
+        store.put(record("a"))
+        assert store.flush()
+    as_schema_3(db)
+    reader = open_reader(db)
+    try:
+        before = reader.baseline("m", None, "digest", "outputs")
+    finally:
+        reader.close()
+
+    with SqliteStore(db, StoreOptions(flush_interval=0.02)) as store:
+        store.save_baseline("m", None, "digest", "outputs", 2000, "{}")
+        after = store.baseline("m", None, "digest", "outputs")
+        totals = store.totals("m")
+
+    assert before is None
+    assert after is not None
+    assert after.rows == 2000
+    assert (totals.requests, totals.rows) == (1, 2)
+    assert query(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

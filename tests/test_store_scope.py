@@ -20,7 +20,8 @@ import pytest
 from guarded_serving import ConfigurationError, Monitor, Reference, Status
 from guarded_serving.environment import WarningRecord
 from guarded_serving.offline import offline_health
-from guarded_serving.store import RequestRecord, Store
+from guarded_serving.store import RequestRecord, StoreOptions
+from guarded_serving.store.sqlite import SqliteStore
 
 RNG = np.random.default_rng(21)
 TRAINING = RNG.normal(size=(1000, 3))
@@ -65,7 +66,7 @@ def test_max_rows_of_one_model_never_deletes_another_models_rows(tmp_path: Path)
 
 def test_max_rows_of_one_version_never_deletes_another_versions_rows(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    with Store(db, max_rows=10) as blue, Store(db) as green:
+    with SqliteStore(db, StoreOptions(max_rows=10)) as blue, SqliteStore(db) as green:
         for i in range(50):
             blue.put(record(i, version="blue"))
             green.put(record(i, version="green"))
@@ -80,7 +81,7 @@ def test_max_rows_of_one_version_never_deletes_another_versions_rows(tmp_path: P
 def test_max_age_of_one_model_keeps_another_models_old_requests_and_labels(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     old = time.time() - 7200
-    with Store(db, max_age=3600) as aged, Store(db) as other:
+    with SqliteStore(db, StoreOptions(max_age=3600)) as aged, SqliteStore(db) as other:
         aged.put(record(1, model="aged", ts=old))
         other.put(record(1, model="other", ts=old))
         assert aged.flush()
@@ -96,12 +97,12 @@ def test_max_age_of_one_model_keeps_another_models_old_requests_and_labels(tmp_p
 
 def test_labels_of_pruned_requests_are_deleted_with_them(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Store(db) as store:  # 30 requests of 2 rows, each labelled
+    with SqliteStore(db) as store:  # 30 requests of 2 rows, each labelled
         for i in range(30):
             store.put(record(i))
         assert store.flush()
         store.write_feedback("m", [(f"m-None-{i}", 0, "1") for i in range(30)])
-    with Store(db, max_rows=20) as store:  # restarted with a limit: its first write prunes
+    with SqliteStore(db, StoreOptions(max_rows=20)) as store:  # restarted with a limit: its first write prunes
         store.put(record(30))
         assert store.flush()
         store.prune()
@@ -114,7 +115,7 @@ def test_labels_of_pruned_requests_are_deleted_with_them(tmp_path: Path) -> None
 
 def test_warnings_are_bounded_to_the_most_recently_seen(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Store(db) as store:
+    with SqliteStore(db) as store:
         for i in range(3000):  # a warning whose message changes with every request
             warning = WarningRecord("DeprecationWarning", f"call {i} is deprecated", "model.py:3", 1)
             store.put(RequestRecord(f"r{i}", 1_700_000_000.0 + i, "m", None, "ok", 1, 1.0, {}, warnings=(warning,)))
@@ -171,15 +172,15 @@ def test_two_versions_keep_their_own_totals_window_and_history(canary: Path) -> 
 
 def test_labels_join_only_their_own_versions_predictions(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Store(db) as store:
+    with SqliteStore(db) as store:
         store.put(record(1, version="1"))
         store.put(record(1, version="2"))
         assert store.flush()
         store.write_feedback("m", [("m-1-1", 0, "0")], version="1")
 
         assert store.request_rows("m", ["m-1-1", "m-2-1"], version="1") == {"m-1-1": 2}
-        assert len(store.labelled("m", 10, version="1")) == 1
-        assert store.labelled("m", 10, version="2") == []
+        assert len(store.labelled("m", 10, version="1").labels) == 1
+        assert store.labelled("m", 10, version="2").labels == []
         assert store.label_totals("m", version="2") == (0, 0)
 
 

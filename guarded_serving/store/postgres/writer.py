@@ -1,0 +1,272 @@
+"""The writer thread: takes batches from the backlog and writes them to the server, and posts this replica's heartbeat.
+
+It writes every ``flush_interval`` seconds, as soon as enough waits, and on close, in transactions of a
+bounded size (the backlog's), one connection of its own. When the server cannot be reached (down,
+restarting, a network cut) the batch goes back to the front of the backlog and the writer retries with a
+growing back-off (up to 2 s) while records wait in memory: the request path never waits on the network.
+A record the server refuses (not the connection's fault) is dropped and counted alone, so that one
+poisoned record never stops the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from importlib import metadata
+from typing import Any
+
+import psycopg
+
+from ...environment import current_fingerprint
+from ...logs import get_logger
+from ..contract import HEARTBEAT
+from ..options import StoreOptions
+from ..sqlite.backlog import Backlog, Counts, Key, Work
+from ..sqlite.batch import Written
+from .batch import clean, write_batch
+from .connection import Server
+from .retention import Retention
+from .schema import create_schema
+
+__all__ = ["OPEN_WAIT", "Heartbeat", "Writer"]
+
+OPEN_WAIT = 1.0  # seconds start() waits for the first connection; a fault is then left to the writer to retry
+Connection = psycopg.Connection[tuple[Any, ...]]
+# The server's or the connection's fault (retry the batch), as opposed to a record the server refuses.
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+_BEAT = (
+    "INSERT INTO replicas AS r (model, version, replica, host, pid, library, fingerprint, started_at, last_seen,"
+    " pending, written, dropped, capacity, last_error, last_error_at, warnings)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, now(), now(), %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (model, version, replica) DO UPDATE SET last_seen = now(), library = excluded.library,"
+    " fingerprint = excluded.fingerprint, pending = excluded.pending, written = excluded.written,"
+    " dropped = excluded.dropped, capacity = excluded.capacity, last_error = excluded.last_error,"
+    " last_error_at = excluded.last_error_at, warnings = excluded.warnings"
+)
+
+
+def _library() -> str:
+    try:
+        return metadata.version("guarded-serving")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+class _OpenError(Exception):
+    """The writer could not connect, or could not create the tables; the message says why."""
+
+
+class Heartbeat:
+    """This process as the fleet sees it: who it is, and which model versions it serves."""
+
+    def __init__(self) -> None:
+        self.host = os.environ.get("HOSTNAME") or socket.gethostname()  # a pod's name in Kubernetes
+        self.pid = os.getpid()
+        self.name = f"{self.host}:{self.pid}"
+        self.library = _library()
+        self.fingerprint = json.dumps(current_fingerprint().to_json(), sort_keys=True, separators=(",", ":"))
+        self._keys: set[Key] = set()
+        self._lock = threading.Lock()
+        self.warnings: set[tuple[str, str, str]] = set()  # distinct warnings this replica logged (bounded below)
+        self.due = 0.0  # monotonic time of the next beat
+
+    def serve(self, key: Key) -> None:
+        with self._lock:
+            self._keys.add(key)
+
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return sorted(self._keys)
+
+    def note_warnings(self, work: Work) -> None:
+        for p in work.batch:
+            for w in p.warnings:
+                if len(self.warnings) < 10_000:
+                    self.warnings.add((w.category, w.message, w.location))
+
+
+class Writer:
+    """The thread that owns the writing connection."""
+
+    def __init__(self, server: Server, options: StoreOptions, backlog: Backlog, retention: Retention) -> None:
+        self.server = server
+        self.options = options
+        self.backlog = backlog
+        self.retention = retention
+        self.heartbeat = Heartbeat()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self.backlog.cond:
+            self.backlog.closing = self.backlog.opened = False
+            self.backlog.running = True
+        self._started.clear()
+        self._thread = threading.Thread(target=self._run, name="guarded-serving-writer", daemon=True)
+        self._thread.start()
+        self._started.wait(OPEN_WAIT)
+
+    def stop(self, timeout: float) -> bool:
+        thread = self._thread
+        if thread is None:
+            return True
+        with self.backlog.cond:
+            self.backlog.closing = True
+            self.backlog.close_deadline = time.monotonic() + max(timeout - 0.5, 0.0)
+            self.backlog.cond.notify_all()
+        thread.join(timeout)
+        self._thread = None
+        with self.backlog.cond:
+            self.backlog.running = False
+            pending = self.backlog.pending_rows
+            self.backlog.cond.notify_all()
+        return not thread.is_alive() and pending == 0
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        backoff = self.options.flush_interval
+        try:
+            conn = self._connection(None)
+        except Exception as exc:  # reported and retried: the writer never dies
+            self._failed(Work([], {}, [], None, False), self._error(exc))
+        finally:
+            self._started.set()
+        while True:
+            work = self.backlog.take(backoff)
+            if work.batch or work.unlogged or work.models_version is not None or not self.backlog.opened:
+                written = None
+                try:
+                    try:
+                        conn = self._connection(conn)
+                    except Exception as exc:  # not reachable, or the tables cannot be made: retried alike
+                        raise _OpenError(self._error(exc)) from exc
+                    written = self._write(conn, work)
+                except (*_UNREACHABLE, _OpenError) as exc:
+                    self._failed(work, str(exc) if isinstance(exc, _OpenError) else self._error(exc))
+                    conn = self._drop(conn)
+                    backoff = min(backoff * 2, 2.0)
+                    if work.closing and time.monotonic() >= self.backlog.close_deadline:
+                        pending, error = self.backlog.pending_rows, self.backlog.last_error
+                        get_logger().error("store_close_lost_rows", path=self.server.path, pending=pending, error=error)
+                        break
+                    continue
+                except Exception:  # a record the server refuses, not the connection's fault: isolate it
+                    conn = self._drop(conn)
+                    try:
+                        conn = self._connection(None)
+                        self.backlog.unwritten(self._write_each(conn, work))
+                    except _UNREACHABLE as exc:
+                        self._failed(work, self._error(exc))
+                        conn = self._drop(conn)
+                        continue
+                recovered = self.backlog.done(work)
+                if recovered is not None:
+                    get_logger().info("store_recovered", path=self.server.path, after=recovered, written=len(work.batch))
+                backoff = self.options.flush_interval
+                if written is not None and conn is not None:
+                    self._retain(conn, written)
+            else:
+                self.backlog.idle()
+            del work  # do not hold the written records while waiting for the next flush
+            conn = self._beat(conn)
+            if self.backlog.closing and self.backlog.empty():
+                break
+        self._leave(conn)
+
+    def _connection(self, conn: Connection | None) -> Connection:
+        """The writer's connection; the first one also creates the tables (once across the fleet)."""
+        if conn is not None and not conn.closed:
+            return conn
+        conn = self.server.connect()
+        if not self.backlog.opened:
+            try:
+                create_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self.backlog.opened_file(False)
+        return conn
+
+    def _write(self, conn: Connection, work: Work) -> Written:
+        written = write_batch(conn, work, self.options.window, self.heartbeat.name)
+        self.retention.note(written.keys)
+        self.heartbeat.note_warnings(work)
+        return written
+
+    def _retain(self, conn: Connection, written: Written) -> None:
+        try:
+            self.retention.after_write(conn, written)
+        except psycopg.Error as exc:
+            get_logger().error("store_prune_failed", path=self.server.path, error=self._error(exc))
+
+    def _write_each(self, conn: Connection, work: Work) -> Counts:
+        """Write records one by one, dropping (and counting) those the server refuses. Returns the counts
+        still to fold into the totals."""
+        left: Counts = dict(work.unlogged)
+        for record in work.batch:
+            try:
+                self._write(conn, Work([record], left, work.models, work.models_version, work.closing))
+                left = {}
+            except _UNREACHABLE:
+                raise
+            except Exception as exc:
+                self.backlog.lost(record, left)
+                get_logger().error("store_record_dropped", request_id=repr(record.request_id)[:80], error=self._error(exc)[:300])
+        return left
+
+    def _beat(self, conn: Connection | None) -> Connection | None:
+        """Post this replica's heartbeat for every model version it serves, when one is due (connecting
+        first if need be: an idle replica keeps beating after the server comes back)."""
+        beat = self.heartbeat
+        keys = beat.keys()
+        if not keys or time.monotonic() < beat.due:
+            return conn
+        beat.due = time.monotonic() + HEARTBEAT
+        with self.backlog.cond:
+            b = self.backlog
+            state = (b.pending_rows, b.written, b.dropped, self.options.capacity, clean(b.last_error), b.last_error_at)
+        try:
+            conn = self._connection(conn)
+            with conn.transaction():
+                conn.cursor().executemany(
+                    _BEAT,
+                    [
+                        (*key, beat.name, beat.host, beat.pid, beat.library, beat.fingerprint, *state, len(beat.warnings))
+                        for key in keys
+                    ],
+                )
+        except Exception as exc:  # the next write finds the server unreachable too, and reports it
+            get_logger().debug("store_heartbeat_failed", path=self.server.path, error=self._error(exc))
+            return self._drop(conn)
+        return conn
+
+    def _leave(self, conn: Connection | None) -> None:
+        """Take this replica off the fleet's list (it closed; one that is killed goes stale instead)."""
+        if conn is not None and self.heartbeat.keys():
+            try:
+                conn.execute("DELETE FROM replicas WHERE replica = %s", (self.heartbeat.name,))
+            except psycopg.Error as exc:
+                get_logger().debug("store_heartbeat_failed", path=self.server.path, error=self._error(exc))
+        self._drop(conn)
+
+    def _drop(self, conn: Connection | None) -> Connection | None:
+        """Close a connection (quietly: it may be broken already); None, the connection there is now."""
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error as exc:
+                get_logger().debug("store_connection_close_failed", error=self._error(exc))
+        return None
+
+    def _failed(self, work: Work, error: str) -> None:
+        if self.backlog.requeue(work, error):  # one event per failure streak, not per retry
+            get_logger().error("store_write_failed", path=self.server.path, error=error, pending=self.backlog.pending_rows)
+
+    def _error(self, exc: BaseException) -> str:
+        return f"{type(exc).__name__}: {self.server.scrub(str(exc)).strip()}"[:500]

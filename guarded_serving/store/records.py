@@ -1,0 +1,167 @@
+"""The typed records that cross the store contract, in both directions.
+
+A monitor hands the store a :class:`RequestRecord` per request; the store answers with
+:class:`Totals`, :class:`StoreStats`, :class:`SavedModel` and :class:`LabelledRows`. Every backend
+speaks these, so nothing above the store knows which one it runs on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from ..drift.window import Chunk
+from ..environment import WarningRecord
+
+__all__ = [
+    "LabelledRows",
+    "Replica",
+    "RequestRecord",
+    "RequestStatus",
+    "SavedBaseline",
+    "SavedModel",
+    "StoreStats",
+    "Totals",
+    "iso_time",
+    "version_key",
+    "version_of",
+]
+
+RequestStatus = Literal["ok", "rejected", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What is logged for one request. ``inputs``/``outputs`` hold one entry per row when answered."""
+
+    request_id: str
+    ts: float
+    model: str
+    version: str | None
+    status: RequestStatus
+    rows: int
+    latency_ms: float
+    stages: dict[str, float] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+    inputs: Sequence[Any] | None = None
+    outputs: Sequence[Any] | None = None
+    warnings: tuple[WarningRecord, ...] = ()
+    window: Chunk | None = None  # the rows encoded for the drift window
+    inputs_json: str | None = None  # ``inputs`` as JSON text already (the client's own), written as is
+    problem_features: tuple[str, ...] = ()  # features named by a rejected request's problems
+    outputs_json: str | None = None  # ``outputs`` as JSON text already (from the answer), written as is
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Running counts of a model version. Requests whose record was dropped from the log (a full buffer,
+    an unwritable record) are counted in the totals too, and in ``dropped_requests`` / ``dropped_rows``."""
+
+    requests: int = 0
+    rows: int = 0
+    rejected: int = 0
+    errors: int = 0
+    dropped_requests: int = 0
+    dropped_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """The writer's state, as seen by this process."""
+
+    path: str
+    pending: int
+    written: int
+    dropped: int
+    capacity: int
+    last_error: str | None
+    last_error_at: str | None
+    last_flush_at: str | None
+    flush_interval: float
+    replaced: int = 0
+    last_replaced_at: str | None = None
+    read_only: bool = False  # a reader of another process's file (an offline report), not a writer
+    pending_bytes: int = 0  # memory the pending records hold
+    capacity_bytes: int = 0
+    waits: int = 0  # requests that waited for room in a full buffer (back-pressure), and for how long in all
+    waited_s: float = 0.0
+    last_wait_at: str | None = None
+    opened: bool = True  # False until the file has been opened once (a fault at start-up is being retried)
+    wal_replaced: int = 0  # times the write-ahead log file was found deleted or replaced
+    last_wal_replaced_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedModel:
+    """What a monitor wrote about its model when it started: enough to judge the file again offline."""
+
+    name: str
+    version: str | None
+    saved_at: str
+    reference: str  # the Reference as JSON text
+    settings: dict[str, Any]  # the Monitor's window, methods, redact... (see Monitor.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledRows:
+    """Labels joined to the predictions they label, oldest first (in the predictions' log order, then row):
+    each row's output and label decoded from JSON, and the seconds from prediction to label of the rows
+    whose two times are known (``delays`` may be shorter than ``outputs``)."""
+
+    outputs: list[Any]
+    labels: list[Any]
+    delays: np.ndarray  # float seconds
+
+
+class SavedBaseline(NamedTuple):
+    """A baseline a monitor adopted from served traffic (see ``baselines.py``), as the store keeps it."""
+
+    since: str  # when it was kept (see the contract's "Times")
+    rows: int  # the rows it was taken from
+    document: str  # the baseline itself, JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One serving process's last heartbeat, as a store shared by a fleet keeps it (see ``StoreReader.replicas``).
+
+    ``name`` is ``host:pid`` (the host is the pod's name in Kubernetes); ``library`` the guarded-serving
+    version; ``fingerprint`` its environment as JSON text (:class:`~guarded_serving.environment.Fingerprint`);
+    ``age`` seconds since it was last seen, on the database's clock; the rest its writer's state then.
+    """
+
+    name: str
+    host: str
+    pid: int
+    library: str
+    fingerprint: str
+    started_at: str
+    last_seen: str
+    age: float
+    pending: int
+    written: int
+    dropped: int
+    capacity: int
+    last_error: str | None
+    last_error_at: str | None
+    warnings: int
+
+
+def version_key(version: str | None) -> str:
+    """A version as everything keyed by model version keys it: ``''`` for an unversioned model."""
+    return version or ""
+
+
+def version_of(key: str) -> str | None:
+    """The version a key names: None for ``''``, the unversioned model."""
+    return key or None
+
+
+def iso_time(ts: float) -> str:
+    """Epoch seconds as the store's time text: ISO 8601 in UTC with milliseconds (it sorts as it compares)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")

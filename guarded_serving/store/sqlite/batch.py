@@ -1,0 +1,103 @@
+"""One write of the writer thread: a batch of requests, their totals, warnings and window, in one transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...drift.window import Chunk, merge_chunks
+from ...jsontext import dump_text
+from .backlog import Counts, Key, Work, merge, tally
+from .codec import encode_chunk, iso
+
+__all__ = ["Written", "write_batch"]
+
+_INSERT_REQUEST = (
+    "INSERT INTO requests (request_id, ts, model, version, status, rows, latency_ms, stages, failed_stage, error,"
+    " problem_features, worker, inputs, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_WINDOW = "INSERT INTO window (model, version, rows, inputs, outputs, meta) VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_TOTALS = (
+    "INSERT INTO totals (model, version, requests, rows, rejected, errors, dropped_requests, dropped_rows)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(model, version) DO UPDATE SET requests = requests + excluded.requests, rows = rows + excluded.rows,"
+    " rejected = rejected + excluded.rejected, errors = errors + excluded.errors,"
+    " dropped_requests = dropped_requests + excluded.dropped_requests, dropped_rows = dropped_rows + excluded.dropped_rows"
+)
+_UPSERT_MODEL = (
+    "INSERT INTO models (model, version, saved_at, reference, settings) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(model, version) DO UPDATE SET saved_at = excluded.saved_at,"
+    " reference = excluded.reference, settings = excluded.settings"
+)
+_UPSERT_WARNING = (
+    "INSERT INTO warnings (model, version, category, message, location, count, first_seen, last_seen)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(model, version, category, message, location) DO UPDATE SET count = count + excluded.count,"
+    " last_seen = excluded.last_seen"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write touched: the model versions it counted, those it added window rows to, and whether
+    it stored warnings (retention looks at all three)."""
+
+    keys: frozenset[Key]
+    window_keys: tuple[Key, ...]
+    warned: bool
+
+
+def write_batch(conn: sqlite3.Connection, work: Work, window_rows: int, check: Callable[[], None]) -> Written:
+    """Write ``work`` in one transaction, taking the write lock first and then calling ``check`` (which
+    raises to abandon the write, e.g. when the write-ahead log was replaced)."""
+    worker = os.getpid()
+    requests = []
+    totals: Counts = {}
+    merge(totals, work.unlogged)
+    warnings: list[tuple[str | int, ...]] = []
+    chunks: dict[Key, list[Chunk]] = {}
+    for p in work.batch:
+        requests.append(
+            (
+                p.request_id,
+                iso(p.ts),
+                p.key[0],
+                p.version,
+                p.status,
+                p.rows,
+                round(p.latency_ms, 3),
+                dump_text({k: round(v, 3) for k, v in p.stages.items()}),
+                p.failed_stage,
+                p.error,
+                json.dumps(list(p.problem_features)) if p.problem_features else None,
+                worker,
+                p.inputs,
+                p.outputs,
+            )
+        )
+        if p.window is not None and p.window.rows:
+            chunks.setdefault(p.key, []).append(p.window)
+        tally(totals, p.key, p.status, p.rows)
+        warnings.extend((*p.key, w.category, w.message, w.location, w.count, iso(p.ts), iso(p.ts)) for w in p.warnings)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        check()
+        if work.models:
+            conn.executemany(_UPSERT_MODEL, work.models)
+        conn.executemany(_INSERT_REQUEST, requests)
+        conn.executemany(_UPSERT_TOTALS, [(*key, *counts) for key, counts in totals.items()])
+        if warnings:
+            conn.executemany(_UPSERT_WARNING, warnings)
+        for key, parts in chunks.items():
+            merged = merge_chunks(parts)
+            if merged.rows > window_rows:  # older rows than a window are never read
+                merged = merged.tail(window_rows)
+            conn.execute(_INSERT_WINDOW, (*key, *encode_chunk(merged)))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return Written(frozenset(totals), tuple(chunks), bool(warnings))

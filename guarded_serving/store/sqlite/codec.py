@@ -1,0 +1,81 @@
+"""How the SQLite backend writes values into columns and reads them back, tolerant of damaged rows.
+
+Times are ISO text in UTC with milliseconds, so that they compare as text; window chunks are
+little-endian float64 blobs with their shape and unseen categories in a JSON ``meta`` column. A value
+read back that is not what was written (a hand-edited or half-written row) decodes to a neutral value
+(a count of 0, no settings, no chunk) instead of failing the read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ...drift.window import Chunk
+from ..records import iso_time as iso
+
+__all__ = ["count", "decode_chunk", "encode_chunk", "iso", "settings", "text"]
+
+
+def count(value: Any) -> int:
+    """A stored count as an int: 0 for anything that is not a whole number (a hand-edited or damaged row)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return 0
+
+
+def text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def settings(stored: Any) -> dict[str, Any]:
+    """Saved monitoring settings; {} (the defaults) when they do not decode to an object."""
+    try:
+        decoded = json.loads(stored)
+    except (TypeError, ValueError):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:
+    """A window chunk as the ``window`` table's (rows, inputs, outputs, meta) columns."""
+    meta = {
+        "width": chunk.inputs.shape[1],
+        "output_width": None if chunk.outputs is None else chunk.outputs.shape[1],
+        "unseen": {str(j): names for j, names in chunk.unseen.items()},
+        "type_errors": {str(j): n for j, n in chunk.type_errors.items()},
+    }
+    outputs = None if chunk.outputs is None else np.ascontiguousarray(chunk.outputs, dtype="<f8").tobytes()
+    return chunk.rows, np.ascontiguousarray(chunk.inputs, dtype="<f8").tobytes(), outputs, json.dumps(meta)
+
+
+def decode_chunk(rows: Any, inputs: Any, outputs: Any, meta_text: Any) -> Chunk | None:
+    """A stored window chunk, or None when it does not decode to the shape its metadata names."""
+    try:
+        chunk = _decode(rows, inputs, outputs, meta_text)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    width = chunk.inputs.shape[1]
+    if (
+        chunk.rows < 1
+        or width < 1
+        or any(not 0 <= j < width or any(n < 0 for n in names.values()) for j, names in chunk.unseen.items())
+        or any(not 0 <= j < width or n < 0 for j, n in chunk.type_errors.items())
+    ):
+        return None
+    return chunk
+
+
+def _decode(rows: int, inputs: bytes, outputs: bytes | None, meta_text: str) -> Chunk:
+    meta = json.loads(meta_text)
+    matrix = np.frombuffer(inputs, dtype="<f8").reshape(rows, meta["width"])
+    out = None
+    if outputs is not None and meta.get("output_width"):
+        out = np.frombuffer(outputs, dtype="<f8").reshape(rows, meta["output_width"])
+    unseen = {int(j): {str(k): int(v) for k, v in names.items()} for j, names in meta.get("unseen", {}).items()}
+    errors = {int(j): int(n) for j, n in meta.get("type_errors", {}).items()}
+    return Chunk(matrix, out, unseen, errors)

@@ -1,0 +1,202 @@
+"""What the PostgreSQL backend does beyond the contract: a URL completed by libpq's variables, a password never
+shown, a schema created once by replicas starting together, retention by one replica at a time, heartbeats,
+and a server that goes away and comes back."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import structlog
+
+from guarded_serving.store import Store, StoreOptions, StoreReader, open_reader, open_store
+from guarded_serving.store.postgres.retention import RETENTION_LOCK
+
+from ..conftest import wait_for
+from ..postgres import PASSWORD, USER, PostgresServer
+from .test_contract import T0, put_all, record
+
+
+@contextlib.contextmanager
+def reader(url: str) -> Iterator[StoreReader]:
+    opened_reader = open_reader(url)
+    try:
+        yield opened_reader
+    finally:
+        opened_reader.close()
+
+
+def opened(url: str, **options: object) -> Store:
+    store = open_store(url, StoreOptions(**{"flush_interval": 0.02, **options}))  # type: ignore[arg-type]
+    assert store is not None
+    return store.open()
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A server of the test's own, to stop and start again."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+def test_libpq_variables_complete_a_url_that_names_only_the_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = urlsplit(postgres_url)
+    for name, value in {"PGHOST": parts.hostname, "PGPORT": str(parts.port), "PGUSER": USER, "PGPASSWORD": PASSWORD}.items():
+        monkeypatch.setenv(name, str(value))
+
+    store = opened(f"postgresql:///{parts.path.lstrip('/')}")
+    try:
+        put_all(store, record("a"))
+    finally:
+        store.close()
+
+    with reader(postgres_url) as found:
+        assert found.totals("m").requests == 1
+
+
+def test_the_password_is_in_no_path_error_or_log_event(postgres: PostgresServer) -> None:
+    url = postgres.url("no_such_database", password="s3cret-in-url")
+    with structlog.testing.capture_logs() as logged:
+        store = opened(url)
+        try:
+            store.put(record("a"))
+            assert wait_for(lambda: store.stats().last_error is not None)
+            stats = store.stats()
+        finally:
+            store.close(timeout=1)
+    events = [str(event) for event in logged]
+
+    assert stats.path == f"postgresql://{USER}:***@127.0.0.1:{postgres.port}/no_such_database"
+    assert "password authentication failed" in str(stats.last_error)
+    assert events
+    assert not [text for text in [stats.path, str(stats.last_error), *events] if "s3cret-in-url" in text]
+
+
+def test_a_reader_of_a_database_without_a_store_names_it_without_its_password(postgres_url: str) -> None:
+    with pytest.raises(Exception, match="has no requests table") as raised:
+        open_reader(postgres_url)
+
+    assert PASSWORD not in str(raised.value)
+
+
+def test_replicas_starting_together_create_the_tables_once(postgres_url: str) -> None:
+    stores: list[Store] = []
+    start = threading.Barrier(8)
+
+    def replica() -> None:
+        start.wait()
+        stores.append(opened(postgres_url))
+
+    threads = [threading.Thread(target=replica) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        for i, store in enumerate(stores):
+            assert store.put(record(f"r{i}"))
+        assert all(store.flush() for store in stores)
+        assert [store.stats().last_error for store in stores] == [None] * 8
+    finally:
+        for store in stores:
+            store.close()
+
+    with reader(postgres_url) as found:
+        assert found.totals("m").requests == 8
+
+
+def test_a_replica_does_not_prune_while_another_one_is(postgres_url: str) -> None:
+    writer = opened(postgres_url)
+    put_all(writer, *(record(f"r{i}", ts=T0 + i) for i in range(5)))  # 10 rows
+    writer.close()
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (RETENTION_LOCK,))  # another replica is pruning
+        store = opened(postgres_url, max_rows=4)
+        try:
+            store.save_model("m", None, "{}", {})  # serves the model: its rows are this store's to prune
+            assert store.flush()
+            assert store.prune() == 0
+            other.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
+            assert store.prune() == 3
+            assert store.totals("m").requests == 5  # running counts keep every request
+            assert [r["request_id"] for r in store.recent_requests("m", 10)] == ["r4", "r3"]
+        finally:
+            store.close()
+
+
+def test_a_replica_posts_a_heartbeat_while_it_runs_and_leaves_when_it_closes(postgres_url: str) -> None:
+    store = opened(postgres_url)
+    try:
+        store.save_model("m", "2", "{}", {})
+        assert wait_for(lambda: len(store.replicas("m", version="2")) == 1)
+        (beat,) = store.replicas("m", version="2")
+    finally:
+        store.close()
+
+    assert beat.name == store.replica == f"{beat.host}:{beat.pid}"
+    assert beat.age < 10
+    assert '"packages"' in beat.fingerprint
+    assert (beat.pending, beat.dropped, beat.last_error) == (0, 0, None)
+    with reader(postgres_url) as found:
+        assert found.replicas("m", version="2") == []
+
+
+def test_rows_wait_while_the_server_is_down_and_are_written_once_it_is_back(own_server: PostgresServer) -> None:
+    url = own_server.database()
+    store = opened(url)
+    try:
+        put_all(store, record("before"))
+        own_server.stop()
+        for i in range(50):
+            assert store.put(record(f"during-{i}"))
+        assert wait_for(lambda: store.stats().last_error is not None)
+        assert store.stats().pending == 100
+        own_server.start()
+
+        assert store.flush(timeout=30)
+        assert store.stats().last_error is None
+        assert store.totals("m").requests == 51
+        assert len(store.request_log("m", limit=100)) == 51
+    finally:
+        store.close()
+
+
+def test_a_postgresql_url_without_the_postgres_extra_says_what_to_install() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if the postgres extra were not installed\n"
+        "from guarded_serving.errors import ConfigurationError\n"
+        "from guarded_serving.store import open_store\n"
+        "try:\n"
+        "    open_store('postgresql://guard:s3cret@db/logs')\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    assert printed.startswith('db: expected the postgres extra installed: pip install "guarded-serving[postgres]"')
+    assert "s3cret" not in printed
+
+
+def test_a_database_that_stalls_the_writer_never_stalls_put(postgres_url: str) -> None:
+    store = opened(postgres_url)
+    try:
+        put_all(store, record("before"))
+        with psycopg.connect(postgres_url) as other, other.transaction():
+            other.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")  # the writer's COPY now waits on the server
+            assert all(store.put(record(f"during-{i}")) for i in range(200))
+            assert wait_for(lambda: store.stats().pending == 400)  # all of them waiting, none written, none dropped
+            assert store.stats().dropped == 0
+        assert store.flush(timeout=30)
+        assert store.totals("m").requests == 201
+    finally:
+        store.close()
