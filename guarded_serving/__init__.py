@@ -7,7 +7,6 @@ the model can still be trusted::
     svc = guard(model.predict_proba, reference=X_train, name="churn")
 """
 
-from .checks import PipelineThresholds
 from .errors import (
     ConfigurationError,
     GuardedServingError,
@@ -21,6 +20,7 @@ from .errors import (
 from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
 from .monitor import FeedbackResult, Monitor
+from .operational import PipelineThresholds
 from .reference import FeatureProfile, Reference, TrainingDataWarning
 from .stages import stage
 

@@ -15,20 +15,17 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .drift.window import bin_counts
 from .health import HealthReport, Status
+from .histograms import FeatureHistogram, number_text
 from .history import Snapshot
-from .reference import FeatureProfile
 
-__all__ = ["FeatureHistogram", "feature_histograms", "render_dashboard"]
+__all__ = ["render_dashboard"]
 
-MAX_CATEGORIES = 12  # bars per categorical histogram: the most common reference categories, then "other"
 STATUS_COLOURS = {
     Status.OK: "#2e7d32",
     Status.INSUFFICIENT_DATA: "#78909c",
@@ -38,100 +35,6 @@ STATUS_COLOURS = {
 REFERENCE_COLOUR = "#b0bec5"
 CURRENT_COLOUR = "#1565c0"
 SERIES_COLOURS = ("#1565c0", "#6a1b9a", "#00838f", "#ad1457", "#558b2f", "#4e342e", "#283593", "#ef6c00", "#37474f")
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureHistogram:
-    """One feature (or model output) on the reference's bins: reference shares against window counts.
-
-    ``labels`` name the bins; numeric features also carry the bin ``edges`` (one fewer than bins: the
-    first and last bins are open-ended). Shares and counts are of present values; ``missing_*``
-    are the reference's missing rate and the window's count of missing values.
-    """
-
-    name: str
-    kind: Literal["numeric", "categorical"]
-    role: Literal["input", "output"]
-    labels: tuple[str, ...]
-    reference: tuple[float, ...]
-    current: tuple[int, ...]
-    edges: tuple[float, ...] = ()
-    missing_reference: float = 0.0
-    missing_current: int = 0
-
-    @property
-    def current_shares(self) -> tuple[float, ...]:
-        total = sum(self.current)
-        return tuple(c / total for c in self.current) if total else tuple(0.0 for _ in self.current)
-
-
-def feature_histograms(
-    profiles: Sequence[FeatureProfile],
-    matrix: np.ndarray | None,
-    *,
-    role: Literal["input", "output"] = "input",
-    skip: Iterable[str] = (),
-) -> tuple[FeatureHistogram, ...]:
-    """Histograms of a window (rows x features, encoded as in :mod:`guarded_serving.drift.window`) on
-    the bins of ``profiles``. Features named in ``skip`` (redacted ones) and features without
-    reference bins are left out. Categorical features keep the ``MAX_CATEGORIES - 1`` most common
-    reference categories, then "other", then "unseen"."""
-    skipped = set(skip)
-    out = []
-    for j, profile in enumerate(profiles):
-        if profile.name in skipped:
-            continue
-        column = matrix[:, j] if matrix is not None and matrix.ndim == 2 and j < matrix.shape[1] else np.empty(0)
-        missing = int(np.isnan(column).sum())
-        counts = bin_counts(profile, column)
-        if profile.kind == "numeric":
-            if not profile.proportions:
-                continue
-            edges = profile.edges
-            labels = tuple(_bin_label(edges, i) for i in range(len(edges) + 1))
-            reference = tuple(float(p) for p in profile.proportions)
-            current = tuple(int(c) for c in counts)
-        else:
-            names = [_category(c) for c, _ in profile.categories]
-            shares = [float(f) for _, f in profile.categories]
-            cats = counts[:-1].tolist()
-            if len(names) > MAX_CATEGORIES:
-                head = MAX_CATEGORIES - 1
-                names = [*names[:head], f"other ({len(names) - head})"]
-                shares = [*shares[:head], float(sum(shares[head:]))]
-                cats = [*cats[:head], int(sum(cats[head:]))]
-            labels = (*names, "unseen")
-            reference = (*shares, 0.0)
-            current = (*(int(c) for c in cats), int(counts[-1]))
-            edges = ()
-        out.append(
-            FeatureHistogram(
-                name=profile.name,
-                kind=profile.kind,
-                role=role,
-                labels=labels,
-                reference=reference,
-                current=current,
-                edges=tuple(edges),
-                missing_reference=profile.missing_rate,
-                missing_current=missing,
-            )
-        )
-    return tuple(out)
-
-
-def _category(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def _bin_label(edges: Sequence[float], i: int) -> str:
-    if not edges:
-        return "all values"
-    if i == 0:
-        return f"< {_num(edges[0])}"
-    if i == len(edges):
-        return f">= {_num(edges[-1])}"
-    return f"{_num(edges[i - 1])} to {_num(edges[i])}"
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -198,20 +101,6 @@ def _timestamp(text: str) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
-
-
-def _num(x: Any) -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    if not math.isfinite(x):
-        return "n/a"
-    if x == 0:
-        return "0"
-    if abs(x) >= 1e5 or abs(x) < 1e-3:
-        return f"{x:.3g}"
-    return f"{x:.4g}" if abs(x) >= 1 else f"{x:.3g}"
 
 
 def _status_of(value: Any) -> Status:
@@ -296,11 +185,11 @@ def _top(report: HealthReport, refresh_seconds: int | None) -> str:
 
 def _figures(report: HealthReport) -> str:
     items = [
-        ("requests", _num(report.requests)),
-        ("rows", _num(report.rows)),
-        ("rejected", _num(report.rejected)),
-        ("errors", _num(report.errors)),
-        ("window", f"{_num(report.window_rows)} / {_num(report.window_capacity)}"),
+        ("requests", number_text(report.requests)),
+        ("rows", number_text(report.rows)),
+        ("rejected", number_text(report.rejected)),
+        ("errors", number_text(report.errors)),
+        ("window", f"{number_text(report.window_rows)} / {number_text(report.window_capacity)}"),
     ]
     cells = "".join(f'<div class="figure"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in items)
     return f'<section class="figures">{cells}</section>\n'
@@ -351,7 +240,9 @@ def _stage_table(stages: Mapping[str, Any]) -> str:
     for name, s in stages.items():
         if not isinstance(s, Mapping):
             continue
-        cells = "".join(f'<td class="n">{_e(_num(s.get(k)))}</td>' for k in ("count", "errors", "p50_ms", "p95_ms", "p99_ms"))
+        cells = "".join(
+            f'<td class="n">{_e(number_text(s.get(k)))}</td>' for k in ("count", "errors", "p50_ms", "p95_ms", "p99_ms")
+        )
         rows.append(f"<tr><td>{_name(name)}</td>{cells}</tr>")
     head = '<tr><th>stage</th><th class="n">n</th><th class="n">failed</th><th class="n">p50 ms</th><th class="n">p95 ms</th>'
     return f"<table>{head}<th class='n'>p99 ms</th></tr>{''.join(rows)}</table>"
@@ -377,7 +268,7 @@ def _scalars(rendered: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _short(value: Any) -> str:
-    text = _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    text = number_text(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -522,9 +413,8 @@ def _latency(history: Sequence[Snapshot]) -> str:
     for value in ticks:
         yy = y(value)
         svg.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + width}" y2="{yy:.1f}" stroke="#e6e9ee"/>')
-        svg.append(
-            f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" fill="#5b6675" text-anchor="end">{_e(_num(value))}</text>'
-        )
+        shown = _e(number_text(value))
+        svg.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" fill="#5b6675" text-anchor="end">{shown}</text>')
     svg.append(
         f'<text x="12" y="{top + height / 2:.0f}" font-size="11" fill="#5b6675" transform="rotate(-90 12 {top + height / 2:.0f})"'
         f' text-anchor="middle">{"ms (log scale)" if logarithmic else "ms"}</text>'
@@ -627,9 +517,8 @@ def _histogram(h: FeatureHistogram, status: Status | None) -> str:
                 continue
             x = left + (i + 1) * slot
             svg.append(f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" stroke="#9aa5b1"/>')
-            svg.append(
-                f'<text x="{x:.1f}" y="{base + 15}" font-size="9" fill="#5b6675" text-anchor="middle">{_e(_num(edge))}</text>'
-            )
+            shown = _e(number_text(edge))
+            svg.append(f'<text x="{x:.1f}" y="{base + 15}" font-size="9" fill="#5b6675" text-anchor="middle">{shown}</text>')
     else:
         for i, label in enumerate(h.labels):
             x = left + (i + 0.5) * slot

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
-from guarded_serving.drift.checks import Columns
+from guarded_serving.drift.checks import WindowColumns
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -61,7 +61,7 @@ def joint(reference: Reference, base: Baseline) -> JointBaseline:
 
 def judge(joint: JointBaseline, base: Baseline, window: list[list[Any]]) -> CheckResult:
     matrix = Encoder(base).encode(window, {}, {})
-    return joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    return joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
 
 def drifted(result: CheckResult) -> list[str]:
@@ -177,7 +177,7 @@ def test_the_reference_rows_compared_with_themselves_never_drift(
     assert reference.row_sample is not None
     matrix = reference.row_sample.matrix
 
-    result = joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    result = joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
     assert result.status is Status.OK
     assert isinstance(result.details, JointDetails)
@@ -211,7 +211,7 @@ def test_checking_never_changes_the_window(joint: JointBaseline, base: Baseline)
     matrix = Encoder(base).encode(rows(WINDOW, 10), {}, {})
     copy = matrix.copy()
 
-    joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
     np.testing.assert_array_equal(matrix, copy)
 

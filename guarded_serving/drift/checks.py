@@ -31,7 +31,7 @@ from .statistics import (
 )
 from .window import UNSEEN, WindowData
 
-__all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "drift_check", "quality_check"]
+__all__ = ["DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "WindowColumns", "drift_check", "quality_check"]
 
 ALPHA_DATA = 0.004
 ALPHA_PREDICTION = 0.0015
@@ -87,7 +87,7 @@ def _significant(p: float | None) -> float | None:
 
 
 @dataclass(frozen=True, eq=False)
-class Columns:
+class WindowColumns:
     """A window laid out once for all checks: one contiguous row per feature, numeric ones sorted
     (missing values, NaN, sort last), and the count of present values per feature."""
 
@@ -97,7 +97,7 @@ class Columns:
     categorical: np.ndarray  # categorical features x rows, codes as in the window
 
     @classmethod
-    def of(cls, matrix: np.ndarray, base: Baseline) -> Columns:
+    def of(cls, matrix: np.ndarray, base: Baseline) -> WindowColumns:
         by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
         numeric = by_feature if len(base.num_idx) == base.width else by_feature[base.num_idx]
         numeric.sort(axis=1)  # in place: both are this function's own copies
@@ -112,7 +112,7 @@ def drift_check(
     name: str,
     base: Baseline,
     cal: Calibration,
-    window: Columns,
+    window: WindowColumns,
     min_rows: int,
     what: str = "features",
     skip: frozenset[str] = frozenset(),
@@ -413,7 +413,7 @@ def _unseen_problem(distinct: int, values: int, shown: dict[str, int]) -> str:
 
 def quality_check(
     base: Baseline,
-    window: Columns,
+    window: WindowColumns,
     data: WindowData,
     min_rows: int,
     alpha: float = ALPHA_QUALITY,

@@ -44,7 +44,7 @@ from scipy.stats import norm
 from ..health import CheckResult, Status
 from ..rowsample import RowSample
 from .baseline import Baseline
-from .checks import Columns
+from .checks import WindowColumns
 
 __all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
 
@@ -354,7 +354,7 @@ def _inflation(
     return max(math.sqrt(total / count), 1.0) if count else 1.0
 
 
-def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base: Baseline, min_rows: int) -> CheckResult:
+def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns, base: Baseline, min_rows: int) -> CheckResult:
     """Judge the relations between the window's features (``matrix``: rows x features, as the window
     holds them; ``columns``: the same window laid out for the per-feature checks)."""
     name = "joint_drift"

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .environment import EnvironmentDiff, PackageChange, WarningRecord
+from .errors import ConfigurationError
 from .health import CheckResult, Status
 from .stages import PipelineSummary, StageSummary
 from .store import StoreStats
@@ -35,6 +36,11 @@ class PipelineThresholds:
     rejection_alert: float = 0.25
     min_requests_for_rejections: int = 20
     latency_budget_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        budget = self.latency_budget_ms
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+            raise ConfigurationError("latency_budget_ms", budget, "a positive number of milliseconds or None")
 
 
 @dataclass(frozen=True, slots=True)
