@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .health import HealthReport, Status
+from .health import CheckResult, HealthReport, Status, to_jsonable
 from .histograms import FeatureHistogram, number_text
 from .history import Snapshot
 
@@ -101,13 +101,6 @@ def _timestamp(text: str) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
-
-
-def _status_of(value: Any) -> Status:
-    try:
-        return value if isinstance(value, Status) else Status.parse(str(value))
-    except ValueError:
-        return Status.INSUFFICIENT_DATA
 
 
 def _badge(status: Status, big: bool = False) -> str:
@@ -199,19 +192,21 @@ def _figures(report: HealthReport) -> str:
 
 
 def _cards(report: HealthReport) -> str:
-    cards = [_card(c.name, c.status, c.summary, c.to_json()) for c in report.checks]
+    cards = [_card(c) for c in report.checks]
     return f'<section id="checks"><h2>Checks</h2><div class="cards">{"".join(cards)}</div></section>\n'
 
 
-def _card(name: str, status: Status, summary: str, rendered: Mapping[str, Any]) -> str:
-    body = [f'<p class="summary">{_e(summary)}</p>']
-    features = rendered.get("features")
-    if isinstance(features, Mapping) and features:
+def _card(check: CheckResult) -> str:
+    name, status = check.name, check.status
+    body = [f'<p class="summary">{_e(check.summary)}</p>']
+    features = _features(check)
+    if features:
         body.append(_feature_table(features))
-    stages = rendered.get("stages")
+    stages = _get(check.details, "stages")
     if isinstance(stages, Mapping) and stages:
         body.append(_stage_table(stages))
-    figures = _scalars(rendered)
+    rendered = to_jsonable(check.details)
+    figures = _scalars(rendered) if isinstance(rendered, Mapping) else []
     if figures:
         items = "".join(f"<li>{_e(k)} <b>{_e(v)}</b></li>" for k, v in figures[:10])
         body.append(f'<ul class="kv">{items}</ul>')
@@ -221,15 +216,33 @@ def _card(name: str, status: Status, summary: str, rendered: Mapping[str, Any]) 
     )
 
 
+def _get(value: Any, key: str) -> Any:
+    """A field of typed details (a dataclass), or the key of details given as a mapping (a user's own check)."""
+    return value.get(key) if isinstance(value, Mapping) else getattr(value, key, None)
+
+
+def _features(check: CheckResult) -> Mapping[str, Any]:
+    """A check's verdict per feature (drift, quality, joint: each entry has a ``status``), or nothing."""
+    features = _get(check.details, "features")
+    return features if isinstance(features, Mapping) else {}
+
+
+def _status_of(value: Any) -> Status:
+    try:
+        return value if isinstance(value, Status) else Status.parse(str(value))
+    except ValueError:
+        return Status.INSUFFICIENT_DATA
+
+
 def _feature_table(features: Mapping[str, Any]) -> str:
-    flagged = [(n, f) for n, f in features.items() if isinstance(f, Mapping) and _status_of(f.get("status")) is not Status.OK]
+    flagged = [(n, f) for n, f in features.items() if _status_of(_get(f, "status")) is not Status.OK]
     if not flagged:
         return f'<p class="kv">All {len(features)} judged: ok.</p>'
-    flagged.sort(key=lambda item: -_status_of(item[1].get("status")).rank)
+    flagged.sort(key=lambda item: -_status_of(_get(item[1], "status")).rank)
     rows = []
     for name, f in flagged[:8]:
-        reason = f.get("reason") or "; ".join(str(p) for p in f.get("problems") or ()) or ""
-        rows.append(f"<tr><td>{_name(name)}</td><td>{_badge(_status_of(f.get('status')))}</td><td>{_e(reason)}</td></tr>")
+        reason = _get(f, "reason") or "; ".join(str(p) for p in _get(f, "problems") or ()) or ""
+        rows.append(f"<tr><td>{_name(name)}</td><td>{_badge(_status_of(_get(f, 'status')))}</td><td>{_e(reason)}</td></tr>")
     more = f'<p class="kv">and {len(flagged) - 8} more</p>' if len(flagged) > 8 else ""
     head = "<tr><th>feature</th><th>status</th><th>why</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>{more}"
@@ -238,10 +251,8 @@ def _feature_table(features: Mapping[str, Any]) -> str:
 def _stage_table(stages: Mapping[str, Any]) -> str:
     rows = []
     for name, s in stages.items():
-        if not isinstance(s, Mapping):
-            continue
         cells = "".join(
-            f'<td class="n">{_e(number_text(s.get(k)))}</td>' for k in ("count", "errors", "p50_ms", "p95_ms", "p99_ms")
+            f'<td class="n">{_e(number_text(_get(s, k)))}</td>' for k in ("count", "errors", "p50_ms", "p95_ms", "p99_ms")
         )
         rows.append(f"<tr><td>{_name(name)}</td>{cells}</tr>")
     head = '<tr><th>stage</th><th class="n">n</th><th class="n">failed</th><th class="n">p50 ms</th><th class="n">p95 ms</th>'
@@ -476,9 +487,7 @@ def _histograms(section: str, title: str, histograms: Sequence[FeatureHistogram]
 def _feature_statuses(report: HealthReport, check: str) -> dict[str, Status]:
     for c in report.checks:
         if c.name == check:
-            features = c.to_json().get("features")
-            if isinstance(features, Mapping):
-                return {str(n): _status_of(f.get("status")) for n, f in features.items() if isinstance(f, Mapping)}
+            return {str(n): _status_of(_get(f, "status")) for n, f in _features(c).items()}
     return {}
 
 
