@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from guarded_serving.drift.baseline import Baseline
-    from guarded_serving.drift.checks import WindowColumns
+    from guarded_serving.drift.columns import WindowColumns
     from guarded_serving.drift.joint import JointBaseline, joint_check
     from guarded_serving.drift.window import Encoder
     from tests.apps.copula import grouped, reference_of

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Calibration, Chunk, Encoder, WindowData, assemble, drift_check, quality_check
-from guarded_serving.drift.checks import ALPHA_DATA, DriftDetails, QualityDetails, WindowColumns, fingerprint
+from guarded_serving.drift.checks import ALPHA_DATA, DriftDetails
+from guarded_serving.drift.columns import WindowColumns
+from guarded_serving.drift.quality import QualityDetails, fingerprint
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.health import CheckResult, Status
 

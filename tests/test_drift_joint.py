@@ -12,15 +12,13 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
-from guarded_serving.drift.checks import WindowColumns
+from guarded_serving.drift.columns import WindowColumns
+from guarded_serving.drift.correlation import moments, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
     JointBaseline,
     JointDetails,
-    _moments,
-    _pairwise,
-    _scores,
     joint_check,
 )
 from guarded_serving.health import CheckResult, Status
@@ -101,10 +99,10 @@ def test_on_normal_data_one_rows_variance_of_fishers_z_is_about_1() -> None:
     rng = np.random.default_rng(3)
     a = rng.normal(size=20_000)
     columns = np.column_stack([a, 0.6 * a + 0.8 * rng.normal(size=20_000)])
-    scores, present = _scores(columns, np.array([-1, -1]), np.full(2, -np.inf), np.full(2, np.inf))
-    rho = _pairwise(scores, present)[0][[0], [1]]
+    values, present = scores(columns, np.array([-1, -1]), np.full(2, -np.inf), np.full(2, np.inf))
+    rho = pairwise(values, present)[0][[0], [1]]
 
-    variance, upper, _ = _moments(scores, present, rho, np.array([0]), np.array([1]))
+    variance, upper, _ = moments(values, present, rho, np.array([0]), np.array([1]))
 
     assert rho[0] == pytest.approx(0.6, abs=0.02)
     assert variance[0] == pytest.approx(1.0, abs=0.05)

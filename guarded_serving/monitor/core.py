@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +32,6 @@ from ..history import MEMORY_KEEP, History, Snapshot
 from ..ids import new_request_id
 from ..jsontext import to_jsonable_output
 from ..logs import get_logger
-from ..metrics import MetricsExporter, check_factory
 from ..operational import PipelineThresholds
 from ..options import Options, store_path
 from ..redaction import redacted_reference
@@ -44,6 +43,9 @@ from .judged import kept_rows
 from .periodic import PeriodicEvaluator
 from .recording import Recorder
 from .references import as_reference
+
+if TYPE_CHECKING:
+    from ..metrics import MetricsExporter
 
 __all__ = ["Monitor"]
 
@@ -155,7 +157,11 @@ class Monitor:
         self._history = History(self.name, self.history_interval, self.store, version=self.version)
         self.subscribe(self._history.record)
         self._periodic = PeriodicEvaluator(self.history_interval, self._log)
-        self._metrics_factory = check_factory(metrics) if metrics is not None else None
+        self._metrics_factory = None
+        if metrics is not None:  # the Prometheus exporter is loaded only when asked for: the core imports no exporter
+            from ..metrics import check_factory
+
+            self._metrics_factory = check_factory(metrics)
         self.metrics: MetricsExporter | None = None
 
     # -- what it was made with ----------------------------------------------------------------
@@ -217,6 +223,8 @@ class Monitor:
 
     def _exporter(self, factory: Any) -> MetricsExporter:
         """The Prometheus exporter, attached: it sees every record, every report and the adopted output baseline."""
+        from ..metrics import MetricsExporter
+
         store = self.store
         exporter = MetricsExporter(
             factory,

@@ -16,8 +16,10 @@ from typing import Any
 from ..baselines import ServedBaselines, source_of
 from ..drift.baseline import Baseline
 from ..drift.calibration import Calibration
-from ..drift.checks import ALPHA_DATA, ALPHA_PREDICTION, WindowColumns, drift_check, quality_check
+from ..drift.checks import ALPHA_DATA, ALPHA_PREDICTION, drift_check
+from ..drift.columns import WindowColumns
 from ..drift.joint import JointBaseline, joint_check
+from ..drift.quality import quality_check
 from ..drift.window import WindowData, assemble
 from ..environment import WarningLog, current_fingerprint, diff_environment
 from ..errors import StoreError

@@ -16,7 +16,9 @@ import numpy as np
 from ..baselines import AdoptedOutputs, ServedBaselines, source_of
 from ..concept import concept_check
 from ..drift.calibration import Calibration
-from ..drift.checks import WindowColumns, drift_check, quality_check
+from ..drift.checks import drift_check
+from ..drift.columns import WindowColumns
+from ..drift.quality import quality_check
 from ..drift.window import WindowData
 from ..health import BaselineSource, CheckResult, Status
 from ..performance import Performance, row_losses
