@@ -21,7 +21,8 @@ from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
 from .monitor import FeedbackResult, Monitor
 from .operational import PipelineThresholds
-from .reference import FeatureProfile, Reference, TrainingDataWarning
+from .profiles import FeatureProfile
+from .reference import Reference, TrainingDataWarning
 from .stages import stage
 
 __all__ = [

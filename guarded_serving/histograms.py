@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .drift.window import bin_counts
-from .reference import FeatureProfile
+from .profiles import FeatureProfile
 
 __all__ = ["MAX_CATEGORIES", "FeatureHistogram", "feature_histograms", "number_text"]
 

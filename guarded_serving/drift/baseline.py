@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..reference import BINS, FeatureProfile
+from ..profiles import BINS, FeatureProfile
 from .statistics import GRID, quantile_spread, quantiles
 
 __all__ = ["Baseline", "method_of"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reference import FeatureProfile
+from ..profiles import FeatureProfile
 from .baseline import Baseline
 
 __all__ = ["MAX_CATEGORY_BINS", "OTHER", "FeatureBins", "by_feature"]

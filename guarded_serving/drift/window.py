@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..reference import FeatureProfile
+from ..profiles import FeatureProfile
 from .baseline import Baseline
 
 __all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble", "bin_counts", "merge_chunks"]

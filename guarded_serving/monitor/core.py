@@ -34,8 +34,9 @@ from ..jsontext import to_jsonable_output
 from ..logs import get_logger
 from ..operational import PipelineThresholds
 from ..options import Options, store_path
+from ..profiles import FeatureProfile
 from ..redaction import redacted_reference
-from ..reference import FeatureProfile, Reference
+from ..reference import Reference
 from ..store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
 from .evaluation import Evaluator
 from .feedback import FeedbackResult, Labels

@@ -22,7 +22,7 @@ from ..drift.quality import quality_check
 from ..drift.window import WindowData
 from ..health import BaselineSource, CheckResult, Status
 from ..performance import Performance, row_losses
-from ..reference import FeatureProfile
+from ..profiles import FeatureProfile
 from ..stages import RecentRequest
 from .feedback import Labels
 
