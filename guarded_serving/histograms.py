@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .drift.window import bin_counts
+from .drift.window import WindowData, bin_counts
 from .profiles import FeatureProfile
 
-__all__ = ["MAX_CATEGORIES", "FeatureHistogram", "feature_histograms", "number_text"]
+__all__ = ["MAX_CATEGORIES", "FeatureHistogram", "feature_histograms", "number_text", "window_histograms"]
 
 MAX_CATEGORIES = 12  # bars per categorical histogram: the most common reference categories, then "other"
 
@@ -113,6 +113,17 @@ def _bin_label(edges: Sequence[float], i: int) -> str:
     if i == len(edges):
         return f">= {number_text(edges[-1])}"
     return f"{number_text(edges[i - 1])} to {number_text(edges[i])}"
+
+
+def window_histograms(
+    features: Sequence[FeatureProfile], outputs: Sequence[FeatureProfile], window: WindowData, skip: Iterable[str] = ()
+) -> tuple[FeatureHistogram, ...]:
+    """A window's inputs on the bins of ``features`` (those in ``skip``, redacted ones, left out), then its
+    outputs on the bins of ``outputs`` (the profiles prediction drift judges against), when it has both."""
+    out = feature_histograms(features, window.inputs, skip=skip)
+    if outputs and window.outputs is not None:
+        out += feature_histograms(outputs, window.outputs, role="output")
+    return out
 
 
 def number_text(x: Any) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import StoreError
+from .errors import ConfigurationError, StoreError
 from .health import HealthReport, Status
 from .logs import get_logger
 from .operational import PipelineDetails
@@ -217,6 +217,11 @@ class History:
 
         Every worker's, from the store; this process's own when there is no store or it cannot be read.
         """
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since)):
+            raise ConfigurationError("since", since, "epoch seconds or None")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError("limit", limit, "a positive integer")
+        since = None if since is None else float(since)
         if self.store is not None:
             try:
                 documents = self.store.snapshots(self.model, since, limit, version=self.version)

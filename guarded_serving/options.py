@@ -20,7 +20,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .errors import ConfigurationError
 from .operational import PipelineThresholds
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_DB",
     "MEMORY",
     "Environment",
+    "MonitorKeywords",
     "MonitorOptions",
     "Options",
     "PrivacyOptions",
@@ -222,6 +223,28 @@ class RequestOptions:
             raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
 
 
+class MonitorKeywords(TypedDict, total=False):
+    """Monitor's keywords besides ``db``, ``feature_names``, ``categorical`` and ``metrics`` (see :meth:`Options.of`)."""
+
+    name: str
+    version: str | None
+    window: int
+    recent_requests: int
+    methods: Mapping[str, str] | None
+    report_values: bool
+    history_interval: float
+    thresholds: PipelineThresholds | None
+    redact: Sequence[str]
+    log_inputs: bool
+    sample_rate: float
+    flush_interval: float
+    store_capacity: int
+    store_capacity_bytes: int
+    max_rows: int | None
+    max_age: float | None
+    overflow: str
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Everything a monitor needs besides its reference: built once, from keywords, by :meth:`of`."""
@@ -292,6 +315,18 @@ class Options:
 
     def replace(self, **changes: Any) -> Options:
         return dataclasses.replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that decide how health is judged (as JSON values), saved with the reference."""
+        return {
+            "window": self.monitor.window,
+            "recent_requests": self.monitor.recent_requests,
+            "methods": dict(self.monitor.methods),
+            "redact": sorted(self.privacy.redact),
+            "log_inputs": self.privacy.log_inputs,
+            "report_values": self.monitor.report_values,
+            "thresholds": dataclasses.asdict(self.monitor.thresholds),
+        }
 
     def check_reference(self, reference: Reference) -> None:
         """The names ``redact`` and ``methods`` give are the reference's, and each method fits its feature's kind."""

@@ -13,31 +13,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
 from ..drift.baseline import Baseline
 from ..drift.window import Chunk, WindowData
 from ..environment import WarningLog, WarningRecord
-from ..errors import ConfigurationError, InputError, Problem, StoreError
+from ..errors import InputError, Problem, StoreError
 from ..health import HealthReport
-from ..histograms import FeatureHistogram, feature_histograms
+from ..histograms import FeatureHistogram, window_histograms
 from ..history import MEMORY_KEEP, History, Snapshot
-from ..ids import new_request_id
-from ..jsontext import to_jsonable_output
 from ..logs import get_logger
-from ..operational import PipelineThresholds
-from ..options import Options, store_path
+from ..options import MonitorKeywords, Options, store_path
 from ..profiles import FeatureProfile
 from ..redaction import redacted_reference
 from ..reference import Reference
-from ..store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, RequestRecord, Store, Totals
+from ..store import RequestRecord, Store, Totals
 from .evaluation import Evaluator
 from .feedback import FeedbackResult, Labels
 from .judged import kept_rows
@@ -61,64 +56,24 @@ class Monitor:
             request_id = monitor.observe(rows, predictions)
             report = monitor.health()
 
-    ``reference``: a :class:`Reference`, a path to a saved one, or training data to profile. ``name`` and
-    ``version`` key everything the store holds for the model. ``db``: the SQLite log store's path, ``None``
-    (or ``":memory:"``) to keep everything in memory, or a :class:`Store` already built. ``window``: rows of
-    recent traffic the drift checks judge; ``recent_requests``: requests the pipeline check judges.
-    ``metrics``: a Prometheus metrics factory (the ``prometheus_client`` module) to export through.
-    ``history_interval``: seconds between the health evaluations a started monitor makes by itself, and the
-    width of a history slot. The other keywords are :class:`~guarded_serving.options.Options`'.
+    ``reference``: a :class:`Reference`, a saved one's path, or training data to profile. ``db``: the log store's
+    path, None (or ``":memory:"``) for none, or a :class:`Store`. ``metrics``: a Prometheus metrics factory (the
+    ``prometheus_client`` module). The other keywords are :class:`~guarded_serving.options.Options`'.
     """
 
     def __init__(
         self,
         reference: Any,
         *,
-        name: str = "model",
-        version: str | None = None,
         db: str | os.PathLike[str] | Store | None = None,
-        window: int = 1000,
-        recent_requests: int = 1000,
-        flush_interval: float = 0.2,
-        store_capacity: int = DEFAULT_CAPACITY,
-        store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
-        thresholds: PipelineThresholds | None = None,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str | int] | None = None,
-        methods: dict[str, str] | None = None,
-        redact: Sequence[str] = (),
-        log_inputs: bool = True,
-        sample_rate: float = 1.0,
-        max_rows: int | None = None,
-        max_age: float | None = None,
-        overflow: str = "drop",
-        report_values: bool = False,
         metrics: Any = None,
-        history_interval: float = 60.0,
+        **options: Unpack[MonitorKeywords],
     ) -> None:
-        options = Options.of(
-            name=name,
-            version=version,
-            db=None if isinstance(db, Store) else db,
-            window=window,
-            recent_requests=recent_requests,
-            methods=methods,
-            report_values=report_values,
-            history_interval=history_interval,
-            thresholds=thresholds,
-            redact=redact,
-            log_inputs=log_inputs,
-            sample_rate=sample_rate,
-            flush_interval=flush_interval,
-            store_capacity=store_capacity,
-            store_capacity_bytes=store_capacity_bytes,
-            max_rows=max_rows,
-            max_age=max_age,
-            overflow=overflow,
-        )
-        self._assemble(
-            as_reference(reference, feature_names, categorical), options, db if isinstance(db, Store) else None, metrics
-        )
+        made = Options.of(db=None if isinstance(db, Store) else db, **options)
+        reference = as_reference(reference, feature_names, categorical)
+        self._assemble(reference, made, db if isinstance(db, Store) else None, metrics)
 
     @classmethod
     def of(cls, reference: Reference, options: Options, *, store: Store | None = None, metrics: Any = None) -> Monitor:
@@ -158,11 +113,7 @@ class Monitor:
         self._history = History(self.name, self.history_interval, self.store, version=self.version)
         self.subscribe(self._history.record)
         self._periodic = PeriodicEvaluator(self.history_interval, self._log)
-        self._metrics_factory = None
-        if metrics is not None:  # the Prometheus exporter is loaded only when asked for: the core imports no exporter
-            from ..metrics import check_factory
-
-            self._metrics_factory = check_factory(metrics)
+        self._metrics_factory = _metrics_factory(metrics) if metrics is not None else None
         self.metrics: MetricsExporter | None = None
 
     # -- what it was made with ----------------------------------------------------------------
@@ -181,16 +132,7 @@ class Monitor:
 
     def settings(self) -> dict[str, Any]:
         """The settings that decide how health is judged (as JSON values), saved with the reference."""
-        monitoring, privacy = self.options.monitor, self.options.privacy
-        return {
-            "window": monitoring.window,
-            "recent_requests": monitoring.recent_requests,
-            "methods": dict(monitoring.methods),
-            "redact": sorted(privacy.redact),
-            "log_inputs": privacy.log_inputs,
-            "report_values": monitoring.report_values,
-            "thresholds": dataclasses.asdict(monitoring.thresholds),
-        }
+        return self.options.settings()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Monitor:
@@ -209,37 +151,11 @@ class Monitor:
         threading.Thread(target=self.joint_baseline, name="guarded-serving-joint-calibration", daemon=True).start()
         if self._metrics_factory is not None:
             if self.metrics is None:
-                self.metrics = self._exporter(self._metrics_factory)
+                self.metrics = _attach_metrics(self, self._metrics_factory)
             self.metrics.start()
         self._periodic.start(self, _judge)
-        diff = self._evaluator.env_diff
-        if diff.differs:
-            self._log.warning(
-                "environment_differs",
-                python=diff.python,
-                changed=[str(c) for c in diff.changed[:10]],
-                missing=[str(c) for c in diff.missing[:10]],
-            )
+        self._evaluator.log_environment()
         return self
-
-    def _exporter(self, factory: Any) -> MetricsExporter:
-        """The Prometheus exporter, attached: it sees every record, every report and the adopted output baseline."""
-        from ..metrics import MetricsExporter
-
-        store = self.store
-        exporter = MetricsExporter(
-            factory,
-            model=self.name,
-            inputs=self.baseline,
-            outputs=self.output_baseline,
-            outputs_judged=not self._evaluator.judged.adopt_outputs,
-            skip=self.redact,
-            store_stats=store.stats if store is not None else lambda: None,
-        )
-        self._recorder.on_record(exporter.add)
-        self._evaluator.judged.on_outputs_adopted(exporter.reference_shares)
-        self.subscribe(exporter.on_report)
-        return exporter
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the periodic health evaluation, flush the store and stop its writer, waiting at most ``timeout`` seconds."""
@@ -293,27 +209,7 @@ class Monitor:
         ``rows`` may be a list of lists (reference feature order), a list of dicts, a 2-D array or
         a DataFrame; ``predictions`` must have one entry per row.
         """
-        inputs = _rows_as_lists(rows, self.reference.feature_names)
-        outputs = to_jsonable_output(predictions)
-        if not isinstance(outputs, list) or len(outputs) != len(inputs):
-            got = f"{len(outputs)} predictions" if isinstance(outputs, list) else repr(type(predictions).__name__)
-            raise ConfigurationError("predictions", got, f"one prediction per row ({len(inputs)})")
-        request_id = request_id or new_request_id()
-        self.record(
-            RequestRecord(
-                request_id=request_id,
-                ts=time.time(),
-                model=self.name,
-                version=self.version,
-                status="ok",
-                rows=len(inputs),
-                latency_ms=latency_ms,
-                stages=dict(stages or {}),
-                inputs=inputs,
-                outputs=outputs,
-            )
-        )
-        return request_id
+        return self._recorder.observe(rows, predictions, request_id=request_id, latency_ms=latency_ms, stages=stages)
 
     def feedback(self, request_id: str, labels: Sequence[Any]) -> FeedbackResult:
         """Labels for every row of an answered request, in row order; they may arrive late and out of order."""
@@ -355,11 +251,7 @@ class Monitor:
 
         With a store, every worker's (one per ``history_interval`` slot); without one, this process's.
         """
-        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since)):
-            raise ConfigurationError("since", since, "epoch seconds or None")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError("limit", limit, "a positive integer")
-        return self._history.read(None if since is None else float(since), limit)
+        return self._history.read(since, limit)
 
     def histograms(self) -> tuple[FeatureHistogram, ...]:
         """The window's inputs (and outputs) on the reference's bins, for the dashboard; redacted features left out."""
@@ -367,10 +259,7 @@ class Monitor:
             window = self.window_data()
         except StoreError:
             window = self.window_data(memory=True)
-        out = feature_histograms(self.reference.features, window.inputs, skip=self.redact)
-        if self.reference.outputs and window.outputs is not None:
-            out += feature_histograms(self.judged_outputs(), window.outputs, role="output")
-        return out
+        return window_histograms(self.reference.features, self.judged_outputs(), window, skip=self.redact)
 
     def calibration(self) -> Any:
         """Thresholds for this window size (computed once, on first use or in the background at start)."""
@@ -387,6 +276,33 @@ class Monitor:
     def judged_outputs(self) -> tuple[FeatureProfile, ...]:
         """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
         return self._evaluator.judged.judged_outputs()
+
+
+def _metrics_factory(metrics: Any) -> Any:
+    """The factory, once checked: the Prometheus exporter is loaded only when asked for (the core imports no exporter)."""
+    from ..metrics import check_factory
+
+    return check_factory(metrics)
+
+
+def _attach_metrics(monitor: Monitor, factory: Any) -> MetricsExporter:
+    """The Prometheus exporter, attached: it sees every record, every report and the adopted output baseline."""
+    from ..metrics import MetricsExporter
+
+    store = monitor.store
+    exporter = MetricsExporter(
+        factory,
+        model=monitor.name,
+        inputs=monitor.baseline,
+        outputs=monitor.output_baseline,
+        outputs_judged=not monitor._evaluator.judged.adopt_outputs,
+        skip=monitor.redact,
+        store_stats=store.stats if store is not None else lambda: None,
+    )
+    monitor._recorder.on_record(exporter.add)
+    monitor._evaluator.judged.on_outputs_adopted(exporter.reference_shares)
+    monitor.subscribe(exporter.on_report)
+    return exporter
 
 
 def _judge(monitor: Monitor) -> None:
@@ -413,24 +329,3 @@ def _open_store(options: Options, window: int) -> Store | None:
 
 def _log_new_warning(log: Any, warning: WarningRecord) -> None:
     log.warning("model_warning", category=warning.category, message=warning.message, location=warning.location)
-
-
-def _rows_as_lists(rows: Any, names: tuple[str, ...]) -> list[list[Any]]:
-    if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
-        missing = [n for n in names if n not in rows.columns]
-        if missing:
-            raise ConfigurationError("rows", f"columns {list(rows.columns)}", f"the reference features {list(names)}")
-        rows = rows[list(names)].to_numpy(dtype=object)
-    if isinstance(rows, np.ndarray):
-        rows = rows.reshape(1, -1).tolist() if rows.ndim == 1 else rows.tolist()
-    if not isinstance(rows, list) or not rows:
-        raise ConfigurationError("rows", rows, "a non-empty list of rows, a 2-D array or a DataFrame")
-    out = []
-    for i, row in enumerate(rows):
-        if isinstance(row, dict):
-            out.append([to_jsonable_output(row.get(n)) for n in names])
-        elif isinstance(row, (list, tuple)) and len(row) == len(names):
-            out.append([to_jsonable_output(v) for v in row])
-        else:
-            raise ConfigurationError(f"rows[{i}]", row, f"a list of {len(names)} values or a dict by feature name")
-    return out

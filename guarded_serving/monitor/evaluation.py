@@ -84,6 +84,17 @@ class Evaluator:
         )
         self.judged = Judged(self, served, labels)
 
+    def log_environment(self) -> None:
+        """Log, once at start, how the packages differ from the reference's (the environment check says it too)."""
+        diff = self.env_diff
+        if diff.differs:
+            self._log.warning(
+                "environment_differs",
+                python=diff.python,
+                changed=[str(c) for c in diff.changed[:10]],
+                missing=[str(c) for c in diff.missing[:10]],
+            )
+
     def subscribe(self, listener: Callable[[HealthReport], object]) -> None:
         self._listeners.append(listener)
 

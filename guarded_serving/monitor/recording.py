@@ -13,6 +13,7 @@ import dataclasses
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ import numpy as np
 from ..drift.baseline import Baseline
 from ..drift.window import Chunk, Encoder, MemoryWindow, output_rows
 from ..environment import WarningLog
+from ..errors import ConfigurationError
+from ..ids import new_request_id
+from ..jsontext import to_jsonable_output
 from ..options import Options
 from ..redaction import withheld_warnings
 from ..stages import RecentRequest
@@ -44,6 +48,7 @@ class Recorder:
         log: Any,
     ) -> None:
         privacy = options.privacy
+        self.name, self.version, self.features = options.monitor.name, options.monitor.version, features
         self.redact = privacy.redact
         self.log_inputs = privacy.log_inputs
         self.sample_rate = float(privacy.sample_rate)
@@ -126,6 +131,38 @@ class Recorder:
                 self._dropped_logged = max(dropped, 1)
                 self._log.error("store_dropping_rows", dropped=dropped, capacity=self.store.capacity)
 
+    def observe(
+        self,
+        rows: Any,
+        predictions: Any,
+        *,
+        request_id: str | None = None,
+        latency_ms: float = 0.0,
+        stages: dict[str, float] | None = None,
+    ) -> str:
+        """Record rows (lists in feature order, dicts, a 2-D array or a DataFrame) and one prediction per row."""
+        inputs = _rows_as_lists(rows, self.features)
+        outputs = to_jsonable_output(predictions)
+        if not isinstance(outputs, list) or len(outputs) != len(inputs):
+            got = f"{len(outputs)} predictions" if isinstance(outputs, list) else repr(type(predictions).__name__)
+            raise ConfigurationError("predictions", got, f"one prediction per row ({len(inputs)})")
+        request_id = request_id or new_request_id()
+        self.record(
+            RequestRecord(
+                request_id=request_id,
+                ts=time.time(),
+                model=self.name,
+                version=self.version,
+                status="ok",
+                rows=len(inputs),
+                latency_ms=latency_ms,
+                stages=dict(stages or {}),
+                inputs=inputs,
+                outputs=outputs,
+            )
+        )
+        return request_id
+
     def totals(self) -> Totals:
         """This process's requests, rows, rejections and errors."""
         with self._lock:
@@ -168,3 +205,24 @@ class Recorder:
         return dataclasses.replace(
             record, inputs=inputs, outputs=outputs, window=window, inputs_json=None, outputs_json=outputs_json
         )
+
+
+def _rows_as_lists(rows: Any, names: tuple[str, ...]) -> list[list[Any]]:
+    if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
+        missing = [n for n in names if n not in rows.columns]
+        if missing:
+            raise ConfigurationError("rows", f"columns {list(rows.columns)}", f"the reference features {list(names)}")
+        rows = rows[list(names)].to_numpy(dtype=object)
+    if isinstance(rows, np.ndarray):
+        rows = rows.reshape(1, -1).tolist() if rows.ndim == 1 else rows.tolist()
+    if not isinstance(rows, list) or not rows:
+        raise ConfigurationError("rows", rows, "a non-empty list of rows, a 2-D array or a DataFrame")
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            out.append([to_jsonable_output(row.get(n)) for n in names])
+        elif isinstance(row, (list, tuple)) and len(row) == len(names):
+            out.append([to_jsonable_output(v) for v in row])
+        else:
+            raise ConfigurationError(f"rows[{i}]", row, f"a list of {len(names)} values or a dict by feature name")
+    return out
