@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .drift.window import WindowData, bin_counts
+from .drift.bins import bin_counts
+from .drift.window import WindowData
 from .profiles import FeatureProfile
 
 __all__ = ["MAX_CATEGORIES", "FeatureHistogram", "feature_histograms", "number_text", "window_histograms"]
 
-MAX_CATEGORIES = 12  # bars per categorical histogram: the most common reference categories, then "other"
+MAX_CATEGORIES = 12  # bars per categorical histogram: the most common categories, then "other" (what fits the chart)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,22 +76,10 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
     findings: list[tuple[Status, str]] = []
     if errors:
         where = _failed_stages(stages)
-        level = (
-            Status.ALERT
-            if error_rate >= thresholds.error_alert
-            else Status.WARN
-            if error_rate >= thresholds.error_warn
-            else Status.OK
-        )
+        level = _level(error_rate, thresholds.error_warn, thresholds.error_alert)
         findings.append((level, f"{errors} of the last {requests} requests failed ({error_rate:.1%}){where}"))
     if rejected and requests >= thresholds.min_requests_for_rejections:
-        level = (
-            Status.ALERT
-            if rejection_rate >= thresholds.rejection_alert
-            else Status.WARN
-            if rejection_rate >= thresholds.rejection_warn
-            else Status.OK
-        )
+        level = _level(rejection_rate, thresholds.rejection_warn, thresholds.rejection_alert)
         findings.append(
             (level, f"{rejected} of the last {requests} requests were rejected as invalid input ({rejection_rate:.1%})")
         )
@@ -116,6 +104,10 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
         )
     status = max((s for s, _ in bad), key=lambda s: s.rank)
     return CheckResult("pipeline", status, "; ".join(text for _, text in bad) + ".", details)
+
+
+def _level(rate: float, warn: float, alert: float) -> Status:
+    return Status.ALERT if rate >= alert else Status.WARN if rate >= warn else Status.OK
 
 
 def _failed_stages(stages: tuple[StageSummary, ...]) -> str:

@@ -14,8 +14,9 @@ from scipy.stats import binom
 
 from ..health import BaselineSource, CheckResult, Status
 from .baseline import Baseline
+from .bins import edge_counts
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
-from .columns import WindowColumns, rounded, significant
+from .columns import WindowColumns, rounded, significant, verdict
 from .statistics import (
     GRID,
     jensen_shannon,
@@ -129,7 +130,7 @@ def _numeric(
     for method in set(methods) - {"wasserstein"}:
         pick = np.array([k for k, m in enumerate(methods) if m == method])
         primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
-    counts = [_bin_counts(sorted_t[k, : present[k]], base.edges[k]) for k in cols]
+    counts = [edge_counts(sorted_t[k, : present[k]], base.edges[k], ordered=True) for k in cols]
     window_bins = np.zeros_like(base.bin_matrix)
     for k in cols:
         window_bins[k, : len(counts[k])] = counts[k] / max(present[k], 1)
@@ -180,8 +181,7 @@ def _numeric(
             label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
             reasons.append(f"{shown}{label} {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
-        drifted = bool(reasons)
-        status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
+        drifted, status = verdict(reasons, severe)
         reason = ", ".join(reasons) if drifted else None
         if drifted and threshold is not None and not distance_over:
             reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
@@ -222,7 +222,7 @@ def _with_new_values(
             continue
         values = sorted_t[k, : present[k]]
         new = ~np.isin(values.astype(np.float32), lattice)
-        known = _bin_counts(values[~new], base.edges[k])
+        known = edge_counts(values[~new], base.edges[k], ordered=True)
         window.append(np.append(known, new.sum()))
         once = base.lattice_once[k]
         reference.append(np.append(np.maximum(ref - once, 0.0), once.sum()))
@@ -283,12 +283,6 @@ def _shares(
     return out
 
 
-def _bin_counts(sorted_present: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Values of a sorted column in each reference bin (bin i holds edges[i-1] <= v < edges[i])."""
-    positions = np.searchsorted(sorted_present, edges, side="left")
-    return np.diff(np.concatenate([[0], positions, [len(sorted_present)]]))
-
-
 def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
     from .calibration import _subset
 
@@ -322,8 +316,7 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
         severe |= score >= 2.5 * threshold
     elif reasons:
         reasons.append(f"{method} {score:.3g} (threshold {threshold:.3g})")
-    drifted = bool(reasons)
-    status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
+    drifted, status = verdict(reasons, severe)
     return FeatureDrift(
         status=status,
         drifted=drifted,

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..health import Status
 from .baseline import Baseline
 
-__all__ = ["WindowColumns", "rounded", "significant"]
+__all__ = ["WindowColumns", "rounded", "significant", "verdict"]
 
 
 def rounded(x: float | np.floating | None, digits: int = 4) -> float | None:
@@ -21,6 +22,12 @@ def rounded(x: float | np.floating | None, digits: int = 4) -> float | None:
 def significant(p: float | None) -> float | None:
     """A p-value to three significant digits (a tiny one stays tiny, not 0)."""
     return None if p is None or not math.isfinite(p) else float(f"{p:.3g}")
+
+
+def verdict(reasons: list[str], severe: bool) -> tuple[bool, Status]:
+    """A feature's verdict from what was found: drifted when anything was, an alert when any of it was severe."""
+    drifted = bool(reasons)
+    return drifted, Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@ from scipy.stats import binom
 
 from ..health import CheckResult, Status
 from .baseline import Baseline
-from .columns import WindowColumns, rounded
+from .columns import WindowColumns, rounded, verdict
 from .window import UNSEEN, WindowData
 
 __all__ = ["ALPHA_QUALITY", "FeatureQuality", "QualityDetails", "fingerprint", "quality_check"]
@@ -153,7 +153,7 @@ def quality_check(
         errors = int(data.type_errors.get(j, 0))
         if errors:
             problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
-        status = Status.ALERT if problems and severe else Status.WARN if problems else Status.OK
+        _, status = verdict(problems, severe)
         features[name] = FeatureQuality(
             status=status,
             drifted=bool(problems),
