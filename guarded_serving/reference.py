@@ -27,6 +27,7 @@ import numpy as np
 from .environment import Fingerprint, capture_warnings, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
 from .estimate import ConfidenceProfile, profile_of
+from .jsontext import to_jsonable_output
 from .performance import Performance, training_fit_evidence
 from .profiles import Category, FeatureProfile, output_columns, profile_columns, row_sample_of
 from .rowsample import RowSample
@@ -259,12 +260,6 @@ class Reference:
             raise InvalidReferenceError(f"reference {str(path)!r}: {exc}") from exc
 
 
-def to_jsonable_predictions(predictions: Any) -> Any:
-    """Predictions as plain lists (rows of outputs), as they are logged."""
-    array = np.asarray(predictions)
-    return array.tolist() if array.dtype != object else [v.item() if isinstance(v, np.generic) else v for v in array.tolist()]
-
-
 def performance_labels(labels: Any) -> list[Any]:
     """Labels as plain Python values, one per row (as Performance reads them)."""
     values = list(np.asarray(labels, dtype=object).reshape(-1))
@@ -327,7 +322,7 @@ def _describe(
         target = profile_columns(y_cols)[0]
     performance = None
     if labels is not None and predictions is not None:
-        jsonable = to_jsonable_predictions(predictions)
+        jsonable = to_jsonable_output(predictions)
         performance = Performance.from_data(labels, jsonable, task=task)  # type: ignore[arg-type]
         evidence = training_fit_evidence(performance, jsonable, labels)
         if evidence is not None:
@@ -387,7 +382,7 @@ def _call(predict: Callable[..., Any], columns: Columns, input_format: str) -> A
     try:
         with capture_warnings():
             result = predict(to_model_input(rows, columns.names, not any(columns.categorical), input_format))
-        return to_jsonable_predictions(result)
+        return to_jsonable_output(result)
     except Exception as exc:
         raise ConfigurationError(
             "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"
