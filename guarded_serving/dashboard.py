@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .charts import CURRENT_COLOUR, REFERENCE_COLOUR, STATUS_COLOURS, badge, escape, latency, name_tag, nice_peak, timeline
+from .errors import shortened
 from .health import CheckResult, HealthReport, Status, to_jsonable
 from .histograms import FeatureHistogram, number_text
 from .history import Snapshot
@@ -244,7 +245,7 @@ def _scalars(rendered: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _short(value: Any) -> str:
     text = number_text(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shortened(text)
 
 
 # -- histograms ---------------------------------------------------------------------------------

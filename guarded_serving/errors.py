@@ -124,5 +124,9 @@ class StoreError(GuardedServingError, OSError):
 
 def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut with an ellipsis at ``limit`` characters: how a message shows a value it was given."""
-    text = repr(value)
+    return shortened(repr(value), limit)
+
+
+def shortened(text: str, limit: int = 80) -> str:
+    """``text``, cut with an ellipsis when longer than ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, Problem
+from .errors import InputError, Problem, shortened
 from .ids import new_request_id
 from .jsontext import dump_bytes
 
@@ -68,8 +68,7 @@ def problem_reply(status: int, title: str, detail: str, request_id: str, **extra
 
 def parameter_problem(name: str, value: Any, expected: str) -> Reply:
     """A 400 naming a query parameter, the value it had (cut at 60 characters) and what was expected."""
-    shown = value if len(str(value)) <= 60 else str(value)[:57] + "..."
-    detail = f"{name}={shown!r}; expected {expected}"
+    detail = f"{name}={shortened(str(value), 60)!r}; expected {expected}"
     return problem_reply(400, "Invalid parameter", detail, new_request_id(), parameter=name, expected=expected)
 
 

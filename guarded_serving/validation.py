@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic_core import from_json
 
-from .errors import InputError, Problem
+from .errors import InputError, Problem, shortened
 from .reference import Reference
 
 __all__ = ["ParsedRows", "RowSchema", "parse_json", "parse_rows", "parse_table"]
@@ -49,7 +49,7 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shortened(text, 40)
 
 
 NUMBER: frozenset[type] = frozenset({int, float})
