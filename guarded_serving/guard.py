@@ -17,7 +17,7 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from . import endpoints, handler
 from .errors import ConfigurationError
@@ -25,7 +25,7 @@ from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
 from .logs import get_logger
 from .monitor import Monitor, as_reference
-from .options import DEFAULT_DB, Environment, Options
+from .options import DEFAULT_DB, Environment, GuardKeywords, Options
 from .performance import model_classes
 from .reference import Reference, probability_columns, with_training_outputs
 from .stages import pipeline_steps
@@ -36,7 +36,9 @@ from .validation import RowSchema
 __all__ = ["GuardedModel", "PredictCall", "Reply", "UnreadBody", "guard", "guard_options"]
 
 
-def guard_options(*, db: str | os.PathLike[str] | None = None, auth_token: str | None = None, **keywords: Any) -> Options:
+def guard_options(
+    *, db: str | os.PathLike[str] | None = None, auth_token: str | None = None, **keywords: Unpack[GuardKeywords]
+) -> Options:
     """guard()'s keywords as Options, checked once: ``db`` defaults to ``$GUARDED_SERVING_DB`` (else
     ``guarded_serving.db``; ``":memory:"`` keeps no store) and ``auth_token`` to ``$GUARDED_SERVING_TOKEN``."""
     environment = Environment.read()
@@ -63,13 +65,15 @@ class GuardedModel:
         categorical: Sequence[str | int] | None = None,
         holdout: Any = None,
         options: Options | None = None,
-        **keywords: Any,
+        db: str | os.PathLike[str] | None = None,
+        auth_token: str | None = None,
+        **keywords: Unpack[GuardKeywords],
     ) -> None:
         if not callable(predict):
             raise ConfigurationError("predict", predict, "a callable taking the rows and returning one prediction per row")
         if options is None:
-            options = guard_options(**keywords)
-        elif keywords:
+            options = guard_options(db=db, auth_token=auth_token, **keywords)
+        elif keywords or db is not None or auth_token is not None:
             raise ConfigurationError("options", sorted(keywords), "either options= or keywords, not both")
         self.options = options
         request = options.request

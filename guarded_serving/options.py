@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_DB",
     "MEMORY",
     "Environment",
+    "GuardKeywords",
     "MonitorKeywords",
     "MonitorOptions",
     "Options",
@@ -243,6 +244,16 @@ class MonitorKeywords(TypedDict, total=False):
     max_rows: int | None
     max_age: float | None
     overflow: str
+
+
+class GuardKeywords(MonitorKeywords, total=False):
+    """guard()'s and GuardedModel's keywords for the request path, besides Monitor's (see :meth:`Options.of`)."""
+
+    max_request_rows: int
+    max_body_bytes: int
+    allow_missing: bool
+    input_format: str | None
+    latency_budget_ms: float | None
 
 
 @dataclass(frozen=True, slots=True)
