@@ -419,5 +419,5 @@ def test_a_count_shifted_by_a_fraction_is_flagged_by_its_values_the_reference_ne
     healthy = drift(base, cal, rng.poisson(2.0, (WINDOW, 1)).astype(float).tolist()).details.features["v"]
 
     assert feature.drifted
-    assert feature.reason.startswith("values the reference never had 0.0% -> 100.0%")
+    assert feature.reason.startswith("values the reference never had: 0.0% -> 100.0%")
     assert not healthy.drifted, healthy.reason

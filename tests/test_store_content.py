@@ -38,7 +38,7 @@ def probabilities(X: np.ndarray) -> np.ndarray:
 def reference() -> Reference:
     rng = np.random.default_rng(7)
     X = rng.normal(size=(500, 3))
-    y = (probabilities(X)[:, 1] > 0.5).astype(int)
+    y = (rng.random(500) < probabilities(X)[:, 1]).astype(int)  # labels as noisy as the model says, not its argmax
     return Reference.from_data(X, y=y, predictions=probabilities(X), feature_names=["a", "b", "c"])
 
 

@@ -179,7 +179,7 @@ def _numeric(
             b, before, after = moved
             shown = "constant, " if constant[k] and not went_constant else ""
             label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
-            reasons.append(f"{shown}{label} {before:.1%} -> {after:.1%}")
+            reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
         drifted, status = verdict(reasons, severe)
         reason = ", ".join(reasons) if drifted else None

@@ -23,9 +23,9 @@ with the reference's, from the reference's :class:`~guarded_serving.rowsample.Ro
 3. **A family-wise budget.** Each pair's standardised change is compared with the Bonferroni bound for
    :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's
    skewness (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare
-   categories are judged only when the reference sample expects at least 50 rows holding both and a
-   window 10. The pairs that clear the bound are named, most changed first; a change of 0.3 or more is
-   an alert.
+   categories, or of sparse numeric features (their rows off the most common value), are judged only
+   when the reference sample expects at least 50 rows holding both and a window 10. The pairs that
+   clear the bound are named, most changed first; a change of 0.3 or more is an alert.
 
 Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`), the
 product of its n x q scores with themselves (three products when values are missing), O(q^2) after that:
@@ -115,7 +115,7 @@ class JointBaseline:
     name_of: np.ndarray  # per column: index into ``names``
     levels: np.ndarray  # per column: category code, or -1 for a numeric feature
     numeric_rank: np.ndarray  # per column: position of its feature among the baseline's numeric features (-1)
-    share: np.ndarray  # per column: the reference share of its category (1 for a numeric feature)
+    share: np.ndarray  # per column: the reference share of its category (numeric: of values off the mode)
     left: np.ndarray  # per pair: its two columns, left < right
     right: np.ndarray
     reference: np.ndarray  # per pair: correlation in the reference sample
@@ -201,7 +201,9 @@ class JointBaseline:
 def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The columns related: each numeric feature with spread, and indicators of each categorical feature's
     common categories (the sample's rows need at least MIN_REFERENCE_ROWS values). Returns per column its
-    feature, category (-1 for numeric), reference share (1 for numeric), and the sample's values."""
+    feature, category (-1 for numeric), reference share, and the sample's values. A numeric feature's share
+    is that of its rows off its most common value: a sparse feature (99 % zeros) relates to others through
+    its few non-zero rows only, as a rare category does, and is judged only when they are enough."""
     where = {n: k for k, n in enumerate(sample.names)}
     matrix = sample.matrix
     category_rank = {int(j): k for k, j in enumerate(base.cat_idx)}
@@ -218,7 +220,7 @@ def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[n
             if present.min() < present.max():
                 feature_of.append(j)
                 levels.append(-1)
-                share.append(1.0)
+                share.append(1.0 - np.unique(present, return_counts=True)[1].max() / len(present))
             continue
         shares = base.cat_props[category_rank[j]][:-1]  # the last slot is for unseen categories
         kept = [k for k in range(min(len(shares), MAX_LEVELS)) if shares[k] >= LEVEL_SHARE]
