@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from guarded_serving.drift.baseline import Baseline
-    from guarded_serving.drift.checks import Columns
+    from guarded_serving.drift.columns import WindowColumns
     from guarded_serving.drift.joint import JointBaseline, joint_check
     from guarded_serving.drift.window import Encoder
     from tests.apps.copula import grouped, reference_of
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 fits = {a: dataclasses.replace(fitted, alpha=a, threshold=float(norm.isf(a / (2 * pairs)))) for a in ALPHAS}
                 for k in range(args.windows):
                     matrix = rows[k * window : (k + 1) * window]
-                    columns = Columns.of(matrix, base)
+                    columns = WindowColumns.of(matrix, base)
                     for alpha, joint in fits.items():
                         flagged[alpha] += joint_check(joint, matrix, columns, base, 100).status.value in ("warn", "alert")
                     judged += 1

@@ -200,7 +200,7 @@ def guard_work(model: str, rows: int, requests: int = 3000) -> tuple[float, floa
     with tempfile.TemporaryDirectory(prefix="guarded-micro-") as tmp:
         os.environ["GUARDED_SERVING_DB"] = os.path.join(tmp, "unused.db")
         guarded = GuardedModel(apps.predict, reference=apps.X_TRAIN, name="micro", db=os.path.join(tmp, "m.db"))
-        guarded._call = lambda _x: answer  # the model's cost is not the guard's: a stand-in returns its answer
+        guarded.call = lambda _x: answer  # the model's cost is not the guard's: a stand-in returns its answer
         guarded.start()
         for _ in range(300):
             guarded.handle_predict(payload, "application/json")

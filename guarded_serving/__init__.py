@@ -7,7 +7,6 @@ the model can still be trusted::
     svc = guard(model.predict_proba, reference=X_train, name="churn")
 """
 
-from .checks import PipelineThresholds
 from .errors import (
     ConfigurationError,
     GuardedServingError,
@@ -21,7 +20,9 @@ from .errors import (
 from .guard import GuardedModel, guard
 from .health import CheckResult, HealthReport, Status
 from .monitor import FeedbackResult, Monitor
-from .reference import FeatureProfile, Reference, TrainingDataWarning
+from .operational import PipelineThresholds
+from .profiles import FeatureProfile
+from .reference import Reference, TrainingDataWarning
 from .stages import stage
 
 __all__ = [

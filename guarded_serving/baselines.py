@@ -33,7 +33,8 @@ from .drift.calibration import Calibration
 from .errors import StoreError
 from .health import BaselineSource
 from .performance import Performance, infer_task, row_losses
-from .reference import FeatureProfile, Reference
+from .profiles import FeatureProfile
+from .reference import Reference
 from .store import Store
 
 __all__ = ["AdoptedOutputs", "ServedBaselines", "adopted_profiles", "reference_digest", "source_of"]

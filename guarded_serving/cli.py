@@ -17,24 +17,24 @@ import json
 import os
 import shutil
 import sys
-import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from . import __version__
 from .dashboard import render_dashboard
 from .datafile import labels_of, read_table
-from .errors import ConfigurationError, GuardedServingError
+from .errors import ConfigurationError, GuardedServingError, short_repr
 from .health import Status
-from .monitor import DEFAULT_DB
 from .offline import SINCE_EXPECTED, OfflineReport, offline_health
+from .options import DEFAULT_DB, Environment
 from .reference import Reference
 from .store import StoreReader, open_reader
+from .terminal import ProgressBar, print_requests, printable, profile_summary, render_table, tail_header
 
 __all__ = ["build_parser", "main"]
 
@@ -97,7 +97,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         metavar="FILE",
-        default=os.environ.get("GUARDED_SERVING_DB", DEFAULT_DB),
+        default=Environment.read().db or DEFAULT_DB,
         help="the service's log store, a SQLite file or a postgresql:// URL (default: $GUARDED_SERVING_DB, else"
         " ./guarded_serving.db); only read",
     )
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigurationError as exc:
         option = OPTIONS.get(exc.argument)
-        message = f"{option}: expected {exc.expected}, got {_short(exc.got)}" if option else str(exc)
+        message = f"{option}: expected {exc.expected}, got {short_repr(exc.got)}" if option else str(exc)
         return _fail(args.command, message)
     except GuardedServingError as exc:
         return _fail(args.command, str(exc))
@@ -246,61 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the interpreter's final flush does not fail
         return EXIT_OK
     except Exception as exc:  # a bug: say so in one line, with an exit code no script mistakes for a verdict
-        print(f"{PROG} {args.command}: internal error: {_printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        print(f"{PROG} {args.command}: internal error: {printable(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         print("This is a bug in guarded-serving; set GUARDED_SERVING_DEBUG=1 to see where it happened.", file=sys.stderr)
-        if os.environ.get("GUARDED_SERVING_DEBUG"):
+        if Environment.read().debug:
             traceback.print_exc()
         return EXIT_INTERNAL
 
 
 def _fail(command: str, message: str) -> int:
-    print(f"{PROG} {command}: error: {_printable(message)}", file=sys.stderr)
+    print(f"{PROG} {command}: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _printable(text: object) -> str:
-    """Text safe for a terminal: control characters (from logged client input) are shown escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
-
-
-# -- progress --------------------------------------------------------------------------------------
-class ProgressBar:
-    """A one-line bar on stderr. ``auto`` draws only on a terminal and only once a run has lasted 0.5 s."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, mode: str, unit: str = "rows", stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.label = label
-        self.unit = unit
-        self.enabled = mode == "always" or (mode == "auto" and self.stream.isatty())
-        self.delay = 0.0 if mode == "always" else 0.5
-        self.started = time.monotonic()
-        self.drawn_at: float | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.started < self.delay or (self.drawn_at is not None and now - self.drawn_at < 0.1 and done < total):
-            return
-        self.drawn_at = now
-        share = done / total if total else 1.0
-        filled = round(share * self.WIDTH)
-        amounts = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if self.unit == "bytes" else f"{done:,}/{total:,} {self.unit}"
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {share:4.0%} {amounts}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.drawn_at is not None:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -335,7 +290,7 @@ def _profile(args: argparse.Namespace) -> int:
         saved = reference.save(args.out)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
-    print(_profile_summary(reference, args.data, saved))
+    print(profile_summary(reference, args.data, saved))
     return EXIT_OK
 
 
@@ -387,23 +342,6 @@ def _stack(outputs: list[Any]) -> Any:
     return np.column_stack(outputs)
 
 
-def _profile_summary(reference: Reference, data: str, saved: Path) -> str:
-    categorical = [f.name for f in reference.features if f.kind == "categorical"]
-    parts = [
-        f"Profiled {reference.rows} rows of {data}: {len(reference.features)} features"
-        + (f" ({len(categorical)} categorical: {', '.join(categorical)})" if categorical else " (all numeric)")
-    ]
-    if reference.target is not None:
-        parts.append("the target")
-    held = " on the held-out rows" if reference.provenance.outputs == "holdout" else ""
-    if reference.outputs:
-        parts.append(f"{len(reference.outputs)} model output{'s' if len(reference.outputs) != 1 else ''}{held}")
-    if reference.performance is not None:
-        p = reference.performance
-        parts.append(f"{p.task} performance ({p.metric} {p.metric_value(p.error_mean):.3f}){held}")
-    return _printable(", ".join(parts) + f". Wrote {saved}.")
-
-
 # -- report ----------------------------------------------------------------------------------------
 def _report(args: argparse.Namespace) -> int:
     bar = ProgressBar("re-encoding logged rows", args.progress)
@@ -434,93 +372,6 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def render_table(offline: OfflineReport, width: int | None = None) -> str:
-    """The report as a person reads it: the overall status, one line per check, then the drifted features."""
-    report = offline.to_json()
-    model = report["model"]
-    totals = report["totals"]
-    lines = [
-        f"Model {model['name']!r}" + (f" version {model['version']!r}" if model["version"] else "") + f", from {offline.db}",
-        f"status     {report['status'].upper()}",
-        f"window     {_window_text(offline)}",
-        f"totals     {totals['requests']} requests{_since_text(offline)}: {totals['rows']} rows answered,"
-        f" {totals['rejected']} rejected, {totals['errors']} errors",
-        f"reference  {'saved in the log store' if offline.reference == 'the store' else offline.reference}",
-        "",
-    ]
-    checks = [(name, c["status"], c["summary"]) for name, c in report["checks"].items()]
-    lines += _columns(("CHECK", "STATUS", "SUMMARY"), checks, width)
-    drifted = []
-    for name, check in report["checks"].items():
-        for feature, entry in (check.get("features") or {}).items():
-            if isinstance(entry, dict) and entry.get("drifted"):
-                drifted.append((name, feature, entry["status"], _figures(entry)))
-    if drifted:
-        lines += ["", "Drifted features:"]
-        lines += _columns(("CHECK", "FEATURE", "STATUS", "FIGURES"), drifted, width)
-    return _printable_lines("\n".join(lines))
-
-
-def _window_text(offline: OfflineReport) -> str:
-    window = offline.report
-    replay = offline.replay
-    if replay is None:
-        return f"{window.window_rows} of {window.window_capacity} rows: the stored window, as the live endpoint judges it"
-    text = f"{replay.rows_judged} rows re-encoded from the logged inputs"
-    if replay.rows_judged < replay.rows_with_inputs:
-        text += f" (the newest of {replay.rows_with_inputs})"
-    if offline.since:
-        text += f", logged since {offline.since}"
-    if replay.rows_without_inputs:
-        text += (
-            f"; {replay.rows_without_inputs} answered rows have no stored inputs"
-            " (log_inputs=False, sampled out or pruned) and are not judged"
-        )
-    return text
-
-
-def _since_text(offline: OfflineReport) -> str:
-    return f" since {offline.since}" if offline.since else ""
-
-
-def _figures(entry: dict[str, Any]) -> str:
-    """Why a feature drifted, with its figures (method, score against threshold, shift); or its quality problems."""
-    if entry.get("problems"):
-        return "; ".join(entry["problems"])
-    if entry.get("reason"):
-        return str(entry["reason"])
-    parts = []
-    if entry.get("score") is not None:
-        parts.append(f"{entry['method']} {entry['score']:.3g} > {entry['threshold']:.3g}")
-    if entry.get("mean_shift_std") is not None:
-        parts.append(f"mean {entry['mean_shift_std']:+.2f} std")
-    if entry.get("spread_ratio") is not None:
-        parts.append(f"spread x{entry['spread_ratio']:.2f}")
-    return ", ".join(parts)
-
-
-def _columns(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]], width: int | None) -> list[str]:
-    """Left-aligned columns; the last one is wrapped to ``width`` (when printing to a terminal)."""
-    texts = [tuple(_printable(cell) for cell in row) for row in [header, *rows]]
-    widths = [max(len(row[k]) for row in texts) for k in range(len(header) - 1)]
-    indent = sum(widths) + 2 * len(widths)
-    out = []
-    for row in texts:
-        lead = "".join(cell.ljust(w + 2) for cell, w in zip(row, widths, strict=False))
-        last = row[-1]
-        if width and width - indent >= 30 and len(last) > width - indent:
-            wrapped = textwrap.wrap(last, width - indent) or [""]
-            out.append(lead + wrapped[0])
-            out += [" " * indent + more for more in wrapped[1:]]
-        else:
-            out.append(lead + last)
-    return out
-
-
-def _printable_lines(text: str) -> str:
-    return "\n".join(_printable(line) for line in text.split("\n"))
-
-
 def _write_html(offline: OfflineReport, path: Path) -> None:
     """Write the report as the service's dashboard: one self-contained page (no script, no external URL)."""
     page = render_dashboard(offline.report, offline.histograms, offline.history)
@@ -537,8 +388,8 @@ def _tail(args: argparse.Namespace) -> int:
         show_model = args.model is None and len(names) > 1
         found = reader.request_log(args.model, args.status, limit=args.lines) if args.lines else []
         if not args.json and (found or args.follow):
-            print(_tail_header(show_model), flush=True)
-        _print_requests(found, args.json, show_model)
+            print(tail_header(show_model), flush=True)
+        print_requests(found, args.json, show_model)
         if not args.follow:
             if not found:
                 print(f"No requests logged in {reader.path}" + (f" with status {args.status}" if args.status else "") + ".")
@@ -549,7 +400,7 @@ def _tail(args: argparse.Namespace) -> int:
             new = reader.request_log(args.model, args.status, after_id=last, limit=10_000)
             if new:
                 last = new[-1]["id"]
-                _print_requests(new, args.json, show_model)
+                print_requests(new, args.json, show_model)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
@@ -559,35 +410,3 @@ def _tail(args: argparse.Namespace) -> int:
 def _newest_id(reader: StoreReader) -> int:
     newest = reader.request_log(limit=1)
     return int(newest[-1]["id"]) if newest else 0
-
-
-TAIL_COLUMNS = (("TIME (UTC)", 23), ("REQUEST ID", 32), ("STATUS", 8), ("ROWS", 6), ("LATENCY", 10))
-
-
-def _tail_header(show_model: bool) -> str:
-    cells = [name.ljust(w) for name, w in TAIL_COLUMNS]
-    if show_model:
-        cells.insert(1, "MODEL".ljust(16))
-    return "  ".join([*cells, "FAILED STAGE: ERROR"])
-
-
-def _print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool) -> None:
-    for r in found:
-        if as_json:
-            print(json.dumps({k: _cell(v) for k, v in r.items() if k != "id"}), flush=True)
-            continue
-        r = {k: _cell(v) for k, v in r.items()}
-        when = str(r["ts"]).replace("T", " ").removesuffix("+00:00")
-        number = isinstance(r["latency_ms"], (int, float)) and not isinstance(r["latency_ms"], bool)
-        latency = f"{r['latency_ms']:.1f} ms" if number else "-"
-        cells = [when.ljust(23), str(r["request_id"]).ljust(32), str(r["status"]).ljust(8), str(r["rows"]).rjust(6)]
-        cells.append(latency.rjust(10))
-        if show_model:
-            cells.insert(1, str(r["model"]).ljust(16))
-        problem = ": ".join(str(x) for x in (r["failed_stage"], r["error"]) if x)
-        print(_printable("  ".join([*cells, problem[:300]]).rstrip()), flush=True)
-
-
-def _cell(value: Any) -> Any:
-    """A logged value as text or JSON can show it: bytes (a damaged row) as their length."""
-    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value

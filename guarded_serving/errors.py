@@ -45,7 +45,7 @@ class ConfigurationError(GuardedServingError, ValueError):
         self.argument = argument
         self.got = got
         self.expected = expected
-        super().__init__(f"{argument}: expected {expected}, got {_short(got)}")
+        super().__init__(f"{argument}: expected {expected}, got {short_repr(got)}")
 
 
 class InvalidReferenceError(GuardedServingError, ValueError):
@@ -122,6 +122,11 @@ class StoreError(GuardedServingError, OSError):
     """The log store could not be opened or written."""
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut with an ellipsis at ``limit`` characters: how a message shows a value it was given."""
+    return shortened(repr(value), limit)
+
+
+def shortened(text: str, limit: int = 80) -> str:
+    """``text``, cut with an ellipsis when longer than ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

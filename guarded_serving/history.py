@@ -24,10 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import StoreError
+from .errors import ConfigurationError, StoreError
 from .health import HealthReport, Status
 from .logs import get_logger
+from .operational import PipelineDetails
+from .stages import StageSummary
 from .store import Store
+from .times import LATEST, iso
 
 __all__ = ["HISTORY_KEEP", "MEMORY_KEEP", "CheckSnapshot", "History", "Snapshot", "StageLatency"]
 
@@ -76,10 +79,8 @@ class Snapshot:
             ts = dt.datetime.fromisoformat(report.generated_at).timestamp()
         stages: tuple[StageLatency, ...] = ()
         for check in report.checks:
-            if check.name == "pipeline":
-                rendered = check.to_json().get("stages")
-                if isinstance(rendered, Mapping):
-                    stages = tuple(_stage(name, s) for name, s in rendered.items() if isinstance(s, Mapping))
+            if isinstance(check.details, PipelineDetails):
+                stages = tuple(_latency(s) for s in check.details.stages.values())
         return cls(
             ts=ts,
             status=report.status,
@@ -97,7 +98,7 @@ class Snapshot:
 
     def to_json(self, detail: bool = True) -> dict[str, Any]:
         """``{"ts", "status"}``, and with ``detail`` the counts, every check and every stage."""
-        out: dict[str, Any] = {"ts": _iso(self.ts), "status": self.status.value}
+        out: dict[str, Any] = {"ts": iso(self.ts), "status": self.status.value}
         if detail:
             out["window_rows"] = self.window_rows
             out["totals"] = {"requests": self.requests, "rows": self.rows, "rejected": self.rejected, "errors": self.errors}
@@ -130,10 +131,17 @@ class Snapshot:
 
 def _stage(name: str, s: Mapping[str, Any]) -> StageLatency:
     def ms(key: str) -> float:
-        value = s.get(key)
-        return round(float(value), 3) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+        return _milliseconds(s.get(key))
 
     return StageLatency(str(name), int(s.get("count") or 0), ms("p50_ms"), ms("p95_ms"), ms("p99_ms"))
+
+
+def _latency(s: StageSummary) -> StageLatency:
+    return StageLatency(s.name, s.count, _milliseconds(s.p50_ms), _milliseconds(s.p95_ms), _milliseconds(s.p99_ms))
+
+
+def _milliseconds(value: Any) -> float:
+    return round(float(value), 3) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 def _decode(document: Any) -> Snapshot | None:
@@ -142,14 +150,7 @@ def _decode(document: Any) -> Snapshot | None:
         snapshot = Snapshot.from_json(json.loads(document))
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
         return None
-    return snapshot if math.isfinite(snapshot.ts) and 0 <= snapshot.ts <= _LATEST else None
-
-
-_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: a later time has no ISO 8601 form
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+    return snapshot if math.isfinite(snapshot.ts) and 0 <= snapshot.ts <= LATEST else None
 
 
 class History:
@@ -216,6 +217,11 @@ class History:
 
         Every worker's, from the store; this process's own when there is no store or it cannot be read.
         """
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since)):
+            raise ConfigurationError("since", since, "epoch seconds or None")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError("limit", limit, "a positive integer")
+        since = None if since is None else float(since)
         if self.store is not None:
             try:
                 documents = self.store.snapshots(self.model, since, limit, version=self.version)

@@ -29,8 +29,9 @@ import numpy as np
 from .concept import ConceptDetails
 from .drift.baseline import Baseline
 from .drift.bins import FeatureBins, by_feature
-from .drift.checks import DriftDetails, QualityDetails
+from .drift.checks import DriftDetails
 from .drift.joint import JointDetails
+from .drift.quality import QualityDetails
 from .drift.window import Chunk
 from .errors import ConfigurationError
 from .estimate import EstimateDetails

@@ -18,28 +18,26 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import PipelineThresholds
-from .dashboard import FeatureHistogram
 from .drift.baseline import CATEGORICAL_METHODS, NUMERIC_METHODS
 from .drift.window import Chunk
 from .errors import ConfigurationError, StoreError
 from .health import HealthReport
+from .histograms import FeatureHistogram
 from .history import Snapshot
 from .monitor import MIN_ROWS, Monitor, as_reference
+from .operational import PipelineThresholds
 from .reference import Reference
-from .store import ReadOnlyStore, SavedModel, StoreReader, iso_time, open_reader
+from .store import ReadOnlyStore, SavedModel, StoreReader, open_reader
+from .times import iso, parse_since
 
-__all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "offline_health", "parse_since"]
+__all__ = ["MAX_REPLAY_ROWS", "OfflineReport", "Replay", "offline_health", "since_seconds"]
 
 MAX_REPLAY_ROWS = 100_000  # rows re-encoded by default with `since` (the newest); `window` changes it
 _BATCH = 2000  # rows decoded and encoded at a time
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 SINCE_EXPECTED = (
     "an ISO time (2026-11-29T09:00, UTC unless it has an offset), epoch seconds, or a duration ago (90s, 30m, 1h, 2d)"
 )
@@ -47,28 +45,20 @@ SINCE_EXPECTED = (
 Progress = Callable[[int, int], None]
 
 
-def parse_since(value: float | str | dt.datetime, now: float | None = None) -> float:
-    """Epoch seconds from an ISO time, epoch seconds, or a duration back from now (``30m``, ``1h``)."""
+def since_seconds(value: float | str | dt.datetime) -> float:
+    """``offline_health(since=)`` as epoch seconds: a datetime (naive is UTC), epoch seconds, or text as
+    :func:`~guarded_serving.times.parse_since` reads it (a moment or a duration ago)."""
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if not isinstance(value, str):
+    try:
+        seconds = parse_since(value) if isinstance(value, str) else None
+    except ValueError:
+        seconds = None
+    if seconds is None:
         raise ConfigurationError("since", value, SINCE_EXPECTED)
-    text = value.strip()
-    duration = _DURATION.match(text)
-    if duration:
-        moment = now if now is not None else dt.datetime.now(dt.UTC).timestamp()
-        return moment - float(duration.group(1)) * _UNIT_SECONDS[duration.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigurationError("since", value, SINCE_EXPECTED) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+    return seconds
 
 
 @dataclass
@@ -179,14 +169,14 @@ def offline_health(
 
     ``model`` may be left out when the file holds one model, and ``version`` when it holds one version
     of it (``""`` names the unversioned one); ``reference`` overrides the one the service saved;
-    ``since`` (see :func:`parse_since`) limits every figure to requests logged since then and
+    ``since`` (see :func:`since_seconds`) limits every figure to requests logged since then and
     re-encodes the window from the logged rows; ``window`` judges the newest ``window`` logged rows
     (re-encoded) instead of the live window. ``progress(done, total)`` is called while rows are
     re-encoded.
     """
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ConfigurationError("window", window, "a positive number of rows")
-    since_ts = parse_since(since) if since is not None else None
+    since_ts = since_seconds(since) if since is not None else None
     reader = open_reader(db, since=since_ts)
     replayer = _Replayer(reader) if window is not None or since_ts is not None else None
     store = ReadOnlyStore(reader, window=replayer.chunks if replayer is not None else None)
@@ -236,7 +226,7 @@ def offline_health(
     return OfflineReport(
         report=report,
         db=reader.path,  # a URL without its password
-        since=iso_time(since_ts) if since_ts is not None else None,
+        since=iso(since_ts) if since_ts is not None else None,
         replay=replay,
         reference="the store" if reference is None else str(reference) if not isinstance(reference, Reference) else "given",
         histograms=histograms,

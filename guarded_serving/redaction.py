@@ -19,7 +19,8 @@ from collections.abc import Collection, Sequence
 
 from .environment import WarningRecord
 from .errors import InputError
-from .reference import FeatureProfile, Reference
+from .profiles import FeatureProfile
+from .reference import Reference
 
 __all__ = ["WITHHELD", "redacted_input_error", "redacted_reference", "withheld_warnings"]
 

@@ -12,11 +12,9 @@ adopts them from early served traffic.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,142 +27,24 @@ import numpy as np
 from .environment import Fingerprint, capture_warnings, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
 from .estimate import ConfidenceProfile, profile_of
+from .jsontext import to_jsonable_output
 from .performance import Performance, training_fit_evidence
+from .profiles import Category, FeatureProfile, output_columns, profile_columns, row_sample_of
 from .rowsample import RowSample
 from .tabular import INPUT_FORMATS, Columns, InputFormat, columns_from_data, columns_to_rows, to_model_input
 
-__all__ = ["FeatureProfile", "Provenance", "Reference", "TrainingDataWarning"]
+__all__ = ["Provenance", "Reference", "TrainingDataWarning"]
 
 FORMAT = "guarded-serving/reference"
 VERSION = 1
 
-Kind = Literal["numeric", "categorical"]
 Origin = Literal["training", "holdout", "given"]
 ORIGINS = ("training", "holdout", "given")
-BINS = 10  # quantile bins per numeric feature, for PSI and Jensen-Shannon
-SAMPLE_SIZE = 5000  # sorted sample kept per numeric feature, for exact two-sample statistics
 PREDICT_ROWS = 5000  # rows the model is called on to profile its outputs
-Category = str | int | float | bool
 
 
 class TrainingDataWarning(UserWarning):
     """A reference's predictions and labels look like the rows the model was fitted on (see Reference.from_data)."""
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureProfile:
-    """One feature of the reference: its kind, missing rate, and range or category frequencies."""
-
-    name: str
-    kind: Kind
-    count: int
-    missing_rate: float
-    minimum: float | None = None
-    maximum: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    categories: tuple[tuple[Category, float], ...] = ()
-    edges: tuple[float, ...] = ()
-    proportions: tuple[float, ...] = ()
-    sample: tuple[float, ...] = ()
-    top_share: float = 0.0
-    singletons: int = 0
-
-    @property
-    def category_set(self) -> frozenset[Category]:
-        return frozenset(c for c, _ in self.categories)
-
-    @classmethod
-    def from_column(cls, name: str, values: np.ndarray, categorical: bool) -> FeatureProfile:
-        count = len(values)
-        if categorical:
-            present = [v for v in values if v is not None]
-            missing = count - len(present)
-            freq: dict[Category, int] = {}
-            for v in present:
-                freq[v] = freq.get(v, 0) + 1
-            total = max(len(present), 1)
-            ordered = sorted(freq.items(), key=lambda kv: (-kv[1], str(kv[0])))
-            return cls(
-                name=name,
-                kind="categorical",
-                count=count,
-                missing_rate=missing / count,
-                categories=tuple((c, n / total) for c, n in ordered),
-                top_share=ordered[0][1] / total if ordered else 0.0,
-                singletons=sum(1 for _, n in ordered if n == 1),
-            )
-        finite = values[np.isfinite(values)]
-        if np.isinf(values).any():
-            bad = int(np.flatnonzero(np.isinf(values))[0])
-            raise ConfigurationError(f"reference feature {name!r} row {bad}", values[bad], "a finite number or missing")
-        missing = count - len(finite)
-        if len(finite) == 0:
-            return cls(name=name, kind="numeric", count=count, missing_rate=1.0)
-        values_sorted = np.sort(finite)
-        distinct, counts = np.unique(values_sorted, return_counts=True)
-        deciles = np.quantile(values_sorted, np.linspace(0, 1, BINS + 1)[1:-1], method="lower")
-        # A value holding at least half a bin's share (a point mass: the zeros of a sparse feature, a count's
-        # common values) gets a bin of its own, from it to the next larger value, whatever the deciles are.
-        atoms = distinct[counts >= len(finite) / (2 * BINS)]
-        after = distinct[np.minimum(np.searchsorted(distinct, atoms, side="right"), len(distinct) - 1)]
-        edges = np.unique(np.concatenate([deciles, atoms, after]))
-        edges = edges[edges > values_sorted[0]]  # edges are data values, so discrete features get one bin per value
-        bins = np.bincount(np.searchsorted(edges, values_sorted, side="right"), minlength=len(edges) + 1)
-        sample = values_sorted
-        if len(sample) > SAMPLE_SIZE:  # evenly spaced order statistics: a deterministic quantile sketch
-            sample = sample[np.linspace(0, len(sample) - 1, SAMPLE_SIZE).round().astype(int)]
-        return cls(
-            name=name,
-            kind="numeric",
-            count=count,
-            missing_rate=missing / count,
-            minimum=_finite(finite.min()),
-            maximum=_finite(finite.max()),
-            mean=_finite(finite.mean()),
-            std=_finite(finite.std()),
-            edges=tuple(float(e) for e in edges),
-            proportions=tuple(float(b) / len(finite) for b in bins),
-            sample=tuple(float(v) for v in sample.astype(np.float32)),
-            top_share=float(counts.max()) / len(finite),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "count": self.count, "missing_rate": self.missing_rate}
-        if self.kind == "numeric":
-            out.update(minimum=self.minimum, maximum=self.maximum, mean=self.mean, std=self.std)
-            out.update(edges=list(self.edges), proportions=list(self.proportions), top_share=self.top_share)
-            out["sample_f32"] = base64.b64encode(np.asarray(self.sample, dtype="<f4").tobytes()).decode("ascii")
-        else:
-            out["categories"] = [[c, f] for c, f in self.categories]
-            out.update(top_share=self.top_share, singletons=self.singletons)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FeatureProfile:
-        kind = data["kind"]
-        if kind not in ("numeric", "categorical"):
-            raise InvalidReferenceError(f"feature {data.get('name')!r}: kind must be 'numeric' or 'categorical', got {kind!r}")
-        return cls(
-            name=str(data["name"]),
-            kind=kind,
-            count=int(data["count"]),
-            missing_rate=float(data["missing_rate"]),
-            minimum=data.get("minimum"),
-            maximum=data.get("maximum"),
-            mean=data.get("mean"),
-            std=data.get("std"),
-            categories=tuple((c, float(f)) for c, f in data.get("categories", [])),
-            edges=tuple(float(e) for e in data.get("edges", ())),
-            proportions=tuple(float(p) for p in data.get("proportions", ())),
-            sample=tuple(float(v) for v in np.frombuffer(base64.b64decode(data.get("sample_f32", "")), dtype="<f4")),
-            top_share=float(data.get("top_share", 0.0)),
-            singletons=int(data.get("singletons", 0)),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,37 +70,6 @@ class Provenance:
             if origin not in ORIGINS:
                 raise InvalidReferenceError(f"provenance of {part}: expected one of {list(ORIGINS)}, got {origin!r}")
         return cls(**parts)
-
-
-def _profile(columns: Columns) -> tuple[FeatureProfile, ...]:
-    return tuple(
-        FeatureProfile.from_column(name, values, cat)
-        for name, values, cat in zip(columns.names, columns.values, columns.categorical, strict=True)
-    )
-
-
-def _row_sample(columns: Columns, profiles: tuple[FeatureProfile, ...]) -> RowSample:
-    """Some rows whole, encoded as the drift window encodes served rows (a category as its profile index)."""
-    codes = [{c: k for k, (c, _) in enumerate(p.categories)} if p.kind == "categorical" else None for p in profiles]
-    return RowSample.of(columns.names, columns.values, codes)
-
-
-def profile_outputs(predictions: Any) -> tuple[FeatureProfile, ...]:
-    """Profile a model's outputs: one profile per output column (``prediction``, or ``output_0``...)."""
-    return _profile(_output_columns(predictions))
-
-
-def _output_columns(predictions: Any) -> Columns:
-    """Profile model outputs: one column per output (a class probability, a regression target...)."""
-    array = np.asarray(predictions)
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    if array.ndim != 2:
-        raise ConfigurationError(
-            "predictions", f"array of shape {array.shape}", "one prediction (or one row of outputs) per reference row"
-        )
-    names = ["prediction"] if array.shape[1] == 1 else [f"output_{j}" for j in range(array.shape[1])]
-    return columns_from_data(array, feature_names=names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +147,7 @@ class Reference:
         outputs, target, performance, origin, confidence = _describe(
             described, y, predictions, predict, fmt, task, holdout is not None
         )
-        features = _profile(columns)
+        features = profile_columns(columns)
         return cls(
             features=features,
             rows=columns.rows,
@@ -309,7 +158,7 @@ class Reference:
             target=target,
             performance=performance,
             provenance=Provenance(outputs=origin if outputs else "given", performance=origin if performance else "given"),
-            row_sample=_row_sample(columns, features),
+            row_sample=row_sample_of(columns, features),
             confidence=confidence,
         )
 
@@ -411,12 +260,6 @@ class Reference:
             raise InvalidReferenceError(f"reference {str(path)!r}: {exc}") from exc
 
 
-def to_jsonable_predictions(predictions: Any) -> Any:
-    """Predictions as plain lists (rows of outputs), as they are logged."""
-    array = np.asarray(predictions)
-    return array.tolist() if array.dtype != object else [v.item() if isinstance(v, np.generic) else v for v in array.tolist()]
-
-
 def performance_labels(labels: Any) -> list[Any]:
     """Labels as plain Python values, one per row (as Performance reads them)."""
     values = list(np.asarray(labels, dtype=object).reshape(-1))
@@ -467,19 +310,19 @@ def _describe(
         predictions = _call(predict, described, input_format)
     outputs: tuple[FeatureProfile, ...] = ()
     if predictions is not None:
-        out_cols = _output_columns(predictions)
+        out_cols = output_columns(predictions)
         if out_cols.rows != described.rows:
             raise ConfigurationError("predictions", f"{out_cols.rows} rows", f"{described.rows} rows, one per {rows_of}")
-        outputs = _profile(out_cols)
+        outputs = profile_columns(out_cols)
     target = None
     if labels is not None:
         y_cols = columns_from_data(np.asarray(labels, dtype=object).reshape(-1, 1), feature_names=["target"])
         if y_cols.rows != described.rows:
             raise ConfigurationError("y", f"{y_cols.rows} labels", f"{described.rows} labels, one per {rows_of}")
-        target = _profile(y_cols)[0]
+        target = profile_columns(y_cols)[0]
     performance = None
     if labels is not None and predictions is not None:
-        jsonable = to_jsonable_predictions(predictions)
+        jsonable = to_jsonable_output(predictions)
         performance = Performance.from_data(labels, jsonable, task=task)  # type: ignore[arg-type]
         evidence = training_fit_evidence(performance, jsonable, labels)
         if evidence is not None:
@@ -539,7 +382,7 @@ def _call(predict: Callable[..., Any], columns: Columns, input_format: str) -> A
     try:
         with capture_warnings():
             result = predict(to_model_input(rows, columns.names, not any(columns.categorical), input_format))
-        return to_jsonable_predictions(result)
+        return to_jsonable_output(result)
     except Exception as exc:
         raise ConfigurationError(
             "predict", f"{type(exc).__name__}: {exc}", "a function that accepts the reference data (it failed on it)"

@@ -39,8 +39,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .errors import ConfigurationError
-from .guard import GuardedModel, PredictCall, Reply, UnreadBody
+from .handler import PredictCall
+from .http import Reply, UnreadBody
 from .logs import configure_logging
+
+if t.TYPE_CHECKING:
+    from .guard import GuardedModel
 
 __all__ = ["build_service"]
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from pydantic_core import from_json
 
-from .errors import InputError, Problem
+from .errors import InputError, Problem, shortened
 from .reference import Reference
 
-__all__ = ["RowSchema", "Table", "parse_json", "parse_rows", "parse_table"]
+__all__ = ["ParsedRows", "RowSchema", "parse_json", "parse_rows", "parse_table"]
 
 MAX_PROBLEMS = 20
 FLOAT_MAX = sys.float_info.max
@@ -49,7 +49,7 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shortened(text, 40)
 
 
 NUMBER: frozenset[type] = frozenset({int, float})
@@ -214,7 +214,7 @@ def _check_value(value: Any, numeric: bool, types: frozenset[type], limit: float
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Table:
+class ParsedRows:
     """Validated rows in the reference's feature order, and, when every feature is numeric, the same
     rows as one float64 matrix (NaN for a missing value), built once for the model and the window."""
 
@@ -224,7 +224,7 @@ class Table:
 
 
 def rows_text(body: bytes) -> str | None:
-    """The JSON text of the ``rows`` array of a body that parsed into a :class:`Table` with a matrix
+    """The JSON text of the ``rows`` array of a body that parsed into a :class:`ParsedRows` with a matrix
     and ``verbatim`` rows, so that the store logs the client's own text instead of writing it again.
 
     Such a body is an object whose single key is ``rows`` holding lists of numbers: its first ``[``
@@ -247,7 +247,7 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
     return parse_table(document, schema).rows
 
 
-def parse_table(document: Any, schema: RowSchema) -> Table:
+def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
     """:func:`parse_rows`, plus the float matrix of an all-numeric schema's rows."""
     if not isinstance(document, dict):
         raise InputError([Problem(f"the body is {_describe(document)}", 'a JSON object like {"rows": [[...], ...]}')], status=422)
@@ -280,7 +280,7 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
         out.append(row)
     else:
         if not numeric:
-            return Table(out)
+            return ParsedRows(out)
         # Every value is a number or None: one conversion, and the magnitude check on the whole matrix
         # (1e400 parses as inf; an integer beyond float range cannot be converted at all).
         try:
@@ -289,8 +289,8 @@ def parse_table(document: Any, schema: RowSchema) -> Table:
             pass
         else:
             if not (np.abs(matrix) > limits).any():  # NaN (missing) compares False
-                return Table(out, matrix, verbatim)
-    return Table(_parse_slowly(rows, schema))
+                return ParsedRows(out, matrix, verbatim)
+    return ParsedRows(_parse_slowly(rows, schema))
 
 
 @functools.lru_cache(maxsize=64)

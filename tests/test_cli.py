@@ -26,9 +26,10 @@ import pytest
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.cli import ProgressBar, build_parser, main
-from guarded_serving.offline import offline_health, parse_since
+from guarded_serving.offline import offline_health
 from guarded_serving.store import RequestRecord, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
+from guarded_serving.times import parse_since
 
 from .conftest import ROOT, Server, wait_for
 

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from guarded_serving import CheckResult, GuardedModel, HealthReport, Monitor, Reference, Status
-from guarded_serving.dashboard import FeatureHistogram, feature_histograms, render_dashboard
+from guarded_serving.dashboard import render_dashboard
 from guarded_serving.drift.baseline import Baseline
-from guarded_serving.drift.window import Encoder, bin_counts
-from guarded_serving.guard import parse_since, prefers_html
+from guarded_serving.drift.bins import bin_counts
+from guarded_serving.drift.window import Encoder
+from guarded_serving.histograms import FeatureHistogram, feature_histograms
 from guarded_serving.history import Snapshot, StageLatency
+from guarded_serving.http import prefers_html
+from guarded_serving.times import parse_since
 
 from .conftest import wait_for
 

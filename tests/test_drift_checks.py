@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Calibration, Chunk, Encoder, WindowData, assemble, drift_check, quality_check
-from guarded_serving.drift.checks import ALPHA_DATA, Columns, DriftDetails, QualityDetails, fingerprint
+from guarded_serving.drift.checks import ALPHA_DATA, DriftDetails
+from guarded_serving.drift.columns import WindowColumns
+from guarded_serving.drift.quality import QualityDetails, fingerprint
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.health import CheckResult, Status
 
@@ -45,12 +47,12 @@ def window_of(base: Baseline, rows: list[list[Any]] | np.ndarray) -> WindowData:
 
 
 def drift(base: Baseline, cal: Calibration, rows: list[list[Any]] | np.ndarray) -> CheckResult:
-    return drift_check("data_drift", base, cal, Columns.of(window_of(base, rows).inputs, base), MIN_ROWS)
+    return drift_check("data_drift", base, cal, WindowColumns.of(window_of(base, rows).inputs, base), MIN_ROWS)
 
 
 def quality(base: Baseline, rows: list[list[Any]] | np.ndarray, reveal: bool = False) -> CheckResult:
     data = window_of(base, rows)
-    return quality_check(base, Columns.of(data.inputs, base), data, MIN_ROWS, reveal=reveal)
+    return quality_check(base, WindowColumns.of(data.inputs, base), data, MIN_ROWS, reveal=reveal)
 
 
 def drifted(result: CheckResult) -> list[str]:

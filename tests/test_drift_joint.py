@@ -12,15 +12,13 @@ from hypothesis import strategies as st
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
-from guarded_serving.drift.checks import Columns
+from guarded_serving.drift.columns import WindowColumns
+from guarded_serving.drift.correlation import moments, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
     JointBaseline,
     JointDetails,
-    _moments,
-    _pairwise,
-    _scores,
     joint_check,
 )
 from guarded_serving.health import CheckResult, Status
@@ -61,7 +59,7 @@ def joint(reference: Reference, base: Baseline) -> JointBaseline:
 
 def judge(joint: JointBaseline, base: Baseline, window: list[list[Any]]) -> CheckResult:
     matrix = Encoder(base).encode(window, {}, {})
-    return joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    return joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
 
 def drifted(result: CheckResult) -> list[str]:
@@ -101,10 +99,10 @@ def test_on_normal_data_one_rows_variance_of_fishers_z_is_about_1() -> None:
     rng = np.random.default_rng(3)
     a = rng.normal(size=20_000)
     columns = np.column_stack([a, 0.6 * a + 0.8 * rng.normal(size=20_000)])
-    scores, present = _scores(columns, np.array([-1, -1]), np.full(2, -np.inf), np.full(2, np.inf))
-    rho = _pairwise(scores, present)[0][[0], [1]]
+    values, present = scores(columns, np.array([-1, -1]), np.full(2, -np.inf), np.full(2, np.inf))
+    rho = pairwise(values, present)[0][[0], [1]]
 
-    variance, upper, _ = _moments(scores, present, rho, np.array([0]), np.array([1]))
+    variance, upper, _ = moments(values, present, rho, np.array([0]), np.array([1]))
 
     assert rho[0] == pytest.approx(0.6, abs=0.02)
     assert variance[0] == pytest.approx(1.0, abs=0.05)
@@ -177,7 +175,7 @@ def test_the_reference_rows_compared_with_themselves_never_drift(
     assert reference.row_sample is not None
     matrix = reference.row_sample.matrix
 
-    result = joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    result = joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
     assert result.status is Status.OK
     assert isinstance(result.details, JointDetails)
@@ -211,7 +209,7 @@ def test_checking_never_changes_the_window(joint: JointBaseline, base: Baseline)
     matrix = Encoder(base).encode(rows(WINDOW, 10), {}, {})
     copy = matrix.copy()
 
-    joint_check(joint, matrix, Columns.of(matrix, base), base, MIN_ROWS)
+    joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
     np.testing.assert_array_equal(matrix, copy)
 

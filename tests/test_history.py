@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from guarded_serving import CheckResult, ConfigurationError, HealthReport, Monitor, Status
-from guarded_serving.checks import PipelineDetails
 from guarded_serving.history import History, Snapshot
+from guarded_serving.operational import PipelineDetails
 from guarded_serving.stages import StageSummary
 from guarded_serving.store import StoreOptions
 from guarded_serving.store.sqlite import SqliteStore

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -124,12 +125,22 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
         pytest.param({"name": ""}, "name: expected a non-empty string", id="name"),
         pytest.param({"version": 3}, "version: expected a non-empty string or None, got 3", id="version"),
         pytest.param({"flush_interval": -1}, "flush_interval: expected a positive number of seconds", id="flush"),
-        pytest.param({"db": 5}, "db: expected a file path, a Store, or None, got 5", id="db"),
-        pytest.param({"db": " "}, "db: expected a file path, or None or ':memory:' for no log store", id="blank-db"),
+        pytest.param(
+            {"db": 5},
+            "db: expected a SQLite file path or a sqlite:///path URL, or a postgresql:// URL, or None (or ':memory:')"
+            " for no store, or a Store, got 5",
+            id="db",
+        ),
+        pytest.param(
+            {"db": " "},
+            "db: expected a SQLite file path or a sqlite:///path URL, or a postgresql:// URL, or None (or ':memory:')"
+            " for no store",
+            id="blank-db",
+        ),
     ],
 )
 def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         Monitor(training, **kwargs)  # type: ignore[arg-type]
 
 

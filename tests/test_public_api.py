@@ -176,3 +176,108 @@ def test_relative_imports_resolve_to_the_modules_they_name() -> None:
     imported = imported_modules(PACKAGE / "store" / "readonly.py")
 
     assert {"guarded_serving.errors", "guarded_serving.store.contract", "guarded_serving.drift.window"} <= imported
+
+
+# -- the layout: dependencies point one way ------------------------------------------------------------------------
+
+# The edges: the BentoML adapter, the CLI, the renderers and the HTTP answers that use them. Everything else is
+# the core, which a batch job or another web framework can use without any of them.
+EDGES = {
+    "guarded_serving",
+    "guarded_serving.__main__",
+    "guarded_serving.service",
+    "guarded_serving.cli",
+    "guarded_serving.terminal",
+    "guarded_serving.dashboard",
+    "guarded_serving.metrics",
+    "guarded_serving.endpoints",
+    "guarded_serving.guard",
+}
+RENDERERS = {"guarded_serving.dashboard", "guarded_serving.terminal", "guarded_serving.metrics"}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports_of(module: str, *, at_import_time: bool) -> set[str]:
+    """The package's modules (and bentoml) that ``module`` imports: all of them, or only those its import runs
+    (module level, outside ``if TYPE_CHECKING:``)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt] | list[ast.AST]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and _is_type_checking(node):
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join([*parts, base]) if base else ".".join(parts)
+                for alias in node.names:
+                    found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and at_import_time:
+                continue
+            visit(list(ast.iter_child_nodes(node)))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return {m for m in found if m in MODULES and m != module} | {m for m in found if m.split(".")[0] == "bentoml"}
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    graph = {module: imports_of(module, at_import_time=False) - {"guarded_serving"} for module in MODULES}
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, trail = stack.pop()
+            for target in graph.get(node, ()):
+                if target == start:
+                    cycles.append(" -> ".join([*trail, start]))
+                elif target not in seen and target in graph:
+                    seen.add(target)
+                    stack.append((target, (*trail, target)))
+
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - EDGES))
+def test_the_core_loads_no_renderer_no_cli_and_no_bentoml(module: str) -> None:
+    loaded, queue = set(), [module]
+    while queue:
+        for target in imports_of(queue.pop(), at_import_time=True) - {"guarded_serving"}:
+            if target not in loaded:
+                loaded.add(target)
+                if target in MODULES:
+                    queue.append(target)
+
+    assert loaded & (RENDERERS | {"guarded_serving.cli", "guarded_serving.service", "guarded_serving.endpoints"}) == set()
+    assert not any(m.split(".")[0] == "bentoml" for m in loaded)
+
+
+SIZED = SOURCES
+
+
+@pytest.mark.parametrize("path", SIZED, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_module_is_longer_than_about_400_lines(path: Path) -> None:
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 430
+
+
+@pytest.mark.parametrize("path", SIZED, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_class_is_longer_than_about_250_lines(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.end_lineno}
+
+    assert {name: lines for name, lines in long.items() if lines > 260} == {}
+
+
+def test_only_envvars_reads_environment_variables() -> None:
+    assert sources_matching(r"os\.environ|os\.getenv") == ["envvars.py"]

@@ -17,7 +17,8 @@ from hypothesis.extra.numpy import arrays
 
 from guarded_serving.environment import current_fingerprint
 from guarded_serving.errors import ConfigurationError, InvalidReferenceError
-from guarded_serving.reference import FeatureProfile, Provenance, Reference, TrainingDataWarning
+from guarded_serving.profiles import FeatureProfile
+from guarded_serving.reference import Provenance, Reference, TrainingDataWarning
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor, Status
-from guarded_serving.checks import store_check
 from guarded_serving.drift.window import Chunk
+from guarded_serving.operational import store_check
 from guarded_serving.store import DEFAULT_CAPACITY_BYTES, RequestRecord, StoreOptions, StoreStats
 from guarded_serving.store.sqlite import SqliteStore
 

@@ -5,7 +5,8 @@ Nothing here knows about BentoML or the store; :class:`~guarded_serving.monitor.
 
 from .baseline import Baseline
 from .calibration import Calibration
-from .checks import drift_check, quality_check
+from .checks import drift_check
+from .quality import quality_check
 from .window import Chunk, Encoder, MemoryWindow, WindowData, assemble
 
 __all__ = [

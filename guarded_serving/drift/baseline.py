@@ -8,16 +8,28 @@ vectorised operations over all features at once.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..reference import BINS, FeatureProfile
+from ..errors import ConfigurationError
+from ..profiles import BINS, FeatureProfile
 from .statistics import GRID, quantile_spread, quantiles
 
-__all__ = ["Baseline"]
+__all__ = ["Baseline", "method_of"]
+
+
+def method_of(profile: FeatureProfile, methods: Mapping[str, str]) -> str:
+    """The drift method ``methods`` chooses for a feature (else its kind's default); ConfigurationError
+    when it is not one for its kind."""
+    method = methods.get(profile.name, "wasserstein" if profile.kind == "numeric" else "tv")
+    allowed = NUMERIC_METHODS if profile.kind == "numeric" else CATEGORICAL_METHODS
+    if method not in allowed:
+        raise ConfigurationError(f"methods[{profile.name!r}]", method, f"one of {list(allowed)} for a {profile.kind} feature")
+    return method
+
 
 NUMERIC_METHODS = ("wasserstein", "ks", "psi", "js")
 CATEGORICAL_METHODS = ("tv", "psi", "js")
@@ -68,7 +80,7 @@ class Baseline:
     singletons: np.ndarray
 
     @classmethod
-    def from_profiles(cls, profiles: Sequence[FeatureProfile], methods: dict[str, str] | None = None) -> Baseline:
+    def from_profiles(cls, profiles: Sequence[FeatureProfile], methods: Mapping[str, str] | None = None) -> Baseline:
         profiles = tuple(profiles)
         methods = methods or {}
         numeric = np.array([p.kind == "numeric" for p in profiles], dtype=bool)
@@ -99,16 +111,7 @@ class Baseline:
             ).astype(float)
             rows_per_value = p.count * (1 - p.missing_rate) / max(len(p.sample), 1)  # reference rows a sample value is
             once.append(singles * rows_per_value if discrete else np.zeros(len(p.proportions)))
-        chosen = []
-        for p in profiles:
-            default = "wasserstein" if p.kind == "numeric" else "tv"
-            method = methods.get(p.name, default)
-            allowed = NUMERIC_METHODS if p.kind == "numeric" else CATEGORICAL_METHODS
-            if method not in allowed:
-                from ..errors import ConfigurationError
-
-                raise ConfigurationError(f"methods[{p.name!r}]", method, f"one of {list(allowed)} for a {p.kind} feature")
-            chosen.append(method)
+        chosen = [method_of(p, methods) for p in profiles]
         return cls(
             profiles=profiles,
             names=tuple(p.name for p in profiles),

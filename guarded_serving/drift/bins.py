@@ -1,8 +1,14 @@
-"""Reference bins: how encoded rows fall in the reference's bins of each feature, as counts.
+"""Reference bins: how values fall in the reference's bins of each feature, as counts. The one place that counts.
 
-The Prometheus exporter counts every row this way, so that the rows of many replicas can be added up
-and compared with the reference's shares of the same bins (fleet-wide PSI and total variation in
-PromQL). Counting is a few vectorised passes per feature over rows already encoded for the window.
+:func:`edge_counts` counts numbers on a numeric feature's quantile edges, :func:`category_counts` encoded
+categories on a categorical feature's categories (and one bin for unseen ones), :func:`bin_counts` either for
+one profile. The drift checks, the dashboard's histograms and the Prometheus exporter all count with them.
+
+The exporter counts every row (:class:`FeatureBins`), so that the rows of many replicas can be added up and
+compared with the reference's shares of the same bins (fleet-wide PSI and total variation in PromQL): a few
+vectorised passes per feature over rows already encoded for the window. It gives the reference's
+``MAX_CATEGORY_BINS`` most common categories a bin each, a bound on the label values a time series may take;
+the dashboard draws fewer bars (:data:`guarded_serving.histograms.MAX_CATEGORIES`), what fits a small chart.
 """
 
 from __future__ import annotations
@@ -12,13 +18,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reference import FeatureProfile
+from ..profiles import FeatureProfile
 from .baseline import Baseline
+from .window import UNSEEN
 
-__all__ = ["MAX_CATEGORY_BINS", "OTHER", "FeatureBins", "by_feature"]
+__all__ = ["MAX_CATEGORY_BINS", "OTHER", "FeatureBins", "bin_counts", "by_feature", "category_counts", "edge_counts"]
 
 MAX_CATEGORY_BINS = 20  # the reference's most common categories get a bin each; the rest share OTHER
 OTHER = "__other__"
+
+
+def edge_counts(values: np.ndarray, edges: np.ndarray, *, ordered: bool = False) -> np.ndarray:
+    """Numbers per reference bin: bin ``k`` holds ``edges[k-1] <= v < edges[k]``, the first and last are
+    open-ended; a missing value (NaN) is not counted.
+
+    ``ordered``: ``values`` are sorted present values (as the drift checks hold them), found by a binary
+    search per edge. Otherwise the values at or above each edge are counted: a few SIMD passes, no sort, no copy.
+    """
+    if ordered:
+        positions = np.searchsorted(values, edges, side="left")
+        return np.diff(np.concatenate([[0], positions, [len(values)]]))
+    present = len(values) - int(np.count_nonzero(np.isnan(values)))
+    above = [present, *(int(np.count_nonzero(values >= e)) for e in edges), 0]
+    return -np.diff(np.array(above))
+
+
+def category_counts(codes: np.ndarray, categories: int) -> np.ndarray:
+    """Encoded categories (a category's index in its profile, ``UNSEEN`` for one the reference never had,
+    NaN missing) per reference category, then one count for unseen ones; a missing value is not counted."""
+    present = codes[~np.isnan(codes)]
+    index = np.where(present == UNSEEN, categories, present).astype(np.intp)
+    return np.bincount(index[(index >= 0) & (index <= categories)], minlength=categories + 1)
+
+
+def bin_counts(profile: FeatureProfile, column: np.ndarray) -> np.ndarray:
+    """A window column (as the window encodes it) on the reference's own bins: the ``len(edges) + 1`` quantile
+    bins of a numeric profile, or one bin per category of a categorical one (in ``profile.categories`` order)
+    and a last one for unseen categories. Missing values are not counted."""
+    values = np.asarray(column, dtype=np.float64)
+    if profile.kind == "numeric":
+        return edge_counts(values, np.asarray(profile.edges, dtype=np.float64))
+    return category_counts(values, len(profile.categories))
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,8 +111,7 @@ class FeatureBins:
                 continue
             if j in self.edges:
                 values = np.asarray(profile.sample, dtype=float)
-                counts = np.bincount(np.searchsorted(self.edges[j], values, side="right"), minlength=len(labels))
-                out[name] = counts.astype(float) / max(len(values), 1)
+                out[name] = edge_counts(values, self.edges[j]).astype(float) / max(len(values), 1)
             else:
                 shares = [f for _, f in profile.categories]
                 out[name] = np.bincount(self.lookup[j][: len(shares)], weights=shares, minlength=len(labels))
@@ -85,12 +124,12 @@ class FeatureBins:
         for j, name, labels, _ in self.features:
             column = by_feature[j]
             missing = int(np.count_nonzero(np.isnan(column)))
-            if j in self.edges:  # values at or above each edge (NaN never is): a few SIMD passes, no sort, no copy
-                above = [len(column) - missing, *(int(np.count_nonzero(column >= e)) for e in self.edges[j]), 0]
-                counts = -np.diff(np.array(above))
-            else:
-                present = column[~np.isnan(column)] if missing else column
-                counts = np.bincount(self.lookup[j][present.astype(np.intp)], minlength=len(labels))
+            if j in self.edges:
+                counts = edge_counts(column, self.edges[j])
+            else:  # each reference category's count (unseen last) into its bin: a common one's own, or OTHER
+                lookup = self.lookup[j]
+                found = category_counts(column, len(lookup) - 1)
+                counts = np.bincount(lookup, weights=found, minlength=len(labels)).astype(np.int64)
             out.append((name, labels, counts, missing))
         return out
 

@@ -1,4 +1,4 @@
-"""Data drift, prediction drift and data quality: the checks that judge the window.
+"""Data drift and prediction drift: the checks that judge how the window's values are distributed.
 
 Each is a pure function of (baseline, calibration, window) returning a
 :class:`~guarded_serving.health.CheckResult` whose details hold one typed entry per feature.
@@ -6,7 +6,6 @@ Each is a pure function of (baseline, calibration, window) returning a
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -15,7 +14,9 @@ from scipy.stats import binom
 
 from ..health import BaselineSource, CheckResult, Status
 from .baseline import Baseline
+from .bins import edge_counts
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
+from .columns import WindowColumns, rounded, significant, verdict
 from .statistics import (
     GRID,
     jensen_shannon,
@@ -29,13 +30,11 @@ from .statistics import (
     share_p_values,
     wasserstein,
 )
-from .window import UNSEEN, WindowData
 
-__all__ = ["Columns", "DriftDetails", "FeatureDrift", "FeatureQuality", "QualityDetails", "drift_check", "quality_check"]
+__all__ = ["ALPHA_DATA", "ALPHA_PREDICTION", "DriftDetails", "FeatureDrift", "WindowColumns", "drift_check"]
 
 ALPHA_DATA = 0.004
 ALPHA_PREDICTION = 0.0015
-ALPHA_QUALITY = 0.0025
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,44 +74,11 @@ class DriftDetails:
     baseline: BaselineSource | None = None
 
 
-def _r(x: float | np.floating | None, digits: int = 4) -> float | None:
-    if x is None or not math.isfinite(float(x)):
-        return None
-    return round(float(x), digits)
-
-
-def _significant(p: float | None) -> float | None:
-    """A p-value to three significant digits (a tiny one stays tiny, not 0)."""
-    return None if p is None or not math.isfinite(p) else float(f"{p:.3g}")
-
-
-@dataclass(frozen=True, eq=False)
-class Columns:
-    """A window laid out once for all checks: one contiguous row per feature, numeric ones sorted
-    (missing values, NaN, sort last), and the count of present values per feature."""
-
-    rows: int
-    present: np.ndarray  # per feature
-    numeric: np.ndarray  # numeric features x rows, each sorted
-    categorical: np.ndarray  # categorical features x rows, codes as in the window
-
-    @classmethod
-    def of(cls, matrix: np.ndarray, base: Baseline) -> Columns:
-        by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
-        numeric = by_feature if len(base.num_idx) == base.width else by_feature[base.num_idx]
-        numeric.sort(axis=1)  # in place: both are this function's own copies
-        categorical = by_feature[base.cat_idx]
-        present = np.empty(base.width, dtype=np.intp)
-        present[base.num_idx] = (~np.isnan(numeric)).sum(axis=1)
-        present[base.cat_idx] = (~np.isnan(categorical)).sum(axis=1)
-        return cls(matrix.shape[0], present, numeric, categorical)
-
-
 def drift_check(
     name: str,
     base: Baseline,
     cal: Calibration,
-    window: Columns,
+    window: WindowColumns,
     min_rows: int,
     what: str = "features",
     skip: frozenset[str] = frozenset(),
@@ -164,7 +130,7 @@ def _numeric(
     for method in set(methods) - {"wasserstein"}:
         pick = np.array([k for k, m in enumerate(methods) if m == method])
         primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
-    counts = [_bin_counts(sorted_t[k, : present[k]], base.edges[k]) for k in cols]
+    counts = [edge_counts(sorted_t[k, : present[k]], base.edges[k], ordered=True) for k in cols]
     window_bins = np.zeros_like(base.bin_matrix)
     for k in cols:
         window_bins[k, : len(counts[k])] = counts[k] / max(present[k], 1)
@@ -188,49 +154,51 @@ def _numeric(
         f = float(factor[k])
         score = float(primary[k])
         threshold = cal.distance_threshold(j, method, f) if base.ordered[k] else None
-        reasons: list[str] = []
+        reasons: list[str] = []  # location, spread, then distance, then the shares that moved
         severe = False
+        distance_over = mean_moved = went_constant = False
         if base.ordered[k]:
             if threshold is not None and score > threshold:
+                distance_over = True
                 reasons.append(f"{method} {score:.3g} > {threshold:.3g}")
                 severe |= score >= 2.5 * threshold
             mean_limit = cal.z_two_sided * cal.mean_sd[j] * f
             if abs(shift[k] - cal.mean_mu[j]) > mean_limit and abs(shift[k]) >= MIN_EFFECT["mean"]:
+                mean_moved = True
                 reasons.insert(0, f"mean {shift[k]:+.2f} std")
                 severe |= abs(shift[k]) >= 0.5
             if spread_testable[k]:
                 spread_limit = cal.z_two_sided * cal.scale_sd[j] * f  # on the spread score's scale (see spread_score)
                 centred = math.exp(2 / 3 * ratio[k]) - spread_centre[k]
                 if abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]:
-                    after_mean = 1 if reasons and reasons[0].startswith("mean") else 0  # location, spread, then distance
-                    reasons.insert(after_mean, "constant" if constant[k] else f"spread x{math.exp(ratio[k]):.2f}")
+                    went_constant = bool(constant[k])
+                    reasons.insert(int(mean_moved), "constant" if went_constant else f"spread x{math.exp(ratio[k]):.2f}")
                     severe |= bool(constant[k]) or abs(ratio[k]) >= math.log(1.5)
         shares_p, moved = shares[k] if base.shares_tested[k] else (None, None)
         if moved is not None:
             b, before, after = moved
-            shown = "constant, " if constant[k] and not any(r == "constant" for r in reasons) else ""
+            shown = "constant, " if constant[k] and not went_constant else ""
             label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
             reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
-        drifted = bool(reasons)
-        status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
+        drifted, status = verdict(reasons, severe)
         reason = ", ".join(reasons) if drifted else None
-        if drifted and threshold is not None and not any(r.startswith(method) for r in reasons):
+        if drifted and threshold is not None and not distance_over:
             reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
         out[name] = FeatureDrift(
             status=status,
             drifted=drifted,
             method=method,
-            score=_r(score),
-            threshold=_r(threshold),
+            score=rounded(score),
+            threshold=rounded(threshold),
             rows=rows,
             reason=reason,
-            mean_shift_std=_r(shift[k]),
-            spread_ratio=0.0 if constant[k] else _r(math.exp(ratio[k])) if base.has_spread[k] else None,
-            wasserstein=_r(w1[k]),
-            psi=_r(psi_all[k]),
-            js=_r(js_all[k]),
-            shares_p=_significant(shares_p),
+            mean_shift_std=rounded(shift[k]),
+            spread_ratio=0.0 if constant[k] else rounded(math.exp(ratio[k])) if base.has_spread[k] else None,
+            wasserstein=rounded(w1[k]),
+            psi=rounded(psi_all[k]),
+            js=rounded(js_all[k]),
+            shares_p=significant(shares_p),
         )
     return out
 
@@ -254,7 +222,7 @@ def _with_new_values(
             continue
         values = sorted_t[k, : present[k]]
         new = ~np.isin(values.astype(np.float32), lattice)
-        known = _bin_counts(values[~new], base.edges[k])
+        known = edge_counts(values[~new], base.edges[k], ordered=True)
         window.append(np.append(known, new.sum()))
         once = base.lattice_once[k]
         reference.append(np.append(np.maximum(ref - once, 0.0), once.sum()))
@@ -315,17 +283,6 @@ def _shares(
     return out
 
 
-def fingerprint(value: str) -> str:
-    """A short, stable stand-in for an input value that must not appear in a report."""
-    return "#" + hashlib.sha256(value.encode("utf-8", "backslashreplace")).hexdigest()[:8]
-
-
-def _bin_counts(sorted_present: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Values of a sorted column in each reference bin (bin i holds edges[i-1] <= v < edges[i])."""
-    positions = np.searchsorted(sorted_present, edges, side="left")
-    return np.diff(np.concatenate([[0], positions, [len(sorted_present)]]))
-
-
 def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
     from .calibration import _subset
 
@@ -359,168 +316,17 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
         severe |= score >= 2.5 * threshold
     elif reasons:
         reasons.append(f"{method} {score:.3g} (threshold {threshold:.3g})")
-    drifted = bool(reasons)
-    status = Status.ALERT if drifted and severe else Status.WARN if drifted else Status.OK
+    drifted, status = verdict(reasons, severe)
     return FeatureDrift(
         status=status,
         drifted=drifted,
         method=method,
-        score=_r(score),
-        threshold=_r(threshold),
+        score=rounded(score),
+        threshold=rounded(threshold),
         rows=rows,
         reason=", ".join(reasons) if drifted else None,
-        psi=_r(psi(props, reference)),
-        js=_r(jensen_shannon(props, reference)),
-        tv=_r(float(np.abs(props - reference).sum() / 2)),
-        shares_p=_significant(shares_p),
+        psi=rounded(psi(props, reference)),
+        js=rounded(jensen_shannon(props, reference)),
+        tv=rounded(float(np.abs(props - reference).sum() / 2)),
+        shares_p=significant(shares_p),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureQuality:
-    """One feature's data quality in the window."""
-
-    status: Status
-    drifted: bool
-    problems: tuple[str, ...]
-    missing_rate: float
-    reference_missing_rate: float
-    out_of_range: float | None = None
-    unseen: dict[str, int] | None = None
-    constant: bool = False
-    type_errors: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QualityDetails:
-    rows: int
-    min_rows: int
-    alpha: float
-    features: dict[str, FeatureQuality]
-
-
-def _unseen_problem(distinct: int, values: int, shown: dict[str, int]) -> str:
-    """``1 unseen category ('#76a79620' x117)``, ``3 unseen categories in 150 values ('#..' x100, ...)``.
-
-    ``distinct`` counts the names remembered (at most MAX_UNSEEN_NAMES per chunk: a lower bound), ``values``
-    the window's values that were unseen categories.
-    """
-    listed = ", ".join(f"{nm!r} x{c}" for nm, c in list(shown.items())[:3]) + (", ..." if len(shown) > 3 else "")
-    if distinct <= 1:
-        return f"1 unseen category ({listed})"
-    return f"{distinct} unseen categories in {values} values ({listed})"
-
-
-def quality_check(
-    base: Baseline,
-    window: Columns,
-    data: WindowData,
-    min_rows: int,
-    alpha: float = ALPHA_QUALITY,
-    skip: frozenset[str] = frozenset(),
-    reveal: bool = False,
-) -> CheckResult:
-    """Missing values, out-of-range values, unseen categories, constant columns and wrong types.
-
-    Unseen categories are input values: unless ``reveal``, they are shown as short fingerprints
-    (``#`` and 8 hex digits of their SHA-256), which match the same value across reports.
-    """
-    n = window.rows
-    if n < min_rows:
-        details = QualityDetails(n, min_rows, alpha, {})
-        summary = f"{n} rows in the window; quality is judged from {min_rows}."
-        return CheckResult("data_quality", Status.INSUFFICIENT_DATA, summary, details)
-    limit = alpha / max(3 * base.width, 1)
-    present = window.present
-    missing = n - present
-    m = np.array([max(float(p.count), 1.0) for p in base.profiles])
-    p_ref = base.missing_rate
-    p_up = np.minimum(p_ref + 3 * np.sqrt(p_ref * (1 - p_ref) / m) + 1 / m, 1.0)
-    rate = missing / n
-    missing_flag = (rate - p_ref >= 0.02) & (binom.sf(missing - 1, n, p_up) < limit)
-    # numeric: values outside the reference range (a fresh value lands there with probability 2/(m+1))
-    num = window.numeric
-    outside = ((num < base.minimum[:, None]) | (num > base.maximum[:, None])).sum(axis=1)
-    num_present = present[base.num_idx]
-    out_share = outside / np.maximum(num_present, 1)
-    out_flag = (out_share >= 0.01) & (binom.sf(outside - 1, num_present, 2 / (base.present[base.num_idx] + 1)) < limit)
-    last = np.maximum(num_present - 1, 0)
-    span = num[np.arange(len(num_present)), last] - num[:, 0] if num.size else np.zeros(0)
-    num_constant = (num_present >= 20) & base.has_spread & (span == 0)
-    # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
-    cat = window.categorical
-    unseen_count = (cat == UNSEEN).sum(axis=1)
-    cat_present = present[base.cat_idx]
-    unseen_share = unseen_count / np.maximum(cat_present, 1)
-    p_unseen = (base.singletons[base.cat_idx] + 1) / (base.present[base.cat_idx] + 1)
-    unseen_flag = (unseen_share >= 0.005) & (binom.sf(unseen_count - 1, cat_present, p_unseen) < limit)
-    first = cat[np.arange(len(cat)), np.argmax(~np.isnan(cat), axis=1)] if cat.size else np.zeros(0)  # first present value
-    cat_levels = np.array([len(base.profiles[j].categories) for j in base.cat_idx])
-    same = np.where(np.isnan(cat), first[:, None], cat) == first[:, None] if cat.size else np.zeros((0, 0), dtype=bool)
-    cat_constant = (cat_present >= 20) & (cat_levels > 1) & same.all(axis=1) if cat.size else np.zeros(0, dtype=bool)
-    for k, j in enumerate(base.cat_idx):  # unseen values all encode to one code: constant only if one value was seen
-        if cat_constant[k] and first[k] == UNSEEN:
-            cat_constant[k] = len(data.unseen.get(int(j), {})) == 1
-    constant = np.zeros(base.width, dtype=bool)
-    constant[base.num_idx] = num_constant
-    constant[base.cat_idx] = cat_constant
-    top = np.clip(base.top_share, 1e-300, 1.0)
-    constant &= (top < 1.0) & (present * np.log(top) < math.log(limit))  # too unlikely by chance
-    features: dict[str, FeatureQuality] = {}
-    num_pos = {int(j): k for k, j in enumerate(base.num_idx)}
-    cat_pos = {int(j): k for k, j in enumerate(base.cat_idx)}
-    for j, name in enumerate(base.names):
-        if name in skip:
-            continue
-        problems: list[str] = []
-        severe = False
-        if missing_flag[j]:
-            problems.append("all values missing" if missing[j] == n else f"{rate[j]:.0%} missing (reference {p_ref[j]:.0%})")
-            severe |= bool(missing[j] == n or rate[j] - p_ref[j] >= 0.2)
-        share = None
-        unseen = None
-        if j in num_pos:
-            k = num_pos[j]
-            share = float(out_share[k])
-            if out_flag[k]:
-                problems.append(
-                    f"{share:.0%} of values outside the reference range [{base.minimum[k]:.4g}, {base.maximum[k]:.4g}]"
-                )
-                severe |= share >= 0.1
-        else:
-            k = cat_pos[j]
-            names = data.unseen.get(j, {})
-            if unseen_count[k]:
-                unseen = {(nm if reveal else fingerprint(nm)): c for nm, c in sorted(names.items(), key=lambda kv: -kv[1])[:10]}
-            if unseen_flag[k]:
-                problems.append(_unseen_problem(len(names), int(unseen_count[k]), unseen or {}))
-                severe |= bool(unseen_share[k] >= 0.1)
-        if constant[j]:
-            problems.append("the feature went constant")
-            severe = True
-        errors = int(data.type_errors.get(j, 0))
-        if errors:
-            problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
-        status = Status.ALERT if problems and severe else Status.WARN if problems else Status.OK
-        features[name] = FeatureQuality(
-            status=status,
-            drifted=bool(problems),
-            problems=tuple(problems),
-            missing_rate=round(float(rate[j]), 4),
-            reference_missing_rate=round(float(p_ref[j]), 4),
-            out_of_range=_r(share),
-            unseen=unseen,
-            constant=bool(constant[j]),
-            type_errors=errors,
-        )
-    details = QualityDetails(n, min_rows, alpha, features)
-    flagged = [(nm, f) for nm, f in features.items() if f.drifted]
-    if not flagged:
-        summary = f"No quality problem in {len(features)} features over the last {n} rows."
-        return CheckResult("data_quality", Status.OK, summary, details)
-    flagged.sort(key=lambda kv: kv[1].status.rank, reverse=True)
-    status = Status.ALERT if any(f.status is Status.ALERT for _, f in flagged) else Status.WARN
-    shown = "; ".join(f"{nm}: {', '.join(f.problems)}" for nm, f in flagged[:3])
-    more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
-    summary = f"{len(flagged)} of {len(features)} features have quality problems: {shown}{more}."
-    return CheckResult("data_quality", status, summary, details)

@@ -43,8 +43,10 @@ from scipy.stats import norm
 
 from ..health import CheckResult, Status
 from ..rowsample import RowSample
+from . import correlation
 from .baseline import Baseline
-from .checks import Columns
+from .columns import WindowColumns
+from .correlation import LIMIT
 
 __all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
 
@@ -56,15 +58,11 @@ LEVEL_SHARE = 0.05  # a category's reference share for it to get an indicator
 MAX_LEVELS = 3  # indicators per categorical feature
 MIN_REFERENCE_ROWS = 100
 DRAWS = 100
-MAX_DRAW_ROWS = 4000
-TRIM = 0.02
 SHOWN = 10  # changed pairs kept in the details
 MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
 # ... and the reference sample, for the pair's variance to be known: a pair of categories seen together in ~40
 # rows of it had its variance underestimated by a fifth, and fired on healthy traffic (64 features, window 2,000)
 MIN_REFERENCE_CELL = 50
-_LIMIT = 0.995  # correlations are clipped to +-this before Fisher's z
-_CHUNK = 256  # pairs whose influence functions are held at once while fitting
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,18 +153,18 @@ class JointBaseline:
         if len(set(feature_of.tolist())) < 2:
             reason = "fewer than two features to relate (numeric with spread, or categorical with common categories)."
             return cls.unjudged(reason, window, alpha)
-        scores, present = _scores(columns, levels, *_bounds(columns, levels))
+        scores, present = correlation.scores(columns, levels, *correlation.bounds(columns, levels))
         if len(feature_of) > MAX_COLUMNS:  # keep the columns with the strongest relations in the reference
-            strength = np.abs(np.nan_to_num(_pairwise(scores, present)[0]))
+            strength = np.abs(np.nan_to_num(correlation.pairwise(scores, present)[0]))
             strength[feature_of[:, None] == feature_of[None, :]] = 0.0
             keep = np.sort(np.argsort(-strength.max(axis=1), kind="stable")[:MAX_COLUMNS])
             feature_of, levels, share, columns = feature_of[keep], levels[keep], share[keep], columns[:, keep]
             scores, present = scores[:, keep], present[:, keep]
         left, right = np.triu_indices(len(feature_of), k=1)
         left, right = left[feature_of[left] != feature_of[right]], right[feature_of[left] != feature_of[right]]
-        corr, rows = _pairwise(scores, present)
-        rho = np.clip(corr[left, right], -_LIMIT, _LIMIT)
-        variance, upper, third = _moments(scores, present, rho, left, right)
+        corr, rows = correlation.pairwise(scores, present)
+        rho = np.clip(corr[left, right], -LIMIT, LIMIT)
+        variance, upper, third = correlation.moments(scores, present, rho, left, right)
         cells = rows[left, right] * share[left] * share[right]
         judged = np.isfinite(rho) & np.isfinite(upper) & np.isfinite(third) & (cells >= MIN_REFERENCE_CELL)
         left, right, rho = left[judged], right[judged], rho[judged]
@@ -174,7 +172,7 @@ class JointBaseline:
         if not len(left):
             reason = "no pair of features is present together often enough in the reference's row sample."
             return cls.unjudged(reason, window, alpha)
-        inflation = _inflation(columns, levels, left, right, rho, variance, window, draws, seed)
+        inflation = correlation.inflation(columns, levels, left, right, rho, variance, window, draws, seed)
         names = tuple(dict.fromkeys(base.names[j] for j in feature_of.tolist()))
         position = {n: k for k, n in enumerate(names)}
         numeric_rank = {int(j): k for k, j in enumerate(base.num_idx)}
@@ -240,123 +238,7 @@ def _label(base: Baseline, feature: int, level: int) -> str:
     return name if level < 0 else f"{name}={base.profiles[feature].categories[level][0]!r}"
 
 
-def _bounds(columns: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each numeric column's clip bounds in this sample: its 2 % and 98 % order statistics (its minimum
-    and maximum when those coincide); +-inf for indicator columns."""
-    lo = np.full(columns.shape[1], -np.inf)
-    hi = np.full(columns.shape[1], np.inf)
-    numeric = np.flatnonzero(levels < 0)
-    if len(numeric):
-        ordered = np.sort(columns[:, numeric], axis=0)  # NaN last
-        counts = (~np.isnan(ordered)).sum(axis=0)
-        lo[numeric], hi[numeric] = _order_bounds(ordered.T, np.arange(len(numeric)), counts)
-    return lo, hi
-
-
-def _order_bounds(sorted_rows: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Clip bounds from sorted rows (``sorted_rows[rows[k]]`` holds column k's values, ``counts[k]`` present)."""
-    last = np.maximum(counts - 1, 0)
-    low = np.floor(TRIM * last).astype(np.intp)
-    high = np.ceil((1 - TRIM) * last).astype(np.intp)
-    lo = sorted_rows[rows, low]
-    hi = sorted_rows[rows, high]
-    same = lo == hi
-    return np.where(same, sorted_rows[rows, 0], lo), np.where(same, sorted_rows[rows, last], hi)
-
-
-def _scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centred scores (missing values as 0) and the present mask, for rows x columns of feature values."""
-    present = ~np.isnan(columns)
-    indicator = levels >= 0
-    values = np.clip(columns, lo, hi)
-    if indicator.any():
-        values[:, indicator] = columns[:, indicator] == levels[indicator]
-    if present.all():  # the common case: no mask to apply
-        values -= values.mean(axis=0)
-        return values, present
-    missing = ~present
-    values[missing] = 0.0
-    values -= values.sum(axis=0) / np.maximum(present.sum(axis=0), 1)
-    values[missing] = 0.0
-    return values, present
-
-
-def _pairwise(scores: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correlation of every pair of columns over the rows where both are present, and those rows' count."""
-    # float32 products: twice as fast as float64, and sums of a few thousand centred products lose ~1e-6
-    single = scores.astype(np.float32)
-    products = (single.T @ single).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if present.all():
-            squares = np.diag(products)
-            return products / np.sqrt(np.outer(squares, squares)), np.full(products.shape, float(len(scores)))
-        mask = present.astype(np.float32)
-        squares = ((single * single).T @ mask).astype(np.float64)  # [i, j]: column i's squares where j is present too
-        return products / np.sqrt(squares * squares.T), (mask.T @ mask).astype(np.float64)
-
-
-def _moments(
-    scores: np.ndarray, present: np.ndarray, rho: np.ndarray, left: np.ndarray, right: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair, one row's variance of Fisher's z of its correlation, that variance's upper 2-standard-error
-    bound, and one row's third cumulant, from the sample's rows.
-
-    For standardised x, y with correlation rho, the correlation of n rows is rho plus the mean of the
-    influence function psi = xy - rho (x^2 + y^2) / 2 to first order: its variance is E[psi^2] / n
-    ((1 - rho^2)^2 for normal data), its third cumulant E[psi^3] / n^2; Fisher's z divides them by
-    (1 - rho^2)^2 and (1 - rho^2)^3. E[psi^2] estimated from m rows has a standard error of
-    sqrt((E[psi^4] - E[psi^2]^2) / m).
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = scores / np.sqrt((scores * scores).sum(axis=0) / np.maximum(present.sum(axis=0), 1))
-    z[~present] = 0.0
-    variance, upper, third = (np.empty(len(left)) for _ in range(3))
-    for start in range(0, len(left), _CHUNK):
-        i, j, r = left[start : start + _CHUNK], right[start : start + _CHUNK], rho[start : start + _CHUNK]
-        both = present[:, i] & present[:, j]
-        psi = np.where(both, z[:, i] * z[:, j] - r / 2 * (z[:, i] ** 2 + z[:, j] ** 2), 0.0)
-        rows = np.maximum(both.sum(axis=0), 1)
-        square = psi * psi
-        m2 = square.sum(axis=0) / rows
-        m4 = (square * square).sum(axis=0) / rows
-        variance[start : start + _CHUNK] = m2
-        upper[start : start + _CHUNK] = m2 + 2 * np.sqrt(np.maximum(m4 - m2 * m2, 0.0) / rows)
-        third[start : start + _CHUNK] = (square * psi).sum(axis=0) / rows
-    to_z = 1 - rho**2
-    return variance / to_z**2, upper / to_z**2, third / to_z**3
-
-
-def _inflation(
-    columns: np.ndarray,
-    levels: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    rho: np.ndarray,
-    variance: np.ndarray,
-    window: int,
-    draws: int,
-    seed: int,
-) -> float:
-    """How much wider than the delta method the null spread of a window's Fisher z is, measured on ``draws``
-    windows resampled from the reference sample (pooled over pairs and draws); at least 1."""
-    rng = np.random.default_rng(seed)
-    size = min(window, MAX_DRAW_ROWS)
-    target = np.arctanh(rho)
-    total = 0.0
-    count = 0
-    for _ in range(draws):
-        drawn = columns[rng.integers(0, len(columns), size)]
-        scores, present = _scores(drawn, levels, *_bounds(drawn, levels))
-        corr, rows = _pairwise(scores, present)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (np.arctanh(np.clip(corr[left, right], -_LIMIT, _LIMIT)) - target) ** 2 * rows[left, right] / variance
-        ratio = ratio[np.isfinite(ratio)]
-        total += float(ratio.sum())
-        count += len(ratio)
-    return max(math.sqrt(total / count), 1.0) if count else 1.0
-
-
-def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base: Baseline, min_rows: int) -> CheckResult:
+def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns, base: Baseline, min_rows: int) -> CheckResult:
     """Judge the relations between the window's features (``matrix``: rows x features, as the window
     holds them; ``columns``: the same window laid out for the per-feature checks)."""
     name = "joint_drift"
@@ -372,15 +254,16 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: Columns, base
     numeric = np.flatnonzero(joint.levels < 0)
     if len(numeric):
         ranks = joint.numeric_rank[numeric]
-        lo[numeric], hi[numeric] = _order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
+        lo[numeric], hi[numeric] = correlation.order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
     whole = len(joint.feature_of) == matrix.shape[1] and bool((joint.feature_of == np.arange(matrix.shape[1])).all())
-    scores, present = _scores(matrix if whole else matrix[:, joint.feature_of], joint.levels, lo, hi)  # never written to
-    corr, rows = _pairwise(scores, present)
+    window = matrix if whole else matrix[:, joint.feature_of]
+    scores, present = correlation.scores(window, joint.levels, lo, hi)  # never written to
+    corr, rows = correlation.pairwise(scores, present)
     current = corr[joint.left, joint.right]
     pair_rows = rows[joint.left, joint.right]
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
-        z = (np.arctanh(np.clip(current, -_LIMIT, _LIMIT)) - np.arctanh(joint.reference)) / spread
+        z = (np.arctanh(np.clip(current, -LIMIT, LIMIT)) - np.arctanh(joint.reference)) / spread
         skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
     t = joint.threshold
     bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..reference import FeatureProfile
 from .baseline import Baseline
 
-__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble", "bin_counts", "merge_chunks"]
+__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble", "merge_chunks"]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
@@ -205,21 +204,3 @@ class MemoryWindow:
     @property
     def rows(self) -> int:
         return min(self._rows, self.capacity)
-
-
-def bin_counts(profile: FeatureProfile, column: np.ndarray) -> np.ndarray:
-    """Count a window column (as encoded here) on the reference's own bins; missing values are not counted.
-
-    Numeric: the ``len(edges) + 1`` quantile bins of ``profile.proportions`` (bin ``i`` holds
-    ``edges[i-1] <= v < edges[i]``, the first and last are open-ended, as in the reference).
-    Categorical: one bin per reference category, in ``profile.categories`` order, and a last one
-    for unseen categories.
-    """
-    values = np.asarray(column, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if profile.kind == "numeric":
-        edges = np.asarray(profile.edges, dtype=np.float64)
-        return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    size = len(profile.categories)
-    codes = np.where(values == UNSEEN, size, values).astype(np.intp)
-    return np.bincount(codes[(codes >= 0) & (codes <= size)], minlength=size + 1)

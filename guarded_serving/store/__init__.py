@@ -15,7 +15,7 @@ it), made by :func:`open_store` from a path or URL::
 
 from __future__ import annotations
 
-from .backends import MEMORY, open_reader, open_store
+from .backends import MEMORY, SUPPORTED, check_db, open_reader, open_store
 from .contract import Store, StoreReader, StoreWriter
 from .options import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, Overflow, StoreOptions
 from .readonly import ReadOnlyStore
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_CAPACITY_BYTES",
     "MEMORY",
+    "SUPPORTED",
     "LabelledRows",
     "Overflow",
     "ReadOnlyStore",
@@ -51,6 +52,7 @@ __all__ = [
     "StoreStats",
     "StoreWriter",
     "Totals",
+    "check_db",
     "iso_time",
     "open_reader",
     "open_store",

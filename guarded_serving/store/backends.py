@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from types import ModuleType
 
 from ..errors import ConfigurationError
@@ -22,8 +21,9 @@ from .contract import Store, StoreReader
 from .options import StoreOptions
 from .sqlite import SqliteStore
 from .sqlite import open_reader as open_sqlite_reader
+from .urls import shown_url
 
-__all__ = ["MEMORY", "open_reader", "open_store"]
+__all__ = ["MEMORY", "SUPPORTED", "check_db", "open_reader", "open_store"]
 
 MEMORY = ":memory:"  # db=":memory:" keeps no log store
 FILES = "a SQLite file path or a sqlite:///path URL"
@@ -40,6 +40,12 @@ def open_store(db: str | os.PathLike[str] | None, options: StoreOptions | None =
         return store
     path = _sqlite_path(db)
     return SqliteStore(path, options) if path is not None else None
+
+
+def check_db(db: str | os.PathLike[str] | None) -> None:
+    """Refuse, at start, a ``db`` no backend opens (``mysql://...``), before any worker tries to."""
+    if not _is_postgres(db):
+        _sqlite_path(db)
 
 
 def open_reader(db: str | os.PathLike[str], *, since: float | None = None) -> StoreReader:
@@ -86,15 +92,3 @@ def _sqlite_path(db: str | os.PathLike[str] | None) -> str | os.PathLike[str] | 
         raise ConfigurationError("db", db, f"{SUPPORTED}: sqlite:/// then the file's path")
     path = rest[1:]
     return None if path == MEMORY else path
-
-
-def shown_url(url: str) -> str:
-    """The URL as an error message may show it: a password in it replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # a netloc it cannot split: show the scheme only
-        return url.split("://", 1)[0] + "://..."
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))

@@ -10,14 +10,14 @@ and :meth:`Server.scrub` removes it from an error message should a driver ever r
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import psycopg
 import psycopg_pool
 
+from ...envvars import Environment
 from ...errors import ConfigurationError, StoreError
-from ..backends import shown_url as shown
+from ..urls import shown_url as shown
 
 __all__ = ["CONNECT_TIMEOUT", "READ_WAIT", "Server"]
 
@@ -40,7 +40,7 @@ class Server:
         self.url = url
         self._conninfo = psycopg.conninfo.make_conninfo(url, **_SETTINGS)  # what the URL leaves out: libpq's PG* variables
         self.path = shown(url)
-        self._secrets = [s for s in (info.get("password"), os.environ.get("PGPASSWORD")) if isinstance(s, str) and s]
+        self._secrets = [s for s in (info.get("password"), Environment.read().pg_password) if isinstance(s, str) and s]
         self._readers = readers
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[tuple[object, ...]]] | None = None
 

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from ...environment import current_fingerprint
+from ...envvars import Environment
 from ...logs import get_logger
 from ..contract import HEARTBEAT
 from ..options import StoreOptions
@@ -64,7 +65,7 @@ class Heartbeat:
     """This process as the fleet sees it: who it is, and which model versions it serves."""
 
     def __init__(self) -> None:
-        self.host = os.environ.get("HOSTNAME") or socket.gethostname()  # a pod's name in Kubernetes
+        self.host = Environment.read().host or socket.gethostname()  # a pod's name in Kubernetes
         self.pid = os.getpid()
         self.name = f"{self.host}:{self.pid}"
         self.library = _library()

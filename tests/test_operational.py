@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from guarded_serving.checks import (
+from guarded_serving.environment import EnvironmentDiff, Fingerprint, PackageChange, WarningRecord, diff_environment
+from guarded_serving.health import Status
+from guarded_serving.operational import (
     EnvironmentDetails,
     PipelineDetails,
     PipelineThresholds,
@@ -13,8 +15,6 @@ from guarded_serving.checks import (
     pipeline_check,
     store_check,
 )
-from guarded_serving.environment import EnvironmentDiff, Fingerprint, PackageChange, WarningRecord, diff_environment
-from guarded_serving.health import Status
 from guarded_serving.stages import PipelineSummary, RecentRequest, StageSummary, summarise
 from guarded_serving.store import StoreStats
 

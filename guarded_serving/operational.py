@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .environment import EnvironmentDiff, PackageChange, WarningRecord
+from .errors import ConfigurationError
 from .health import CheckResult, Status
 from .stages import PipelineSummary, StageSummary
 from .store import StoreStats
@@ -35,6 +36,11 @@ class PipelineThresholds:
     rejection_alert: float = 0.25
     min_requests_for_rejections: int = 20
     latency_budget_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        budget = self.latency_budget_ms
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+            raise ConfigurationError("latency_budget_ms", budget, "a positive number of milliseconds or None")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,22 +76,10 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
     findings: list[tuple[Status, str]] = []
     if errors:
         where = _failed_stages(stages)
-        level = (
-            Status.ALERT
-            if error_rate >= thresholds.error_alert
-            else Status.WARN
-            if error_rate >= thresholds.error_warn
-            else Status.OK
-        )
+        level = _level(error_rate, thresholds.error_warn, thresholds.error_alert)
         findings.append((level, f"{errors} of the last {requests} requests failed ({error_rate:.1%}){where}"))
     if rejected and requests >= thresholds.min_requests_for_rejections:
-        level = (
-            Status.ALERT
-            if rejection_rate >= thresholds.rejection_alert
-            else Status.WARN
-            if rejection_rate >= thresholds.rejection_warn
-            else Status.OK
-        )
+        level = _level(rejection_rate, thresholds.rejection_warn, thresholds.rejection_alert)
         findings.append(
             (level, f"{rejected} of the last {requests} requests were rejected as invalid input ({rejection_rate:.1%})")
         )
@@ -110,6 +104,10 @@ def pipeline_check(summary: PipelineSummary, thresholds: PipelineThresholds = Pi
         )
     status = max((s for s, _ in bad), key=lambda s: s.rank)
     return CheckResult("pipeline", status, "; ".join(text for _, text in bad) + ".", details)
+
+
+def _level(rate: float, warn: float, alert: float) -> Status:
+    return Status.ALERT if rate >= alert else Status.WARN if rate >= warn else Status.OK
 
 
 def _failed_stages(stages: tuple[StageSummary, ...]) -> str:

@@ -1,0 +1,178 @@
+"""Data quality: missing values, out-of-range values, unseen categories, constant columns and wrong types.
+
+:func:`quality_check` is a pure function of (baseline, window) returning a
+:class:`~guarded_serving.health.CheckResult` whose details hold one typed entry per feature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+from ..health import CheckResult, Status
+from .baseline import Baseline
+from .columns import WindowColumns, rounded, verdict
+from .window import UNSEEN, WindowData
+
+__all__ = ["ALPHA_QUALITY", "FeatureQuality", "QualityDetails", "fingerprint", "quality_check"]
+
+ALPHA_QUALITY = 0.0025
+
+
+def fingerprint(value: str) -> str:
+    """A short, stable stand-in for an input value that must not appear in a report."""
+    return "#" + hashlib.sha256(value.encode("utf-8", "backslashreplace")).hexdigest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureQuality:
+    """One feature's data quality in the window."""
+
+    status: Status
+    drifted: bool
+    problems: tuple[str, ...]
+    missing_rate: float
+    reference_missing_rate: float
+    out_of_range: float | None = None
+    unseen: dict[str, int] | None = None
+    constant: bool = False
+    type_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QualityDetails:
+    rows: int
+    min_rows: int
+    alpha: float
+    features: dict[str, FeatureQuality]
+
+
+def _unseen_problem(distinct: int, values: int, shown: dict[str, int]) -> str:
+    """``1 unseen category ('#76a79620' x117)``, ``3 unseen categories in 150 values ('#..' x100, ...)``.
+
+    ``distinct`` counts the names remembered (at most MAX_UNSEEN_NAMES per chunk: a lower bound), ``values``
+    the window's values that were unseen categories.
+    """
+    listed = ", ".join(f"{nm!r} x{c}" for nm, c in list(shown.items())[:3]) + (", ..." if len(shown) > 3 else "")
+    if distinct <= 1:
+        return f"1 unseen category ({listed})"
+    return f"{distinct} unseen categories in {values} values ({listed})"
+
+
+def quality_check(
+    base: Baseline,
+    window: WindowColumns,
+    data: WindowData,
+    min_rows: int,
+    alpha: float = ALPHA_QUALITY,
+    skip: frozenset[str] = frozenset(),
+    reveal: bool = False,
+) -> CheckResult:
+    """Missing values, out-of-range values, unseen categories, constant columns and wrong types.
+
+    Unseen categories are input values: unless ``reveal``, they are shown as short fingerprints
+    (``#`` and 8 hex digits of their SHA-256), which match the same value across reports.
+    """
+    n = window.rows
+    if n < min_rows:
+        details = QualityDetails(n, min_rows, alpha, {})
+        summary = f"{n} rows in the window; quality is judged from {min_rows}."
+        return CheckResult("data_quality", Status.INSUFFICIENT_DATA, summary, details)
+    limit = alpha / max(3 * base.width, 1)
+    present = window.present
+    missing = n - present
+    m = np.array([max(float(p.count), 1.0) for p in base.profiles])
+    p_ref = base.missing_rate
+    p_up = np.minimum(p_ref + 3 * np.sqrt(p_ref * (1 - p_ref) / m) + 1 / m, 1.0)
+    rate = missing / n
+    missing_flag = (rate - p_ref >= 0.02) & (binom.sf(missing - 1, n, p_up) < limit)
+    # numeric: values outside the reference range (a fresh value lands there with probability 2/(m+1))
+    num = window.numeric
+    outside = ((num < base.minimum[:, None]) | (num > base.maximum[:, None])).sum(axis=1)
+    num_present = present[base.num_idx]
+    out_share = outside / np.maximum(num_present, 1)
+    out_flag = (out_share >= 0.01) & (binom.sf(outside - 1, num_present, 2 / (base.present[base.num_idx] + 1)) < limit)
+    last = np.maximum(num_present - 1, 0)
+    span = num[np.arange(len(num_present)), last] - num[:, 0] if num.size else np.zeros(0)
+    num_constant = (num_present >= 20) & base.has_spread & (span == 0)
+    # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
+    cat = window.categorical
+    unseen_count = (cat == UNSEEN).sum(axis=1)
+    cat_present = present[base.cat_idx]
+    unseen_share = unseen_count / np.maximum(cat_present, 1)
+    p_unseen = (base.singletons[base.cat_idx] + 1) / (base.present[base.cat_idx] + 1)
+    unseen_flag = (unseen_share >= 0.005) & (binom.sf(unseen_count - 1, cat_present, p_unseen) < limit)
+    first = cat[np.arange(len(cat)), np.argmax(~np.isnan(cat), axis=1)] if cat.size else np.zeros(0)  # first present value
+    cat_levels = np.array([len(base.profiles[j].categories) for j in base.cat_idx])
+    same = np.where(np.isnan(cat), first[:, None], cat) == first[:, None] if cat.size else np.zeros((0, 0), dtype=bool)
+    cat_constant = (cat_present >= 20) & (cat_levels > 1) & same.all(axis=1) if cat.size else np.zeros(0, dtype=bool)
+    for k, j in enumerate(base.cat_idx):  # unseen values all encode to one code: constant only if one value was seen
+        if cat_constant[k] and first[k] == UNSEEN:
+            cat_constant[k] = len(data.unseen.get(int(j), {})) == 1
+    constant = np.zeros(base.width, dtype=bool)
+    constant[base.num_idx] = num_constant
+    constant[base.cat_idx] = cat_constant
+    top = np.clip(base.top_share, 1e-300, 1.0)
+    constant &= (top < 1.0) & (present * np.log(top) < math.log(limit))  # too unlikely by chance
+    features: dict[str, FeatureQuality] = {}
+    num_pos = {int(j): k for k, j in enumerate(base.num_idx)}
+    cat_pos = {int(j): k for k, j in enumerate(base.cat_idx)}
+    for j, name in enumerate(base.names):
+        if name in skip:
+            continue
+        problems: list[str] = []
+        severe = False
+        if missing_flag[j]:
+            problems.append("all values missing" if missing[j] == n else f"{rate[j]:.0%} missing (reference {p_ref[j]:.0%})")
+            severe |= bool(missing[j] == n or rate[j] - p_ref[j] >= 0.2)
+        share = None
+        unseen = None
+        if j in num_pos:
+            k = num_pos[j]
+            share = float(out_share[k])
+            if out_flag[k]:
+                problems.append(
+                    f"{share:.0%} of values outside the reference range [{base.minimum[k]:.4g}, {base.maximum[k]:.4g}]"
+                )
+                severe |= share >= 0.1
+        else:
+            k = cat_pos[j]
+            names = data.unseen.get(j, {})
+            if unseen_count[k]:
+                unseen = {(nm if reveal else fingerprint(nm)): c for nm, c in sorted(names.items(), key=lambda kv: -kv[1])[:10]}
+            if unseen_flag[k]:
+                problems.append(_unseen_problem(len(names), int(unseen_count[k]), unseen or {}))
+                severe |= bool(unseen_share[k] >= 0.1)
+        if constant[j]:
+            problems.append("the feature went constant")
+            severe = True
+        errors = int(data.type_errors.get(j, 0))
+        if errors:
+            problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
+        _, status = verdict(problems, severe)
+        features[name] = FeatureQuality(
+            status=status,
+            drifted=bool(problems),
+            problems=tuple(problems),
+            missing_rate=round(float(rate[j]), 4),
+            reference_missing_rate=round(float(p_ref[j]), 4),
+            out_of_range=rounded(share),
+            unseen=unseen,
+            constant=bool(constant[j]),
+            type_errors=errors,
+        )
+    details = QualityDetails(n, min_rows, alpha, features)
+    flagged = [(nm, f) for nm, f in features.items() if f.drifted]
+    if not flagged:
+        summary = f"No quality problem in {len(features)} features over the last {n} rows."
+        return CheckResult("data_quality", Status.OK, summary, details)
+    flagged.sort(key=lambda kv: kv[1].status.rank, reverse=True)
+    status = Status.ALERT if any(f.status is Status.ALERT for _, f in flagged) else Status.WARN
+    shown = "; ".join(f"{nm}: {', '.join(f.problems)}" for nm, f in flagged[:3])
+    more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+    summary = f"{len(flagged)} of {len(features)} features have quality problems: {shown}{more}."
+    return CheckResult("data_quality", status, summary, details)

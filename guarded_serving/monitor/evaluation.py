@@ -1,0 +1,225 @@
+"""Evaluation: the health report assembled from every check, judged on the window and the recent requests.
+
+With a store, totals, recent requests, warnings, the window and labels are every worker's, read back from
+it; without one (or when it cannot be read) this process's own. Listeners (:meth:`Evaluator.subscribe`:
+the history, the metrics exporter) get every report. The thresholds (calibration) and the joint baseline
+are computed once, on first use or in the background at start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..baselines import ServedBaselines, source_of
+from ..drift.baseline import Baseline
+from ..drift.calibration import Calibration
+from ..drift.checks import ALPHA_DATA, ALPHA_PREDICTION, drift_check
+from ..drift.columns import WindowColumns
+from ..drift.joint import JointBaseline, joint_check
+from ..drift.quality import quality_check
+from ..drift.window import WindowData, assemble
+from ..environment import WarningLog, current_fingerprint, diff_environment
+from ..errors import StoreError
+from ..estimate import estimate_check
+from ..fleet import fleet_environment_check, fleet_store_check, replica_statuses
+from ..health import CheckResult, HealthReport, Status, worst
+from ..operational import environment_check, pipeline_check, store_check
+from ..options import Options
+from ..reference import Reference
+from ..stages import summarise
+from ..store import Store
+from .feedback import Labels
+from .judged import Judged, with_rejections
+from .recording import Recorder
+from .stored import recent_from_store
+
+__all__ = ["MIN_ROWS", "Evaluator"]
+
+MIN_ROWS = 100  # drift and quality are judged once the window holds min(window, MIN_ROWS) rows
+
+
+class Evaluator:
+    """Judges one model version's health on demand (:meth:`health`) and hands each report to its listeners."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        options: Options,
+        store: Store | None,
+        baseline: Baseline,
+        output_baseline: Baseline | None,
+        recorder: Recorder,
+        labels: Labels,
+        warnings: WarningLog,
+        kept_rows: int,
+        log: Any,
+    ) -> None:
+        self.reference = reference
+        self.options = options
+        self.name, self.version = options.monitor.name, options.monitor.version
+        self.window = options.monitor.window
+        self.redact = options.privacy.redact
+        self.store = store
+        self.baseline = baseline
+        self.output_baseline = output_baseline
+        self.recorder = recorder
+        self.warnings = warnings
+        self.kept_rows = kept_rows
+        self.min_rows = min(self.window, MIN_ROWS)
+        self._log = log
+        fingerprint = current_fingerprint()
+        self.env_diff = diff_environment(reference.environment, fingerprint)
+        self._python = (reference.environment.python, fingerprint.python)
+        self._calibrations: tuple[Calibration, Calibration | None] | None = None
+        self._calibration_lock = threading.Lock()
+        self._joint: JointBaseline | None = None
+        self._joint_lock = threading.Lock()
+        self._listeners: list[Callable[[HealthReport], object]] = []
+        self._transition_lock = threading.Lock()
+        self._last_status: Status | None = None
+        served = ServedBaselines(
+            reference, self.name, self.version, store, dict(options.monitor.methods), self.window, ALPHA_PREDICTION
+        )
+        self.judged = Judged(self, served, labels)
+
+    def log_environment(self) -> None:
+        """Log, once at start, how the packages differ from the reference's (the environment check says it too)."""
+        diff = self.env_diff
+        if diff.differs:
+            self._log.warning(
+                "environment_differs",
+                python=diff.python,
+                changed=[str(c) for c in diff.changed[:10]],
+                missing=[str(c) for c in diff.missing[:10]],
+            )
+
+    def subscribe(self, listener: Callable[[HealthReport], object]) -> None:
+        self._listeners.append(listener)
+
+    def health(self) -> HealthReport:
+        """Judge the model now (see :meth:`guarded_serving.monitor.Monitor.health`)."""
+        try:
+            return self._judge()
+        except Exception as exc:
+            if self.store is None:
+                raise
+            self._log.error("health_store_content_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return self._judge(read_error=f"the log store's content could not be judged ({type(exc).__name__})")
+
+    def _judge(self, read_error: str | None = None) -> HealthReport:
+        store = self.store if read_error is None else None
+        if store is not None:
+            if store.stats().last_error is None:  # let this worker's own latest requests land first
+                store.flush(timeout=0.5)
+            try:
+                totals = store.totals(self.name, version=self.version)
+                recent = recent_from_store(store, self.name, self.version, self.recorder.recent.maxlen or 1000)
+                warnings = store.warnings(self.name, version=self.version)
+                replicas = store.replicas(self.name, version=self.version)
+                window = self.window_data()
+            except StoreError as exc:  # the file is gone or unreadable: judge this worker's own traffic
+                read_error = str(exc)
+                store = None
+        if store is None:
+            replicas = []
+            totals = self.recorder.totals()
+            recent = self.recorder.recent_requests()
+            warnings = self.warnings.snapshot()
+            window = self.window_data(memory=True)
+        columns = WindowColumns.of(window.inputs, self.baseline)
+        cal_inputs, cal_outputs = self.calibration()
+        inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
+        data_drift = drift_check(
+            "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
+        )
+        quality = quality_check(
+            self.baseline,
+            columns,
+            with_rejections(window, recent, self.baseline.names),
+            self.min_rows,
+            skip=self.redact,
+            reveal=self.options.monitor.report_values,
+        )
+        inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
+        checks: list[CheckResult] = [
+            data_drift,
+            self.judged.prediction_drift(window, cal_outputs, inputs_ok, memory=store is None),
+            self.judged.concept(data_drift, store is not None, inputs_ok),
+            quality,
+            joint_check(self.joint_baseline(), window.inputs, columns, self.baseline, self.min_rows),
+            estimate_check(self.reference.confidence, window.outputs, self.min_rows),
+            pipeline_check(summarise(recent), self.options.monitor.thresholds),
+            store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
+            environment_check(self.env_diff, self._python[0], self._python[1], warnings),
+        ]
+        if replicas:  # a store shared by a fleet: the store and environment checks speak for every replica
+            checks[-2] = fleet_store_check(checks[-2], replicas, self.store.replica if self.store is not None else None)
+            checks[-1] = fleet_environment_check(checks[-1], replicas)
+        status = worst(c.status for c in checks)
+        self._note_transition(status, checks)
+        report = HealthReport(
+            status=status,
+            model_name=self.name,
+            model_version=self.version,
+            generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            window_rows=window.rows,
+            window_capacity=self.window,
+            requests=totals.requests,
+            rows=totals.rows,
+            rejected=totals.rejected,
+            errors=totals.errors,
+            checks=tuple(checks),
+            replicas=replica_statuses(replicas),
+        )
+        for listener in self._listeners:
+            try:
+                listener(report)
+            except Exception as exc:  # an exporter's failure must not fail the health answer
+                self._log.error("health_listener_failed", listener=repr(listener)[:100], error=repr(exc)[:300])
+        return report
+
+    def calibration(self) -> tuple[Calibration, Calibration | None]:
+        """Thresholds for this window size (computed once, on first use or in the background at start)."""
+        with self._calibration_lock:
+            if self._calibrations is None:
+                inputs = Calibration.fit(self.baseline, self.window, ALPHA_DATA)
+                outputs = (
+                    Calibration.fit(self.output_baseline, self.window, ALPHA_PREDICTION)
+                    if self.output_baseline is not None
+                    else None
+                )
+                self._calibrations = (inputs, outputs)
+            return self._calibrations
+
+    def joint_baseline(self) -> JointBaseline:
+        """What the joint drift check compares with (computed once, on first use or in the background at start)."""
+        with self._joint_lock:
+            if self._joint is None:
+                self._joint = JointBaseline.fit(self.reference.row_sample, self.baseline, self.window, self.redact)
+            return self._joint
+
+    def window_data(self, memory: bool = False, rows: int | None = None) -> WindowData:
+        """The newest ``window`` (or ``rows``) rows: every worker's, from the store, or this process's."""
+        output_width = self.output_baseline.width if self.output_baseline is not None else None
+        if self.store is not None and self.recorder.window_in_store and not memory:
+            # Chunks of another shape were written under an older reference of the same model version: skip them.
+            chunks: Any = (
+                c
+                for c in self.store.window_chunks(self.name, version=self.version)
+                if c.inputs.shape[1] == self.baseline.width
+                and (output_width is None or (c.outputs is not None and c.outputs.shape[1] == output_width))
+            )
+        else:
+            chunks = iter(self.recorder.memory_window.newest_first())
+        return assemble(chunks, rows or self.window, self.baseline.width, output_width)
+
+    def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
+        with self._transition_lock:  # the periodic evaluator and a health request may judge at once
+            previous, self._last_status = self._last_status, status
+        if previous is not None and previous is not status:
+            bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
+            log = self._log.warning if status.rank > previous.rank else self._log.info
+            log("status_changed", previous=previous.value, status=status.value, checks=bad)

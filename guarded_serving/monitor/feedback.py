@@ -1,0 +1,182 @@
+"""Label joining: labels for earlier predictions, checked, stored, and joined back to the outputs they label.
+
+Recent answered requests' outputs are kept in memory (bounded by ``PREDICTIONS_KEPT`` rows), so that a
+label arriving right after its prediction (before the store has flushed it) is joined; without a store
+they are the only predictions labels can join. With a store, labels are written there and read back joined.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import numbers
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, Problem, StoreError, UnknownRequestError
+from ..jsontext import to_jsonable_output
+from ..performance import check_class
+from ..reference import Reference
+from ..store import RequestRecord, Store
+
+__all__ = ["PREDICTIONS_KEPT", "FeedbackResult", "Labelled", "Labels"]
+
+PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """What a feedback call stored: labels accepted, of which new and replacing an earlier label."""
+
+    accepted: int
+    new: int
+    replaced: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Labelled:
+    """The newest labelled rows, oldest first: outputs, labels and delays (s) in the same order; labels
+    received and replaced so far."""
+
+    outputs: list[Any]
+    labels: list[Any]
+    delays: np.ndarray
+    received: int
+    replaced: int
+
+
+class Labels:
+    """One model version's labels: taken by :meth:`feedback_items`, joined to outputs by :meth:`labelled`."""
+
+    def __init__(self, reference: Reference, name: str, version: str | None, store: Store | None, window: int) -> None:
+        self.reference = reference
+        self.performance = reference.performance  # what labels are checked against
+        self.name = name
+        self.version = version
+        self.store = store
+        self.window = window
+        self._lock = threading.Lock()
+        # id -> (sequence, time, outputs) of recent answered requests, oldest first
+        self._predictions: collections.OrderedDict[str, tuple[int, float, list[Any]]] = collections.OrderedDict()
+        self._prediction_rows = 0
+        self._sequence = 0
+        # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
+        self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
+        self._label_counts = [0, 0]
+
+    def remember(self, record: RequestRecord) -> None:
+        """Keep an answered request's outputs for joining labels (a record hook)."""
+        if record.status != "ok":
+            return
+        outputs = list(record.outputs) if record.outputs is not None else [None] * record.rows
+        with self._lock:
+            self._sequence += 1
+            previous = self._predictions.pop(record.request_id, None)
+            if previous is not None:  # a client's reused request id: labels join the newest request with it
+                self._prediction_rows -= len(previous[2])
+                self._forget(record.request_id, len(previous[2]))
+            self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
+            self._prediction_rows += len(outputs)
+            while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
+                old_id, (_, _, old_outputs) = self._predictions.popitem(last=False)
+                self._prediction_rows -= len(old_outputs)
+                self._forget(old_id, len(old_outputs))
+
+    def _forget(self, request_id: str, rows: int) -> None:
+        if self.store is None:
+            for row in range(rows):
+                self._labels.pop((request_id, row), None)
+
+    def feedback_items(self, items: Sequence[tuple[str, int, Any]], whole_requests: bool = False) -> FeedbackResult:
+        """Labels as (request id, row, label). Everything is checked before anything is stored: on any
+        problem (an unknown id, a row out of range, a label of the wrong kind) nothing is written."""
+        if not items:
+            raise InputError([Problem("no labels", "at least one label")])
+        items = [  # numpy scalars (np.int64 rows, np.float64 labels) are plain numbers here
+            (rid, int(row) if isinstance(row, numbers.Integral) and not isinstance(row, bool) else row, to_jsonable_output(label))
+            for rid, row, label in items
+        ]
+        ids = list(dict.fromkeys(rid for rid, _, _ in items))
+        rows = self._request_rows(ids)
+        unknown = tuple(rid for rid in ids if rid not in rows)
+        if unknown:
+            raise UnknownRequestError(unknown)
+        problems: list[Problem] = []
+        if whole_requests:
+            for rid in ids:
+                given = sum(1 for r, _, _ in items if r == rid)
+                if given != rows[rid]:
+                    problems.append(Problem(f"{given} labels for request {rid!r}", f"{rows[rid]} labels, one per row"))
+        for i, (rid, row, label) in enumerate(items):
+            if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < rows[rid]:
+                problems.append(Problem(f"item {i}: row {row!r} of request {rid!r}", f"a row index in 0..{rows[rid] - 1}"))
+            bad = (
+                self.performance.check_label(label)
+                if self.performance is not None
+                else check_class(self.reference.classes, label)
+                if self.reference.classes
+                else None
+            )
+            if bad is not None:
+                problems.append(Problem(f"item {i}: label {bad.problem}", bad.expected))
+        if problems:
+            raise InputError(problems[:20])
+        if self.store is not None:
+            encoded = [(rid, int(row), json.dumps(label)) for rid, row, label in items]
+            new, replaced = self.store.write_feedback(self.name, encoded, version=self.version)
+            return FeedbackResult(accepted=len(items), new=new, replaced=replaced)
+        now = time.time()
+        with self._lock:
+            replaced = 0
+            for rid, row, label in items:  # a row labelled twice in one call is replaced too
+                replaced += (rid, row) in self._labels
+                self._labels[(rid, int(row))] = (label, now)
+            new = len(items) - replaced
+            self._label_counts[0] += new
+            self._label_counts[1] += replaced
+        return FeedbackResult(accepted=len(items), new=new, replaced=replaced)
+
+    def _request_rows(self, ids: list[str]) -> dict[str, int]:
+        with self._lock:
+            found = {rid: len(self._predictions[rid][2]) for rid in ids if rid in self._predictions}
+        missing = [rid for rid in ids if rid not in found]
+        if missing and self.store is not None:
+            found.update(self.store.request_rows(self.name, missing, version=self.version))
+            missing = [rid for rid in ids if rid not in found]
+            # Another worker may hold them unwritten for up to one flush interval: look again until
+            # they appear or two intervals have passed.
+            deadline = time.monotonic() + 2 * self.store.options.flush_interval
+            while missing and time.monotonic() < deadline:
+                time.sleep(self.store.options.flush_interval / 4)
+                found.update(self.store.request_rows(self.name, missing, version=self.version))
+                missing = [rid for rid in ids if rid not in found]
+        return found
+
+    def labelled(self, from_store: bool, limit: int | None = None) -> Labelled:
+        """The newest ``limit`` (``window``) labelled rows, oldest first: every worker's from the store, else this process's."""
+        limit = limit or self.window
+        if self.store is not None and from_store:
+            try:
+                stored = self.store.labelled(self.name, limit, version=self.version)
+                received, replaced = self.store.label_totals(self.name, version=self.version)
+            except StoreError:
+                pass
+            else:
+                outputs, labels, delays = stored.outputs, stored.labels, stored.delays
+                return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced)  # at least what joined
+        with self._lock:
+            joined = []
+            for (rid, row), (label, labelled_at) in self._labels.items():
+                kept = self._predictions.get(rid)
+                if kept is not None and row < len(kept[2]):
+                    seq, ts, outs = kept
+                    joined.append((seq, row, outs[row], label, labelled_at - ts))
+            received, replaced = self._label_counts
+        joined.sort(key=lambda item: (item[0], item[1]))
+        joined = joined[-limit:]
+        return Labelled([j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced)

@@ -1,0 +1,189 @@
+"""What prediction drift and concept drift judge against: the reference's outputs and performance, or
+baselines adopted from served traffic when the reference's are the model's training rows'.
+
+Outputs are adopted from the newest ``ADOPT_ROWS`` rows (or the window, if larger) once their inputs pass
+the data-drift and data-quality checks; performance from as many labelled rows. Until then the checks say
+what they are collecting. Hooks (:meth:`Judged.on_outputs_adopted`) learn the adopted output profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..baselines import AdoptedOutputs, ServedBaselines, source_of
+from ..concept import concept_check
+from ..drift.calibration import Calibration
+from ..drift.checks import drift_check
+from ..drift.columns import WindowColumns
+from ..drift.quality import quality_check
+from ..drift.window import WindowData
+from ..health import BaselineSource, CheckResult, Status
+from ..performance import Performance, row_losses
+from ..profiles import FeatureProfile
+from ..stages import RecentRequest
+from .feedback import Labels
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluator
+
+__all__ = ["ADOPT_ROWS", "Judged", "with_rejections"]
+
+# Rows (of outputs, or labelled) a baseline adopted from served traffic rests on, or the window if larger: every
+# later check is judged against it, so its own noise should be small next to a window's.
+ADOPT_ROWS = 2000
+
+
+def kept_rows(reference_outputs: bool, provenance_outputs: str | None, window: int) -> int:
+    """Rows of traffic kept (in memory and in the store's window): enough to adopt an output baseline from
+    when the reference's outputs are the model's training rows'."""
+    return max(window, ADOPT_ROWS) if reference_outputs and provenance_outputs == "training" else window
+
+
+class Judged:
+    """Prediction drift and concept drift, each against the baseline it should be judged against."""
+
+    def __init__(self, evaluator: Evaluator, served: ServedBaselines, labels: Labels) -> None:
+        self.evaluator = evaluator
+        self.served = served
+        self.labels = labels
+        reference = evaluator.reference
+        provenance = reference.provenance
+        self.adopt_outputs = bool(reference.outputs) and provenance.outputs == "training"
+        self.adopt_performance = reference.performance is None or provenance.performance == "training"
+        self._hooks: list[Callable[[tuple[FeatureProfile, ...]], object]] = []
+        self._shares_told = False  # the adopted output baseline, told to the hooks once
+
+    def on_outputs_adopted(self, hook: Callable[[tuple[FeatureProfile, ...]], object]) -> None:
+        self._hooks.append(hook)
+
+    def prediction_drift(
+        self, window: WindowData, calibration: Calibration | None, inputs_ok: bool, memory: bool = False
+    ) -> CheckResult:
+        ev = self.evaluator
+        reference = ev.reference
+        if ev.output_baseline is None or calibration is None or window.outputs is None:
+            return CheckResult(
+                "prediction_drift",
+                Status.OK,
+                "Not judged: the reference has no profile of the model's outputs"
+                " (build it with predictions=, or give guard() training data).",
+            )
+        base, source = ev.output_baseline, source_of(reference.provenance.outputs, reference.outputs[0].count)
+        if self.adopt_outputs:
+            served, kept = self.served.outputs(), window.rows
+            if served is None and window.rows >= ev.window:  # a full window: enough rows, unless inputs fail
+                served, kept = self._adopt_served_outputs(memory) if inputs_ok else (None, ev.kept_rows)
+            if served is None:
+                return _collecting_outputs(kept, ev.kept_rows)
+            if not self._shares_told:
+                self._shares_told = True
+                for hook in self._hooks:
+                    hook(served.profiles)
+            base, calibration, source = served.baseline, served.calibration, served.source
+        columns = WindowColumns.of(window.outputs, base)
+        return drift_check("prediction_drift", base, calibration, columns, ev.min_rows, what="outputs", baseline=source)
+
+    def _adopt_served_outputs(self, memory: bool) -> tuple[AdoptedOutputs | None, int]:
+        """Adopt the outputs of the newest ``kept_rows`` rows when there are that many and their inputs pass the
+        data-drift and data-quality checks (judged as a window of that size is); and the rows there are."""
+        ev = self.evaluator
+        kept = ev.window_data(memory=memory, rows=ev.kept_rows)
+        if kept.rows < ev.kept_rows or kept.outputs is None:
+            return None, kept.rows
+        if kept.rows > ev.window:
+            columns = WindowColumns.of(kept.inputs, ev.baseline)
+            cal_inputs, _ = ev.calibration()
+            drift = drift_check("data_drift", ev.baseline, cal_inputs, columns, ev.min_rows, skip=ev.redact)
+            quality = quality_check(ev.baseline, columns, kept, ev.min_rows, skip=ev.redact)
+            if drift.status is not Status.OK or quality.status is not Status.OK:
+                return None, kept.rows
+        return self.served.adopt_outputs(kept.outputs), kept.rows
+
+    def judged_outputs(self) -> tuple[FeatureProfile, ...]:
+        """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
+        served = self.served.outputs() if self.adopt_outputs else None
+        return served.profiles if served is not None else self.evaluator.reference.outputs
+
+    def concept(self, data_drift: CheckResult, from_store: bool, inputs_ok: bool) -> CheckResult:
+        labelled = self.labels.labelled(from_store)
+        performance = self.labels.performance
+        reference = self.evaluator.reference
+        source = source_of(reference.provenance.performance, performance.rows if performance is not None else None)
+        if self.adopt_performance:
+            served = self._served_performance(from_store, inputs_ok, labelled.received)
+            if isinstance(served, CheckResult):  # not judged yet: what it waits for
+                return served
+            performance, source = served
+        errors = np.zeros(0)
+        losses = np.zeros(0)
+        unscored = 0
+        if performance is not None and labelled.outputs:
+            scored = row_losses(performance.task, performance.classes, labelled.outputs, labelled.labels)
+            errors, losses, unscored = scored.error, scored.loss, scored.unscored
+        drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
+        return concept_check(
+            performance, errors, losses, labelled.delays, labelled.received, labelled.replaced, drifted, unscored, baseline=source
+        )
+
+    def _served_performance(
+        self, from_store: bool, inputs_ok: bool, received: int
+    ) -> tuple[Performance, BaselineSource] | CheckResult:
+        """The performance baseline adopted from served labels (adopting it when ready), or what it waits for."""
+        served = self.served.performance()
+        if served is not None:
+            return served
+        needed = max(self.evaluator.window, ADOPT_ROWS)
+        if not received:
+            summary = (
+                f"Not judged: no labels received yet (POST /feedback); the first {needed} labelled rows will be the baseline."
+            )
+            return CheckResult("concept_drift", Status.OK, summary)
+        labelled = self.labels.labelled(from_store, needed)
+        if inputs_ok and len(labelled.labels) >= needed:
+            served = self.served.adopt_performance(labelled.outputs, labelled.labels)
+        if served is not None:
+            return served
+        return _collecting_performance(len(labelled.labels), needed, self.labels.performance is not None)
+
+
+def with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:
+    """Add the features named by recently rejected requests to the window's wrong-type counts."""
+    index = {name: j for j, name in enumerate(names)}
+    errors = dict(window.type_errors)
+    for r in recent:
+        for feature in r.problem_features:
+            j = index.get(feature)
+            if j is not None:
+                errors[j] = errors.get(j, 0) + 1
+    if errors == window.type_errors:
+        return window
+    return WindowData(window.inputs, window.outputs, window.unseen, errors)
+
+
+def _collecting_outputs(rows: int, needed: int) -> CheckResult:
+    waiting = f"{rows} of {needed} rows" if rows < needed else f"waiting for {needed} rows whose inputs pass the data checks"
+    return CheckResult(
+        "prediction_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a baseline of the model's outputs from served traffic ({waiting}): the reference's outputs are"
+        " the model's on its training rows, where it is more confident than on new rows (guard(..., holdout=) gives"
+        " one from the start).",
+    )
+
+
+def _collecting_performance(labelled: int, window: int, had_reference: bool) -> CheckResult:
+    why = (
+        "the reference's performance is the model's on its training rows, better than on new rows"
+        if had_reference
+        else "the reference has no performance"
+    )
+    waiting = f"{labelled} of {window} labelled rows" if labelled < window else "waiting for inputs that pass the data checks"
+    return CheckResult(
+        "concept_drift",
+        Status.INSUFFICIENT_DATA,
+        f"Collecting a performance baseline from served traffic ({waiting}): {why}"
+        " (guard(..., holdout=(X_val, y_val)) gives one from the start).",
+    )

@@ -1,0 +1,27 @@
+"""A reference from whatever the user gave: a Reference, a saved one's path, or training data to profile."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..reference import Reference
+
+__all__ = ["as_reference"]
+
+
+def as_reference(
+    reference: Any, feature_names: Sequence[str] | None = None, categorical: Sequence[str | int] | None = None
+) -> Reference:
+    """Accept a Reference, a path to a saved one, or training data to profile."""
+    if isinstance(reference, Reference):
+        return reference
+    if isinstance(reference, (str, os.PathLike)):
+        return Reference.load(reference)
+    if reference is None:
+        raise ConfigurationError(
+            "reference", None, "training data (array, list of rows, DataFrame), a Reference, or a saved reference path"
+        )
+    return Reference.from_data(reference, feature_names=feature_names, categorical=categorical)

@@ -1,0 +1,309 @@
+"""Settings, validated once where they are made and passed down unchanged.
+
+``guard()`` (and :class:`~guarded_serving.monitor.Monitor`'s keyword form) turn their keywords into one
+:class:`Options` with :meth:`Options.of`; everything below takes the parts it needs:
+
+    Options
+     ├── monitor: MonitorOptions   how health is judged (window, methods, thresholds, history interval)
+     ├── privacy: PrivacyOptions   what of a request may be kept (redact, log_inputs, sample_rate)
+     ├── store:   StoreOptions     how the log store buffers, writes and prunes
+     └── db                        where the log store is (None: no store)
+
+:class:`RequestOptions` holds the request path's own (body and row limits, input format, bearer token).
+Each class checks its values when made, naming the keyword the user wrote. Environment variables are
+read in one place, :class:`~guarded_serving.envvars.Environment` (re-exported here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from .envvars import Environment
+from .errors import ConfigurationError
+from .operational import PipelineThresholds
+from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, SUPPORTED, StoreOptions, check_db
+from .tabular import INPUT_FORMATS
+
+if TYPE_CHECKING:
+    from .reference import Reference
+
+__all__ = [
+    "DEFAULT_DB",
+    "MEMORY",
+    "Environment",
+    "GuardKeywords",
+    "MonitorKeywords",
+    "MonitorOptions",
+    "Options",
+    "PrivacyOptions",
+    "RequestOptions",
+    "StoreOptions",
+]
+
+DEFAULT_DB = "guarded_serving.db"
+MEMORY = ":memory:"  # db=":memory:" keeps no log store, as db=None does
+
+
+def _whole(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(name, value, "a positive integer")
+
+
+def _seconds(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(name, value, "a positive number of seconds")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(name, value, "True or False")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorOptions:
+    """How a monitor judges health: the model's key (``name``, ``version``), the ``window`` of rows the drift
+    checks judge, the ``recent_requests`` the pipeline check judges, drift ``methods`` by feature, whether
+    reports show input values (``report_values``), the pipeline ``thresholds`` and the ``history_interval``."""
+
+    name: str = "model"
+    version: str | None = None
+    window: int = 1000
+    recent_requests: int = 1000
+    methods: Mapping[str, str] = field(default_factory=dict)
+    report_values: bool = False
+    history_interval: float = 60.0
+    thresholds: PipelineThresholds = field(default_factory=PipelineThresholds)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigurationError("name", self.name, "a non-empty string naming the model")
+        if self.version is not None and (not isinstance(self.version, str) or not self.version):
+            raise ConfigurationError("version", self.version, "a non-empty string or None")
+        _whole("window", self.window)
+        _whole("recent_requests", self.recent_requests)
+        if not isinstance(self.methods, Mapping):
+            raise ConfigurationError("methods", self.methods, "a dict of feature name -> method")
+        _flag("report_values", self.report_values)
+        _seconds("history_interval", self.history_interval)
+        if not isinstance(self.thresholds, PipelineThresholds):
+            raise ConfigurationError("thresholds", self.thresholds, "a PipelineThresholds")
+
+    def check_names(self, features: Sequence[str], outputs: Sequence[str]) -> None:
+        """Every feature ``methods`` names is one of the reference's inputs or outputs."""
+        unknown = sorted(set(self.methods) - set(features) - set(outputs))
+        if unknown:
+            raise ConfigurationError("methods", unknown, f"feature or output names among {list(features)}")
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyOptions:
+    """What of a request may be kept: ``redact``'s features never leave the process (blanked in the store, left
+    out of reports and metrics), ``log_inputs=False`` keeps inputs off disk, ``sample_rate`` logs that share of
+    requests' rows (every request is still counted and judged)."""
+
+    redact: frozenset[str] = frozenset()
+    log_inputs: bool = True
+    sample_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.redact, frozenset) or not all(isinstance(r, str) for r in self.redact):
+            raise ConfigurationError("redact", self.redact, "a list of feature names")
+        _flag("log_inputs", self.log_inputs)
+        rate = self.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ConfigurationError("sample_rate", rate, "a fraction in (0, 1]")
+
+    @classmethod
+    def of(cls, redact: Sequence[str] = (), log_inputs: bool = True, sample_rate: float = 1.0) -> PrivacyOptions:
+        if isinstance(redact, str) or not isinstance(redact, (Sequence, set, frozenset)):
+            raise ConfigurationError("redact", redact, "a list of feature names")
+        if not all(isinstance(r, str) for r in redact):
+            raise ConfigurationError("redact", redact, "a list of feature names")
+        return cls(frozenset(redact), log_inputs, sample_rate)
+
+    def check_names(self, features: Sequence[str]) -> None:
+        """Every feature ``redact`` names is one of the reference's."""
+        unknown = sorted(self.redact - set(features))
+        if unknown:
+            raise ConfigurationError("redact", unknown, f"feature names among {list(features)}")
+
+
+# guard()'s and Monitor's keywords for the store's options, where the two names differ
+_STORE_KEYWORDS = {"capacity": "store_capacity", "capacity_bytes": "store_capacity_bytes"}
+
+
+def store_options(**keywords: Any) -> StoreOptions:
+    """StoreOptions from guard()'s keywords (``store_capacity=`` is ``capacity``...); an error names the keyword."""
+    fields = {next((f for f, k in _STORE_KEYWORDS.items() if k == key), key): value for key, value in keywords.items()}
+    try:
+        return StoreOptions(**fields)
+    except ConfigurationError as exc:
+        raise ConfigurationError(_STORE_KEYWORDS.get(exc.argument, exc.argument), exc.got, exc.expected) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """The request path's limits: rows per request, body size, whether missing values are accepted, the form
+    the model takes its rows in (``input_format``: array, dataframe or records; None: the reference's), and
+    the bearer token that ``/feedback`` and the detailed health answers need (None: no token)."""
+
+    max_request_rows: int = 1000
+    max_body_bytes: int = 10 * 1024 * 1024
+    allow_missing: bool = True
+    input_format: str | None = None
+    auth_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _whole("max_request_rows", self.max_request_rows)
+        _whole("max_body_bytes", self.max_body_bytes)
+        _flag("allow_missing", self.allow_missing)
+        if self.input_format is not None and self.input_format not in INPUT_FORMATS:
+            raise ConfigurationError("input_format", self.input_format, f"one of {list(INPUT_FORMATS)}")
+        token = self.auth_token
+        if token is not None and (not isinstance(token, str) or len(token) < 16):
+            raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
+
+
+class MonitorKeywords(TypedDict, total=False):
+    """Monitor's keywords besides ``db``, ``feature_names``, ``categorical`` and ``metrics`` (see :meth:`Options.of`)."""
+
+    name: str
+    version: str | None
+    window: int
+    recent_requests: int
+    methods: Mapping[str, str] | None
+    report_values: bool
+    history_interval: float
+    thresholds: PipelineThresholds | None
+    redact: Sequence[str]
+    log_inputs: bool
+    sample_rate: float
+    flush_interval: float
+    store_capacity: int
+    store_capacity_bytes: int
+    max_rows: int | None
+    max_age: float | None
+    overflow: str
+
+
+class GuardKeywords(MonitorKeywords, total=False):
+    """guard()'s and GuardedModel's keywords for the request path, besides Monitor's (see :meth:`Options.of`)."""
+
+    max_request_rows: int
+    max_body_bytes: int
+    allow_missing: bool
+    input_format: str | None
+    latency_budget_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything a monitor needs besides its reference: built once, from keywords, by :meth:`of`."""
+
+    monitor: MonitorOptions = MonitorOptions()
+    privacy: PrivacyOptions = PrivacyOptions()
+    store: StoreOptions = field(default_factory=StoreOptions)
+    request: RequestOptions = RequestOptions()
+    db: str | os.PathLike[str] | None = None  # the log store's file; None keeps none
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        name: str = "model",
+        version: str | None = None,
+        db: str | os.PathLike[str] | None = None,
+        window: int = 1000,
+        recent_requests: int = 1000,
+        methods: Mapping[str, str] | None = None,
+        report_values: bool = False,
+        history_interval: float = 60.0,
+        thresholds: PipelineThresholds | None = None,
+        redact: Sequence[str] = (),
+        log_inputs: bool = True,
+        sample_rate: float = 1.0,
+        flush_interval: float = 0.2,
+        store_capacity: int = DEFAULT_CAPACITY,
+        store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
+        max_rows: int | None = None,
+        max_age: float | None = None,
+        overflow: str = "drop",
+        max_request_rows: int = 1000,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        allow_missing: bool = True,
+        input_format: str | None = None,
+        auth_token: str | None = None,
+        latency_budget_ms: float | None = None,
+    ) -> Options:
+        """The options guard() and Monitor take, under their keyword names; ``db`` as given (":memory:" is None).
+
+        ``latency_budget_ms`` is the pipeline thresholds' (when ``thresholds`` is not given)."""
+        request = RequestOptions(max_request_rows, max_body_bytes, allow_missing, input_format, auth_token)
+        if thresholds is None:
+            thresholds = PipelineThresholds(latency_budget_ms=latency_budget_ms)
+        if methods is not None and not isinstance(methods, Mapping):
+            raise ConfigurationError("methods", methods, "a dict of feature name -> method")
+        monitor = MonitorOptions(
+            name=name,
+            version=version,
+            window=window,
+            recent_requests=recent_requests,
+            methods=dict(methods or {}),
+            report_values=report_values,
+            history_interval=history_interval,
+            thresholds=thresholds,
+        )
+        store = store_options(
+            flush_interval=flush_interval,
+            store_capacity=store_capacity,
+            store_capacity_bytes=store_capacity_bytes,
+            max_rows=max_rows,
+            max_age=max_age,
+            overflow=overflow,
+        )
+        privacy = PrivacyOptions.of(redact, log_inputs, sample_rate)
+        return cls(monitor, privacy, store, request, store_path(db))
+
+    def replace(self, **changes: Any) -> Options:
+        return dataclasses.replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that decide how health is judged (as JSON values), saved with the reference."""
+        return {
+            "window": self.monitor.window,
+            "recent_requests": self.monitor.recent_requests,
+            "methods": dict(self.monitor.methods),
+            "redact": sorted(self.privacy.redact),
+            "log_inputs": self.privacy.log_inputs,
+            "report_values": self.monitor.report_values,
+            "thresholds": dataclasses.asdict(self.monitor.thresholds),
+        }
+
+    def check_reference(self, reference: Reference) -> None:
+        """The names ``redact`` and ``methods`` give are the reference's, and each method fits its feature's kind."""
+        from .drift.baseline import method_of
+
+        self.privacy.check_names(reference.feature_names)
+        self.monitor.check_names(reference.feature_names, [p.name for p in reference.outputs])
+        for profile in (*reference.features, *reference.outputs):
+            method_of(profile, self.monitor.methods)
+
+
+def store_path(db: Any) -> str | os.PathLike[str] | None:
+    """The log store ``db`` names: a file path, or None for none (``None`` or ``":memory:"``)."""
+    if db is None:
+        return None
+    if not isinstance(db, (str, os.PathLike)):
+        raise ConfigurationError("db", db, f"{SUPPORTED}, or a Store")
+    if not str(db).strip():
+        raise ConfigurationError("db", db, SUPPORTED)
+    check_db(db)
+    return None if str(db) == MEMORY else db
