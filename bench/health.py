@@ -41,8 +41,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import guarded_serving.monitor as monitor_module
 from guarded_serving import Monitor, Reference
+from guarded_serving.drift.columns import WindowColumns
+from guarded_serving.monitor import evaluation, judged
 
 FEATURES = (8, 64, 256)
 WINDOWS = (1_000, 10_000)
@@ -281,16 +282,18 @@ def breakdown(db: str | None) -> dict[str, float]:
     monitor.health()  # the one-off calibrations
     spent: dict[str, list[float]] = {part: [] for part in PARTS}
     inputs = monitor.baseline
+    evaluator = monitor._evaluator
     wrapped: list[tuple[Any, str, Any]] = [
-        (monitor, "window_data", lambda *a: PARTS[0]),
-        (monitor_module.Columns, "of", lambda matrix, base: PARTS[1] if base is inputs else PARTS[3]),
-        (monitor_module, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
-        (monitor, "_concept", lambda *a: PARTS[4]),
-        (monitor_module, "quality_check", lambda *a: PARTS[5]),
-        (monitor_module, "joint_check", lambda *a: PARTS[6]),
-        (monitor_module, "estimate_check", lambda *a: PARTS[7]),
-        *((monitor_module, name, lambda *a: PARTS[8]) for name in ("pipeline_check", "store_check", "environment_check")),
-        (monitor, "_recent_from_store", lambda *a: PARTS[9]),
+        (evaluator, "window_data", lambda *a: PARTS[0]),
+        (WindowColumns, "of", lambda matrix, base: PARTS[1] if base is inputs else PARTS[3]),
+        (evaluation, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
+        (judged, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
+        (evaluator.judged, "concept", lambda *a: PARTS[4]),
+        (evaluation, "quality_check", lambda *a: PARTS[5]),
+        (evaluation, "joint_check", lambda *a: PARTS[6]),
+        (evaluation, "estimate_check", lambda *a: PARTS[7]),
+        *((evaluation, name, lambda *a: PARTS[8]) for name in ("pipeline_check", "store_check", "environment_check")),
+        (evaluation, "recent_from_store", lambda *a: PARTS[9]),
     ]
     saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in wrapped]
     for owner, name, part in wrapped:
@@ -304,7 +307,7 @@ def breakdown(db: str | None) -> dict[str, float]:
     finally:
         for owner, name, original in saved:
             if original is None:
-                delattr(owner, name)  # the monitor's own attribute: back to the class's method
+                delattr(owner, name)  # an instance's own attribute: back to the class's method
             else:
                 setattr(owner, name, original)
         monitor.close()
