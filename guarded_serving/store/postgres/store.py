@@ -83,25 +83,7 @@ class PostgresStore(PostgresReader, Store):
         return self._backlog.drained(timeout)
 
     def stats(self) -> StoreStats:
-        backlog = self._backlog
-        with backlog.cond:
-            return StoreStats(
-                path=self.path,
-                pending=backlog.pending_rows,
-                written=backlog.written,
-                dropped=backlog.dropped,
-                capacity=self.options.capacity,
-                last_error=backlog.last_error,
-                last_error_at=backlog.last_error_at,
-                last_flush_at=backlog.last_flush_at,
-                flush_interval=self.options.flush_interval,
-                pending_bytes=backlog.pending_bytes,
-                capacity_bytes=self.options.capacity_bytes,
-                waits=backlog.waits,
-                waited_s=round(backlog.waited, 3),
-                last_wait_at=backlog.last_wait_at,
-                opened=backlog.opened,
-            )
+        return self._backlog.stats(self.path)
 
     def prune(self) -> int:
         """Apply retention now to the model versions this replica writes, unless another replica is pruning

@@ -13,13 +13,13 @@ import collections
 import sys
 import threading
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ...jsontext import dump_text
 from ..options import StoreOptions
-from ..records import RequestRecord, version_key
+from ..records import RequestRecord, StoreStats, version_key
 from .codec import iso
 
 __all__ = ["Backlog", "Counts", "Key", "Pending", "Work", "pending", "tally"]
@@ -135,6 +135,30 @@ class Backlog:
         self.flush_requested = False
         self._models: dict[Key, tuple[str, str, str]] = {}  # (name, version) -> (saved_at, reference, settings)
         self._models_changed = self._models_written = 0
+
+    def stats(self, path: str, **backend: Any) -> StoreStats:
+        """The buffer's figures as a backend reports them; ``backend`` adds the backend's own (a file's
+        replacements)."""
+        options = self.options
+        with self.cond:
+            return StoreStats(
+                path=path,
+                pending=self.pending_rows,
+                written=self.written,
+                dropped=self.dropped,
+                capacity=options.capacity,
+                last_error=self.last_error,
+                last_error_at=self.last_error_at,
+                last_flush_at=self.last_flush_at,
+                flush_interval=options.flush_interval,
+                pending_bytes=self.pending_bytes,
+                capacity_bytes=options.capacity_bytes,
+                waits=self.waits,
+                waited_s=round(self.waited, 3),
+                last_wait_at=self.last_wait_at,
+                opened=self.opened,
+                **backend,
+            )
 
     # -- the request path ------------------------------------------------------------------------
     def put(self, record: Pending) -> bool:

@@ -94,29 +94,14 @@ class SqliteStore(SqliteReader, Store):
         return self._backlog.drained(timeout)
 
     def stats(self) -> StoreStats:
-        backlog, file = self._backlog, self._file
-        with backlog.cond:
-            return StoreStats(
-                path=self.path,
-                pending=backlog.pending_rows,
-                written=backlog.written,
-                dropped=backlog.dropped,
-                capacity=self.options.capacity,
-                last_error=backlog.last_error,
-                last_error_at=backlog.last_error_at,
-                last_flush_at=backlog.last_flush_at,
-                flush_interval=self.options.flush_interval,
-                replaced=file.replaced,
-                last_replaced_at=file.last_replaced_at,
-                pending_bytes=backlog.pending_bytes,
-                capacity_bytes=self.options.capacity_bytes,
-                waits=backlog.waits,
-                waited_s=round(backlog.waited, 3),
-                last_wait_at=backlog.last_wait_at,
-                opened=backlog.opened,
-                wal_replaced=file.wal_replaced,
-                last_wal_replaced_at=file.last_wal_replaced_at,
-            )
+        file = self._file
+        return self._backlog.stats(
+            self.path,
+            replaced=file.replaced,
+            last_replaced_at=file.last_replaced_at,
+            wal_replaced=file.wal_replaced,
+            last_wal_replaced_at=file.last_wal_replaced_at,
+        )
 
     def prune(self) -> int:
         """Apply ``max_rows`` / ``max_age`` and the bound on warnings now, to the model versions this store
