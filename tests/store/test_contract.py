@@ -560,11 +560,13 @@ def test_a_store_prunes_nothing_of_a_version_it_never_wrote(backend: Backend) ->
 def test_max_age_deletes_old_warnings_and_health_snapshots(backend: Backend) -> None:
     now, old = time.time(), time.time() - 7200
     with backend.store(max_age=3600) as store, backend.store() as unlimited:
-        warned = [WarningRecord("FutureWarning", text, "a.py:1", 1) for text in ("old", "new")]
-        put_all(store, record("a", ts=old, warnings=(warned[0],)), record("b", ts=now, warnings=(warned[1],)))
+        # The snapshots first: the limited store prunes on its own after its first write (in its writer
+        # thread, after the write is acknowledged), so a snapshot written after it could already be gone.
         unlimited.write_snapshot("m", 0, old, "ok", '"old"', keep=10)
         unlimited.write_snapshot("m", 1, now, "ok", '"new"', keep=10)
         assert len(store.snapshots("m", None, 10)) == 2
+        warned = [WarningRecord("FutureWarning", text, "a.py:1", 1) for text in ("old", "new")]
+        put_all(store, record("a", ts=old, warnings=(warned[0],)), record("b", ts=now, warnings=(warned[1],)))
         store.prune()
 
         assert [w.message for w in store.warnings("m")] == ["new"]
