@@ -237,6 +237,8 @@ class Performance:
         if task == "classification":
             classes = tuple(sorted(set(labels), key=lambda v: (str(type(v)), v)))  # scikit-learn orders classes_ so
         losses = row_losses(task, classes, predictions, labels)
+        if not losses.error.size:  # no row could be scored: NaN says "unknown" without numpy's empty-slice warnings
+            return cls(task=task, classes=classes, rows=len(labels), error_mean=math.nan, error_std=math.nan, loss_mean=math.nan)
         return cls(
             task=task,
             classes=classes,

@@ -235,8 +235,14 @@ _IQR = float(2 * norm.isf(0.25))  # a normal's interquartile range, in standard 
 def _kurtosis(base: Baseline) -> np.ndarray:
     """Kurtosis of each numeric feature's reference sample (the population the draws come from)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        centred = base.sample - np.nanmean(base.sample, axis=0)
-        return np.asarray(np.nanmean(centred**4, axis=0) / np.nanmean(centred**2, axis=0) ** 2)
+        centred = base.sample - _nanmean(base.sample)
+        return np.asarray(_nanmean(centred**4) / _nanmean(centred**2) ** 2)
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; NaN for an all-NaN column (a redacted feature) without numpy's warning."""
+    known = ~np.isnan(values)
+    return np.where(known, values, 0.0).sum(axis=0) / known.sum(axis=0)
 
 
 def _centre_and_spread(statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
