@@ -242,7 +242,7 @@ def _kurtosis(base: Baseline) -> np.ndarray:
 def _nanmean(values: np.ndarray) -> np.ndarray:
     """Column means ignoring NaN; NaN for an all-NaN column (a redacted feature) without numpy's warning."""
     known = ~np.isnan(values)
-    return np.where(known, values, 0.0).sum(axis=0) / known.sum(axis=0)
+    return np.asarray(np.where(known, values, 0.0).sum(axis=0) / known.sum(axis=0))
 
 
 def _centre_and_spread(statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
