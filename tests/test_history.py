@@ -245,11 +245,12 @@ def test_the_periodic_evaluation_logs_a_status_change(training: np.ndarray) -> N
             assert wait_for(lambda: len(monitor.history()) >= 1, timeout=10)  # insufficient data, judged once
             monitor.observe(training[:200] + 5, training[:200].sum(axis=1))
             assert wait_for(lambda: any(e["event"] == "status_changed" for e in logs), timeout=10)
+            # the change is logged as it is judged, and its snapshot is stored just after: wait for it too
+            assert wait_for(lambda: monitor.history()[-1].status is Status.ALERT, timeout=10)
         finally:
             monitor.close()
     change = next(e for e in logs if e["event"] == "status_changed")
     assert (change["previous"], change["status"]) == ("insufficient_data", "alert")
-    assert monitor.history()[-1].status is Status.ALERT
 
 
 def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(training: np.ndarray) -> None:
