@@ -38,6 +38,7 @@ class Retention:
         self.skipped = 0  # turns skipped because another replica was pruning
         self._keys: set[Key] = set()
         self._lock = threading.Lock()
+        self._running = threading.Lock()  # held while this replica prunes
         self._writes = 0
         self._warned = False
 
@@ -58,15 +59,20 @@ class Retention:
         return self._exclusively(conn, lambda: self._prune(conn))
 
     def _exclusively(self, conn: Connection, prune: Any) -> bool:
-        (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (RETENTION_LOCK,)).fetchone() or (False,)
-        if not locked:
-            self.skipped += 1
-            return False
-        try:
-            prune()
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
-        return True
+        # This replica's own prunes (its writer's, and Store.prune()'s on its own connection) take turns here:
+        # the advisory lock cannot tell them apart, so a prune() called while the writer was pruning used to
+        # be skipped as if another replica were doing it, and returned before the writer's prune had deleted
+        # anything (the contract test on max_age caught it under load).
+        with self._running:
+            (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (RETENTION_LOCK,)).fetchone() or (False,)
+            if not locked:
+                self.skipped += 1
+                return False
+            try:
+                prune()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
+            return True
 
     def _prune(self, conn: Connection) -> None:
         self._warned = False
