@@ -3,7 +3,7 @@
     .venv/bin/python bench/fleet.py                          # 5 interleaved rounds of 5 s per store (~5 min)
     .venv/bin/python bench/fleet.py --seconds 2 --rounds 1   # a quick look
 
-Starts a PostgreSQL server of its own (Debian's, as tests/postgres.py does) on a temporary directory and a
+Starts a PostgreSQL server of its own (Debian's, as tests/fixtures/postgres.py does) on a temporary directory and a
 loopback port, with the server's defaults but for ``fsync = off`` (a benchmark of the client, not the disk;
 SQLite runs as the store always runs it, WAL with ``synchronous=NORMAL``).
 
@@ -35,10 +35,10 @@ import psutil
 import psycopg
 import store as store_bench
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/postgres.py runs the server
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/fixtures/postgres.py runs the server
 from guarded_serving.store import StoreOptions
 from guarded_serving.store.postgres import PostgresStore
-from tests.postgres import PostgresServer, ensure_installed
+from tests.fixtures.postgres import PostgresServer, ensure_installed
 
 FEATURES = 20
 STORES = ("sqlite", "postgresql")

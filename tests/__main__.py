@@ -4,7 +4,7 @@ Extra arguments go to pytest, e.g. `python -m tests -k store -x`. The Prometheus
 `prometheus` and `promtool`: when they are missing, the package is installed first (apt-get, as root
 or through passwordless sudo). The dashboard's end-to-end test
 renders the page in headless Chromium: Debian's `chromium` package is installed first when missing. The
-fleet tests run a real PostgreSQL server (tests/postgres.py starts and stops it on a temporary directory):
+fleet tests run a real PostgreSQL server (tests/fixtures/postgres.py starts and stops it on a temporary directory):
 Debian's `postgresql` is installed first when missing.
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import postgres
+from tests.fixtures import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -1,131 +1,76 @@
-"""Fixtures shared by the end-to-end tests: a real `bentoml serve` on 127.0.0.1 with a free port."""
+"""What every test gets: the markers, applied by directory, and the rule that only end-to-end tests start servers.
+
+- tests under ``tests/e2e/`` are marked ``e2e``; so is every test that uses the session's PostgreSQL server
+  (the ``postgres`` fixture, or the store contract suite's ``postgresql`` backend);
+- tests under ``tests/acceptance/`` are marked ``acceptance``;
+- a test that is not marked ``e2e`` and starts a server (``bentoml serve``, PostgreSQL, Prometheus, Chromium, or
+  a socket listening on the network) fails, so that ``python -m tests --fast`` (``-m "not e2e and not acceptance"``)
+  never waits for one.
+
+Shared helpers live in tests/fixtures/ and are imported from there; this file only holds fixtures and hooks.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import httpx
-import psutil
 import pytest
 
-from .postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.servers import Server, server_command, start_server
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-ROOT = Path(__file__).resolve().parent.parent
-BENTOML = str(Path(sys.executable).parent / "bentoml")
+TESTS = Path(__file__).resolve().parent
+MARKED_DIRECTORIES = {
+    "e2e": "starts a real server (bentoml serve, PostgreSQL, Prometheus, Chromium): tests/e2e/ and the postgres fixture",
+    "acceptance": "a statistical acceptance suite on seeded worlds (tests/acceptance/): slow, no server",
+}
 
 
-def copy_checkout(target: Path) -> Path:
-    """The repository's files (tracked or not ignored) copied into ``target``, as a fresh clone holds them:
-    no venv, no trained model, no build output."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for name in listed:
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, meaning in MARKED_DIRECTORIES.items():
+        config.addinivalue_line("markers", f"{marker}: {meaning}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if parts[0] in MARKED_DIRECTORIES:
+            item.add_marker(parts[0])
+        if "postgres" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None:
+            item.add_marker("e2e")
 
 
-@dataclass
-class Server:
-    """A running `bentoml serve` process and the files it writes."""
+@pytest.fixture(autouse=True)
+def servers_only_in_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that starts a server without being an end-to-end test (see the module docstring)."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
 
-    url: str
-    db: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-    started_in: float
-    client: httpx.Client = field(init=False)
+    def refuse(what: str) -> None:
+        pytest.fail(f"{request.node.nodeid} starts {what} but is not marked e2e: move it to tests/e2e/", pytrace=False)
 
-    def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+    popen_init = subprocess.Popen.__init__
+    listen = socket.socket.listen
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        self.client.close()
-        if self.process.poll() is None:
-            # BentoML starts each worker in a process group of its own: remember them, so that a hung
-            # stop can kill them too and none outlives the test.
-            workers = psutil.Process(self.process.pid).children(recursive=True)
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-            for worker in workers:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    worker.kill()
-        return int(self.process.returncode)
+    def guarded_popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        what = server_command(args)
+        if what is not None:
+            refuse(what)
+        popen_init(self, args, *rest, **kwargs)
 
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
+    def guarded_listen(self: socket.socket, *args: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(f"a server listening on {self.getsockname()}")
+        listen(self, *args)
 
-
-def start_server(
-    target: str, tmp_path: Path, *, db: Path | None = None, cwd: Path = ROOT, env: dict[str, str] | None = None
-) -> Server:
-    port = free_port()
-    db = db or tmp_path / "guarded.db"
-    log = tmp_path / f"serve-{port}.log"
-    full_env = {**os.environ, "GUARDED_SERVING_DB": str(db), "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p)
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return serving(process, f"http://127.0.0.1:{port}", db, log, target, started)
-
-
-def serving(
-    process: subprocess.Popen[bytes],
-    url: str,
-    db: Path,
-    log: Path,
-    target: str,
-    started: float,
-    log_text: Callable[[], str] | None = None,
-) -> Server:
-    """Wait (90 s at most) until a started `bentoml serve` answers /readyz; fail with its log if it
-    exits or never gets ready. ``log_text`` reads the log when the caller writes it itself."""
-    read_log = log_text or log.read_text
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"bentoml serve {target} exited with {process.returncode}:\n{read_log()}")
-        try:
-            return httpx.get(url + "/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    if wait_for(ready, timeout=90, interval=0.2):
-        return Server(url, db, log, process, time.perf_counter() - started)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(f"bentoml serve {target} was not ready within 90 s:\n{read_log()}")
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_popen_init)
+    monkeypatch.setattr(socket.socket, "listen", guarded_listen)
 
 
 @pytest.fixture
@@ -141,16 +86,6 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:
-    """Poll until predicate() is true (for effects that land within a flush interval)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,7 @@ from guarded_serving.histograms import FeatureHistogram, feature_histograms
 from guarded_serving.history import Snapshot, StageLatency
 from guarded_serving.http import prefers_html
 from guarded_serving.times import parse_since
-
-from .conftest import wait_for
+from tests.fixtures.waiting import wait_for
 
 HOSTILE = "<script>alert('owned')</script>"
 TOKEN = "dashboard-token-0123456789"

@@ -19,8 +19,7 @@ from guarded_serving.operational import PipelineDetails
 from guarded_serving.stages import StageSummary
 from guarded_serving.store import StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
-
-from .conftest import wait_for
+from tests.fixtures.waiting import wait_for
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

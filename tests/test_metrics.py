@@ -22,8 +22,8 @@ from guarded_serving.metrics import LATENCY_BUCKETS, METRICS, STATUS_VALUES, Met
 from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.reference import Provenance
 from guarded_serving.store import RequestRecord
-
-from .conftest import ROOT, wait_for
+from tests.fixtures.servers import ROOT
+from tests.fixtures.waiting import wait_for
 
 FEATURES = ["a", "b", "c"]
 

@@ -30,8 +30,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor
-
-from .apps.copula import World, build_world, grouped, reference_of
+from tests.apps.copula import World, build_world, grouped, reference_of
 
 CHECK_EVERY = 250
 BATCH = 50

@@ -39,9 +39,7 @@ import pytest
 
 from guarded_serving import GuardedModel, Reference, TrainingDataWarning
 from guarded_serving.monitor import ADOPT_ROWS
-
-from .apps.world import MODELS, REGRESSORS, draw, fitted
-from .conftest import Server
+from tests.apps.world import MODELS, REGRESSORS, draw, fitted
 
 ROWS = 20_000
 # The held-out draw of seed 2029 is typical (its logistic model's mean output 0.4 standard errors from the
@@ -275,39 +273,6 @@ def test_a_reference_built_from_held_out_rows_does_not_warn(runs: Runs, family: 
 
 
 # -- end to end ----------------------------------------------------------------------------------------------------
-
-
-def test_a_served_one_liner_stays_quiet_and_keeps_its_adopted_baseline_over_a_restart(serve: Callable[..., Server]) -> None:
-    rng = np.random.default_rng(8)
-    X, y, _ = draw(3000, rng)
-    rows = as_rows(X)
-    server = serve("tests.apps.models:forest")
-
-    def send(to: Server, start: int, stop: int) -> None:
-        for at in range(start, stop, REQUEST_ROWS):
-            answer = to.client.post("/predict", json={"rows": rows[at : at + REQUEST_ROWS]})
-            assert answer.status_code == 200, answer.text
-            labels = y[at : at + REQUEST_ROWS].tolist()
-            assert (
-                to.client.post("/feedback", json={"request_id": answer.json()["request_id"], "labels": labels}).status_code == 200
-            )
-
-    statuses = []
-    for start in range(0, 2000, CHECK_EVERY):
-        send(server, start, start + CHECK_EVERY)
-        statuses.append(server.client.get("/health/model").json())
-    flagged = [(c, r["checks"][c]["summary"]) for r in statuses for c in CHECKS if r["checks"][c]["status"] in FLAGGED]
-    baseline = statuses[-1]["checks"]["prediction_drift"]["baseline"]
-    assert server.stop() == 0
-    assert flagged == []
-    assert baseline["source"] == "served traffic"
-
-    restarted = serve("tests.apps.models:forest", db=server.db)
-    send(restarted, 2000, 2250)
-    judged = restarted.client.get("/health/model").json()["checks"]["prediction_drift"]
-
-    assert judged["status"] == "ok", judged["summary"]
-    assert judged["baseline"] == baseline
 
 
 # -- breakage after the served baselines are taken -------------------------------------------------------------------

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+from tests.fixtures.servers import ROOT
 
 
 def run(script: str, *args: str, tmp_path: Path) -> object:

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .apps.dashboard import HOSTILE, labels, rows
-from .conftest import ROOT, Server, start_server, wait_for
+from tests.apps.dashboard import HOSTILE, labels, rows
+from tests.fixtures.servers import ROOT, Server, start_server
+from tests.fixtures.waiting import wait_for
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 WIDTH, HEIGHT = 1280, 2400

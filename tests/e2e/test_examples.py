@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BENTOML, ROOT, Server
+from tests.fixtures.servers import BENTOML, ROOT, Server
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import Server, start_server, wait_for
-from .postgres import PASSWORD, PostgresServer
+from tests.fixtures.postgres import PASSWORD, PostgresServer
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -13,8 +13,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from .conftest import Server, wait_for
-from .postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.servers import Server
+from tests.fixtures.waiting import wait_for
+
 from .test_fleet import Fleet, health, replica
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, copy_checkout, free_port, wait_for
-from .postgres import PASSWORD, USER, PostgresServer
+from tests.fixtures.postgres import PASSWORD, USER, PostgresServer
+from tests.fixtures.servers import ROOT, copy_checkout, free_port
+from tests.fixtures.waiting import wait_for
 
 README = (ROOT / "README.md").read_text()
 FLEETS = README[README.index("## Fleets") : README.index("## Command line")]

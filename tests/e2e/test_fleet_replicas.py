@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import Server, wait_for
-from .postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.servers import Server
+from tests.fixtures.waiting import wait_for
+
 from .test_fleet import Fleet, health, predict, replica
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -41,8 +41,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from guarded_serving.guard import GuardedModel
-
-from .conftest import Server, start_server, wait_for
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 MIB = 1024 * 1024
 VALID = {"rows": [[1, 2, 3]]}

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .conftest import Server, start_server, wait_for
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 FLUSH_INTERVAL = 0.2  # the store's default: answered requests reach the disk within about this
 LOSS_WINDOW = 1.0  # the flush interval plus a generous margin for one slow transaction on a busy machine

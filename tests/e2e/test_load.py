@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import start_server
+from tests.fixtures.servers import start_server
 
 SECONDS = 6.0
 THREADS_PER_PROCESS = 16

@@ -23,8 +23,7 @@ import pytest
 import yaml
 
 from guarded_serving import __version__
-
-from .conftest import ROOT, Server, copy_checkout, free_port, serving
+from tests.fixtures.servers import ROOT, Server, copy_checkout, free_port, serving
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 BENTOFILE = yaml.safe_load((ROOT / "bentofile.yaml").read_text())

@@ -26,8 +26,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from guarded_serving.metrics import METRICS, STATUS_VALUES
-
-from .conftest import ROOT, Server, free_port, wait_for
+from tests.fixtures.servers import ROOT, Server, free_port
+from tests.fixtures.waiting import wait_for
 
 RULES = ROOT / "examples" / "prometheus" / "recording_rules.yml"
 DASHBOARD = ROOT / "examples" / "grafana" / "guarded_serving.json"

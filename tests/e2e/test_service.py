@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import Server, start_server, wait_for
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_environment_drift_and_deprecation_warnings_make_the_environment_check_w
     [warning] = env["warnings"]
     assert warning["category"] == "DeprecationWarning"
     assert warning["message"] == "toy_predict(rows) is deprecated; call toy_predict_v2"
-    source = (Path(__file__).parent / "apps" / "toy.py").read_text().splitlines()
+    source = (Path(__file__).parent.parent / "apps" / "toy.py").read_text().splitlines()
     line = next(i for i, text in enumerate(source, 1) if "warnings.warn(" in text)
     assert warning["location"].endswith(f"toy.py:{line}")
     assert server.client.get("/health/model", params={"fail_on": "warn"}).status_code == 503

@@ -22,7 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import Server, wait_for
+from tests.fixtures.servers import Server
+from tests.fixtures.waiting import wait_for
 
 PROBES = ("/healthz", "/readyz", "/health/model")
 

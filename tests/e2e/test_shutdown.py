@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import start_server
+from tests.fixtures.servers import start_server
 
 
 def test_sigterm_under_load_keeps_every_answered_request_in_the_database(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ import psutil
 import pytest
 
 from guarded_serving.store.sqlite import SqliteStore
-
-from .conftest import BENTOML, ROOT, Server, free_port, serving, start_server, wait_for
+from tests.fixtures.servers import BENTOML, ROOT, Server, free_port, serving, start_server
+from tests.fixtures.waiting import wait_for
 
 # SQLite says "unable to open database file"; the writer, recreating the file, "Is a directory".
 UNOPENABLE_MESSAGES = ("unable to open", "Is a directory")
@@ -187,7 +187,7 @@ def test_a_locked_database_keeps_answering_reports_locked_and_recovers_without_l
 
 
 def start_server_with_file_size_limit(tmp_path: Path, db: Path, limit: int) -> Server:
-    """`bentoml serve` (like conftest.start_server) with RLIMIT_FSIZE set, so that no file it writes can
+    """`bentoml serve` (like tests.fixtures.servers.start_server) with RLIMIT_FSIZE set, so that no file it writes can
     grow past `limit` bytes: a write beyond it fails with EFBIG, as on a full disk (CPython ignores
     SIGXFSZ, so the process is not killed). Its output goes through a pipe, which the limit does not
     apply to, into a log file written by this process."""

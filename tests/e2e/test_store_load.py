@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .conftest import Server
+from tests.fixtures.servers import Server
 
 CLIENTS = 4
 ROWS = 1000

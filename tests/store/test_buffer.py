@@ -22,8 +22,7 @@ from guarded_serving.drift.window import Chunk
 from guarded_serving.operational import store_check
 from guarded_serving.store import DEFAULT_CAPACITY_BYTES, RequestRecord, StoreOptions, StoreStats
 from guarded_serving.store.sqlite import SqliteStore
-
-from .conftest import wait_for
+from tests.fixtures.waiting import wait_for
 
 ROW_TEXT = "[" + ",".join(["0.123456"] * 8) + "]"
 

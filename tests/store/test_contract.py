@@ -1,4 +1,4 @@
-"""The store contract (guarded_serving/store/contract.py), rule by rule, on every backend of conftest.BACKENDS."""
+"""The store contract (guarded_serving/store/contract.py), rule by rule, on every backend of tests.fixtures.backends.BACKENDS."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from guarded_serving.environment import WarningRecord
 from guarded_serving.errors import ConfigurationError, StoreError
 from guarded_serving.store import ReadOnlyStore, RequestRecord, Store, StoreReader, Totals, iso_time, open_reader
 from guarded_serving.store.contract import WARNINGS_KEPT
-
-from ..conftest import wait_for
-from .conftest import Backend
+from tests.fixtures.backends import Backend
+from tests.fixtures.waiting import wait_for
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

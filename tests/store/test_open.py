@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from guarded_serving.store import RequestRecord, StoreOptions, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
-
-from .conftest import ROOT, wait_for
+from tests.fixtures.servers import ROOT
+from tests.fixtures.waiting import wait_for
 
 
 def record(request_id: str, rows: int = 2, model: str = "m", version: str | None = None) -> RequestRecord:

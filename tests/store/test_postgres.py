@@ -17,9 +17,9 @@ import structlog
 
 from guarded_serving.store import Store, StoreOptions, StoreReader, open_reader, open_store
 from guarded_serving.store.postgres.retention import RETENTION_LOCK
+from tests.fixtures.postgres import PASSWORD, USER, PostgresServer
+from tests.fixtures.waiting import wait_for
 
-from ..conftest import wait_for
-from ..postgres import PASSWORD, USER, PostgresServer
 from .test_contract import T0, put_all, record
 
 
