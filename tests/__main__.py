@@ -1,11 +1,14 @@
 """The whole check, as CI runs it: `python -m tests` (lint, format, types, then the test suite).
 
-Extra arguments go to pytest, e.g. `python -m tests -k store -x`. The Prometheus tests run Debian's
-`prometheus` and `promtool`: when they are missing, the package is installed first (apt-get, as root
-or through passwordless sudo). The dashboard's end-to-end test
-renders the page in headless Chromium: Debian's `chromium` package is installed first when missing. The
-fleet tests run a real PostgreSQL server (tests/fixtures/postgres.py starts and stops it on a temporary directory):
-Debian's `postgresql` is installed first when missing.
+`python -m tests --fast` is the loop to run while changing code: lint, format and the unit tests only (no
+test marked `e2e` or `acceptance`, so no server, no statistical suite, no mypy), under a minute.
+Extra arguments go to pytest, e.g. `python -m tests -k store -x` or `python -m tests --fast -x tests/drift`.
+
+The Prometheus tests run Debian's `prometheus` and `promtool`: when they are missing, the package is
+installed first (apt-get, as root or through passwordless sudo). The dashboard's end-to-end test renders
+the page in headless Chromium: Debian's `chromium` package is installed first when missing. The fleet
+tests run a real PostgreSQL server (tests/fixtures/postgres.py starts and stops it on a temporary
+directory): Debian's `postgresql` is installed first when missing.
 """
 
 from __future__ import annotations
@@ -79,15 +82,39 @@ def ensure_chromium() -> None:
         sys.exit("apt-get installed chromium, but no `chromium` binary is on PATH or at /usr/bin/chromium")
 
 
+# The fast loop leaves out the directories of slow tests rather than only deselecting them, and schemathesis'
+# plugin (only tests/e2e/test_hostile_input.py uses it): importing them costs seconds for tests that never run.
+# Two workers (pytest-xdist), one per core of the machines it runs on: the unit tests share no state but
+# their tmp_path, and each worker runs one BLAS thread (tests/conftest.py).
+FAST = [
+    "-m",
+    "not e2e and not acceptance",
+    "--ignore=tests/e2e",
+    "--ignore=tests/acceptance",
+    "-p",
+    "no:schemathesis",
+    "-n",
+    "2",
+    "-q",
+]
+
+
 def main() -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    arguments = sys.argv[1:]
+    if "--fast" in arguments:
+        arguments.remove("--fast")
+        run(str(BIN / "ruff"), "check", ".")
+        run(str(BIN / "ruff"), "format", "--check", ".")
+        run(sys.executable, "-m", "pytest", *FAST, *arguments)
+        return
     ensure_prometheus()
     run(str(BIN / "ruff"), "check", ".")
     run(str(BIN / "ruff"), "format", "--check", ".")
     run(sys.executable, "-m", "mypy")
     ensure_chromium()
     postgres.ensure_installed()
-    run(sys.executable, "-m", "pytest", *sys.argv[1:])
+    run(sys.executable, "-m", "pytest", *arguments)
 
 
 if __name__ == "__main__":

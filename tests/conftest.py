@@ -1,7 +1,8 @@
 """What every test gets: the markers, applied by directory, and the rule that only end-to-end tests start servers.
 
-- tests under ``tests/e2e/`` are marked ``e2e``; so is every test that uses the session's PostgreSQL server
-  (the ``postgres`` fixture, or the store contract suite's ``postgresql`` backend);
+- tests under ``tests/e2e/`` are marked ``e2e``; so is every test that uses a PostgreSQL server (the
+  ``postgres`` or ``own_postgres`` fixture, or the store contract suite's ``postgresql`` backend), so that
+  tests/store/ holds every backend's tests;
 - tests under ``tests/acceptance/`` are marked ``acceptance``;
 - a test that is not marked ``e2e`` and starts a server (``bentoml serve``, PostgreSQL, Prometheus, Chromium, or
   a socket listening on the network) fails, so that ``python -m tests --fast`` (``-m "not e2e and not acceptance"``)
@@ -25,7 +26,13 @@ from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.servers import Server, server_command, start_server
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+# One BLAS thread per process, set before numpy loads: OpenBLAS's spinning threads on a loaded two-core machine
+# turned a 0.5 s LogisticRegression fit (the digits fixture) into 20 s (measured at load 6). The tests' own
+# arrays are small; the servers started by e2e tests inherit the setting.
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
 TESTS = Path(__file__).resolve().parent
+SERVER_FIXTURES = {"postgres", "own_postgres"}  # a test that uses one is end to end wherever it lives
 MARKED_DIRECTORIES = {
     "e2e": "starts a real server (bentoml serve, PostgreSQL, Prometheus, Chromium): tests/e2e/ and the postgres fixture",
     "acceptance": "a statistical acceptance suite on seeded worlds (tests/acceptance/): slow, no server",
@@ -42,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = item.path.resolve().relative_to(TESTS).parts
         if parts[0] in MARKED_DIRECTORIES:
             item.add_marker(parts[0])
-        if "postgres" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) and item.get_closest_marker("e2e") is None:
             item.add_marker("e2e")
 
 
@@ -98,6 +105,15 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, to stop and start again; removed afterwards."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ NOT_MIRRORS = {"e2e", "acceptance", "fixtures", "apps", "artifacts"}  # director
         ([str(Path(sys.executable).parent / "guarded-serving"), "report", "--db", "serve.db"], None),
         (["git", "ls-files"], None),
         ([sys.executable, "-c", "print('serve')"], None),
+        ([sys.executable, "-c", "# as if the postgres extra were not installed"], None),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -90,3 +91,13 @@ def test_every_test_directory_is_a_package() -> None:
     )
 
     assert missing == []
+
+
+def test_blas_runs_one_thread_in_the_tests() -> None:
+    """tests/conftest.py sets it before numpy loads; a plugin importing numpy first would undo it silently."""
+    import numpy as np  # noqa: F401  (loads the BLAS library threadpoolctl reports on)
+    from threadpoolctl import threadpool_info
+
+    assert {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {
+        "openblas": 1
+    }

@@ -38,15 +38,6 @@ def opened(url: str, **options: object) -> Store:
     return store.open()
 
 
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server of the test's own, to stop and start again."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
-
-
 def test_libpq_variables_complete_a_url_that_names_only_the_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     parts = urlsplit(postgres_url)
     for name, value in {"PGHOST": parts.hostname, "PGPORT": str(parts.port), "PGUSER": USER, "PGPASSWORD": PASSWORD}.items():
@@ -149,17 +140,17 @@ def test_a_replica_posts_a_heartbeat_while_it_runs_and_leaves_when_it_closes(pos
         assert found.replicas("m", version="2") == []
 
 
-def test_rows_wait_while_the_server_is_down_and_are_written_once_it_is_back(own_server: PostgresServer) -> None:
-    url = own_server.database()
+def test_rows_wait_while_the_server_is_down_and_are_written_once_it_is_back(own_postgres: PostgresServer) -> None:
+    url = own_postgres.database()
     store = opened(url)
     try:
         put_all(store, record("before"))
-        own_server.stop()
+        own_postgres.stop()
         for i in range(50):
             assert store.put(record(f"during-{i}"))
         assert wait_for(lambda: store.stats().last_error is not None)
         assert store.stats().pending == 100
-        own_server.start()
+        own_postgres.start()
 
         assert store.flush(timeout=30)
         assert store.stats().last_error is None
