@@ -68,6 +68,10 @@ class Labels:
         # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
         self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
         self._label_counts = [0, 0]
+        # Without a store: what can change the joined labels (a label, a prediction replaced or forgotten) counts
+        # a change, and the last join is reused until then (joining 2,000 labels in Python costs ~1.5 ms).
+        self._changes = 0
+        self._joined: tuple[int, int, Labelled] | None = None
 
     def remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (a record hook)."""
@@ -78,12 +82,14 @@ class Labels:
             self._sequence += 1
             previous = self._predictions.pop(record.request_id, None)
             if previous is not None:  # a client's reused request id: labels join the newest request with it
+                self._changes += 1
                 self._prediction_rows -= len(previous[2])
                 self._forget(record.request_id, len(previous[2]))
             self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
             self._prediction_rows += len(outputs)
             while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
                 old_id, (_, _, old_outputs) = self._predictions.popitem(last=False)
+                self._changes += 1
                 self._prediction_rows -= len(old_outputs)
                 self._forget(old_id, len(old_outputs))
 
@@ -137,6 +143,7 @@ class Labels:
                 replaced += (rid, row) in self._labels
                 self._labels[(rid, int(row))] = (label, now)
             new = len(items) - replaced
+            self._changes += 1
             self._label_counts[0] += new
             self._label_counts[1] += replaced
         return FeedbackResult(accepted=len(items), new=new, replaced=replaced)
@@ -170,6 +177,9 @@ class Labels:
                 outputs, labels, delays = stored.outputs, stored.labels, stored.delays
                 return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced)  # at least what joined
         with self._lock:
+            if self._joined is not None and self._joined[:2] == (self._changes, limit):
+                return self._joined[2]
+            changes = self._changes
             joined = []
             for (rid, row), (label, labelled_at) in self._labels.items():
                 kept = self._predictions.get(rid)
@@ -179,4 +189,7 @@ class Labels:
             received, replaced = self._label_counts
         joined.sort(key=lambda item: (item[0], item[1]))
         joined = joined[-limit:]
-        return Labelled([j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced)
+        result = Labelled([j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced)
+        with self._lock:
+            self._joined = (changes, limit, result)
+        return result
