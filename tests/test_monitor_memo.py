@@ -93,7 +93,8 @@ def test_a_new_label_is_judged_by_the_next_health_check(labelled: Monitor) -> No
     after = concept(health(labelled))
 
     assert after.labels_received == before.labels_received + 100
-    assert after.current is not None and before.current is not None
+    assert after.current is not None
+    assert before.current is not None
     assert after.current < before.current
 
 
@@ -107,7 +108,8 @@ def test_a_replaced_label_is_judged_by_the_next_health_check(labelled: Monitor) 
     after = concept(health(labelled))
 
     assert after.labels_replaced == before.labels_replaced + 50
-    assert after.current is not None and before.current is not None
+    assert after.current is not None
+    assert before.current is not None
     assert after.current == pytest.approx(before.current - 50 / after.labelled_rows)
 
 

@@ -11,8 +11,8 @@ time and outputs are read and decoded once, and kept while a labelled row of the
 stored request never changes: at most ``limit`` requests per model version, those the last read joined);
 the labels are decoded by one ``json.loads``; a time is parsed once per distinct text. About 3.5 ms.
 When nothing was committed to the file since the last read (SQLite's ``PRAGMA data_version`` and the
-connection's ``total_changes``, on the same connection), that read's answer is the answer: a health check asked for again on an idle store costs one
-pragma, not the join.
+connection's ``total_changes``, on the same connection), that read's answer is the answer: a health check
+asked for again on an idle store costs one pragma, not the join.
 
 The answers are those of the first join, row for row and float for float (``tests/store/test_sqlite_labels.py``
 compares both, damaged rows included). One cost moved: a version whose labels stopped long ago makes
