@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from guarded_serving import Monitor, Reference
 from guarded_serving.concept import ConceptDetails
 from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport, Status
+from guarded_serving.monitor.feedback import Labels
 from guarded_serving.monitor.memo import WindowMemo
 
 WEIGHTS = np.array([2.0, -1.0, 0.5])
@@ -125,3 +127,41 @@ def test_the_memo_starts_a_new_generation_only_when_the_contents_change() -> Non
     assert same is first
     assert changed is not first
     assert with_outputs is not changed
+
+
+def joined_as_before(labels: Labels, limit: int) -> tuple[list[Any], list[Any], list[float]]:
+    """The in-memory join as it was first written: every label kept, joined to its request, sorted, the newest kept."""
+    joined = []
+    for rid, rows in labels._labels.items():
+        for row, (label, labelled_at) in rows.items():
+            kept = labels._predictions.get(rid)
+            if kept is not None and row < len(kept[2]):
+                seq, ts, outs = kept
+                joined.append((seq, row, outs[row], label, labelled_at - ts))
+    joined.sort(key=lambda item: (item[0], item[1]))
+    joined = joined[-limit:]
+    return [j[2] for j in joined], [j[3] for j in joined], [j[4] for j in joined]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_memory_join_walking_back_from_the_newest_request_is_the_sort_of_every_label(reference: Reference, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with Monitor(reference, name="churn", window=300) as monitor:
+        labels = monitor._evaluator.judged.labels
+        ids: list[tuple[str, int]] = []
+        for i in range(250):  # more than PREDICTIONS_KEPT rows: the oldest predictions and their labels are forgotten
+            rows = int(rng.integers(1, 120))
+            reused = ids[int(rng.integers(len(ids)))][0] if ids and rng.random() < 0.1 else None
+            X = rng.normal(size=(rows, 3))
+            request_id = monitor.observe(X, probabilities(X), request_id=reused)
+            ids = [(r, n) for r, n in ids if r != request_id and r in labels._predictions] + [(request_id, rows)]
+            for rid, n in [ids[int(k)] for k in rng.integers(len(ids), size=2)]:  # labels, late and out of order
+                picked = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))}, reverse=i % 2 == 0)
+                monitor.feedback_items([(rid, r, int(rng.integers(2))) for r in picked])
+            limit = int(rng.choice([50, 300, 5_000]))
+
+            joined = labels.labelled(False, limit)
+
+            outputs, values, delays = joined_as_before(labels, limit)
+            assert (joined.outputs, joined.labels) == (outputs, values)
+            np.testing.assert_array_equal(joined.delays, delays)

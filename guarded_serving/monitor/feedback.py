@@ -65,8 +65,8 @@ class Labels:
         self._predictions: collections.OrderedDict[str, tuple[int, float, list[Any]]] = collections.OrderedDict()
         self._prediction_rows = 0
         self._sequence = 0
-        # Without a store: labels by (request id, row) -> (label, labelled at); bounded like the predictions.
-        self._labels: dict[tuple[str, int], tuple[Any, float]] = {}
+        # Without a store: labels by request id, then row -> (label, labelled at); bounded like the predictions.
+        self._labels: dict[str, dict[int, tuple[Any, float]]] = {}
         self._label_counts = [0, 0]
         # Without a store: what can change the joined labels (a label, a prediction replaced or forgotten) counts
         # a change, and the last join is reused until then (joining 2,000 labels in Python costs ~1.5 ms).
@@ -95,8 +95,7 @@ class Labels:
 
     def _forget(self, request_id: str, rows: int) -> None:
         if self.store is None:
-            for row in range(rows):
-                self._labels.pop((request_id, row), None)
+            self._labels.pop(request_id, None)  # its labels are all of rows it had (checked when they came)
 
     def feedback_items(self, items: Sequence[tuple[str, int, Any]], whole_requests: bool = False) -> FeedbackResult:
         """Labels as (request id, row, label). Everything is checked before anything is stored: on any
@@ -140,8 +139,9 @@ class Labels:
         with self._lock:
             replaced = 0
             for rid, row, label in items:  # a row labelled twice in one call is replaced too
-                replaced += (rid, row) in self._labels
-                self._labels[(rid, int(row))] = (label, now)
+                labels = self._labels.setdefault(rid, {})
+                replaced += int(row) in labels
+                labels[int(row)] = (label, now)
             new = len(items) - replaced
             self._changes += 1
             self._label_counts[0] += new
@@ -180,16 +180,22 @@ class Labels:
             if self._joined is not None and self._joined[:2] == (self._changes, limit):
                 return self._joined[2]
             changes = self._changes
+            # The newest labelled rows: requests from the newest back, each one's rows from the last, until
+            # ``limit`` (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
             joined = []
-            for (rid, row), (label, labelled_at) in self._labels.items():
-                kept = self._predictions.get(rid)
-                if kept is not None and row < len(kept[2]):
-                    seq, ts, outs = kept
-                    joined.append((seq, row, outs[row], label, labelled_at - ts))
+            for rid, (_, ts, outs) in reversed(self._predictions.items()):
+                labelled_rows = self._labels.get(rid)
+                if not labelled_rows:
+                    continue
+                for row in sorted(labelled_rows, reverse=True):
+                    if row < len(outs):
+                        label, labelled_at = labelled_rows[row]
+                        joined.append((outs[row], label, labelled_at - ts))
+                if len(joined) >= limit:
+                    break
             received, replaced = self._label_counts
-        joined.sort(key=lambda item: (item[0], item[1]))
-        joined = joined[-limit:]
-        result = Labelled([j[2] for j in joined], [j[3] for j in joined], np.array([j[4] for j in joined]), received, replaced)
+        joined = joined[:limit][::-1]
+        result = Labelled([j[0] for j in joined], [j[1] for j in joined], np.array([j[2] for j in joined]), received, replaced)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
