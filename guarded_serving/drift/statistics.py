@@ -8,7 +8,8 @@ per-feature category proportions. Nothing here keeps state.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import hypergeom
+
+from .hypergeometric import two_sided
 
 __all__ = [
     "GRID",
@@ -160,12 +161,11 @@ def share_p_values(window: np.ndarray, n: np.ndarray, reference: np.ndarray, m: 
     ``window`` and ``reference`` are the counts in each bin, ``n`` and ``m`` the values each sample holds
     (arrays of the same shape). Conditional on the bin's total, the window's count is hypergeometric
     whatever the common share: exact for point masses, rare values and small references alike, and the
-    reference's own sampling noise is counted by construction. Two-sided by doubling the smaller tail.
+    reference's own sampling noise is counted by construction. Two-sided by doubling the smaller tail
+    (``hypergeometric.two_sided``: scipy's ``hypergeom`` tails to 1e-12, a fortieth of the time).
     """
     window, n, reference, m = (np.asarray(a, dtype=float) for a in (window, n, reference, m))
     total = (window + reference).round()
     size = (n + m).round()
-    upper = hypergeom.sf(window - 1, size, total, n)
-    lower = hypergeom.cdf(window, size, total, n)
-    out: np.ndarray = np.minimum(2 * np.minimum(upper, lower), 1.0)
+    out = two_sided(window, size, total, n)
     return np.where((n > 0) & (m > 0), out, 1.0)

@@ -33,6 +33,7 @@ from ..stages import summarise
 from ..store import Store
 from .feedback import Labels
 from .judged import Judged, with_rejections
+from .memo import WindowMemo
 from .recording import Recorder
 from .stored import recent_from_store
 
@@ -80,6 +81,7 @@ class Evaluator:
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._transition_lock = threading.Lock()
         self._last_status: Status | None = None
+        self.memo = WindowMemo()  # results on the window's contents, reused until they change
         served = ServedBaselines(
             reference, self.name, self.version, store, dict(options.monitor.methods), self.window, ALPHA_PREDICTION
         )
@@ -129,28 +131,32 @@ class Evaluator:
             recent = self.recorder.recent_requests()
             warnings = self.warnings.snapshot()
             window = self.window_data(memory=True)
-        columns = WindowColumns.of(window.inputs, self.baseline)
+        same = self.memo.of(window)
+        columns = same.get("columns", lambda: WindowColumns.of(window.inputs, self.baseline))
         cal_inputs, cal_outputs = self.calibration()
         inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
-        data_drift = drift_check(
-            "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
+        data_drift = same.get(
+            ("data_drift", cal_inputs),
+            lambda: drift_check(
+                "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
+            ),
         )
-        quality = quality_check(
-            self.baseline,
-            columns,
-            with_rejections(window, recent, self.baseline.names),
-            self.min_rows,
-            skip=self.redact,
-            reveal=self.options.monitor.report_values,
+        judged_data = with_rejections(window, recent, self.baseline.names)
+        quality = same.get(
+            ("data_quality", tuple(sorted(judged_data.type_errors.items())), repr(sorted(judged_data.unseen.items()))),
+            lambda: quality_check(
+                self.baseline, columns, judged_data, self.min_rows, skip=self.redact, reveal=self.options.monitor.report_values
+            ),
         )
         inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
+        joint = self.joint_baseline()
         checks: list[CheckResult] = [
             data_drift,
-            self.judged.prediction_drift(window, cal_outputs, inputs_ok, memory=store is None),
+            self.judged.prediction_drift(window, cal_outputs, inputs_ok, memory=store is None, same=same),
             self.judged.concept(data_drift, store is not None, inputs_ok),
             quality,
-            joint_check(self.joint_baseline(), window.inputs, columns, self.baseline, self.min_rows),
-            estimate_check(self.reference.confidence, window.outputs, self.min_rows),
+            same.get(("joint_drift", joint), lambda: joint_check(joint, window.inputs, columns, self.baseline, self.min_rows)),
+            same.get("estimated_performance", lambda: estimate_check(self.reference.confidence, window.outputs, self.min_rows)),
             pipeline_check(summarise(recent), self.options.monitor.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self.env_diff, self._python[0], self._python[1], warnings),

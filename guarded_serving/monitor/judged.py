@@ -24,7 +24,8 @@ from ..health import BaselineSource, CheckResult, Status
 from ..performance import Performance, row_losses
 from ..profiles import FeatureProfile
 from ..stages import RecentRequest
-from .feedback import Labels
+from .feedback import Labelled, Labels
+from .memo import Generation
 
 if TYPE_CHECKING:
     from .evaluation import Evaluator
@@ -55,13 +56,22 @@ class Judged:
         self.adopt_performance = reference.performance is None or provenance.performance == "training"
         self._hooks: list[Callable[[tuple[FeatureProfile, ...]], object]] = []
         self._shares_told = False  # the adopted output baseline, told to the hooks once
+        # The last concept check and what it judged: reused while labels, outputs and baseline are the same
+        self._concept: tuple[Labelled, Performance | None, tuple[BaselineSource | None, bool | None], CheckResult] | None = None
 
     def on_outputs_adopted(self, hook: Callable[[tuple[FeatureProfile, ...]], object]) -> None:
         self._hooks.append(hook)
 
     def prediction_drift(
-        self, window: WindowData, calibration: Calibration | None, inputs_ok: bool, memory: bool = False
+        self,
+        window: WindowData,
+        calibration: Calibration | None,
+        inputs_ok: bool,
+        memory: bool = False,
+        same: Generation | None = None,
     ) -> CheckResult:
+        """Judged against the reference's outputs or the served baseline; ``same`` holds results on this window's
+        contents (the check is reused when judged against the same baseline and calibration)."""
         ev = self.evaluator
         reference = ev.reference
         if ev.output_baseline is None or calibration is None or window.outputs is None:
@@ -83,8 +93,13 @@ class Judged:
                 for hook in self._hooks:
                     hook(served.profiles)
             base, calibration, source = served.baseline, served.calibration, served.source
-        columns = WindowColumns.of(window.outputs, base)
-        return drift_check("prediction_drift", base, calibration, columns, ev.min_rows, what="outputs", baseline=source)
+        outputs, cal = window.outputs, calibration
+
+        def judge() -> CheckResult:
+            columns = WindowColumns.of(outputs, base)
+            return drift_check("prediction_drift", base, cal, columns, ev.min_rows, what="outputs", baseline=source)
+
+        return judge() if same is None else same.get(("prediction_drift", base, cal, source), judge)
 
     def _adopt_served_outputs(self, memory: bool) -> tuple[AdoptedOutputs | None, int]:
         """Adopt the outputs of the newest ``kept_rows`` rows when there are that many and their inputs pass the
@@ -117,16 +132,21 @@ class Judged:
             if isinstance(served, CheckResult):  # not judged yet: what it waits for
                 return served
             performance, source = served
+        drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
+        last = self._concept
+        if last is not None and last[1] is performance and last[2] == (source, drifted) and _same(last[0], labelled):
+            return last[3]  # the same labels joined to the same outputs, judged against the same performance
         errors = np.zeros(0)
         losses = np.zeros(0)
         unscored = 0
         if performance is not None and labelled.outputs:
             scored = row_losses(performance.task, performance.classes, labelled.outputs, labelled.labels)
             errors, losses, unscored = scored.error, scored.loss, scored.unscored
-        drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
-        return concept_check(
+        result = concept_check(
             performance, errors, losses, labelled.delays, labelled.received, labelled.replaced, drifted, unscored, baseline=source
         )
+        self._concept = (labelled, performance, (source, drifted), result)
+        return result
 
     def _served_performance(
         self, from_store: bool, inputs_ok: bool, received: int
@@ -147,6 +167,20 @@ class Judged:
         if served is not None:
             return served
         return _collecting_performance(len(labelled.labels), needed, self.labels.performance is not None)
+
+
+def _same(a: Labelled, b: Labelled) -> bool:
+    """The same labelled rows (the memory join hands back its last result while nothing changed; the store's
+    is compared: ~0.3 ms for 2,000 rows against ~3 ms to score them and run the CUSUM again)."""
+    if a is b:
+        return True
+    return (
+        (a.received, a.replaced) == (b.received, b.replaced)
+        and a.delays.shape == b.delays.shape
+        and bool(np.array_equal(a.delays, b.delays))
+        and (a.labels is b.labels or a.labels == b.labels)
+        and (a.outputs is b.outputs or a.outputs == b.outputs)
+    )
 
 
 def with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.drift.correlation import moments, pairwise, scores
+from guarded_serving.drift.correlation import gram, moments, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -107,6 +107,31 @@ def test_on_normal_data_one_rows_variance_of_fishers_z_is_about_1() -> None:
     assert rho[0] == pytest.approx(0.6, abs=0.02)
     assert variance[0] == pytest.approx(1.0, abs=0.05)
     assert variance[0] < upper[0] < 1.1 * variance[0]
+
+
+@pytest.mark.parametrize("rows", [1, 31, 32, 2_000, 2_001], ids=lambda r: f"{r} rows")
+def test_products_summed_by_blocks_of_rows_are_the_plain_product(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    left, right = rng.normal(size=(rows, 64)), rng.normal(size=(rows, 3))
+
+    np.testing.assert_allclose(gram(left, left), left.T @ left, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(gram(left, right), left.T @ right, rtol=1e-12, atol=1e-9)
+
+
+def test_correlations_with_missing_values_are_those_of_float64_over_the_rows_both_hold() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(2_000, 64))
+    values[:, 1::2] += values[:, ::2]
+    values[rng.random(values.shape) < 0.1] = np.nan
+    centred, present = scores(values, np.full(64, -1.0), np.full(64, -np.inf), np.full(64, np.inf))
+
+    corr, both = pairwise(centred, present)
+
+    i, j = 0, 1
+    rows = present[:, i] & present[:, j]
+    x, y = centred[rows, i], centred[rows, j]
+    assert both[i, j] == rows.sum()
+    assert corr[i, j] == pytest.approx(float(x @ y / np.sqrt((x @ x) * (y @ y))), abs=1e-6)
 
 
 def test_a_wide_model_keeps_the_64_most_related_columns() -> None:

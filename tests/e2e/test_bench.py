@@ -70,13 +70,18 @@ def test_the_health_breakdown_times_every_check_and_adds_up(tmp_path: Path) -> N
     results = run("health.py", "--breakdown", "--clock", "cpu", tmp_path=tmp_path)
     assert isinstance(results, dict)
     for where in ("memory", "store"):
-        parts = results["breakdown"][where]
-        assert {"data_drift", "joint_drift", "estimated_performance", "concept_drift (labels joined)"} <= set(parts)
-        assert all(seconds >= 0 for seconds in parts.values())
-        assert parts["joint_drift"] > 0
-        assert parts["estimated_performance"] > 0
-        assert sum(v for k, v in parts.items() if k != "total") >= parts["total"] * 0.999
-    assert results["breakdown"]["store"]["recent requests (from the store)"] > 0
+        for case in ("same window", "one new request"):
+            parts = results["breakdown"][f"{where}, {case}"]
+            assert {"data_drift", "joint_drift", "estimated_performance", "concept_drift (labels joined)"} <= set(parts)
+            assert all(seconds >= 0 for seconds in parts.values())
+            assert sum(v for k, v in parts.items() if k != "total") >= parts["total"] * 0.999
+        moved = results["breakdown"][f"{where}, one new request"]
+        assert moved["joint_drift"] > 0  # a window that moved is judged again, every check
+        assert moved["estimated_performance"] > 0
+        assert moved["concept_drift (labels joined)"] > 0
+        same = results["breakdown"][f"{where}, same window"]
+        assert same["data_drift"] == 0  # the same window: what was computed on it is reused
+    assert results["breakdown"]["store, one new request"]["recent requests (from the store)"] > 0
 
 
 def test_the_readme_names_the_benchmark_command_that_bench_run_documents() -> None:
