@@ -37,6 +37,7 @@ from .errors import ConfigurationError
 from .estimate import EstimateDetails
 from .health import HealthReport, Status
 from .logs import get_logger
+from .stages import BATCH_SIZE
 from .store import RequestRecord, StoreStats
 
 __all__ = [
@@ -268,7 +269,8 @@ class MetricsExporter:
         for status, count, latency_ms, timings, window in batch:
             statuses.setdefault(status, []).append(latency_ms)
             for name, ms in dict(timings).items():  # dict(): one atomic copy, the request may still add "log"
-                stages.setdefault(name, []).append(ms)
+                if name != BATCH_SIZE:  # a count, not a duration
+                    stages.setdefault(name, []).append(ms)
             if status == "ok":
                 rows += count
             if window is not None:

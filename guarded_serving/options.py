@@ -20,8 +20,9 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from .batching import BatchingOptions
 from .envvars import Environment
 from .errors import ConfigurationError
 from .operational import PipelineThresholds
@@ -42,6 +43,7 @@ __all__ = [
     "PrivacyOptions",
     "RequestOptions",
     "StoreOptions",
+    "served_options",
 ]
 
 DEFAULT_DB = "guarded_serving.db"
@@ -153,13 +155,15 @@ def store_options(**keywords: Any) -> StoreOptions:
 class RequestOptions:
     """The request path's limits: rows per request, body size, whether missing values are accepted, the form
     the model takes its rows in (``input_format``: array, dataframe or records; None: the reference's), and
-    the bearer token that ``/feedback`` and the detailed health answers need (None: no token)."""
+    the bearer token that ``/feedback`` and the detailed health answers need (None: no token), and how the
+    model's calls are batched (``batching``, None: one call per request; see :mod:`guarded_serving.batching`)."""
 
     max_request_rows: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
     allow_missing: bool = True
     input_format: str | None = None
     auth_token: str | None = field(default=None, repr=False)
+    batching: BatchingOptions | None = None
 
     def __post_init__(self) -> None:
         _whole("max_request_rows", self.max_request_rows)
@@ -170,6 +174,8 @@ class RequestOptions:
         token = self.auth_token
         if token is not None and (not isinstance(token, str) or len(token) < 16):
             raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
+        if self.batching is not None and not isinstance(self.batching, BatchingOptions):
+            raise ConfigurationError("batching", self.batching, "a BatchingOptions (or None)")
 
 
 class MonitorKeywords(TypedDict, total=False):
@@ -202,6 +208,7 @@ class GuardKeywords(MonitorKeywords, total=False):
     allow_missing: bool
     input_format: str | None
     latency_budget_ms: float | None
+    batching: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +249,15 @@ class Options:
         input_format: str | None = None,
         auth_token: str | None = None,
         latency_budget_ms: float | None = None,
+        batching: Any = None,
     ) -> Options:
         """The options guard() and Monitor take, under their keyword names; ``db`` as given (":memory:" is None).
 
-        ``latency_budget_ms`` is the pipeline thresholds' (when ``thresholds`` is not given)."""
-        request = RequestOptions(max_request_rows, max_body_bytes, allow_missing, input_format, auth_token)
+        ``latency_budget_ms`` is the pipeline thresholds' (when ``thresholds`` is not given); ``batching`` is
+        :meth:`BatchingOptions.of`'s (None, True, a dict or BatchingOptions)."""
+        request = RequestOptions(
+            max_request_rows, max_body_bytes, allow_missing, input_format, auth_token, BatchingOptions.of(batching)
+        )
         if thresholds is None:
             thresholds = PipelineThresholds(latency_budget_ms=latency_budget_ms)
         if methods is not None and not isinstance(methods, Mapping):
@@ -295,6 +306,17 @@ class Options:
         self.monitor.check_names(reference.feature_names, [p.name for p in reference.outputs])
         for profile in (*reference.features, *reference.outputs):
             method_of(profile, self.monitor.methods)
+
+
+def served_options(
+    *, db: str | os.PathLike[str] | None = None, auth_token: str | None = None, **keywords: Unpack[GuardKeywords]
+) -> Options:
+    """A served model's Options (guard()'s, a monitor feed's): ``db`` defaults to ``$GUARDED_SERVING_DB`` (else
+    ``guarded_serving.db``; ``":memory:"`` keeps no store) and ``auth_token`` to ``$GUARDED_SERVING_TOKEN``."""
+    environment = Environment.read()
+    db = db if db is not None else environment.db or DEFAULT_DB
+    token = auth_token if auth_token is not None else environment.token
+    return Options.of(db=db, auth_token=token, **keywords)
 
 
 def store_path(db: Any) -> str | os.PathLike[str] | None:
