@@ -228,6 +228,7 @@ def guard(
     redact: Sequence[str] = (),
     log_inputs: bool = True,
     sample_rate: float = 1.0,
+    metrics_labels: str = "names",
     max_rows: int | None = None,
     max_age: float | None = None,
     overflow: str = "drop",
@@ -246,6 +247,10 @@ def guard(
     ``holdout=(X_val, y_val)`` (or ``X_val``): rows the model was not fitted on, on which its outputs
     and performance are profiled. Without it, the outputs are profiled on the training rows and the
     monitor judges prediction drift (and, with labels, concept drift) against early served traffic.
+
+    ``metrics_labels``: what BentoML's ``/metrics`` (served without the token) names of the features:
+    ``"names"`` (the default) features and categories, ``"indexed"`` categories by rank, ``"none"`` no
+    per-feature series (no drift statistics, no bins).
 
     ``batching=True`` (or ``{"max_batch_size": 32, "max_latency_ms": 0}``): concurrent requests' rows go to the
     model in one call (see :mod:`guarded_serving.batching`); validation, rejection and logging stay per request.
@@ -271,6 +276,7 @@ def guard(
             redact=redact,
             log_inputs=log_inputs,
             sample_rate=sample_rate,
+            metrics_labels=metrics_labels,
             max_rows=max_rows,
             max_age=max_age,
             overflow=overflow,

@@ -29,6 +29,11 @@ from .operational import PipelineThresholds
 from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, SUPPORTED, StoreOptions, check_db
 from .tabular import INPUT_FORMATS
 
+# What the Prometheus metrics (served without the token) name of the features: "names" every feature and
+# category, "indexed" features by name but a categorical feature's bins by rank (c0, c1 ...), "none" no
+# per-feature series at all (see guarded_serving.metrics).
+METRICS_LABELS = ("names", "indexed", "none")
+
 if TYPE_CHECKING:
     from .reference import Reference
 
@@ -109,11 +114,15 @@ class MonitorOptions:
 class PrivacyOptions:
     """What of a request may be kept: ``redact``'s features never leave the process (blanked in the store, left
     out of reports and metrics), ``log_inputs=False`` keeps inputs off disk, ``sample_rate`` logs that share of
-    requests' rows (every request is still counted and judged)."""
+    requests' rows (every request is still counted and judged). ``metrics_labels`` is what the Prometheus metrics
+    name (served without the token): ``"names"`` features and categories, ``"indexed"`` features by name and a
+    categorical feature's bins by rank (``c0``...), ``"none"`` no per-feature series (drift and quality
+    statistics, bins) at all."""
 
     redact: frozenset[str] = frozenset()
     log_inputs: bool = True
     sample_rate: float = 1.0
+    metrics_labels: str = "names"
 
     def __post_init__(self) -> None:
         if not isinstance(self.redact, frozenset) or not all(isinstance(r, str) for r in self.redact):
@@ -122,14 +131,18 @@ class PrivacyOptions:
         rate = self.sample_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise ConfigurationError("sample_rate", rate, "a fraction in (0, 1]")
+        if self.metrics_labels not in METRICS_LABELS:
+            raise ConfigurationError("metrics_labels", self.metrics_labels, f"one of {list(METRICS_LABELS)}")
 
     @classmethod
-    def of(cls, redact: Sequence[str] = (), log_inputs: bool = True, sample_rate: float = 1.0) -> PrivacyOptions:
+    def of(
+        cls, redact: Sequence[str] = (), log_inputs: bool = True, sample_rate: float = 1.0, metrics_labels: str = "names"
+    ) -> PrivacyOptions:
         if isinstance(redact, str) or not isinstance(redact, (Sequence, set, frozenset)):
             raise ConfigurationError("redact", redact, "a list of feature names")
         if not all(isinstance(r, str) for r in redact):
             raise ConfigurationError("redact", redact, "a list of feature names")
-        return cls(frozenset(redact), log_inputs, sample_rate)
+        return cls(frozenset(redact), log_inputs, sample_rate, metrics_labels)
 
     def check_names(self, features: Sequence[str]) -> None:
         """Every feature ``redact`` names is one of the reference's."""
@@ -192,6 +205,7 @@ class MonitorKeywords(TypedDict, total=False):
     redact: Sequence[str]
     log_inputs: bool
     sample_rate: float
+    metrics_labels: str
     flush_interval: float
     store_capacity: int
     store_capacity_bytes: int
@@ -237,6 +251,7 @@ class Options:
         redact: Sequence[str] = (),
         log_inputs: bool = True,
         sample_rate: float = 1.0,
+        metrics_labels: str = "names",
         flush_interval: float = 0.2,
         store_capacity: int = DEFAULT_CAPACITY,
         store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
@@ -280,7 +295,7 @@ class Options:
             max_age=max_age,
             overflow=overflow,
         )
-        privacy = PrivacyOptions.of(redact, log_inputs, sample_rate)
+        privacy = PrivacyOptions.of(redact, log_inputs, sample_rate, metrics_labels)
         return cls(monitor, privacy, store, request, store_path(db))
 
     def replace(self, **changes: Any) -> Options:

@@ -18,14 +18,19 @@ CALL_COST_S = float(os.environ.get("BATCHED_CALL_COST_S", "0.001"))
 
 
 def _calibrate(seconds: float) -> int:
-    """Loop iterations that take ``seconds`` of CPU on this machine."""
+    """Loop iterations that take ``seconds`` of this thread's CPU time (not wall time: on a busy machine the
+    thread is preempted, and a wall-clock calibration would make each call cheaper than it claims)."""
     n, elapsed = 10_000, 0.0
-    while elapsed < 0.02:
+    while elapsed < 0.05:
         n *= 2
-        started = time.perf_counter()
+        started = time.thread_time()
         _spin(n)
-        elapsed = time.perf_counter() - started
-    return max(1, int(n * seconds / elapsed))
+        elapsed = time.thread_time() - started
+    n = max(1, int(n * seconds / elapsed))
+    started = time.thread_time()  # once more at the size used: a short loop costs more per turn
+    for _ in range(20):
+        _spin(n)
+    return max(1, int(n * seconds * 20 / (time.thread_time() - started)))
 
 
 def _spin(n: int) -> float:
