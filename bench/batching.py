@@ -127,7 +127,7 @@ def main() -> None:
         try:
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(1) as pool:
-                for mode, (_, url) in servers.items():  # warm up: first calls, calibration threads
+                for _, url in servers.values():  # warm up: first calls, calibration threads
                     pool.apply(_drive_in_child, ((int(url.rsplit(":", 1)[1]), 1.0),))
                 for round_ in range(args.rounds):
                     for mode, (_, url) in servers.items():

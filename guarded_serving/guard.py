@@ -6,7 +6,7 @@ The request goes top-down through these modules:
     handler.py   /predict: parse -> validate -> predict -> serialize -> log
     endpoints.py /feedback, /health/model (JSON or the dashboard), /health/model/history
     http.py      replies, problem+json, the bearer token, content negotiation, query parameters
-    service.py   the BentoML adapter (the only bentoml import), imported by guard() when it builds the service
+    service.py   the BentoML adapter (with bentoml_monitor.py, the only bentoml imports), imported by guard()
     monitor/     the framework-free core every request is recorded in and health is judged by
 """
 

@@ -1,4 +1,4 @@
-"""The BentoML adapter: the only module that imports bentoml.
+"""The BentoML adapter of guard(): with bentoml_monitor.py, the only modules that import bentoml.
 
 It builds, at run time, a BentoML service class around a :class:`~guarded_serving.guard.GuardedModel`:
 
