@@ -13,6 +13,7 @@ fails only the requests of that call.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -192,6 +193,16 @@ class Batcher(Generic[R]):
         self._jobs.put(job)
         return job
 
+    async def call(self, *args: Any) -> R:
+        """Submit a job from a coroutine and await its result without blocking the event loop (what every
+        form of the service calls). Cancelled (a traffic timeout), the job still runs; its result is unused."""
+        job = self.submit(*args)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        job.then(lambda: loop.call_soon_threadsafe(_settle, done))
+        await done
+        return job.outcome()
+
     def _take(self) -> list[BatchJob[R]]:
         """The next batch: the first waiting job, those queued behind it, and (with ``max_latency_ms``)
         those that arrive until the first has waited that long or the batch is full."""
@@ -230,3 +241,8 @@ class Batcher(Generic[R]):
                     job.error = exc
             for job in batch:
                 job.finish()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -272,12 +272,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         """A /predict request's answer: batched with others' (see guarded_serving.batching), or run alone."""
         if batcher is None:
             return await run_model(guarded.handle_predict, *args)
-        job = batcher.submit(*args)
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        job.then(lambda: loop.call_soon_threadsafe(_settle, done))
-        await done  # cancelled by BentoML's traffic timeout: the job runs on, its outcome unused (PredictCall)
-        return job.outcome()
+        return await batcher.call(*args)  # cancelled by BentoML's traffic timeout: PredictCall records it
 
     async def run_model(func: t.Callable[..., Reply], *args: Any) -> Reply:
         """Run a request off the event loop: in the model thread, or with threads>1 in anyio's pool."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -112,6 +113,16 @@ def test_a_batcher_runs_queued_jobs_together_and_hands_a_failure_to_each() -> No
             job.wait(10)
     assert seen == [1, 3]
     assert batcher.largest == 3
+
+
+def test_a_batcher_is_awaited_from_coroutines_without_blocking_their_loop() -> None:
+    batcher: Batcher[int] = Batcher(lambda batch: [args[0] + 1 for args in batch], BatchingOptions(max_batch_size=4))
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(batcher.call(n) for n in range(10))))
+
+    assert asyncio.run(main()) == list(range(1, 11))
+    assert batcher.largest <= 4
 
 
 # -- the request path, without HTTP ---------------------------------------------------------------
