@@ -13,7 +13,7 @@ and one line to answer ``GET /health/model`` and ``/health/model/history``: ``mo
 naming the ``bentoml.monitor("iris")`` whose health it reports. Each ``bentoml.monitor`` name is one model
 (named so in the store and reports), fed by :class:`~guarded_serving.feed.MonitorFeed`: the request path
 only queues the record; labels come from a ``target`` column; the record is keyed by BentoML's request id
-(the ``X-BentoML-Request-ID`` an answer carries, which ``/feedback``-style labels may name later).
+(the ``X-BentoML-Request-ID`` an answer carries).
 
 ``options``: ``reference`` (a saved :class:`~guarded_serving.Reference`'s path, required), ``db``, ``auth_token``
 and guard()'s monitor keywords (``window``, ``history_interval``, ``redact``, ``metrics_labels`` ...).
@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import collections
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -34,10 +35,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .errors import ConfigurationError
+from . import endpoints
+from .errors import ConfigurationError, GuardedServingError
 from .feed import MonitorFeed
-from .http import Reply
-from .logs import configure_logging
+from .http import Reply, problem_reply
+from .ids import new_request_id
+from .logs import configure_logging, get_logger
 
 __all__ = ["GuardedMonitor", "feed_for", "mount_health"]
 
@@ -56,11 +59,15 @@ class GuardedMonitor(MonitorBase[Any]):
 
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name)
-        self.feed = feed_for(name, options)
         self._columns: dict[str, dict[str, str]] = {}
+        self.feed: MonitorFeed | None = None
+        try:
+            self.feed = feed_for(name, options)
+        except GuardedServingError as exc:  # the service answers on; /health/model names the problem
+            get_logger().error("monitor_unavailable", monitor=name, error=str(exc)[:500])
 
     def log(self, data: Any, name: str, role: str, data_type: str) -> None:
-        if name not in self._columns:
+        if name not in self._columns and self.feed is not None:
             self._columns = {**self._columns, name: {"name": name, "role": role, "type": data_type}}
             self.feed.schema(self._columns)
         super().log(data, name, role, data_type)
@@ -69,7 +76,8 @@ class GuardedMonitor(MonitorBase[Any]):
         pass  # learnt column by column in log()
 
     def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
-        self.feed.put(datas, _request_id())
+        if self.feed is not None:
+            self.feed.put(datas, _request_id())
 
 
 def feed_for(name: str, options: dict[str, Any] | None = None) -> MonitorFeed:
@@ -101,32 +109,36 @@ def mount_health(service: Any, name: str, path: str = "/health") -> Any:
     with the health of ``bentoml.monitor(name)``'s records; returns the service."""
 
     async def health(request: Request) -> Response:
-        feed = await anyio.to_thread.run_sync(feed_for, name)
         query, headers = request.query_params, request.headers
 
-        def answer() -> Reply:
+        def answer(feed: MonitorFeed) -> Reply:
             feed.drain()  # the records queued so far are judged
-            from . import endpoints
-
             return endpoints.health(
                 feed, query.get("fail_on"), True, headers.get("authorization"), query.get("format"), headers.get("accept")
             )
 
-        return _response(await anyio.to_thread.run_sync(answer))
+        return _response(await anyio.to_thread.run_sync(_answer, name, answer))
 
     async def history(request: Request) -> Response:
-        feed = await anyio.to_thread.run_sync(feed_for, name)
-        query = request.query_params
-        from . import endpoints
+        query, authorization = request.query_params, request.headers.get("authorization")
 
-        reply = await anyio.to_thread.run_sync(
-            endpoints.history, feed, query.get("since"), query.get("limit"), request.headers.get("authorization")
-        )
-        return _response(reply)
+        def answer(feed: MonitorFeed) -> Reply:
+            return endpoints.history(feed, query.get("since"), query.get("limit"), authorization)
+
+        return _response(await anyio.to_thread.run_sync(_answer, name, answer))
 
     app = Starlette(routes=[Route("/model", health, methods=["GET"]), Route("/model/history", history, methods=["GET"])])
     service.mount_asgi_app(app, path=path, name=f"guarded_serving_monitor_{name}")
     return service
+
+
+def _answer(name: str, answer: Callable[[MonitorFeed], Reply]) -> Reply:
+    """``answer`` for the feed of ``name``, or a 500 naming why there is none (a missing reference ...)."""
+    try:
+        feed = feed_for(name)
+    except GuardedServingError as exc:
+        return problem_reply(500, "Monitor unavailable", f"bentoml.monitor({name!r}): {exc}", new_request_id())
+    return answer(feed)
 
 
 def _configured_options() -> dict[str, Any]:

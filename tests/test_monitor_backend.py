@@ -147,3 +147,15 @@ def test_each_record_is_keyed_by_bentomls_request_id_and_its_targets_are_labels(
             return list(conn.execute("SELECT status, rows FROM requests WHERE request_id = ?", (request_id,)))
 
     assert wait_for(lambda: logged() == [("ok", 3)])
+
+
+def test_a_missing_reference_never_fails_the_services_own_answers_and_health_names_it(serve: Any, tmp_path: Path) -> None:
+    server = serve("tests.apps.monitored:Scorer", env={"MONITORED_REFERENCE": str(tmp_path / "missing.json")})
+
+    predictions, _ = score(server, np.ones((2, 3)))
+    health = server.client.get("/health/model")
+
+    assert predictions == [3.0, 3.0]
+    assert health.status_code == 500
+    assert health.json()["title"] == "Monitor unavailable"
+    assert "missing.json" in health.json()["detail"]
