@@ -3,7 +3,8 @@
 The request goes top-down through these modules:
 
     guard.py     guard() and GuardedModel: keywords -> Options (once), the reference, one Monitor per worker
-    handler.py   /predict: parse -> validate -> predict -> serialize -> log
+    handler.py   /predict: parse -> validate -> predict -> serialize -> log (predict_batch: model calls shared)
+    batching.py  with batching=, the Batcher whose one thread runs concurrent requests' model calls together
     endpoints.py /feedback, /health/model (JSON or the dashboard), /health/model/history
     http.py      replies, problem+json, the bearer token, content negotiation, query parameters
     service.py   the BentoML adapter (with bentoml_monitor.py, the only bentoml imports), imported by guard()
