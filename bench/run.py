@@ -207,6 +207,7 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         + ".",
         "",
         *fleet_section(results),
+        *batching_section(results["batching"]),
         "## Memory (bench/memory.py)",
         "",
         f"RSS after start-up {memory['rss_start_mb']:.1f} MB; after {memory['rows']:,} rows served in 64-row requests:"
@@ -215,6 +216,20 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "",
     ]
     return "\n".join(lines)
+
+
+def batching_section(batching: dict[str, Any]) -> list[str]:
+    """bench/batching.py's section, followed by a blank line."""
+    median, rounds = batching["median_rps"], batching["rounds"]
+    mean_batch = max(r["mean_batch"] for r in rounds["batched"])
+    return [
+        "## Adaptive batching (bench/batching.py)",
+        "",
+        "32 clients sending 1-row requests to one worker whose model costs ~1 ms of CPU per call, with and without",
+        f"`batching=`, medians of interleaved rounds: {median['batched']:.0f} vs {median['unbatched']:.0f} requests/s,"
+        f" {batching['ratio']:.2f}x (goal 2x: {yes(batching['ratio'] >= 2.0)}), largest mean batch {mean_batch:.1f}.",
+        "",
+    ]
 
 
 def fleet_section(results: dict[str, Any]) -> list[str]:
@@ -241,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             "store": run("store.py", ["--seconds", "2"] if quick else [], out / "store.json"),
             "store_load": run("store.py", ["--load", "--seconds", "5" if quick else "20"], out / "store_load.json"),
             "fleet": run("fleet.py", ["--rounds", "1", "--seconds", "2"] if quick else [], out / "fleet.json"),
+            "batching": run("batching.py", ["--rounds", "1", "--seconds", "3"] if quick else [], out / "batching.json"),
             "memory": run("memory.py", ["--rows", "200000"] if quick else [], out / "memory.json"),
         }
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())

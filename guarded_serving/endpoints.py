@@ -8,7 +8,7 @@ The dashboard is rendered here, at the edge: the monitor hands over typed result
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .dashboard import render_dashboard
 from .errors import InputError, Problem, StoreError, UnknownRequestError
@@ -30,9 +30,22 @@ from .times import parse_since
 from .validation import parse_json
 
 if TYPE_CHECKING:
-    from .guard import GuardedModel
+    from .monitor import Monitor
 
-__all__ = ["DASHBOARD_HISTORY", "DASHBOARD_REFRESH", "HISTORY_LIMIT", "feedback", "health", "history"]
+__all__ = ["DASHBOARD_HISTORY", "DASHBOARD_REFRESH", "HISTORY_LIMIT", "Served", "feedback", "health", "history"]
+
+
+class Served(Protocol):
+    """What the endpoints need of a served model: a guarded model (guard.py) or a monitor feed (feed.py)."""
+
+    name: str
+    version: str | None
+    auth_token: str | None
+    max_body_bytes: int
+    log: Any
+
+    def start(self, metrics: Any = None) -> Monitor: ...
+
 
 _FAIL_ON = {"warn": Status.WARN, "alert": Status.ALERT}
 DASHBOARD_REFRESH = 30  # seconds between the dashboard's own reloads
@@ -41,7 +54,7 @@ HISTORY_LIMIT = 10_000  # most snapshots one /health/model/history answer holds
 
 
 def feedback(
-    guarded: GuardedModel, body: bytes | UnreadBody, content_type: str | None = None, authorization: str | None = None
+    guarded: Served, body: bytes | UnreadBody, content_type: str | None = None, authorization: str | None = None
 ) -> Reply:
     """Take labels for earlier predictions: ``{"request_id": ..., "labels": [...]}`` (one label per
     row) or ``{"items": [{"request_id": ..., "row": ..., "label": ...}, ...]}``. Never raises."""
@@ -75,7 +88,7 @@ def feedback(
 
 
 def health(
-    guarded: GuardedModel,
+    guarded: Served,
     fail_on: str | None = None,
     detail: bool = True,
     authorization: str | None = None,
@@ -115,7 +128,7 @@ def health(
     return Reply(status, page.encode(), headers, "text/html; charset=utf-8")
 
 
-def history(guarded: GuardedModel, since: str | None = None, limit: str | None = None, authorization: str | None = None) -> Reply:
+def history(guarded: Served, since: str | None = None, limit: str | None = None, authorization: str | None = None) -> Reply:
     """The ``/health/model/history`` answer: the newest ``limit`` health snapshots at or after ``since``
     (ISO 8601 time or epoch seconds), oldest first. Without the token (when one is set) each snapshot
     holds only its time and status; a wrong token gets a 401. A bad parameter gets a 400 naming it."""

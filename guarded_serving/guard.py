@@ -3,10 +3,11 @@
 The request goes top-down through these modules:
 
     guard.py     guard() and GuardedModel: keywords -> Options (once), the reference, one Monitor per worker
-    handler.py   /predict: parse -> validate -> predict -> serialize -> log
+    handler.py   /predict: parse -> validate -> predict -> serialize -> log (predict_batch: model calls shared)
+    batching.py  with batching=, the Batcher whose one thread runs concurrent requests' model calls together
     endpoints.py /feedback, /health/model (JSON or the dashboard), /health/model/history
     http.py      replies, problem+json, the bearer token, content negotiation, query parameters
-    service.py   the BentoML adapter (the only bentoml import), imported by guard() when it builds the service
+    service.py   the BentoML adapter (with bentoml_monitor.py, the only bentoml imports), imported by guard()
     monitor/     the framework-free core every request is recorded in and health is judged by
 """
 
@@ -25,7 +26,7 @@ from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
 from .logs import get_logger
 from .monitor import Monitor, as_reference
-from .options import DEFAULT_DB, Environment, GuardKeywords, Options
+from .options import GuardKeywords, Options, served_options
 from .performance import model_classes
 from .reference import Reference, probability_columns, with_training_outputs
 from .stages import pipeline_steps
@@ -41,10 +42,7 @@ def guard_options(
 ) -> Options:
     """guard()'s keywords as Options, checked once: ``db`` defaults to ``$GUARDED_SERVING_DB`` (else
     ``guarded_serving.db``; ``":memory:"`` keeps no store) and ``auth_token`` to ``$GUARDED_SERVING_TOKEN``."""
-    environment = Environment.read()
-    db = db if db is not None else environment.db or DEFAULT_DB
-    token = auth_token if auth_token is not None else environment.token
-    return Options.of(db=db, auth_token=token, **keywords)
+    return served_options(db=db, auth_token=auth_token, **keywords)
 
 
 class GuardedModel:
@@ -97,6 +95,7 @@ class GuardedModel:
         self.db = options.db
         self.auth_token = request.auth_token
         self.max_body_bytes = request.max_body_bytes
+        self.batching = request.batching
         self.schema = RowSchema.from_reference(
             self.reference, allow_missing=request.allow_missing, max_rows=request.max_request_rows
         )
@@ -147,6 +146,11 @@ class GuardedModel:
     ) -> Reply:
         """Validate, predict, serialize and log one request. Never raises: every outcome is a Reply."""
         return handler.predict(self, body, content_type, request_id, call)
+
+    def handle_predict_batch(self, requests: Sequence[tuple[Any, ...]]) -> list[Reply]:
+        """Several ``handle_predict`` calls' arguments, their model calls batched (see
+        :func:`guarded_serving.handler.predict_batch`). Never raises: one Reply per request, in order."""
+        return handler.predict_batch(self, requests)
 
     def give_up(self, call: PredictCall) -> None:
         """Record a call that its caller gave up on (see :func:`guarded_serving.handler.give_up`)."""
@@ -225,12 +229,14 @@ def guard(
     redact: Sequence[str] = (),
     log_inputs: bool = True,
     sample_rate: float = 1.0,
+    metrics_labels: str = "names",
     max_rows: int | None = None,
     max_age: float | None = None,
     overflow: str = "drop",
     report_values: bool = False,
     history_interval: float = 60.0,
     holdout: Any = None,
+    batching: Any = None,
     **service_options: Any,
 ) -> Any:
     """Wrap a predict function into a BentoML service that logs, times and answers ``/health/model``.
@@ -242,6 +248,13 @@ def guard(
     ``holdout=(X_val, y_val)`` (or ``X_val``): rows the model was not fitted on, on which its outputs
     and performance are profiled. Without it, the outputs are profiled on the training rows and the
     monitor judges prediction drift (and, with labels, concept drift) against early served traffic.
+
+    ``metrics_labels``: what BentoML's ``/metrics`` (served without the token) names of the features:
+    ``"names"`` (the default) features and categories, ``"indexed"`` categories by rank, ``"none"`` no
+    per-feature series (no drift statistics, no bins).
+
+    ``batching=True`` (or ``{"max_batch_size": 32, "max_latency_ms": 0}``): concurrent requests' rows go to the
+    model in one call (see :mod:`guarded_serving.batching`); validation, rejection and logging stay per request.
     """
     module = _caller_module()
 
@@ -264,11 +277,13 @@ def guard(
             redact=redact,
             log_inputs=log_inputs,
             sample_rate=sample_rate,
+            metrics_labels=metrics_labels,
             max_rows=max_rows,
             max_age=max_age,
             overflow=overflow,
             report_values=report_values,
             history_interval=history_interval,
+            batching=batching,
         )
         guarded = GuardedModel(
             predict,

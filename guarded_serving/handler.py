@@ -4,6 +4,8 @@
 user's own stages inside it, ``serialize``, ``log``), and always answers with a
 :class:`~guarded_serving.http.Reply`: a bad request gets a 4xx naming the row and feature and is recorded
 as ``rejected``; a model that fails gets a 500 and is recorded as an ``error`` of the stage it failed in.
+:func:`predict_batch` runs several requests the same way with their model calls merged (adaptive batching,
+see :mod:`guarded_serving.batching`): validation, rejection and logging stay per request.
 :func:`give_up` records a call whose caller stopped waiting (BentoML's traffic timeout).
 """
 
@@ -11,8 +13,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .batching import merge_inputs, row_groups, split_rows
 from .drift.window import Chunk
 from .environment import capture_warnings
 from .errors import InputError, ModelError
@@ -20,7 +25,7 @@ from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, 
 from .ids import new_request_id
 from .jsontext import dump_bytes, to_jsonable_output
 from .redaction import WITHHELD, redacted_input_error
-from .stages import StageClock, stage
+from .stages import BATCH_SIZE, StageClock, stage
 from .store import RequestRecord
 from .tabular import to_model_input
 from .validation import parse_json, parse_table, rows_text
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
     from .guard import GuardedModel
     from .monitor import Monitor
 
-__all__ = ["PredictCall", "give_up", "predict"]
+__all__ = ["PredictCall", "give_up", "predict", "predict_batch"]
 
 _GUARD_STAGES = ("validate", "predict", "serialize")
 
@@ -85,6 +90,20 @@ def _predictions_text(payload: bytes) -> str:
     return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
 
 
+@dataclass(slots=True)
+class _Accepted:
+    """A request that passed validation, waiting for its model call."""
+
+    request_id: str
+    rows: list[list[Any]]
+    model_input: Any
+    window_inputs: Any
+    inputs_json: str | None
+    started: float
+    clock: StageClock
+    call: PredictCall | None
+
+
 def predict(
     guarded: GuardedModel,
     body: bytes | UnreadBody,
@@ -97,112 +116,227 @@ def predict(
     With a ``call``, the request is recorded only if the caller has not given up on it (see
     :func:`give_up`), and not run at all if it gave up before this began."""
     monitor = guarded.start()
-    started = time.perf_counter()
     clock = StageClock()
+    clock.activate()
+    try:
+        accepted = _accept(guarded, monitor, body, content_type, request_id, call, clock)
+        if isinstance(accepted, Reply):
+            return accepted
+        warnings: list[Any] = []
+        try:
+            with stage("predict"), capture_warnings() as warnings:
+                result = guarded.call(accepted.model_input)
+            answered = _serialize(accepted, result)
+        except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
+            return _failed(guarded, monitor, accepted, exc, warnings)
+        return _answered(guarded, monitor, accepted, result, answered, warnings)
+    finally:
+        clock.deactivate()
+
+
+def predict_batch(guarded: GuardedModel, requests: Sequence[tuple[Any, ...]]) -> list[Reply]:
+    """Several requests (each :func:`predict`'s arguments after ``guarded``) with their model calls batched:
+    each is validated on its own (a bad one is answered 4xx and never joins a call), the others' rows go
+    to the model in calls of at most ``max_batch_size`` rows, and each is answered and logged on its own.
+    A model that fails fails the requests of that call only. Stage ``predict`` is the call's duration, and
+    ``batch_size`` the number of requests that shared it. Never raises: one Reply per request, in order."""
+    monitor = guarded.start()
+    replies: list[Reply | None] = [None] * len(requests)
+    waiting: list[tuple[int, _Accepted]] = []
+    for i, request in enumerate(requests):
+        clock = StageClock()
+        clock.activate()
+        try:
+            body, content_type, request_id, call = request
+            accepted = _accept(guarded, monitor, body, content_type, request_id, call, clock)
+        finally:
+            clock.deactivate()
+        if isinstance(accepted, Reply):
+            replies[i] = accepted
+        else:
+            waiting.append((i, accepted))
+    batching = guarded.batching
+    max_rows = batching.max_batch_size if batching is not None else max(1, sum(len(a.rows) for _, a in waiting))
+    for group in row_groups([len(a.rows) for _, a in waiting], max_rows):
+        members = [waiting[k] for k in group]
+        for (i, _), reply in zip(members, _run_batch(guarded, monitor, [a for _, a in members]), strict=True):
+            replies[i] = reply
+    return [r if r is not None else problem_reply(500, "Model error", "no answer", new_request_id()) for r in replies]
+
+
+def _run_batch(guarded: GuardedModel, monitor: Monitor, members: list[_Accepted]) -> list[Reply]:
+    """One model call for ``members``' merged rows, then each one answered (or failed) and logged."""
+    batch_clock = StageClock()
+    batch_clock.activate()
+    warnings: list[Any] = []
+    parts: list[Any] = []
+    failure: Exception | None = None
+    try:
+        with stage("predict"), capture_warnings() as warnings:
+            merged = merge_inputs([a.model_input for a in members], guarded.input_format)
+            result = guarded.call(merged)
+        parts = split_rows(result, [len(a.rows) for a in members])
+    except Exception as exc:  # the model's own failure: every request of this call answered 500
+        failure = exc
+        if batch_clock.failed is None:
+            batch_clock.failed = "predict"
+    finally:
+        batch_clock.deactivate()
+    replies = []
+    for accepted, part in zip(members, parts or [None] * len(members), strict=True):
+        clock = accepted.clock
+        for name, seconds in batch_clock.durations.items():
+            clock.add(name, seconds)
+        clock.failed = clock.failed or batch_clock.failed
+        clock.batch_size = len(members)
+        clock.activate()
+        try:
+            if failure is not None:
+                replies.append(_failed(guarded, monitor, accepted, failure, warnings))
+                continue
+            try:
+                answered = _serialize(accepted, part)
+            except Exception as exc:
+                replies.append(_failed(guarded, monitor, accepted, exc, warnings))
+                continue
+            replies.append(_answered(guarded, monitor, accepted, part, answered, warnings))
+        finally:
+            clock.deactivate()
+    return replies
+
+
+def _accept(
+    guarded: GuardedModel,
+    monitor: Monitor,
+    body: bytes | UnreadBody,
+    content_type: str | None,
+    request_id: str | None,
+    call: PredictCall | None,
+    clock: StageClock,
+) -> _Accepted | Reply:
+    """Validate a request (``clock`` active): what its model call needs, or its 4xx (recorded as rejected)."""
+    started = time.perf_counter()
     if call is not None:
         if call.claimed:
             return problem_reply(504, "Timeout", "the request was given up before it began", new_request_id())
         call.clock, call.began = clock, started
-    clock.activate()
     rows: list[list[Any]] = []
     window_inputs: Any = None
-    inputs_json: str | None = None
-    result: Any = None
-    warnings: list[Any] = []
     try:
-        try:
-            with stage("validate"):
-                request_id = request_id_of(request_id)
-                if call is not None:
-                    call.request_id = request_id
-                body = check_envelope(body, content_type, guarded.max_body_bytes)
-                table = parse_table(parse_json(body), guarded.schema)
-                rows = table.rows
-                if call is not None:
-                    call.rows = len(rows)
-                inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
-                if table.matrix is not None and guarded.input_format == "array":
-                    model_input = table.matrix
-                    window_inputs = table.matrix.copy()  # the model may change its input in place
-                else:
-                    model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
-                    window_inputs = table.matrix
-        except InputError as refused:
-            exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
-            rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
-            wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
-            _record(
-                guarded,
-                monitor,
-                rid,
-                "rejected",
-                len(rows),
-                started,
-                clock,
-                error=str(exc),
-                problem_features=wrong_types,
-                call=call,
-            )
-            return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
-        try:
-            with stage("predict"), capture_warnings() as warnings:
-                result = guarded.call(model_input)
-            with stage("serialize"):
-                outputs = to_jsonable_output(result)
-                if not isinstance(outputs, list) or len(outputs) != len(rows):
-                    got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
-                    raise ModelError(
-                        f"the predict function returned {got} for {len(rows)} rows; expected one result per row",
-                        "ModelError",
-                    )
-                payload = dump_bytes({"predictions": outputs, "request_id": request_id})
-        except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
-            error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
-            # The model's own message may quote its input: with a redacted feature, it is not kept.
-            message = WITHHELD if monitor.redact and not isinstance(exc, ModelError) else str(exc)
-            guarded.log.error("model_error", request_id=request_id, error=error_class, message=message[:500], stage=clock.failed)
-            _record(
-                guarded,
-                monitor,
-                request_id,
-                "error",
-                len(rows),
-                started,
-                clock,
-                error=f"{error_class}: {message}"[:2000],
-                warnings=warnings,
-                call=call,
-            )
-            where = f" in stage {clock.failed!r}" if clock.failed else ""
-            return problem_reply(
-                500,
-                "Model error",
-                f"the model failed{where} with {error_class}",
-                request_id,
-                error=error_class,
-                stage=clock.failed,
-            )
+        with stage("validate"):
+            request_id = request_id_of(request_id)
+            if call is not None:
+                call.request_id = request_id
+            body = check_envelope(body, content_type, guarded.max_body_bytes)
+            table = parse_table(parse_json(body), guarded.schema)
+            rows = table.rows
+            if call is not None:
+                call.rows = len(rows)
+            inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
+            if table.matrix is not None and guarded.input_format == "array":
+                model_input = table.matrix
+                window_inputs = table.matrix.copy()  # the model may change its input in place
+            else:
+                model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
+                window_inputs = table.matrix
+    except InputError as refused:
+        exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
+        rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
+        wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
         _record(
             guarded,
             monitor,
-            request_id,
-            "ok",
+            rid,
+            "rejected",
             len(rows),
             started,
             clock,
-            # With the client's own text to log, the parsed rows need not wait in the store's buffer
-            # (about 2x the memory of the text, as Python objects), unless redaction must edit them.
-            inputs=rows if inputs_json is None or monitor.redact else None,
-            outputs=outputs,
-            warnings=warnings,
-            window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
-            inputs_json=inputs_json,
+            error=str(exc),
+            problem_features=wrong_types,
             call=call,
-            outputs_json=_predictions_text(payload),
         )
-        return Reply(200, payload, {"X-Request-ID": request_id})
-    finally:
-        clock.deactivate()
+        return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
+    return _Accepted(request_id, rows, model_input, window_inputs, inputs_json, started, clock, call)
+
+
+def _serialize(accepted: _Accepted, result: Any) -> tuple[list[Any], bytes]:
+    """The model's result for one request as JSON outputs and the answer's bytes (stage ``serialize``)."""
+    with stage("serialize"):
+        outputs = to_jsonable_output(result)
+        rows = len(accepted.rows)
+        if not isinstance(outputs, list) or len(outputs) != rows:
+            got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
+            raise ModelError(f"the predict function returned {got} for {rows} rows; expected one result per row", "ModelError")
+        return outputs, dump_bytes({"predictions": outputs, "request_id": accepted.request_id})
+
+
+def _failed(guarded: GuardedModel, monitor: Monitor, accepted: _Accepted, exc: Exception, warnings: list[Any]) -> Reply:
+    """A model that failed (or returned something unusable): a 500 naming the stage, recorded as an error."""
+    clock, request_id = accepted.clock, accepted.request_id
+    error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
+    # The model's own message may quote its input: with a redacted feature, it is not kept.
+    message = WITHHELD if monitor.redact and not isinstance(exc, ModelError) else str(exc)
+    batch = clock.batch_size
+    guarded.log.error(
+        "model_error", request_id=request_id, error=error_class, message=message[:500], stage=clock.failed, batch_size=batch
+    )
+    _record(
+        guarded,
+        monitor,
+        request_id,
+        "error",
+        len(accepted.rows),
+        accepted.started,
+        clock,
+        error=f"{error_class}: {message}"[:2000],
+        warnings=warnings,
+        call=accepted.call,
+    )
+    where = f" in stage {clock.failed!r}" if clock.failed else ""
+    shared = f" (a call shared by a batch of {batch} requests)" if batch is not None else ""
+    return problem_reply(
+        500,
+        "Model error",
+        f"the model failed{where} with {error_class}{shared}",
+        request_id,
+        error=error_class,
+        stage=clock.failed,
+    )
+
+
+def _answered(
+    guarded: GuardedModel,
+    monitor: Monitor,
+    accepted: _Accepted,
+    result: Any,
+    answered: tuple[list[Any], bytes],
+    warnings: list[Any],
+) -> Reply:
+    """A 200 with the predictions, the request logged."""
+    outputs, payload = answered
+    rows, inputs_json = accepted.rows, accepted.inputs_json
+    _record(
+        guarded,
+        monitor,
+        accepted.request_id,
+        "ok",
+        len(rows),
+        accepted.started,
+        accepted.clock,
+        # With the client's own text to log, the parsed rows need not wait in the store's buffer
+        # (about 2x the memory of the text, as Python objects), unless redaction must edit them.
+        inputs=rows if inputs_json is None or monitor.redact else None,
+        outputs=outputs,
+        warnings=warnings,
+        window=monitor.encode(rows, outputs, input_matrix=accepted.window_inputs, output_array=result),
+        inputs_json=inputs_json,
+        call=accepted.call,
+        outputs_json=_predictions_text(payload),
+    )
+    headers = {"X-Request-ID": accepted.request_id}
+    if accepted.clock.batch_size is not None:
+        headers["X-Batch-Size"] = str(accepted.clock.batch_size)
+    return Reply(200, payload, headers)
 
 
 def _record(
@@ -228,6 +362,8 @@ def _record(
         return  # the caller gave up on the request and recorded it (give_up)
     log_started = time.perf_counter()
     stages = {name: seconds * 1000.0 for name, seconds in clock.durations.items()}
+    if clock.batch_size is not None:
+        stages[BATCH_SIZE] = float(clock.batch_size)  # a count, not milliseconds (see stages.BATCH_SIZE)
     record = RequestRecord(
         request_id=request_id,
         ts=time.time(),

@@ -37,6 +37,8 @@ from .errors import ConfigurationError
 from .estimate import EstimateDetails
 from .health import HealthReport, Status
 from .logs import get_logger
+from .options import METRICS_LABELS
+from .stages import BATCH_SIZE
 from .store import RequestRecord, StoreStats
 
 __all__ = [
@@ -52,6 +54,18 @@ __all__ = [
 STATUS_VALUES = {Status.INSUFFICIENT_DATA: -1.0, Status.OK: 0.0, Status.WARN: 1.0, Status.ALERT: 2.0}
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PREFIX = "guarded_serving_"
+# The report's series that name no feature: all that metrics_labels="none" exports of a report.
+_MODEL_LEVEL = frozenset(
+    {
+        "guarded_serving_status",
+        "guarded_serving_window_rows",
+        "guarded_serving_health_timestamp_seconds",
+        "guarded_serving_check_status",
+        "guarded_serving_performance",
+        "guarded_serving_estimated_performance",
+        "guarded_serving_labels_received",
+    }
+)
 DRIFT_STATISTICS = ("mean_shift_std", "spread_ratio", "wasserstein", "psi", "js", "tv")
 _Pending = tuple[str, int, float, dict[str, float], Chunk | None]  # status, rows, latency (ms), stages (ms), window
 
@@ -166,13 +180,18 @@ class MetricsExporter:
         store_stats: Callable[[], StoreStats | None] = lambda: None,
         interval: float = 1.0,
         capacity: int = 10_000,
+        labels: str = "names",
     ) -> None:
+        if labels not in METRICS_LABELS:
+            raise ConfigurationError("metrics_labels", labels, f"one of {list(METRICS_LABELS)}")
         self.model = model
         self.interval = interval
+        self.labels = labels
         self._metrics = _instruments(check_factory(factory))
-        self._bins = [FeatureBins.of(inputs, "input", skip)]
-        if outputs is not None:
-            self._bins.append(FeatureBins.of(outputs, "output"))
+        indexed = labels == "indexed"
+        self._bins = [FeatureBins.of(inputs, "input", skip, indexed)] if labels != "none" else []
+        if outputs is not None and labels != "none":
+            self._bins.append(FeatureBins.of(outputs, "output", indexed=indexed))
         # False while the outputs' baseline is being collected from served traffic (see reference_shares)
         self._outputs_judged = outputs_judged
         self._store_stats = store_stats
@@ -268,7 +287,8 @@ class MetricsExporter:
         for status, count, latency_ms, timings, window in batch:
             statuses.setdefault(status, []).append(latency_ms)
             for name, ms in dict(timings).items():  # dict(): one atomic copy, the request may still add "log"
-                stages.setdefault(name, []).append(ms)
+                if name != BATCH_SIZE:  # a count, not a duration
+                    stages.setdefault(name, []).append(ms)
             if status == "ok":
                 rows += count
             if window is not None:
@@ -280,7 +300,7 @@ class MetricsExporter:
             observe_many(self._get("guarded_serving_stage_duration_seconds", name), np.asarray(durations) / 1000.0)
         if rows:
             self._get("guarded_serving_rows_total").inc(rows)
-        if chunks:
+        if chunks and self._bins:
             self._fold_bins(self._bins[0], by_feature([c.inputs for c in chunks]))
             with_outputs = [c.outputs for c in chunks if c.outputs is not None]
             if len(self._bins) > 1 and with_outputs:
@@ -313,6 +333,8 @@ class MetricsExporter:
     def on_report(self, report: HealthReport) -> None:
         """Set the gauges from a health report; series the report no longer carries become NaN."""
         values = dict(_report_values(report))
+        if self.labels == "none":  # no series that names a feature
+            values = {key: value for key, value in values.items() if key[0] in _MODEL_LEVEL}
         with self._report_lock:
             for name, labels in self._reported - values.keys():
                 self._get(name, *labels).set(math.nan)

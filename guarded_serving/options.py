@@ -20,13 +20,19 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from .batching import BatchingOptions
 from .envvars import Environment
 from .errors import ConfigurationError
 from .operational import PipelineThresholds
 from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES, SUPPORTED, StoreOptions, check_db
 from .tabular import INPUT_FORMATS
+
+# What the Prometheus metrics (served without the token) name of the features: "names" every feature and
+# category, "indexed" features by name but a categorical feature's bins by rank (c0, c1 ...), "none" no
+# per-feature series at all (see guarded_serving.metrics).
+METRICS_LABELS = ("names", "indexed", "none")
 
 if TYPE_CHECKING:
     from .reference import Reference
@@ -42,6 +48,7 @@ __all__ = [
     "PrivacyOptions",
     "RequestOptions",
     "StoreOptions",
+    "served_options",
 ]
 
 DEFAULT_DB = "guarded_serving.db"
@@ -107,11 +114,15 @@ class MonitorOptions:
 class PrivacyOptions:
     """What of a request may be kept: ``redact``'s features never leave the process (blanked in the store, left
     out of reports and metrics), ``log_inputs=False`` keeps inputs off disk, ``sample_rate`` logs that share of
-    requests' rows (every request is still counted and judged)."""
+    requests' rows (every request is still counted and judged). ``metrics_labels`` is what the Prometheus metrics
+    name (served without the token): ``"names"`` features and categories, ``"indexed"`` features by name and a
+    categorical feature's bins by rank (``c0``...), ``"none"`` no per-feature series (drift and quality
+    statistics, bins) at all."""
 
     redact: frozenset[str] = frozenset()
     log_inputs: bool = True
     sample_rate: float = 1.0
+    metrics_labels: str = "names"
 
     def __post_init__(self) -> None:
         if not isinstance(self.redact, frozenset) or not all(isinstance(r, str) for r in self.redact):
@@ -120,14 +131,18 @@ class PrivacyOptions:
         rate = self.sample_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise ConfigurationError("sample_rate", rate, "a fraction in (0, 1]")
+        if self.metrics_labels not in METRICS_LABELS:
+            raise ConfigurationError("metrics_labels", self.metrics_labels, f"one of {list(METRICS_LABELS)}")
 
     @classmethod
-    def of(cls, redact: Sequence[str] = (), log_inputs: bool = True, sample_rate: float = 1.0) -> PrivacyOptions:
+    def of(
+        cls, redact: Sequence[str] = (), log_inputs: bool = True, sample_rate: float = 1.0, metrics_labels: str = "names"
+    ) -> PrivacyOptions:
         if isinstance(redact, str) or not isinstance(redact, (Sequence, set, frozenset)):
             raise ConfigurationError("redact", redact, "a list of feature names")
         if not all(isinstance(r, str) for r in redact):
             raise ConfigurationError("redact", redact, "a list of feature names")
-        return cls(frozenset(redact), log_inputs, sample_rate)
+        return cls(frozenset(redact), log_inputs, sample_rate, metrics_labels)
 
     def check_names(self, features: Sequence[str]) -> None:
         """Every feature ``redact`` names is one of the reference's."""
@@ -153,13 +168,15 @@ def store_options(**keywords: Any) -> StoreOptions:
 class RequestOptions:
     """The request path's limits: rows per request, body size, whether missing values are accepted, the form
     the model takes its rows in (``input_format``: array, dataframe or records; None: the reference's), and
-    the bearer token that ``/feedback`` and the detailed health answers need (None: no token)."""
+    the bearer token that ``/feedback`` and the detailed health answers need (None: no token), and how the
+    model's calls are batched (``batching``, None: one call per request; see :mod:`guarded_serving.batching`)."""
 
     max_request_rows: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
     allow_missing: bool = True
     input_format: str | None = None
     auth_token: str | None = field(default=None, repr=False)
+    batching: BatchingOptions | None = None
 
     def __post_init__(self) -> None:
         _whole("max_request_rows", self.max_request_rows)
@@ -170,6 +187,8 @@ class RequestOptions:
         token = self.auth_token
         if token is not None and (not isinstance(token, str) or len(token) < 16):
             raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
+        if self.batching is not None and not isinstance(self.batching, BatchingOptions):
+            raise ConfigurationError("batching", self.batching, "a BatchingOptions (or None)")
 
 
 class MonitorKeywords(TypedDict, total=False):
@@ -186,6 +205,7 @@ class MonitorKeywords(TypedDict, total=False):
     redact: Sequence[str]
     log_inputs: bool
     sample_rate: float
+    metrics_labels: str
     flush_interval: float
     store_capacity: int
     store_capacity_bytes: int
@@ -202,6 +222,7 @@ class GuardKeywords(MonitorKeywords, total=False):
     allow_missing: bool
     input_format: str | None
     latency_budget_ms: float | None
+    batching: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +251,7 @@ class Options:
         redact: Sequence[str] = (),
         log_inputs: bool = True,
         sample_rate: float = 1.0,
+        metrics_labels: str = "names",
         flush_interval: float = 0.2,
         store_capacity: int = DEFAULT_CAPACITY,
         store_capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
@@ -242,11 +264,15 @@ class Options:
         input_format: str | None = None,
         auth_token: str | None = None,
         latency_budget_ms: float | None = None,
+        batching: Any = None,
     ) -> Options:
         """The options guard() and Monitor take, under their keyword names; ``db`` as given (":memory:" is None).
 
-        ``latency_budget_ms`` is the pipeline thresholds' (when ``thresholds`` is not given)."""
-        request = RequestOptions(max_request_rows, max_body_bytes, allow_missing, input_format, auth_token)
+        ``latency_budget_ms`` is the pipeline thresholds' (when ``thresholds`` is not given); ``batching`` is
+        :meth:`BatchingOptions.of`'s (None, True, a dict or BatchingOptions)."""
+        request = RequestOptions(
+            max_request_rows, max_body_bytes, allow_missing, input_format, auth_token, BatchingOptions.of(batching)
+        )
         if thresholds is None:
             thresholds = PipelineThresholds(latency_budget_ms=latency_budget_ms)
         if methods is not None and not isinstance(methods, Mapping):
@@ -269,7 +295,7 @@ class Options:
             max_age=max_age,
             overflow=overflow,
         )
-        privacy = PrivacyOptions.of(redact, log_inputs, sample_rate)
+        privacy = PrivacyOptions.of(redact, log_inputs, sample_rate, metrics_labels)
         return cls(monitor, privacy, store, request, store_path(db))
 
     def replace(self, **changes: Any) -> Options:
@@ -295,6 +321,17 @@ class Options:
         self.monitor.check_names(reference.feature_names, [p.name for p in reference.outputs])
         for profile in (*reference.features, *reference.outputs):
             method_of(profile, self.monitor.methods)
+
+
+def served_options(
+    *, db: str | os.PathLike[str] | None = None, auth_token: str | None = None, **keywords: Unpack[GuardKeywords]
+) -> Options:
+    """A served model's Options (guard()'s, a monitor feed's): ``db`` defaults to ``$GUARDED_SERVING_DB`` (else
+    ``guarded_serving.db``; ``":memory:"`` keeps no store) and ``auth_token`` to ``$GUARDED_SERVING_TOKEN``."""
+    environment = Environment.read()
+    db = db if db is not None else environment.db or DEFAULT_DB
+    token = auth_token if auth_token is not None else environment.token
+    return Options.of(db=db, auth_token=token, **keywords)
 
 
 def store_path(db: Any) -> str | os.PathLike[str] | None:

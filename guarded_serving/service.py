@@ -1,4 +1,4 @@
-"""The BentoML adapter: the only module that imports bentoml.
+"""The BentoML adapter of guard(): with bentoml_monitor.py, the only modules that import bentoml.
 
 It builds, at run time, a BentoML service class around a :class:`~guarded_serving.guard.GuardedModel`:
 
@@ -10,6 +10,8 @@ It builds, at run time, a BentoML service class around a :class:`~guarded_servin
 * the model never runs on the event loop, so a model that hangs (or a request waiting for room in a full
   store buffer) never delays ``/healthz``, ``/readyz`` or ``/health/model``, and BentoML's
   ``traffic={"timeout": ...}`` answers such a request, which is recorded as an error of the stage it was in;
+* with ``batching=``, concurrent ``/predict`` requests are handed to one :class:`~guarded_serving.batching.Batcher`
+  thread instead, which validates each, merges the valid ones' rows into one model call and answers each;
 * a body larger than ``max_body_bytes`` is refused (413) from its ``Content-Length``, or once that many
   bytes were read, never read whole;
 * each worker exports the guard's Prometheus metrics (:mod:`guarded_serving.metrics`) through
@@ -38,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .batching import Batcher
 from .errors import ConfigurationError
 from .handler import PredictCall
 from .http import Reply, UnreadBody
@@ -259,8 +262,17 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     threads = options.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigurationError("threads", threads, "a positive integer")
+    if guarded.batching is not None and threads != 1:
+        raise ConfigurationError("threads", threads, "1 with batching= (a batch runs in the one model thread)")
     limiter: list[anyio.CapacityLimiter] = []
     model_thread = _ModelThread()
+    batcher = Batcher(guarded.handle_predict_batch, guarded.batching) if guarded.batching is not None else None
+
+    async def predict_reply(*args: Any) -> Reply:
+        """A /predict request's answer: batched with others' (see guarded_serving.batching), or run alone."""
+        if batcher is None:
+            return await run_model(guarded.handle_predict, *args)
+        return await batcher.call(*args)  # cancelled by BentoML's traffic timeout: PredictCall records it
 
     async def run_model(func: t.Callable[..., Reply], *args: Any) -> Reply:
         """Run a request off the event loop: in the model thread, or with threads>1 in anyio's pool."""
@@ -310,7 +322,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
             headers = request.headers
             call = PredictCall(headers.get("x-request-id"))
             try:
-                reply = await run_model(self.guarded.handle_predict, body, headers.get("content-type"), call.request_id, call)
+                reply = await predict_reply(body, headers.get("content-type"), call.request_id, call)
             except asyncio.CancelledError:  # BentoML's traffic timeout answered 504: record it (off the loop)
                 asyncio.get_running_loop().run_in_executor(None, self.guarded.give_up, call)
                 raise

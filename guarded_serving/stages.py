@@ -20,22 +20,28 @@ import numpy as np
 
 from .errors import ConfigurationError
 
-__all__ = ["PipelineSummary", "RecentRequest", "StageClock", "StageSummary", "pipeline_steps", "stage", "summarise"]
+__all__ = ["BATCH_SIZE", "PipelineSummary", "RecentRequest", "StageClock", "StageSummary", "pipeline_steps", "stage", "summarise"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# In a batched request's stages (see guarded_serving.batching), how many requests shared its model call:
+# a count, not milliseconds, so the latency summaries and histograms leave it out.
+BATCH_SIZE = "batch_size"
 
 _current: contextvars.ContextVar[StageClock | None] = contextvars.ContextVar("guarded_serving_stage_clock", default=None)
 
 
 class StageClock:
-    """The stage timings of one request, in seconds; ``failed`` names the first stage that raised."""
+    """The stage timings of one request, in seconds; ``failed`` names the first stage that raised;
+    ``batch_size``, how many requests shared its model call when batched (else None)."""
 
-    __slots__ = ("_token", "durations", "failed")
+    __slots__ = ("_token", "batch_size", "durations", "failed")
 
     def __init__(self) -> None:
         self.durations: dict[str, float] = {}
         self.failed: str | None = None
+        self.batch_size: int | None = None
         self._token: contextvars.Token[StageClock | None] | None = None
 
     def add(self, name: str, seconds: float) -> None:
@@ -176,6 +182,8 @@ def summarise(recent: Iterable[RecentRequest]) -> PipelineSummary:
         rejected += r.status == "rejected"
         totals.append(r.latency_ms)
         for name, ms in r.stages.items():
+            if name == BATCH_SIZE:
+                continue
             per_stage.setdefault(name, []).append(ms)
         if r.failed_stage is not None and r.status == "error":  # a rejection is not a failure of `validate`
             failures[r.failed_stage] = failures.get(r.failed_stage, 0) + 1

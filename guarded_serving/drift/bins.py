@@ -76,7 +76,9 @@ class FeatureBins:
     lookup: dict[int, np.ndarray]  # categorical column -> bin of each code (the last entry: unseen)
 
     @classmethod
-    def of(cls, baseline: Baseline, source: str, skip: Iterable[str] = ()) -> FeatureBins:
+    def of(cls, baseline: Baseline, source: str, skip: Iterable[str] = (), indexed: bool = False) -> FeatureBins:
+        """The bins of ``baseline``'s features but ``skip``'s; ``indexed``: a categorical feature's bins are
+        named by their rank (``"c0"`` the most common category...) instead of the category's text."""
         skipped = set(skip)
         features = []
         edges: dict[int, np.ndarray] = {}
@@ -97,7 +99,8 @@ class FeatureBins:
             codes = [index[texts[c]] if c < len(texts) else index[OTHER] for c in range(len(profile.categories))]
             lookup[j] = np.array([*codes, index[OTHER]], dtype=np.intp)  # code -1 (unseen) reads the last entry
             shares = np.bincount(lookup[j][:-1], weights=[f for _, f in profile.categories], minlength=len(names))
-            features.append((j, profile.name, tuple(names), shares))
+            labels = tuple(f"c{k}" if indexed and name != OTHER else name for k, name in enumerate(names))
+            features.append((j, profile.name, labels, shares))
         return cls(source, tuple(features), edges, lookup)
 
     def shares_of(self, profiles: Iterable[FeatureProfile]) -> dict[str, np.ndarray]:

@@ -298,6 +298,7 @@ def _attach_metrics(monitor: Monitor, factory: Any) -> MetricsExporter:
         outputs_judged=not monitor._evaluator.judged.adopt_outputs,
         skip=monitor.redact,
         store_stats=store.stats if store is not None else lambda: None,
+        labels=monitor.options.privacy.metrics_labels,
     )
     monitor._recorder.on_record(exporter.add)
     monitor._evaluator.judged.on_outputs_adopted(exporter.reference_shares)

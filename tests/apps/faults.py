@@ -81,6 +81,10 @@ hanging = guard(hang_on_777, reference=TRAINING, feature_names=FEATURES, name="f
 hanging_threads = guard(
     hang_on_777, reference=TRAINING, feature_names=FEATURES, name="faults-hanging-threads", traffic={"timeout": 4}, threads=2
 )
+# The same with adaptive batching (the batcher's thread instead of the model thread).
+hanging_batched = guard(
+    hang_on_777, reference=TRAINING, feature_names=FEATURES, name="faults-hanging-batched", traffic={"timeout": 4}, batching=True
+)
 
 # A buffer of 5 rows that makes requests wait for room (up to 5 s) while the store cannot write.
 blocking = guard(total, reference=TRAINING, feature_names=FEATURES, name="faults-blocking", overflow="block", store_capacity=5)

@@ -112,3 +112,14 @@ def test_the_fleet_bench_compares_both_stores_and_counts_every_row_the_writer_to
         assert t["dropped"] == 0
         assert t["writer_rows_per_s"] > 0
     assert [w["stored_rows"] == w["queued_rows"] > 0 for w in results["writers"]] == [True, True]
+
+
+def test_the_batching_bench_serves_both_services_and_batches_one(tmp_path: Path) -> None:
+    results = run("batching.py", "--seconds", "1", "--rounds", "1", tmp_path=tmp_path)
+    assert isinstance(results, dict)
+    rounds = results["rounds"]
+    assert set(rounds) == {"unbatched", "batched"}
+    assert [r["failed"] for rs in rounds.values() for r in rs] == [0, 0]
+    assert rounds["unbatched"][0]["mean_batch"] == 1.0
+    assert rounds["batched"][0]["mean_batch"] > 1.0
+    assert results["ratio"] > 0

@@ -74,7 +74,7 @@ def stored(db: Path, request_id: str) -> list[tuple[Any, ...]]:
 # -- a model that hangs --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["hanging", "hanging_threads"], ids=["one-model-thread", "threads=2"])
+@pytest.fixture(params=["hanging", "hanging_threads", "hanging_batched"], ids=["one-model-thread", "threads=2", "batching"])
 def hanging(request: pytest.FixtureRequest, serve: Any, tmp_path: Path) -> Iterator[tuple[Server, Path, Path]]:
     hung, release = tmp_path / "hung", tmp_path / "release"
     env = {"FAULTS_HUNG": str(hung), "FAULTS_RELEASE": str(release)}
