@@ -46,8 +46,12 @@ class Recorder:
         kept_rows: int,
         warnings: WarningLog,
         log: Any,
+        *,
+        inputs_redacted: bool = False,
     ) -> None:
         privacy = options.privacy
+        # An input kind logs its inputs redacted already, in its own fields (the features are descriptors).
+        self._inputs_redacted = inputs_redacted
         self.name, self.version, self.features = options.monitor.name, options.monitor.version, features
         self.redact = privacy.redact
         self.log_inputs = privacy.log_inputs
@@ -190,7 +194,8 @@ class Recorder:
             inputs = json.loads(record.inputs_json)
         window = record.window if self.log_inputs else None
         if self._redact_idx and inputs is not None:
-            inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in inputs]
+            if not self._inputs_redacted:
+                inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in inputs]
             if window is not None:
                 blanked = window.inputs.copy()
                 blanked[:, self._redact_idx] = np.nan

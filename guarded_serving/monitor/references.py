@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..inputs import kind_for, kind_reference
 from ..reference import Reference
 
 __all__ = ["as_reference"]
@@ -24,4 +25,8 @@ def as_reference(
         raise ConfigurationError(
             "reference", None, "training data (array, list of rows, DataFrame), a Reference, or a saved reference path"
         )
+    if feature_names is None and categorical is None:
+        kind = kind_for(reference)  # texts, rows with a free-text field... (guarded_serving/inputs/)
+        if kind is not None:
+            return kind_reference(kind, reference)
     return Reference.from_data(reference, feature_names=feature_names, categorical=categorical)

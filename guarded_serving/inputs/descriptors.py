@@ -1,0 +1,150 @@
+"""Text descriptors: a few cheap numbers (and one category) per text, which the drift engine judges.
+
+Per text: its length in characters and in tokens, its share of tokens outside the reference's vocabulary,
+whether it is empty, its shares of non-ASCII characters, digits and upper-case letters, and one of its
+tokens drawn by a fixed hash (a min-hash draw, so the window's draws follow the distribution of the texts'
+token types) named when it is one of the reference's most frequent tokens, else ``(other)``.
+
+Tokens are lower-cased runs of two or more word characters, as scikit-learn's ``TfidfVectorizer`` finds them.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidReferenceError
+from ..profiles import FeatureProfile
+
+__all__ = ["NONE", "OTHER", "TextDescriptors", "tokens"]
+
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+VOCABULARY = 20_000  # tokens kept as the known vocabulary (by document frequency)
+TOP = 30  # tokens the categorical descriptor names
+OTHER, NONE = "(other)", "(none)"
+
+# descriptor suffix -> (what its mean is, how a change is worded)
+NUMERIC = ("chars", "tokens", "unknown", "empty", "non_ascii", "digits", "upper")
+SHARES = {
+    "unknown": "share of unknown tokens",
+    "empty": "share of empty texts",
+    "non_ascii": "share of non-ASCII characters",
+    "digits": "share of digits",
+    "upper": "share of upper-case letters",
+}
+
+
+def tokens(text: str) -> list[str]:
+    return TOKEN.findall(text.lower())
+
+
+def _hash(token: str) -> int:
+    return zlib.crc32(token.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class TextDescriptors:
+    """The descriptors of one text field, named ``{field}.chars``, ``{field}.tokens``... ``{field}.token``.
+
+    ``vocabulary``: the reference's tokens by document frequency (most frequent first), at most 20,000;
+    ``frequency``: each one's document frequency (only used to describe the reference's own texts).
+    """
+
+    field: str
+    vocabulary: tuple[str, ...]
+    frequency: tuple[int, ...] = ()
+    _known: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
+    _top: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
+    _once: frozenset[str] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_known", frozenset(self.vocabulary))
+        object.__setattr__(self, "_top", frozenset(self.vocabulary[:TOP]))
+        object.__setattr__(self, "_once", frozenset(t for t, n in zip(self.vocabulary, self.frequency, strict=False) if n <= 1))
+
+    @classmethod
+    def fit(cls, field: str, texts: Iterable[str]) -> TextDescriptors:
+        counts: collections.Counter[str] = collections.Counter()
+        for text in texts:
+            counts.update(set(tokens(text)))
+        common = counts.most_common(VOCABULARY)
+        return cls(field, tuple(t for t, _ in common), tuple(n for _, n in common))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*(f"{self.field}.{d}" for d in NUMERIC), f"{self.field}.token")
+
+    def columns(self, texts: Sequence[str], reference: bool = False) -> list[tuple[str, np.ndarray, bool]]:
+        """(name, values, categorical) per descriptor. ``reference``: the texts are the reference's own, and a
+        token is unknown to a text when no other reference text has it (leave-one-out), as it would be to a
+        new text; counted against the vocabulary itself, the reference's unknown share would be zero."""
+        n = len(texts)
+        numeric = np.zeros((len(NUMERIC), n), dtype=np.float64)
+        drawn = np.empty(n, dtype=object)
+        known, top = self._known, self._top
+        once = self._once if reference else frozenset()
+        for i, text in enumerate(texts):
+            words = tokens(text)
+            length = len(text)
+            numeric[0, i] = length
+            numeric[1, i] = len(words)
+            if words:
+                numeric[2, i] = sum(1 for w in words if w not in known or w in once) / len(words)
+                drawn[i] = min(set(words), key=_hash)
+                if drawn[i] not in top:
+                    drawn[i] = OTHER
+            else:
+                numeric[3, i] = 1.0
+                drawn[i] = NONE
+            if length and not text.isascii():
+                numeric[4, i] = (length - len(text.encode("ascii", "ignore"))) / length
+            if length:
+                numeric[5, i] = sum(map(str.isdigit, text)) / length
+                letters = sum(map(str.isalpha, text))
+                numeric[6, i] = sum(map(str.isupper, text)) / letters if letters else 0.0
+        named = [(f"{self.field}.{d}", numeric[k], False) for k, d in enumerate(NUMERIC)]
+        return [*named, (f"{self.field}.token", drawn, True)]
+
+    def explain(self, feature: str, reference: FeatureProfile, values: np.ndarray) -> str | None:
+        """ "texts 2.3x longer (412 -> 950 characters)", "share of unknown tokens 3% -> 41%"; None when the
+        feature is not one of this field's numeric descriptors."""
+        prefix = f"{self.field}."
+        if not feature.startswith(prefix) or reference.mean is None:
+            return None
+        what = feature[len(prefix) :]
+        present = values[~np.isnan(values)]
+        if what not in NUMERIC or not len(present):
+            return None
+        was, now = float(reference.mean), float(present.mean())
+        if what in SHARES:
+            return f"{SHARES[what]} {_percent(was)} -> {_percent(now)}"
+        unit = "characters" if what == "chars" else "tokens"
+        if was <= 0 or now <= 0:
+            return f"texts of {was:.3g} -> {now:.3g} {unit} on average"
+        ratio = now / was
+        if ratio >= 1:
+            return f"texts {ratio:.3g}x longer ({was:.3g} -> {now:.3g} {unit} on average)"
+        return f"texts {1 / ratio:.3g}x shorter ({was:.3g} -> {now:.3g} {unit} on average)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"field": self.field, "vocabulary": list(self.vocabulary)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TextDescriptors:
+        try:
+            return cls(str(data["field"]), tuple(str(t) for t in data["vocabulary"]))
+        except (KeyError, TypeError) as exc:
+            raise InvalidReferenceError(f"malformed text descriptors in the reference: {exc!r}") from exc
+
+
+def _percent(share: float) -> str:
+    if 0 < share < 0.01:
+        return f"{share:.1%}"
+    return f"{share:.0%}"
