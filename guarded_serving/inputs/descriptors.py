@@ -124,7 +124,8 @@ class TextDescriptors:
             return None
         was, now = float(reference.mean), float(present.mean())
         if what in SHARES:
-            return f"{SHARES[what]} {_percent(was)} -> {_percent(now)}"
+            digits = next((d for d in (0, 1, 2) if _percent(was, d) != _percent(now, d)), 3)
+            return f"{SHARES[what]} {_percent(was, digits)} -> {_percent(now, digits)}"
         unit = "characters" if what == "chars" else "tokens"
         if was <= 0 or now <= 0:
             return f"texts of {was:.3g} -> {now:.3g} {unit} on average"
@@ -144,7 +145,6 @@ class TextDescriptors:
             raise InvalidReferenceError(f"malformed text descriptors in the reference: {exc!r}") from exc
 
 
-def _percent(share: float) -> str:
-    if 0 < share < 0.01:
-        return f"{share:.1%}"
-    return f"{share:.0%}"
+def _percent(share: float, digits: int = 0) -> str:
+    """A share as a percentage, with a decimal more below 1% (and ``digits`` at least)."""
+    return f"{share:.{max(digits, 1 if 0 < share < 0.01 else 0)}%}"
