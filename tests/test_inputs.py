@@ -318,3 +318,16 @@ def test_drift_of_a_descriptor_is_worded_for_texts(
     column = np.array(values, dtype=np.float64) if mean is not None else np.array([0.0])
 
     assert TextDescriptors("text", ()).explain(feature, profile, column) == wording
+
+
+def test_a_monitor_observes_texts_as_the_model_got_them(tmp_path: Path) -> None:
+    fresh, _ = news(200, seed=9)  # not the reference's own texts, every token of which it knows
+
+    with Monitor(TEXTS, db=tmp_path / "log.db", window=200) as monitor:
+        monitor.observe(fresh, [[0.5, 0.5]] * 200)
+        monitor.flush()
+        report = monitor.health()
+
+    assert report.window_rows == 200
+    assert report.check("data_drift").status.value == "ok", report.check("data_drift").summary
+    assert logged_inputs(tmp_path / "log.db") == [fresh]

@@ -27,7 +27,7 @@ from ..errors import InputError, Problem, StoreError
 from ..health import HealthReport
 from ..histograms import FeatureHistogram, window_histograms
 from ..history import MEMORY_KEEP, History, Snapshot
-from ..inputs import KIND_KEY
+from ..inputs import kind_of_reference
 from ..logs import get_logger
 from ..options import MonitorKeywords, Options
 from ..profiles import FeatureProfile
@@ -104,7 +104,7 @@ class Monitor:
         features = reference.feature_names
         self._recorder = Recorder(
             options, features, self.baseline, self.output_baseline, self.store, kept, self.warnings, self._log,
-            inputs_redacted=KIND_KEY in reference.extra,
+            kind=kind_of_reference(reference),
         )  # fmt: skip
         self._labels = Labels(reference, self.name, self.version, self.store, self.window)
         self._recorder.on_record(self._labels.remember)
