@@ -191,6 +191,21 @@ def test_a_redacted_text_is_never_logged_nor_quoted(model: Recorder, tmp_path: P
     assert b"my secret text" not in (tmp_path / "log.db").read_bytes()
 
 
+def test_a_redacted_text_is_judged_by_its_numbers_and_its_drawn_token_withheld(model: Recorder, tmp_path: Path) -> None:
+    fresh, _ = news(200, seed=9)
+    guarded = GuardedModel(model, reference=TEXTS, name="news", db=tmp_path / "log.db", redact=["text"], window=200)
+    post(guarded, fresh)
+    features = json.loads(guarded.health_reply().body)["checks"]["data_drift"]["features"]
+    guarded.close()
+
+    assert "text.token" not in features
+    assert {"text.chars", "text.unknown", "text.upper"} <= set(features)
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        [(saved,)] = conn.execute("SELECT reference FROM models").fetchall()
+    [token] = [f for f in json.loads(saved)["features"] if f["name"] == "text.token"]
+    assert token["categories"] == []  # the reference's most frequent words are not written either
+
+
 def test_without_logged_inputs_no_text_reaches_disk(model: Recorder, tmp_path: Path) -> None:
     guarded = GuardedModel(model, reference=TEXTS, name="news", db=tmp_path / "log.db", log_inputs=False)
     post(guarded, ["my private text"])

@@ -27,7 +27,7 @@ from ..errors import InputError, Problem, StoreError
 from ..health import HealthReport
 from ..histograms import FeatureHistogram, window_histograms
 from ..history import MEMORY_KEEP, History, Snapshot
-from ..inputs import kind_of_reference
+from ..inputs import kind_of_reference, withheld_descriptors
 from ..logs import get_logger
 from ..options import MonitorKeywords, Options
 from ..profiles import FeatureProfile
@@ -86,6 +86,10 @@ class Monitor:
 
     def _assemble(self, reference: Reference, options: Options, store: Store | None, metrics: Any) -> None:
         options.check_reference(reference)
+        withheld = withheld_descriptors(reference, options.privacy.redact)
+        if withheld:  # a redacted text's drawn token would quote it: withheld like a redacted feature
+            privacy = dataclasses.replace(options.privacy, redact=options.privacy.redact | withheld)
+            options = dataclasses.replace(options, privacy=privacy)
         redact = options.privacy.redact
         if redact and reference.row_sample is not None:  # a redacted feature's values never leave, rows included
             reference = dataclasses.replace(reference, row_sample=reference.row_sample.without(redact))
