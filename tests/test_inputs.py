@@ -19,6 +19,7 @@ import pytest
 
 from examples.text.corpus import news, reviews
 from guarded_serving import ConfigurationError, GuardedModel, Monitor, Reference
+from guarded_serving.cli import main
 from guarded_serving.inputs import KIND_KEY, kind_for, kind_of_reference
 from guarded_serving.inputs.descriptors import OTHER, TextDescriptors
 from guarded_serving.inputs.mixed import MixedKind
@@ -204,6 +205,7 @@ def test_a_redacted_text_is_judged_by_its_numbers_and_its_drawn_token_withheld(m
         [(saved,)] = conn.execute("SELECT reference FROM models").fetchall()
     [token] = [f for f in json.loads(saved)["features"] if f["name"] == "text.token"]
     assert token["categories"] == []  # the reference's most frequent words are not written either
+    assert json.loads(saved)["extra"]["input_kind"]["descriptors"]["vocabulary"] == []
 
 
 def test_without_logged_inputs_no_text_reaches_disk(model: Recorder, tmp_path: Path) -> None:
@@ -346,3 +348,21 @@ def test_a_monitor_observes_texts_as_the_model_got_them(tmp_path: Path) -> None:
     assert report.window_rows == 200
     assert report.check("data_drift").status.value == "ok", report.check("data_drift").summary
     assert logged_inputs(tmp_path / "log.db") == [fresh]
+
+
+def test_the_offline_report_of_a_text_model_words_drift_as_the_service_does(
+    model: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shouted, _ = news(600, seed=3, breakage="upper")
+    guarded = GuardedModel(model, reference=TEXTS, name="news", db=tmp_path / "log.db", window=500, redact=["text"])
+    for start in range(0, 600, 200):
+        post(guarded, shouted[start : start + 200])
+    guarded.close()
+    capsys.readouterr()
+
+    code = main(["report", "--db", str(tmp_path / "log.db"), "--json"])
+
+    drift = json.loads(capsys.readouterr().out)["checks"]["data_drift"]
+    assert code == 0
+    assert drift["features"]["text.upper"]["reason"] == "share of upper-case letters 2% -> 100%"
+    assert "text.token" not in drift["features"]

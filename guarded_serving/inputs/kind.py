@@ -41,6 +41,7 @@ __all__ = [
     "Batch",
     "InputKind",
     "KindFactory",
+    "Redactable",
     "check_rows",
     "descriptor_rows",
     "parse_batch",
@@ -113,6 +114,14 @@ class InputKind(Protocol):
     def to_json(self) -> dict[str, Any]:
         """The kind's state (vocabulary, fields, shapes), saved with the reference."""
         ...
+
+
+@runtime_checkable
+class Redactable(Protocol):
+    """A kind whose state quotes its inputs' values (a text's vocabulary) gives a copy without them, which is
+    what is written to the log store when ``redact=`` names one of its fields."""
+
+    def redacted(self, redact: Collection[str]) -> InputKind: ...
 
 
 class KindFactory(Protocol):

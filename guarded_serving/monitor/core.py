@@ -27,7 +27,7 @@ from ..errors import InputError, Problem, StoreError
 from ..health import HealthReport
 from ..histograms import FeatureHistogram, window_histograms
 from ..history import MEMORY_KEEP, History, Snapshot
-from ..inputs import kind_of_reference, withheld_descriptors
+from ..inputs import kind_of_reference, redacted_kind, withheld_descriptors
 from ..logs import get_logger
 from ..options import MonitorKeywords, Options
 from ..profiles import FeatureProfile
@@ -150,7 +150,8 @@ class Monitor:
         """
         if self.store is not None:
             self.store.open()
-            saved = redacted_reference(self.reference, self.redact)  # a redacted feature's profile holds its values
+            # A redacted feature's profile holds its values, and a redacted text's vocabulary its words.
+            saved = redacted_kind(redacted_reference(self.reference, self.redact), self.redact)
             reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()
