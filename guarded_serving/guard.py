@@ -24,6 +24,7 @@ from . import endpoints, handler
 from .errors import ConfigurationError
 from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
+from .inputs import InputKind, kind_for, kind_of_reference, kind_reference
 from .logs import get_logger
 from .monitor import Monitor, as_reference
 from .options import GuardKeywords, Options, served_options
@@ -75,8 +76,14 @@ class GuardedModel:
             raise ConfigurationError("options", sorted(keywords), "either options= or keywords, not both")
         self.options = options
         request = options.request
-        self.reference: Reference = as_reference(reference, feature_names, categorical)
-        self.input_format = request.input_format or self.reference.input_format
+        # A text, rows with a free-text field...: parsed, described and logged by an input kind (inputs/)
+        if isinstance(reference, (str, os.PathLike)):
+            reference = Reference.load(reference)
+        self.kind: InputKind | None = _input_kind(reference, request.input_format, feature_names, categorical)
+        if self.kind is not None and not isinstance(reference, Reference):
+            reference = kind_reference(self.kind, reference, predict, holdout)
+        self.reference: Reference = as_reference(reference, feature_names, categorical, request.input_format)
+        self.input_format = self.kind.name if self.kind is not None else request.input_format or self.reference.input_format
         if self.input_format == "dataframe":
             try:
                 import pandas  # noqa: F401
@@ -115,6 +122,8 @@ class GuardedModel:
         marked as such so that the monitor adopts its output baseline from served traffic instead."""
         reference = self.reference
         given = isinstance(data, (Reference, str, os.PathLike))
+        if self.kind is not None:  # kind_reference() profiled the outputs (on holdout= when given)
+            return reference
         if holdout is not None:
             reference = reference.with_holdout(holdout, predict=predict, input_format=self.input_format)  # type: ignore[arg-type]
         elif not reference.outputs and not given:
@@ -180,6 +189,17 @@ class GuardedModel:
     def history_reply(self, since: str | None = None, limit: str | None = None, authorization: str | None = None) -> Reply:
         """The ``/health/model/history`` answer (see :func:`guarded_serving.endpoints.history`)."""
         return endpoints.history(self, since, limit, authorization)
+
+
+def _input_kind(
+    reference: Any, input_format: str | None, feature_names: Sequence[str] | None, categorical: Sequence[str | int] | None
+) -> InputKind | None:
+    """The input kind of the training data (or of a saved reference), None for rows of scalars."""
+    if isinstance(reference, Reference):
+        return kind_of_reference(reference)
+    if feature_names is not None or categorical is not None:
+        return None if input_format is None else kind_for(reference, input_format)
+    return kind_for(reference, input_format)
 
 
 def _service_name(func: Callable[..., Any], name: str | None) -> str:

@@ -23,6 +23,7 @@ from .environment import capture_warnings
 from .errors import InputError, ModelError
 from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, request_id_of
 from .ids import new_request_id
+from .inputs import parse_batch
 from .jsontext import dump_bytes, to_jsonable_output
 from .redaction import WITHHELD, redacted_input_error
 from .stages import BATCH_SIZE, StageClock, stage
@@ -222,23 +223,22 @@ def _accept(
         call.clock, call.began = clock, started
     rows: list[list[Any]] = []
     window_inputs: Any = None
+    inputs_json: str | None = None
     try:
         with stage("validate"):
             request_id = request_id_of(request_id)
             if call is not None:
                 call.request_id = request_id
             body = check_envelope(body, content_type, guarded.max_body_bytes)
-            table = parse_table(parse_json(body), guarded.schema)
-            rows = table.rows
-            if call is not None:
-                call.rows = len(rows)
-            inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
-            if table.matrix is not None and guarded.input_format == "array":
-                model_input = table.matrix
-                window_inputs = table.matrix.copy()  # the model may change its input in place
+            if guarded.kind is not None:  # a text, a tensor...: the kind parses it (guarded_serving/inputs/)
+                batch = parse_batch(
+                    guarded.kind, parse_json(body), guarded.schema.max_rows, guarded.schema.allow_missing, monitor.redact
+                )
+                rows, model_input, window_inputs, inputs_json = batch.rows, batch.model_input, batch.matrix, batch.logged
+                if call is not None:
+                    call.rows = len(rows)
             else:
-                model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
-                window_inputs = table.matrix
+                rows, model_input, window_inputs, inputs_json = _tabular(guarded, body, call)
     except InputError as refused:
         exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
         rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
@@ -324,8 +324,9 @@ def _answered(
         accepted.started,
         accepted.clock,
         # With the client's own text to log, the parsed rows need not wait in the store's buffer
-        # (about 2x the memory of the text, as Python objects), unless redaction must edit them.
-        inputs=rows if inputs_json is None or monitor.redact else None,
+        # (about 2x the memory of the text, as Python objects), unless redaction must edit them
+        # (an input kind's text is its own, redacted already).
+        inputs=rows if inputs_json is None or (monitor.redact and guarded.kind is None) else None,
         outputs=outputs,
         warnings=warnings,
         window=monitor.encode(rows, outputs, input_matrix=accepted.window_inputs, output_array=result),
@@ -337,6 +338,19 @@ def _answered(
     if accepted.clock.batch_size is not None:
         headers["X-Batch-Size"] = str(accepted.clock.batch_size)
     return Reply(200, payload, headers)
+
+
+def _tabular(guarded: GuardedModel, body: bytes, call: PredictCall | None) -> tuple[list[list[Any]], Any, Any, str | None]:
+    """A body of rows of scalars: the rows, the model's input, the window's matrix and the logged text."""
+    table = parse_table(parse_json(body), guarded.schema)
+    rows = table.rows
+    if call is not None:
+        call.rows = len(rows)
+    inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
+    if table.matrix is not None and guarded.input_format == "array":
+        return rows, table.matrix, table.matrix.copy(), inputs_json  # a copy: the model may change its input in place
+    model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
+    return rows, model_input, table.matrix, inputs_json
 
 
 def _record(

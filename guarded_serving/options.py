@@ -183,7 +183,10 @@ class RequestOptions:
         _whole("max_body_bytes", self.max_body_bytes)
         _flag("allow_missing", self.allow_missing)
         if self.input_format is not None and self.input_format not in INPUT_FORMATS:
-            raise ConfigurationError("input_format", self.input_format, f"one of {list(INPUT_FORMATS)}")
+            from .inputs import kind_names  # a text, a tensor... (guarded_serving/inputs/)
+
+            if self.input_format not in kind_names():
+                raise ConfigurationError("input_format", self.input_format, f"one of {[*INPUT_FORMATS, *kind_names()]}")
         token = self.auth_token
         if token is not None and (not isinstance(token, str) or len(token) < 16):
             raise ConfigurationError("auth_token", "<hidden>", "a string of at least 16 characters (or None)")
@@ -316,8 +319,10 @@ class Options:
     def check_reference(self, reference: Reference) -> None:
         """The names ``redact`` and ``methods`` give are the reference's, and each method fits its feature's kind."""
         from .drift.baseline import method_of
+        from .inputs import kind_of_reference
 
-        self.privacy.check_names(reference.feature_names)
+        kind = kind_of_reference(reference)  # redact= may name an input kind's own fields ("text")
+        self.privacy.check_names((*reference.feature_names, *(kind.fields if kind is not None else ())))
         self.monitor.check_names(reference.feature_names, [p.name for p in reference.outputs])
         for profile in (*reference.features, *reference.outputs):
             method_of(profile, self.monitor.methods)

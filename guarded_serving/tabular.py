@@ -127,6 +127,8 @@ def columns_from_data(
     A column is categorical when ``categorical=`` names it, when its pandas dtype is not numeric
     (object, string, category), or when any of its non-missing values is not a number.
     """
+    if isinstance(data, Columns):  # already named and typed (an input kind's descriptors)
+        return data
     found: list[str] | None = None
     raw: list[np.ndarray]
     dtype_categorical: list[bool] | None = None

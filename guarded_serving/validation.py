@@ -37,7 +37,8 @@ class _NonFinite:
         self.text = text
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A value as an error message quotes it: ``null``, ``an object``, ``"abc"``, ``3`` (cut to 40 characters)."""
     if isinstance(value, _NonFinite):
         return value.text
     if isinstance(value, dict):
@@ -197,13 +198,13 @@ def _check_value(value: Any, numeric: bool, types: frozenset[type], limit: float
         return Problem(f"{value.text} is not allowed", "a finite number, or null for a missing value")
     if type(value) not in types:
         if numeric:
-            return Problem(f"got {_describe(value)}", "a number", kind="type")
+            return Problem(f"got {describe(value)}", "a number", kind="type")
         if types == ANY_CATEGORY:
-            return Problem(f"got {_describe(value)}", "a category (a string, number or boolean)", kind="type")
+            return Problem(f"got {describe(value)}", "a category (a string, number or boolean)", kind="type")
         kinds = describe_types(types)
-        return Problem(f"got {_describe(value)}", f"a category given as {kinds}, as the reference's are", kind="type")
+        return Problem(f"got {describe(value)}", f"a category given as {kinds}, as the reference's are", kind="type")
     if type(value) in NUMBER and not -limit <= value <= limit:
-        shown = _describe(value)[:40]
+        shown = describe(value)[:40]
         if limit >= FLOAT_MAX:
             return Problem(f"got {shown}, which is not a finite float", "a finite number within ±1.8e308")
         return Problem(
@@ -250,7 +251,7 @@ def parse_rows(document: Any, schema: RowSchema) -> list[list[Any]]:
 def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
     """:func:`parse_rows`, plus the float matrix of an all-numeric schema's rows."""
     if not isinstance(document, dict):
-        raise InputError([Problem(f"the body is {_describe(document)}", 'a JSON object like {"rows": [[...], ...]}')], status=422)
+        raise InputError([Problem(f"the body is {describe(document)}", 'a JSON object like {"rows": [[...], ...]}')], status=422)
     unknown = [k for k in document if k != "rows"]
     if "rows" not in document or unknown:
         problem = f"unknown field {unknown[0]!r}" if unknown else "the field 'rows' is missing"
@@ -260,7 +261,7 @@ def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
     if isinstance(rows, dict) or (isinstance(rows, list) and rows and not isinstance(rows[0], (list, dict))):
         rows = [rows]
     if not isinstance(rows, list) or not rows:
-        raise InputError([Problem(f"'rows' is {_describe(rows)}", "a non-empty list of rows (lists or objects)")], status=422)
+        raise InputError([Problem(f"'rows' is {describe(rows)}", "a non-empty list of rows (lists or objects)")], status=422)
     if len(rows) > schema.max_rows:
         raise InputError([Problem(f"{len(rows)} rows in one request", f"at most {schema.max_rows} rows per request")], status=413)
     names = schema.names
@@ -337,7 +338,7 @@ def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:
                 )
             values = None if (extra or absent) else [row[n] for n in names]
         else:
-            problems.append(Problem(f"the row is {_describe(row)}", "a list of values or an object of feature: value", row=i))
+            problems.append(Problem(f"the row is {describe(row)}", "a list of values or an object of feature: value", row=i))
             values = None
         if values is not None:
             for j, value in enumerate(values):

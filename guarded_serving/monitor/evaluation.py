@@ -26,6 +26,7 @@ from ..errors import StoreError
 from ..estimate import estimate_check
 from ..fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from ..health import CheckResult, HealthReport, Status, worst
+from ..inputs import kind_of_reference, worded
 from ..operational import environment_check, pipeline_check, store_check
 from ..options import Options
 from ..reference import Reference
@@ -59,6 +60,7 @@ class Evaluator:
         log: Any,
     ) -> None:
         self.reference = reference
+        self.kind = kind_of_reference(reference)  # None for rows of scalars
         self.options = options
         self.name, self.version = options.monitor.name, options.monitor.version
         self.window = options.monitor.window
@@ -141,6 +143,8 @@ class Evaluator:
                 "data_drift", self.baseline, cal_inputs, columns, self.min_rows, skip=self.redact, baseline=inputs_source
             ),
         )
+        if self.kind is not None:  # "texts 2.3x longer", not a quantile shift of text.chars
+            data_drift = worded(data_drift, self.kind, self.reference.features, window.inputs)
         judged_data = with_rejections(window, recent, self.baseline.names)
         quality = same.get(
             ("data_quality", tuple(sorted(judged_data.type_errors.items())), repr(sorted(judged_data.unseen.items()))),
