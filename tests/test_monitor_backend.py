@@ -88,6 +88,24 @@ def test_a_full_feed_drops_and_counts(reference_file: Path) -> None:
     fed.close()
 
 
+def test_bentoml_monitor_in_process_feeds_one_row_per_record_of_scalars(reference_file: Path) -> None:
+    import bentoml
+
+    from guarded_serving.bentoml_monitor import GuardedMonitor, feed_for
+
+    options = {"reference": str(reference_file), "db": ":memory:", "log_path": "monitoring"}  # BentoML's default: ignored
+    for i in range(5):
+        with bentoml.monitor("in-process", monitor_class=GuardedMonitor, monitor_options=options) as mon:
+            for name, value in zip(FEATURES, TRAINING[i], strict=True):
+                mon.log(float(value), name, "feature", "numerical")
+            mon.log(float(TRAINING[i].sum()), "prediction", "prediction", "numerical")
+
+    feed = feed_for("in-process")
+    assert feed.drain(10)
+    assert (feed.start().totals().requests, feed.start().totals().rows) == (5, 5)
+    feed.close()
+
+
 # -- end to end: bentoml serve of a service that logs with bentoml.monitor --------------------------
 
 
