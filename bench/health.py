@@ -184,7 +184,10 @@ def ratio(value: float | None) -> str:
 def bench_health() -> list[dict[str, Any]]:
     print(f"Monitor.health() on a full window vs a scipy.stats.ks_2samp loop ({REFERENCE_ROWS:,} reference rows)")
     print(f"goals: scipy loop / health >= {GOAL:.0f}x, Evidently / health >= {EVIDENTLY_GOAL:.0f}x;")
-    print(f"health = median of {REPEATS} calls after the warm-up call (which includes the one-off calibration)\n")
+    print(
+        f"health = median of {REPEATS} calls after the warm-up call (which includes the one-off calibration),"
+        " each after a new 100-row request\n"
+    )
     header = ["features", "window", "warm-up", "health", "scipy KS loop", "vs scipy", "alibi KSDrift", "vs alibi"]
     header += ["Evidently", "vs Evidently"]
     results = [health_row(f, w) for f in FEATURES for w in WINDOWS]
