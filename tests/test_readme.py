@@ -43,5 +43,7 @@ def test_python_example_runs(
         assert printed.startswith("alert accuracy fell to 0")
     if "print(" in code and "monitor.observe(X[:10]" in code:
         assert printed.startswith("insufficient_data 1 ")
+    if "TestClient(svc)" in code:
+        assert printed.strip() == "200 [6.0] 422 a number 200"
     if "metrics=prometheus_client" in code:
         assert printed.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""
