@@ -23,11 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
 from .dashboard import render_dashboard
-from .datafile import labels_of, read_table
+from .datafile import read_table, split_columns
 from .errors import ConfigurationError, GuardedServingError, short_repr
 from .health import Status
 from .offline import SINCE_EXPECTED, OfflineReport, offline_health
@@ -262,9 +260,9 @@ def _fail(command: str, message: str) -> int:
 def _profile(args: argparse.Namespace) -> int:
     table = _read_features(args, args.data)
     held = _read_features(args, args.holdout) if args.holdout else None
-    y, predictions, table = _labels_and_outputs(args, table, present_only=held is not None)
+    y, predictions, table = split_columns(table, args.target, args.predictions, present_only=held is not None)
     if held is not None:
-        y, predictions, held = _labels_and_outputs(args, held)
+        y, predictions, held = split_columns(held, args.target, args.predictions)
         if held.names != table.names:
             raise ConfigurationError(
                 "holdout", f"columns {list(held.names)}", f"the feature columns of DATA, {list(table.names)}"
@@ -305,41 +303,6 @@ def _read_features(args: argparse.Namespace, path: str) -> Any:
     if args.categorical:
         table = table.as_categorical(args.categorical)
     return table
-
-
-def _labels_and_outputs(args: argparse.Namespace, table: Any, present_only: bool = False) -> tuple[list[Any] | None, Any, Any]:
-    """Take the --target and --predictions columns out of a table: (labels, outputs, the rest). With
-    ``present_only`` (the training file, when the held-out one holds them) they are dropped where present."""
-    if present_only:
-        for column in [args.target, *(args.predictions or ())]:
-            if column in table.names:
-                _, table = table.take(column, "target")
-        return None, None, table
-    y = None
-    if args.target:
-        target, table = table.take(args.target, "target")
-        y = _plain(target)
-    predictions = None
-    if args.predictions:
-        outputs = []
-        for column in args.predictions:
-            values, table = table.take(column, "predictions")
-            outputs.append(values)
-        predictions = _stack(outputs)
-    return y, predictions, table
-
-
-def _plain(column: Any) -> list[Any]:
-    """Labels as plain values: whole numbers as int, other numbers as float, text as text."""
-    return labels_of(column) if isinstance(column, np.ndarray) else list(column)
-
-
-def _stack(outputs: list[Any]) -> Any:
-    if len(outputs) == 1:
-        return outputs[0] if isinstance(outputs[0], np.ndarray) else np.array(outputs[0], dtype=object)
-    if not all(isinstance(o, np.ndarray) for o in outputs):
-        raise ConfigurationError("predictions", "a column of text", "numeric columns (one per class probability)")
-    return np.column_stack(outputs)
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import ConfigurationError
 
-__all__ = ["FORMATS", "Table", "read_table"]
+__all__ = ["FORMATS", "Table", "read_table", "split_columns"]
 
 FORMATS = {".csv": "csv", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}
 _TICK = 5000  # rows between progress reports
@@ -182,3 +182,36 @@ def _csv_column(source: str, name: str, cells: list[str]) -> Any:
                 f"{source}, column {name!r}, row {i + 1} under the header", cell, "a finite number or an empty cell"
             )
     return values
+
+
+def split_columns(
+    table: Table, target: str | None, predictions: Sequence[str] | None, present_only: bool = False
+) -> tuple[list[Any] | None, Any, Table]:
+    """Take the ``target`` and ``predictions`` columns out of a table: (labels, outputs, the features). With
+    ``present_only`` (the training file, when the held-out one holds them) they are dropped where present."""
+    if present_only:
+        for column in [target, *(predictions or ())]:
+            if column is not None and column in table.names:
+                _, table = table.take(column, "target")
+        return None, None, table
+    y = None
+    if target:
+        values, table = table.take(target, "target")
+        y = labels_of(values) if isinstance(values, np.ndarray) else list(values)
+    outputs = None
+    if predictions:
+        columns = []
+        for column in predictions:
+            values, table = table.take(column, "predictions")
+            columns.append(values)
+        outputs = _stack(columns)
+    return y, outputs, table
+
+
+def _stack(outputs: list[Any]) -> Any:
+    """One predictions column as it is (text as an object array); several as a matrix of class probabilities."""
+    if len(outputs) == 1:
+        return outputs[0] if isinstance(outputs[0], np.ndarray) else np.array(outputs[0], dtype=object)
+    if not all(isinstance(o, np.ndarray) for o in outputs):
+        raise ConfigurationError("predictions", "a column of text", "numeric columns (one per class probability)")
+    return np.column_stack(outputs)

@@ -344,6 +344,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         def flush_store(self) -> None:
             self.guarded.close(SHUTDOWN_TIMEOUT)
 
+    GuardedService.guarded = guarded  # the service's model before any worker starts: guarded_serving.testing uses it
     GuardedService.__name__ = GuardedService.__qualname__ = f"Guarded_{guarded.name.replace('-', '_').replace('.', '_')}"
     GuardedService.__module__ = module
     service_kwargs = {k: v for k, v in options.items() if k in _SERVICE_ARGS}

@@ -184,7 +184,7 @@ def test_relative_imports_resolve_to_the_modules_they_name() -> None:
 
 # -- the layout: dependencies point one way ------------------------------------------------------------------------
 
-# The edges: the BentoML adapter, the CLI, the renderers and the HTTP answers that use them. Everything else is
+# The edges: the BentoML adapter, the CLI, the renderers, the HTTP answers that use them and the test client. Everything else is
 # the core, which a batch job or another web framework can use without any of them.
 EDGES = {
     "guarded_serving",
@@ -197,6 +197,7 @@ EDGES = {
     "guarded_serving.metrics",
     "guarded_serving.endpoints",
     "guarded_serving.guard",
+    "guarded_serving.testing",  # the users' test client: the request path without BentoML, the dashboard included
 }
 RENDERERS = {"guarded_serving.dashboard", "guarded_serving.terminal", "guarded_serving.metrics"}
 

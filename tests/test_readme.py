@@ -46,5 +46,7 @@ def test_python_example_runs(
     if "shouted" in code:  # the Text section quotes what it prints
         assert printed.startswith("3 of 8 features drifted: text.upper: share of upper-case letters 2% -> 51%; text.chars:")
         assert printed.strip()[: printed.index("(")] in README.replace("\n", " ")
+    if "TestClient(svc)" in code:
+        assert printed.strip() == "200 [6.0] 422 a number 200"
     if "metrics=prometheus_client" in code:
         assert printed.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""

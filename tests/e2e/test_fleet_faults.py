@@ -25,16 +25,8 @@ OUTAGE = 10.0  # seconds the database is down
 
 
 @pytest.fixture
-def database() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def fleet(database: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    url = database.database("faults")
+def fleet(own_postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    url = own_postgres.database("faults")
     root = tmp_path_factory.mktemp("faults")
     a = replica("replica-a", url, root)
     try:
@@ -77,17 +69,17 @@ class Load:
             thread.join()
 
 
-def test_the_database_stopped_for_10_s_under_load_loses_no_answered_request(database: PostgresServer, fleet: Fleet) -> None:
+def test_the_database_stopped_for_10_s_under_load_loses_no_answered_request(own_postgres: PostgresServer, fleet: Fleet) -> None:
     with Load((fleet.a, fleet.b)) as load:
         assert wait_for(lambda: len(load.answered) >= 50, timeout=30)
-        database.stop()
+        own_postgres.stop()
         stopped = time.monotonic()
         assert wait_for(lambda: health(fleet.a)["checks"]["store"]["status"] in ("warn", "alert"), timeout=OUTAGE)
         during = health(fleet.b)["checks"]["store"]
         answered_during = len(load.answered)
         time.sleep(max(OUTAGE - (time.monotonic() - stopped), 0.0))  # the outage itself: a fixed 10 s
         answered_before_restart = len(load.answered)
-        database.start()
+        own_postgres.start()
         assert wait_for(lambda: len(load.answered) >= answered_before_restart + 50, timeout=30)
 
     assert load.failures == []
