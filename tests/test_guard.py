@@ -34,7 +34,9 @@ def body(rows: Any) -> bytes:
         pytest.param({"max_request_rows": 0}, "max_request_rows: expected a positive integer, got 0", id="max-request-rows"),
         pytest.param({"window": -5}, "window: expected a positive integer, got -5", id="window"),
         pytest.param(
-            {"input_format": "xml"}, "input_format: expected one of ['array', 'dataframe', 'records', 'text', 'mixed'], got 'xml'", id="format"
+            {"input_format": "xml"},
+            "input_format: expected one of ['array', 'dataframe', 'records', 'text', 'mixed', 'tensor', 'embedding'], got 'xml'",
+            id="format",
         ),
         pytest.param({"name": "bad name!"}, "name: expected 1-63 letters, digits", id="name"),
         pytest.param({"reference": None}, "reference: expected training data", id="no-reference"),

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from .embedding import EmbeddingFactory
 from .kind import KIND_KEY, InputKind, KindFactory
 from .mixed import MixedFactory
+from .tensor import TensorFactory
 from .text import TextFactory
 
 if TYPE_CHECKING:
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILT_IN", "factories", "kind_for", "kind_names", "kind_of_reference", "register"]
 
-BUILT_IN: tuple[KindFactory, ...] = (TextFactory(), MixedFactory())
+BUILT_IN: tuple[KindFactory, ...] = (TextFactory(), MixedFactory(), TensorFactory(), EmbeddingFactory())
 _FACTORIES: dict[str, KindFactory] = {f.name: f for f in BUILT_IN}
 _ASKED: list[KindFactory] = list(BUILT_IN)
 
