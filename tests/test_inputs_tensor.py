@@ -100,6 +100,19 @@ def test_an_embedding_is_watched_through_its_coordinates_norm_and_mahalanobis_di
     assert again(vectors[:5]) == pytest.approx(described[:5])
 
 
+def test_the_references_own_distances_are_taken_as_if_each_row_were_left_out_of_the_fit() -> None:
+    vectors = np.random.default_rng(5).normal(size=(300, 8)) @ np.random.default_rng(6).normal(size=(8, 8))
+    summary = EmbeddingSummary.fit(vectors)
+    others = np.delete(vectors, 7, axis=0)
+    gap = vectors[7] - others.mean(axis=0)
+
+    left_out = summary(vectors, reference=True)[7, -1] ** 2
+
+    exact = gap @ np.linalg.solve(np.cov(others, rowvar=False), gap)
+    assert left_out == pytest.approx(exact, rel=1e-2)  # up to the ridge that keeps a flat direction invertible
+    assert summary(vectors, reference=True)[:, -1].mean() > summary(vectors)[:, -1].mean()
+
+
 def test_a_wide_embedding_is_projected_to_64_coordinates() -> None:
     summary = EmbeddingSummary.fit(np.random.default_rng(3).normal(size=(500, 300)))
 

@@ -53,6 +53,8 @@ def test_python_example_runs(
         assert printed.startswith("alert accuracy fell to 0")
     if "print(" in code and "monitor.observe(X[:10]" in code:
         assert printed.startswith("insufficient_data 1 ")
+    if "brighter = " in code:  # images: drift worded in the input's own terms
+        assert printed.strip() == "mean value 1.13x higher (4.88 -> 5.51 on average)"
     if "metrics=prometheus_client" in code:
         assert printed.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""
 

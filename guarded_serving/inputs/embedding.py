@@ -53,7 +53,7 @@ class EmbeddingKind:
         return np.stack(items)
 
     def describe(self, items: list[Any], reference: bool = False) -> Columns:
-        return columns_of(FIELD, self.summary.names, self.summary(np.stack(items)))
+        return columns_of(FIELD, self.summary.names, self.summary(np.stack(items), reference=reference))
 
     def logged(self, items: list[Any], redact: Collection[str]) -> list[Any]:
         return self.rows.logged(items, redact)
