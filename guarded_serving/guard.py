@@ -84,7 +84,7 @@ class GuardedModel:
         self.kind: InputKind | None = _input_kind(reference, request.input_format, feature_names, categorical)
         if self.kind is not None and not isinstance(reference, Reference):
             reference = kind_reference(self.kind, reference, predict, holdout)
-        self.reference: Reference = as_reference(reference, feature_names, categorical)
+        self.reference: Reference = as_reference(reference, feature_names, categorical, request.input_format)
         self.input_format = self.kind.name if self.kind is not None else request.input_format or self.reference.input_format
         if self.input_format == "dataframe":
             try:

@@ -35,7 +35,7 @@ def body(rows: Any) -> bytes:
         pytest.param({"window": -5}, "window: expected a positive integer, got -5", id="window"),
         pytest.param(
             {"input_format": "xml"},
-            "input_format: expected one of ['array', 'dataframe', 'records', 'text', 'mixed', 'tensor', 'embedding'], got 'xml'",
+            "input_format: expected one of ['array', 'dataframe', 'records', 'text', 'mixed'",
             id="format",
         ),
         pytest.param({"name": "bad name!"}, "name: expected 1-63 letters, digits", id="name"),

@@ -55,6 +55,9 @@ def test_python_example_runs(
         assert printed.startswith("insufficient_data 1 ")
     if "brighter = " in code:  # images: drift worded in the input's own terms
         assert printed.strip() == "mean value 1.13x higher (4.88 -> 5.51 on average)"
+    if "shouted" in code:  # the Text section quotes what it prints
+        assert printed.startswith("3 of 8 features drifted: text.upper: share of upper-case letters 2% -> 51%; text.chars:")
+        assert printed.strip()[: printed.index("(")] in README.replace("\n", " ")
     if "metrics=prometheus_client" in code:
         assert printed.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""
 

@@ -9,9 +9,9 @@ mixed.py       the mixed kind (named fields, some free text; the model gets the 
 report.py      worded(): a data drift check's findings in a kind's own words
 """
 
-from .kind import KIND_KEY, Batch, InputKind, KindFactory, parse_batch
+from .kind import KIND_KEY, Batch, InputKind, KindFactory, parse_batch, withheld_descriptors
 from .reference import kind_reference
-from .registry import kind_for, kind_names, kind_of_reference, register
+from .registry import kind_for, kind_names, kind_of_reference, redacted_kind, register
 from .report import worded
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "kind_of_reference",
     "kind_reference",
     "parse_batch",
+    "redacted_kind",
     "register",
+    "withheld_descriptors",
     "worded",
 ]

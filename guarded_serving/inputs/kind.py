@@ -33,9 +33,21 @@ from ..jsontext import dump_text
 
 if TYPE_CHECKING:
     from ..profiles import FeatureProfile
+    from ..reference import Reference
     from ..tabular import Columns
 
-__all__ = ["KIND_KEY", "Batch", "InputKind", "KindFactory", "check_rows", "descriptor_rows", "parse_batch", "state_json"]
+__all__ = [
+    "KIND_KEY",
+    "Batch",
+    "InputKind",
+    "KindFactory",
+    "Redactable",
+    "check_rows",
+    "descriptor_rows",
+    "parse_batch",
+    "state_json",
+    "withheld_descriptors",
+]
 
 KIND_KEY = "input_kind"  # reference.extra[KIND_KEY]: {"kind": name, **the kind's own state}
 
@@ -104,6 +116,14 @@ class InputKind(Protocol):
         ...
 
 
+@runtime_checkable
+class Redactable(Protocol):
+    """A kind whose state quotes its inputs' values (a text's vocabulary) gives a copy without them, which is
+    what is written to the log store when ``redact=`` names one of its fields."""
+
+    def redacted(self, redact: Collection[str]) -> InputKind: ...
+
+
 class KindFactory(Protocol):
     """Chooses and builds one kind: ``accepts`` training data of its shape, ``fit`` it, ``from_json`` a
     saved state. Registered with :func:`register`; asked in registration order."""
@@ -157,6 +177,16 @@ def check_rows(rows: Sequence[Any], check: Callable[[int, Any], Problem | None])
                 break
     if problems:
         raise InputError(problems, status=413 if all(p.kind == "size" for p in problems) else 422)
+
+
+def withheld_descriptors(reference: Reference, redact: Collection[str]) -> frozenset[str]:
+    """The categorical descriptors of a kind's redacted fields (``text.token`` of a redacted ``text``): a
+    category may quote the field's values, so they are withheld as a redacted feature is. Numeric ones (lengths,
+    shares, means) are still judged."""
+    if KIND_KEY not in reference.extra or not redact:
+        return frozenset()
+    prefixes = tuple(f"{field}." for field in redact)
+    return frozenset(f.name for f in reference.features if f.kind == "categorical" and f.name.startswith(prefixes))
 
 
 def state_json(state: dict[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,10 @@ class MixedKind:
         field = feature.rsplit(".", 1)[0]
         return self.texts[field].explain(feature, reference, values) if field in self.texts else None
 
+    def redacted(self, redact: Collection[str]) -> MixedKind:
+        texts = {f: TextDescriptors(f, ()) if f in redact else d for f, d in self.texts.items()}
+        return MixedKind(self.names, self.numeric, self.input_format, texts)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "names": list(self.names),

@@ -6,11 +6,13 @@ chosen); :func:`register` adds one (asked before the built-in ones, so a more sp
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .embedding import EmbeddingFactory
-from .kind import KIND_KEY, InputKind, KindFactory
+from .kind import KIND_KEY, InputKind, KindFactory, Redactable, state_json
 from .mixed import MixedFactory
 from .tensor import TensorFactory
 from .text import TextFactory
@@ -18,7 +20,7 @@ from .text import TextFactory
 if TYPE_CHECKING:
     from ..reference import Reference
 
-__all__ = ["BUILT_IN", "factories", "kind_for", "kind_names", "kind_of_reference", "register"]
+__all__ = ["BUILT_IN", "factories", "kind_for", "kind_names", "kind_of_reference", "redacted_kind", "register"]
 
 BUILT_IN: tuple[KindFactory, ...] = (TextFactory(), MixedFactory(), TensorFactory(), EmbeddingFactory())
 _FACTORIES: dict[str, KindFactory] = {f.name: f for f in BUILT_IN}
@@ -68,3 +70,13 @@ def kind_of_reference(reference: Reference) -> InputKind | None:
     if name not in _FACTORIES:
         raise ConfigurationError("reference", f"input kind {name!r}", f"one of {list(_FACTORIES)}")
     return _FACTORIES[name].from_json(dict(state))
+
+
+def redacted_kind(reference: Reference, redact: Collection[str]) -> Reference:
+    """The reference with its kind's state holding nothing of a redacted field's values (a redacted text's
+    vocabulary), as it is written to the log store; unchanged when no field of its kind is redacted."""
+    kind = kind_of_reference(reference)
+    if kind is None or not set(redact) & set(kind.fields) or not isinstance(kind, Redactable):
+        return reference
+    state = {"kind": kind.name, **state_json(kind.redacted(redact).to_json())}
+    return dataclasses.replace(reference, extra={**reference.extra, KIND_KEY: state})

@@ -96,6 +96,9 @@ class TextKind:
     def explain(self, feature: str, reference: FeatureProfile, values: np.ndarray) -> str | None:
         return self.descriptors.explain(feature, reference, values)
 
+    def redacted(self, redact: Collection[str]) -> TextKind:
+        return TextKind(TextDescriptors(FIELD, ())) if FIELD in redact else self
+
     def to_json(self) -> dict[str, Any]:
         return {"descriptors": self.descriptors.to_json()}
 

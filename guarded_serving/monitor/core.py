@@ -27,7 +27,7 @@ from ..errors import InputError, Problem, StoreError
 from ..health import HealthReport
 from ..histograms import FeatureHistogram, window_histograms
 from ..history import MEMORY_KEEP, History, Snapshot
-from ..inputs import KIND_KEY
+from ..inputs import kind_of_reference, redacted_kind, withheld_descriptors
 from ..logs import get_logger
 from ..options import MonitorKeywords, Options
 from ..profiles import FeatureProfile
@@ -86,6 +86,10 @@ class Monitor:
 
     def _assemble(self, reference: Reference, options: Options, store: Store | None, metrics: Any) -> None:
         options.check_reference(reference)
+        withheld = withheld_descriptors(reference, options.privacy.redact)
+        if withheld:  # a redacted text's drawn token would quote it: withheld like a redacted feature
+            privacy = dataclasses.replace(options.privacy, redact=options.privacy.redact | withheld)
+            options = dataclasses.replace(options, privacy=privacy)
         redact = options.privacy.redact
         if redact and reference.row_sample is not None:  # a redacted feature's values never leave, rows included
             reference = dataclasses.replace(reference, row_sample=reference.row_sample.without(redact))
@@ -104,7 +108,7 @@ class Monitor:
         features = reference.feature_names
         self._recorder = Recorder(
             options, features, self.baseline, self.output_baseline, self.store, kept, self.warnings, self._log,
-            inputs_redacted=KIND_KEY in reference.extra,
+            kind=kind_of_reference(reference),
         )  # fmt: skip
         self._labels = Labels(reference, self.name, self.version, self.store, self.window)
         self._recorder.on_record(self._labels.remember)
@@ -146,7 +150,8 @@ class Monitor:
         """
         if self.store is not None:
             self.store.open()
-            saved = redacted_reference(self.reference, self.redact)  # a redacted feature's profile holds its values
+            # A redacted feature's profile holds its values, and a redacted text's vocabulary its words.
+            saved = redacted_kind(redacted_reference(self.reference, self.redact), self.redact)
             reference = json.dumps(saved.to_json(), separators=(",", ":"), allow_nan=False)
             self.store.save_model(self.name, self.version, reference, self.settings())
         threading.Thread(target=self.calibration, name="guarded-serving-calibration", daemon=True).start()

@@ -24,7 +24,8 @@ from ..drift.window import Chunk, Encoder, MemoryWindow, output_rows
 from ..environment import WarningLog
 from ..errors import ConfigurationError
 from ..ids import new_request_id
-from ..jsontext import to_jsonable_output
+from ..inputs.kind import InputKind, descriptor_rows
+from ..jsontext import dump_text, to_jsonable_output
 from ..options import Options
 from ..redaction import withheld_warnings
 from ..stages import RecentRequest
@@ -47,11 +48,12 @@ class Recorder:
         warnings: WarningLog,
         log: Any,
         *,
-        inputs_redacted: bool = False,
+        kind: InputKind | None = None,
     ) -> None:
         privacy = options.privacy
         # An input kind logs its inputs redacted already, in its own fields (the features are descriptors).
-        self._inputs_redacted = inputs_redacted
+        self.kind = kind
+        self._inputs_redacted = kind is not None
         self.name, self.version, self.features = options.monitor.name, options.monitor.version, features
         self.redact = privacy.redact
         self.log_inputs = privacy.log_inputs
@@ -144,8 +146,15 @@ class Recorder:
         latency_ms: float = 0.0,
         stages: dict[str, float] | None = None,
     ) -> str:
-        """Record rows (lists in feature order, dicts, a 2-D array or a DataFrame) and one prediction per row."""
-        inputs = _rows_as_lists(rows, self.features)
+        """Record rows (lists in feature order, dicts, a 2-D array or a DataFrame; with an input kind, its
+        inputs as the model got them: texts, say) and one prediction per row."""
+        logged: str | None = None
+        if self.kind is not None:
+            items = self.kind.items(rows, where="rows")
+            inputs = descriptor_rows(self.kind.describe(items))
+            logged = dump_text(self.kind.logged(items, self.redact))
+        else:
+            inputs = _rows_as_lists(rows, self.features)
         outputs = to_jsonable_output(predictions)
         if not isinstance(outputs, list) or len(outputs) != len(inputs):
             got = f"{len(outputs)} predictions" if isinstance(outputs, list) else repr(type(predictions).__name__)
@@ -161,8 +170,10 @@ class Recorder:
                 rows=len(inputs),
                 latency_ms=latency_ms,
                 stages=dict(stages or {}),
-                inputs=inputs,
+                inputs=inputs if logged is None else None,
                 outputs=outputs,
+                window=self.encode(inputs, outputs) if logged is not None else None,
+                inputs_json=logged,
             )
         )
         return request_id

@@ -14,9 +14,13 @@ __all__ = ["as_reference"]
 
 
 def as_reference(
-    reference: Any, feature_names: Sequence[str] | None = None, categorical: Sequence[str | int] | None = None
+    reference: Any,
+    feature_names: Sequence[str] | None = None,
+    categorical: Sequence[str | int] | None = None,
+    input_format: str | None = None,
 ) -> Reference:
-    """Accept a Reference, a path to a saved one, or training data to profile."""
+    """Accept a Reference, a path to a saved one, or training data to profile (of an input kind unless
+    ``input_format`` names a tabular one or ``feature_names``/``categorical`` are given)."""
     if isinstance(reference, Reference):
         return reference
     if isinstance(reference, (str, os.PathLike)):
@@ -26,7 +30,7 @@ def as_reference(
             "reference", None, "training data (array, list of rows, DataFrame), a Reference, or a saved reference path"
         )
     if feature_names is None and categorical is None:
-        kind = kind_for(reference)  # texts, rows with a free-text field... (guarded_serving/inputs/)
+        kind = kind_for(reference, input_format)  # texts, rows with a free-text field... (guarded_serving/inputs/)
         if kind is not None:
             return kind_reference(kind, reference)
     return Reference.from_data(reference, feature_names=feature_names, categorical=categorical)
