@@ -4,6 +4,7 @@ and the shape, logging, and the kinds' saved state."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import numpy as np
@@ -222,3 +223,21 @@ def test_the_model_gets_the_stacked_images_and_drift_is_worded_as_brightness() -
     drift = report["checks"]["data_drift"]
     assert drift["status"] != "ok"
     assert drift["features"]["tensor.mean"]["reason"] == "mean value 1.18x higher (4.92 -> 5.79 on average)"
+
+
+def test_a_redacted_embedding_is_not_logged_and_its_coordinates_are_withheld(tmp_path: Any) -> None:
+    vectors = np.random.default_rng(8).normal(size=(1000, 8))
+    guarded = GuardedModel(lambda x: x[:, 0], reference=vectors, input_format="embedding", name="e",
+                           db=str(tmp_path / "log.db"), redact=["embedding"], window=100)  # fmt: skip
+    guarded.start()
+    try:
+        body = json.dumps({"rows": (vectors[:100] * 2).tolist()}).encode()
+        assert guarded.handle_predict(body, "application/json").status == 200
+        report = guarded.monitor.health().to_json()  # type: ignore[union-attr]
+    finally:
+        guarded.close()
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        logged = [json.loads(text) for (text,) in db.execute("select inputs from requests")]
+    assert logged == [[None] * 100]
+    assert sorted(report["checks"]["data_drift"]["features"]) == ["embedding.distance", "embedding.norm"]
+    assert report["checks"]["data_drift"]["status"] == "alert"

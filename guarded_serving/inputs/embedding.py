@@ -5,7 +5,9 @@ dimensions (a 2-D array is otherwise a table). A request is ``{"rows": [[0.1, -0
 must have the reference's length (a 422 names the row), and the model receives ``np.stack(rows)``. Each row is
 watched through :class:`~guarded_serving.inputs.embeddings.EmbeddingSummary` under the field ``embedding``:
 ``embedding.dim_0`` ... (or ``embedding.projection_1`` ... beyond 64 dimensions), ``embedding.norm`` and
-``embedding.distance`` (Mahalanobis, to the reference's mean); ``redact=["embedding"]`` logs no vector.
+``embedding.distance`` (Mahalanobis, to the reference's mean); ``redact=["embedding"]`` logs no vector and
+withholds its coordinates as redacted features (a random projection of a wide one is kept; so are the norm and
+distance).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from ..errors import InvalidReferenceError
 from ..tabular import Columns
 from .embeddings import EmbeddingSummary
+from .kind import QUOTES_KEY
 from .shaped import ArrayRows
 from .tensor import columns_of, explain_mean
 
@@ -63,7 +66,10 @@ class EmbeddingKind:
         return explain_mean(WORDS[what], reference, values) if what in WORDS else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"size": self.summary.size, "dtype": self.rows.dtype, "summary": self.summary.to_json()}
+        # the coordinates are the vector itself: withheld with it when redact= names the field (the norm and
+        # distance are still judged)
+        quotes = [f"{FIELD}.{n}" for n in self.summary.names if n.startswith("dim_")]
+        return {"size": self.summary.size, "dtype": self.rows.dtype, "summary": self.summary.to_json(), QUOTES_KEY: quotes}
 
 
 class EmbeddingFactory:
