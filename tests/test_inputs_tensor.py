@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from guarded_serving import ConfigurationError, GuardedModel, InputError, Reference
+from guarded_serving import ConfigurationError, GuardedModel, InputError, Monitor, Reference
 from guarded_serving.inputs import kind_for, kind_of_reference, kind_reference
 from guarded_serving.inputs.arrays import TensorSummary, spatial_axes
 from guarded_serving.inputs.embeddings import EmbeddingSummary
@@ -241,3 +241,17 @@ def test_a_redacted_embedding_is_not_logged_and_its_coordinates_are_withheld(tmp
     assert logged == [[None] * 100]
     assert sorted(report["checks"]["data_drift"]["features"]) == ["embedding.distance", "embedding.norm"]
     assert report["checks"]["data_drift"]["status"] == "alert"
+
+
+def test_a_monitor_without_bentoml_takes_images_and_named_embeddings() -> None:
+    vectors = np.random.default_rng(9).normal(size=(2000, 16))
+
+    with Monitor(IMAGES, window=500) as images:
+        images.observe(IMAGES[:500], IMAGES[:500].reshape(500, -1).mean(axis=1))
+        image_features = images.reference.feature_names
+    with Monitor(vectors, input_format="embedding", window=500) as embedded:
+        embedded.observe(vectors[:500] * 1.5, vectors[:500, 0])
+        drift = embedded.health().check("data_drift")
+
+    assert image_features[:2] == ("tensor.mean", "tensor.spread")
+    assert drift.details.features["embedding.norm"].reason == "embedding length (norm) 1.51x higher (3.94 -> 5.97 on average)"  # type: ignore[union-attr]
