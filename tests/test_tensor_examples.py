@@ -30,9 +30,16 @@ def test_the_digits_example_classifies_8x8_images_and_refuses_a_wrong_shape(serv
     assert refused.json()["detail"] == (
         "row 1, feature 'tensor': got an array of shape (8, 7); expected an array of shape (8, 8) of numbers (float64)"
     )
+    labels = digits.labels[digits.held[:100]].tolist()
+    fed = server.client.post("/feedback", json={"request_id": answered.json()["request_id"], "labels": labels})
+    assert fed.status_code == 200
+    assert fed.json()["accepted"] == 100
     assert wait_for(lambda: server.client.get("/health/model").json()["window"]["rows"] == 100)
     report = server.client.get("/health/model").json()
     assert "tensor.edges_rows" in report["checks"]["data_drift"]["features"]
+    assert {"validate", "predict", "serialize", "log"} <= set(report["checks"]["pipeline"]["stages"])
+    concept = lambda: server.client.get("/health/model").json()["checks"]["concept_drift"]["summary"]  # noqa: E731
+    assert wait_for(lambda: "over the last 100 labelled rows" in concept())
 
 
 def test_the_embeddings_example_takes_64_dimensional_vectors(serve: Callable[..., Server]) -> None:
