@@ -366,3 +366,17 @@ def test_the_offline_report_of_a_text_model_words_drift_as_the_service_does(
     assert code == 0
     assert drift["features"]["text.upper"]["reason"] == "share of upper-case letters 2% -> 100%"
     assert "text.token" not in drift["features"]
+
+
+def test_held_out_texts_and_labels_give_outputs_and_performance_from_the_start() -> None:
+    held, topics = news(300, seed=4)
+    predict = Recorder()
+
+    labels = [topic % 2 for topic in topics]  # the two classes the recorder answers
+
+    guarded = GuardedModel(predict, reference=TEXTS, holdout=(held, labels), name="news", db=":memory:")
+
+    assert predict.calls[0] == held
+    assert guarded.reference.provenance.outputs == "holdout"
+    assert guarded.reference.performance is not None
+    assert guarded.reference.feature_names == TEXT_FEATURES

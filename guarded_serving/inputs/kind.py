@@ -8,7 +8,7 @@ so everything after parsing (window, calibration, joint check, store, report) is
 
 The request path (:mod:`guarded_serving.handler`) does, when ``guarded.kind`` is not None::
 
-    batch = parse_batch(kind, parse_json(body), max_rows=..., redact=...)
+    batch = parse_batch(kind, parse_json(body), max_rows, allow_missing, redact)
     result = predict(batch.model_input)           # a list of strings, a DataFrame, a stacked array
     monitor.encode(batch.rows, ..., input_matrix=batch.matrix)   # the descriptors, one row per input
     store: batch.logged                           # the inputs as logged: redacted, each value cut to size

@@ -155,8 +155,9 @@ class MixedFactory:
     def accepts(self, data: Any) -> bool:
         if not (_named(data) or (isinstance(data, list) and data and isinstance(data[0], (list, tuple)))):
             return False
+        head = data.iloc[:SCAN] if hasattr(data, "iloc") else data[:SCAN]  # asked of every tabular reference
         try:
-            columns = columns_from_data(data)
+            columns = columns_from_data(head)
         except ConfigurationError:
             return False
         return bool(free_text_fields(columns))
