@@ -141,7 +141,8 @@ def test_rows_of_the_right_shape_are_parsed_in_one_go() -> None:
 
 
 def test_every_refused_row_is_named_with_the_shape_expected() -> None:
-    found = problems(ROWS, [[[1, 2], [3, 4]], [[1, 2, 3], [4, 5, 6]], "abc", [[1, 2], [3]], [["a", "b"], ["c", "d"]]])
+    rows = [[[1, 2], [3, 4]], [[1, 2, 3], [4, 5, 6]], "abc", [[1, 2], [3]], [["a", "b"], ["c", "d"]], None, [[1, 2], [3, None]]]
+    found = problems(ROWS, [*rows, [[True, False], [True, True]]])
 
     expected = "expected an array of shape (2, 2) of numbers (float64)"
     assert found == [
@@ -149,6 +150,9 @@ def test_every_refused_row_is_named_with_the_shape_expected() -> None:
         f"row 2, feature 'tensor': got \"abc\"; {expected}",
         f"row 3, feature 'tensor': got nested lists of unequal lengths; {expected}",
         f"row 4, feature 'tensor': got an array of strings; {expected}",
+        f"row 5, feature 'tensor': got null; {expected}",
+        f"row 6, feature 'tensor': got null at position (1, 1); {expected}",
+        f"row 7, feature 'tensor': got an array of true/false values; {expected}",
     ]
 
 

@@ -75,7 +75,7 @@ class ArrayRows:
             array = np.asarray(rows)
         except (ValueError, TypeError):
             return None
-        if array.shape != (len(rows), *self.shape) or array.dtype.kind not in "biuf":
+        if array.shape != (len(rows), *self.shape) or array.dtype.kind not in "iuf":
             return None
         return self._cast(array)
 
@@ -97,12 +97,17 @@ class ArrayRows:
             array = np.asarray(value)
         except (ValueError, TypeError):
             array = None
+        if array is not None and array.ndim == 0:
+            return Problem(f"got {describe_value(value)}", self.expected(), row=row, feature=self.field, kind="type")
+        if array is not None and array.dtype.kind == "O" and array.shape == self.shape:  # a null, a string among numbers
+            k, bad = next((k, v) for k, v in enumerate(array.reshape(-1).tolist()) if not _is_number(v))
+            got = f"got {describe_value(bad)} at position {_position(self.shape, k)}"
+            return Problem(got, self.expected(), row=row, feature=self.field, kind="type")
         if array is None or array.dtype.kind == "O":
             return Problem("got nested lists of unequal lengths", self.expected(), row=row, feature=self.field, kind="type")
         if array.shape != self.shape:
-            got = describe_value(value) if array.ndim == 0 else f"an array of shape {array.shape}"
-            return Problem(f"got {got}", self.expected(), row=row, feature=self.field, kind="type")
-        if array.dtype.kind not in "biuf":
+            return Problem(f"got an array of shape {array.shape}", self.expected(), row=row, feature=self.field, kind="type")
+        if array.dtype.kind not in "iuf":
             return Problem(f"got an array of {_what(array)}", self.expected(), row=row, feature=self.field, kind="type")
         if self._cast(array) is None:
             bad = _first_bad(array, np.dtype(self.dtype))
@@ -131,7 +136,11 @@ def _stacked(data: Any, where: str) -> np.ndarray:
 
 
 def _what(array: np.ndarray) -> str:
-    return {"U": "strings", "S": "bytes", "M": "dates"}.get(array.dtype.kind, str(array.dtype))
+    return {"U": "strings", "S": "bytes", "M": "dates", "b": "true/false values"}.get(array.dtype.kind, str(array.dtype))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _first_bad(array: np.ndarray, target: np.dtype[Any]) -> str:
