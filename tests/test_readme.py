@@ -43,6 +43,8 @@ def test_python_example_runs(
         assert printed.startswith("alert accuracy fell to 0")
     if "print(" in code and "monitor.observe(X[:10]" in code:
         assert printed.startswith("insufficient_data 1 ")
+    if "brighter = " in code:  # images: drift worded in the input's own terms
+        assert printed.strip() == "mean value 1.13x higher (4.88 -> 5.51 on average)"
     if "shouted" in code:  # the Text section quotes what it prints
         assert printed.startswith("3 of 8 features drifted: text.upper: share of upper-case letters 2% -> 51%; text.chars:")
         assert printed.strip()[: printed.index("(")] in README.replace("\n", " ")

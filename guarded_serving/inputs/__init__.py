@@ -7,6 +7,12 @@ descriptors.py TextDescriptors: per-text numbers and a token draw, and how their
 text.py        the text kind (a string per row; the model gets a list of strings)
 mixed.py       the mixed kind (named fields, some free text; the model gets the rows as trained)
 report.py      worded(): a data drift check's findings in a kind's own words
+shaped.py      ArrayRows: rows of one fixed shape and element type, parsed, checked (422 naming the row), logged
+projection.py  RandomProjection: a fixed seeded projection of a flattened row to a few coordinates
+arrays.py      TensorSummary: per-row mean, spread, saturation, edges and projection of a tensor
+embeddings.py  EmbeddingSummary: an embedding's coordinates (or projection), norm and Mahalanobis distance
+tensor.py      the tensor kind (a fixed-shape array per row; the model gets them stacked)
+embedding.py   the embedding kind (a vector per row, by input_format="embedding")
 """
 
 from .kind import KIND_KEY, Batch, InputKind, KindFactory, parse_batch, withheld_descriptors

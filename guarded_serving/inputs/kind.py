@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KIND_KEY",
+    "QUOTES_KEY",
     "Batch",
     "InputKind",
     "KindFactory",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 KIND_KEY = "input_kind"  # reference.extra[KIND_KEY]: {"kind": name, **the kind's own state}
+QUOTES_KEY = "quotes"  # in a kind's state: numeric descriptors that are the input's own values
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -182,11 +184,15 @@ def check_rows(rows: Sequence[Any], check: Callable[[int, Any], Problem | None])
 def withheld_descriptors(reference: Reference, redact: Collection[str]) -> frozenset[str]:
     """The categorical descriptors of a kind's redacted fields (``text.token`` of a redacted ``text``): a
     category may quote the field's values, so they are withheld as a redacted feature is. Numeric ones (lengths,
-    shares, means) are still judged."""
+    shares, means) are still judged, except those the kind's state lists under :data:`QUOTES_KEY` (an embedding's
+    coordinates are its values)."""
     if KIND_KEY not in reference.extra or not redact:
         return frozenset()
     prefixes = tuple(f"{field}." for field in redact)
-    return frozenset(f.name for f in reference.features if f.kind == "categorical" and f.name.startswith(prefixes))
+    categorical = {f.name for f in reference.features if f.kind == "categorical" and f.name.startswith(prefixes)}
+    state = reference.extra[KIND_KEY]
+    quoted = state.get(QUOTES_KEY, ()) if isinstance(state, dict) else ()  # numeric descriptors that are the values
+    return frozenset(categorical | {n for n in quoted if isinstance(n, str) and n.startswith(prefixes)})
 
 
 def state_json(state: dict[str, Any]) -> dict[str, Any]:

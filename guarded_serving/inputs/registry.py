@@ -11,8 +11,10 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from .embedding import EmbeddingFactory
 from .kind import KIND_KEY, InputKind, KindFactory, Redactable, state_json
 from .mixed import MixedFactory
+from .tensor import TensorFactory
 from .text import TextFactory
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILT_IN", "factories", "kind_for", "kind_names", "kind_of_reference", "redacted_kind", "register"]
 
-BUILT_IN: tuple[KindFactory, ...] = (TextFactory(), MixedFactory())
+BUILT_IN: tuple[KindFactory, ...] = (TextFactory(), MixedFactory(), TensorFactory(), EmbeddingFactory())
 _FACTORIES: dict[str, KindFactory] = {f.name: f for f in BUILT_IN}
 _ASKED: list[KindFactory] = list(BUILT_IN)
 

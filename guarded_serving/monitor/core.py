@@ -73,7 +73,7 @@ class Monitor:
         **options: Unpack[MonitorKeywords],
     ) -> None:
         made = Options.of(db=None if isinstance(db, Store) else db, **options)
-        reference = as_reference(reference, feature_names, categorical)
+        reference = as_reference(reference, feature_names, categorical, made.request.input_format)
         self._assemble(reference, made, db if isinstance(db, Store) else None, metrics)
 
     @classmethod
