@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
 from . import endpoints, handler
+from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
 from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
@@ -65,6 +66,7 @@ class GuardedModel:
         categorical: Sequence[str | int] | None = None,
         holdout: Any = None,
         options: Options | None = None,
+        envelope: Envelope = ROWS,
         db: str | os.PathLike[str] | None = None,
         auth_token: str | None = None,
         **keywords: Unpack[GuardKeywords],
@@ -76,6 +78,7 @@ class GuardedModel:
         elif keywords or db is not None or auth_token is not None:
             raise ConfigurationError("options", sorted(keywords), "either options= or keywords, not both")
         self.options = options
+        self.envelope = envelope  # where a /predict body holds its rows, and how the answer is written
         request = options.request
         self.reference: Reference = as_reference(reference, feature_names, categorical)
         self.input_format = request.input_format or self.reference.input_format

@@ -18,7 +18,6 @@ from .environment import capture_warnings
 from .errors import InputError, ModelError
 from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, request_id_of
 from .ids import new_request_id
-from .jsontext import dump_bytes, to_jsonable_output
 from .redaction import WITHHELD, redacted_input_error
 from .stages import StageClock, stage
 from .store import RequestRecord
@@ -75,16 +74,6 @@ class PredictCall:
         return running, max(now - began - sum(done.get(name, 0.0) for name in _GUARD_STAGES), 0.0)
 
 
-_PREDICTIONS_AT = len(b'{"predictions":')
-
-
-def _predictions_text(payload: bytes) -> str:
-    """The predictions' JSON inside an answer (``{"predictions": ..., "request_id": ...}``), which is the
-    text the store logs: written once for both. A request id has no quote or comma in it, so the last
-    ``,"request_id":`` is the key's own."""
-    return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
-
-
 def predict(
     guarded: GuardedModel,
     body: bytes | UnreadBody,
@@ -116,7 +105,7 @@ def predict(
                 if call is not None:
                     call.request_id = request_id
                 body = check_envelope(body, content_type, guarded.max_body_bytes)
-                table = parse_table(parse_json(body), guarded.schema)
+                table = parse_table(guarded.envelope.rows(parse_json(body)), guarded.schema)
                 rows = table.rows
                 if call is not None:
                     call.rows = len(rows)
@@ -148,14 +137,14 @@ def predict(
             with stage("predict"), capture_warnings() as warnings:
                 result = guarded.call(model_input)
             with stage("serialize"):
-                outputs = to_jsonable_output(result)
+                # The answer's body (the envelope's shape) and the outputs the store logs, written once for both.
+                outputs, payload = guarded.envelope.serialize(result, request_id)
                 if not isinstance(outputs, list) or len(outputs) != len(rows):
                     got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
                     raise ModelError(
                         f"the predict function returned {got} for {len(rows)} rows; expected one result per row",
                         "ModelError",
                     )
-                payload = dump_bytes({"predictions": outputs, "request_id": request_id})
         except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
             error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
             # The model's own message may quote its input: with a redacted feature, it is not kept.
@@ -198,7 +187,7 @@ def predict(
             window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
             inputs_json=inputs_json,
             call=call,
-            outputs_json=_predictions_text(payload),
+            outputs_json=guarded.envelope.outputs_text(payload),
         )
         return Reply(200, payload, {"X-Request-ID": request_id})
     finally:
