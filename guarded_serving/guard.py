@@ -208,7 +208,8 @@ def guard(
     func: Callable[..., Any] | None = None,
     /,
     *,
-    reference: Any,
+    reference: Any = None,
+    model: Any = None,
     name: str | None = None,
     version: str | None = None,
     db: str | os.PathLike[str] | None = None,
@@ -245,8 +246,17 @@ def guard(
     ``holdout=(X_val, y_val)`` (or ``X_val``): rows the model was not fitted on, on which its outputs
     and performance are profiled. Without it, the outputs are profiled on the training rows and the
     monitor judges prediction drift (and, with labels, concept drift) against early served traffic.
+
+    ``model="iris:latest"``: instead of ``reference``, a BentoML model tag (or ``BentoModel``) whose reference
+    was saved with it (:func:`guarded_serving.bento.save_reference`).
     """
     module = _caller_module()
+    if (reference is None) == (model is None):
+        raise ConfigurationError("reference", reference, "either reference= or model= (a BentoML model tag)")
+    if model is not None:
+        from .bento.modelstore import load_reference  # BentoML's model store: only for model=
+
+        reference = load_reference(model)
 
     def wrap(predict: Callable[..., Any]) -> Any:
         options = guard_options(
