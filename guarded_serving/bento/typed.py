@@ -98,6 +98,10 @@ class RowsParameter:
                 )
             self.name = required[0]
             annotation = fields[self.name].annotation
+        if isinstance(annotation, (str, t.ForwardRef)):  # BentoML could not resolve it: the function's globals can
+            parameters = list(inspect.signature(method.func).parameters)
+            hints = t.get_type_hints(method.func, include_extras=True)
+            annotation = hints.get(self.name or parameters[1], annotation)
         self.input_format, self.as_lists, self.record_fields = _input_format(annotation)
         if getattr(spec, "multipart_fields", None):
             raise ConfigurationError(method.name, sorted(spec.multipart_fields), "an API taking JSON (no file parameters)")
