@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -80,11 +79,14 @@ def test_a_bad_row_sent_by_the_client_is_the_guards_422(toy: Server) -> None:
     assert "row 0, feature 'b'" in str(refused.value)
 
 
-def test_the_clients_call_the_typed_apis_of_a_service_guarded_in_place(iris: Server, tmp_path: Path) -> None:
+def test_the_clients_call_the_typed_apis_and_feedback_of_a_service_guarded_in_place(iris: Server) -> None:
     flowers = [dict(zip(IRIS_FEATURES, row, strict=True)) for row in IRIS_ROWS]
+    answered = iris.client.post("/classify", json={"data": IRIS_ROWS}, headers={"X-Request-ID": "by-client"})
+    assert answered.status_code == 200
     with bentoml.SyncHTTPClient(iris.url) as client:
         classes = client.classify(data=np.array(IRIS_ROWS))
         scores = client.score(flowers=flowers)
+        stored = client.feedback(request_id="by-client", labels=np.array([0, 2, 2]))
 
     async def classify() -> Any:
         async with bentoml.AsyncHTTPClient(iris.url) as client:
@@ -93,3 +95,4 @@ def test_the_clients_call_the_typed_apis_of_a_service_guarded_in_place(iris: Ser
     assert list(classes) == [0, 2, 1]
     assert [s["species"] for s in scores] == ["setosa", "virginica", "versicolor"]
     assert list(asyncio.run(classify())) == [0, 2, 1]
+    assert stored == {"accepted": 3, "new": 3, "replaced": 0}

@@ -63,11 +63,12 @@ def equip(owner: type, specs: dict[str, ApiSpec]) -> None:
         ctx.response.status_code = reply.status
         return response(reply)
 
-    feedback.__name__ = feedback.__qualname__ = "guarded_feedback"
+    # client.feedback(...) as with guard(), unless the service has a feedback of its own
+    name = "guarded_feedback" if hasattr(owner, "feedback") else "feedback"
+    feedback.__name__ = feedback.__qualname__ = name
     feedback.__doc__ = "Labels for earlier predictions: request_id (an answer's X-Request-ID header) + labels, or items."
-    owner.guarded_feedback = bentoml.api(  # type: ignore[attr-defined]
-        route="/feedback", input_spec=raw_spec(FeedbackInput), output_spec=FeedbackOutput
-    )(feedback)
+    api = bentoml.api(route="/feedback", input_spec=raw_spec(FeedbackInput), output_spec=FeedbackOutput)(feedback)
+    setattr(owner, name, api)
 
     def guarded_flush(self: Any) -> None:
         for guarded in getattr(self, GUARDS, {}).values():
