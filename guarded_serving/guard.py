@@ -251,9 +251,9 @@ def guard(
     was saved with it (:func:`guarded_serving.bento.save_reference`).
     """
     module = _caller_module()
-    if (reference is None) == (model is None):
-        raise ConfigurationError("reference", reference, "either reference= or model= (a BentoML model tag)")
     if model is not None:
+        if reference is not None:
+            raise ConfigurationError("model", model, "either reference= or model= (a BentoML model tag), not both")
         from .bento.modelstore import load_reference  # BentoML's model store: only for model=
 
         reference = load_reference(model)

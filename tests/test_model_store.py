@@ -86,11 +86,12 @@ def test_guard_takes_a_model_tag_for_its_reference(tmp_path: Path) -> None:
     assert in_home(tmp_path / "home", script).split() == ["iris", "/predict"]
 
 
-def test_guard_wants_either_a_reference_or_a_model() -> None:
+def test_guard_takes_a_reference_or_a_model_not_both() -> None:
     from guarded_serving import ConfigurationError, guard
 
-    with pytest.raises(ConfigurationError, match="either reference= or model="):
-        guard(sum, name="nothing")
+    expected = r"^model: expected either reference= or model= \(a BentoML model tag\), not both"
+    with pytest.raises(ConfigurationError, match=expected):
+        guard(sum, reference=[[1.0]], model="iris:latest", name="both")
 
 
 @pytest.fixture(scope="module")

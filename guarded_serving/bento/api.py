@@ -44,6 +44,7 @@ from starlette.responses import Response
 from ..errors import ConfigurationError
 from ..guard import GuardedModel, guard_options
 from ..handler import PredictCall
+from ..monitor import as_reference
 from ..service import _BODY_KEY
 from .modelstore import load_reference
 from .routes import equip
@@ -79,15 +80,13 @@ class ApiSpec:
             return parameter.call(func, instance, model_input)
 
         predict.__name__ = self.method.name
-        guarded = GuardedModel(predict, reference=reference, options=options, envelope=self.envelope, **self.profile)
         fields = parameter.record_fields
-        if fields is not None and set(fields) != set(guarded.reference.feature_names):
-            raise ConfigurationError(
-                f"{self.method.name}'s row fields",
-                sorted(fields),
-                f"the reference's features {list(guarded.reference.feature_names)}",
-            )
-        return guarded
+        if fields is not None:  # checked before GuardedModel calls the method on the reference's rows
+            names = as_reference(reference, self.profile.get("feature_names"), self.profile.get("categorical")).feature_names
+            if set(fields) != set(names):
+                expected = f"the reference's features {list(names)}"
+                raise ConfigurationError(f"{self.method.name}'s row fields", sorted(fields), expected)
+        return GuardedModel(predict, reference=reference, options=options, envelope=self.envelope, **self.profile)
 
 
 class _Pending:
@@ -122,8 +121,10 @@ def guarded_api(
     a BentoML model tag whose saved reference (:func:`guarded_serving.bento.save_reference`) is used.
     Other keywords are guard()'s (``name``, ``db``, ``window``, ``holdout``, ``auth_token``...).
     """
-    if (reference is None) == (model is None):
-        raise ConfigurationError("reference", reference, "either reference= or model= (a BentoML model tag)")
+    if reference is not None and model is not None:
+        raise ConfigurationError("model", model, "either reference= or model= (a BentoML model tag), not both")
+    if reference is None and model is None:
+        raise ConfigurationError("reference", None, "training data, a Reference, its file, or model= (a BentoML model tag)")
 
     def wrap(target: Any) -> _Pending:
         original = target if isinstance(target, APIMethod) else bentoml.api(target)
