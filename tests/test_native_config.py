@@ -46,7 +46,7 @@ def test_an_api_takes_a_reference_or_a_model_not_both() -> None:
 @pytest.mark.parametrize(
     ("build", "expected"),
     [
-        (lambda: _api(lambda self, rows, other: rows), "exactly one parameter without a default: the rows"),
+        (lambda: _api(_takes_two), "exactly one parameter without a default: the rows"),
         (lambda: _api(_takes_text), "np.ndarray, pd.DataFrame, or a list of rows"),
         (lambda: _api(_takes_context), "an API without a context parameter"),
     ],
@@ -55,6 +55,10 @@ def test_an_api_takes_a_reference_or_a_model_not_both() -> None:
 def test_an_api_the_guard_cannot_feed_is_refused_when_the_class_is_defined(build: Any, expected: str) -> None:
     with pytest.raises(ConfigurationError, match=expected):
         build()
+
+
+def _takes_two(self: Any, rows: np.ndarray, scale: float) -> np.ndarray:
+    return rows * scale
 
 
 def _takes_text(self: Any, text: str) -> str:
@@ -66,7 +70,6 @@ def _takes_context(self: Any, rows: np.ndarray, ctx: bentoml.Context) -> np.ndar
 
 
 def _api(func: Any) -> Any:
-    func.__annotations__.setdefault("rows", np.ndarray) if func.__name__ == "<lambda>" else None
     return guarded_api(reference=X, feature_names=FEATURES, db=":memory:")(bentoml.api(func))
 
 
