@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
 from . import endpoints, handler
+from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
 from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
@@ -64,6 +65,7 @@ class GuardedModel:
         categorical: Sequence[str | int] | None = None,
         holdout: Any = None,
         options: Options | None = None,
+        envelope: Envelope = ROWS,
         db: str | os.PathLike[str] | None = None,
         auth_token: str | None = None,
         **keywords: Unpack[GuardKeywords],
@@ -75,6 +77,7 @@ class GuardedModel:
         elif keywords or db is not None or auth_token is not None:
             raise ConfigurationError("options", sorted(keywords), "either options= or keywords, not both")
         self.options = options
+        self.envelope = envelope  # where a /predict body holds its rows, and how the answer is written
         request = options.request
         # A text, rows with a free-text field...: parsed, described and logged by an input kind (inputs/)
         if isinstance(reference, (str, os.PathLike)):
@@ -229,7 +232,8 @@ def guard(
     func: Callable[..., Any] | None = None,
     /,
     *,
-    reference: Any,
+    reference: Any = None,
+    model: Any = None,
     name: str | None = None,
     version: str | None = None,
     db: str | os.PathLike[str] | None = None,
@@ -275,8 +279,17 @@ def guard(
 
     ``batching=True`` (or ``{"max_batch_size": 32, "max_latency_ms": 0}``): concurrent requests' rows go to the
     model in one call (see :mod:`guarded_serving.batching`); validation, rejection and logging stay per request.
+
+    ``model="iris:latest"``: instead of ``reference``, a BentoML model tag (or ``BentoModel``) whose reference
+    was saved with it (:func:`guarded_serving.bento.save_reference`).
     """
     module = _caller_module()
+    if model is not None:
+        if reference is not None:
+            raise ConfigurationError("model", model, "either reference= or model= (a BentoML model tag), not both")
+        from .bento.modelstore import load_reference  # BentoML's model store: only for model=
+
+        reference = load_reference(model)
 
     def wrap(predict: Callable[..., Any]) -> Any:
         options = guard_options(

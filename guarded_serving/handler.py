@@ -24,7 +24,6 @@ from .errors import InputError, ModelError
 from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, request_id_of
 from .ids import new_request_id
 from .inputs import parse_batch
-from .jsontext import dump_bytes, to_jsonable_output
 from .redaction import WITHHELD, redacted_input_error
 from .stages import BATCH_SIZE, StageClock, stage
 from .store import RequestRecord
@@ -81,16 +80,6 @@ class PredictCall:
         return running, max(now - began - sum(done.get(name, 0.0) for name in _GUARD_STAGES), 0.0)
 
 
-_PREDICTIONS_AT = len(b'{"predictions":')
-
-
-def _predictions_text(payload: bytes) -> str:
-    """The predictions' JSON inside an answer (``{"predictions": ..., "request_id": ...}``), which is the
-    text the store logs: written once for both. A request id has no quote or comma in it, so the last
-    ``,"request_id":`` is the key's own."""
-    return payload[_PREDICTIONS_AT : payload.rindex(b',"request_id":')].decode()
-
-
 @dataclass(slots=True)
 class _Accepted:
     """A request that passed validation, waiting for its model call."""
@@ -127,7 +116,7 @@ def predict(
         try:
             with stage("predict"), capture_warnings() as warnings:
                 result = guarded.call(accepted.model_input)
-            answered = _serialize(accepted, result)
+            answered = _serialize(guarded, accepted, result)
         except Exception as exc:  # the model's own failure: 5xx, recorded, never a crash
             return _failed(guarded, monitor, accepted, exc, warnings)
         return _answered(guarded, monitor, accepted, result, answered, warnings)
@@ -196,7 +185,7 @@ def _run_batch(guarded: GuardedModel, monitor: Monitor, members: list[_Accepted]
                 replies.append(_failed(guarded, monitor, accepted, failure, warnings))
                 continue
             try:
-                answered = _serialize(accepted, part)
+                answered = _serialize(guarded, accepted, part)
             except Exception as exc:
                 replies.append(_failed(guarded, monitor, accepted, exc, warnings))
                 continue
@@ -232,7 +221,11 @@ def _accept(
             body = check_envelope(body, content_type, guarded.max_body_bytes)
             if guarded.kind is not None:  # a text, a tensor...: the kind parses it (guarded_serving/inputs/)
                 batch = parse_batch(
-                    guarded.kind, parse_json(body), guarded.schema.max_rows, guarded.schema.allow_missing, monitor.redact
+                    guarded.kind,
+                    guarded.envelope.rows(parse_json(body)),
+                    guarded.schema.max_rows,
+                    guarded.schema.allow_missing,
+                    monitor.redact,
                 )
                 rows, model_input, window_inputs, inputs_json = batch.rows, batch.model_input, batch.matrix, batch.logged
                 if call is not None:
@@ -259,15 +252,16 @@ def _accept(
     return _Accepted(request_id, rows, model_input, window_inputs, inputs_json, started, clock, call)
 
 
-def _serialize(accepted: _Accepted, result: Any) -> tuple[list[Any], bytes]:
-    """The model's result for one request as JSON outputs and the answer's bytes (stage ``serialize``)."""
+def _serialize(guarded: GuardedModel, accepted: _Accepted, result: Any) -> tuple[list[Any], bytes]:
+    """The model's result for one request as JSON outputs and the answer's bytes (stage ``serialize``), in the
+    shape of the guarded API's envelope."""
     with stage("serialize"):
-        outputs = to_jsonable_output(result)
+        outputs, payload = guarded.envelope.serialize(result, accepted.request_id)
         rows = len(accepted.rows)
         if not isinstance(outputs, list) or len(outputs) != rows:
             got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
             raise ModelError(f"the predict function returned {got} for {rows} rows; expected one result per row", "ModelError")
-        return outputs, dump_bytes({"predictions": outputs, "request_id": accepted.request_id})
+        return outputs, payload
 
 
 def _failed(guarded: GuardedModel, monitor: Monitor, accepted: _Accepted, exc: Exception, warnings: list[Any]) -> Reply:
@@ -332,7 +326,7 @@ def _answered(
         window=monitor.encode(rows, outputs, input_matrix=accepted.window_inputs, output_array=result),
         inputs_json=inputs_json,
         call=accepted.call,
-        outputs_json=_predictions_text(payload),
+        outputs_json=guarded.envelope.outputs_text(payload),
     )
     headers = {"X-Request-ID": accepted.request_id}
     if accepted.clock.batch_size is not None:
@@ -342,7 +336,7 @@ def _answered(
 
 def _tabular(guarded: GuardedModel, body: bytes, call: PredictCall | None) -> tuple[list[list[Any]], Any, Any, str | None]:
     """A body of rows of scalars: the rows, the model's input, the window's matrix and the logged text."""
-    table = parse_table(parse_json(body), guarded.schema)
+    table = parse_table(guarded.envelope.rows(parse_json(body)), guarded.schema)
     rows = table.rows
     if call is not None:
         call.rows = len(rows)

@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 import bentoml
 import pydantic
+from pydantic_core import core_schema
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -191,10 +192,31 @@ async def _read_body(request: Request, limit: int) -> bytes | UnreadBody:
 Scalar = float | str | bool | None
 
 
+class _AsGiven:
+    """A field BentoML's clients send as given. Their JSON encoder follows the service's ``/schema.json``: under a
+    list-of-lists schema it turned a row object into the list of its keys (and an int64 label made it fail). Declared
+    as a numpy tensor of Python objects, a value is sent as ``np.array(value, dtype=object).tolist()``: lists, row
+    objects, numpy arrays and DataFrames alike become plain JSON in the order given. OpenAPI shows ``openapi``."""
+
+    def __init__(self, openapi: dict[str, Any]) -> None:
+        self.openapi = openapi
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        return core_schema.any_schema()  # the guard parses the body itself (see _RawBody)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        if handler.mode == "validation":  # /schema.json, which the clients read
+            return {"type": "tensor", "format": "numpy-array", "dtype": "object_"}
+        return dict(self.openapi)
+
+
+_ROW = {"anyOf": [{"type": "array", "items": {}}, {"type": "object", "additionalProperties": True}]}
+
+
 class PredictInput(_RawBody, bentoml.IODescriptor):  # type: ignore[misc]
     """``{"rows": [...]}``: rows as lists in the reference's feature order, or objects by feature name."""
 
-    rows: list[list[Scalar] | dict[str, Scalar]] = pydantic.Field(
+    rows: t.Annotated[list[list[Scalar] | dict[str, Scalar]], _AsGiven({"type": "array", "items": _ROW})] = pydantic.Field(
         default_factory=list,
         description="Rows to predict: lists in feature order, or objects keyed by feature name. A single row may be sent bare.",
     )
@@ -210,7 +232,9 @@ class FeedbackInput(_RawBody, bentoml.IODescriptor):  # type: ignore[misc]
     """Labels for earlier predictions: ``request_id`` + ``labels`` (one per row), or ``items``."""
 
     request_id: str | None = pydantic.Field(default=None, description="The id a /predict answer carried.")
-    labels: list[Scalar] | None = pydantic.Field(default=None, description="One label per row of that request.")
+    labels: t.Annotated[list[Scalar] | None, _AsGiven({"type": "array", "items": {}})] = pydantic.Field(
+        default=None, description="One label per row of that request."
+    )
     items: list[FeedbackItem] | None = pydantic.Field(default=None, description="Labels one row at a time.")
 
 

@@ -73,11 +73,14 @@ def test_the_package_ships_py_typed() -> None:
     assert (PACKAGE / "py.typed").is_file()
 
 
-# The modules that adapt the core to BentoML: the service guard() builds, the bentoml.monitor backend.
-ADAPTERS = {"guarded_serving.service", "guarded_serving.bentoml_monitor"}
+# The BentoML adapters: the guard() service, the bentoml.monitor backend, a class-based service guarded in
+# place, the model store.
+ADAPTERS = {"guarded_serving.service", "guarded_serving.bentoml_monitor"} | {
+    module_name(path) for path in SOURCES if path.parent.name == "bento"
+}
 
 
-def test_every_module_but_service_imports_without_bentoml() -> None:
+def test_every_module_but_the_bentoml_adapters_imports_without_bentoml() -> None:
     modules = sorted(module_name(path) for path in SOURCES if module_name(path) not in ADAPTERS)
     script = (
         "import importlib, sys\n"
@@ -101,7 +104,14 @@ def test_monitor_and_guard_import_without_bentoml() -> None:
 
 
 def test_only_the_bentoml_adapters_import_bentoml() -> None:
-    assert sources_matching(r"^\s*(import|from)\s+bentoml\b") == ["bentoml_monitor.py", "service.py"]
+    assert sources_matching(r"^\s*(import|from)\s+(bentoml|_bentoml_\w+)\b") == [
+        "bento/api.py",
+        "bento/modelstore.py",
+        "bento/routes.py",
+        "bento/typed.py",
+        "bentoml_monitor.py",
+        "service.py",
+    ]
 
 
 @pytest.mark.parametrize("library", ["sqlite3", "sqlite_utils"])
@@ -190,7 +200,7 @@ EDGES = {
     "guarded_serving",
     "guarded_serving.__main__",
     "guarded_serving.service",
-    "guarded_serving.bentoml_monitor",
+    *ADAPTERS,
     "guarded_serving.cli",
     "guarded_serving.terminal",
     "guarded_serving.dashboard",

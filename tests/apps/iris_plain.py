@@ -1,0 +1,40 @@
+"""A class-based BentoML 1.4 service as users write it: the model loaded from the model store, two typed APIs."""
+
+from __future__ import annotations
+
+import bentoml
+import numpy as np
+import pydantic
+from bentoml.models import BentoModel
+
+SPECIES = ["setosa", "versicolor", "virginica"]
+
+
+class Flower(pydantic.BaseModel):
+    sepal_length: float
+    sepal_width: float
+    petal_length: float
+    petal_width: float
+
+
+class Score(pydantic.BaseModel):
+    species: str
+    probability: float
+
+
+@bentoml.service
+class Iris:
+    model_ref = BentoModel("iris:latest")
+
+    def __init__(self) -> None:
+        self.model = bentoml.sklearn.load_model(self.model_ref)
+
+    @bentoml.api
+    def classify(self, data: np.ndarray) -> np.ndarray:
+        return self.model.predict(data)
+
+    @bentoml.api
+    def score(self, flowers: list[Flower]) -> list[Score]:
+        rows = np.array([[f.sepal_length, f.sepal_width, f.petal_length, f.petal_width] for f in flowers])
+        probabilities = self.model.predict_proba(rows)
+        return [Score(species=SPECIES[int(p.argmax())], probability=float(p.max())) for p in probabilities]
