@@ -2,7 +2,7 @@
 
 kind.py        InputKind (the protocol), KindFactory, Batch, parse_batch()
 registry.py    the kinds there are: kind_for() (by name or by the training data), kind_of_reference(), register()
-reference.py   kind_reference(): a reference of a kind's training inputs (descriptors, outputs)
+profile.py     kind_reference(): a reference of a kind's training inputs (descriptors, outputs)
 descriptors.py TextDescriptors: per-text numbers and a token draw, and how their drift is worded
 text.py        the text kind (a string per row; the model gets a list of strings)
 mixed.py       the mixed kind (named fields, some free text; the model gets the rows as trained)
@@ -16,7 +16,7 @@ embedding.py   the embedding kind (a vector per row, by input_format="embedding"
 """
 
 from .kind import KIND_KEY, Batch, InputKind, KindFactory, parse_batch, withheld_descriptors
-from .reference import kind_reference
+from .profile import kind_reference
 from .registry import kind_for, kind_names, kind_of_reference, redacted_kind, register
 from .report import worded
 

@@ -15,8 +15,6 @@ The criteria asserted:
 - after 3,000 healthy rows, a breakage is flagged by data drift within one window, and the descriptor it
   moved is named in the report's words: a new topic's vocabulary, texts twice as long, upper-casing,
   another script (Cyrillic), a quarter of the texts empty;
-- end to end, each example served with ``bentoml serve`` answers, refuses a bad row naming it, and reports
-  its descriptors.
 """
 
 from __future__ import annotations
@@ -37,8 +35,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from examples.text.corpus import news, reviews
 from guarded_serving import GuardedModel
-
-from .conftest import Server
 
 ROWS = 20_000
 REQUEST_ROWS = 250
@@ -156,41 +152,3 @@ def test_a_text_breakage_is_flagged_within_one_window_and_named(
     print(f"\n{name} {breakage}, window {window}: flagged after {(first + 1) * REQUEST_ROWS} rows: {feature}: {found['reason']}")
     assert found["drifted"], after[first]["checks"]["data_drift"]["summary"]
     assert wording in found["reason"]
-
-
-# -- served for real ---------------------------------------------------------------------------------------------------------
-
-
-def test_the_text_example_serves_texts_and_reports_their_descriptors(serve: Callable[..., Server]) -> None:
-    server = serve("examples.text.service:svc")
-    texts, _ = news(300, seed=3)
-
-    answered = server.client.post("/predict", json={"rows": texts[:2]})
-    refused = server.client.post("/predict", json={"rows": ["fine", 42]})
-    for start in range(0, 300, 100):
-        assert server.client.post("/predict", json={"rows": texts[start : start + 100]}).status_code == 200
-    drift = server.client.get("/health/model").json()["checks"]["data_drift"]
-
-    assert answered.status_code == 200
-    assert [len(p) for p in answered.json()["predictions"]] == [4, 4]
-    assert refused.status_code == 422
-    assert refused.json()["problems"] == [{"row": 1, "feature": "text", "problem": "got 42", "expected": "a string"}]
-    assert {"text.chars", "text.unknown", "text.token"} <= set(drift["features"])
-
-
-def test_the_mixed_example_serves_rows_with_a_free_text_field(serve: Callable[..., Server]) -> None:
-    server = serve("examples.text.reviews:svc")
-    rows, _ = reviews(300, seed=3)
-
-    answered = server.client.post("/predict", json={"rows": rows.to_dict("records")[:2]})
-    refused = server.client.post("/predict", json={"rows": [{"review": 3, "stars": 5, "price": 9.5, "channel": "web"}]})
-    for start in range(0, 300, 100):
-        assert server.client.post("/predict", json={"rows": rows.to_dict("records")[start : start + 100]}).status_code == 200
-    drift = server.client.get("/health/model").json()["checks"]["data_drift"]
-
-    assert answered.status_code == 200
-    assert len(answered.json()["predictions"]) == 2
-    assert refused.status_code == 422
-    assert refused.json()["problems"][0]["feature"] == "review"
-    assert {"review.chars", "review.unknown", "stars", "price", "channel"} <= set(drift["features"])
-    assert "review" not in drift["features"]

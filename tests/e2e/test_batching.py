@@ -17,9 +17,9 @@ import pytest
 from guarded_serving.batching import Batcher, BatchingOptions, merge_inputs, row_groups, split_rows
 from guarded_serving.errors import ConfigurationError, ModelError
 from guarded_serving.guard import GuardedModel, guard
-
-from .apps.batched import REFERENCE, costly_predict
-from .conftest import Server, start_server, wait_for
+from tests.apps.batched import REFERENCE, costly_predict
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 
 def body(*rows: list[Any]) -> tuple[bytes, str, None, None]:

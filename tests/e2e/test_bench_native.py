@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.fixtures.servers import ROOT
 
 
 def test_the_native_bench_measures_both_forms_for_one_and_64_rows(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .apps.iris_model import FEATURES as IRIS_FEATURES
-from .conftest import Server, start_server
-from .test_native import ROWS as IRIS_ROWS
-from .test_native import save_iris_model
+from tests.apps.iris_model import FEATURES as IRIS_FEATURES
+from tests.e2e.test_native import ROWS as IRIS_ROWS
+from tests.e2e.test_native import save_iris_model
+from tests.fixtures.servers import Server, start_server
 
 ROWS = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]
 SUMS = [1.5, 1.0]

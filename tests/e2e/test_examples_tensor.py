@@ -10,8 +10,8 @@ from sklearn.datasets import load_digits
 
 from examples.digits import service as digits
 from examples.embeddings.world import embeddings
-
-from .conftest import Server, wait_for
+from tests.fixtures.servers import Server
+from tests.fixtures.waiting import wait_for
 
 IMAGES = load_digits().images
 

@@ -12,9 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from guarded_serving import ConfigurationError, Monitor
-
-from .apps.quiet_metrics import TRAINING
-from .conftest import Server, start_server
+from tests.apps.quiet_metrics import TRAINING
+from tests.fixtures.servers import Server, start_server
 
 FEATURES = ["age", "city"]
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BENTOML, ROOT, start_server, wait_for
-from .test_packaging import offline
+from tests.e2e.test_packaging import offline
+from tests.fixtures.servers import BENTOML, ROOT, start_server
+from tests.fixtures.waiting import wait_for
 
 SAVE_AND_LOAD = """
 import bentoml, json, numpy as np

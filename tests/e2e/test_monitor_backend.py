@@ -13,8 +13,8 @@ import pytest
 from guarded_serving import Reference
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.feed import MonitorFeed, Roles
-
-from .conftest import Server, start_server, wait_for
+from tests.fixtures.servers import Server, start_server
+from tests.fixtures.waiting import wait_for
 
 FEATURES = ["a", "b", "c"]
 TRAINING = np.random.default_rng(0).normal(size=(600, 3))

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .apps.iris_model import FEATURES
-from .conftest import ROOT, Server, start_server, wait_for
+from tests.apps.iris_model import FEATURES
+from tests.fixtures.servers import ROOT, Server, start_server
+from tests.fixtures.waiting import wait_for
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).parent.parent / "apps"
 FLOWER = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 

@@ -1,5 +1,5 @@
-"""The README's "Already on BentoML" section is true: its service is the example's, and its commands print what
-it says, in a BentoML home of their own."""
+"""The README's "Already on BentoML" section, its class-based part, is true: its service is the example's,
+and its commands print what it says, in a BentoML home of their own."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT, start_server
+from tests.fixtures.servers import ROOT, start_server
 
 README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("## Already on BentoML") : README.index("## Without BentoML")]
+SECTION = README[
+    README.index("### A class-based service, guarded in place") : README.index("### Services that use `bentoml.monitor`")
+]
 [SERVICE] = re.findall(r"```python\n(.*?)```", SECTION, flags=re.S)
 [COMMANDS] = re.findall(r"```bash\n(.*?)```", SECTION, flags=re.S)
 
