@@ -183,7 +183,7 @@ def test_labels_join_the_api_that_answered_the_request(guarded: Server) -> None:
 
 def test_drift_on_one_api_is_flagged_there_and_blamed_on_the_moved_feature(guarded: Server) -> None:
     rng = np.random.default_rng(11)
-    from .apps.iris_model import training_data
+    from tests.apps.iris_model import training_data
 
     X, _ = training_data()
     for i in range(5):  # 1,000 rows: a full window, petal_length moved by +3 cm
