@@ -205,6 +205,9 @@ def guard_work(model: str, rows: int, requests: int = 3000) -> tuple[float, floa
         for _ in range(300):
             guarded.handle_predict(payload, "application/json")
         assert guarded.monitor is not None
+        # Once per worker, in threads of their own at start: not a request's work, and not to be timed with one.
+        guarded.monitor.calibration()
+        guarded.monitor.joint_baseline()
         assert guarded.monitor.flush(30)
         samples_all, samples_thread = [], []
         for _ in range(5):
