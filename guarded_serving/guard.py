@@ -25,6 +25,7 @@ from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
 from .logs import get_logger
 from .monitor import Monitor, as_reference
+from .numericbody import NumericDecoder
 from .options import DEFAULT_DB, Environment, GuardKeywords, Options
 from .performance import model_classes
 from .reference import Reference, probability_columns, with_training_outputs
@@ -100,6 +101,7 @@ class GuardedModel:
         self.schema = RowSchema.from_reference(
             self.reference, allow_missing=request.allow_missing, max_rows=request.max_request_rows
         )
+        self.numeric = NumericDecoder(self.schema)  # the fast path of numeric bodies (see handler.py)
         self.monitor: Monitor | None = None
         self.log = get_logger().bind(model=self.name)
 

@@ -104,7 +104,8 @@ def predict(
             return problem_reply(504, "Timeout", "the request was given up before it began", new_request_id())
         call.clock, call.began = clock, started
     clock.activate()
-    rows: list[list[Any]] = []
+    rows: list[list[Any]] = []  # Python rows, when the general path parsed the body
+    count = 0  # rows in the request
     window_inputs: Any = None
     inputs_json: str | None = None
     result: Any = None
@@ -116,17 +117,26 @@ def predict(
                 if call is not None:
                     call.request_id = request_id
                 body = check_envelope(body, content_type, guarded.max_body_bytes)
-                table = parse_table(parse_json(body), guarded.schema)
-                rows = table.rows
-                if call is not None:
-                    call.rows = len(rows)
-                inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
-                if table.matrix is not None and guarded.input_format == "array":
-                    model_input = table.matrix
-                    window_inputs = table.matrix.copy()  # the model may change its input in place
+                # A model taking an array needs no Python rows: numeric bodies go straight to a matrix (with no
+                # redaction to apply to the logged rows); any other body, valid or not, takes the general path.
+                numeric = guarded.numeric(body) if guarded.input_format == "array" and not monitor.redact else None
+                if numeric is not None:
+                    count, inputs_json = numeric.rows, numeric.text
+                    model_input = numeric.matrix.copy()  # the model may change its input in place
+                    window_inputs = numeric.matrix
                 else:
-                    model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
-                    window_inputs = table.matrix
+                    table = parse_table(parse_json(body), guarded.schema)
+                    rows = table.rows
+                    count = len(rows)
+                    inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
+                    if table.matrix is not None and guarded.input_format == "array":
+                        model_input = table.matrix
+                        window_inputs = table.matrix.copy()  # the model may change its input in place
+                    else:
+                        model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
+                        window_inputs = table.matrix
+                if call is not None:
+                    call.rows = count
         except InputError as refused:
             exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
             rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
@@ -136,7 +146,7 @@ def predict(
                 monitor,
                 rid,
                 "rejected",
-                len(rows),
+                count,
                 started,
                 clock,
                 error=str(exc),
@@ -149,10 +159,10 @@ def predict(
                 result = guarded.call(model_input)
             with stage("serialize"):
                 outputs = to_jsonable_output(result)
-                if not isinstance(outputs, list) or len(outputs) != len(rows):
+                if not isinstance(outputs, list) or len(outputs) != count:
                     got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
                     raise ModelError(
-                        f"the predict function returned {got} for {len(rows)} rows; expected one result per row",
+                        f"the predict function returned {got} for {count} rows; expected one result per row",
                         "ModelError",
                     )
                 payload = dump_bytes({"predictions": outputs, "request_id": request_id})
@@ -166,7 +176,7 @@ def predict(
                 monitor,
                 request_id,
                 "error",
-                len(rows),
+                count,
                 started,
                 clock,
                 error=f"{error_class}: {message}"[:2000],
@@ -187,7 +197,7 @@ def predict(
             monitor,
             request_id,
             "ok",
-            len(rows),
+            count,
             started,
             clock,
             # With the client's own text to log, the parsed rows need not wait in the store's buffer
@@ -195,7 +205,7 @@ def predict(
             inputs=rows if inputs_json is None or monitor.redact else None,
             outputs=outputs,
             warnings=warnings,
-            window=monitor.encode(rows, outputs, input_matrix=window_inputs, output_array=result),
+            window=monitor.encode(rows or window_inputs, outputs, input_matrix=window_inputs, output_array=result),
             inputs_json=inputs_json,
             call=call,
             outputs_json=_predictions_text(payload),
