@@ -25,6 +25,7 @@ from guarded_serving import guard
 
 FEATURES = int(os.environ.get("BENCH_FEATURES", "20"))
 MODEL = os.environ.get("BENCH_MODEL", "logreg")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))  # serving processes of each service (bench/overhead.py --workers)
 
 _rng = np.random.default_rng(0)
 X_TRAIN = _rng.normal(size=(5000, FEATURES))
@@ -45,7 +46,7 @@ else:
     raise SystemExit(f"BENCH_MODEL={MODEL!r}; expected 'logreg' or 'numpy'")
 
 
-@bentoml.service
+@bentoml.service(workers=WORKERS)
 class Bare:
     @bentoml.api
     def predict(self, rows: list[list[float]]) -> list:  # type: ignore[type-arg]
@@ -60,11 +61,11 @@ class Predictions(pydantic.BaseModel):
     predictions: list  # type: ignore[type-arg]
 
 
-@bentoml.service(logging={"access": {"enabled": False}}, tracing={"excluded_urls": ["/predict"]})
+@bentoml.service(workers=WORKERS, logging={"access": {"enabled": False}}, tracing={"excluded_urls": ["/predict"]})
 class Tuned:
     @bentoml.api(input_spec=Rows)
     def predict(self, rows: list[list[float]]) -> Predictions:
         return Predictions(predictions=predict(np.asarray(rows)).tolist())
 
 
-guarded = guard(predict, reference=X_TRAIN, name=f"bench-{MODEL}")
+guarded = guard(predict, reference=X_TRAIN, name=f"bench-{MODEL}", workers=WORKERS)

@@ -4,9 +4,10 @@
     .venv/bin/python bench/overhead.py --seconds 2 --rounds 2 --models numpy   # a quick look
 
 For each model (a 20-feature logistic regression, and a trivial numpy model) three services from
-bench/apps.py run at once on 127.0.0.1, one worker each: (a) ``bare``, BentoML as its docs show it;
-(b) ``tuned``, the same tuned by hand; (c) ``guarded``, ``guard()`` over the same predict function
-with a real SQLite store. wrk drives one service at a time (16 connections, 1 thread), single-row and
+bench/apps.py run at once on 127.0.0.1, one worker each (``--workers 2``: two each, the guarded ones sharing
+one store): (a) ``bare``, BentoML as its docs show it; (b) ``tuned``, the same tuned by hand; (c) ``guarded``,
+``guard()`` over the same predict function with a real SQLite store. wrk drives one service at a time (16
+connections per worker, 1 thread), single-row and
 64-row requests, the services' order rotating every round, so that a slower stretch of this shared
 machine falls on each of them alike. Printed per service: median requests/s, p50 and p99 latency
 (wrk's), the server's CPU time per request (all its processes, from psutil), and the ratios of
@@ -152,13 +153,14 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[int, fl
     return requests, rps, p50, p99, errors
 
 
-def http_rounds(model: str, rows_list: list[int], rounds: int, seconds: int, connections: int) -> list[Run]:
+def http_rounds(model: str, rows_list: list[int], rounds: int, seconds: int, connections: int, workers: int = 1) -> list[Run]:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="guarded-bench-") as tmp:
         env = {
             **os.environ,
             "BENTOML_DO_NOT_TRACK": "True",
             "BENCH_MODEL": model,
+            "BENCH_WORKERS": str(workers),
             "GUARDED_SERVING_DB": os.path.join(tmp, "guarded.db"),
             "BENTOML_HOME": os.path.join(tmp, "bentoml"),
         }
@@ -205,6 +207,9 @@ def guard_work(model: str, rows: int, requests: int = 3000) -> tuple[float, floa
         for _ in range(300):
             guarded.handle_predict(payload, "application/json")
         assert guarded.monitor is not None
+        # Once per worker, in threads of their own at start: not a request's work, and not to be timed with one.
+        guarded.monitor.calibration()
+        guarded.monitor.joint_baseline()
         assert guarded.monitor.flush(30)
         samples_all, samples_thread = [], []
         for _ in range(5):
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, help="wrk's connections (default: 16 per worker)")
+    parser.add_argument("--workers", type=int, default=1, help="serving processes of each service (they share one store)")
     parser.add_argument("--models", default="logreg,numpy")
     parser.add_argument("--rows", default="1,64")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
@@ -287,7 +293,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows_list = [int(r) for r in args.rows.split(",")]
     runs: list[Run] = []
     for model in models:
-        runs += http_rounds(model, rows_list, args.rounds, args.seconds, args.connections)
+        connections = args.connections or 16 * args.workers
+        runs += http_rounds(model, rows_list, args.rounds, args.seconds, connections, args.workers)
     micro = {}
     for model in models:  # one process per model: bench.apps fits the model named by BENCH_MODEL at import
         for rows in rows_list:

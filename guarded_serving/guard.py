@@ -28,6 +28,7 @@ from .http import Reply, UnreadBody, authorized
 from .inputs import InputKind, kind_for, kind_of_reference, kind_reference
 from .logs import get_logger
 from .monitor import Monitor, as_reference
+from .numericbody import NumericDecoder
 from .options import GuardKeywords, Options, served_options
 from .performance import model_classes
 from .reference import Reference, probability_columns, with_training_outputs
@@ -109,6 +110,7 @@ class GuardedModel:
         self.schema = RowSchema.from_reference(
             self.reference, allow_missing=request.allow_missing, max_rows=request.max_request_rows
         )
+        self.numeric = NumericDecoder(self.schema)  # the fast path of numeric bodies (see handler.py)
         self.monitor: Monitor | None = None
         self.log = get_logger().bind(model=self.name)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batching import merge_inputs, row_groups, split_rows
 from .drift.window import Chunk
+from .envelope import ROWS
 from .environment import capture_warnings
 from .errors import InputError, ModelError
 from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, request_id_of
@@ -85,7 +86,8 @@ class _Accepted:
     """A request that passed validation, waiting for its model call."""
 
     request_id: str
-    rows: list[list[Any]]
+    rows: list[list[Any]]  # Python rows, when the general path parsed the body (none from numericbody.py)
+    count: int  # rows in the request
     model_input: Any
     window_inputs: Any
     inputs_json: str | None
@@ -146,8 +148,8 @@ def predict_batch(guarded: GuardedModel, requests: Sequence[tuple[Any, ...]]) ->
         else:
             waiting.append((i, accepted))
     batching = guarded.batching
-    max_rows = batching.max_batch_size if batching is not None else max(1, sum(len(a.rows) for _, a in waiting))
-    for group in row_groups([len(a.rows) for _, a in waiting], max_rows):
+    max_rows = batching.max_batch_size if batching is not None else max(1, sum(a.count for _, a in waiting))
+    for group in row_groups([a.count for _, a in waiting], max_rows):
         members = [waiting[k] for k in group]
         for (i, _), reply in zip(members, _run_batch(guarded, monitor, [a for _, a in members]), strict=True):
             replies[i] = reply
@@ -165,7 +167,7 @@ def _run_batch(guarded: GuardedModel, monitor: Monitor, members: list[_Accepted]
         with stage("predict"), capture_warnings() as warnings:
             merged = merge_inputs([a.model_input for a in members], guarded.input_format)
             result = guarded.call(merged)
-        parts = split_rows(result, [len(a.rows) for a in members])
+        parts = split_rows(result, [a.count for a in members])
     except Exception as exc:  # the model's own failure: every request of this call answered 500
         failure = exc
         if batch_clock.failed is None:
@@ -228,10 +230,11 @@ def _accept(
                     monitor.redact,
                 )
                 rows, model_input, window_inputs, inputs_json = batch.rows, batch.model_input, batch.matrix, batch.logged
-                if call is not None:
-                    call.rows = len(rows)
+                count = len(rows)
             else:
-                rows, model_input, window_inputs, inputs_json = _tabular(guarded, body, call)
+                rows, count, model_input, window_inputs, inputs_json = _tabular(guarded, body, bool(monitor.redact))
+            if call is not None:
+                call.rows = count
     except InputError as refused:
         exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
         rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
@@ -249,7 +252,7 @@ def _accept(
             call=call,
         )
         return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
-    return _Accepted(request_id, rows, model_input, window_inputs, inputs_json, started, clock, call)
+    return _Accepted(request_id, rows, count, model_input, window_inputs, inputs_json, started, clock, call)
 
 
 def _serialize(guarded: GuardedModel, accepted: _Accepted, result: Any) -> tuple[list[Any], bytes]:
@@ -257,7 +260,7 @@ def _serialize(guarded: GuardedModel, accepted: _Accepted, result: Any) -> tuple
     shape of the guarded API's envelope."""
     with stage("serialize"):
         outputs, payload = guarded.envelope.serialize(result, accepted.request_id)
-        rows = len(accepted.rows)
+        rows = accepted.count
         if not isinstance(outputs, list) or len(outputs) != rows:
             got = f"{len(outputs)} results" if isinstance(outputs, list) else f"a {type(result).__name__}"
             raise ModelError(f"the predict function returned {got} for {rows} rows; expected one result per row", "ModelError")
@@ -279,7 +282,7 @@ def _failed(guarded: GuardedModel, monitor: Monitor, accepted: _Accepted, exc: E
         monitor,
         request_id,
         "error",
-        len(accepted.rows),
+        accepted.count,
         accepted.started,
         clock,
         error=f"{error_class}: {message}"[:2000],
@@ -314,7 +317,7 @@ def _answered(
         monitor,
         accepted.request_id,
         "ok",
-        len(rows),
+        accepted.count,
         accepted.started,
         accepted.clock,
         # With the client's own text to log, the parsed rows need not wait in the store's buffer
@@ -323,7 +326,7 @@ def _answered(
         inputs=rows if inputs_json is None or (monitor.redact and guarded.kind is None) else None,
         outputs=outputs,
         warnings=warnings,
-        window=monitor.encode(rows, outputs, input_matrix=accepted.window_inputs, output_array=result),
+        window=monitor.encode(rows or accepted.window_inputs, outputs, input_matrix=accepted.window_inputs, output_array=result),
         inputs_json=inputs_json,
         call=accepted.call,
         outputs_json=guarded.envelope.outputs_text(payload),
@@ -334,17 +337,22 @@ def _answered(
     return Reply(200, payload, headers)
 
 
-def _tabular(guarded: GuardedModel, body: bytes, call: PredictCall | None) -> tuple[list[list[Any]], Any, Any, str | None]:
-    """A body of rows of scalars: the rows, the model's input, the window's matrix and the logged text."""
+def _tabular(guarded: GuardedModel, body: bytes, redact: bool) -> tuple[list[list[Any]], int, Any, Any, str | None]:
+    """A body of rows of scalars: the Python rows (none on the numeric path), their count, the model's input,
+    the window's matrix and the logged text."""
+    # A model taking an array needs no Python rows: numeric {"rows": ...} bodies go straight to a matrix (with
+    # no redaction to apply to the logged rows); any other body, valid or not, takes the general path.
+    if guarded.input_format == "array" and not redact and guarded.envelope is ROWS:
+        numeric = guarded.numeric(body)
+        if numeric is not None:
+            return [], numeric.rows, numeric.matrix.copy(), numeric.matrix, numeric.text  # a copy for the model
     table = parse_table(guarded.envelope.rows(parse_json(body)), guarded.schema)
     rows = table.rows
-    if call is not None:
-        call.rows = len(rows)
     inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None
     if table.matrix is not None and guarded.input_format == "array":
-        return rows, table.matrix, table.matrix.copy(), inputs_json  # a copy: the model may change its input in place
+        return rows, len(rows), table.matrix, table.matrix.copy(), inputs_json  # a copy: the model may change it
     model_input = to_model_input(rows, guarded.schema.names, guarded.schema.all_numeric, guarded.input_format)
-    return rows, model_input, table.matrix, inputs_json
+    return rows, len(rows), model_input, table.matrix, inputs_json
 
 
 def _record(

@@ -181,6 +181,26 @@ def merge_chunks(parts: list[Chunk]) -> Chunk:
     return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
 
 
+def newest_rows(parts: list[Chunk], rows: int) -> Chunk:
+    """``merge_chunks(parts).tail(rows)`` without copying the older rows it drops (a batch of 10,000 rows
+    keeps a window's 1,000): unseen names and type errors still counted over every part."""
+    kept: list[Chunk] = []
+    total = 0
+    for part in reversed(parts):
+        if total >= rows:
+            break
+        kept.append(part)
+        total += part.rows
+    kept.reverse()
+    merged = merge_chunks(kept)
+    if len(kept) < len(parts):
+        older = parts[: len(parts) - len(kept)]
+        counts = merge_chunks([Chunk(p.inputs[:0], None, p.unseen, p.type_errors) for p in older] + [merged])
+        outputs = merged.outputs if all(p.outputs is not None for p in older) else None
+        merged = Chunk(merged.inputs, outputs, counts.unseen, counts.type_errors)
+    return merged.tail(rows) if merged.rows > rows else merged
+
+
 class MemoryWindow:
     """The newest chunks of this process, holding at most ``capacity`` rows (plus one chunk)."""
 

@@ -185,7 +185,7 @@ class Monitor:
     # -- recording and labels ---------------------------------------------------------------
     def encode(
         self,
-        inputs: Sequence[Sequence[Any]],
+        inputs: Sequence[Sequence[Any]] | np.ndarray,
         outputs: Sequence[Any] | None,
         *,
         input_matrix: np.ndarray | None = None,
@@ -193,8 +193,9 @@ class Monitor:
     ) -> Chunk:
         """Encode rows (in feature order) and their predictions for the drift window: O(features) per row.
 
-        ``input_matrix`` (the rows as float64, for an all-numeric reference) and ``output_array``
-        (the model's own numeric result) spare converting the rows and outputs again.
+        ``input_matrix`` (the rows as float64, for an all-numeric reference; ``inputs`` may then be that
+        matrix itself) and ``output_array`` (the model's own numeric result) spare converting the rows and
+        outputs again.
         """
         return self._recorder.encode(inputs, outputs, input_matrix=input_matrix, output_array=output_array)
 

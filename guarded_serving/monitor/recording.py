@@ -78,7 +78,7 @@ class Recorder:
 
     def encode(
         self,
-        inputs: Sequence[Sequence[Any]],
+        inputs: Sequence[Sequence[Any]] | np.ndarray,
         outputs: Sequence[Any] | None,
         *,
         input_matrix: np.ndarray | None = None,
@@ -90,7 +90,8 @@ class Recorder:
         if input_matrix is not None and self._encoder.all_numeric and input_matrix.shape == (len(inputs), self._encoder.width):
             matrix = input_matrix
         else:
-            matrix = self._encoder.encode(inputs, unseen, errors)
+            rows = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs
+            matrix = self._encoder.encode(rows, unseen, errors)
         encoded_outputs = None
         if self._output_encoder is not None and outputs is not None:
             encoded_outputs = self._numeric_outputs(output_array, len(outputs))

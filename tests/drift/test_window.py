@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Chunk, Encoder, MemoryWindow, assemble
-from guarded_serving.drift.window import MAX_UNSEEN_NAMES, UNSEEN, output_rows
+from guarded_serving.drift.window import MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
 
 NAN = np.nan
 
@@ -205,3 +207,31 @@ def test_memory_window_reports_the_rows_it_holds_before_it_fills() -> None:
     window.add(chunk([1.0, 2.0, 3.0]))
 
     assert window.rows == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+    without_outputs=st.sets(st.integers(0, 7)),
+    keep=st.integers(1, 120),
+)
+def test_newest_rows_is_the_tail_of_all_parts_merged(sizes: list[int], without_outputs: set[int], keep: int) -> None:
+    rng = np.random.default_rng(len(sizes) * 1000 + keep)
+    parts = [
+        Chunk(
+            rng.normal(size=(n, 3)),
+            None if i in without_outputs else rng.normal(size=(n, 1)),
+            {1: {f"city{i}": n}},
+            {2: i},
+        )
+        for i, n in enumerate(sizes)
+    ]
+    whole = merge_chunks(parts)
+    expected = whole.tail(keep) if whole.rows > keep else whole
+    got = newest_rows(parts, keep)
+    assert got.inputs.tolist() == expected.inputs.tolist()
+    assert (got.outputs is None) == (expected.outputs is None)
+    if got.outputs is not None and expected.outputs is not None:
+        assert got.outputs.tolist() == expected.outputs.tolist()
+    assert got.unseen == expected.unseen
+    assert got.type_errors == expected.type_errors

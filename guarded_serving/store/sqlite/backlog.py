@@ -26,7 +26,9 @@ __all__ = ["Backlog", "Counts", "Key", "Pending", "Work", "pending", "tally"]
 
 Key = tuple[str, str]  # (model, version key)
 Counts = dict[Key, list[int]]  # per model version: requests, ok rows, rejected, errors, dropped requests, dropped rows
-FLUSH_ROWS, FLUSH_BYTES = 1000, 4 * 1024 * 1024  # the writer starts early once this much waits
+# The writer starts early once this much waits. Each write adds one window chunk of its rows' newest `window`
+# (1,000); starting at 1,000 rows, 64-row requests wrote a whole window's chunk every 16 requests.
+FLUSH_ROWS, FLUSH_BYTES = 10_000, 4 * 1024 * 1024
 # One transaction takes at most about this much, so that a full buffer frees room while the writer works
 # through it, and a request waiting for room waits for one transaction, not for the whole buffer.
 BATCH_ROWS, BATCH_BYTES = 20_000, 16 * 1024 * 1024

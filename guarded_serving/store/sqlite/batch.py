@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...drift.window import Chunk, merge_chunks
+from ...drift.window import Chunk, newest_rows
 from ...jsontext import dump_text
 from .backlog import Counts, Key, Work, merge, tally
 from .codec import encode_chunk, iso
@@ -91,11 +91,8 @@ def write_batch(conn: sqlite3.Connection, work: Work, window_rows: int, check: C
         conn.executemany(_UPSERT_TOTALS, [(*key, *counts) for key, counts in totals.items()])
         if warnings:
             conn.executemany(_UPSERT_WARNING, warnings)
-        for key, parts in chunks.items():
-            merged = merge_chunks(parts)
-            if merged.rows > window_rows:  # older rows than a window are never read
-                merged = merged.tail(window_rows)
-            conn.execute(_INSERT_WINDOW, (*key, *encode_chunk(merged)))
+        for key, parts in chunks.items():  # older rows than a window are never read
+            conn.execute(_INSERT_WINDOW, (*key, *encode_chunk(newest_rows(parts, window_rows))))
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -38,6 +38,11 @@ __all__ = ["SCHEMA_VERSION", "create_schema", "has_table", "schema_2_views"]
 # 2: rows stored per request (inputs/outputs arrays), `rows` is a view; 3: every table keyed by (model, version);
 # 4: a `baselines` table (created in a schema-3 file as it is opened)
 SCHEMA_VERSION = 4
+# Pages of a new file. A logged wide request is tens of kB of JSON text: in 4 kB pages (SQLite's default) it is a
+# chain of overflow pages, each written to the write-ahead log with its own header and checksum. 64 kB pages
+# halve the writer's CPU per row stored (29 against 66 µs for a 64-row request of 20 features, inserted in
+# batches). A file created earlier keeps its pages (they change only with a VACUUM).
+PAGE_SIZE = 65536
 
 # The tables keyed by model, as schema 3 has them: (columns, primary key, not-null columns).
 _KEYED_TABLES: dict[str, tuple[dict[str, Any], tuple[str, ...] | str, set[str]]] = {
@@ -121,6 +126,7 @@ def _keyed_by_version(table: sqlite_utils.db.Table, name: str) -> bool:
 def create_schema(db: sqlite_utils.Database) -> None:
     """Create the tables and indexes if they do not exist, and migrate an older file (safe to run from
     several workers: a file whose schema is current is only read, so a lock held elsewhere delays nothing)."""
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only an empty file not yet in WAL mode takes it
     db.execute("PRAGMA journal_mode=WAL")
     if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
         return
