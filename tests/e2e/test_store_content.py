@@ -1,4 +1,4 @@
-"""No content of the log store makes a real `bentoml serve` fail a health answer (tests/store/test_content.py: no server)."""
+"""A real `bentoml serve` answers health whatever the log store holds (tests/acceptance/test_store_content.py: no server)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from guarded_serving.cli import main
+from tests.acceptance.test_store_content import CORRUPTIONS, corrupt, query
 from tests.fixtures.servers import Server
 from tests.fixtures.waiting import wait_for
-from tests.store.test_content import CORRUPTIONS, corrupt, query
 
 
 @pytest.fixture
