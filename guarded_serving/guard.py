@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
 from . import endpoints, handler
+from .calls import PredictCall
 from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
-from .handler import PredictCall
 from .http import Reply, UnreadBody, authorized
 from .inputs import InputKind, kind_for, kind_of_reference, kind_reference
 from .logs import get_logger

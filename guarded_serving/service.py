@@ -42,8 +42,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .batching import Batcher
+from .calls import PredictCall
 from .errors import ConfigurationError
-from .handler import PredictCall
 from .http import Reply, UnreadBody
 from .logs import configure_logging
 

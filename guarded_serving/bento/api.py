@@ -41,9 +41,9 @@ import bentoml
 from _bentoml_sdk.method import APIMethod
 from starlette.responses import Response
 
+from ..calls import PredictCall
 from ..errors import ConfigurationError
 from ..guard import GuardedModel, guard_options
-from ..handler import PredictCall
 from ..monitor import as_reference
 from ..service import _BODY_KEY
 from .modelstore import load_reference
