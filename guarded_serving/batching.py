@@ -13,7 +13,6 @@ fails only the requests of that call.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import time
@@ -24,8 +23,9 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from .errors import ConfigurationError, ModelError
+from .jobs import Job, awaited
 
-__all__ = ["BatchJob", "Batcher", "BatchingOptions", "merge_inputs", "row_groups", "split_rows"]
+__all__ = ["Batcher", "BatchingOptions", "merge_inputs", "row_groups", "split_rows"]
 
 R = TypeVar("R")
 
@@ -124,48 +124,6 @@ def row_groups(counts: Sequence[int], max_rows: int) -> list[list[int]]:
     return groups
 
 
-class BatchJob(Generic[R]):
-    """One request handed to a :class:`Batcher`; ``finished`` is a lock held until it has run."""
-
-    __slots__ = ("_callback", "_guard", "args", "error", "finished", "result")
-
-    def __init__(self, args: tuple[Any, ...]) -> None:
-        self.args = args
-        self.result: R | None = None
-        self.error: BaseException | None = None
-        self.finished = threading.Lock()
-        self.finished.acquire()
-        self._guard = threading.Lock()
-        self._callback: Callable[[], object] | None = None
-
-    def finish(self) -> None:
-        with self._guard:
-            callback, self._callback = self._callback, None
-            self.finished.release()
-        if callback is not None:
-            callback()
-
-    def then(self, callback: Callable[[], object]) -> None:
-        """Call ``callback`` (from the batcher's thread) once the job has run; at once if it has."""
-        with self._guard:
-            if self.finished.locked():
-                self._callback = callback
-                return
-        callback()
-
-    def wait(self, timeout: float | None = None) -> R:
-        """The job's result, once it has run (from any thread but the batcher's own)."""
-        if not self.finished.acquire(timeout=-1 if timeout is None else timeout):
-            raise TimeoutError(f"the batch job did not finish within {timeout} s")
-        self.finished.release()
-        return self.outcome()
-
-    def outcome(self) -> R:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]  # the batcher set one of the two
-
-
 class Batcher(Generic[R]):
     """Runs submitted jobs in batches, in one thread started on first use.
 
@@ -177,14 +135,14 @@ class Batcher(Generic[R]):
     def __init__(self, run: Callable[[list[tuple[Any, ...]]], Sequence[R]], options: BatchingOptions) -> None:
         self._run_batch = run
         self.options = options
-        self._jobs: queue.SimpleQueue[BatchJob[R]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job[R]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # batches run so far, and the largest: for tests and benchmarks
         self.largest = 0
 
-    def submit(self, *args: Any) -> BatchJob[R]:
-        job: BatchJob[R] = BatchJob(args)
+    def submit(self, *args: Any) -> Job[R]:
+        job: Job[R] = Job(args)
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -196,14 +154,9 @@ class Batcher(Generic[R]):
     async def call(self, *args: Any) -> R:
         """Submit a job from a coroutine and await its result without blocking the event loop (what every
         form of the service calls). Cancelled (a traffic timeout), the job still runs; its result is unused."""
-        job = self.submit(*args)
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        job.then(lambda: loop.call_soon_threadsafe(_settle, done))
-        await done
-        return job.outcome()
+        return await awaited(self.submit(*args))
 
-    def _take(self) -> list[BatchJob[R]]:
+    def _take(self) -> list[Job[R]]:
         """The next batch: the first waiting job, those queued behind it, and (with ``max_latency_ms``)
         those that arrive until the first has waited that long or the batch is full."""
         first = self._jobs.get()
@@ -241,8 +194,3 @@ class Batcher(Generic[R]):
                     job.error = exc
             for job in batch:
                 job.finish()
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

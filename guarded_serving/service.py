@@ -45,6 +45,7 @@ from .batching import Batcher
 from .calls import PredictCall
 from .errors import ConfigurationError
 from .http import Reply, UnreadBody
+from .jobs import Job, awaited
 from .logs import configure_logging
 
 if t.TYPE_CHECKING:
@@ -66,41 +67,6 @@ INLINE_WAIT_S = 0.02
 _BODY_KEY = "guarded_serving.body"
 
 
-class _Job:
-    """A request handed to the model thread; ``finished`` is a lock held until it has run."""
-
-    __slots__ = ("_callback", "_guard", "args", "error", "finished", "func", "result")
-
-    def __init__(self, func: t.Callable[..., Reply], args: tuple[Any, ...]) -> None:
-        self.func, self.args = func, args
-        self.result: Reply | None = None
-        self.error: BaseException | None = None
-        self.finished = threading.Lock()
-        self.finished.acquire()
-        self._guard = threading.Lock()
-        self._callback: t.Callable[[], object] | None = None
-
-    def finish(self) -> None:
-        with self._guard:
-            callback, self._callback = self._callback, None
-            self.finished.release()
-        if callback is not None:
-            callback()
-
-    def then(self, callback: t.Callable[[], object]) -> None:
-        """Call ``callback`` (from the model thread) once the job has run; at once if it has."""
-        with self._guard:
-            if self.finished.locked():
-                self._callback = callback
-                return
-        callback()
-
-    def outcome(self) -> Reply:
-        if self.error is not None:
-            raise self.error
-        return t.cast(Reply, self.result)  # the model thread set one of the two
-
-
 class _ModelThread:
     """The one thread that runs a worker's requests in turn (threads=1), started on first use.
 
@@ -108,14 +74,14 @@ class _ModelThread:
     in the model thread only, so neither needs a lock."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job[Reply]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.submitted = 0
         self.completed = 0
         self.recent = 1.0  # a moving average of recent request durations (s): the first ones are awaited
 
-    def submit(self, func: t.Callable[..., Reply], *args: Any) -> _Job:
-        job = _Job(func, args)
+    def submit(self, func: t.Callable[..., Reply], *args: Any) -> Job[Reply]:
+        job = Job(args, func)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="guarded-serving-model", daemon=True)
             self._thread.start()
@@ -128,7 +94,7 @@ class _ModelThread:
             job = self._jobs.get()
             started = time.perf_counter()
             try:
-                job.result = job.func(*job.args)
+                job.result = job.func(*job.args)  # type: ignore[misc]  # submit() gives every job its func
             except BaseException as exc:  # handed back to the awaiting request
                 job.error = exc
             self.recent += 0.1 * (time.perf_counter() - started - self.recent)
@@ -140,16 +106,7 @@ class _ModelThread:
         job = self.submit(func, *args)
         if fast and job.finished.acquire(timeout=INLINE_WAIT_S):
             return job.outcome()
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        job.then(lambda: loop.call_soon_threadsafe(_settle, done))
-        await done  # cancelled by BentoML's traffic timeout: the job runs on, its outcome unused
-        return job.outcome()
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+        return await awaited(job)  # cancelled by BentoML's traffic timeout: the job runs on, its outcome unused
 
 
 def _body_limit() -> int:

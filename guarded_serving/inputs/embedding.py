@@ -21,7 +21,7 @@ from ..errors import InvalidReferenceError
 from ..tabular import Columns
 from .embeddings import EmbeddingSummary
 from .kind import QUOTES_KEY
-from .shaped import ArrayRows
+from .shaped import ArrayRows, ShapedKind
 from .tensor import columns_of, explain_mean
 
 if TYPE_CHECKING:
@@ -33,27 +33,14 @@ FIELD = "embedding"
 WORDS = {"norm": "embedding length (norm)", "distance": "distance to the reference's centre (Mahalanobis)"}
 
 
-class EmbeddingKind:
+class EmbeddingKind(ShapedKind):
     """One embedding vector per row (see the module docstring)."""
 
     name: ClassVar[str] = "embedding"
 
     def __init__(self, rows: ArrayRows, summary: EmbeddingSummary) -> None:
-        self.rows = rows
+        super().__init__(rows)
         self.summary = summary
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return (FIELD,)
-
-    def items(self, data: Any, where: str = "reference") -> list[Any]:
-        return self.rows.items(data, where)
-
-    def parse(self, rows: list[Any], allow_missing: bool) -> list[Any]:
-        return self.rows.parse(rows)
-
-    def model_input(self, items: list[Any]) -> Any:
-        return np.stack(items)
 
     def describe(self, items: list[Any], reference: bool = False) -> Columns:
         return columns_of(FIELD, self.summary.names, self.summary(np.stack(items), reference=reference))

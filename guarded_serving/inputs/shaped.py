@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ..errors import ConfigurationError, InputError, Problem
 from ..validation import describe as describe_value
 from .kind import check_rows
 
-__all__ = ["LOGGED_VALUES", "ArrayRows"]
+__all__ = ["LOGGED_VALUES", "ArrayRows", "ShapedKind"]
 
 LOGGED_VALUES = 4096  # a row with more values is logged as its shape and summary, not its values
 
@@ -126,6 +126,29 @@ class ArrayRows:
             {"shape": list(self.shape), "mean": float(item.mean()), "std": float(item.std()), "omitted": f"{size} values"}
             for item in items
         ]
+
+
+class ShapedKind:
+    """What the kinds of fixed-shape rows (tensor, embedding) share: one field, rows parsed and checked by
+    :class:`ArrayRows`, and the model given them stacked. A kind adds how a row is described, logged and worded."""
+
+    name: ClassVar[str]
+
+    def __init__(self, rows: ArrayRows) -> None:
+        self.rows = rows
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.rows.field,)
+
+    def items(self, data: Any, where: str = "reference") -> list[Any]:
+        return self.rows.items(data, where)
+
+    def parse(self, rows: list[Any], allow_missing: bool) -> list[Any]:
+        return self.rows.parse(rows)
+
+    def model_input(self, items: list[Any]) -> Any:
+        return np.stack(items)
 
 
 def _stacked(data: Any, where: str) -> np.ndarray:

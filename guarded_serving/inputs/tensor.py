@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InvalidReferenceError
 from ..tabular import Columns
 from .arrays import TensorSummary
-from .shaped import ArrayRows
+from .shaped import ArrayRows, ShapedKind
 
 if TYPE_CHECKING:
     from ..profiles import FeatureProfile
@@ -62,27 +62,14 @@ def explain_mean(words: str, reference: FeatureProfile, values: np.ndarray) -> s
     return f"{words} {was:.3g} -> {now:.3g} on average"
 
 
-class TensorKind:
+class TensorKind(ShapedKind):
     """One fixed-shape tensor per row (see the module docstring)."""
 
     name: ClassVar[str] = "tensor"
 
     def __init__(self, rows: ArrayRows, summary: TensorSummary) -> None:
-        self.rows = rows
+        super().__init__(rows)
         self.summary = summary
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return (FIELD,)
-
-    def items(self, data: Any, where: str = "reference") -> list[Any]:
-        return self.rows.items(data, where)
-
-    def parse(self, rows: list[Any], allow_missing: bool) -> list[Any]:
-        return self.rows.parse(rows)
-
-    def model_input(self, items: list[Any]) -> Any:
-        return np.stack(items)
 
     def describe(self, items: list[Any], reference: bool = False) -> Columns:
         return columns_of(FIELD, self.summary.names, self.summary(np.stack(items)))
