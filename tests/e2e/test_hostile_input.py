@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from sklearn.compose import ColumnTransformer
@@ -595,7 +595,10 @@ def test_no_value_that_passes_validation_makes_a_scikit_learn_model_raise(name: 
     column = [st.one_of(ANY_VALUE, near_limits, st.sampled_from(training[:50, j].tolist())) for j in range(width)]
     row = st.tuples(*column).map(list)
 
+    # Training rows pass, so the 200 path is reached however the draws fall: a one-hot model's drawn rows passed
+    # 5 times in 300, and after other suites had run in the same process, none (Hypothesis's draws moved).
     @settings(max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @example(rows=training[:3].tolist())
     @given(rows=st.lists(row, min_size=1, max_size=3))
     def send(rows: list[list[Any]]) -> None:
         reply = guarded.handle_predict(json.dumps({"rows": rows}).encode())
