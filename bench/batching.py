@@ -22,54 +22,14 @@ import multiprocessing
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from load import start_server  # bench/load.py: benches run as scripts from bench/
 
-ROOT = Path(__file__).resolve().parent.parent
-BENTOML = str(Path(sys.executable).parent / "bentoml")
 MODES = {"unbatched": "tests.apps.batched:unbatched", "batched": "tests.apps.batched:batched"}
 CLIENTS = 32
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(target: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "GUARDED_SERVING_DB": str(folder / f"{port}.db"), "BENTOML_DO_NOT_TRACK": "True"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    log = (folder / f"{port}.log").open("wb")
-    process = subprocess.Popen(
-        [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"bentoml serve {target} exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    sys.exit(f"bentoml serve {target} was not ready within 120 s")
 
 
 async def _connection(port: int, deadline: float, index: int, out: dict[str, list[int]]) -> None:
@@ -123,7 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {mode: start(target, Path(tmp)) for mode, target in MODES.items()}
+        folder = Path(tmp)
+        servers = {
+            mode: start_server(folder / f"{mode}.db", folder / f"{mode}.log", target=target, within=120)
+            for mode, target in MODES.items()
+        }
         try:
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(1) as pool:

@@ -110,13 +110,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: Path, log: Path, target: str = TARGET, within: float = 90.0) -> tuple[subprocess.Popen[bytes], str]:
+    """`bentoml serve target` on a free 127.0.0.1 port with its store in ``db``, once it answers /readyz."""
     port = free_port()
     env = {**os.environ, "GUARDED_SERVING_DB": str(db), "BENTOML_DO_NOT_TRACK": "True"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [BENTOML, "serve", TARGET, "--host", "127.0.0.1", "--port", str(port)],
+            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -124,10 +125,10 @@ def start_server(db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"bentoml serve exited with {process.returncode}:\n{log.read_text()}")
+            sys.exit(f"bentoml serve {target} exited with {process.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return process, url
@@ -135,7 +136,7 @@ def start_server(db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             pass
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
-    sys.exit(f"bentoml serve was not ready within 90 s:\n{log.read_text()}")
+    sys.exit(f"bentoml serve {target} was not ready within {within:g} s:\n{log.read_text()}")
 
 
 def count_rows(db: Path, level: int) -> int:
