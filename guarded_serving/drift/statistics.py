@@ -131,7 +131,7 @@ def jensen_shannon(window: np.ndarray, reference: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         left = np.where(w > 0, w * np.log2(w / mid), 0.0)
         right = np.where(r > 0, r * np.log2(r / mid), 0.0)
-    return float((left.sum() + right.sum()) / 2)
+    return max(0.0, float((left.sum() + right.sum()) / 2))  # rounding can leave -1e-17 for equal vectors
 
 
 def total_variation(window: np.ndarray, reference: np.ndarray) -> float:
@@ -152,7 +152,7 @@ def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         left = np.where(window > 0, window * np.log2(window / mid), 0.0)
         right = np.where(reference > 0, reference * np.log2(reference / mid), 0.0)
-    return np.asarray((left.sum(axis=1) + right.sum(axis=1)) / 2)
+    return np.maximum(0.0, (left.sum(axis=1) + right.sum(axis=1)) / 2)  # never -1e-17 from rounding
 
 
 def share_p_values(window: np.ndarray, n: np.ndarray, reference: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import hypergeom, ks_2samp
@@ -282,6 +282,12 @@ def test_proportion_distances_are_zero_against_itself(name: str, pair: tuple[np.
 @pytest.mark.parametrize("name", sorted(PROPORTION_DISTANCES))
 @settings(max_examples=60, deadline=None)
 @given(pair=proportion_pairs())
+@example(  # two vectors one rounding apart: the Jensen-Shannon sum came out as -8e-17
+    pair=(
+        np.array([1 / 1004, 1 / 1004, 1 - 3 / 1004, 1 / 1004]),
+        np.array([1 / 1004, 1 / 1004, 1 - 3 / 1004, 1 / 1004 + 1e-10]),
+    )
+)
 def test_proportion_distances_are_never_negative(name: str, pair: tuple[np.ndarray, np.ndarray]) -> None:
     p, q = pair
 
