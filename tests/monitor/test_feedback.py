@@ -21,15 +21,10 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.errors import UnknownRequestError
 from guarded_serving.guard import GuardedModel, Reply
 from guarded_serving.monitor import FeedbackResult
+from tests.fixtures.data import logistic_probabilities, logistic_reference
 
-WEIGHTS = np.array([2.0, -1.0, 0.5])
 # Two alternating prediction rows: even rows predict class 0 (p = 0.8), odd rows class 1 (p = 0.7).
 ALTERNATING = [[0.8, 0.2], [0.3, 0.7]]
-
-
-def probabilities(X: np.ndarray) -> np.ndarray:
-    p = 1 / (1 + np.exp(-X @ WEIGHTS))
-    return np.column_stack([1 - p, p])
 
 
 def alternating(rows: int) -> list[list[float]]:
@@ -42,11 +37,9 @@ def predicted_classes(rows: int, wrong: tuple[int, ...] = ()) -> list[int]:
 
 
 @pytest.fixture
-def reference() -> Reference:
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(500, 3))
-    y = (rng.random(500) < probabilities(X)[:, 1]).astype(int)
-    return Reference.from_data(X, y=y, predictions=probabilities(X))
+def logistic_reference_500() -> Reference:
+    """The logistic world's reference of 500 rows: labels as noisy as the model says, not its argmax."""
+    return logistic_reference(500, seed=7)
 
 
 @pytest.fixture
@@ -55,15 +48,15 @@ def features() -> np.ndarray:
 
 
 @pytest.fixture(params=["in-memory", "sqlite-store"])
-def monitor(request: pytest.FixtureRequest, reference: Reference, tmp_path: Path) -> Iterator[Monitor]:
+def monitor(request: pytest.FixtureRequest, logistic_reference_500: Reference, tmp_path: Path) -> Iterator[Monitor]:
     db = tmp_path / "feedback.db" if request.param == "sqlite-store" else None
-    with Monitor(reference, name="churn", db=db) as monitor:
+    with Monitor(logistic_reference_500, name="churn", db=db) as monitor:
         yield monitor
 
 
 @pytest.fixture
-def stored_monitor(reference: Reference, tmp_path: Path) -> Iterator[Monitor]:
-    with Monitor(reference, name="churn", db=tmp_path / "feedback.db") as monitor:
+def stored_monitor(logistic_reference_500: Reference, tmp_path: Path) -> Iterator[Monitor]:
+    with Monitor(logistic_reference_500, name="churn", db=tmp_path / "feedback.db") as monitor:
         yield monitor
 
 
@@ -173,8 +166,8 @@ def test_labels_arriving_late_and_out_of_order_join_to_the_right_predictions(mon
     # prediction (not arrival) order, each judged against its own label.
     rng = np.random.default_rng(2_000)
     X = rng.normal(size=(2_000, 3))
-    y = (rng.random(2_000) < probabilities(X)[:, 1]).astype(int)
-    P = probabilities(X)
+    y = (rng.random(2_000) < logistic_probabilities(X)[:, 1]).astype(int)
+    P = logistic_probabilities(X)
     P[:1_000] = P[:1_000, ::-1]
     items = []
     for start in range(0, 2_000, 50):
@@ -291,7 +284,7 @@ def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
 
 def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_labels() -> None:
     X = np.random.default_rng(1).normal(size=(200, 3))
-    guarded = one_line(probabilities, X)
+    guarded = one_line(logistic_probabilities, X)
     try:
         refused = send_label(guarded, [0.0, 0.0, 0.0], 2)
         accepted = send_label(guarded, [0.0, 0.0, 0.0], 1)
