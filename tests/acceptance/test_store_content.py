@@ -22,14 +22,8 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.dashboard import render_dashboard
 from guarded_serving.health import HealthReport, Status
 from guarded_serving.offline import offline_health
-from tests.fixtures.data import logistic_probabilities, logistic_reference
+from tests.fixtures.data import logistic_probabilities
 from tests.fixtures.waiting import wait_for
-
-
-@pytest.fixture(scope="module")
-def logistic_reference_500() -> Reference:
-    """The logistic world's reference of 500 rows: labels as noisy as the model says, not its argmax."""
-    return logistic_reference(500, seed=7, feature_names=["a", "b", "c"])
 
 
 @pytest.fixture

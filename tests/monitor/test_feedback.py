@@ -21,7 +21,7 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.errors import UnknownRequestError
 from guarded_serving.guard import GuardedModel, Reply
 from guarded_serving.monitor import FeedbackResult
-from tests.fixtures.data import logistic_probabilities, logistic_reference
+from tests.fixtures.data import logistic_probabilities
 
 # Two alternating prediction rows: even rows predict class 0 (p = 0.8), odd rows class 1 (p = 0.7).
 ALTERNATING = [[0.8, 0.2], [0.3, 0.7]]
@@ -34,12 +34,6 @@ def alternating(rows: int) -> list[list[float]]:
 def predicted_classes(rows: int, wrong: tuple[int, ...] = ()) -> list[int]:
     """Labels agreeing with ``alternating(rows)`` except on the rows listed in ``wrong``."""
     return [(i % 2) ^ (i in wrong) for i in range(rows)]
-
-
-@pytest.fixture
-def logistic_reference_500() -> Reference:
-    """The logistic world's reference of 500 rows: labels as noisy as the model says, not its argmax."""
-    return logistic_reference(500, seed=7)
 
 
 @pytest.fixture
