@@ -22,13 +22,13 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.dashboard import render_dashboard
 from guarded_serving.health import HealthReport, Status
 from guarded_serving.offline import offline_health
-from tests.fixtures.data import logistic_probabilities
+from tests.fixtures.data import gaussian, logistic_probabilities
 from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
 def rows() -> np.ndarray:
-    return np.random.default_rng(8).normal(size=(400, 3))
+    return gaussian(400, 3, seed=8)
 
 
 def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

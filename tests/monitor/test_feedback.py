@@ -21,7 +21,7 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.errors import UnknownRequestError
 from guarded_serving.guard import GuardedModel, Reply
 from guarded_serving.monitor import FeedbackResult
-from tests.fixtures.data import logistic_probabilities
+from tests.fixtures.data import gaussian, logistic_probabilities
 
 # Two alternating prediction rows: even rows predict class 0 (p = 0.8), odd rows class 1 (p = 0.7).
 ALTERNATING = [[0.8, 0.2], [0.3, 0.7]]
@@ -38,7 +38,7 @@ def predicted_classes(rows: int, wrong: tuple[int, ...] = ()) -> list[int]:
 
 @pytest.fixture
 def features() -> np.ndarray:
-    return np.random.default_rng(8).normal(size=(100, 3))
+    return gaussian(100, 3, seed=8)
 
 
 @pytest.fixture(params=["in-memory", "sqlite-store"])
@@ -260,7 +260,7 @@ def test_a_label_outside_a_ten_class_models_classes_gets_a_422(digits: tuple[np.
 
 
 def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
-    X = np.random.default_rng(0).normal(size=(90, 2))
+    X = gaussian(90, 2, seed=0)
     y = np.array(["bird", "cat", "dog"])[np.argmax(np.c_[X, -X.sum(axis=1)], axis=1)]
     model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression())]).fit(X, y)
     guarded = one_line(model.predict, X)
@@ -277,7 +277,7 @@ def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
 
 
 def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_labels() -> None:
-    X = np.random.default_rng(1).normal(size=(200, 3))
+    X = gaussian(200, 3, seed=1)
     guarded = one_line(logistic_probabilities, X)
     try:
         refused = send_label(guarded, [0.0, 0.0, 0.0], 2)
@@ -290,7 +290,7 @@ def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_
 
 
 def test_a_regressor_has_no_classes_and_takes_any_label() -> None:
-    X = np.random.default_rng(2).normal(size=(200, 2))
+    X = gaussian(200, 2, seed=2)
     guarded = one_line(lambda rows: rows.sum(axis=1), X)
     try:
         accepted = send_label(guarded, [0.0, 0.0], 12.5)
