@@ -27,7 +27,7 @@ from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
-def rows() -> np.ndarray:
+def gaussian_400x3() -> np.ndarray:
     return gaussian(400, 3, seed=8)
 
 
@@ -46,11 +46,11 @@ def concept(report: HealthReport) -> ConceptDetails:
 
 
 def test_a_label_for_a_sampled_out_request_leaves_health_answering(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
     with Monitor(logistic_reference_500, db=db, sample_rate=0.1) as monitor:
-        ids = [monitor.observe(rows[i : i + 1], logistic_probabilities(rows[i : i + 1])) for i in range(60)]
+        ids = [monitor.observe(gaussian_400x3[i : i + 1], logistic_probabilities(gaussian_400x3[i : i + 1])) for i in range(60)]
         monitor.flush()
         unlogged = {rid for (rid,) in query(db, "SELECT request_id FROM requests WHERE outputs IS NULL")}
         logged = [rid for rid in ids if rid not in unlogged]
@@ -66,11 +66,11 @@ def test_a_label_for_a_sampled_out_request_leaves_health_answering(
 
 
 def test_the_periodic_evaluator_keeps_its_history_after_a_label_for_an_unlogged_prediction(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
     with Monitor(logistic_reference_500, db=db, window=200, sample_rate=0.1, history_interval=0.2) as monitor:
-        ids = [monitor.observe(rows[i : i + 1], logistic_probabilities(rows[i : i + 1])) for i in range(60)]
+        ids = [monitor.observe(gaussian_400x3[i : i + 1], logistic_probabilities(gaussian_400x3[i : i + 1])) for i in range(60)]
         monitor.flush()
         unlogged = {rid for (rid,) in query(db, "SELECT request_id FROM requests WHERE outputs IS NULL")}
         monitor.feedback(next(rid for rid in ids if rid in unlogged), [1])
@@ -80,11 +80,11 @@ def test_the_periodic_evaluator_keeps_its_history_after_a_label_for_an_unlogged_
 
 
 def test_a_reused_request_id_joins_its_labels_to_the_newest_request_only(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     with Monitor(logistic_reference_500, db=tmp_path / "log.db") as monitor:
-        monitor.observe(rows[:1], logistic_probabilities(rows[:1]), request_id="client-id")
-        monitor.observe(rows[1:4], logistic_probabilities(rows[1:4]), request_id="client-id")
+        monitor.observe(gaussian_400x3[:1], logistic_probabilities(gaussian_400x3[:1]), request_id="client-id")
+        monitor.observe(gaussian_400x3[1:4], logistic_probabilities(gaussian_400x3[1:4]), request_id="client-id")
         monitor.flush()
 
         monitor.feedback_items([("client-id", 2, 1)])
@@ -95,11 +95,11 @@ def test_a_reused_request_id_joins_its_labels_to_the_newest_request_only(
 
 
 def test_a_label_for_a_reused_request_id_of_equal_rows_is_counted_once(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     with Monitor(logistic_reference_500, db=tmp_path / "log.db") as monitor:
-        monitor.observe(rows[:3], logistic_probabilities(rows[:3]), request_id="client-id")
-        monitor.observe(rows[3:6], logistic_probabilities(rows[3:6]), request_id="client-id")
+        monitor.observe(gaussian_400x3[:3], logistic_probabilities(gaussian_400x3[:3]), request_id="client-id")
+        monitor.observe(gaussian_400x3[3:6], logistic_probabilities(gaussian_400x3[3:6]), request_id="client-id")
         monitor.flush()
 
         monitor.feedback("client-id", [0, 1, 0])
@@ -109,12 +109,12 @@ def test_a_label_for_a_reused_request_id_of_equal_rows_is_counted_once(
 
 
 def test_feedback_checks_rows_against_the_newest_request_with_that_id(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
     with Monitor(logistic_reference_500, db=db) as monitor:
-        monitor.observe(rows[:3], logistic_probabilities(rows[:3]), request_id="client-id")
-        monitor.observe(rows[3:4], logistic_probabilities(rows[3:4]), request_id="client-id")
+        monitor.observe(gaussian_400x3[:3], logistic_probabilities(gaussian_400x3[:3]), request_id="client-id")
+        monitor.observe(gaussian_400x3[3:4], logistic_probabilities(gaussian_400x3[3:4]), request_id="client-id")
         monitor.flush()
     with Monitor(logistic_reference_500, db=db) as fresh:  # another worker: it knows the requests from the store only
         assert fresh.feedback("client-id", [1]).accepted == 1
@@ -245,10 +245,14 @@ def ask_everything(reference: Reference, db: Path, capsys: pytest.CaptureFixture
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_no_corrupted_table_makes_a_health_answer_fail(
-    corruption: str, logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    corruption: str,
+    logistic_reference_500: Reference,
+    gaussian_400x3: np.ndarray,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     db = tmp_path / "log.db"
-    ids = build_store(logistic_reference_500, rows, db)
+    ids = build_store(logistic_reference_500, gaussian_400x3, db)
     corrupt(db, CORRUPTIONS[corruption], ids)
 
     report = ask_everything(logistic_reference_500, db, capsys)
@@ -259,10 +263,10 @@ def test_no_corrupted_table_makes_a_health_answer_fail(
 
 
 def test_every_corruption_at_once_leaves_every_health_answer_working(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "log.db"
-    ids = build_store(logistic_reference_500, rows, db)
+    ids = build_store(logistic_reference_500, gaussian_400x3, db)
     corrupt(db, [sql for statements in CORRUPTIONS.values() for sql in statements], ids)
 
     report = ask_everything(logistic_reference_500, db, capsys)
@@ -272,10 +276,10 @@ def test_every_corruption_at_once_leaves_every_health_answer_working(
 
 
 def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_own_traffic(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Monitor(logistic_reference_500, name="m", db=tmp_path / "log.db", window=200) as monitor:
-        monitor.observe(rows[:150], logistic_probabilities(rows[:150]))
+        monitor.observe(gaussian_400x3[:150], logistic_probabilities(gaussian_400x3[:150]))
         monitor.flush()
         assert monitor.store is not None
 
@@ -291,10 +295,10 @@ def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_ow
 
 
 def test_an_unreadable_saved_reference_is_a_clean_report_error(
-    logistic_reference_500: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "log.db"
-    build_store(logistic_reference_500, rows, db)
+    build_store(logistic_reference_500, gaussian_400x3, db)
     query(db, "UPDATE models SET reference = substr(reference, 1, 100)")
     reference_file = tmp_path / "reference.json"
     logistic_reference_500.save(reference_file)

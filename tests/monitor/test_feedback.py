@@ -37,7 +37,7 @@ def predicted_classes(rows: int, wrong: tuple[int, ...] = ()) -> list[int]:
 
 
 @pytest.fixture
-def features() -> np.ndarray:
+def gaussian_100x3() -> np.ndarray:
     return gaussian(100, 3, seed=8)
 
 
@@ -82,18 +82,18 @@ def observe_alternating(monitor: Monitor, features: np.ndarray, request_id: str 
 # -- joining -------------------------------------------------------------------------------------------------------
 
 
-def test_observe_returns_a_fresh_request_id_for_each_request(monitor: Monitor, features: np.ndarray) -> None:
-    first = observe_alternating(monitor, features[:5])
-    second = observe_alternating(monitor, features[:5])
+def test_observe_returns_a_fresh_request_id_for_each_request(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    first = observe_alternating(monitor, gaussian_100x3[:5])
+    second = observe_alternating(monitor, gaussian_100x3[:5])
 
     assert first != second
     assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in (first, second))
 
 
-def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, features: np.ndarray) -> None:
-    observe_alternating(monitor, features[:50])  # unlabelled traffic before and after
-    request_id = observe_alternating(monitor, features)
-    observe_alternating(monitor, features[:50])
+def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    observe_alternating(monitor, gaussian_100x3[:50])  # unlabelled traffic before and after
+    request_id = observe_alternating(monitor, gaussian_100x3)
+    observe_alternating(monitor, gaussian_100x3[:50])
 
     result = monitor.feedback(request_id, predicted_classes(100, wrong=(3, 10, 51, 77)))
 
@@ -102,16 +102,16 @@ def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, fea
     assert (details.labels_received, details.labelled_rows, details.current) == (100, 100, 0.96)
 
 
-def test_feedback_rows_are_stored_by_request_and_row(stored_monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(stored_monitor, features[:3], request_id="r-3")
+def test_feedback_rows_are_stored_by_request_and_row(stored_monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(stored_monitor, gaussian_100x3[:3], request_id="r-3")
 
     stored_monitor.feedback(request_id, [1, 0, 1])
 
     assert feedback_table(stored_monitor) == [("r-3", 0, "1"), ("r-3", 1, "0"), ("r-3", 2, "1")]
 
 
-def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     monitor.feedback(request_id, predicted_classes(100))
 
     monitor.feedback_items([(request_id, row, 1 - row % 2) for row in range(10)])
@@ -119,8 +119,8 @@ def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, features: n
     assert concept(monitor).current == 0.9
 
 
-def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     monitor.feedback(request_id, predicted_classes(100))
 
     result = monitor.feedback_items([(request_id, row, 1 - row % 2) for row in range(10)])
@@ -129,8 +129,8 @@ def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, features: np.
     assert counts(monitor) == (100, 10, 100)
 
 
-def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     items = [(request_id, row, label) for row, label in enumerate(predicted_classes(100))]
 
     result = monitor.feedback_items([*items, (request_id, 0, 1)])  # row 0 again, now wrong: the later label wins
@@ -140,10 +140,10 @@ def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monit
     assert concept(monitor).current == 0.99
 
 
-def test_feedback_items_may_label_rows_of_several_requests(monitor: Monitor, features: np.ndarray) -> None:
-    small = observe_alternating(monitor, features[:5])
-    medium = observe_alternating(monitor, features[:30])
-    large = observe_alternating(monitor, features)
+def test_feedback_items_may_label_rows_of_several_requests(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    small = observe_alternating(monitor, gaussian_100x3[:5])
+    medium = observe_alternating(monitor, gaussian_100x3[:30])
+    large = observe_alternating(monitor, gaussian_100x3)
     items: list[tuple[str, int, Any]] = [(large, row, row % 2) for row in range(0, 100, 2)]
     items += [(small, row, 1 - row % 2) for row in range(5)] + [(medium, row, row % 2) for row in range(30)]
 
@@ -181,8 +181,8 @@ def test_labels_arriving_late_and_out_of_order_join_to_the_right_predictions(mon
 # -- refusals: everything is checked before anything is stored ----------------------------------------------------
 
 
-def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, features: np.ndarray) -> None:
-    known = observe_alternating(monitor, features[:5])
+def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    known = observe_alternating(monitor, gaussian_100x3[:5])
     monitor.feedback(known, predicted_classes(5))
 
     with pytest.raises(UnknownRequestError) as caught:
@@ -194,8 +194,8 @@ def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, featur
     assert counts(monitor) == (5, 0, 5)
 
 
-def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5], request_id="r-5")
+def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5], request_id="r-5")
 
     with pytest.raises(InputError, match=r"^3 labels for request 'r-5'; expected 5 labels, one per row$"):
         monitor.feedback(request_id, [0, 1, 0])
@@ -203,8 +203,8 @@ def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, features: np.ndar
     assert counts(monitor) == (0, 0, 0)
 
 
-def test_a_row_out_of_range_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5], request_id="r-5")
+def test_a_row_out_of_range_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5], request_id="r-5")
 
     with pytest.raises(InputError, match=r"^item 1: row 5 of request 'r-5'; expected a row index in 0\.\.4$"):
         monitor.feedback_items([(request_id, 0, 0), (request_id, 5, 1)])
@@ -212,8 +212,8 @@ def test_a_row_out_of_range_is_refused(monitor: Monitor, features: np.ndarray) -
     assert counts(monitor) == (0, 0, 0)
 
 
-def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5])
+def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5])
 
     with pytest.raises(InputError, match=r"^item 1: label got 'yes'; expected one of the classes \[0, 1\]$"):
         monitor.feedback_items([(request_id, 0, 0), (request_id, 1, "yes")])
