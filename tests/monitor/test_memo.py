@@ -16,7 +16,7 @@ from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport, Status
 from guarded_serving.monitor.feedback import Labels
 from guarded_serving.monitor.memo import WindowMemo
-from tests.fixtures.data import logistic_probabilities, logistic_reference
+from tests.fixtures.data import gaussian, logistic_probabilities, logistic_reference
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def monitor(request: pytest.FixtureRequest, logistic_reference_2000: Reference, 
 
 
 def observe(monitor: Monitor, seed: int, shift: float = 0.0) -> tuple[str, np.ndarray]:
-    X = np.random.default_rng(seed).normal(size=(100, 3)) + shift
+    X = gaussian(100, 3, seed=seed) + shift
     return monitor.observe(X, logistic_probabilities(X)), X
 
 
