@@ -18,12 +18,15 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.servers import Server, server_command, start_server
+
+if TYPE_CHECKING:
+    from guarded_serving import Reference
 
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 # One BLAS thread per process, set before numpy loads: OpenBLAS's spinning threads on a loaded two-core machine
@@ -120,3 +123,12 @@ def own_postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """A fresh, empty database on the session's server: its postgresql:// URL, password included."""
     return postgres.database()
+
+
+@pytest.fixture(scope="session")
+def logistic_reference_500() -> Reference:
+    """The logistic world's reference (tests/fixtures/data.py) of 500 rows, seed 7, features a, b, c: labels as
+    noisy as the model says, not its argmax. Shared by the feedback and store-content tests; frozen, so one for all."""
+    from tests.fixtures.data import logistic_reference  # here, not at the top: numpy must load after the BLAS setting
+
+    return logistic_reference(500, seed=7, feature_names=["a", "b", "c"])

@@ -20,6 +20,7 @@ from guarded_serving.baselines import reference_digest
 from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.offline import offline_health
 from guarded_serving.reference import Provenance
+from tests.fixtures.data import gaussian
 
 WINDOW = 200
 FEATURES = ["a", "b"]
@@ -42,14 +43,14 @@ def labels(X: np.ndarray, rng: np.random.Generator) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def training() -> np.ndarray:
-    return np.random.default_rng(1).normal(size=(2000, 2))
+def gaussian_2000x2() -> np.ndarray:
+    return gaussian(2000, 2, seed=1)
 
 
 @pytest.fixture(scope="module")
-def reference(training: np.ndarray) -> Reference:
+def one_liner_reference(gaussian_2000x2: np.ndarray) -> Reference:
     """The one-liner's reference: inputs and outputs of the training rows, marked as such."""
-    built = Reference.from_data(training, predictions=training_probabilities(training), feature_names=FEATURES)
+    built = Reference.from_data(gaussian_2000x2, predictions=training_probabilities(gaussian_2000x2), feature_names=FEATURES)
     return dataclasses.replace(built, provenance=Provenance(features="training", outputs="training"))
 
 
@@ -68,8 +69,10 @@ def check(monitor: Monitor, name: str) -> dict[str, Any]:
     return result
 
 
-def test_outputs_of_training_rows_are_not_judged_until_a_window_of_served_outputs_is_collected(reference: Reference) -> None:
-    with Monitor(reference, window=WINDOW) as monitor:
+def test_outputs_of_training_rows_are_not_judged_until_a_window_of_served_outputs_is_collected(
+    one_liner_reference: Reference,
+) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
         serve(monitor, 150, seed=2)
         prediction = check(monitor, "prediction_drift")
 
@@ -77,8 +80,8 @@ def test_outputs_of_training_rows_are_not_judged_until_a_window_of_served_output
     assert prediction["summary"].startswith("Collecting a baseline of the model's outputs from served traffic (150 of 2000 rows)")
 
 
-def test_2000_rows_of_healthy_inputs_become_the_output_baseline(reference: Reference) -> None:
-    with Monitor(reference, window=WINDOW) as monitor:
+def test_2000_rows_of_healthy_inputs_become_the_output_baseline(one_liner_reference: Reference) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
         serve(monitor, 1000, seed=3)
         collecting = check(monitor, "prediction_drift")
         serve(monitor, ADOPT_ROWS, seed=5)
@@ -93,8 +96,8 @@ def test_2000_rows_of_healthy_inputs_become_the_output_baseline(reference: Refer
     assert "baseline: 2000 rows served since" in prediction["summary"]
 
 
-def test_the_same_outputs_judged_against_the_training_rows_would_drift(reference: Reference) -> None:
-    trusted = dataclasses.replace(reference, provenance=Provenance())
+def test_the_same_outputs_judged_against_the_training_rows_would_drift(one_liner_reference: Reference) -> None:
+    trusted = dataclasses.replace(one_liner_reference, provenance=Provenance())
     with Monitor(trusted, window=WINDOW) as monitor:
         serve(monitor, 400, seed=3)
         prediction = check(monitor, "prediction_drift")
@@ -103,8 +106,8 @@ def test_the_same_outputs_judged_against_the_training_rows_would_drift(reference
     assert prediction["baseline"]["source"] == "reference rows"
 
 
-def test_no_baseline_is_taken_while_the_inputs_drift(reference: Reference) -> None:
-    with Monitor(reference, window=WINDOW) as monitor:
+def test_no_baseline_is_taken_while_the_inputs_drift(one_liner_reference: Reference) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
         serve(monitor, ADOPT_ROWS, seed=4)
         serve(monitor, WINDOW, seed=5, shift=3.0)
         drifting = check(monitor, "prediction_drift")
@@ -115,8 +118,8 @@ def test_no_baseline_is_taken_while_the_inputs_drift(reference: Reference) -> No
     assert "waiting for 2000 rows whose inputs pass the data checks" in mixed["summary"]
 
 
-def test_a_drop_after_the_baseline_was_taken_is_flagged(reference: Reference) -> None:
-    with Monitor(reference, window=WINDOW) as monitor:
+def test_a_drop_after_the_baseline_was_taken_is_flagged(one_liner_reference: Reference) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
         serve(monitor, ADOPT_ROWS, seed=5)
         assert check(monitor, "prediction_drift")["status"] == "ok"  # as the periodic evaluation would judge it
         rng = np.random.default_rng(6)
@@ -128,12 +131,12 @@ def test_a_drop_after_the_baseline_was_taken_is_flagged(reference: Reference) ->
     assert prediction["status"] in ("warn", "alert"), prediction["summary"]
 
 
-def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(reference: Reference, tmp_path: Path) -> None:
+def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(one_liner_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    with Monitor(reference, window=WINDOW, db=db, name="m") as first:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as first:
         serve(first, ADOPT_ROWS, seed=7)
         adopted = check(first, "prediction_drift")["baseline"]
-    with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as restarted:
         serve(restarted, 50, seed=8)
         judged = check(restarted, "prediction_drift")
 
@@ -141,25 +144,29 @@ def test_the_baseline_is_kept_in_the_store_for_every_worker_and_restart(referenc
     assert judged["status"] == "ok"
 
 
-def test_a_changed_reference_collects_a_new_baseline(reference: Reference, tmp_path: Path, training: np.ndarray) -> None:
+def test_a_changed_reference_collects_a_new_baseline(
+    one_liner_reference: Reference, tmp_path: Path, gaussian_2000x2: np.ndarray
+) -> None:
     db = tmp_path / "shared.db"
-    with Monitor(reference, window=WINDOW, db=db, name="m") as first:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as first:
         serve(first, ADOPT_ROWS, seed=9)
         check(first, "prediction_drift")
     retrained = dataclasses.replace(
-        Reference.from_data(training[:1000], predictions=training_probabilities(training[:1000]), feature_names=FEATURES),
+        Reference.from_data(
+            gaussian_2000x2[:1000], predictions=training_probabilities(gaussian_2000x2[:1000]), feature_names=FEATURES
+        ),
         provenance=Provenance(outputs="training"),
     )
     with Monitor(retrained, window=WINDOW, db=db, name="m") as second:
         check(second, "prediction_drift")
 
     kept = sqlite3.connect(db).execute("SELECT reference FROM baselines WHERE kind = 'outputs'").fetchall()
-    assert sorted(kept) == sorted([(reference_digest(reference),), (reference_digest(retrained),)])
+    assert sorted(kept) == sorted([(reference_digest(one_liner_reference),), (reference_digest(retrained),)])
 
 
-def test_an_offline_report_judges_against_the_stored_baseline(reference: Reference, tmp_path: Path) -> None:
+def test_an_offline_report_judges_against_the_stored_baseline(one_liner_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as monitor:
         serve(monitor, ADOPT_ROWS, seed=10)
         live = check(monitor, "prediction_drift")
 
@@ -169,8 +176,8 @@ def test_an_offline_report_judges_against_the_stored_baseline(reference: Referen
     assert offline["summary"] == live["summary"]
 
 
-def test_without_a_reference_performance_labels_give_a_served_one(reference: Reference) -> None:
-    with Monitor(reference, window=WINDOW) as monitor:
+def test_without_a_reference_performance_labels_give_a_served_one(one_liner_reference: Reference) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
         assert check(monitor, "concept_drift")["summary"].startswith("Not judged: no labels received yet")
         serve(monitor, 100, seed=11, feedback=True)
         collecting = check(monitor, "concept_drift")
@@ -185,11 +192,11 @@ def test_without_a_reference_performance_labels_give_a_served_one(reference: Ref
     assert "(served" in judged["summary"]
 
 
-def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: np.ndarray) -> None:
-    perfect = training_probabilities(training)
+def test_a_performance_from_training_rows_is_replaced_by_a_served_one(gaussian_2000x2: np.ndarray) -> None:
+    perfect = training_probabilities(gaussian_2000x2)
     y = (perfect[:, 1] > 0.5).astype(int)  # right on every training row, as a memorising model is
     with pytest.warns(TrainingDataWarning):
-        reference = Reference.from_data(training, y=y, predictions=perfect, feature_names=FEATURES)
+        reference = Reference.from_data(gaussian_2000x2, y=y, predictions=perfect, feature_names=FEATURES)
     assert reference.provenance == Provenance(outputs="training", performance="training")
     with Monitor(reference, window=WINDOW) as monitor:
         serve(monitor, ADOPT_ROWS, seed=13, feedback=True)
@@ -199,12 +206,12 @@ def test_a_performance_from_training_rows_is_replaced_by_a_served_one(training: 
     assert concept["reference"] < 0.9  # the served accuracy, not the training rows' 1.0
 
 
-def test_a_served_performance_baseline_survives_json(reference: Reference, tmp_path: Path) -> None:
+def test_a_served_performance_baseline_survives_json(one_liner_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
-    with Monitor(reference, window=WINDOW, db=db, name="m") as monitor:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as monitor:
         serve(monitor, ADOPT_ROWS, seed=14, feedback=True)
         first = check(monitor, "concept_drift")
-    with Monitor(reference, window=WINDOW, db=db, name="m") as restarted:
+    with Monitor(one_liner_reference, window=WINDOW, db=db, name="m") as restarted:
         again = check(restarted, "concept_drift")
 
     assert again["baseline"] == first["baseline"]

@@ -5,7 +5,6 @@ Each command mirrors a Python API call; these tests hold it to giving the same a
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from guarded_serving.offline import offline_health
 from guarded_serving.store import RequestRecord, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
 from guarded_serving.times import parse_since
+from tests.fixtures.data import write_customers_csv
 from tests.fixtures.servers import ROOT
 from tests.fixtures.waiting import wait_for
 
@@ -48,31 +48,20 @@ def sha256(path: Path) -> str:
 
 # -- profile ---------------------------------------------------------------------------------------
 @pytest.fixture
-def training_csv(tmp_path: Path) -> Path:
+def customer_csv(tmp_path: Path) -> Path:
     """500 rows: two numeric features (one with empty cells), a text one, a 0/1 label and two probabilities."""
-    rng = np.random.default_rng(5)
-    path = tmp_path / "train.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["age", "income", "colour", "label", "p0", "p1"])
-        for i in range(500):
-            p = float(rng.random())
-            income = "" if i % 25 == 0 else repr(float(rng.lognormal(10, 1)))
-            writer.writerow(
-                [int(rng.integers(18, 90)), income, rng.choice(["red", "green", "blue"]), int(p > 0.4), repr(1 - p), repr(p)]
-            )
-    return path
+    return write_customers_csv(tmp_path / "train.csv", rows=500, seed=5)
 
 
 def test_profile_of_a_csv_is_the_reference_python_builds_from_the_same_file(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pd = pytest.importorskip("pandas")
     out = tmp_path / "reference.json"
 
-    code, printed, _ = run(capsys, "profile", str(training_csv), "--out", str(out), "--target", "label", "--predictions", "p0,p1")
+    code, printed, _ = run(capsys, "profile", str(customer_csv), "--out", str(out), "--target", "label", "--predictions", "p0,p1")
 
-    frame = pd.read_csv(training_csv)
+    frame = pd.read_csv(customer_csv)
     python = Reference.from_data(frame[["age", "income", "colour"]], y=frame["label"], predictions=frame[["p0", "p1"]].to_numpy())
     saved = Reference.load(out)
     assert code == 0
@@ -85,7 +74,7 @@ def test_profile_of_a_csv_is_the_reference_python_builds_from_the_same_file(
     assert saved.performance is not None
     assert saved.performance.classes == (0, 1)
     assert printed.startswith(
-        f"Profiled 500 rows of {training_csv}: 3 features (1 categorical: colour), the target, 2 model outputs"
+        f"Profiled 500 rows of {customer_csv}: 3 features (1 categorical: colour), the target, 2 model outputs"
     )
 
 
@@ -117,11 +106,11 @@ def test_profile_of_a_npy_file_names_its_columns_and_matches_from_data(
 
 
 def test_profile_of_a_parquet_file_matches_from_data_of_the_dataframe(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    frame = pd.read_csv(training_csv)
+    frame = pd.read_csv(customer_csv)
     frame.to_parquet(tmp_path / "train.parquet")
 
     code, _, _ = run(capsys, "profile", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "r.json"), "--target", "label")
@@ -148,9 +137,9 @@ def test_profile_of_parquet_without_pyarrow_says_what_to_install(
 
 
 def test_profile_keeps_whole_numbers_of_a_categorical_column_as_integers(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, _ = run(capsys, "profile", str(training_csv), "--out", str(tmp_path / "r.json"), "--categorical", "age")
+    code, _, _ = run(capsys, "profile", str(customer_csv), "--out", str(tmp_path / "r.json"), "--categorical", "age")
 
     age = Reference.load(tmp_path / "r.json").features[0]
     assert code == 0
@@ -204,10 +193,10 @@ def test_a_usage_error_exits_with_2_and_help_with_0(capsys: pytest.CaptureFixtur
 
 # -- progress --------------------------------------------------------------------------------------
 def test_the_progress_bar_draws_when_forced_and_stays_silent_off_a_terminal(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    forced = run(capsys, "profile", str(training_csv), "--out", str(tmp_path / "r.json"), "--progress", "always")
-    auto = run(capsys, "profile", str(training_csv), "--out", str(tmp_path / "r.json"))  # stderr is not a terminal here
+    forced = run(capsys, "profile", str(customer_csv), "--out", str(tmp_path / "r.json"), "--progress", "always")
+    auto = run(capsys, "profile", str(customer_csv), "--out", str(tmp_path / "r.json"))  # stderr is not a terminal here
 
     assert re.search(r"\rreading train\.csv \[#{30}\] 100% 0\.0/0\.0 MB\n$", forced[2])
     assert auto[2] == ""
@@ -738,19 +727,19 @@ def test_the_console_script_is_declared() -> None:
 
 
 def test_profile_with_holdout_reads_labels_and_outputs_from_the_held_out_file(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pd = pytest.importorskip("pandas")
-    frame = pd.read_csv(training_csv)
+    frame = pd.read_csv(customer_csv)
     held_csv = tmp_path / "held.csv"
     frame.iloc[400:].to_csv(held_csv, index=False)
-    frame.iloc[:400].to_csv(training_csv, index=False)
+    frame.iloc[:400].to_csv(customer_csv, index=False)
     out = tmp_path / "reference.json"
 
     code, printed, _ = run(
         capsys,
         "profile",
-        str(training_csv),
+        str(customer_csv),
         "--holdout",
         str(held_csv),
         "--out",
@@ -779,7 +768,7 @@ def test_profile_with_holdout_reads_labels_and_outputs_from_the_held_out_file(
 
 
 def test_profile_with_a_holdout_of_other_columns_names_both(
-    training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     held_csv = tmp_path / "held.csv"
     held_csv.write_text("age,colour,label,p0,p1\n30,red,1,0.2,0.8\n")
@@ -787,7 +776,7 @@ def test_profile_with_a_holdout_of_other_columns_names_both(
     code, _, err = run(
         capsys,
         "profile",
-        str(training_csv),
+        str(customer_csv),
         "--holdout",
         str(held_csv),
         "--out",

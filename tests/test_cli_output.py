@@ -6,31 +6,22 @@ print the same from one version to the next, as users' scripts and eyes read it.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from guarded_serving.cli import main
 from guarded_serving.store import RequestRecord
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import write_plans_csv
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture
-def training_csv(tmp_path: Path) -> Path:
+def plans_csv(tmp_path: Path) -> Path:
     """200 seeded rows: a numeric feature with empty cells, a categorical one, a 0/1 label and two probabilities."""
-    rng = np.random.default_rng(21)
-    path = tmp_path / "train.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["age", "plan", "label", "p0", "p1"])
-        for i in range(200):
-            age, p = round(float(rng.normal(40, 10)), 1), round(float(rng.random()), 3)
-            writer.writerow([age if i % 25 else "", ["basic", "pro", "team"][i % 3], int(rng.random() < p), round(1 - p, 3), p])
-    return path
+    return write_plans_csv(tmp_path / "train.csv", rows=200, seed=21)
 
 
 @pytest.fixture
@@ -58,12 +49,12 @@ def log_db(tmp_path: Path) -> Path:
     return db
 
 
-def test_profile_prints_one_sentence(training_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_prints_one_sentence(plans_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ref.json"
 
-    assert main(["profile", str(training_csv), "--out", str(out), "--target", "label", "--predictions", "p0,p1"]) == 0
+    assert main(["profile", str(plans_csv), "--out", str(out), "--target", "label", "--predictions", "p0,p1"]) == 0
     assert capsys.readouterr().out == (
-        f"Profiled 200 rows of {training_csv}: 2 features (1 categorical: plan), the target, 2 model outputs, "
+        f"Profiled 200 rows of {plans_csv}: 2 features (1 categorical: plan), the target, 2 model outputs, "
         f"classification performance (accuracy 0.765). Wrote {out}.\n"
     )
 

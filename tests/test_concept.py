@@ -25,13 +25,13 @@ def every(period: int, rows: int) -> np.ndarray:
 
 
 @pytest.fixture
-def classifier() -> Performance:
+def classifier_85() -> Performance:
     """A reference classifier with 85 % accuracy, measured on 5,000 rows."""
     return Performance("classification", (0, 1), 5_000, 0.15, math.sqrt(0.15 * 0.85), 0.35)
 
 
 @pytest.fixture
-def regressor() -> Performance:
+def regressor_mae_1() -> Performance:
     """A reference regressor with MAE 1.0 (std 0.5), measured on 5,000 rows."""
     return Performance("regression", (), 5_000, 1.0, 0.5, 1.25)
 
@@ -120,32 +120,32 @@ def test_without_a_reference_performance_concept_drift_is_not_judged() -> None:
     assert result.summary == "Not judged: the reference has no performance (build it with y= and predictions=)."
 
 
-def test_without_labels_concept_drift_is_not_judged(classifier: Performance) -> None:
-    result = judge(classifier, np.zeros(0), labels_received=0)
+def test_without_labels_concept_drift_is_not_judged(classifier_85: Performance) -> None:
+    result = judge(classifier_85, np.zeros(0), labels_received=0)
 
     assert result.status is Status.OK
     assert result.summary == "Not judged: no labels received yet (POST /feedback)."
     assert (result.details.labels_received, result.details.labelled_rows, result.details.current) == (0, 0, None)
 
 
-def test_fewer_labelled_rows_than_the_minimum_are_insufficient_data(classifier: Performance) -> None:
-    result = judge(classifier, np.ones(MIN_LABELS - 1))
+def test_fewer_labelled_rows_than_the_minimum_are_insufficient_data(classifier_85: Performance) -> None:
+    result = judge(classifier_85, np.ones(MIN_LABELS - 1))
 
     assert result.status is Status.INSUFFICIENT_DATA
     assert result.summary == "99 labelled rows in the window; performance is judged from 100."
 
 
-def test_performance_at_the_reference_level_is_ok(classifier: Performance) -> None:
+def test_performance_at_the_reference_level_is_ok(classifier_85: Performance) -> None:
     errors = (np.arange(1_000) % 20 < 3).astype(float)  # 3 errors in every 20 rows: the reference's 15 %
 
-    result = judge(classifier, errors)
+    result = judge(classifier_85, errors)
 
     assert result.status is Status.OK
     assert result.summary == "accuracy 0.85 over the last 1000 labelled rows (reference 0.85)."
 
 
-def test_a_fall_in_accuracy_with_inputs_unchanged_is_likely_concept_drift(classifier: Performance) -> None:
-    result = judge(classifier, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=False)
+def test_a_fall_in_accuracy_with_inputs_unchanged_is_likely_concept_drift(classifier_85: Performance) -> None:
+    result = judge(classifier_85, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=False)
 
     assert result.status is Status.ALERT
     assert result.summary.startswith("accuracy fell to 0.6 (interval ")
@@ -155,9 +155,9 @@ def test_a_fall_in_accuracy_with_inputs_unchanged_is_likely_concept_drift(classi
 
 @pytest.mark.parametrize("inputs_drifted", [pytest.param(True, id="inputs-drifted"), pytest.param(None, id="inputs-not-judged")])
 def test_a_fall_in_accuracy_is_not_called_concept_drift_unless_inputs_look_unchanged(
-    classifier: Performance, inputs_drifted: bool | None
+    classifier_85: Performance, inputs_drifted: bool | None
 ) -> None:
-    result = judge(classifier, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=inputs_drifted)
+    result = judge(classifier_85, np.tile([1.0, 1.0, 0.0, 0.0, 0.0], 200), inputs_drifted=inputs_drifted)
 
     assert result.status is Status.ALERT
     assert "concept drift" not in result.summary
@@ -176,16 +176,16 @@ def test_a_recent_detector_alarm_without_a_significant_fall_is_a_warning() -> No
     assert (result.details.detector_alarms, result.details.detector_last_alarm_row) == (1, 992)
 
 
-def test_a_rising_mae_is_flagged(regressor: Performance) -> None:
-    result = judge(regressor, np.tile([1.0, 2.0], 500))
+def test_a_rising_mae_is_flagged(regressor_mae_1: Performance) -> None:
+    result = judge(regressor_mae_1, np.tile([1.0, 2.0], 500))
 
     assert result.status is Status.ALERT
     assert result.summary.startswith("mae rose to 1.5 (interval ")
     assert "from 1 over the last 1000 labelled rows" in result.summary
 
 
-def test_details_report_the_realized_and_reference_figures(regressor: Performance) -> None:
-    result = judge(regressor, np.tile([1.0, 2.0], 500))
+def test_details_report_the_realized_and_reference_figures(regressor_mae_1: Performance) -> None:
+    result = judge(regressor_mae_1, np.tile([1.0, 2.0], 500))
 
     details = result.details
     assert isinstance(details, ConceptDetails)

@@ -20,6 +20,7 @@ from guarded_serving.histograms import FeatureHistogram, feature_histograms
 from guarded_serving.history import Snapshot, StageLatency
 from guarded_serving.http import prefers_html
 from guarded_serving.times import parse_since
+from tests.fixtures.data import gaussian
 from tests.fixtures.waiting import wait_for
 
 HOSTILE = "<script>alert('owned')</script>"
@@ -252,7 +253,7 @@ def test_categorical_histograms_keep_the_common_categories_then_other_then_unsee
 
 
 def test_redacted_features_get_no_histogram() -> None:
-    training = np.random.default_rng(2).normal(size=(300, 3))
+    training = gaussian(300, 3, seed=2)
     monitor = Monitor(Reference.from_data(training, feature_names=["age", "ssn", "income"]), redact=["ssn"])
     monitor.observe(training[:50], training[:50].sum(axis=1))
 
@@ -263,7 +264,7 @@ def test_redacted_features_get_no_histogram() -> None:
 
 
 def make(**kwargs: object) -> GuardedModel:
-    training = np.random.default_rng(3).normal(size=(300, 2))
+    training = gaussian(300, 2, seed=3)
     guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=training, name="m", db=":memory:", **kwargs)  # type: ignore[arg-type]
     for k in range(3):
         guarded.handle_predict(json.dumps({"rows": training[k * 50 : (k + 1) * 50].tolist()}).encode(), "application/json")
@@ -303,7 +304,7 @@ def test_health_is_json_by_default_and_html_on_request() -> None:
 
 def test_fail_on_applies_to_the_page_too() -> None:
     guarded = make()
-    shifted = np.random.default_rng(4).normal(size=(200, 2)) + 3
+    shifted = gaussian(200, 2, seed=4) + 3
     guarded.handle_predict(json.dumps({"rows": shifted.tolist()}).encode(), "application/json")
 
     reply = guarded.health_reply(fail_on="alert", format="html")

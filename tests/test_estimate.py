@@ -9,6 +9,7 @@ from guarded_serving import Reference
 from guarded_serving.errors import InvalidReferenceError
 from guarded_serving.estimate import ALPHA_ESTIMATE, ConfidenceProfile, EstimateDetails, _isotonic, estimate_check
 from guarded_serving.health import Status
+from tests.fixtures.data import gaussian
 
 ROWS = 3_000
 
@@ -88,7 +89,7 @@ def test_outputs_that_give_no_score_give_no_profile(task: str, predictions: np.n
 def test_a_reference_with_predictions_and_labels_holds_a_labelled_profile() -> None:
     P, y = binary(ROWS, 6)
 
-    reference = Reference.from_data(np.random.default_rng(6).normal(size=(ROWS, 2)), y=y, predictions=P)
+    reference = Reference.from_data(gaussian(ROWS, 2, seed=6), y=y, predictions=P)
 
     assert reference.confidence is not None
     assert reference.confidence.labelled
@@ -99,7 +100,7 @@ def test_a_reference_with_predictions_and_labels_holds_a_labelled_profile() -> N
 def test_a_reference_with_probabilities_only_holds_an_unlabelled_profile() -> None:
     P, _ = binary(ROWS, 7)
 
-    reference = Reference.from_data(np.random.default_rng(7).normal(size=(ROWS, 2)), predictions=P)
+    reference = Reference.from_data(gaussian(ROWS, 2, seed=7), predictions=P)
 
     assert reference.confidence is not None
     assert not reference.confidence.labelled
@@ -181,7 +182,7 @@ def test_probabilities_of_more_classes_than_the_labels_show_give_an_unlabelled_p
     P, y = binary(ROWS, 14)
     three = np.column_stack([P[:, 0] * 0.9, P[:, 1] * 0.9, np.full(ROWS, 0.1)])  # a third class no label names
 
-    reference = Reference.from_data(np.random.default_rng(14).normal(size=(ROWS, 2)), y=y, predictions=three)
+    reference = Reference.from_data(gaussian(ROWS, 2, seed=14), y=y, predictions=three)
 
     assert reference.confidence is not None
     assert not reference.confidence.labelled
@@ -191,7 +192,7 @@ def test_reference_rows_without_a_usable_prediction_are_left_out_of_the_profile(
     P, y = binary(ROWS, 15)
     P[:300] = np.nan
 
-    reference = Reference.from_data(np.random.default_rng(15).normal(size=(ROWS, 2)), y=y, predictions=P)
+    reference = Reference.from_data(gaussian(ROWS, 2, seed=15), y=y, predictions=P)
 
     assert reference.confidence is not None
     assert reference.confidence.labelled

@@ -14,10 +14,11 @@ from structlog.testing import capture_logs
 
 from guarded_serving import ConfigurationError, GuardedModel, InvalidReferenceError, Reference, guard
 from guarded_serving.reference import Provenance
+from tests.fixtures.data import gaussian
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
-TRAINING = np.random.default_rng(5).normal(size=(200, 2))
+TRAINING = gaussian(200, 2, seed=5)
 
 
 def make(predict: Any = None, reference: Any = TRAINING, **kwargs: Any) -> GuardedModel:
@@ -192,7 +193,7 @@ def test_the_one_liner_marks_its_inputs_and_outputs_as_training_rows() -> None:
 
 
 def test_holdout_profiles_outputs_and_performance_on_the_held_out_rows() -> None:
-    X_val = np.random.default_rng(6).normal(size=(150, 2))
+    X_val = gaussian(150, 2, seed=6)
     y_val = (X_val[:, 0] * 2 + 0.1).tolist()
 
     guarded = make(lambda x: np.asarray(x)[:, 0] * 2, holdout=(X_val, y_val))
@@ -206,7 +207,7 @@ def test_holdout_profiles_outputs_and_performance_on_the_held_out_rows() -> None
 
 
 def test_holdout_replaces_the_outputs_of_a_given_reference() -> None:
-    X_val = np.random.default_rng(7).normal(size=(80, 2))
+    X_val = gaussian(80, 2, seed=7)
 
     guarded = make(lambda x: np.asarray(x)[:, 1], Reference.from_data(TRAINING), holdout=X_val)
 

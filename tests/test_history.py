@@ -19,6 +19,7 @@ from guarded_serving.operational import PipelineDetails
 from guarded_serving.stages import StageSummary
 from guarded_serving.store import StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 from tests.fixtures.waiting import wait_for
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -132,7 +133,7 @@ def test_store_history_is_read_back_as_written(tmp_path: Path) -> None:
 
 
 def test_two_monitors_sharing_one_store_write_one_snapshot_per_slot(tmp_path: Path) -> None:
-    training = np.random.default_rng(0).normal(size=(300, 2))
+    training = gaussian(300, 2, seed=0)
     db = tmp_path / "shared.db"
     first = Monitor(training, name="shared", db=db, history_interval=0.2).start()
     second = Monitor(training, name="shared", db=db, history_interval=0.2).start()
@@ -213,13 +214,13 @@ def test_an_unreadable_store_falls_back_to_this_process_history(tmp_path: Path) 
 
 
 @pytest.fixture
-def training() -> np.ndarray:
-    return np.random.default_rng(1).normal(size=(300, 3))
+def gaussian_300x3() -> np.ndarray:
+    return gaussian(300, 3, seed=1)
 
 
-def test_a_started_monitor_records_history_without_anyone_asking(training: np.ndarray) -> None:
+def test_a_started_monitor_records_history_without_anyone_asking(gaussian_300x3: np.ndarray) -> None:
     before = set(threading.enumerate())
-    monitor = Monitor(training, name="periodic", history_interval=0.1).start()
+    monitor = Monitor(gaussian_300x3, name="periodic", history_interval=0.1).start()
     (evaluator,) = [t for t in set(threading.enumerate()) - before if t.name == "guarded-serving-health"]
     try:
         assert wait_for(lambda: len(monitor.history()) >= 3, timeout=10)
@@ -231,21 +232,21 @@ def test_a_started_monitor_records_history_without_anyone_asking(training: np.nd
     assert not evaluator.is_alive()
 
 
-def test_a_monitor_nobody_closed_or_holds_stops_evaluating(training: np.ndarray) -> None:
+def test_a_monitor_nobody_closed_or_holds_stops_evaluating(gaussian_300x3: np.ndarray) -> None:
     before = set(threading.enumerate())
-    Monitor(training, history_interval=0.05).start()
+    Monitor(gaussian_300x3, history_interval=0.05).start()
     (evaluator,) = [t for t in set(threading.enumerate()) - before if t.name == "guarded-serving-health"]
 
     assert wait_for(lambda: not evaluator.is_alive(), timeout=10)
 
 
-def test_the_periodic_evaluation_logs_a_status_change(training: np.ndarray) -> None:
-    monitor = Monitor(training, name="transitions", history_interval=0.1)
+def test_the_periodic_evaluation_logs_a_status_change(gaussian_300x3: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x3, name="transitions", history_interval=0.1)
     with capture_logs() as logs:
         monitor.start()
         try:
             assert wait_for(lambda: len(monitor.history()) >= 1, timeout=10)  # insufficient data, judged once
-            monitor.observe(training[:200] + 5, training[:200].sum(axis=1))
+            monitor.observe(gaussian_300x3[:200] + 5, gaussian_300x3[:200].sum(axis=1))
             assert wait_for(lambda: any(e["event"] == "status_changed" for e in logs), timeout=10)
             # the change is logged as it is judged, and its snapshot is stored just after: wait for it too
             assert wait_for(lambda: monitor.history()[-1].status is Status.ALERT, timeout=10)
@@ -255,8 +256,8 @@ def test_the_periodic_evaluation_logs_a_status_change(training: np.ndarray) -> N
     assert (change["previous"], change["status"]) == ("insufficient_data", "alert")
 
 
-def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(training: np.ndarray) -> None:
-    monitor = Monitor(training, history_interval=0.05)
+def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(gaussian_300x3: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x3, history_interval=0.05)
 
     monitor.health()
     first_slot = int(time.time() / 0.05)
@@ -267,9 +268,9 @@ def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(training: np.n
 
 
 @pytest.mark.parametrize("value", [0, -1, "60", True, float("nan")], ids=repr)
-def test_history_interval_must_be_a_positive_number(training: np.ndarray, value: object) -> None:
+def test_history_interval_must_be_a_positive_number(gaussian_300x3: np.ndarray, value: object) -> None:
     with pytest.raises(ConfigurationError, match="history_interval: expected a positive number of seconds"):
-        Monitor(training, history_interval=value)  # type: ignore[arg-type]
+        Monitor(gaussian_300x3, history_interval=value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -280,6 +281,6 @@ def test_history_interval_must_be_a_positive_number(training: np.ndarray, value:
         pytest.param({"since": float("inf")}, "since: expected epoch seconds or None", id="since-inf"),
     ],
 )
-def test_history_arguments_are_checked(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
+def test_history_arguments_are_checked(gaussian_300x3: np.ndarray, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        Monitor(training).history(**kwargs)  # type: ignore[arg-type]
+        Monitor(gaussian_300x3).history(**kwargs)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""The suite's own layout: unit tests mirror the package, servers start only in tests/e2e/, helpers live in tests/fixtures/."""
+"""The suite's own layout: unit tests mirror the package, servers start only in tests/e2e/, helpers live in tests/fixtures/,
+fixtures are named for the data they hold."""
 
 from __future__ import annotations
 
 import ast
+import collections
 import socket
 import subprocess
 import sys
@@ -15,6 +17,15 @@ from tests.fixtures.servers import BENTOML, ROOT, server_command
 TESTS = ROOT / "tests"
 PACKAGE = ROOT / "guarded_serving"
 NOT_MIRRORS = {"e2e", "acceptance", "fixtures", "apps", "artifacts"}  # directories that do not mirror a package
+# Fixture names that say the part the data plays, not what it is: five modules once had a `training` fixture, nine a
+# `reference`, each over other rows, shapes and seeds. Name a fixture for its data (gaussian_300x4,
+# logistic_reference_500) and build it from tests/fixtures/data.py.
+ROLE_NAMES = frozenset({"training", "training_data", "training_csv", "reference"})
+# The types a data fixture returns (a bare name, or inside Iterator[...]): two modules may not give one such name to
+# two data sets.
+DATA_TYPES = frozenset(
+    {"ndarray", "DataFrame", "Reference", "Baseline", "JointBaseline", "Calibration", "Performance", "ConfidenceProfile"}
+)
 
 
 @pytest.mark.parametrize(
@@ -101,3 +112,70 @@ def test_blas_runs_one_thread_in_the_tests() -> None:
     assert {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {
         "openblas": 1
     }
+
+
+def fixtures_in(path: Path) -> list[tuple[str, set[str]]]:
+    """The fixtures ``path`` defines: each one's name and the names in its return annotation."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(map(is_fixture_decorator, node.decorator_list)):
+            returns = {
+                n.id if isinstance(n, ast.Name) else n.attr
+                for n in ast.walk(node.returns or ast.Pass())
+                if isinstance(n, ast.Name | ast.Attribute)
+            }
+            found.append((node.name, returns))
+    return found
+
+
+def is_fixture_decorator(decorator: ast.expr) -> bool:
+    """``@pytest.fixture``, ``@pytest.fixture(...)``, ``@fixture``, ``@fixture(...)``."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return ast.unparse(target) in {"pytest.fixture", "fixture"}
+
+
+def role_named_fixtures(root: Path) -> list[str]:
+    """``module::name`` of every fixture under ``root`` named for its role (ROLE_NAMES) rather than its data."""
+    return sorted(
+        f"{path.relative_to(root)}::{name}" for path in root.rglob("*.py") for name, _ in fixtures_in(path) if name in ROLE_NAMES
+    )
+
+
+def data_fixtures_defined_twice(root: Path) -> dict[str, list[str]]:
+    """Data fixture names (returning one of DATA_TYPES) defined in more than one module under ``root``, with the modules."""
+    modules: dict[str, list[str]] = collections.defaultdict(list)
+    for path in sorted(root.rglob("*.py")):
+        for name, returns in fixtures_in(path):
+            if returns & DATA_TYPES:
+                modules[name].append(str(path.relative_to(root)))
+    return {name: found for name, found in modules.items() if len(found) > 1}
+
+
+def test_no_fixture_is_named_for_its_role_instead_of_its_data() -> None:
+    assert role_named_fixtures(TESTS) == []
+
+
+def test_no_two_modules_define_a_data_fixture_of_the_same_name() -> None:
+    """A reader who meets ``gaussian_300x4`` in a signature finds one definition, whichever module it is in."""
+    assert data_fixtures_defined_twice(TESTS) == {}
+
+
+SEEDED_TRAINING = """
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def training() -> np.ndarray:
+    return np.random.default_rng({seed}).normal(size=({rows}, 3))
+"""
+
+
+def test_the_fixture_rules_catch_a_training_fixture_defined_twice_with_other_data(tmp_path: Path) -> None:
+    (tmp_path / "test_a.py").write_text(SEEDED_TRAINING.format(seed=1, rows=300))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "test_b.py").write_text(SEEDED_TRAINING.format(seed=3, rows=500))
+    (tmp_path / "test_c.py").write_text("import pytest\n\n@pytest.fixture\ndef reference(): ...\n\ndef training(): ...\n")
+
+    assert role_named_fixtures(tmp_path) == ["sub/test_b.py::training", "test_a.py::training", "test_c.py::reference"]
+    assert data_fixtures_defined_twice(tmp_path) == {"training": ["sub/test_b.py", "test_a.py"]}

@@ -22,6 +22,7 @@ from guarded_serving.metrics import LATENCY_BUCKETS, METRICS, STATUS_VALUES, Met
 from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.reference import Provenance
 from guarded_serving.store import RequestRecord
+from tests.fixtures.data import gaussian
 from tests.fixtures.servers import ROOT
 from tests.fixtures.waiting import wait_for
 
@@ -45,8 +46,8 @@ def factory(registry: CollectorRegistry) -> types.SimpleNamespace:
 
 
 @pytest.fixture
-def training() -> np.ndarray:
-    return np.random.default_rng(0).normal(size=(1000, 3))
+def gaussian_1000x3() -> np.ndarray:
+    return gaussian(1000, 3, seed=0)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -57,21 +58,21 @@ def record(status: str, rows: int = 1, **stages: float) -> RequestRecord:
     return RequestRecord("r", time.time(), "m", None, status, rows, 2.0, dict(stages), None, None)  # type: ignore[arg-type]
 
 
-def test_a_factory_without_histogram_is_a_configuration_error(training: np.ndarray) -> None:
+def test_a_factory_without_histogram_is_a_configuration_error(gaussian_1000x3: np.ndarray) -> None:
     incomplete = types.SimpleNamespace(Gauge=prometheus_client.Gauge, Counter=prometheus_client.Counter)
 
     with pytest.raises(ConfigurationError, match="metrics: expected an object with prometheus_client's Histogram"):
-        Monitor(training, metrics=incomplete)
+        Monitor(gaussian_1000x3, metrics=incomplete)
 
 
 def test_requests_are_counted_by_outcome_at_the_next_flush_not_on_the_request_path(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", metrics=factory).start()
     assert monitor.metrics is not None
 
-    monitor.observe(training[:5], training[:5].sum(axis=1))
-    monitor.observe(training[5:7], training[5:7].sum(axis=1))
+    monitor.observe(gaussian_1000x3[:5], gaussian_1000x3[:5].sum(axis=1))
+    monitor.observe(gaussian_1000x3[5:7], gaussian_1000x3[5:7].sum(axis=1))
     monitor.record(record("rejected", 0))
     monitor.record(record("error", 3))
     before = value(registry, "guarded_serving_requests_total", model="m", status="ok")
@@ -86,35 +87,37 @@ def test_requests_are_counted_by_outcome_at_the_next_flush_not_on_the_request_pa
 
 
 def test_the_background_thread_flushes_every_interval(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", metrics=factory).start()
 
-    monitor.observe(training[:4], training[:4].sum(axis=1))
+    monitor.observe(gaussian_1000x3[:4], gaussian_1000x3[:4].sum(axis=1))
 
     assert wait_for(lambda: value(registry, "guarded_serving_rows_total", model="m") == 4.0, timeout=5)
     monitor.close()
 
 
 def test_close_folds_in_what_is_still_queued(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", metrics=factory).start()
     assert monitor.metrics is not None
     monitor.metrics.interval = 3600.0
     monitor.metrics.close()
     monitor.metrics.start()  # restarted with the long interval: only close() can flush now
 
-    monitor.observe(training[:3], training[:3].sum(axis=1))
+    monitor.observe(gaussian_1000x3[:3], gaussian_1000x3[:3].sum(axis=1))
     monitor.close()
 
     assert value(registry, "guarded_serving_rows_total", model="m") == 3.0
 
 
 def test_every_stage_is_timed_including_the_log_stage_added_after_recording(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    guarded = GuardedModel(lambda rows: rows.sum(axis=1), reference=training, name="m", db=":memory:", feature_names=FEATURES)
+    guarded = GuardedModel(
+        lambda rows: rows.sum(axis=1), reference=gaussian_1000x3, name="m", db=":memory:", feature_names=FEATURES
+    )
     guarded.start(metrics=factory)
 
     assert guarded.handle_predict(json.dumps({"rows": [[1, 2, 3]]}).encode()).status == 200
@@ -173,7 +176,7 @@ def test_observe_many_calls_observe_on_other_histograms() -> None:
 def test_the_reference_data_itself_falls_in_the_reference_shares(
     factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    X = np.random.default_rng(2).normal(size=(1000, 3))
+    X = gaussian(1000, 3, seed=2)
     X[::10, 1] = np.nan  # one row in ten misses feature b
     monitor = Monitor(X, name="m", feature_names=FEATURES, metrics=factory).start()
     assert monitor.metrics is not None
@@ -222,11 +225,11 @@ def test_categorical_features_get_a_bin_per_common_category_and_one_for_the_rest
 
 
 def test_redacted_features_are_not_exported(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", feature_names=FEATURES, redact=["b"], metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", feature_names=FEATURES, redact=["b"], metrics=factory).start()
 
-    monitor.observe(training[:200], training[:200].sum(axis=1))
+    monitor.observe(gaussian_1000x3[:200], gaussian_1000x3[:200].sum(axis=1))
     monitor.health()
     monitor.close()
 
@@ -236,28 +239,30 @@ def test_redacted_features_are_not_exported(
 
 
 def test_predictions_are_binned_against_the_output_profile(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    reference = Reference.from_data(training, predictions=(training[:, 0] > 0).astype(int).astype(str), feature_names=FEATURES)
+    reference = Reference.from_data(
+        gaussian_1000x3, predictions=(gaussian_1000x3[:, 0] > 0).astype(int).astype(str), feature_names=FEATURES
+    )
     monitor = Monitor(reference, name="m", metrics=factory).start()
     assert monitor.metrics is not None
 
-    monitor.observe(training[:10], ["1"] * 10)
+    monitor.observe(gaussian_1000x3[:10], ["1"] * 10)
     monitor.metrics.flush()
 
     labels = {"model": "m", "source": "output", "feature": "prediction"}
     assert value(registry, "guarded_serving_feature_bin_total", **labels, bin="1") == 10.0
     assert value(registry, "guarded_serving_feature_reference_share", **labels, bin="1") == pytest.approx(
-        np.mean(training[:, 0] > 0)
+        np.mean(gaussian_1000x3[:, 0] > 0)
     )
     monitor.close()
 
 
 def test_a_health_report_sets_the_status_and_drift_gauges(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", feature_names=FEATURES, metrics=factory).start()
-    shifted = training[:300] + np.array([0.0, 3.0, 0.0])
+    monitor = Monitor(gaussian_1000x3, name="m", feature_names=FEATURES, metrics=factory).start()
+    shifted = gaussian_1000x3[:300] + np.array([0.0, 3.0, 0.0])
     monitor.observe(shifted, shifted.sum(axis=1))
 
     report = monitor.health()
@@ -325,7 +330,7 @@ def test_a_health_report_sets_the_joint_drift_and_estimated_performance_gauges(
 def test_gauges_of_features_a_report_no_longer_judges_become_nan(
     factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    training = np.random.default_rng(4).normal(size=(500, 3))
+    training = gaussian(500, 3, seed=4)
     monitor = Monitor(training, name="m", feature_names=FEATURES)
     exporter = MetricsExporter(factory, model="m", inputs=monitor.baseline)
     monitor.observe(training[:200], training[:200].sum(axis=1))
@@ -349,12 +354,12 @@ def test_status_values_order_like_the_statuses() -> None:
 
 
 def test_store_counters_follow_the_writer(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry, tmp_path: Path
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry, tmp_path: Path
 ) -> None:
-    monitor = Monitor(training, name="m", db=tmp_path / "m.db", metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", db=tmp_path / "m.db", metrics=factory).start()
 
     for i in range(3):
-        monitor.observe(training[i * 5 : (i + 1) * 5], np.zeros(5))
+        monitor.observe(gaussian_1000x3[i * 5 : (i + 1) * 5], np.zeros(5))
     monitor.close()
 
     assert value(registry, "guarded_serving_store_rows_written_total", model="m") == 15.0
@@ -364,9 +369,9 @@ def test_store_counters_follow_the_writer(
 
 
 def test_the_queue_is_bounded_and_an_overflow_is_logged(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m")
+    monitor = Monitor(gaussian_1000x3, name="m")
     exporter = MetricsExporter(factory, model="m", inputs=monitor.baseline, capacity=3)
 
     for _ in range(10):
@@ -379,13 +384,13 @@ def test_the_queue_is_bounded_and_an_overflow_is_logged(
 
 
 def test_monitors_of_two_models_share_one_factory(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    first = Monitor(training, name="first", metrics=factory).start()
-    second = Monitor(training, name="second", metrics=factory).start()
+    first = Monitor(gaussian_1000x3, name="first", metrics=factory).start()
+    second = Monitor(gaussian_1000x3, name="second", metrics=factory).start()
 
-    first.observe(training[:2], [0, 0])
-    second.observe(training[:5], [0] * 5)
+    first.observe(gaussian_1000x3[:2], [0, 0])
+    second.observe(gaussian_1000x3[:5], [0] * 5)
     first.close()
     second.close()
 
@@ -393,8 +398,8 @@ def test_monitors_of_two_models_share_one_factory(
     assert value(registry, "guarded_serving_rows_total", model="second") == 5.0
 
 
-def test_a_failing_listener_never_fails_the_health_answer(training: np.ndarray, factory: types.SimpleNamespace) -> None:
-    monitor = Monitor(training, name="m", metrics=factory).start()
+def test_a_failing_listener_never_fails_the_health_answer(gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace) -> None:
+    monitor = Monitor(gaussian_1000x3, name="m", metrics=factory).start()
     assert monitor.metrics is not None
     monitor.metrics._metrics = {}  # every gauge lookup now raises KeyError
 
@@ -413,13 +418,13 @@ def test_every_metric_is_documented_in_the_readme(spec: object) -> None:
 
 
 def test_a_monitor_started_again_after_close_exports_again(
-    training: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
 ) -> None:
-    monitor = Monitor(training, name="m", metrics=factory).start()
+    monitor = Monitor(gaussian_1000x3, name="m", metrics=factory).start()
     monitor.close()
 
     monitor.start()
-    monitor.observe(training[:2], [0, 0])
+    monitor.observe(gaussian_1000x3[:2], [0, 0])
 
     assert wait_for(lambda: value(registry, "guarded_serving_rows_total", model="m") == 2.0, timeout=5)
     monitor.close()

@@ -14,13 +14,14 @@ import pytest
 from guarded_serving import ConfigurationError, GuardedModel, Monitor, Reference
 from guarded_serving.store import RequestRecord, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 
-TRAINING = np.random.default_rng(11).normal(size=(400, 3))
+TRAINING = gaussian(400, 3, seed=11)
 TOKEN = "s3cret-token-0123456789"
 
 
 @pytest.fixture
-def reference() -> Reference:
+def age_ssn_income_reference() -> Reference:
     return Reference.from_data(TRAINING, feature_names=["age", "ssn", "income"])
 
 
@@ -29,9 +30,9 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql))
 
 
-def test_redacted_features_never_reach_disk_and_are_not_judged(reference: Reference, tmp_path: Path) -> None:
+def test_redacted_features_never_reach_disk_and_are_not_judged(age_ssn_income_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, window=200, redact=["ssn"]) as monitor:
+    with Monitor(age_ssn_income_reference, db=db, window=200, redact=["ssn"]) as monitor:
         monitor.observe(TRAINING[:200], [0.0] * 200)
         monitor.flush()
         report = monitor.health().to_json()
@@ -46,9 +47,11 @@ def test_redacted_features_never_reach_disk_and_are_not_judged(reference: Refere
     assert report["checks"]["data_quality"]["status"] == "ok"
 
 
-def test_without_logged_inputs_rows_keep_outputs_and_drift_is_judged_in_memory(reference: Reference, tmp_path: Path) -> None:
+def test_without_logged_inputs_rows_keep_outputs_and_drift_is_judged_in_memory(
+    age_ssn_income_reference: Reference, tmp_path: Path
+) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, window=200, log_inputs=False) as monitor:
+    with Monitor(age_ssn_income_reference, db=db, window=200, log_inputs=False) as monitor:
         monitor.observe(TRAINING[:200] + np.array([0.0, 0.0, 5.0]), [1.5] * 200)
         monitor.flush()
         drift = monitor.health().check("data_drift")
@@ -58,9 +61,9 @@ def test_without_logged_inputs_rows_keep_outputs_and_drift_is_judged_in_memory(r
     assert [name for name, f in drift.details.features.items() if f.drifted] == ["income"]
 
 
-def test_sampling_logs_a_fraction_of_rows_but_counts_every_request(reference: Reference, tmp_path: Path) -> None:
+def test_sampling_logs_a_fraction_of_rows_but_counts_every_request(age_ssn_income_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, sample_rate=0.1) as monitor:
+    with Monitor(age_ssn_income_reference, db=db, sample_rate=0.1) as monitor:
         for i in range(1000):
             monitor.observe(TRAINING[i % 400 : i % 400 + 1], [0.0])
         monitor.flush()
@@ -130,16 +133,20 @@ def test_dropping_overflow_is_the_default_and_counts(tmp_path: Path) -> None:
         pytest.param({"log_inputs": "no"}, "log_inputs: expected True or False", id="log-inputs"),
     ],
 )
-def test_privacy_and_retention_settings_are_checked(reference: Reference, kwargs: dict[str, Any], message: str) -> None:
+def test_privacy_and_retention_settings_are_checked(
+    age_ssn_income_reference: Reference, kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigurationError) as raised:
-        Monitor(reference, **kwargs)
+        Monitor(age_ssn_income_reference, **kwargs)
 
     assert message in str(raised.value)
 
 
 @pytest.fixture
-def guarded(reference: Reference) -> GuardedModel:
-    return GuardedModel(lambda x: np.asarray(x)[:, 0], reference=reference, name="m", db=":memory:", auth_token=TOKEN)
+def guarded(age_ssn_income_reference: Reference) -> GuardedModel:
+    return GuardedModel(
+        lambda x: np.asarray(x)[:, 0], reference=age_ssn_income_reference, name="m", db=":memory:", auth_token=TOKEN
+    )
 
 
 def test_health_without_the_token_shows_only_the_overall_status(guarded: GuardedModel) -> None:
@@ -174,15 +181,15 @@ def test_feedback_with_the_token_reaches_the_monitor(guarded: GuardedModel) -> N
     assert reply.status == 404  # past authentication: the request id is unknown
 
 
-def test_a_short_token_is_refused(reference: Reference) -> None:
+def test_a_short_token_is_refused(age_ssn_income_reference: Reference) -> None:
     with pytest.raises(ConfigurationError, match="auth_token: expected a string of at least 16 characters"):
-        GuardedModel(lambda x: x, reference=reference, name="m", auth_token="short")
+        GuardedModel(lambda x: x, reference=age_ssn_income_reference, name="m", auth_token="short")
 
 
-def test_the_token_can_come_from_the_environment(reference: Reference, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_can_come_from_the_environment(age_ssn_income_reference: Reference, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GUARDED_SERVING_TOKEN", TOKEN)
 
-    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=reference, name="m", db=":memory:")
+    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=age_ssn_income_reference, name="m", db=":memory:")
 
     assert guarded.health_reply(authorization=f"Bearer {TOKEN}").status == 200
     assert "checks" not in json.loads(guarded.health_reply().body)

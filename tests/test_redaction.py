@@ -39,21 +39,21 @@ def private_row(age: float = 41.0) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def reference() -> Reference:
+def private_reference() -> Reference:
     return Reference.from_data(PRIVATE_TRAINING, feature_names=PRIVATE_FEATURES, categorical=["city"])
 
 
 # -- units -------------------------------------------------------------------------------------------------------------
 
 
-def test_a_redacted_reference_keeps_no_value_of_a_redacted_feature(reference: Reference) -> None:
-    redacted = redacted_reference(reference, {"ssn", "city"})
+def test_a_redacted_reference_keeps_no_value_of_a_redacted_feature(private_reference: Reference) -> None:
+    redacted = redacted_reference(private_reference, {"ssn", "city"})
     document = json.dumps(redacted.to_json())
 
     by_name = {f.name: f for f in redacted.features}
     assert (by_name["ssn"].sample, by_name["ssn"].edges, by_name["ssn"].minimum, by_name["ssn"].mean) == ((), (), None, None)
     assert by_name["city"].categories == ()
-    assert by_name["age"] == reference.features[0]  # the others are whole
+    assert by_name["age"] == private_reference.features[0]  # the others are whole
     assert leaks(document) == []
     assert redacted.extra["redacted"] == ["city", "ssn"]
     assert redacted.row_sample is not None
@@ -77,17 +77,17 @@ def _problem(problem: str, expected: str, row: int, feature: str) -> Any:
     return Problem(problem, expected, row=row, feature=feature)
 
 
-def test_the_models_table_holds_the_redacted_reference(reference: Reference, tmp_path: Path) -> None:
+def test_the_models_table_holds_the_redacted_reference(private_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, redact=["ssn", "city"]) as monitor:
+    with Monitor(private_reference, db=db, redact=["ssn", "city"]) as monitor:
         monitor.flush()
 
     (document,) = sqlite3.connect(db).execute("SELECT reference FROM models").fetchone()
     assert leaks(document) == []
-    assert Reference.from_json(json.loads(document)) == redacted_reference(reference, {"ssn", "city"})
+    assert Reference.from_json(json.loads(document)) == redacted_reference(private_reference, {"ssn", "city"})
 
 
-def test_warning_messages_are_withheld_when_a_feature_is_redacted(reference: Reference, tmp_path: Path) -> None:
+def test_warning_messages_are_withheld_when_a_feature_is_redacted(private_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -95,7 +95,7 @@ def test_warning_messages_are_withheld_when_a_feature_is_redacted(reference: Ref
     from guarded_serving.environment import WarningRecord
 
     warning = WarningRecord("DeprecationWarning", str(caught[0].message), "model.py:9", 1)
-    with Monitor(reference, db=db, redact=["city"]) as monitor:
+    with Monitor(private_reference, db=db, redact=["city"]) as monitor:
         monitor.record(
             RequestRecord("r1", 1.0, "model", None, "ok", 1, 1.0, inputs=[private_row()], outputs=[0.9], warnings=(warning,))
         )
@@ -108,9 +108,9 @@ def test_warning_messages_are_withheld_when_a_feature_is_redacted(reference: Ref
     assert leaks(json.dumps(report.to_json())) == []
 
 
-def test_a_model_error_message_is_withheld_when_a_feature_is_redacted(reference: Reference, tmp_path: Path) -> None:
+def test_a_model_error_message_is_withheld_when_a_feature_is_redacted(private_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    guarded = GuardedModel(private_predict, reference=reference, name="p", db=db, redact=["ssn", "city"])
+    guarded = GuardedModel(private_predict, reference=private_reference, name="p", db=db, redact=["ssn", "city"])
     reply = guarded.handle_predict(json.dumps({"rows": [private_row(age=999)]}).encode(), "application/json")
     guarded.close()
 
@@ -118,9 +118,9 @@ def test_a_model_error_message_is_withheld_when_a_feature_is_redacted(reference:
     assert sqlite3.connect(db).execute("SELECT status, error FROM requests").fetchall() == [("error", f"ValueError: {WITHHELD}")]
 
 
-def test_without_redaction_a_model_error_message_is_kept(reference: Reference, tmp_path: Path) -> None:
+def test_without_redaction_a_model_error_message_is_kept(private_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    guarded = GuardedModel(private_predict, reference=reference, name="p", db=db)
+    guarded = GuardedModel(private_predict, reference=private_reference, name="p", db=db)
     guarded.handle_predict(json.dumps({"rows": [private_row(age=999)]}).encode(), "application/json")
     guarded.close()
 

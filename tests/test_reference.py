@@ -19,10 +19,11 @@ from guarded_serving.environment import current_fingerprint
 from guarded_serving.errors import ConfigurationError, InvalidReferenceError
 from guarded_serving.profiles import FeatureProfile
 from guarded_serving.reference import Provenance, Reference, TrainingDataWarning
+from tests.fixtures.data import gaussian
 
 
 @pytest.fixture
-def training_data() -> np.ndarray:
+def eight_rows() -> np.ndarray:
     """Eight rows, two features, seeded: a = [8 5 3 0 1 6 5 9], b = [6 2 0 nan 8 9 6 7]."""
     X = np.random.default_rng(0).integers(0, 10, size=(8, 2)).astype(float)
     X[3, 1] = np.nan
@@ -37,10 +38,10 @@ def cities() -> list[list[Any]]:
 
 
 @pytest.fixture
-def reference(training_data: np.ndarray) -> Reference:
+def eight_row_reference(eight_rows: np.ndarray) -> Reference:
     labels = [0, 1, 1, 0, 1, 1, 1, 0]
     probabilities = [[0.2, 0.8], [0.5, 0.5], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.0, 1.0], [0.4, 0.6], [0.7, 0.3]]
-    return Reference.from_data(training_data, y=labels, predictions=probabilities, feature_names=["a", "b"])
+    return Reference.from_data(eight_rows, y=labels, predictions=probabilities, feature_names=["a", "b"])
 
 
 @pytest.fixture
@@ -56,16 +57,16 @@ def write_json(path: Path, document: object) -> Path:
 # --- profiles ------------------------------------------------------------------------------------------------------
 
 
-def test_numeric_profile_has_exact_range_mean_and_std(training_data: np.ndarray) -> None:
-    a = Reference.from_data(training_data, feature_names=["a", "b"]).features[0]
+def test_numeric_profile_has_exact_range_mean_and_std(eight_rows: np.ndarray) -> None:
+    a = Reference.from_data(eight_rows, feature_names=["a", "b"]).features[0]
 
     assert (a.name, a.kind, a.count, a.missing_rate) == ("a", "numeric", 8, 0.0)
     assert (a.minimum, a.maximum, a.mean) == (0.0, 9.0, 4.625)
     assert a.std == pytest.approx(math.sqrt(69.875 / 8), rel=1e-12)  # population std: squared deviations sum to 69.875
 
 
-def test_numeric_profile_ignores_missing_values_and_counts_them(training_data: np.ndarray) -> None:
-    b = Reference.from_data(training_data, feature_names=["a", "b"]).features[1]
+def test_numeric_profile_ignores_missing_values_and_counts_them(eight_rows: np.ndarray) -> None:
+    b = Reference.from_data(eight_rows, feature_names=["a", "b"]).features[1]
 
     assert (b.count, b.missing_rate, b.minimum, b.maximum) == (8, 0.125, 0.0, 9.0)
     assert b.mean == pytest.approx(38 / 7, rel=1e-12)
@@ -102,12 +103,12 @@ def test_forced_categorical_numbers_keep_their_values() -> None:
     assert grade.categories == ((2.0, 0.5), (1.0, 0.25), (3.0, 0.25))
 
 
-def test_reference_rows_and_feature_names(reference: Reference) -> None:
-    assert (reference.rows, reference.feature_names) == (8, ("a", "b"))
+def test_reference_rows_and_feature_names(eight_row_reference: Reference) -> None:
+    assert (eight_row_reference.rows, eight_row_reference.feature_names) == (8, ("a", "b"))
 
 
-def test_reference_records_the_current_environment(reference: Reference) -> None:
-    assert reference.environment == current_fingerprint()
+def test_reference_records_the_current_environment(eight_row_reference: Reference) -> None:
+    assert eight_row_reference.environment == current_fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -121,15 +122,15 @@ def test_input_format_defaults_to_the_shape_of_the_data(data: Any, expected: str
     assert Reference.from_data(data).input_format == expected
 
 
-def test_input_format_can_be_chosen(training_data: np.ndarray) -> None:
-    assert Reference.from_data(training_data, input_format="records").input_format == "records"
+def test_input_format_can_be_chosen(eight_rows: np.ndarray) -> None:
+    assert Reference.from_data(eight_rows, input_format="records").input_format == "records"
 
 
-def test_unknown_input_format_is_rejected_with_the_choices(training_data: np.ndarray) -> None:
+def test_unknown_input_format_is_rejected_with_the_choices(eight_rows: np.ndarray) -> None:
     with pytest.raises(
         ConfigurationError, match=r"^input_format: expected one of \['array', 'dataframe', 'records'\], got 'table'$"
     ):
-        Reference.from_data(training_data, input_format="table")  # type: ignore[arg-type]
+        Reference.from_data(eight_rows, input_format="table")  # type: ignore[arg-type]
 
 
 def test_infinity_in_the_reference_is_rejected_naming_feature_and_row() -> None:
@@ -147,34 +148,37 @@ def test_negative_infinity_in_a_list_reference_is_rejected() -> None:
 # --- predictions and y ---------------------------------------------------------------------------------------------
 
 
-def test_one_dimensional_predictions_give_one_output_named_prediction(training_data: np.ndarray) -> None:
-    reference = Reference.from_data(training_data, predictions=[0, 1, 1, 0, 1, 1, 1, 0])
+def test_one_dimensional_predictions_give_one_output_named_prediction(eight_rows: np.ndarray) -> None:
+    reference = Reference.from_data(eight_rows, predictions=[0, 1, 1, 0, 1, 1, 1, 0])
 
     assert [(o.name, o.kind, o.mean) for o in reference.outputs] == [("prediction", "numeric", 0.625)]
 
 
-def test_two_dimensional_predictions_give_one_output_per_column(reference: Reference) -> None:
-    assert [(o.name, o.minimum, o.maximum) for o in reference.outputs] == [("output_0", 0.0, 0.9), ("output_1", 0.1, 1.0)]
+def test_two_dimensional_predictions_give_one_output_per_column(eight_row_reference: Reference) -> None:
+    assert [(o.name, o.minimum, o.maximum) for o in eight_row_reference.outputs] == [
+        ("output_0", 0.0, 0.9),
+        ("output_1", 0.1, 1.0),
+    ]
 
 
-def test_string_predictions_are_a_categorical_output(training_data: np.ndarray) -> None:
-    reference = Reference.from_data(training_data, predictions=["yes"] * 6 + ["no"] * 2)
+def test_string_predictions_are_a_categorical_output(eight_rows: np.ndarray) -> None:
+    reference = Reference.from_data(eight_rows, predictions=["yes"] * 6 + ["no"] * 2)
 
     assert reference.outputs[0].categories == (("yes", 0.75), ("no", 0.25))
 
 
-def test_predictions_of_the_wrong_length_are_rejected(training_data: np.ndarray) -> None:
+def test_predictions_of_the_wrong_length_are_rejected(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^predictions: expected 8 rows, one per row of X, got '7 rows'$"):
-        Reference.from_data(training_data, predictions=[0.5] * 7)
+        Reference.from_data(eight_rows, predictions=[0.5] * 7)
 
 
-def test_three_dimensional_predictions_are_rejected(training_data: np.ndarray) -> None:
+def test_three_dimensional_predictions_are_rejected(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^predictions: expected one prediction .* got 'array of shape \(8, 2, 1\)'$"):
-        Reference.from_data(training_data, predictions=np.zeros((8, 2, 1)))
+        Reference.from_data(eight_rows, predictions=np.zeros((8, 2, 1)))
 
 
-def test_numeric_labels_give_a_numeric_target(reference: Reference) -> None:
-    target = reference.target
+def test_numeric_labels_give_a_numeric_target(eight_row_reference: Reference) -> None:
+    target = eight_row_reference.target
     assert target is not None
     summary = FeatureProfile(
         name="target", kind="numeric", count=8, missing_rate=0.0, minimum=0.0, maximum=1.0, mean=0.625, std=0.4841229182759271
@@ -185,20 +189,20 @@ def test_numeric_labels_give_a_numeric_target(reference: Reference) -> None:
     assert target.top_share == 0.625
 
 
-def test_string_labels_give_a_categorical_target(training_data: np.ndarray) -> None:
-    reference = Reference.from_data(training_data, y=["churn", "stay", "stay", "stay", "churn", "stay", "stay", "stay"])
+def test_string_labels_give_a_categorical_target(eight_rows: np.ndarray) -> None:
+    reference = Reference.from_data(eight_rows, y=["churn", "stay", "stay", "stay", "churn", "stay", "stay", "stay"])
 
     assert reference.target is not None
     assert reference.target.categories == (("stay", 0.75), ("churn", 0.25))
 
 
-def test_labels_of_the_wrong_length_are_rejected(training_data: np.ndarray) -> None:
+def test_labels_of_the_wrong_length_are_rejected(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^y: expected 8 labels, one per row of X, got '9 labels'$"):
-        Reference.from_data(training_data, y=[0] * 9)
+        Reference.from_data(eight_rows, y=[0] * 9)
 
 
-def test_without_y_and_predictions_there_is_no_target_and_no_outputs(training_data: np.ndarray) -> None:
-    reference = Reference.from_data(training_data)
+def test_without_y_and_predictions_there_is_no_target_and_no_outputs(eight_rows: np.ndarray) -> None:
+    reference = Reference.from_data(eight_rows)
 
     assert (reference.target, reference.outputs) == (None, ())
 
@@ -206,10 +210,10 @@ def test_without_y_and_predictions_there_is_no_target_and_no_outputs(training_da
 # --- save and load ---------------------------------------------------------------------------------------------------
 
 
-def test_saved_reference_loads_equal(reference: Reference, reference_file: Path) -> None:
-    reference.save(reference_file)
+def test_saved_reference_loads_equal(eight_row_reference: Reference, reference_file: Path) -> None:
+    eight_row_reference.save(reference_file)
 
-    assert Reference.load(reference_file) == reference
+    assert Reference.load(reference_file) == eight_row_reference
 
 
 def test_saved_categorical_reference_loads_equal(cities: list[list[Any]], reference_file: Path) -> None:
@@ -219,13 +223,13 @@ def test_saved_categorical_reference_loads_equal(cities: list[list[Any]], refere
     assert Reference.load(reference_file) == reference
 
 
-def test_save_returns_the_path_and_leaves_no_temporary_file(reference: Reference, reference_file: Path) -> None:
-    assert reference.save(reference_file) == reference_file
+def test_save_returns_the_path_and_leaves_no_temporary_file(eight_row_reference: Reference, reference_file: Path) -> None:
+    assert eight_row_reference.save(reference_file) == reference_file
     assert [p.name for p in reference_file.parent.iterdir()] == ["reference.json"]
 
 
-def test_saved_document_declares_format_and_version(reference: Reference, reference_file: Path) -> None:
-    document = json.loads(reference.save(reference_file).read_text(encoding="utf-8"))
+def test_saved_document_declares_format_and_version(eight_row_reference: Reference, reference_file: Path) -> None:
+    document = json.loads(eight_row_reference.save(reference_file).read_text(encoding="utf-8"))
 
     assert (document["format"], document["version"]) == ("guarded-serving/reference", 1)
 
@@ -308,22 +312,22 @@ def test_loading_another_document_names_the_file_and_both_formats(reference_file
     )
 
 
-def test_loading_another_version_names_both_versions(reference: Reference, reference_file: Path) -> None:
-    write_json(reference_file, {**reference.to_json(), "version": 2})
+def test_loading_another_version_names_both_versions(eight_row_reference: Reference, reference_file: Path) -> None:
+    write_json(reference_file, {**eight_row_reference.to_json(), "version": 2})
 
     with pytest.raises(InvalidReferenceError, match=r"reference version 2 is not supported; this library reads version 1$"):
         Reference.load(reference_file)
 
 
-def test_loading_a_document_without_features_says_so(reference: Reference, reference_file: Path) -> None:
-    write_json(reference_file, {**reference.to_json(), "features": []})
+def test_loading_a_document_without_features_says_so(eight_row_reference: Reference, reference_file: Path) -> None:
+    write_json(reference_file, {**eight_row_reference.to_json(), "features": []})
 
     with pytest.raises(InvalidReferenceError, match=r"^reference '.*reference\.json': reference has no features$"):
         Reference.load(reference_file)
 
 
-def test_loading_a_document_missing_a_field_names_the_field(reference: Reference, reference_file: Path) -> None:
-    document = reference.to_json()
+def test_loading_a_document_missing_a_field_names_the_field(eight_row_reference: Reference, reference_file: Path) -> None:
+    document = eight_row_reference.to_json()
     del document["rows"]
     write_json(reference_file, document)
 
@@ -333,8 +337,8 @@ def test_loading_a_document_missing_a_field_names_the_field(reference: Reference
         Reference.load(reference_file)
 
 
-def test_loading_a_feature_of_unknown_kind_names_feature_and_kind(reference: Reference, reference_file: Path) -> None:
-    document = reference.to_json()
+def test_loading_a_feature_of_unknown_kind_names_feature_and_kind(eight_row_reference: Reference, reference_file: Path) -> None:
+    document = eight_row_reference.to_json()
     document["features"][1]["kind"] = "text"
     write_json(reference_file, document)
 
@@ -384,16 +388,16 @@ def test_a_reference_of_calibrated_predictions_on_fresh_rows_does_not_warn() -> 
     assert reference.provenance == Provenance()
 
 
-def test_outputs_from_predict_on_x_are_marked_as_training_outputs(training_data: np.ndarray) -> None:
-    reference = Reference.from_data(training_data, predict=lambda rows: np.nansum(rows, axis=1))
+def test_outputs_from_predict_on_x_are_marked_as_training_outputs(eight_rows: np.ndarray) -> None:
+    reference = Reference.from_data(eight_rows, predict=lambda rows: np.nansum(rows, axis=1))
 
     assert reference.provenance.outputs == "training"
     assert reference.outputs[0].count == 8
 
 
-def test_holdout_rows_give_the_outputs_and_the_performance(training_data: np.ndarray) -> None:
+def test_holdout_rows_give_the_outputs_and_the_performance(eight_rows: np.ndarray) -> None:
     X_val, y_val, P_val = calibrated(500, seed=3)
-    X = np.random.default_rng(4).normal(size=(300, 2))
+    X = gaussian(300, 2, seed=4)
 
     reference = Reference.from_data(X, holdout=(X_val, y_val), predictions=P_val)
 
@@ -419,35 +423,35 @@ def test_holdout_rows_are_given_to_predict_shaped_as_at_serving_time() -> None:
     assert reference.provenance.outputs == "holdout"
 
 
-def test_with_holdout_a_reference_replaces_its_outputs_and_performance(reference: Reference) -> None:
+def test_with_holdout_a_reference_replaces_its_outputs_and_performance(eight_row_reference: Reference) -> None:
     X_val, y_val, P_val = calibrated(400, seed=5)
 
-    held = reference.with_holdout((X_val, y_val), predictions=P_val)
+    held = eight_row_reference.with_holdout((X_val, y_val), predictions=P_val)
 
-    assert held.features == reference.features
+    assert held.features == eight_row_reference.features
     assert held.performance is not None
     assert held.performance.rows == 400
     assert held.provenance == Provenance(outputs="holdout", performance="holdout")
 
 
-def test_y_with_holdout_is_refused_naming_where_labels_go(training_data: np.ndarray) -> None:
+def test_y_with_holdout_is_refused_naming_where_labels_go(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^y: expected the held-out rows' labels in holdout=\(X_val, y_val\)"):
-        Reference.from_data(training_data, y=[0] * 8, holdout=(training_data, [0] * 8))
+        Reference.from_data(eight_rows, y=[0] * 8, holdout=(eight_rows, [0] * 8))
 
 
-def test_holdout_rows_with_other_features_are_refused(training_data: np.ndarray) -> None:
+def test_holdout_rows_with_other_features_are_refused(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^holdout: expected the reference's features, \['a', 'b'\]"):
-        Reference.from_data(training_data, feature_names=["a", "b"], holdout=[{"a": 1.0, "c": 2.0}], predict=lambda r: [0.0])
+        Reference.from_data(eight_rows, feature_names=["a", "b"], holdout=[{"a": 1.0, "c": 2.0}], predict=lambda r: [0.0])
 
 
-def test_a_holdout_of_three_items_is_refused(training_data: np.ndarray) -> None:
+def test_a_holdout_of_three_items_is_refused(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^holdout: expected held-out rows X_val, or \(X_val, y_val\)"):
-        Reference.from_data(training_data, holdout=(training_data, [0] * 8, [0] * 8))
+        Reference.from_data(eight_rows, holdout=(eight_rows, [0] * 8, [0] * 8))
 
 
-def test_predictions_and_predict_together_are_refused(training_data: np.ndarray) -> None:
+def test_predictions_and_predict_together_are_refused(eight_rows: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"^predictions: expected one of the two"):
-        Reference.from_data(training_data, predictions=[0.0] * 8, predict=lambda rows: [0.0] * len(rows))
+        Reference.from_data(eight_rows, predictions=[0.0] * 8, predict=lambda rows: [0.0] * len(rows))
 
 
 def test_provenance_survives_save_and_load(reference_file: Path) -> None:
@@ -457,16 +461,16 @@ def test_provenance_survives_save_and_load(reference_file: Path) -> None:
     assert Reference.load(reference.save(reference_file)).provenance == Provenance(outputs="holdout", performance="holdout")
 
 
-def test_a_document_without_provenance_trusts_its_outputs(reference: Reference, reference_file: Path) -> None:
-    document = reference.to_json()
+def test_a_document_without_provenance_trusts_its_outputs(eight_row_reference: Reference, reference_file: Path) -> None:
+    document = eight_row_reference.to_json()
     del document["provenance"]
     reference_file.write_text(json.dumps(document))
 
     assert Reference.load(reference_file).provenance == Provenance()
 
 
-def test_an_unknown_origin_is_an_invalid_reference(reference: Reference, reference_file: Path) -> None:
-    document = reference.to_json()
+def test_an_unknown_origin_is_an_invalid_reference(eight_row_reference: Reference, reference_file: Path) -> None:
+    document = eight_row_reference.to_json()
     document["provenance"]["outputs"] = "yesterday"
     reference_file.write_text(json.dumps(document))
 

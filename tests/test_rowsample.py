@@ -10,6 +10,7 @@ import pytest
 from guarded_serving import Reference
 from guarded_serving.errors import InvalidReferenceError
 from guarded_serving.rowsample import ROWS, RowSample
+from tests.fixtures.data import gaussian
 
 
 def table(rows: int) -> list[list[object]]:
@@ -33,7 +34,7 @@ def test_a_large_reference_keeps_2000_rows_in_their_original_order() -> None:
 
 
 def test_sampling_is_deterministic() -> None:
-    X = np.random.default_rng(1).normal(size=(5_000, 3))
+    X = gaussian(5_000, 3, seed=1)
 
     assert Reference.from_data(X).row_sample == Reference.from_data(X).row_sample
 
@@ -51,7 +52,7 @@ def test_categories_are_coded_as_in_their_profile_and_missing_values_are_nan() -
 
 
 def test_features_can_be_left_out() -> None:
-    reference = Reference.from_data(np.random.default_rng(2).normal(size=(500, 3)), feature_names=["a", "b", "c"])
+    reference = Reference.from_data(gaussian(500, 3, seed=2), feature_names=["a", "b", "c"])
     assert reference.row_sample is not None
 
     without = reference.row_sample.without(["b"])
@@ -71,7 +72,7 @@ def test_the_sample_survives_json() -> None:
 
 
 def test_a_reference_saved_before_row_samples_loads_without_one() -> None:
-    document = Reference.from_data(np.random.default_rng(3).normal(size=(500, 2))).to_json()
+    document = Reference.from_data(gaussian(500, 2, seed=3)).to_json()
     del document["row_sample"], document["confidence"]
 
     loaded = Reference.from_json(document)

@@ -11,8 +11,9 @@ import pytest
 from guarded_serving import GuardedModel, guard
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.testing import Answer, TestClient
+from tests.fixtures.data import gaussian
 
-TRAINING = np.random.default_rng(4).normal(size=(300, 3))
+TRAINING = gaussian(300, 3, seed=4)
 
 
 def summed(rows: np.ndarray) -> np.ndarray:

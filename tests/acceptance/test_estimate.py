@@ -58,7 +58,8 @@ def near_the_boundary(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, 
     return X, y
 
 
-def reference(sharpen: float = 1.0, labelled: bool = True) -> Reference:
+def three_class_reference(sharpen: float = 1.0, labelled: bool = True) -> Reference:
+    """The world's reference: 5,000 rows of seed 1 under the reference's class mix, with the model's posterior."""
     X, y = by_class(np.random.default_rng(1), REFERENCE_ROWS, PRIORS)
     return Reference.from_data(X, y=y if labelled else None, predictions=posterior(X, sharpen=sharpen))
 
@@ -87,14 +88,14 @@ def stream(monitor: Monitor, X: np.ndarray, P: np.ndarray) -> list[Check]:
 def healthy(window: int) -> list[Check]:
     rng = np.random.default_rng(window)
     X, _ = by_class(rng, 20_000, PRIORS)
-    return stream(Monitor(reference(), window=window), X, posterior(X))
+    return stream(Monitor(three_class_reference(), window=window), X, posterior(X))
 
 
 @functools.cache
 def shifted(kind: str, window: int) -> tuple[list[Check], float]:
     """One healthy window, then 4,000 shifted rows; the checks after the switch and the realized accuracy."""
     rng = np.random.default_rng((window, len(kind)))
-    monitor = Monitor(reference(), window=window)
+    monitor = Monitor(three_class_reference(), window=window)
     X, _ = by_class(rng, window, PRIORS)
     stream(monitor, X, posterior(X))
     X, y = by_class(rng, 4_000, SHIFTED_PRIORS) if kind == "prior" else near_the_boundary(rng, 4_000)
@@ -150,7 +151,7 @@ def test_under_a_covariate_shift_the_estimate_matches_the_realized_accuracy() ->
 
 
 def test_a_badly_calibrated_model_is_said_not_to_be_trusted() -> None:
-    monitor = Monitor(reference(sharpen=3.0), window=1000)
+    monitor = Monitor(three_class_reference(sharpen=3.0), window=1000)
     X, _ = by_class(np.random.default_rng(7), 1000, PRIORS)
     monitor.observe(X, posterior(X, sharpen=3.0))
 
@@ -164,7 +165,7 @@ def test_a_badly_calibrated_model_is_said_not_to_be_trusted() -> None:
 
 
 def test_without_labels_the_estimate_trusts_the_model_and_says_so() -> None:
-    monitor = Monitor(reference(labelled=False), window=1000)
+    monitor = Monitor(three_class_reference(labelled=False), window=1000)
     X, _ = by_class(np.random.default_rng(8), 1000, PRIORS)
     monitor.observe(X, posterior(X))
 
@@ -177,7 +178,7 @@ def test_without_labels_the_estimate_trusts_the_model_and_says_so() -> None:
 
 
 def test_an_untrusted_estimate_warns_instead_of_alerting() -> None:
-    monitor = Monitor(reference(labelled=False), window=500)
+    monitor = Monitor(three_class_reference(labelled=False), window=500)
     X, _ = near_the_boundary(np.random.default_rng(9), 500)
     monitor.observe(X, posterior(X))
 

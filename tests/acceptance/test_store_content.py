@@ -22,27 +22,13 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.dashboard import render_dashboard
 from guarded_serving.health import HealthReport, Status
 from guarded_serving.offline import offline_health
+from tests.fixtures.data import gaussian, logistic_probabilities
 from tests.fixtures.waiting import wait_for
-
-WEIGHTS = np.array([2.0, -1.0, 0.5])
-
-
-def probabilities(X: np.ndarray) -> np.ndarray:
-    p = 1 / (1 + np.exp(-X @ WEIGHTS))
-    return np.column_stack([1 - p, p])
-
-
-@pytest.fixture(scope="module")
-def reference() -> Reference:
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(500, 3))
-    y = (rng.random(500) < probabilities(X)[:, 1]).astype(int)  # labels as noisy as the model says, not its argmax
-    return Reference.from_data(X, y=y, predictions=probabilities(X), feature_names=["a", "b", "c"])
 
 
 @pytest.fixture
-def rows() -> np.ndarray:
-    return np.random.default_rng(8).normal(size=(400, 3))
+def gaussian_400x3() -> np.ndarray:
+    return gaussian(400, 3, seed=8)
 
 
 def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -60,11 +46,11 @@ def concept(report: HealthReport) -> ConceptDetails:
 
 
 def test_a_label_for_a_sampled_out_request_leaves_health_answering(
-    reference: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, sample_rate=0.1) as monitor:
-        ids = [monitor.observe(rows[i : i + 1], probabilities(rows[i : i + 1])) for i in range(60)]
+    with Monitor(logistic_reference_500, db=db, sample_rate=0.1) as monitor:
+        ids = [monitor.observe(gaussian_400x3[i : i + 1], logistic_probabilities(gaussian_400x3[i : i + 1])) for i in range(60)]
         monitor.flush()
         unlogged = {rid for (rid,) in query(db, "SELECT request_id FROM requests WHERE outputs IS NULL")}
         logged = [rid for rid in ids if rid not in unlogged]
@@ -80,11 +66,11 @@ def test_a_label_for_a_sampled_out_request_leaves_health_answering(
 
 
 def test_the_periodic_evaluator_keeps_its_history_after_a_label_for_an_unlogged_prediction(
-    reference: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db, window=200, sample_rate=0.1, history_interval=0.2) as monitor:
-        ids = [monitor.observe(rows[i : i + 1], probabilities(rows[i : i + 1])) for i in range(60)]
+    with Monitor(logistic_reference_500, db=db, window=200, sample_rate=0.1, history_interval=0.2) as monitor:
+        ids = [monitor.observe(gaussian_400x3[i : i + 1], logistic_probabilities(gaussian_400x3[i : i + 1])) for i in range(60)]
         monitor.flush()
         unlogged = {rid for (rid,) in query(db, "SELECT request_id FROM requests WHERE outputs IS NULL")}
         monitor.feedback(next(rid for rid in ids if rid in unlogged), [1])
@@ -94,11 +80,11 @@ def test_the_periodic_evaluator_keeps_its_history_after_a_label_for_an_unlogged_
 
 
 def test_a_reused_request_id_joins_its_labels_to_the_newest_request_only(
-    reference: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
-    with Monitor(reference, db=tmp_path / "log.db") as monitor:
-        monitor.observe(rows[:1], probabilities(rows[:1]), request_id="client-id")
-        monitor.observe(rows[1:4], probabilities(rows[1:4]), request_id="client-id")
+    with Monitor(logistic_reference_500, db=tmp_path / "log.db") as monitor:
+        monitor.observe(gaussian_400x3[:1], logistic_probabilities(gaussian_400x3[:1]), request_id="client-id")
+        monitor.observe(gaussian_400x3[1:4], logistic_probabilities(gaussian_400x3[1:4]), request_id="client-id")
         monitor.flush()
 
         monitor.feedback_items([("client-id", 2, 1)])
@@ -109,11 +95,11 @@ def test_a_reused_request_id_joins_its_labels_to_the_newest_request_only(
 
 
 def test_a_label_for_a_reused_request_id_of_equal_rows_is_counted_once(
-    reference: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
-    with Monitor(reference, db=tmp_path / "log.db") as monitor:
-        monitor.observe(rows[:3], probabilities(rows[:3]), request_id="client-id")
-        monitor.observe(rows[3:6], probabilities(rows[3:6]), request_id="client-id")
+    with Monitor(logistic_reference_500, db=tmp_path / "log.db") as monitor:
+        monitor.observe(gaussian_400x3[:3], logistic_probabilities(gaussian_400x3[:3]), request_id="client-id")
+        monitor.observe(gaussian_400x3[3:6], logistic_probabilities(gaussian_400x3[3:6]), request_id="client-id")
         monitor.flush()
 
         monitor.feedback("client-id", [0, 1, 0])
@@ -123,14 +109,14 @@ def test_a_label_for_a_reused_request_id_of_equal_rows_is_counted_once(
 
 
 def test_feedback_checks_rows_against_the_newest_request_with_that_id(
-    reference: Reference, rows: np.ndarray, tmp_path: Path
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    with Monitor(reference, db=db) as monitor:
-        monitor.observe(rows[:3], probabilities(rows[:3]), request_id="client-id")
-        monitor.observe(rows[3:4], probabilities(rows[3:4]), request_id="client-id")
+    with Monitor(logistic_reference_500, db=db) as monitor:
+        monitor.observe(gaussian_400x3[:3], logistic_probabilities(gaussian_400x3[:3]), request_id="client-id")
+        monitor.observe(gaussian_400x3[3:4], logistic_probabilities(gaussian_400x3[3:4]), request_id="client-id")
         monitor.flush()
-    with Monitor(reference, db=db) as fresh:  # another worker: it knows the requests from the store only
+    with Monitor(logistic_reference_500, db=db) as fresh:  # another worker: it knows the requests from the store only
         assert fresh.feedback("client-id", [1]).accepted == 1
 
 
@@ -142,10 +128,10 @@ def build_store(reference: Reference, rows: np.ndarray, db: Path) -> list[str]:
     with Monitor(reference, name="m", db=db, window=200) as monitor:
         ids = []
         for start in range(0, 400, 20):  # one window chunk per request
-            ids.append(monitor.observe(rows[start : start + 20], probabilities(rows[start : start + 20])))
+            ids.append(monitor.observe(rows[start : start + 20], logistic_probabilities(rows[start : start + 20])))
             monitor.flush()
         for rid, start in zip(ids, range(0, 400, 20), strict=True):
-            monitor.feedback(rid, (probabilities(rows[start : start + 20])[:, 1] > 0.5).astype(int).tolist())
+            monitor.feedback(rid, (logistic_probabilities(rows[start : start + 20])[:, 1] > 0.5).astype(int).tolist())
         monitor.health()
         monitor.flush()
     with sqlite3.connect(db) as conn:
@@ -259,13 +245,17 @@ def ask_everything(reference: Reference, db: Path, capsys: pytest.CaptureFixture
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_no_corrupted_table_makes_a_health_answer_fail(
-    corruption: str, reference: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    corruption: str,
+    logistic_reference_500: Reference,
+    gaussian_400x3: np.ndarray,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     db = tmp_path / "log.db"
-    ids = build_store(reference, rows, db)
+    ids = build_store(logistic_reference_500, gaussian_400x3, db)
     corrupt(db, CORRUPTIONS[corruption], ids)
 
-    report = ask_everything(reference, db, capsys)
+    report = ask_everything(logistic_reference_500, db, capsys)
 
     store = report.check("store")
     assert store.status is Status.OK, store.summary  # the readable rows were judged: no fallback to memory
@@ -273,23 +263,23 @@ def test_no_corrupted_table_makes_a_health_answer_fail(
 
 
 def test_every_corruption_at_once_leaves_every_health_answer_working(
-    reference: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "log.db"
-    ids = build_store(reference, rows, db)
+    ids = build_store(logistic_reference_500, gaussian_400x3, db)
     corrupt(db, [sql for statements in CORRUPTIONS.values() for sql in statements], ids)
 
-    report = ask_everything(reference, db, capsys)
+    report = ask_everything(logistic_reference_500, db, capsys)
 
     details = concept(report)
     assert (details.labelled_rows, details.current is not None) == (200, True)  # labels on intact rows are still judged
 
 
 def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_own_traffic(
-    reference: Reference, rows: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Monitor(reference, name="m", db=tmp_path / "log.db", window=200) as monitor:
-        monitor.observe(rows[:150], probabilities(rows[:150]))
+    with Monitor(logistic_reference_500, name="m", db=tmp_path / "log.db", window=200) as monitor:
+        monitor.observe(gaussian_400x3[:150], logistic_probabilities(gaussian_400x3[:150]))
         monitor.flush()
         assert monitor.store is not None
 
@@ -305,13 +295,13 @@ def test_a_judgement_the_store_content_still_fails_falls_back_to_this_workers_ow
 
 
 def test_an_unreadable_saved_reference_is_a_clean_report_error(
-    reference: Reference, rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    logistic_reference_500: Reference, gaussian_400x3: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "log.db"
-    build_store(reference, rows, db)
+    build_store(logistic_reference_500, gaussian_400x3, db)
     query(db, "UPDATE models SET reference = substr(reference, 1, 100)")
     reference_file = tmp_path / "reference.json"
-    reference.save(reference_file)
+    logistic_reference_500.save(reference_file)
 
     code = main(["report", "--db", str(db)])
     _, err = capsys.readouterr()

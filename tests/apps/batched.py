@@ -11,9 +11,10 @@ import time
 import numpy as np
 
 from guarded_serving import Reference, guard
+from tests.fixtures.data import gaussian
 
 FEATURES = ["a", "b", "c"]
-REFERENCE = Reference.from_data(np.random.default_rng(0).normal(size=(500, 3)), feature_names=FEATURES)
+REFERENCE = Reference.from_data(gaussian(500, 3, seed=0), feature_names=FEATURES)
 CALL_COST_S = float(os.environ.get("BATCHED_CALL_COST_S", "0.001"))
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from guarded_serving import Reference, guard
+from tests.fixtures.data import gaussian
 
-TRAINING = np.random.default_rng(0).normal(size=(500, 3))
+TRAINING = gaussian(500, 3, seed=0)
 FEATURES = ["a", "b", "c"]
 LABELS = TRAINING.sum(axis=1) + np.random.default_rng(1).normal(0, 0.1, len(TRAINING))
 

@@ -8,9 +8,10 @@ concept check judges the realized error of labelled rows. A window of 300 rows a
 import numpy as np
 
 from guarded_serving import Reference, guard
+from tests.fixtures.data import gaussian
 
 FEATURES = ["a", "b", "c"]
-TRAINING = np.random.default_rng(0).normal(size=(2000, 3))
+TRAINING = gaussian(2000, 3, seed=0)
 LABELS = TRAINING.sum(axis=1) + np.random.default_rng(1).normal(0, 0.1, len(TRAINING))
 
 

@@ -3,17 +3,10 @@ store of ``$BENTOML_HOME``: ``python -m tests.apps.iris_model``."""
 
 from __future__ import annotations
 
-import numpy as np
+from tests.fixtures.data import iris
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
-
-
-def training_data() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_iris
-
-    data = load_iris()
-    return np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
 
 
 def save(with_reference: bool = True) -> str:
@@ -22,7 +15,7 @@ def save(with_reference: bool = True) -> str:
 
     from guarded_serving.bento import save_reference
 
-    X, y = training_data()
+    X, y = iris()
     classifier = LogisticRegression(max_iter=1000).fit(X, y)
     model = bentoml.sklearn.save_model("iris", classifier)
     if with_reference:

@@ -16,8 +16,9 @@ import pytest
 
 from guarded_serving import ConfigurationError
 from guarded_serving.bento import guarded_api
+from tests.fixtures.data import gaussian
 
-X = np.random.default_rng(0).normal(size=(300, 3))
+X = gaussian(300, 3, seed=0)
 FEATURES = ["a", "b", "c"]
 
 

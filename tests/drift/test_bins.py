@@ -10,6 +10,7 @@ from guarded_serving import Reference
 from guarded_serving.drift.baseline import Baseline
 from guarded_serving.drift.bins import OTHER, FeatureBins, by_feature
 from guarded_serving.drift.window import UNSEEN
+from tests.fixtures.data import gaussian
 
 REFERENCE = Reference.from_data(np.arange(100, dtype=float).reshape(-1, 1), feature_names=["x"])
 EDGES = np.asarray(REFERENCE.features[0].edges)
@@ -49,7 +50,7 @@ def test_categories_beyond_the_most_common_and_unseen_ones_share_the_other_bin()
 
 
 def test_redacted_features_get_no_bins() -> None:
-    reference = Reference.from_data(np.random.default_rng(0).normal(size=(10, 2)), feature_names=["kept", "secret"])
+    reference = Reference.from_data(gaussian(10, 2, seed=0), feature_names=["kept", "secret"])
 
     bins = FeatureBins.of(Baseline.from_profiles(reference.features), "input", skip=["secret"])
 

@@ -12,13 +12,14 @@ from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Calibration
 from guarded_serving.drift.calibration import MIN_EFFECT
 from guarded_serving.drift.statistics import GRID, location_shift, log_spread_ratio, quantile_spread, quantiles, spread_score
+from tests.fixtures.data import gaussian
 
 ALPHA = 0.004
 LEVELS = np.array(["a", "b", "c", "d"], dtype=object)
 
 
 def numeric_baseline(features: int, seed: int = 5, rows: int = 2_000) -> Baseline:
-    data = np.random.default_rng(seed).normal(size=(rows, features))
+    data = gaussian(rows, features, seed=seed)
     return Baseline.from_profiles(Reference.from_data(data, feature_names=[f"f{j}" for j in range(features)]).features)
 
 

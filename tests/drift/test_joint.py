@@ -22,6 +22,7 @@ from guarded_serving.drift.joint import (
     joint_check,
 )
 from guarded_serving.health import CheckResult, Status
+from tests.fixtures.data import gaussian
 
 REFERENCE_ROWS = 4_000
 WINDOW = 1_000
@@ -43,18 +44,18 @@ def rows(count: int, seed: int, rho: float = 0.6, missing: float = 0.0) -> list[
 
 
 @pytest.fixture(scope="module")
-def reference() -> Reference:
+def correlated_reference() -> Reference:
     return Reference.from_data(rows(REFERENCE_ROWS, 0), feature_names=NAMES)
 
 
 @pytest.fixture(scope="module")
-def base(reference: Reference) -> Baseline:
-    return Baseline.from_profiles(reference.features)
+def base(correlated_reference: Reference) -> Baseline:
+    return Baseline.from_profiles(correlated_reference.features)
 
 
 @pytest.fixture(scope="module")
-def joint(reference: Reference, base: Baseline) -> JointBaseline:
-    return JointBaseline.fit(reference.row_sample, base, WINDOW)
+def joint(correlated_reference: Reference, base: Baseline) -> JointBaseline:
+    return JointBaseline.fit(correlated_reference.row_sample, base, WINDOW)
 
 
 def judge(joint: JointBaseline, base: Baseline, window: list[list[Any]]) -> CheckResult:
@@ -88,8 +89,8 @@ def test_the_bound_is_bonferroni_over_the_pairs(joint: JointBaseline) -> None:
     assert joint.threshold == pytest.approx(norm.isf(ALPHA_JOINT / (2 * len(joint.left))))
 
 
-def test_fitting_is_deterministic(reference: Reference, base: Baseline, joint: JointBaseline) -> None:
-    again = JointBaseline.fit(reference.row_sample, base, WINDOW)
+def test_fitting_is_deterministic(correlated_reference: Reference, base: Baseline, joint: JointBaseline) -> None:
+    again = JointBaseline.fit(correlated_reference.row_sample, base, WINDOW)
 
     np.testing.assert_array_equal(again.variance, joint.variance)
     assert again.inflation == joint.inflation
@@ -149,7 +150,7 @@ def test_a_wide_model_keeps_the_64_most_related_columns() -> None:
 # -- not judged --------------------------------------------------------------------------------------------------
 
 
-def test_a_reference_without_a_row_sample_is_not_judged(reference: Reference, base: Baseline) -> None:
+def test_a_reference_without_a_row_sample_is_not_judged(correlated_reference: Reference, base: Baseline) -> None:
     joint = JointBaseline.fit(None, base, WINDOW)
 
     result = judge(joint, base, rows(500, 1))
@@ -159,7 +160,7 @@ def test_a_reference_without_a_row_sample_is_not_judged(reference: Reference, ba
 
 
 def test_a_reference_of_one_feature_is_not_judged() -> None:
-    reference = Reference.from_data(np.random.default_rng(5).normal(size=(500, 1)))
+    reference = Reference.from_data(gaussian(500, 1, seed=5))
 
     joint = JointBaseline.fit(reference.row_sample, Baseline.from_profiles(reference.features), WINDOW)
 
@@ -168,7 +169,7 @@ def test_a_reference_of_one_feature_is_not_judged() -> None:
 
 
 def test_a_row_sample_of_fewer_than_100_rows_is_not_judged() -> None:
-    reference = Reference.from_data(np.random.default_rng(6).normal(size=(60, 3)))
+    reference = Reference.from_data(gaussian(60, 3, seed=6))
 
     joint = JointBaseline.fit(reference.row_sample, Baseline.from_profiles(reference.features), WINDOW)
 
@@ -195,10 +196,10 @@ def test_a_fresh_window_of_the_reference_world_is_ok(joint: JointBaseline, base:
 
 
 def test_the_reference_rows_compared_with_themselves_never_drift(
-    reference: Reference, joint: JointBaseline, base: Baseline
+    correlated_reference: Reference, joint: JointBaseline, base: Baseline
 ) -> None:
-    assert reference.row_sample is not None
-    matrix = reference.row_sample.matrix
+    assert correlated_reference.row_sample is not None
+    matrix = correlated_reference.row_sample.matrix
 
     result = joint_check(joint, matrix, WindowColumns.of(matrix, base), base, MIN_ROWS)
 
@@ -287,8 +288,8 @@ def test_every_judged_feature_reports_its_nearest_pair(joint: JointBaseline, bas
 # -- in a monitor ------------------------------------------------------------------------------------------------
 
 
-def test_redacted_features_are_left_out_of_the_row_sample_and_the_check(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW, redact=["b"])
+def test_redacted_features_are_left_out_of_the_row_sample_and_the_check(correlated_reference: Reference) -> None:
+    monitor = Monitor(correlated_reference, window=WINDOW, redact=["b"])
     monitor.observe(rows(WINDOW, 16, rho=-0.6), [0.0] * WINDOW)
 
     result = monitor.health().check("joint_drift")
@@ -300,8 +301,8 @@ def test_redacted_features_are_left_out_of_the_row_sample_and_the_check(referenc
     assert result.status is Status.OK  # the broken pair involved b, which is not judged
 
 
-def test_a_monitor_on_an_old_reference_says_joint_drift_is_not_judged(reference: Reference) -> None:
-    old = dataclasses.replace(reference, row_sample=None)
+def test_a_monitor_on_an_old_reference_says_joint_drift_is_not_judged(correlated_reference: Reference) -> None:
+    old = dataclasses.replace(correlated_reference, row_sample=None)
     monitor = Monitor(Reference.from_json({k: v for k, v in old.to_json().items() if k != "row_sample"}), window=WINDOW)
     monitor.observe(rows(WINDOW, 17), [0.0] * WINDOW)
 

@@ -17,14 +17,14 @@ NAN = np.nan
 
 
 @pytest.fixture
-def numeric_baseline() -> Baseline:
+def ab_baseline() -> Baseline:
     """Two numeric features, a and b."""
     reference = Reference.from_data([[float(i), float(2 * i)] for i in range(20)], feature_names=["a", "b"])
     return Baseline.from_profiles(reference.features)
 
 
 @pytest.fixture
-def mixed_baseline() -> Baseline:
+def x_colour_baseline() -> Baseline:
     """A numeric feature x and a categorical feature colour with codes red 0, green 1, blue 2 (most common first)."""
     colours = ["red"] * 5 + ["green"] * 3 + ["blue"] * 2
     reference = Reference.from_data([[float(i), c] for i, c in enumerate(colours)], feature_names=["x", "colour"])
@@ -46,52 +46,52 @@ def chunk(values: list[float], unseen: dict[int, dict[str, int]] | None = None, 
 # -- Encoder -------------------------------------------------------------------------------------------------------
 
 
-def test_numeric_rows_become_a_float_matrix_with_nan_for_missing(numeric_baseline: Baseline) -> None:
-    matrix, unseen, errors = encode(numeric_baseline, [[1.5, None], [None, 2], [3, 4.25]])
+def test_numeric_rows_become_a_float_matrix_with_nan_for_missing(ab_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(ab_baseline, [[1.5, None], [None, 2], [3, 4.25]])
 
     np.testing.assert_array_equal(matrix, [[1.5, NAN], [NAN, 2.0], [3.0, 4.25]])
     assert matrix.dtype == np.float64
     assert (unseen, errors) == ({}, {})
 
 
-def test_numeric_values_of_a_mixed_reference_are_kept_and_missing_ones_are_nan(mixed_baseline: Baseline) -> None:
-    matrix, _, errors = encode(mixed_baseline, [[7.5, "red"], [None, "red"]])
+def test_numeric_values_of_a_mixed_reference_are_kept_and_missing_ones_are_nan(x_colour_baseline: Baseline) -> None:
+    matrix, _, errors = encode(x_colour_baseline, [[7.5, "red"], [None, "red"]])
 
     np.testing.assert_array_equal(matrix[:, 0], [7.5, NAN])
     assert errors == {}
 
 
-def test_categories_become_their_reference_codes(mixed_baseline: Baseline) -> None:
-    matrix, unseen, errors = encode(mixed_baseline, [[0.0, "red"], [0.0, "green"], [0.0, "blue"], [0.0, None]])
+def test_categories_become_their_reference_codes(x_colour_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(x_colour_baseline, [[0.0, "red"], [0.0, "green"], [0.0, "blue"], [0.0, None]])
 
     np.testing.assert_array_equal(matrix[:, 1], [0.0, 1.0, 2.0, NAN])
     assert (unseen, errors) == ({}, {})
 
 
-def test_unseen_categories_become_minus_one_and_their_names_are_counted(mixed_baseline: Baseline) -> None:
-    matrix, unseen, errors = encode(mixed_baseline, [[0.0, "purple"], [0.0, "red"], [0.0, "purple"], [0.0, "teal"]])
+def test_unseen_categories_become_minus_one_and_their_names_are_counted(x_colour_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(x_colour_baseline, [[0.0, "purple"], [0.0, "red"], [0.0, "purple"], [0.0, "teal"]])
 
     np.testing.assert_array_equal(matrix[:, 1], [UNSEEN, 0.0, UNSEEN, UNSEEN])
     assert unseen == {1: {"purple": 2, "teal": 1}}
     assert errors == {}
 
 
-def test_unseen_names_are_bounded_per_feature_and_chunk(mixed_baseline: Baseline) -> None:
+def test_unseen_names_are_bounded_per_feature_and_chunk(x_colour_baseline: Baseline) -> None:
     rows: list[list[Any]] = [[0.0, f"level-{i}"] for i in range(MAX_UNSEEN_NAMES + 30)]
 
-    matrix, unseen, _ = encode(mixed_baseline, rows)
+    matrix, unseen, _ = encode(x_colour_baseline, rows)
 
     assert (matrix[:, 1] == UNSEEN).all()
     assert len(unseen[1]) == MAX_UNSEEN_NAMES
 
 
-@pytest.mark.parametrize("baseline_name", ["numeric_baseline", "mixed_baseline"], ids=["all-numeric", "mixed"])
+@pytest.mark.parametrize("baseline_name", ["ab_baseline", "x_colour_baseline"], ids=["all-numeric", "mixed"])
 @pytest.mark.parametrize("value", ["abc", "3", True, [1.0]], ids=["word", "numeric-string", "bool", "list"])
 def test_a_value_of_the_wrong_type_in_a_numeric_column_is_counted_and_missing(
     baseline_name: str, value: object, request: pytest.FixtureRequest
 ) -> None:
     baseline: Baseline = request.getfixturevalue(baseline_name)
-    row: list[Any] = [value, 1.0] if baseline_name == "numeric_baseline" else [value, "red"]
+    row: list[Any] = [value, 1.0] if baseline_name == "ab_baseline" else [value, "red"]
 
     matrix, _, errors = encode(baseline, [[2.0, row[1]], row])
 
@@ -99,8 +99,8 @@ def test_a_value_of_the_wrong_type_in_a_numeric_column_is_counted_and_missing(
     assert errors == {0: 1}
 
 
-def test_an_unhashable_value_for_a_category_counts_a_type_error(mixed_baseline: Baseline) -> None:
-    matrix, unseen, errors = encode(mixed_baseline, [[0.0, ["red"]], [0.0, {"colour": "red"}], [0.0, "red"]])
+def test_an_unhashable_value_for_a_category_counts_a_type_error(x_colour_baseline: Baseline) -> None:
+    matrix, unseen, errors = encode(x_colour_baseline, [[0.0, ["red"]], [0.0, {"colour": "red"}], [0.0, "red"]])
 
     np.testing.assert_array_equal(matrix[:, 1], [np.nan, np.nan, 0.0])  # a wrong type, not an unseen category
     assert errors == {1: 2}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixtures.data import gaussian
 from tests.fixtures.postgres import PASSWORD, PostgresServer
 from tests.fixtures.servers import Server, start_server
 from tests.fixtures.waiting import wait_for
@@ -75,7 +76,7 @@ def summaries(document: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def test_labels_sent_to_b_join_predictions_served_by_a(fleet: Fleet) -> None:
     a, b = fleet.a, fleet.b
-    rows = np.random.default_rng(1).normal(size=(5, 3))
+    rows = gaussian(5, 3, seed=1)
     request_id = predict(a, rows)
 
     answer = b.client.post("/feedback", json={"request_id": request_id, "labels": rows.sum(axis=1).tolist()})
@@ -152,7 +153,7 @@ def test_one_history_snapshot_per_slot_for_the_whole_fleet(fleet: Fleet) -> None
 def test_the_cli_reads_the_fleets_database_by_its_url_and_never_shows_its_password(fleet: Fleet) -> None:
     cli = str(Path(sys.executable).parent / "guarded-serving")
     for _ in range(3):
-        predict(fleet.a, np.random.default_rng(5).normal(size=(2, 3)))
+        predict(fleet.a, gaussian(2, 3, seed=5))
     assert wait_for(lambda: health(fleet.b)["totals"]["requests"] >= 3, timeout=10)
 
     tail = subprocess.run([cli, "tail", "--db", fleet.url, "-n", "3"], capture_output=True, text=True, timeout=120)

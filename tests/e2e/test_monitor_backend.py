@@ -13,11 +13,12 @@ import pytest
 from guarded_serving import Reference
 from guarded_serving.errors import ConfigurationError
 from guarded_serving.feed import MonitorFeed, Roles
+from tests.fixtures.data import gaussian
 from tests.fixtures.servers import Server, start_server
 from tests.fixtures.waiting import wait_for
 
 FEATURES = ["a", "b", "c"]
-TRAINING = np.random.default_rng(0).normal(size=(600, 3))
+TRAINING = gaussian(600, 3, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def feed(reference_file: Path) -> Iterator[MonitorFeed]:
 
 def test_a_feed_records_rows_outputs_and_labels_off_the_request_path(feed: MonitorFeed) -> None:
     feed.schema(columns(("a", "feature"), ("b", "feature"), ("c", "feature"), ("p", "prediction"), ("y", "target")))
-    rows = np.random.default_rng(1).normal(size=(120, 3))
+    rows = gaussian(120, 3, seed=1)
     for i in range(0, 120, 4):
         part = rows[i : i + 4]
         data: dict[str, Any] = {"a": part[:, 0], "b": part[:, 1], "c": part[:, 2], "p": part.sum(axis=1), "y": part.sum(axis=1)}
@@ -150,7 +151,7 @@ def test_served_health_judges_the_monitored_traffic_and_flags_drift(monitored: S
 
 
 def test_each_record_is_keyed_by_bentomls_request_id_and_its_targets_are_labels(monitored: Server) -> None:
-    rows = np.random.default_rng(8).normal(size=(3, 3))
+    rows = gaussian(3, 3, seed=8)
     _, request_id = score(monitored, rows, labels=[1.0, 2.0, 3.0])
 
     def stored() -> list[tuple[Any, ...]]:

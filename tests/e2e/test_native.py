@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.apps.iris_model import FEATURES
+from tests.fixtures.data import iris
 from tests.fixtures.servers import ROOT, Server, start_server
 from tests.fixtures.waiting import wait_for
 
@@ -183,9 +184,7 @@ def test_labels_join_the_api_that_answered_the_request(guarded: Server) -> None:
 
 def test_drift_on_one_api_is_flagged_there_and_blamed_on_the_moved_feature(guarded: Server) -> None:
     rng = np.random.default_rng(11)
-    from tests.apps.iris_model import training_data
-
-    X, _ = training_data()
+    X, _ = iris()
     for i in range(5):  # 1,000 rows: a full window, petal_length moved by +3 cm
         rows = X[rng.integers(0, len(X), 200)] + np.array([0.0, 0.0, 3.0, 0.0])
         answer = guarded.client.post("/classify", json={"data": rows.tolist()}, headers={"X-Request-ID": f"drift-{i}"})

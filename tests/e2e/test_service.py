@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.fixtures.data import gaussian
 from tests.fixtures.servers import Server, start_server
 from tests.fixtures.waiting import wait_for
 
@@ -206,7 +207,7 @@ def test_decorator_form_serves_the_function(serve) -> None:  # type: ignore[no-u
 def test_fail_on_answers_200_while_the_model_is_healthy_and_400_for_a_bad_value(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("tests.apps.toy:decorated")
     assert server.client.get("/health/model").json()["status"] == "insufficient_data"
-    healthy = np.random.default_rng(1).normal(size=(2000, 3)).tolist()  # the toy reference's distribution
+    healthy = gaussian(2000, 3, seed=1).tolist()  # the toy reference's distribution
     for start in (0, 1000):  # enough rows for the baseline of outputs it takes from served traffic
         server.client.post("/predict", json={"rows": healthy[start : start + 1000]})
 

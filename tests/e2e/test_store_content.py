@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from guarded_serving.cli import main
 from tests.acceptance.test_store_content import CORRUPTIONS, corrupt, query
+from tests.fixtures.data import gaussian
 from tests.fixtures.servers import Server
 from tests.fixtures.waiting import wait_for
 
@@ -37,7 +37,7 @@ def ask_over_http(server: Server) -> list[int]:
 
 def test_a_service_keeps_answering_health_after_labels_for_unlogged_predictions(sampled: Server) -> None:
     client = sampled.client
-    rows = np.random.default_rng(3).normal(size=(40, 3)).round(4).tolist()
+    rows = gaussian(40, 3, seed=3).round(4).tolist()
     ids = [client.post("/predict", json={"rows": [row]}).json()["request_id"] for row in rows]
     assert wait_for(lambda: len(query(sampled.db, "SELECT 1 FROM requests")) == len(ids))
     sampled_out = next(rid for rid in ids if not logged_outputs(sampled.db, rid))
@@ -56,7 +56,7 @@ def test_a_service_keeps_answering_health_while_its_store_is_corrupted_under_it(
     sampled: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = sampled.client
-    rows = np.random.default_rng(4).normal(size=(150, 3)).round(4).tolist()
+    rows = gaussian(150, 3, seed=4).round(4).tolist()
     ids = [client.post("/predict", json={"rows": rows[i : i + 10]}).json()["request_id"] for i in range(0, 150, 10)]
     assert wait_for(lambda: len(query(sampled.db, "SELECT 1 FROM requests")) == len(ids))
     client.get("/health/model")  # a first snapshot in the history

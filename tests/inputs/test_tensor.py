@@ -17,6 +17,7 @@ from guarded_serving.inputs.arrays import TensorSummary, spatial_axes
 from guarded_serving.inputs.embeddings import EmbeddingSummary
 from guarded_serving.inputs.projection import RandomProjection
 from guarded_serving.inputs.shaped import LOGGED_VALUES, ArrayRows
+from tests.fixtures.data import gaussian
 
 IMAGES = load_digits().images  # 1,797 x 8 x 8, values 0-16
 
@@ -91,7 +92,7 @@ def test_summaries_survive_saving(summary: TensorSummary) -> None:
 
 
 def test_an_embedding_is_watched_through_its_coordinates_norm_and_mahalanobis_distance() -> None:
-    vectors = np.random.default_rng(2).normal(size=(1000, 16)) * np.arange(1, 17)
+    vectors = gaussian(1000, 16, seed=2) * np.arange(1, 17)
     summary = EmbeddingSummary.fit(vectors)
 
     described = summary(vectors)
@@ -102,7 +103,7 @@ def test_an_embedding_is_watched_through_its_coordinates_norm_and_mahalanobis_di
 
 
 def test_the_references_own_distances_are_taken_as_if_each_row_were_left_out_of_the_fit() -> None:
-    vectors = np.random.default_rng(5).normal(size=(300, 8)) @ np.random.default_rng(6).normal(size=(8, 8))
+    vectors = gaussian(300, 8, seed=5) @ gaussian(8, 8, seed=6)
     summary = EmbeddingSummary.fit(vectors)
     others = np.delete(vectors, 7, axis=0)
     gap = vectors[7] - others.mean(axis=0)
@@ -115,7 +116,7 @@ def test_the_references_own_distances_are_taken_as_if_each_row_were_left_out_of_
 
 
 def test_a_wide_embedding_is_projected_to_64_coordinates() -> None:
-    summary = EmbeddingSummary.fit(np.random.default_rng(3).normal(size=(500, 300)))
+    summary = EmbeddingSummary.fit(gaussian(500, 300, seed=3))
 
     assert summary.names[0] == "projection_1"
     assert len(summary.names) == 66
@@ -179,7 +180,7 @@ def test_rows_are_logged_whole_or_as_a_summary_when_large_and_not_at_all_when_re
 
 
 def test_a_3d_reference_is_a_tensor_and_a_2d_one_an_embedding_only_when_named() -> None:
-    vectors = np.random.default_rng(4).normal(size=(400, 8))
+    vectors = gaussian(400, 8, seed=4)
 
     assert kind_for(IMAGES[:200]).name == "tensor"  # type: ignore[union-attr]
     assert kind_for(vectors) is None
@@ -230,7 +231,7 @@ def test_the_model_gets_the_stacked_images_and_drift_is_worded_as_brightness() -
 
 
 def test_a_redacted_embedding_is_not_logged_and_its_coordinates_are_withheld(tmp_path: Any) -> None:
-    vectors = np.random.default_rng(8).normal(size=(1000, 8))
+    vectors = gaussian(1000, 8, seed=8)
     guarded = GuardedModel(lambda x: x[:, 0], reference=vectors, input_format="embedding", name="e",
                            db=str(tmp_path / "log.db"), redact=["embedding"], window=100)  # fmt: skip
     guarded.start()
@@ -248,7 +249,7 @@ def test_a_redacted_embedding_is_not_logged_and_its_coordinates_are_withheld(tmp
 
 
 def test_a_monitor_without_bentoml_takes_images_and_named_embeddings() -> None:
-    vectors = np.random.default_rng(9).normal(size=(2000, 16))
+    vectors = gaussian(2000, 16, seed=9)
 
     with Monitor(IMAGES, window=500) as images:
         images.observe(IMAGES[:500], IMAGES[:500].reshape(500, -1).mean(axis=1))

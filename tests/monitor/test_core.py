@@ -12,21 +12,22 @@ from structlog.testing import capture_logs
 
 from guarded_serving import ConfigurationError, Monitor, Status
 from guarded_serving.store import RequestRecord
+from tests.fixtures.data import gaussian
 
 
 @pytest.fixture
-def training() -> np.ndarray:
-    return np.random.default_rng(3).normal(size=(300, 4))
+def gaussian_300x4() -> np.ndarray:
+    return gaussian(300, 4, seed=3)
 
 
 def failed(request_id: str) -> RequestRecord:
     return RequestRecord(request_id, 0.0, "model", None, "error", 1, 2.0, {"predict": 2.0}, "predict", "ValueError: x")
 
 
-def test_observe_returns_the_request_id_and_counts_rows(training: np.ndarray) -> None:
-    monitor = Monitor(training)
+def test_observe_returns_the_request_id_and_counts_rows(gaussian_300x4: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x4)
 
-    request_id = monitor.observe(training[:5], training[:5].sum(axis=1), request_id="batch-1")
+    request_id = monitor.observe(gaussian_300x4[:5], gaussian_300x4[:5].sum(axis=1), request_id="batch-1")
 
     assert request_id == "batch-1"
     report = monitor.health()
@@ -43,27 +44,27 @@ def test_observe_returns_the_request_id_and_counts_rows(training: np.ndarray) ->
         pytest.param(lambda x: [dict(zip(["f0", "f1", "f2", "f3"], r, strict=True)) for r in x[:3].tolist()], id="dicts"),
     ],
 )
-def test_observe_accepts_arrays_lists_and_dicts(training: np.ndarray, rows: object) -> None:
-    monitor = Monitor(training)
+def test_observe_accepts_arrays_lists_and_dicts(gaussian_300x4: np.ndarray, rows: object) -> None:
+    monitor = Monitor(gaussian_300x4)
 
-    monitor.observe(rows(training), [0, 1, 0])  # type: ignore[operator]
+    monitor.observe(rows(gaussian_300x4), [0, 1, 0])  # type: ignore[operator]
 
     assert monitor.totals().rows == 3
 
 
-def test_observe_refuses_predictions_that_do_not_match_the_rows(training: np.ndarray) -> None:
+def test_observe_refuses_predictions_that_do_not_match_the_rows(gaussian_300x4: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"predictions: expected one prediction per row \(3\), got '2 predictions'"):
-        Monitor(training).observe(training[:3], [1, 2])
+        Monitor(gaussian_300x4).observe(gaussian_300x4[:3], [1, 2])
 
 
-def test_observe_refuses_rows_of_the_wrong_width(training: np.ndarray) -> None:
+def test_observe_refuses_rows_of_the_wrong_width(gaussian_300x4: np.ndarray) -> None:
     with pytest.raises(ConfigurationError, match=r"rows\[0\]: expected a list of 4 values"):
-        Monitor(training).observe([[1, 2]], [0])
+        Monitor(gaussian_300x4).observe([[1, 2]], [0])
 
 
-def test_with_a_store_observed_rows_reach_the_database(training: np.ndarray, tmp_path: Path) -> None:
-    with Monitor(training, name="batch", db=tmp_path / "m.db") as monitor:
-        monitor.observe(training[:4], [1, 0, 1, 0])
+def test_with_a_store_observed_rows_reach_the_database(gaussian_300x4: np.ndarray, tmp_path: Path) -> None:
+    with Monitor(gaussian_300x4, name="batch", db=tmp_path / "m.db") as monitor:
+        monitor.observe(gaussian_300x4[:4], [1, 0, 1, 0])
         assert monitor.flush()
         report = monitor.health()
 
@@ -71,9 +72,9 @@ def test_with_a_store_observed_rows_reach_the_database(training: np.ndarray, tmp
     assert report.check("store").summary == "4 rows written, 0 pending, none dropped."
 
 
-def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training: np.ndarray) -> None:
-    monitor = Monitor(training, window=100)
-    monitor.observe(training[:100], [0] * 100)
+def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(gaussian_300x4: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x4, window=100)
+    monitor.observe(gaussian_300x4[:100], [0] * 100)
     assert monitor.health().status is Status.OK
 
     for i in range(3):
@@ -89,9 +90,9 @@ def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(training
     assert logs[0]["status"] == "alert"
 
 
-def test_health_does_not_change_what_it_reports(training: np.ndarray) -> None:
-    monitor = Monitor(training)
-    monitor.observe(training[:2], [0, 1])
+def test_health_does_not_change_what_it_reports(gaussian_300x4: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x4)
+    monitor.observe(gaussian_300x4[:2], [0, 1])
 
     first = monitor.health().to_json()
     second = monitor.health().to_json()
@@ -101,8 +102,8 @@ def test_health_does_not_change_what_it_reports(training: np.ndarray) -> None:
     assert first == second
 
 
-def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
-    monitor = Monitor(training, recent_requests=500)
+def test_state_stays_bounded_over_many_requests(gaussian_300x4: np.ndarray) -> None:
+    monitor = Monitor(gaussian_300x4, recent_requests=500)
     record = RequestRecord("r", 0.0, "model", None, "ok", 1, 1.0, {"validate": 0.1, "predict": 0.5})
     for _ in range(5_000):
         monitor.record(record)
@@ -139,9 +140,9 @@ def test_state_stays_bounded_over_many_requests(training: np.ndarray) -> None:
         ),
     ],
 )
-def test_bad_configuration_names_the_argument(training: np.ndarray, kwargs: dict[str, object], message: str) -> None:
+def test_bad_configuration_names_the_argument(gaussian_300x4: np.ndarray, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
-        Monitor(training, **kwargs)  # type: ignore[arg-type]
+        Monitor(gaussian_300x4, **kwargs)  # type: ignore[arg-type]
 
 
 def test_health_listeners_get_every_report_and_cannot_fail_it() -> None:
@@ -161,11 +162,11 @@ def test_health_listeners_get_every_report_and_cannot_fail_it() -> None:
 
 @pytest.mark.parametrize("db", [None, ":memory:", Path(":memory:")], ids=["none", "memory", "memory-path"])
 def test_every_spelling_of_no_store_keeps_everything_in_memory(
-    training: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: object
+    gaussian_300x4: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: object
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with Monitor(training, db=db) as monitor:  # type: ignore[arg-type]
-        monitor.observe(training[:5], training[:5].sum(axis=1))
+    with Monitor(gaussian_300x4, db=db) as monitor:  # type: ignore[arg-type]
+        monitor.observe(gaussian_300x4[:5], gaussian_300x4[:5].sum(axis=1))
         store = monitor.health().check("store")
 
     assert monitor.store is None

@@ -10,16 +10,11 @@ import pytest
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift.checks import DriftDetails
 from guarded_serving.health import CheckResult, Status
+from tests.fixtures.data import three_scales
 
 FEATURES = ["a", "b", "c"]
 WINDOW = 200
 BATCH = 50
-
-
-def draw(rows: int, seed: int) -> np.ndarray:
-    """Three features: a ~ N(0, 1), b ~ N(5, 2), c ~ U(0, 10)."""
-    rng = np.random.default_rng(seed)
-    return np.column_stack([rng.normal(0, 1, rows), rng.normal(5, 2, rows), rng.uniform(0, 10, rows)])
 
 
 def score(x: np.ndarray) -> np.ndarray:
@@ -51,29 +46,29 @@ def shifted(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def training() -> np.ndarray:
-    return draw(3_000, seed=1)
+def three_scales_3000() -> np.ndarray:
+    return three_scales(3_000, seed=1)
 
 
 @pytest.fixture(scope="module")
-def reference(training: np.ndarray) -> Reference:
+def inputs_only_reference(three_scales_3000: np.ndarray) -> Reference:
     """Inputs only: no profile of the model's outputs."""
-    return Reference.from_data(training, feature_names=FEATURES)
+    return Reference.from_data(three_scales_3000, feature_names=FEATURES)
 
 
 @pytest.fixture(scope="module")
-def reference_with_predictions(training: np.ndarray) -> Reference:
-    return Reference.from_data(training, predictions=score(training), feature_names=FEATURES)
+def reference_with_predictions(three_scales_3000: np.ndarray) -> Reference:
+    return Reference.from_data(three_scales_3000, predictions=score(three_scales_3000), feature_names=FEATURES)
 
 
 @pytest.fixture(scope="module")
-def reference_with_probabilities(training: np.ndarray) -> Reference:
-    return Reference.from_data(training, predictions=probabilities(training), feature_names=FEATURES)
+def reference_with_probabilities(three_scales_3000: np.ndarray) -> Reference:
+    return Reference.from_data(three_scales_3000, predictions=probabilities(three_scales_3000), feature_names=FEATURES)
 
 
-def test_healthy_traffic_fills_the_window_without_drift(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW)
-    observe(monitor, draw(300, seed=2))
+def test_healthy_traffic_fills_the_window_without_drift(inputs_only_reference: Reference) -> None:
+    monitor = Monitor(inputs_only_reference, window=WINDOW)
+    observe(monitor, three_scales(300, seed=2))
 
     report = monitor.health()
 
@@ -82,9 +77,9 @@ def test_healthy_traffic_fills_the_window_without_drift(reference: Reference) ->
     assert report.check("data_quality").status is Status.OK
 
 
-def test_a_partly_filled_window_is_not_judged_yet(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW)
-    observe(monitor, draw(50, seed=3))
+def test_a_partly_filled_window_is_not_judged_yet(inputs_only_reference: Reference) -> None:
+    monitor = Monitor(inputs_only_reference, window=WINDOW)
+    observe(monitor, three_scales(50, seed=3))
 
     report = monitor.health()
 
@@ -92,9 +87,9 @@ def test_a_partly_filled_window_is_not_judged_yet(reference: Reference) -> None:
     assert report.check("data_drift").status is Status.INSUFFICIENT_DATA
 
 
-def test_shifted_traffic_flags_the_shifted_feature(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW)
-    observe(monitor, shifted(draw(WINDOW, seed=4)))
+def test_shifted_traffic_flags_the_shifted_feature(inputs_only_reference: Reference) -> None:
+    monitor = Monitor(inputs_only_reference, window=WINDOW)
+    observe(monitor, shifted(three_scales(WINDOW, seed=4)))
 
     data_drift = monitor.health().check("data_drift")
 
@@ -102,21 +97,21 @@ def test_shifted_traffic_flags_the_shifted_feature(reference: Reference) -> None
     assert data_drift.status is Status.ALERT
 
 
-def test_the_window_forgets_old_traffic(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW)
-    observe(monitor, shifted(draw(WINDOW, seed=5)))
-    observe(monitor, draw(WINDOW, seed=6))
+def test_the_window_forgets_old_traffic(inputs_only_reference: Reference) -> None:
+    monitor = Monitor(inputs_only_reference, window=WINDOW)
+    observe(monitor, shifted(three_scales(WINDOW, seed=5)))
+    observe(monitor, three_scales(WINDOW, seed=6))
 
     assert monitor.health().check("data_drift").status is Status.OK
 
 
-def test_with_a_shared_file_one_worker_judges_the_rows_another_observed(reference: Reference, tmp_path: Path) -> None:
+def test_with_a_shared_file_one_worker_judges_the_rows_another_observed(inputs_only_reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     with (
-        Monitor(reference, window=WINDOW, db=db, flush_interval=0.01) as observing,
-        Monitor(reference, window=WINDOW, db=db, flush_interval=0.01) as judging,
+        Monitor(inputs_only_reference, window=WINDOW, db=db, flush_interval=0.01) as observing,
+        Monitor(inputs_only_reference, window=WINDOW, db=db, flush_interval=0.01) as judging,
     ):
-        observe(observing, shifted(draw(WINDOW, seed=7)))
+        observe(observing, shifted(three_scales(WINDOW, seed=7)))
         assert observing.flush()
 
         report = judging.health()
@@ -125,9 +120,9 @@ def test_with_a_shared_file_one_worker_judges_the_rows_another_observed(referenc
     assert drifted(report.check("data_drift")) == ["b"]
 
 
-def test_without_an_output_profile_prediction_drift_is_not_judged(reference: Reference) -> None:
-    monitor = Monitor(reference, window=WINDOW)
-    observe(monitor, draw(WINDOW, seed=8))
+def test_without_an_output_profile_prediction_drift_is_not_judged(inputs_only_reference: Reference) -> None:
+    monitor = Monitor(inputs_only_reference, window=WINDOW)
+    observe(monitor, three_scales(WINDOW, seed=8))
 
     prediction_drift = monitor.health().check("prediction_drift")
 
@@ -137,7 +132,7 @@ def test_without_an_output_profile_prediction_drift_is_not_judged(reference: Ref
 
 def test_one_dimensional_predictions_are_judged_as_prediction(reference_with_predictions: Reference) -> None:
     monitor = Monitor(reference_with_predictions, window=WINDOW)
-    observe(monitor, draw(WINDOW, seed=9))
+    observe(monitor, three_scales(WINDOW, seed=9))
 
     prediction_drift = monitor.health().check("prediction_drift")
 
@@ -148,7 +143,7 @@ def test_one_dimensional_predictions_are_judged_as_prediction(reference_with_pre
 
 def test_two_dimensional_outputs_are_judged_per_column(reference_with_probabilities: Reference) -> None:
     monitor = Monitor(reference_with_probabilities, window=WINDOW)
-    x = draw(WINDOW, seed=10)
+    x = three_scales(WINDOW, seed=10)
     observe(monitor, x, probabilities(x))
 
     prediction_drift = monitor.health().check("prediction_drift")
@@ -159,7 +154,7 @@ def test_two_dimensional_outputs_are_judged_per_column(reference_with_probabilit
 
 def test_shifted_predictions_are_flagged(reference_with_predictions: Reference) -> None:
     monitor = Monitor(reference_with_predictions, window=WINDOW)
-    x = draw(WINDOW, seed=11)
+    x = three_scales(WINDOW, seed=11)
     observe(monitor, x, score(x) + 1.0)
 
     prediction_drift = monitor.health().check("prediction_drift")
@@ -168,13 +163,13 @@ def test_shifted_predictions_are_flagged(reference_with_predictions: Reference) 
 
 
 @pytest.fixture(scope="module")
-def one_feature_reference(training: np.ndarray) -> Reference:
-    return Reference.from_data(training[:, :1], feature_names=["a"])
+def one_feature_reference(three_scales_3000: np.ndarray) -> Reference:
+    return Reference.from_data(three_scales_3000[:, :1], feature_names=["a"])
 
 
 def test_health_does_not_reorder_the_window_of_a_one_feature_model(one_feature_reference: Reference) -> None:
     monitor = Monitor(one_feature_reference, window=WINDOW)
-    x = draw(150, seed=12)[:, :1]
+    x = three_scales(150, seed=12)[:, :1]
     monitor.observe(x, [0.0] * 150)
 
     monitor.health()
@@ -183,10 +178,12 @@ def test_health_does_not_reorder_the_window_of_a_one_feature_model(one_feature_r
 
 
 @pytest.mark.parametrize(("features", "rows"), [(1, 150), (3, 1)], ids=["one-feature", "one-row"])
-def test_health_reads_a_window_of_one_stored_chunk(tmp_path: Path, training: np.ndarray, features: int, rows: int) -> None:
-    reference = Reference.from_data(training[:, :features], feature_names=FEATURES[:features])
+def test_health_reads_a_window_of_one_stored_chunk(
+    tmp_path: Path, three_scales_3000: np.ndarray, features: int, rows: int
+) -> None:
+    reference = Reference.from_data(three_scales_3000[:, :features], feature_names=FEATURES[:features])
     with Monitor(reference, window=WINDOW, db=tmp_path / "one.db", flush_interval=0.01) as monitor:
-        monitor.observe(draw(rows, seed=13)[:, :features], [0.0] * rows)
+        monitor.observe(three_scales(rows, seed=13)[:, :features], [0.0] * rows)
         assert monitor.flush()
 
         report = monitor.health()

@@ -21,15 +21,10 @@ from guarded_serving.concept import ConceptDetails
 from guarded_serving.errors import UnknownRequestError
 from guarded_serving.guard import GuardedModel, Reply
 from guarded_serving.monitor import FeedbackResult
+from tests.fixtures.data import gaussian, logistic_probabilities
 
-WEIGHTS = np.array([2.0, -1.0, 0.5])
 # Two alternating prediction rows: even rows predict class 0 (p = 0.8), odd rows class 1 (p = 0.7).
 ALTERNATING = [[0.8, 0.2], [0.3, 0.7]]
-
-
-def probabilities(X: np.ndarray) -> np.ndarray:
-    p = 1 / (1 + np.exp(-X @ WEIGHTS))
-    return np.column_stack([1 - p, p])
 
 
 def alternating(rows: int) -> list[list[float]]:
@@ -42,28 +37,20 @@ def predicted_classes(rows: int, wrong: tuple[int, ...] = ()) -> list[int]:
 
 
 @pytest.fixture
-def reference() -> Reference:
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(500, 3))
-    y = (rng.random(500) < probabilities(X)[:, 1]).astype(int)
-    return Reference.from_data(X, y=y, predictions=probabilities(X))
-
-
-@pytest.fixture
-def features() -> np.ndarray:
-    return np.random.default_rng(8).normal(size=(100, 3))
+def gaussian_100x3() -> np.ndarray:
+    return gaussian(100, 3, seed=8)
 
 
 @pytest.fixture(params=["in-memory", "sqlite-store"])
-def monitor(request: pytest.FixtureRequest, reference: Reference, tmp_path: Path) -> Iterator[Monitor]:
+def monitor(request: pytest.FixtureRequest, logistic_reference_500: Reference, tmp_path: Path) -> Iterator[Monitor]:
     db = tmp_path / "feedback.db" if request.param == "sqlite-store" else None
-    with Monitor(reference, name="churn", db=db) as monitor:
+    with Monitor(logistic_reference_500, name="churn", db=db) as monitor:
         yield monitor
 
 
 @pytest.fixture
-def stored_monitor(reference: Reference, tmp_path: Path) -> Iterator[Monitor]:
-    with Monitor(reference, name="churn", db=tmp_path / "feedback.db") as monitor:
+def stored_monitor(logistic_reference_500: Reference, tmp_path: Path) -> Iterator[Monitor]:
+    with Monitor(logistic_reference_500, name="churn", db=tmp_path / "feedback.db") as monitor:
         yield monitor
 
 
@@ -95,18 +82,18 @@ def observe_alternating(monitor: Monitor, features: np.ndarray, request_id: str 
 # -- joining -------------------------------------------------------------------------------------------------------
 
 
-def test_observe_returns_a_fresh_request_id_for_each_request(monitor: Monitor, features: np.ndarray) -> None:
-    first = observe_alternating(monitor, features[:5])
-    second = observe_alternating(monitor, features[:5])
+def test_observe_returns_a_fresh_request_id_for_each_request(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    first = observe_alternating(monitor, gaussian_100x3[:5])
+    second = observe_alternating(monitor, gaussian_100x3[:5])
 
     assert first != second
     assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in (first, second))
 
 
-def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, features: np.ndarray) -> None:
-    observe_alternating(monitor, features[:50])  # unlabelled traffic before and after
-    request_id = observe_alternating(monitor, features)
-    observe_alternating(monitor, features[:50])
+def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    observe_alternating(monitor, gaussian_100x3[:50])  # unlabelled traffic before and after
+    request_id = observe_alternating(monitor, gaussian_100x3)
+    observe_alternating(monitor, gaussian_100x3[:50])
 
     result = monitor.feedback(request_id, predicted_classes(100, wrong=(3, 10, 51, 77)))
 
@@ -115,16 +102,16 @@ def test_feedback_joins_labels_to_the_rows_of_that_request(monitor: Monitor, fea
     assert (details.labels_received, details.labelled_rows, details.current) == (100, 100, 0.96)
 
 
-def test_feedback_rows_are_stored_by_request_and_row(stored_monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(stored_monitor, features[:3], request_id="r-3")
+def test_feedback_rows_are_stored_by_request_and_row(stored_monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(stored_monitor, gaussian_100x3[:3], request_id="r-3")
 
     stored_monitor.feedback(request_id, [1, 0, 1])
 
     assert feedback_table(stored_monitor) == [("r-3", 0, "1"), ("r-3", 1, "0"), ("r-3", 2, "1")]
 
 
-def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     monitor.feedback(request_id, predicted_classes(100))
 
     monitor.feedback_items([(request_id, row, 1 - row % 2) for row in range(10)])
@@ -132,8 +119,8 @@ def test_a_repeated_label_replaces_the_earlier_one(monitor: Monitor, features: n
     assert concept(monitor).current == 0.9
 
 
-def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     monitor.feedback(request_id, predicted_classes(100))
 
     result = monitor.feedback_items([(request_id, row, 1 - row % 2) for row in range(10)])
@@ -142,8 +129,8 @@ def test_a_repeated_label_is_counted_as_replaced(monitor: Monitor, features: np.
     assert counts(monitor) == (100, 10, 100)
 
 
-def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features)
+def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3)
     items = [(request_id, row, label) for row, label in enumerate(predicted_classes(100))]
 
     result = monitor.feedback_items([*items, (request_id, 0, 1)])  # row 0 again, now wrong: the later label wins
@@ -153,10 +140,10 @@ def test_a_label_repeated_within_one_call_replaces_and_is_counted(monitor: Monit
     assert concept(monitor).current == 0.99
 
 
-def test_feedback_items_may_label_rows_of_several_requests(monitor: Monitor, features: np.ndarray) -> None:
-    small = observe_alternating(monitor, features[:5])
-    medium = observe_alternating(monitor, features[:30])
-    large = observe_alternating(monitor, features)
+def test_feedback_items_may_label_rows_of_several_requests(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    small = observe_alternating(monitor, gaussian_100x3[:5])
+    medium = observe_alternating(monitor, gaussian_100x3[:30])
+    large = observe_alternating(monitor, gaussian_100x3)
     items: list[tuple[str, int, Any]] = [(large, row, row % 2) for row in range(0, 100, 2)]
     items += [(small, row, 1 - row % 2) for row in range(5)] + [(medium, row, row % 2) for row in range(30)]
 
@@ -173,8 +160,8 @@ def test_labels_arriving_late_and_out_of_order_join_to_the_right_predictions(mon
     # prediction (not arrival) order, each judged against its own label.
     rng = np.random.default_rng(2_000)
     X = rng.normal(size=(2_000, 3))
-    y = (rng.random(2_000) < probabilities(X)[:, 1]).astype(int)
-    P = probabilities(X)
+    y = (rng.random(2_000) < logistic_probabilities(X)[:, 1]).astype(int)
+    P = logistic_probabilities(X)
     P[:1_000] = P[:1_000, ::-1]
     items = []
     for start in range(0, 2_000, 50):
@@ -194,8 +181,8 @@ def test_labels_arriving_late_and_out_of_order_join_to_the_right_predictions(mon
 # -- refusals: everything is checked before anything is stored ----------------------------------------------------
 
 
-def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, features: np.ndarray) -> None:
-    known = observe_alternating(monitor, features[:5])
+def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    known = observe_alternating(monitor, gaussian_100x3[:5])
     monitor.feedback(known, predicted_classes(5))
 
     with pytest.raises(UnknownRequestError) as caught:
@@ -207,8 +194,8 @@ def test_unknown_request_ids_are_refused_and_all_listed(monitor: Monitor, featur
     assert counts(monitor) == (5, 0, 5)
 
 
-def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5], request_id="r-5")
+def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5], request_id="r-5")
 
     with pytest.raises(InputError, match=r"^3 labels for request 'r-5'; expected 5 labels, one per row$"):
         monitor.feedback(request_id, [0, 1, 0])
@@ -216,8 +203,8 @@ def test_a_wrong_number_of_labels_is_refused(monitor: Monitor, features: np.ndar
     assert counts(monitor) == (0, 0, 0)
 
 
-def test_a_row_out_of_range_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5], request_id="r-5")
+def test_a_row_out_of_range_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5], request_id="r-5")
 
     with pytest.raises(InputError, match=r"^item 1: row 5 of request 'r-5'; expected a row index in 0\.\.4$"):
         monitor.feedback_items([(request_id, 0, 0), (request_id, 5, 1)])
@@ -225,8 +212,8 @@ def test_a_row_out_of_range_is_refused(monitor: Monitor, features: np.ndarray) -
     assert counts(monitor) == (0, 0, 0)
 
 
-def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, features: np.ndarray) -> None:
-    request_id = observe_alternating(monitor, features[:5])
+def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
+    request_id = observe_alternating(monitor, gaussian_100x3[:5])
 
     with pytest.raises(InputError, match=r"^item 1: label got 'yes'; expected one of the classes \[0, 1\]$"):
         monitor.feedback_items([(request_id, 0, 0), (request_id, 1, "yes")])
@@ -273,7 +260,7 @@ def test_a_label_outside_a_ten_class_models_classes_gets_a_422(digits: tuple[np.
 
 
 def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
-    X = np.random.default_rng(0).normal(size=(90, 2))
+    X = gaussian(90, 2, seed=0)
     y = np.array(["bird", "cat", "dog"])[np.argmax(np.c_[X, -X.sum(axis=1)], axis=1)]
     model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression())]).fit(X, y)
     guarded = one_line(model.predict, X)
@@ -290,8 +277,8 @@ def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
 
 
 def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_labels() -> None:
-    X = np.random.default_rng(1).normal(size=(200, 3))
-    guarded = one_line(probabilities, X)
+    X = gaussian(200, 3, seed=1)
+    guarded = one_line(logistic_probabilities, X)
     try:
         refused = send_label(guarded, [0.0, 0.0, 0.0], 2)
         accepted = send_label(guarded, [0.0, 0.0, 0.0], 1)
@@ -303,7 +290,7 @@ def test_a_plain_function_returning_probabilities_takes_their_column_indices_as_
 
 
 def test_a_regressor_has_no_classes_and_takes_any_label() -> None:
-    X = np.random.default_rng(2).normal(size=(200, 2))
+    X = gaussian(200, 2, seed=2)
     guarded = one_line(lambda rows: rows.sum(axis=1), X)
     try:
         accepted = send_label(guarded, [0.0, 0.0], 12.5)

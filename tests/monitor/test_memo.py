@@ -16,33 +16,25 @@ from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport, Status
 from guarded_serving.monitor.feedback import Labels
 from guarded_serving.monitor.memo import WindowMemo
-
-WEIGHTS = np.array([2.0, -1.0, 0.5])
-
-
-def probabilities(X: np.ndarray) -> np.ndarray:
-    p = 1 / (1 + np.exp(-X @ WEIGHTS))
-    return np.column_stack([1 - p, p])
+from tests.fixtures.data import gaussian, logistic_probabilities, logistic_reference
 
 
 @pytest.fixture
-def reference() -> Reference:
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(2_000, 3))
-    y = (rng.random(2_000) < probabilities(X)[:, 1]).astype(int)
-    return Reference.from_data(X, y=y, predictions=probabilities(X))
+def logistic_reference_2000() -> Reference:
+    """The logistic world's reference of 2,000 rows: labels as noisy as the model says, not its argmax."""
+    return logistic_reference(2000, seed=7)
 
 
 @pytest.fixture(params=["in-memory", "sqlite-store"])
-def monitor(request: pytest.FixtureRequest, reference: Reference, tmp_path: Path) -> Iterator[Monitor]:
+def monitor(request: pytest.FixtureRequest, logistic_reference_2000: Reference, tmp_path: Path) -> Iterator[Monitor]:
     db = tmp_path / "memo.db" if request.param == "sqlite-store" else None
-    with Monitor(reference, name="churn", db=db, window=500) as monitor:
+    with Monitor(logistic_reference_2000, name="churn", db=db, window=500) as monitor:
         yield monitor
 
 
 def observe(monitor: Monitor, seed: int, shift: float = 0.0) -> tuple[str, np.ndarray]:
-    X = np.random.default_rng(seed).normal(size=(100, 3)) + shift
-    return monitor.observe(X, probabilities(X)), X
+    X = gaussian(100, 3, seed=seed) + shift
+    return monitor.observe(X, logistic_probabilities(X)), X
 
 
 def health(monitor: Monitor) -> HealthReport:
@@ -61,7 +53,7 @@ def labelled(monitor: Monitor) -> Monitor:
     """A full window, every row labelled by the model's own argmax."""
     for seed in range(5):
         request_id, X = observe(monitor, seed)
-        monitor.feedback(request_id, probabilities(X).argmax(axis=1).tolist())
+        monitor.feedback(request_id, logistic_probabilities(X).argmax(axis=1).tolist())
     return monitor
 
 
@@ -91,7 +83,7 @@ def test_a_new_label_is_judged_by_the_next_health_check(labelled: Monitor) -> No
     before = concept(health(labelled))
     request_id, X = observe(labelled, 20)
 
-    labelled.feedback(request_id, (1 - probabilities(X).argmax(axis=1)).tolist())  # every one wrong
+    labelled.feedback(request_id, (1 - logistic_probabilities(X).argmax(axis=1)).tolist())  # every one wrong
     after = concept(health(labelled))
 
     assert after.labels_received == before.labels_received + 100
@@ -102,7 +94,7 @@ def test_a_new_label_is_judged_by_the_next_health_check(labelled: Monitor) -> No
 
 def test_a_replaced_label_is_judged_by_the_next_health_check(labelled: Monitor) -> None:
     request_id, X = observe(labelled, 30)
-    right = probabilities(X).argmax(axis=1)
+    right = logistic_probabilities(X).argmax(axis=1)
     labelled.feedback(request_id, right.tolist())
     before = concept(health(labelled))
 
@@ -144,16 +136,18 @@ def joined_as_before(labels: Labels, limit: int) -> tuple[list[Any], list[Any], 
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_the_memory_join_walking_back_from_the_newest_request_is_the_sort_of_every_label(reference: Reference, seed: int) -> None:
+def test_the_memory_join_walking_back_from_the_newest_request_is_the_sort_of_every_label(
+    logistic_reference_2000: Reference, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
-    with Monitor(reference, name="churn", window=300) as monitor:
+    with Monitor(logistic_reference_2000, name="churn", window=300) as monitor:
         labels = monitor._evaluator.judged.labels
         ids: list[tuple[str, int]] = []
         for i in range(250):  # more than PREDICTIONS_KEPT rows: the oldest predictions and their labels are forgotten
             rows = int(rng.integers(1, 120))
             reused = ids[int(rng.integers(len(ids)))][0] if ids and rng.random() < 0.1 else None
             X = rng.normal(size=(rows, 3))
-            request_id = monitor.observe(X, probabilities(X), request_id=reused)
+            request_id = monitor.observe(X, logistic_probabilities(X), request_id=reused)
             ids = [(r, n) for r, n in ids if r != request_id and r in labels._predictions] + [(request_id, rows)]
             for rid, n in [ids[int(k)] for k in rng.integers(len(ids), size=2)]:  # labels, late and out of order
                 picked = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))}, reverse=i % 2 == 0)

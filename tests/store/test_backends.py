@@ -11,8 +11,9 @@ import pytest
 from guarded_serving import ConfigurationError, GuardedModel, Monitor
 from guarded_serving.store import StoreOptions, open_reader, open_store
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 
-TRAINING = np.random.default_rng(3).normal(size=(200, 2))
+TRAINING = gaussian(200, 2, seed=3)
 
 
 @pytest.mark.parametrize("db", [None, ":memory:", "sqlite:///:memory:"], ids=["none", "memory", "memory-url"])

@@ -22,6 +22,7 @@ from guarded_serving.drift.window import Chunk
 from guarded_serving.operational import store_check
 from guarded_serving.store import DEFAULT_CAPACITY_BYTES, RequestRecord, StoreOptions, StoreStats
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 from tests.fixtures.waiting import wait_for
 
 ROW_TEXT = "[" + ",".join(["0.123456"] * 8) + "]"
@@ -210,7 +211,7 @@ def test_the_offline_report_warns_that_answered_rows_were_dropped_from_the_log(t
     from guarded_serving.offline import offline_health
 
     db = tmp_path / "log.db"
-    training = np.random.default_rng(6).normal(size=(500, 2))
+    training = gaussian(500, 2, seed=6)
     monitor = Monitor(training, db=db, store_capacity=10)  # not started: nothing drains the buffer yet
     for i in range(8):
         monitor.observe(training[i * 2 : i * 2 + 2], [0.0, 1.0])

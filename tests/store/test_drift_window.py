@@ -13,6 +13,7 @@ from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Chunk
 from guarded_serving.store import RequestRecord, Store, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 
 MODEL = "m"
 
@@ -142,7 +143,7 @@ def test_the_window_never_loses_the_newest_rows_to_pruning(db_path: Path) -> Non
 
 
 def test_two_workers_on_one_file_see_each_others_window(db_path: Path) -> None:
-    reference = Reference.from_data(np.random.default_rng(1).normal(size=(500, 2)), feature_names=["a", "b"])
+    reference = Reference.from_data(gaussian(500, 2, seed=1), feature_names=["a", "b"])
     rows_a = [[1.0, 1.0]] * 30
     rows_b = [[2.0, 2.0]] * 20
     with (

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from guarded_serving.store import RequestRecord, StoreOptions, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
+from tests.fixtures.data import gaussian
 from tests.fixtures.servers import ROOT
 from tests.fixtures.waiting import wait_for
 
@@ -251,7 +252,7 @@ def test_the_offline_report_reads_a_schema_2_file_as_it_is(tmp_path: Path) -> No
     from guarded_serving.offline import offline_health
 
     db = tmp_path / "old.db"
-    training = np.random.default_rng(4).normal(size=(1000, 3))
+    training = gaussian(1000, 3, seed=4)
     with Monitor(training, name="m", version="7", db=db, window=300) as monitor:
         monitor.observe(training[:300] + np.array([0, 0, 3]), training[:300].sum(axis=1))
         assert monitor.flush()

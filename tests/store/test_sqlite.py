@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
@@ -18,6 +17,7 @@ from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
 from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
 from guarded_serving.store.sqlite import SqliteStore
+from tests.fixtures.data import gaussian
 
 
 def record(request_id: str, status: str = "ok", rows: int = 2, model: str = "m", **extra: object) -> RequestRecord:
@@ -229,7 +229,7 @@ def test_a_saved_model_is_written_again_into_a_replaced_file(store: Store, db_pa
 
 
 def test_a_started_monitor_saves_its_reference_and_settings(db_path: Path) -> None:
-    training = np.random.default_rng(0).normal(size=(200, 2))
+    training = gaussian(200, 2, seed=0)
     with Monitor(training, name="m", version="2", db=db_path, window=300, redact=["f1"], feature_names=["f0", "f1"]) as monitor:
         assert monitor.flush()
         [saved] = monitor.store.saved_models().values()  # type: ignore[union-attr]
