@@ -152,7 +152,7 @@ def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         left = np.where(window > 0, window * np.log2(window / mid), 0.0)
         right = np.where(reference > 0, reference * np.log2(reference / mid), 0.0)
-    return np.maximum(0.0, (left.sum(axis=1) + right.sum(axis=1)) / 2)  # never -1e-17 from rounding
+    return np.asarray(np.maximum(0.0, (left.sum(axis=1) + right.sum(axis=1)) / 2))  # never -1e-17 from rounding
 
 
 def share_p_values(window: np.ndarray, n: np.ndarray, reference: np.ndarray, m: np.ndarray) -> np.ndarray:
