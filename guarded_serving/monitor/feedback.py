@@ -72,6 +72,10 @@ class Labels:
         # a change, and the last join is reused until then (joining 2,000 labels in Python costs ~1.5 ms).
         self._changes = 0
         self._joined: tuple[int, int, Labelled] | None = None
+        # Without a store: each labelled request's joined rows (outputs, labels, delays, rows in order), kept
+        # until its labels or its prediction change: a window moved by one request joins that one request,
+        # not its 2,000 rows again. Only the blocks the last join used are kept (at most ``limit`` requests).
+        self._blocks: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
 
     def remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (a record hook)."""
@@ -94,6 +98,7 @@ class Labels:
                 self._forget(old_id, len(old_outputs))
 
     def _forget(self, request_id: str, rows: int) -> None:
+        self._blocks.pop(request_id, None)
         if self.store is None:
             self._labels.pop(request_id, None)  # its labels are all of rows it had (checked when they came)
 
@@ -139,6 +144,7 @@ class Labels:
         with self._lock:
             replaced = 0
             for rid, row, label in items:  # a row labelled twice in one call is replaced too
+                self._blocks.pop(rid, None)
                 labels = self._labels.setdefault(rid, {})
                 replaced += int(row) in labels
                 labels[int(row)] = (label, now)
@@ -180,22 +186,35 @@ class Labels:
             if self._joined is not None and self._joined[:2] == (self._changes, limit):
                 return self._joined[2]
             changes = self._changes
-            # The newest labelled rows: requests from the newest back, each one's rows from the last, until
-            # ``limit`` (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
-            joined = []
+            # The newest labelled rows: requests from the newest back, each one's block of rows, until ``limit``
+            # (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
+            blocks = []
+            kept: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
+            rows = 0
             for rid, (_, ts, outs) in reversed(self._predictions.items()):
                 labelled_rows = self._labels.get(rid)
                 if not labelled_rows:
                     continue
-                for row in sorted(labelled_rows, reverse=True):
-                    if row < len(outs):
-                        label, labelled_at = labelled_rows[row]
-                        joined.append((outs[row], label, labelled_at - ts))
-                if len(joined) >= limit:
+                block = self._blocks.get(rid) or _block(labelled_rows, ts, outs)
+                kept[rid] = block
+                blocks.append(block)
+                rows += len(block[0])
+                if rows >= limit:
                     break
+            self._blocks = kept
             received, replaced = self._label_counts
-        joined = joined[:limit][::-1]
-        result = Labelled([j[0] for j in joined], [j[1] for j in joined], np.array([j[2] for j in joined]), received, replaced)
+        skip = max(rows - limit, 0)  # the oldest block's oldest rows beyond the limit
+        joined: tuple[list[Any], list[Any], list[float]] = ([], [], [])
+        for block in reversed(blocks):
+            for column, part in zip(joined, block, strict=True):
+                column += part
+        result = Labelled(joined[0][skip:], joined[1][skip:], np.array(joined[2][skip:]), received, replaced)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
+
+
+def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> tuple[list[Any], list[Any], list[float]]:
+    """One request's labelled rows in row order: their outputs, labels and delays (rows past its outputs left out)."""
+    rows = [row for row in sorted(labelled_rows) if row < len(outs)]
+    return [outs[row] for row in rows], [labelled_rows[row][0] for row in rows], [labelled_rows[row][1] - ts for row in rows]
