@@ -132,8 +132,9 @@ def _numeric(
         primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
     counts = [edge_counts(sorted_t[k, : present[k]], base.edges[k], ordered=True) for k in cols]
     window_bins = np.zeros_like(base.bin_matrix)
-    for k in cols:
-        window_bins[k, : len(counts[k])] = counts[k] / max(present[k], 1)
+    for k, found in enumerate(counts):
+        window_bins[k, : len(found)] = found
+    window_bins /= np.maximum(present, 1)[:, None]
     psi_all = psi_rows(window_bins, base.bin_matrix)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     # The exact shares test only where it is judged (a discrete feature, or one with a point mass): its tails
@@ -151,42 +152,47 @@ def _numeric(
     every = np.ones(base.width)
     every[base.num_idx] = present
     spread_centre = cal.spread_centre(every, base.reference_sizes())[base.num_idx]
+    idx = base.num_idx
+    # Per feature as Python numbers, computed for all features at once: the loop below only reads them
+    # (it indexed a dozen arrays per feature, ~1 ms for 64 features).
+    thresholds = cal.distance_thresholds(idx, methods, factor).tolist()
+    mean_limits = (cal.z_two_sided * cal.mean_sd[idx] * factor).tolist()
+    spread_limits = (cal.z_two_sided * cal.scale_sd[idx] * factor).tolist()  # on the spread score's scale (see spread_score)
+    shift_, ratio_, centre_ = shift.tolist(), ratio.tolist(), spread_centre.tolist()
+    mean_mu, score_ = cal.mean_mu[idx].tolist(), primary.tolist()
+    ordered_, testable_, constant_, has_spread = (a.tolist() for a in (base.ordered, spread_testable, constant, base.has_spread))
+    shown_shift, shown_w1, shown_psi, shown_js = (_rounded(a) for a in (shift, w1, psi_all, js_all))
     out: dict[str, FeatureDrift] = {}
-    for k in cols:
-        j = int(base.num_idx[k])
+    for k, (j, method, rows) in enumerate(zip(idx.tolist(), methods, present.tolist(), strict=True)):
         name = base.names[j]
-        method = methods[k]
-        rows = int(present[k])
         if rows < 2:
             out[name] = FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, rows, "no values in the window")
             continue
-        f = float(factor[k])
-        score = float(primary[k])
-        threshold = cal.distance_threshold(j, method, f) if base.ordered[k] else None
+        score = score_[k]
+        threshold = thresholds[k] if ordered_[k] else None
         reasons: list[str] = []  # location, spread, then distance, then the shares that moved
         severe = False
         distance_over = mean_moved = went_constant = False
-        if base.ordered[k]:
+        if ordered_[k]:
             if threshold is not None and score > threshold:
                 distance_over = True
                 reasons.append(f"{method} {score:.3g} > {threshold:.3g}")
                 severe |= score >= 2.5 * threshold
-            mean_limit = cal.z_two_sided * cal.mean_sd[j] * f
-            if abs(shift[k] - cal.mean_mu[j]) > mean_limit and abs(shift[k]) >= MIN_EFFECT["mean"]:
+            moved_by = shift_[k]
+            if abs(moved_by - mean_mu[k]) > mean_limits[k] and abs(moved_by) >= MIN_EFFECT["mean"]:
                 mean_moved = True
-                reasons.insert(0, f"mean {shift[k]:+.2f} std")
-                severe |= abs(shift[k]) >= 0.5
-            if spread_testable[k]:
-                spread_limit = cal.z_two_sided * cal.scale_sd[j] * f  # on the spread score's scale (see spread_score)
-                centred = math.exp(2 / 3 * ratio[k]) - spread_centre[k]
-                if abs(centred) > spread_limit and abs(ratio[k]) >= MIN_EFFECT["scale"]:
-                    went_constant = bool(constant[k])
-                    reasons.insert(int(mean_moved), "constant" if went_constant else f"spread x{math.exp(ratio[k]):.2f}")
-                    severe |= bool(constant[k]) or abs(ratio[k]) >= math.log(1.5)
-        shares_p, moved = shares.get(int(k), (None, None))
+                reasons.insert(0, f"mean {moved_by:+.2f} std")
+                severe |= abs(moved_by) >= 0.5
+            if testable_[k]:
+                centred = math.exp(2 / 3 * ratio_[k]) - centre_[k]
+                if abs(centred) > spread_limits[k] and abs(ratio_[k]) >= MIN_EFFECT["scale"]:
+                    went_constant = constant_[k]
+                    reasons.insert(int(mean_moved), "constant" if went_constant else f"spread x{math.exp(ratio_[k]):.2f}")
+                    severe |= constant_[k] or abs(ratio_[k]) >= math.log(1.5)
+        shares_p, moved = shares.get(k, (None, None))
         if moved is not None:
             b, before, after = moved
-            shown = "constant, " if constant[k] and not went_constant else ""
+            shown = "constant, " if constant_[k] and not went_constant else ""
             label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
             reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
             severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
@@ -202,14 +208,19 @@ def _numeric(
             threshold=rounded(threshold),
             rows=rows,
             reason=reason,
-            mean_shift_std=rounded(shift[k]),
-            spread_ratio=0.0 if constant[k] else rounded(math.exp(ratio[k])) if base.has_spread[k] else None,
-            wasserstein=rounded(w1[k]),
-            psi=rounded(psi_all[k]),
-            js=rounded(js_all[k]),
+            mean_shift_std=shown_shift[k],
+            spread_ratio=0.0 if constant_[k] else rounded(math.exp(ratio_[k])) if has_spread[k] else None,
+            wasserstein=shown_w1[k],
+            psi=shown_psi[k],
+            js=shown_js[k],
             shares_p=significant(shares_p),
         )
     return out
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    """:func:`rounded` of every value, as a list."""
+    return [round(v, 4) if math.isfinite(v) else None for v in values.tolist()]
 
 
 SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning
