@@ -130,11 +130,8 @@ def _numeric(
     for method in set(methods) - {"wasserstein"}:
         pick = np.array([k for k, m in enumerate(methods) if m == method])
         primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
-    counts = [edge_counts(sorted_t[k, : present[k]], base.edges[k], ordered=True) for k in cols]
-    window_bins = np.zeros_like(base.bin_matrix)
-    for k, found in enumerate(counts):
-        window_bins[k, : len(found)] = found
-    window_bins /= np.maximum(present, 1)[:, None]
+    counts = _bin_counts(sorted_t, present, base.edges, base.bin_matrix.shape[1])
+    window_bins = counts / np.maximum(present, 1)[:, None]
     psi_all = psi_rows(window_bins, base.bin_matrix)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     # The exact shares test only where it is judged (a discrete feature, or one with a point mass): its tails
@@ -223,12 +220,23 @@ def _rounded(values: np.ndarray) -> list[float | None]:
     return [round(v, 4) if math.isfinite(v) else None for v in values.tolist()]
 
 
+def _bin_counts(sorted_t: np.ndarray, present: np.ndarray, edges: tuple[np.ndarray, ...], width: int) -> np.ndarray:
+    """Each numeric feature's window values per reference bin (:func:`edge_counts` of its sorted present values),
+    as a features x ``width`` matrix padded with zeros: one binary search per feature, the differences at once
+    (``edge_counts`` per feature cost ~0.4 ms for 64 features, most of it in its small array calls)."""
+    at = np.repeat(np.asarray(present, dtype=np.intp)[:, None], width + 1, axis=1)  # past the last edge: every value
+    at[:, 0] = 0
+    for k, found in enumerate(edges):
+        at[k, 1 : len(found) + 1] = sorted_t[k, : present[k]].searchsorted(found, side="left")
+    return np.diff(at, axis=1)
+
+
 SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning
 NEW_VALUES = "values the reference never had"
 
 
 def _with_new_values(
-    base: Baseline, sorted_t: np.ndarray, present: np.ndarray, counts: list[np.ndarray], features: np.ndarray
+    base: Baseline, sorted_t: np.ndarray, present: np.ndarray, counts: np.ndarray, features: np.ndarray
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
     """Bin counts of the window and the reference of the numeric ``features`` (positions among them), with one
     more bin for a discrete feature: its values the reference never had (a count shifted by a fraction stays in
@@ -236,7 +244,8 @@ def _with_new_values(
     the Good-Turing estimate of a new value."""
     window, reference = [], []
     for k in features.tolist():
-        found, ref = counts[k], base.bin_counts[k]
+        ref = base.bin_counts[k]
+        found = counts[k, : len(ref)]
         lattice = base.lattice[k]
         if not len(lattice):
             window.append(found)
