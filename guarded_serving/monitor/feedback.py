@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, Problem, StoreError, UnknownRequestError
 from ..jsontext import to_jsonable_output
-from ..performance import check_class
+from ..performance import check_class, plain_matrix
 from ..reference import Reference
 from ..store import RequestRecord, Store
 
@@ -41,13 +41,15 @@ class FeedbackResult:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Labelled:
     """The newest labelled rows, oldest first: outputs, labels and delays (s) in the same order; labels
-    received and replaced so far."""
+    received and replaced so far; ``matrix``: the outputs as :func:`~guarded_serving.performance.plain_matrix`
+    reads them, when the join kept it (else None: not known, or not plain)."""
 
     outputs: list[Any]
     labels: list[Any]
     delays: np.ndarray
     received: int
     replaced: int
+    matrix: np.ndarray | None = None
 
 
 class Labels:
@@ -75,7 +77,7 @@ class Labels:
         # Without a store: each labelled request's joined rows (outputs, labels, delays, rows in order), kept
         # until its labels or its prediction change: a window moved by one request joins that one request,
         # not its 2,000 rows again. Only the blocks the last join used are kept (at most ``limit`` requests).
-        self._blocks: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
+        self._blocks: dict[str, Block] = {}
 
     def remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (a record hook)."""
@@ -189,7 +191,7 @@ class Labels:
             # The newest labelled rows: requests from the newest back, each one's block of rows, until ``limit``
             # (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
             blocks = []
-            kept: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
+            kept: dict[str, Block] = {}
             rows = 0
             for rid, (_, ts, outs) in reversed(self._predictions.items()):
                 labelled_rows = self._labels.get(rid)
@@ -206,15 +208,25 @@ class Labels:
         skip = max(rows - limit, 0)  # the oldest block's oldest rows beyond the limit
         joined: tuple[list[Any], list[Any], list[float]] = ([], [], [])
         for block in reversed(blocks):
-            for column, part in zip(joined, block, strict=True):
+            for column, part in zip(joined, block[:3], strict=True):
                 column += part
-        result = Labelled(joined[0][skip:], joined[1][skip:], np.array(joined[2][skip:]), received, replaced)
+        matrices = [block[3] for block in reversed(blocks) if block[3] is not None]
+        matrix: np.ndarray | None = None  # the outputs' matrix when every block's is one of the same width
+        if matrices and len(matrices) == len(blocks) and len({m.shape[1] for m in matrices}) == 1:
+            matrix = np.concatenate(matrices)[skip:]
+        outputs, labels, delays = joined[0][skip:], joined[1][skip:], np.array(joined[2][skip:])
+        result = Labelled(outputs, labels, delays, received, replaced, matrix if len(outputs) else None)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
 
 
-def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> tuple[list[Any], list[Any], list[float]]:
-    """One request's labelled rows in row order: their outputs, labels and delays (rows past its outputs left out)."""
+Block = tuple[list[Any], list[Any], list[float], np.ndarray | None]  # one request's joined rows, and its outputs' matrix
+
+
+def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
+    """One request's labelled rows in row order: their outputs, labels, delays (rows past its outputs left out),
+    and the outputs as a plain matrix (None when they are not one): read once per request, not per health check."""
     rows = [row for row in sorted(labelled_rows) if row < len(outs)]
-    return [outs[row] for row in rows], [labelled_rows[row][0] for row in rows], [labelled_rows[row][1] - ts for row in rows]
+    outputs = [outs[row] for row in rows]
+    return outputs, [labelled_rows[row][0] for row in rows], [labelled_rows[row][1] - ts for row in rows], plain_matrix(outputs)
