@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import stat
@@ -15,7 +14,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from guarded_serving import Monitor, Reference
-from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
 from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
@@ -242,16 +240,3 @@ def test_a_started_monitor_saves_its_reference_and_settings(db_path: Path) -> No
     assert saved.settings == monitor.settings()
     assert saved.settings["window"] == 300
     assert saved.settings["redact"] == ["f1"]
-
-
-def test_a_window_chunk_edited_in_place_is_decoded_again(store: Store, db_path: Path) -> None:
-    window = Chunk(np.array([[1.0], [2.0]]), None, {}, {})
-    store.put(dataclasses.replace(record("r1"), window=window))
-    assert store.flush()
-    assert [c.inputs[:, 0].tolist() for c in store.window_chunks("m", version="1")] == [[1.0, 2.0]]
-    with sqlite3.connect(db_path) as conn:  # the same id, another chunk
-        conn.execute("UPDATE window SET rows = 3, inputs = ?", (np.array([7.0, 8.0, 9.0]).tobytes(),))
-
-    again = [c.inputs[:, 0].tolist() for c in store.window_chunks("m", version="1")]
-
-    assert again == [[7.0, 8.0, 9.0]]
