@@ -79,7 +79,9 @@ def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
     for i, e in enumerate(errors.tolist()):  # Python floats: about 3x faster to step through than NumPy scalars
         if total == 0.0:
             since = i
-        total = max(0.0, total + (step_error if e else step_ok))
+        total += step_error if e else step_ok
+        if not total > 0.0:  # max(0.0, total) without a call per row (a NaN sum restarts at zero too)
+            total = 0.0
         if total > threshold:
             alarms.append(i)
             observed = float(np.mean(errors[since : i + 1]))

@@ -7,6 +7,7 @@ check's streaming detector and confidence bounds work on.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "check_class",
     "infer_task",
     "model_classes",
+    "plain_matrix",
     "probability_classes",
     "row_losses",
     "training_fit_evidence",
@@ -107,8 +109,11 @@ class RowLosses:
     unscored: int = 0
 
 
-def row_losses(task: Task, classes: Sequence[Any], outputs: Sequence[Any], labels: Sequence[Any]) -> RowLosses:
-    """Losses of predictions against labels, row by row (outputs as the model returned them).
+def row_losses(
+    task: Task, classes: Sequence[Any], outputs: Sequence[Any], labels: Sequence[Any], matrix: np.ndarray | None = None
+) -> RowLosses:
+    """Losses of predictions against labels, row by row (outputs as the model returned them). ``matrix``,
+    when given, is :func:`plain_matrix` of the outputs (a caller that keeps it saves reading them again).
 
     A row without a usable prediction is left out and counted, never scored: one NaN must neither make the
     mean NaN (and a falling model look fine) nor turn a window of probabilities into labels.
@@ -121,7 +126,7 @@ def row_losses(task: Task, classes: Sequence[Any], outputs: Sequence[Any], label
         error = np.abs(predicted[keep] - truth[keep])
         return RowLosses(error, error**2, int((~keep).sum()))
     truth_idx = _class_indices(classes, labels)
-    probs = _probability_rows(outputs, len(classes))
+    probs = _probability_rows(outputs, len(classes), matrix)
     if probs is not None:
         keep = ~np.isnan(probs).any(axis=1)
         probs, truth_idx = probs[keep], truth_idx[keep]
@@ -168,16 +173,17 @@ def _class_indices(classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
     return np.fromiter(map(index.__getitem__, labels), dtype=np.intp, count=len(labels))
 
 
-def _probability_rows(outputs: Sequence[Any], classes: int) -> np.ndarray | None:
+def _probability_rows(outputs: Sequence[Any], classes: int, matrix: np.ndarray | None = None) -> np.ndarray | None:
     """The outputs as class probabilities (one row per output, NaN rows where a prediction is not one),
     or None when they are not probabilities: most rows of ``classes`` numbers must each sum to 1."""
     if classes < 2:
         return None
-    if _plain_rows(outputs, classes):  # the usual window: every row a list of numbers, checked at once
-        values = np.array(outputs, dtype=float).reshape(len(outputs), classes)
-        usable = np.isfinite(values).all(axis=1) & (values >= -1e-9).all(axis=1)
-        usable &= np.abs(values.sum(axis=1) - 1.0) <= 1e-3
-        return np.where(usable[:, None], values, np.nan) if 2 * int(usable.sum()) > len(outputs) else None
+    if matrix is None or matrix.shape != (len(outputs), classes) or not len(outputs):
+        matrix = plain_matrix(outputs, classes)  # the usual window: every row a list of numbers, checked at once
+    if matrix is not None:
+        usable = np.isfinite(matrix).all(axis=1) & (matrix >= -1e-9).all(axis=1)
+        usable &= np.abs(matrix.sum(axis=1) - 1.0) <= 1e-3
+        return np.where(usable[:, None], matrix, np.nan) if 2 * int(usable.sum()) > len(outputs) else None
     probs = np.full((len(outputs), classes), np.nan)
     shaped = 0
     for i, output in enumerate(outputs):
@@ -190,14 +196,32 @@ def _probability_rows(outputs: Sequence[Any], classes: int) -> np.ndarray | None
     return probs if shaped and 2 * usable > shaped else None
 
 
+def plain_matrix(outputs: Sequence[Any], width: int | None = None) -> np.ndarray | None:
+    """The outputs as a float matrix when every one is a list of ints and floats (no bool, no None) of one
+    length (``width``, when given), else None: what the scoring reads them as, one pass over the numbers
+    (~3x faster than ``np.array`` of the lists)."""
+    if not outputs:
+        return None
+    if width is None:
+        lengths = set(map(len, outputs)) if set(map(type, outputs)) == {list} else set()
+        if len(lengths) != 1:
+            return None
+        (width,) = lengths
+    if not _plain_rows(outputs, width):
+        return None
+    flat = itertools.chain.from_iterable(outputs)
+    return np.fromiter(flat, dtype=float, count=len(outputs) * width).reshape(len(outputs), width)
+
+
 def _plain_rows(outputs: Sequence[Any], classes: int) -> bool:
     """Every output a list of ``classes`` ints and floats (no bool, no None): what :func:`_number` keeps
     as they are, so that one array conversion reads them as the row-by-row loop does."""
+    # map() of builtins over the rows, not set comprehensions: the same sets, ~4x faster for 2,000 rows
     return (
         len(outputs) > 0
-        and {type(output) for output in outputs} == {list}
-        and {len(output) for output in outputs} == {classes}
-        and {type(value) for output in outputs for value in output} <= {float, int}
+        and set(map(type, outputs)) == {list}
+        and set(map(len, outputs)) == {classes}
+        and set(map(type, itertools.chain.from_iterable(outputs))) <= {float, int}
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import ConfigurationError, Problem
-from guarded_serving.performance import Performance, _plain_rows, infer_task, row_losses
+from guarded_serving.performance import Performance, _plain_rows, infer_task, plain_matrix, row_losses
 
 
 @pytest.fixture
@@ -242,3 +242,37 @@ def test_row_losses_of_a_window_of_lists_are_those_of_the_same_rows_read_one_by_
     np.testing.assert_array_equal(at_once.error, one_by_one.error)
     np.testing.assert_array_equal(at_once.loss, one_by_one.loss)
     assert at_once.unscored == one_by_one.unscored > 20
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [
+        ([[0.25, 0.75], [1, 0]], [[0.25, 0.75], [1.0, 0.0]]),
+        ([[0.25, 0.75], [True, False]], None),  # a boolean is not read as a number
+        ([[0.25, 0.75], [None, 1.0]], None),
+        ([[0.25, 0.75], [1.0]], None),  # rows of two lengths
+        ([(0.25, 0.75)], None),  # a tuple is not what the model's rows are logged as
+        ([], None),
+    ],
+    ids=["numbers", "a-bool", "a-none", "two-lengths", "a-tuple", "no-rows"],
+)
+def test_outputs_are_a_plain_matrix_only_when_every_one_is_a_list_of_numbers(outputs: list[Any], expected: Any) -> None:
+    matrix = plain_matrix(outputs)
+
+    if expected is None:
+        assert matrix is None
+    else:
+        np.testing.assert_array_equal(matrix, np.array(expected))
+
+
+def test_scores_from_a_kept_matrix_are_the_scores_from_the_rows() -> None:
+    rng = np.random.default_rng(4)
+    p = rng.random(300)
+    outputs = np.column_stack([1 - p, p]).tolist()
+    labels = (rng.random(300) < p).astype(int).tolist()
+
+    kept = row_losses("classification", (0, 1), outputs, labels, plain_matrix(outputs))
+    read = row_losses("classification", (0, 1), outputs, labels)
+
+    np.testing.assert_array_equal(kept.error, read.error)
+    np.testing.assert_array_equal(kept.loss, read.loss)

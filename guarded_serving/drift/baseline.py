@@ -151,8 +151,7 @@ class Baseline:
     def reference_sizes(self) -> np.ndarray:
         """Reference values each feature's statistics rest on (the sample size for numeric features)."""
         m = self.present.copy()
-        for k, j in enumerate(self.num_idx):
-            m[j] = min(self.present[j], self.sample_counts[k])
+        m[self.num_idx] = np.minimum(self.present[self.num_idx], self.sample_counts)
         return m
 
     @property

@@ -28,6 +28,7 @@ ratio of the statistics' spreads, ``sqrt(1/n + 1/m)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,6 +213,13 @@ class Calibration:
         power = _RATE_POWER[method]
         calibrated = float(np.exp(self.log_mu[j] + self.z_one_sided * self.log_sd[j]) * factor**power)
         return max(calibrated, MIN_EFFECT[method])
+
+    def distance_thresholds(self, features: np.ndarray, methods: Sequence[str], factor: np.ndarray) -> np.ndarray:
+        """:meth:`distance_threshold` of each of ``features`` (with its method and factor), computed at once."""
+        power = np.array([_RATE_POWER[m] for m in methods], dtype=float)
+        floor = np.array([MIN_EFFECT[m] for m in methods], dtype=float)
+        calibrated = np.exp(self.log_mu[features] + self.z_one_sided * self.log_sd[features]) * np.asarray(factor, float) ** power
+        return np.asarray(np.maximum(calibrated, floor))
 
 
 _BATCH = 100  # draws computed at once

@@ -92,8 +92,8 @@ def quality_check(
     missing_flag = (rate - p_ref >= 0.02) & (binom.sf(missing - 1, n, p_up) < limit)
     # numeric: values outside the reference range (a fresh value lands there with probability 2/(m+1))
     num = window.numeric
-    outside = ((num < base.minimum[:, None]) | (num > base.maximum[:, None])).sum(axis=1)
     num_present = present[base.num_idx]
+    outside = _outside(num, num_present, base.minimum, base.maximum)
     out_share = outside / np.maximum(num_present, 1)
     out_flag = (out_share >= 0.01) & (binom.sf(outside - 1, num_present, 2 / (base.present[base.num_idx] + 1)) < limit)
     last = np.maximum(num_present - 1, 0)
@@ -121,20 +121,23 @@ def quality_check(
     features: dict[str, FeatureQuality] = {}
     num_pos = {int(j): k for k, j in enumerate(base.num_idx)}
     cat_pos = {int(j): k for k, j in enumerate(base.cat_idx)}
+    # Python numbers for the loop, taken from the arrays at once (indexing numpy arrays per feature cost ~0.3 ms)
+    missing_flag_, missing_, rate_, p_ref_ = (a.tolist() for a in (missing_flag, missing, rate, p_ref))
+    out_share_, out_flag_, constant_ = out_share.tolist(), out_flag.tolist(), constant.tolist()
     for j, name in enumerate(base.names):
         if name in skip:
             continue
         problems: list[str] = []
         severe = False
-        if missing_flag[j]:
-            problems.append("all values missing" if missing[j] == n else f"{rate[j]:.0%} missing (reference {p_ref[j]:.0%})")
-            severe |= bool(missing[j] == n or rate[j] - p_ref[j] >= 0.2)
+        if missing_flag_[j]:
+            problems.append("all values missing" if missing_[j] == n else f"{rate_[j]:.0%} missing (reference {p_ref_[j]:.0%})")
+            severe |= missing_[j] == n or rate_[j] - p_ref_[j] >= 0.2
         share = None
         unseen = None
         if j in num_pos:
             k = num_pos[j]
-            share = float(out_share[k])
-            if out_flag[k]:
+            share = out_share_[k]
+            if out_flag_[k]:
                 problems.append(
                     f"{share:.0%} of values outside the reference range [{base.minimum[k]:.4g}, {base.maximum[k]:.4g}]"
                 )
@@ -147,7 +150,7 @@ def quality_check(
             if unseen_flag[k]:
                 problems.append(_unseen_problem(len(names), int(unseen_count[k]), unseen or {}))
                 severe |= bool(unseen_share[k] >= 0.1)
-        if constant[j]:
+        if constant_[j]:
             problems.append("the feature went constant")
             severe = True
         errors = int(data.type_errors.get(j, 0))
@@ -158,11 +161,11 @@ def quality_check(
             status=status,
             drifted=bool(problems),
             problems=tuple(problems),
-            missing_rate=round(float(rate[j]), 4),
-            reference_missing_rate=round(float(p_ref[j]), 4),
+            missing_rate=round(rate_[j], 4),
+            reference_missing_rate=round(p_ref_[j], 4),
             out_of_range=rounded(share),
             unseen=unseen,
-            constant=bool(constant[j]),
+            constant=constant_[j],
             type_errors=errors,
         )
     details = QualityDetails(n, min_rows, alpha, features)
@@ -176,3 +179,22 @@ def quality_check(
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
     summary = f"{len(flagged)} of {len(features)} features have quality problems: {shown}{more}."
     return CheckResult("data_quality", status, summary, details)
+
+
+def _outside(sorted_rows: np.ndarray, present: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Per row of sorted values (missing ones last), how many are below ``low`` or above ``high`` (of the row).
+
+    Only rows whose smallest or largest value is outside are counted, by two binary searches each: most
+    rows have none (comparing all 128,000 values of 64 features x 2,000 rows cost ~0.3 ms).
+    """
+    outside = np.zeros(len(present), dtype=np.intp)
+    if not sorted_rows.size:
+        return outside
+    rows = np.arange(len(present))
+    last = np.maximum(present - 1, 0)
+    for k in np.flatnonzero((sorted_rows[:, 0] < low) | (sorted_rows[rows, last] > high)).tolist():
+        values = sorted_rows[k, : present[k]]
+        below = np.searchsorted(values, low[k], side="left")
+        above = len(values) - np.searchsorted(values, high[k], side="right")
+        outside[k] = below + above
+    return outside

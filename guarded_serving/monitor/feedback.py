@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, Problem, StoreError, UnknownRequestError
 from ..jsontext import to_jsonable_output
-from ..performance import check_class
+from ..performance import check_class, plain_matrix
 from ..reference import Reference
 from ..store import RequestRecord, Store
 
@@ -41,13 +41,15 @@ class FeedbackResult:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Labelled:
     """The newest labelled rows, oldest first: outputs, labels and delays (s) in the same order; labels
-    received and replaced so far."""
+    received and replaced so far; ``matrix``: the outputs as :func:`~guarded_serving.performance.plain_matrix`
+    reads them, when the join kept it (else None: not known, or not plain)."""
 
     outputs: list[Any]
     labels: list[Any]
     delays: np.ndarray
     received: int
     replaced: int
+    matrix: np.ndarray | None = None
 
 
 class Labels:
@@ -72,6 +74,10 @@ class Labels:
         # a change, and the last join is reused until then (joining 2,000 labels in Python costs ~1.5 ms).
         self._changes = 0
         self._joined: tuple[int, int, Labelled] | None = None
+        # Without a store: each labelled request's joined rows (outputs, labels, delays, rows in order), kept
+        # until its labels or its prediction change: a window moved by one request joins that one request,
+        # not its 2,000 rows again. Only the blocks the last join used are kept (at most ``limit`` requests).
+        self._blocks: dict[str, Block] = {}
 
     def remember(self, record: RequestRecord) -> None:
         """Keep an answered request's outputs for joining labels (a record hook)."""
@@ -94,6 +100,7 @@ class Labels:
                 self._forget(old_id, len(old_outputs))
 
     def _forget(self, request_id: str, rows: int) -> None:
+        self._blocks.pop(request_id, None)
         if self.store is None:
             self._labels.pop(request_id, None)  # its labels are all of rows it had (checked when they came)
 
@@ -139,6 +146,7 @@ class Labels:
         with self._lock:
             replaced = 0
             for rid, row, label in items:  # a row labelled twice in one call is replaced too
+                self._blocks.pop(rid, None)
                 labels = self._labels.setdefault(rid, {})
                 replaced += int(row) in labels
                 labels[int(row)] = (label, now)
@@ -180,22 +188,45 @@ class Labels:
             if self._joined is not None and self._joined[:2] == (self._changes, limit):
                 return self._joined[2]
             changes = self._changes
-            # The newest labelled rows: requests from the newest back, each one's rows from the last, until
-            # ``limit`` (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
-            joined = []
+            # The newest labelled rows: requests from the newest back, each one's block of rows, until ``limit``
+            # (it joined and sorted every label kept, up to PREDICTIONS_KEPT, on every health check).
+            blocks = []
+            kept: dict[str, Block] = {}
+            rows = 0
             for rid, (_, ts, outs) in reversed(self._predictions.items()):
                 labelled_rows = self._labels.get(rid)
                 if not labelled_rows:
                     continue
-                for row in sorted(labelled_rows, reverse=True):
-                    if row < len(outs):
-                        label, labelled_at = labelled_rows[row]
-                        joined.append((outs[row], label, labelled_at - ts))
-                if len(joined) >= limit:
+                block = self._blocks.get(rid) or _block(labelled_rows, ts, outs)
+                kept[rid] = block
+                blocks.append(block)
+                rows += len(block[0])
+                if rows >= limit:
                     break
+            self._blocks = kept
             received, replaced = self._label_counts
-        joined = joined[:limit][::-1]
-        result = Labelled([j[0] for j in joined], [j[1] for j in joined], np.array([j[2] for j in joined]), received, replaced)
+        skip = max(rows - limit, 0)  # the oldest block's oldest rows beyond the limit
+        joined: tuple[list[Any], list[Any], list[float]] = ([], [], [])
+        for block in reversed(blocks):
+            for column, part in zip(joined, block[:3], strict=True):
+                column += part
+        matrices = [block[3] for block in reversed(blocks) if block[3] is not None]
+        matrix: np.ndarray | None = None  # the outputs' matrix when every block's is one of the same width
+        if matrices and len(matrices) == len(blocks) and len({m.shape[1] for m in matrices}) == 1:
+            matrix = np.concatenate(matrices)[skip:]
+        outputs, labels, delays = joined[0][skip:], joined[1][skip:], np.array(joined[2][skip:])
+        result = Labelled(outputs, labels, delays, received, replaced, matrix if len(outputs) else None)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
+
+
+Block = tuple[list[Any], list[Any], list[float], np.ndarray | None]  # one request's joined rows, and its outputs' matrix
+
+
+def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
+    """One request's labelled rows in row order: their outputs, labels, delays (rows past its outputs left out),
+    and the outputs as a plain matrix (None when they are not one): read once per request, not per health check."""
+    rows = [row for row in sorted(labelled_rows) if row < len(outs)]
+    outputs = [outs[row] for row in rows]
+    return outputs, [labelled_rows[row][0] for row in rows], [labelled_rows[row][1] - ts for row in rows], plain_matrix(outputs)

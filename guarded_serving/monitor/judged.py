@@ -140,7 +140,7 @@ class Judged:
         losses = np.zeros(0)
         unscored = 0
         if performance is not None and labelled.outputs:
-            scored = row_losses(performance.task, performance.classes, labelled.outputs, labelled.labels)
+            scored = row_losses(performance.task, performance.classes, labelled.outputs, labelled.labels, labelled.matrix)
             errors, losses, unscored = scored.error, scored.loss, scored.unscored
         result = concept_check(
             performance, errors, losses, labelled.delays, labelled.received, labelled.replaced, drifted, unscored, baseline=source

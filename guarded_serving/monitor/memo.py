@@ -45,7 +45,15 @@ class Generation:
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is b
-    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
+    if a is b:
+        return True
+    if a.shape != b.shape:
+        return False
+    # A window that moved differs in its oldest row already: that row first (~5 us), the whole only when it is equal
+    # (~0.4 ms for 2,000 x 64 values, spent on every moved window before).
+    if a.shape[0] and not np.array_equal(a[:1], b[:1], equal_nan=True):
+        return False
+    return bool(np.array_equal(a, b, equal_nan=True))
 
 
 class WindowMemo:

@@ -111,6 +111,18 @@ def test_distance_thresholds_never_fall_below_the_minimum_effect(every_method_ba
         assert cal.distance_threshold(j, method, factor[j]) >= MIN_EFFECT[method], base.names[j]
 
 
+@pytest.mark.parametrize("window", [50, 1_000], ids=["window-50", "window-1000"])
+def test_the_thresholds_of_all_features_at_once_are_each_features_threshold(every_method_baseline: Baseline, window: int) -> None:
+    base = every_method_baseline
+    cal = Calibration.fit(base, window, ALPHA, draws=40)
+    factor = full_window_factor(cal, base) * np.linspace(0.8, 1.6, base.width)  # partly filled windows too
+    features = np.arange(base.width)
+
+    at_once = cal.distance_thresholds(features, base.methods, factor)
+
+    assert at_once.tolist() == [cal.distance_threshold(j, m, float(factor[j])) for j, m in enumerate(base.methods)]
+
+
 def test_tests_count_three_per_ordered_numeric_one_per_point_mass_and_two_per_categorical_feature(
     every_method_baseline: Baseline,
 ) -> None:

@@ -159,3 +159,5 @@ def test_the_memory_join_walking_back_from_the_newest_request_is_the_sort_of_eve
             outputs, values, delays = joined_as_before(labels, limit)
             assert (joined.outputs, joined.labels) == (outputs, values)
             np.testing.assert_array_equal(joined.delays, delays)
+            assert joined.matrix is not None  # probability rows: their matrix is kept with them
+            np.testing.assert_array_equal(joined.matrix, np.array(outputs, dtype=float))

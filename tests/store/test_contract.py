@@ -456,6 +456,19 @@ def test_window_chunks_come_back_newest_first_for_their_version_only(store: Stor
     assert [c.inputs[:, 0].tolist() for c in store.window_chunks("m", version="2")] == [[100]]
 
 
+def test_a_window_read_again_after_a_new_chunk_holds_it_and_the_chunks_read_before(store: Store) -> None:
+    put_all(store, record("a", window=chunk(0, 2)))
+    put_all(store, record("b", window=chunk(10, 3)))
+    first = [c.inputs[:, 0].tolist() for c in store.window_chunks("m")]
+    newest = next(iter(store.window_chunks("m")))  # a reader that stops after the newest chunk
+    put_all(store, record("c", window=chunk(20, 1)))
+
+    again = [c.inputs[:, 0].tolist() for c in store.window_chunks("m")]
+
+    assert (first, newest.inputs[:, 0].tolist()) == ([[10, 11, 12], [0, 1]], [10, 11, 12])
+    assert again == [[20], [10, 11, 12], [0, 1]]
+
+
 def test_a_window_chunk_keeps_its_outputs_unseen_categories_and_type_errors(store: Store) -> None:
     sent = Chunk(np.array([[1.0, np.nan], [2.0, 3.0]]), np.array([[0.25], [0.75]]), {1: {"new": 2}}, {0: 1})
     put_all(store, record("a", window=sent))

@@ -152,3 +152,38 @@ def test_a_replaced_file_is_read_afresh_though_its_request_ids_are_the_same(tmp_
         after = store.labelled("m", 10).outputs
 
     assert (before, after) == ([[0.9, 0.1], [0.8, 0.2]], [[0.3, 0.7], [0.4, 0.6]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reads_between_new_requests_new_labels_and_replaced_ones_answer_as_the_plain_join(tmp_path: Path, seed: int) -> None:
+    """A long sequence: each read reuses the requests' rows joined by the read before (a window moving on)."""
+    rng = np.random.default_rng(seed)
+    with SqliteStore(tmp_path / "log.db", StoreOptions(flush_interval=0.02)) as store:
+        sent: list[tuple[str, int]] = []
+        for i in range(60):
+            rows = int(rng.integers(1, 12))
+            request_id = f"r{i}" if rng.random() > 0.1 or not sent else sent[int(rng.integers(len(sent)))][0]  # ids reused
+            p = rng.random(rows).round(6)
+            store.put(
+                RequestRecord(
+                    request_id,
+                    T0 + i,
+                    "m",
+                    None,
+                    "ok",
+                    rows,
+                    1.0,
+                    inputs=[[0.0]] * rows,
+                    outputs=np.column_stack([1 - p, p]).tolist(),
+                )
+            )  # type: ignore[arg-type]
+            assert store.flush()
+            sent = [(rid, n) for rid, n in sent if rid != request_id] + [(request_id, rows)]
+            for rid, n in [sent[int(k)] for k in rng.integers(len(sent), size=2)]:  # new labels, late ones, replaced ones
+                labelled_rows = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))})
+                store.write_feedback("m", [(rid, row, json.dumps(int(rng.integers(0, 2)))) for row in labelled_rows])
+            limit = int(rng.choice([5, 40, 1000]))
+
+            found = store.labelled("m", limit)
+
+            assert same(found, plain_join(Path(store.path), limit))

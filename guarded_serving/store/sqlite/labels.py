@@ -9,7 +9,10 @@ array once per label to extract one row, and Python decoded 4,000 JSON texts and
 one by one. Now the query walks the requests from the newest back and stops at the limit; each request's
 time and outputs are read and decoded once, and kept while a labelled row of the window needs them (a
 stored request never changes: at most ``limit`` requests per model version, those the last read joined);
-the labels are decoded by one ``json.loads``; a time is parsed once per distinct text. About 3.5 ms.
+a request's labels are decoded by one ``json.loads``; a time is parsed once per distinct text. About 3.5 ms.
+Each request's joined rows are kept with the stored rows they came from, and reused while the query
+returns the same rows for it: a window moved on by one request decodes that request's labels and times,
+not the window's 2,000 (the query itself still returns every row: what changed is only known by reading).
 When nothing was committed to the file since the last read (SQLite's ``PRAGMA data_version`` and the
 connection's ``total_changes``, on the same connection), that read's answer is the answer: a health check
 asked for again on an idle store costs one pragma, not the join.
@@ -21,11 +24,12 @@ the walk go back through the requests logged since (one index lookup each) inste
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +66,7 @@ class LabelJoin:
         self._generation = 0
         self._requests: dict[Key, dict[int, Request]] = {}  # per model version, by request id
         self._last: tuple[tuple[Any, ...], LabelledRows] | None = None  # (what was read, on what data) and its answer
+        self._blocks: dict[Key, dict[int, _Block]] = {}  # per model version, by request: its joined rows last read
 
     def read(
         self, conn: sqlite3.Connection, generation: int, key: Key, limit: int, since: str, bound: Sequence[Any]
@@ -70,7 +75,7 @@ class LabelJoin:
         ``bound`` limit them to requests logged since a time (an SQL filter on ``q.ts`` and its value).
         ``generation`` names the file read: another one (the file was replaced) forgets what was kept."""
         if generation != self._generation:
-            self._generation, self._requests = generation, {}
+            self._generation, self._requests, self._blocks = generation, {}, {}
         # data_version changes when another connection (the writer, another process) commits to the file, and
         # total_changes when this one writes (labels are written on this thread's connection); the connection
         # itself is part of what is compared, and held, so that a new one never passes for it.
@@ -91,45 +96,53 @@ class LabelJoin:
             found = conn.execute(sql, [version, model, version_of(version), *bound, want]).fetchall()
             if not found:
                 return LabelledRows([], [], np.zeros(0))
-            columns = tuple(zip(*found, strict=True))  # request id, row, label, label valid, label time
-            outputs, request_ts, joined = self._join(conn, key, columns[0], columns[1])
-            if len(joined) >= limit or len(found) < want:
+            blocks = self._blocks_of(conn, key, found)
+            joined = sum(len(block.outputs) for block in blocks)
+            if joined >= limit or len(found) < want:
                 break
-            want = max(2 * want, want + limit - len(joined))  # some did not join (damaged outputs): read further back
-        outputs, request_ts, joined = outputs[:limit], request_ts[:limit], joined[:limit]
-        pick = (lambda column: list(column[: len(joined)])) if len(joined) == joined[-1] + 1 else _picker(joined)
-        labels, label_ts = _decode(pick(columns[2]), pick(columns[3])), pick(columns[4])
-        if any(label is _BAD for label in labels):
+            want = max(2 * want, want + limit - joined)  # some did not join (damaged outputs): read further back
+        outputs: list[Any] = []
+        labels: list[Any] = []
+        start: list[float] = []
+        end: list[float] = []
+        for block in blocks:  # newest first, each newest row first: the newest ``limit`` rows that joined
+            take = limit - len(outputs)
+            outputs += block.outputs[:take]
+            labels += block.labels[:take]
+            start += block.start[:take]
+            end += block.end[:take]
+            if len(outputs) >= limit:
+                break
+        if any(label is _BAD for label in labels):  # a label that does not decode is left out after the limit
             good = [i for i, label in enumerate(labels) if label is not _BAD]
-            outputs, labels, request_ts, label_ts = (
-                [values[i] for i in good] for values in (outputs, labels, request_ts, label_ts)
-            )
-        # Epoch seconds as the monitor always read them, parsed once per distinct time (one per request and
-        # one per feedback call), not twice per row.
-        seconds = {text: _seconds(text) for text in {*request_ts, *label_ts}}
-        start = np.fromiter(map(seconds.__getitem__, request_ts), float, len(request_ts))
-        end = np.fromiter(map(seconds.__getitem__, label_ts), float, len(label_ts))
-        delays = (end - start)[~(np.isnan(start) | np.isnan(end))]
+            outputs, labels, start, end = ([values[i] for i in good] for values in (outputs, labels, start, end))
+        begun, ended = np.array(start, dtype=float), np.array(end, dtype=float)
+        delays = (ended - begun)[~(np.isnan(begun) | np.isnan(ended))]
         return LabelledRows(outputs[::-1], labels[::-1], delays[::-1])
 
-    def _join(
-        self, conn: sqlite3.Connection, key: Key, ids: tuple[int, ...], rows: tuple[int, ...]
-    ) -> tuple[list[Any], list[Any], list[int]]:
-        """Each labelled row's output and request time, and the positions of the rows that have an output."""
+    def _blocks_of(self, conn: sqlite3.Connection, key: Key, found: list[Any]) -> list[_Block]:
+        """The joined rows of each request among ``found`` (newest first), reusing a request's block while its
+        stored rows are the same: a window moved on by one request decodes that request's labels, not 2,000."""
+        ids = [row[0] for row in found]
         requests = self._read_requests(conn, key, set(ids))
-        cuts = np.flatnonzero(np.diff(np.asarray(ids)) != 0) + 1  # one request's rows come together
-        outputs: list[Any] = []
-        times: list[Any] = []
-        joined: list[int] = []
-        for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(ids)], strict=True):
-            ts, outs = requests.get(ids[a], (None, None))
+        cuts = (np.flatnonzero(np.diff(np.asarray(ids)) != 0) + 1).tolist()  # one request's rows come together
+        before = self._blocks.get(key, {})
+        now: dict[int, _Block] = {}
+        seconds: dict[Any, float] = {}
+        blocks = []
+        for a, b in zip([0, *cuts], [*cuts, len(ids)], strict=True):
+            request_id = ids[a]
+            ts, outs = requests.get(request_id, (None, None))
             if outs is None:
                 continue
-            kept = range(a, b) if rows[a] < len(outs) else [i for i in range(a, b) if rows[i] < len(outs)]
-            outputs.extend(outs[rows[i]] for i in kept)  # rows come last first: when the first fits, all do
-            times.extend([ts] * len(kept))
-            joined.extend(kept)
-        return outputs, times, joined
+            rows = found[a:b]
+            block = before.get(request_id)
+            if block is None or block.outs is not outs or block.ts != ts or block.rows != rows:
+                block = _block(rows, ts, outs, seconds)
+            now[request_id] = block
+            blocks.append(block)
+        self._blocks[key] = now  # only what this read joined: bounded by ``limit`` requests
+        return blocks
 
     def _read_requests(self, conn: sqlite3.Connection, key: Key, wanted: set[int]) -> dict[int, Request]:
         """The time and decoded outputs of the requests ``wanted`` (None: not a JSON array), read once each."""
@@ -145,8 +158,29 @@ class LabelJoin:
         return kept
 
 
-def _picker(positions: list[int]) -> Callable[[tuple[Any, ...]], list[Any]]:
-    return lambda column: [column[i] for i in positions]
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Block:
+    """One request's labelled rows as stored (newest row first) and as joined: the rows that have an output,
+    with their output, decoded label (``_BAD`` when it does not decode) and the two times in epoch seconds."""
+
+    rows: list[Any]
+    ts: Any
+    outs: list[Any]
+    outputs: list[Any]
+    labels: list[Any]
+    start: list[float]
+    end: list[float]
+
+
+def _block(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float]) -> _Block:
+    """``rows`` (request id, row, label, label valid, label time) of one request joined to its outputs."""
+    kept = rows if rows[0][1] < len(outs) else [r for r in rows if r[1] < len(outs)]  # last row first: the first fits, all do
+    labels = _decode([r[2] for r in kept], [r[3] for r in kept])
+    # epoch seconds as the monitor always read them, parsed once per distinct time, not twice per row
+    for text in {ts, *(r[4] for r in kept)} - seconds.keys():
+        seconds[text] = _seconds(text)
+    begun = seconds[ts]
+    return _Block(rows, ts, outs, [outs[r[1]] for r in kept], labels, [begun] * len(kept), [seconds[r[4]] for r in kept])
 
 
 _BAD = object()  # a label that does not decode

@@ -9,7 +9,8 @@ from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ..contract import StoreReader
 from ..records import LabelledRows, SavedBaseline, SavedModel, Totals, version_key, version_of
-from .codec import count, decode_chunk, iso, settings, text
+from .chunks import ChunkCache
+from .codec import count, iso, settings, text
 from .connection import Connections
 from .labels import LabelJoin
 from .schema import has_table
@@ -28,6 +29,7 @@ class SqliteReader(StoreReader):
         self.path = connections.path
         self.since = since
         self._labels = LabelJoin()
+        self._chunks = ChunkCache()
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
         """The filter that limits a query to rows logged since ``since`` (none for a reader of everything)."""
@@ -125,13 +127,7 @@ class SqliteReader(StoreReader):
 
     def window_chunks(self, model: str, *, version: str | None = None) -> Iterator[Chunk]:
         with self.connections.reading() as db:
-            for rows, inputs, outputs, meta in db.execute(
-                "SELECT rows, inputs, outputs, meta FROM window WHERE model = ? AND version = ? ORDER BY id DESC",
-                [model, version_key(version)],
-            ):
-                chunk = decode_chunk(rows, inputs, outputs, meta)
-                if chunk is not None:
-                    yield chunk
+            yield from self._chunks.read(db.conn, self.connections.generation, (model, version_key(version)))
 
     def baseline(self, model: str, version: str | None, reference: str, kind: str) -> SavedBaseline | None:
         with self.connections.reading() as db:
