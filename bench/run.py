@@ -7,8 +7,11 @@ bench/overhead.py (bare vs tuned vs guarded BentoML over HTTP, and the guard's o
 bench/health.py (a health computation vs a scipy KS loop, alibi-detect and Evidently when installed),
 bench/store.py (the writer's sustained rows/s vs the guarded service's peak, and the service under 4
 clients of 1,000-row requests, every answer counted), bench/fleet.py (the guarded service with a
-PostgreSQL store vs a SQLite one, and the PostgreSQL writer's rows/s; it starts its own server) and
-bench/memory.py (RSS growth over 1,000,000 rows). ``--quick`` shortens every run, for a look rather than a record.
+PostgreSQL store vs a SQLite one, and the PostgreSQL writer's rows/s; it starts its own server),
+bench/batching.py, bench/memory.py (RSS growth over 1,000,000 rows) and bench/native.py (the class-based form vs
+guard()). ``--quick`` shortens every run, for a look rather than a record. Each figure is kept in
+bench/RESULTS.json as soon as its script ends; ``--resume`` runs only what an interrupted run left undone.
+Measurements taken by hand on branches (before/after a change) live in bench/HISTORY.md, never overwritten.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "# Benchmark results",
         "",
         f"Written by `bench/run.py{' --quick' if quick else ''}` on {when}. Regenerate with the command in the README;",
-        "the figures are this machine's on that day, only the ratios travel.",
+        "the figures are this machine's on that day, only the ratios travel. Measurements taken by hand on branches,",
+        "before and after a change: [HISTORY.md](HISTORY.md).",
         "",
         f"- Machine: {box['cpu']}, {box['memory']}, {box['os']}, Python {box['python']}",
         f"- Packages: {box['packages']}; load generator: {box['wrk']}",
@@ -186,6 +190,7 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "",
         *fleet_section(results),
         *batching_section(results["batching"]),
+        *native_section(results["native"]),
         "## Memory (bench/memory.py)",
         "",
         f"RSS after start-up {memory['rss_start_mb']:.1f} MB; after {memory['rows']:,} rows served in 64-row requests:"
@@ -243,6 +248,24 @@ def batching_section(batching: dict[str, Any]) -> list[str]:
     ]
 
 
+def native_section(native: list[dict[str, Any]]) -> list[str]:
+    """bench/native.py's section, followed by a blank line."""
+    lines = [
+        "## Class-based form vs guard() (bench/native.py)",
+        "",
+        "The same logistic regression on the iris features served as `guard(model.predict, ...)` and as a class-based",
+        "service whose API carries `@guarded_api(...)`, each app driven in a process of its own by Starlette's",
+        "TestClient, taking turns round by round; CPU time of the serving process per request (medians of rounds).",
+        "",
+        "| rows | guard() µs/req | class µs/req | class/guard() (goal ≥ 0.95) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in native:
+        cpu = r["cpu_us_per_request"]
+        lines.append(f"| {r['rows']} | {cpu['guard()']:,.0f} | {cpu['class']:,.0f} | {r['class_over_guard']:.2f} |")
+    return [*lines, "", "Goal: " + yes(all(r["class_over_guard"] >= 0.95 for r in native)) + ".", ""]
+
+
 def fleet_section(results: dict[str, Any]) -> list[str]:
     """bench/fleet.py's section (its own markdown), followed by a blank line."""
     sys.path.insert(0, str(BENCH))
@@ -251,10 +274,29 @@ def fleet_section(results: dict[str, Any]) -> list[str]:
     return [*fleet.markdown(results["fleet"]["summary"]), ""]
 
 
+def plan(quick: bool) -> dict[str, tuple[str, list[str]]]:
+    """What each part of the record is: the script and its arguments, in the order they run."""
+    short = ["--rounds", "2", "--seconds", "3"] if quick else []
+    return {
+        "overhead": ("overhead.py", short),
+        "overhead_2": ("overhead.py", ["--workers", "2", *short]),
+        "health": ("health.py", []),
+        "store": ("store.py", ["--seconds", "2"] if quick else []),
+        "store_load": ("store.py", ["--load", "--seconds", "5" if quick else "20"]),
+        "fleet": ("fleet.py", ["--rounds", "1", "--seconds", "2"] if quick else []),
+        "batching": ("batching.py", ["--rounds", "1", "--seconds", "3"] if quick else []),
+        "memory": ("memory.py", ["--rows", "200000"] if quick else []),
+        "native": ("native.py", ["--rounds", "1", "--requests", "300"] if quick else ["--rounds", "3", "--requests", "1000"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs: a look, not a record")
     parser.add_argument("--render", action="store_true", help=f"only write {RESULTS.name} again from {RECORD.name}")
+    parser.add_argument(
+        "--resume", action="store_true", help=f"keep the parts an unfinished run left in {RECORD.name}, run the rest"
+    )
     args = parser.parse_args(argv)
     if args.render:
         record = json.loads(RECORD.read_text())
@@ -262,29 +304,30 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {RESULTS}")
         return
     ensure_wrk()
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    box = machine()
-    quick = args.quick
-    with tempfile.TemporaryDirectory(prefix="guarded-bench-run-") as tmp:
-        out = Path(tmp)
-        results = {
-            "overhead": run("overhead.py", ["--rounds", "2", "--seconds", "3"] if quick else [], out / "overhead.json"),
-            "overhead_2": run(
-                "overhead.py",
-                ["--workers", "2", *(["--rounds", "2", "--seconds", "3"] if quick else [])],
-                out / "overhead_2.json",
-            ),
-            "health": run("health.py", [], out / "health.json"),
-            "store": run("store.py", ["--seconds", "2"] if quick else [], out / "store.json"),
-            "store_load": run("store.py", ["--load", "--seconds", "5" if quick else "20"], out / "store_load.json"),
-            "fleet": run("fleet.py", ["--rounds", "1", "--seconds", "2"] if quick else [], out / "fleet.json"),
-            "batching": run("batching.py", ["--rounds", "1", "--seconds", "3"] if quick else [], out / "batching.json"),
-            "memory": run("memory.py", ["--rows", "200000"] if quick else [], out / "memory.json"),
+    record: dict[str, Any] = {}
+    if args.resume and RECORD.exists():
+        record = json.loads(RECORD.read_text())
+        if record.get("quick") != args.quick:
+            raise SystemExit(f"{RECORD} was written by a run with quick={record.get('quick')}; resume it the same way")
+    if not record.get("partial"):
+        record = {
+            "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "quick": args.quick,
+            "results": {},
         }
-    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    record = {"when": when, "machine": box, "load_after": load_after, "results": results, "quick": quick}
+    record["partial"] = True
+    with tempfile.TemporaryDirectory(prefix="guarded-bench-run-") as tmp:
+        for part, (script, script_args) in plan(args.quick).items():
+            if part in record["results"]:
+                print(f"\n=== {part}: kept from the unfinished run", flush=True)
+                continue
+            record["results"][part] = run(script, script_args, Path(tmp) / f"{part}.json")
+            RECORD.write_text(json.dumps(record, indent=1) + "\n")  # a failure later loses nothing: --resume
+    record["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    del record["partial"]
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
-    RESULTS.write_text(markdown(when, box, load_after, results, quick))
+    RESULTS.write_text(markdown(record["when"], record["machine"], record["load_after"], record["results"], args.quick))
     print(f"\nwrote {RESULTS}")
 
 
