@@ -211,9 +211,10 @@ class MemoryWindow:
         self._lock = threading.Lock()
 
     def add(self, chunk: Chunk) -> None:
+        rows = chunk.inputs.shape[0]
         with self._lock:
             self._chunks.append(chunk)
-            self._rows += chunk.rows
+            self._rows += rows
             while self._chunks and self._rows - self._chunks[0].rows >= self.capacity:
                 self._rows -= self._chunks.popleft().rows
 

@@ -71,10 +71,13 @@ def pending(r: RequestRecord) -> Pending:
     size = RECORD_OVERHEAD + sys.getsizeof(r.request_id)
     for stored in (inputs, outputs, r.error):
         size += sys.getsizeof(stored) if stored is not None else 0
-    if r.window is not None:
-        size += r.window.inputs.nbytes + (r.window.outputs.nbytes if r.window.outputs is not None else 0)
-        size += sum(sys.getsizeof(name) + 100 for names in r.window.unseen.values() for name in names)
-    size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
+    window = r.window
+    if window is not None:
+        size += window.inputs.nbytes + (window.outputs.nbytes if window.outputs is not None else 0)
+        if window.unseen:
+            size += sum(sys.getsizeof(name) + 100 for names in window.unseen.values() for name in names)
+    if r.warnings:
+        size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
     problems = r.problem_features
     return Pending(
         (r.model, version_key(r.version)), r.request_id, r.ts, r.version, r.status, r.rows, r.latency_ms, r.stages,
