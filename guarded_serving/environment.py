@@ -211,10 +211,10 @@ def _hook_active() -> bool:
     filters = warnings.filters
     if warnings.showwarning is not _hook:
         return False
-    snapshot = (filters, len(filters), filters[0] if filters else None)
     seen = _seen_filters
-    if seen is not None and seen[0] is snapshot[0] and seen[1] == snapshot[1] and seen[2] is snapshot[2]:
+    if seen is not None and seen[0] is filters and seen[1] == len(filters) and (not filters or seen[2] is filters[0]):
         return True
+    snapshot = (filters, len(filters), filters[0] if filters else None)
     if all(f in filters for f in _WATCHED_FILTERS):
         _seen_filters = snapshot
         return True
