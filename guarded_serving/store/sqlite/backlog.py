@@ -69,8 +69,12 @@ def pending(r: RequestRecord) -> Pending:
     if inputs is not None and outputs is None:
         outputs = dump_text([None] * r.rows)  # the `rows` view spreads a request by its outputs
     size = RECORD_OVERHEAD + sys.getsizeof(r.request_id)
-    for stored in (inputs, outputs, r.error):
-        size += sys.getsizeof(stored) if stored is not None else 0
+    if inputs is not None:
+        size += sys.getsizeof(inputs)
+    if outputs is not None:
+        size += sys.getsizeof(outputs)
+    if r.error is not None:
+        size += sys.getsizeof(r.error)
     window = r.window
     if window is not None:
         size += window.inputs.nbytes + (window.outputs.nbytes if window.outputs is not None else 0)
