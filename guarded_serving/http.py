@@ -34,6 +34,8 @@ __all__ = [
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON_TYPES = ("application/json", "text/json")
+# Content-Type headers as clients usually send them, accepted without being split and lowered first.
+_JSON_AS_SENT = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ def request_id_of(given: str | None) -> str:
 
 def check_envelope(body: bytes | UnreadBody, content_type: str | None, max_body_bytes: int) -> bytes:
     """The body, once its media type (JSON, else 415) and size (at most ``max_body_bytes``, else 413) are acceptable."""
-    if content_type:
+    if content_type and content_type not in _JSON_AS_SENT:
         media = content_type.split(";")[0].strip().lower()
         if media not in _JSON_TYPES and not media.endswith("+json"):
             raise InputError([Problem(f"Content-Type {media!r}", "Content-Type: application/json")], status=415)

@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guarded_serving.errors import InputError
-from guarded_serving.numericbody import KEPT_PARSER_BYTES, NumericDecoder
+from guarded_serving.numericbody import KEPT_PARSER_BYTES, SMALL_BODY_VALUES, NumericDecoder
 from guarded_serving.validation import RowSchema, parse_json, parse_table, rows_text
 
 SCHEMA = RowSchema(names=("a", "b", "c"), numeric=(True, True, True), max_rows=5, limits=(1e3, sys.float_info.max, 1.0))
@@ -138,6 +138,24 @@ def test_a_plain_numeric_body_is_decoded_with_its_rows_text_as_sent() -> None:
 )
 def test_a_body_needing_the_general_parser_is_left_to_it(body: bytes) -> None:
     assert decode(body) is None
+
+
+@pytest.mark.parametrize("rows", [1, 2, SMALL_BODY_VALUES // 3, SMALL_BODY_VALUES // 3 + 1, 64], ids=lambda n: f"{n}-rows")
+@pytest.mark.parametrize("beyond", [None, 0, 1, 2], ids=["within", "first-feature", "second", "third"])
+def test_a_value_beyond_its_feature_magnitude_is_left_to_the_general_parser_in_small_and_large_bodies(
+    rows: int, beyond: int | None
+) -> None:
+    """Bodies of up to SMALL_BODY_VALUES values are checked in Python, larger ones with numpy: the same answer."""
+    schema = RowSchema(names=("a", "b", "c"), numeric=(True, True, True), max_rows=100, limits=(1e3, 10.0, 1.0))
+    matrix = np.full((rows, 3), -0.5)
+    matrix[0, 0] = 500.0  # beyond the smallest limit, within its own feature's
+    if beyond is not None:
+        matrix[rows - 1, beyond] = -(schema.limits[beyond] * 1.5)
+    body = json.dumps({"rows": matrix.tolist()}).encode()
+    fast = NumericDecoder(schema)(body)
+    assert (fast is None) == (beyond is not None)
+    if fast is not None:
+        assert same_floats(fast.matrix, matrix)
 
 
 def test_a_schema_with_a_categorical_feature_is_left_to_the_general_parser() -> None:

@@ -207,15 +207,20 @@ class MemoryWindow:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._chunks: collections.deque[Chunk] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()  # each chunk's rows, read without its property
         self._rows = 0
         self._lock = threading.Lock()
 
     def add(self, chunk: Chunk) -> None:
+        rows = int(chunk.inputs.shape[0])
         with self._lock:
             self._chunks.append(chunk)
-            self._rows += chunk.rows
-            while self._chunks and self._rows - self._chunks[0].rows >= self.capacity:
-                self._rows -= self._chunks.popleft().rows
+            self._sizes.append(rows)
+            self._rows += rows
+            sizes = self._sizes
+            while sizes and self._rows - sizes[0] >= self.capacity:
+                self._rows -= sizes.popleft()
+                self._chunks.popleft()
 
     def newest_first(self) -> list[Chunk]:
         with self._lock:

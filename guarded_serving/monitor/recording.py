@@ -66,7 +66,8 @@ class Recorder:
         self._encoder = Encoder(baseline)
         self._output_encoder = Encoder(output_baseline) if output_baseline is not None else None
         self.memory_window = MemoryWindow(kept_rows)
-        self.recent: collections.deque[RecentRequest] = collections.deque(maxlen=options.monitor.recent_requests)
+        # Each as RecentRequest's fields: a tuple costs the request 0.1 µs, the frozen dataclass 0.8.
+        self.recent: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=options.monitor.recent_requests)
         self._lock = threading.Lock()
         self._requests = self._rows = self._rejected = self._errors = 0
         self._dropped_logged = 0
@@ -127,9 +128,7 @@ class Recorder:
                 self._rejected += 1
             else:
                 self._errors += 1
-            self.recent.append(
-                RecentRequest(record.status, record.latency_ms, record.stages, record.failed_stage, record.problem_features)
-            )
+            self.recent.append((record.status, record.latency_ms, record.stages, record.failed_stage, record.problem_features))
         for w in record.warnings:
             self.warnings.record(w.category, w.message, w.location, w.count)
         if self.store is not None and not self.store.put(self._for_disk(record)):
@@ -187,7 +186,8 @@ class Recorder:
     def recent_requests(self) -> list[RecentRequest]:
         """This process's recent requests, oldest first."""
         with self._lock:
-            return list(self.recent)
+            recent = list(self.recent)
+        return [RecentRequest(*fields) for fields in recent]
 
     @property
     def window_in_store(self) -> bool:

@@ -12,10 +12,9 @@ import os
 import psycopg
 
 from ...drift.window import Chunk, merge_chunks
-from ...jsontext import dump_text
 from ..sqlite.backlog import Counts, Key, Work, merge, tally
 from ..sqlite.batch import Written
-from ..sqlite.codec import encode_chunk, iso
+from ..sqlite.codec import encode_chunk, iso, stages_text
 
 __all__ = ["clean", "write_batch"]
 
@@ -92,7 +91,7 @@ def write_batch(conn: psycopg.Connection[tuple[object, ...]], work: Work, window
                         p.status,
                         p.rows,
                         round(p.latency_ms, 3),
-                        dump_text({k: round(v, 3) for k, v in p.stages.items()}),
+                        stages_text(p.stages),
                         clean(p.failed_stage),
                         clean(p.error),
                         json.dumps(list(p.problem_features)) if p.problem_features else None,

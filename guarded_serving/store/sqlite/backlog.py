@@ -69,12 +69,19 @@ def pending(r: RequestRecord) -> Pending:
     if inputs is not None and outputs is None:
         outputs = dump_text([None] * r.rows)  # the `rows` view spreads a request by its outputs
     size = RECORD_OVERHEAD + sys.getsizeof(r.request_id)
-    for stored in (inputs, outputs, r.error):
-        size += sys.getsizeof(stored) if stored is not None else 0
-    if r.window is not None:
-        size += r.window.inputs.nbytes + (r.window.outputs.nbytes if r.window.outputs is not None else 0)
-        size += sum(sys.getsizeof(name) + 100 for names in r.window.unseen.values() for name in names)
-    size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
+    if inputs is not None:
+        size += sys.getsizeof(inputs)
+    if outputs is not None:
+        size += sys.getsizeof(outputs)
+    if r.error is not None:
+        size += sys.getsizeof(r.error)
+    window = r.window
+    if window is not None:
+        size += window.inputs.nbytes + (window.outputs.nbytes if window.outputs is not None else 0)
+        if window.unseen:
+            size += sum(sys.getsizeof(name) + 100 for names in window.unseen.values() for name in names)
+    if r.warnings:
+        size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
     problems = r.problem_features
     return Pending(
         (r.model, version_key(r.version)), r.request_id, r.ts, r.version, r.status, r.rows, r.latency_ms, r.stages,
@@ -118,7 +125,10 @@ class Backlog:
 
     def __init__(self, options: StoreOptions) -> None:
         self.options = options
-        self.cond = threading.Condition()
+        # The request path holds the condition's lock directly: entering a Condition runs Python code, the
+        # lock's own `with` does not (0.4 µs of a request's 1.1 in put).
+        self._mutex = threading.RLock()
+        self.cond = threading.Condition(self._mutex)
         self._buffer: collections.deque[Pending] = collections.deque()
         self.pending_rows = self.pending_bytes = 0
         self.written = self.dropped = 0
@@ -166,7 +176,7 @@ class Backlog:
     def put(self, record: Pending) -> bool:
         """Append a record, waiting for room while the writer makes progress; False: dropped (and counted)."""
         rows = max(record.rows, 1)
-        with self.cond:
+        with self._mutex:
             if not self._has_room(rows, record.size):
                 self._wait_for_room(rows, record.size)
                 if not self._has_room(rows, record.size):

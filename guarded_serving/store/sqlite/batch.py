@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...drift.window import Chunk, newest_rows
-from ...jsontext import dump_text
 from .backlog import Counts, Key, Work, merge, tally
-from .codec import encode_chunk, iso
+from .codec import encode_chunk, iso, stages_text
 
 __all__ = ["Written", "write_batch"]
 
@@ -60,16 +59,17 @@ def write_batch(conn: sqlite3.Connection, work: Work, window_rows: int, check: C
     warnings: list[tuple[str | int, ...]] = []
     chunks: dict[Key, list[Chunk]] = {}
     for p in work.batch:
+        ts = iso(p.ts)
         requests.append(
             (
                 p.request_id,
-                iso(p.ts),
+                ts,
                 p.key[0],
                 p.version,
                 p.status,
                 p.rows,
                 round(p.latency_ms, 3),
-                dump_text({k: round(v, 3) for k, v in p.stages.items()}),
+                stages_text(p.stages),
                 p.failed_stage,
                 p.error,
                 json.dumps(list(p.problem_features)) if p.problem_features else None,
@@ -78,10 +78,12 @@ def write_batch(conn: sqlite3.Connection, work: Work, window_rows: int, check: C
                 p.outputs,
             )
         )
-        if p.window is not None and p.window.rows:
-            chunks.setdefault(p.key, []).append(p.window)
+        window = p.window
+        if window is not None and window.inputs.shape[0]:
+            chunks.setdefault(p.key, []).append(window)
         tally(totals, p.key, p.status, p.rows)
-        warnings.extend((*p.key, w.category, w.message, w.location, w.count, iso(p.ts), iso(p.ts)) for w in p.warnings)
+        if p.warnings:
+            warnings.extend((*p.key, w.category, w.message, w.location, w.count, ts, ts) for w in p.warnings)
     conn.execute("BEGIN IMMEDIATE")
     try:
         check()

