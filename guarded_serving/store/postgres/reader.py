@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 
 from ...drift.window import Chunk
 from ...environment import WarningRecord
+from ...errors import StoreError
 from ..contract import StoreReader
 from ..records import LabelledRows, Replica, SavedBaseline, SavedModel, Totals, version_key, version_of
 from ..sqlite.codec import count, decode_chunk, iso, settings, text
@@ -30,6 +31,11 @@ _LABELLED = (
     " AND r.status = 'ok') ORDER BY q.id DESC, f.row DESC LIMIT %s"
 )
 _ANSWERED = "FROM requests WHERE model = %s AND version = %s AND status = 'ok'{since}"
+# What a label join depends on (schema 3): labels' change numbers, deletions, the newest answered request.
+_COUNTERS = (
+    "SELECT (SELECT value FROM changes WHERE name = 'label'), (SELECT value FROM changes WHERE name = 'deletion'),"
+    " (SELECT max(id) FROM requests WHERE model = %s AND version = %s AND status = 'ok')"
+)
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 _REPLICAS = (
     "SELECT replica, host, pid, library, fingerprint, started_at, last_seen, pending, written, dropped, capacity,"
@@ -46,6 +52,7 @@ class PostgresReader(StoreReader):
         self.path = server.path
         self.since = since
         self._decoded: dict[int, list[Any] | None] = {}  # request id -> its outputs, decoded (see labelled)
+        self._joined: tuple[tuple[Any, ...], LabelledRows] | None = None  # what the last join read, and its answer
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
         if self.since is None:
@@ -112,6 +119,24 @@ class PostgresReader(StoreReader):
         return {str(request_id): int(n) for request_id, n in rows}
 
     def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
+        """The join (see the contract). It is read again only when the database's label change number,
+        its count of deletions or the version's newest answered request moved since the last read (read
+        before the join: whatever commits meanwhile moves them for the next read); a database without change
+        numbers (schema 2, read as it is) is joined on every read."""
+        key = [model, version_key(version)]
+        try:
+            counters = self._one(_COUNTERS, key)
+        except StoreError:
+            counters = None  # no `changes` table: nothing tells what changed
+        read = (model, version, limit, self.since, counters)
+        last = self._joined
+        if counters is not None and last is not None and last[0] == read:
+            return last[1]
+        answer = self._join(model, limit, version)
+        self._joined = (read, answer) if counters is not None else None
+        return answer
+
+    def _join(self, model: str, limit: int, version: str | None) -> LabelledRows:
         since, bound = self._since("q.ts")
         want = limit
         while True:
