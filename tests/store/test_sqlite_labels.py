@@ -254,6 +254,22 @@ def test_reads_of_only_what_changed_answer_as_the_plain_join_through_every_kind_
             assert same(found, plain_join(path, limit)), f"read {i}"
 
 
+def test_a_hand_edit_of_a_label_is_numbered_and_read(labelled_store: SqliteStore) -> None:
+    """sqlite-utils or a script edits the file without knowing the change numbers: the triggers number it."""
+    labelled_store.labelled("m", 300)
+    edit(Path(labelled_store.path), "UPDATE feedback SET label = '7' WHERE rowid = (SELECT max(rowid) FROM feedback)")
+    edit(
+        Path(labelled_store.path),
+        "INSERT OR REPLACE INTO feedback (model, version, request_id, row, label, ts)"
+        " SELECT model, version, request_id, row, '8', ts FROM feedback ORDER BY rowid DESC LIMIT 1 OFFSET 1",
+    )
+
+    found = labelled_store.labelled("m", 300)
+
+    assert same(found, plain_join(Path(labelled_store.path), 300))
+    assert {7, 8} <= set(found.labels)
+
+
 def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     with SqliteStore(path, StoreOptions(flush_interval=0.02)) as store:
@@ -277,9 +293,6 @@ def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Pat
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (5,)
-        assert conn.execute("SELECT request_id, row, changed FROM feedback ORDER BY changed").fetchall() == [
-            ("a", 1, 0),
-            ("b", 0, 1),
-            ("a", 0, 2),
-        ]
+        numbered = conn.execute("SELECT request_id, row, changed FROM feedback ORDER BY changed, request_id").fetchall()
+        assert numbered == [("a", 1, 0), ("a", 0, 1), ("b", 0, 1)]  # one number per call that stored labels
     assert (before.labels, after.labels) == ([0, 1], [1, 1, 1])

@@ -202,7 +202,7 @@ def _create_tables(db: sqlite_utils.Database) -> None:
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-# The change numbers: a label inserted or updated takes the next ``label`` number; a label or an answered request
+# The change numbers: a label inserted or updated takes a new ``label`` number; a label or an answered request
 # deleted counts one ``deletion``. Triggers, so that every writer of the file keeps them (the label join trusts
 # them to know what changed); the update trigger names the columns a change of the join reads, so that its own
 # update of ``changed`` does not fire it again.
@@ -211,10 +211,15 @@ _NEXT_LABEL = (
     " UPDATE feedback SET changed = (SELECT value FROM changes WHERE name = 'label') WHERE rowid = new.rowid;"
 )
 _DELETION = "UPDATE changes SET value = value + 1 WHERE name = 'deletion';"
+# The library's own label writes number their rows themselves, one number per transaction (a trigger's two
+# updates per row made storing 100 labels 4x as costly: 5.6 against 1.3 ms of CPU); the triggers number what
+# any other writer inserts without a number or changes without a new one. Their conditions read only the row
+# (a subquery of the counter in them cost another 1 ms per 100 labels).
 _TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS feedback_inserted AFTER INSERT ON feedback BEGIN {_NEXT_LABEL} END",
+    "CREATE TRIGGER IF NOT EXISTS feedback_inserted AFTER INSERT ON feedback"
+    f" WHEN new.changed IS NULL OR new.changed <= 0 BEGIN {_NEXT_LABEL} END",
     "CREATE TRIGGER IF NOT EXISTS feedback_updated AFTER UPDATE OF model, version, request_id, row, label, ts"
-    f" ON feedback BEGIN {_NEXT_LABEL} END",
+    f" ON feedback WHEN new.changed IS NULL OR old.changed IS NULL OR new.changed <= old.changed BEGIN {_NEXT_LABEL} END",
     f"CREATE TRIGGER IF NOT EXISTS feedback_deleted AFTER DELETE ON feedback BEGIN {_DELETION} END",
     f"CREATE TRIGGER IF NOT EXISTS requests_deleted AFTER DELETE ON requests WHEN old.status = 'ok' BEGIN {_DELETION} END",
 )
