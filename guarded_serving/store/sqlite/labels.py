@@ -127,7 +127,14 @@ class LabelJoin:
         last = self._last
         if last is not None and len(last[0]) == len(read) and all(a is b or a == b for a, b in zip(last[0], read, strict=True)):
             return last[1]
-        answer = self._read(conn, generation, key, limit, since, bound)
+        own = not conn.in_transaction  # one read transaction: every query of the read sees the same snapshot
+        if own:
+            conn.execute("BEGIN")
+        try:
+            answer = self._read(conn, generation, key, limit, since, bound)
+        finally:
+            if own:
+                conn.commit()
         self._last = (read, answer)
         return answer
 
