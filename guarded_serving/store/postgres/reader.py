@@ -31,7 +31,8 @@ _LABELLED = (
     " AND r.status = 'ok') ORDER BY q.id DESC, f.row DESC LIMIT %s"
 )
 _ANSWERED = "FROM requests WHERE model = %s AND version = %s AND status = 'ok'{since}"
-# What a label join depends on (schema 3): labels' change numbers, deletions, the newest answered request.
+# What a label join depends on (schema 3): labels' change numbers, deletions, the newest answered request; read
+# before the join, so that whatever commits meanwhile moves them for the next read.
 _COUNTERS = (
     "SELECT (SELECT value FROM changes WHERE name = 'label'), (SELECT value FROM changes WHERE name = 'deletion'),"
     " (SELECT max(id) FROM requests WHERE model = %s AND version = %s AND status = 'ok')"
@@ -119,19 +120,14 @@ class PostgresReader(StoreReader):
         return {str(request_id): int(n) for request_id, n in rows}
 
     def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
-        """The join (see the contract). It is read again only when the database's label change number,
-        its count of deletions or the version's newest answered request moved since the last read (read
-        before the join: whatever commits meanwhile moves them for the next read); a database without change
-        numbers (schema 2, read as it is) is joined on every read."""
-        key = [model, version_key(version)]
+        # Joined again only when what the join depends on (_COUNTERS, read first) moved since the last read.
         try:
-            counters = self._one(_COUNTERS, key)
+            counters = self._one(_COUNTERS, [model, version_key(version)])
         except StoreError:
-            counters = None  # no `changes` table: nothing tells what changed
+            counters = None  # no `changes` table (schema 2, read as it is): joined on every read
         read = (model, version, limit, self.since, counters)
-        last = self._joined
-        if counters is not None and last is not None and last[0] == read:
-            return last[1]
+        if counters is not None and self._joined is not None and self._joined[0] == read:
+            return self._joined[1]
         answer = self._join(model, limit, version)
         self._joined = (read, answer) if counters is not None else None
         return answer
