@@ -41,6 +41,7 @@ import datetime as dt
 import json
 import math
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,6 +111,9 @@ class LabelJoin:
         self._blocks: dict[Key, dict[int, _Block]] = {}  # per model version, by request: its joined rows last read
         self._known: dict[Key, _Known] = {}  # per model version: what the blocks kept were read at
         self._counted: int | None = None  # the generation whose file was found to keep change numbers
+        # One read at a time: what a read keeps (blocks, and the counters they were read at) must stay one pair
+        # when health is asked from several threads at once.
+        self._lock = threading.Lock()
 
     def read(
         self, conn: sqlite3.Connection, generation: int, key: Key, limit: int, since: str, bound: Sequence[Any]
@@ -117,26 +121,31 @@ class LabelJoin:
         """The newest ``limit`` labelled rows of ``key`` with an output, oldest first; ``since`` and
         ``bound`` limit them to requests logged since a time (an SQL filter on ``q.ts`` and its value).
         ``generation`` names the file read: another one (the file was replaced) forgets what was kept."""
-        if generation != self._generation:
-            self._generation, self._requests, self._blocks, self._known = generation, {}, {}, {}
-        # data_version changes when another connection (the writer, another process) commits to the file, and
-        # total_changes when this one writes (labels are written on this thread's connection); the connection
-        # itself is part of what is compared, and held, so that a new one never passes for it.
-        (data_version,) = conn.execute("PRAGMA data_version").fetchone()
-        read = (conn, data_version, conn.total_changes, generation, key, limit, since, tuple(bound))
-        last = self._last
-        if last is not None and len(last[0]) == len(read) and all(a is b or a == b for a, b in zip(last[0], read, strict=True)):
-            return last[1]
-        own = not conn.in_transaction  # one read transaction: every query of the read sees the same snapshot
-        if own:
-            conn.execute("BEGIN")
-        try:
-            answer = self._read(conn, generation, key, limit, since, bound)
-        finally:
+        with self._lock:
+            if generation != self._generation:
+                self._generation, self._requests, self._blocks, self._known = generation, {}, {}, {}
+            # data_version changes when another connection (the writer, another process) commits to the file, and
+            # total_changes when this one writes (labels are written on this thread's connection); the connection
+            # itself is part of what is compared, and held, so that a new one never passes for it.
+            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+            read = (conn, data_version, conn.total_changes, generation, key, limit, since, tuple(bound))
+            last = self._last
+            if (
+                last is not None
+                and len(last[0]) == len(read)
+                and all(a is b or a == b for a, b in zip(last[0], read, strict=True))
+            ):
+                return last[1]
+            own = not conn.in_transaction  # one read transaction: every query of the read sees the same snapshot
             if own:
-                conn.commit()
-        self._last = (read, answer)
-        return answer
+                conn.execute("BEGIN")
+            try:
+                answer = self._read(conn, generation, key, limit, since, bound)
+            finally:
+                if own:
+                    conn.commit()
+            self._last = (read, answer)
+            return answer
 
     def _read(
         self, conn: sqlite3.Connection, generation: int, key: Key, limit: int, since: str, bound: Sequence[Any]
