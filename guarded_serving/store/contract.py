@@ -163,7 +163,11 @@ class StoreReader(abc.ABC):
         seconds at millisecond precision (so that every backend gives the same floats).
 
         The health check calls it with the window's length (thousands of rows) on every health
-        request: it must stay cheap (about a millisecond; ``bench/health.py`` measures it)."""
+        request: it must stay cheap (about a millisecond; ``bench/health.py`` measures it). A backend may
+        keep what it joined and read only what changed since (the SQLite backend numbers every change of
+        a label and counts deletions, see ``store/sqlite/labels.py``), but the store stays the source of
+        truth: every read answers as a reader opened afresh would, whoever changed the store since (another
+        replica's requests and labels, labels replaced, an id sent again, retention's deletions)."""
 
     @abc.abstractmethod
     def warnings(self, model: str, limit: int = 50, *, version: str | None = None) -> tuple[WarningRecord, ...]:

@@ -144,6 +144,9 @@ def build_store(reference: Reference, rows: np.ndarray, db: Path) -> list[str]:
 
 WINDOW_COPY = "INSERT INTO window (model, version, rows, inputs, outputs, meta) SELECT model, version, "
 
+# A feedback row put in by hand (the columns named: a schema adds columns)
+LABEL_ROW = "INSERT INTO feedback (model, version, request_id, row, label, ts, updates) VALUES "
+
 # Each corruption is SQL run on a store built by build_store; {rid} is the first request id, {last} the last one.
 CORRUPTIONS: dict[str, list[str]] = {
     "requests-odd-row": [
@@ -167,10 +170,10 @@ CORRUPTIONS: dict[str, list[str]] = {
         "UPDATE requests SET rows = 1e30, latency_ms = 'NaN' WHERE request_id = '{last}'",
     ],
     "feedback-odd-rows": [
-        "INSERT INTO feedback VALUES ('m', '', '{last}', 'abc', '[1', 'yesterday', 'x')",
-        "INSERT INTO feedback VALUES ('m', '', '{last}', NULL, NULL, NULL, NULL)",
-        "INSERT INTO feedback VALUES ('m', '', '{last}', 99, '1', '2026-01-01T00:00:00+00:00', 0)",
-        "INSERT INTO feedback VALUES ('m', '', '{rid}', -1, '{\"a\": 2}', 17, 0)",
+        LABEL_ROW + "('m', '', '{last}', 'abc', '[1', 'yesterday', 'x')",
+        LABEL_ROW + "('m', '', '{last}', NULL, NULL, NULL, NULL)",
+        LABEL_ROW + "('m', '', '{last}', 99, '1', '2026-01-01T00:00:00+00:00', 0)",
+        LABEL_ROW + "('m', '', '{rid}', -1, '{\"a\": 2}', 17, 0)",
         "UPDATE feedback SET label = '\"seven\"' WHERE request_id = '{rid}' AND row = 3",
         "UPDATE feedback SET label = 'null', ts = X'00' WHERE request_id = '{rid}' AND row = 4",
     ],

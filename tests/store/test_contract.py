@@ -301,6 +301,46 @@ def test_labels_are_visible_to_every_reader_as_soon_as_they_are_written(backend:
     assert after == ((2, 0), ["x", "y"])
 
 
+def test_a_reader_that_joined_labels_before_sees_every_change_another_replica_made_since(backend: Backend) -> None:
+    """A health check reads the join again and again, and a backend may keep what it joined: what another
+    replica writes (requests, labels new, late and replaced, an id sent again) and what retention deletes is
+    in the next read, as a reader opened afresh reads it."""
+
+    with backend.store(max_rows=12) as serving, backend.store() as other:
+        put_all(serving, record("a", first=0), record("b", first=10))
+        serving.write_feedback("m", [("a", 0, '"a0"'), ("b", 1, '"b1"')])
+        steps = [
+            lambda: put_all(other, record("c", first=20)),
+            lambda: other.write_feedback("m", [("c", 0, '"c0"'), ("a", 1, '"a1"')]),  # new, and late
+            lambda: other.write_feedback("m", [("a", 0, '"A0"')]),  # replaced
+            lambda: put_all(other, record("b", first=30)),  # b sent again: its label joins the newer b
+            lambda: put_all(other, *(record(f"d{i}", first=40 + i) for i in range(4))),
+            lambda: other.write_feedback("m", [("d3", 0, '"d3"')]),
+            serving.prune,  # 14 rows: the first a and b go, with a's labels (b is still logged)
+        ]
+        seen = [joined(serving, 4)]
+        for step in steps:
+            step()
+            seen.append(joined(serving, 4))
+        reader = backend.reader()
+        try:
+            afresh = joined(reader, 4)
+        finally:
+            reader.close()
+
+    assert seen == [
+        [(0.0, "a0"), (10.1, "b1")],
+        [(0.0, "a0"), (10.1, "b1")],
+        [(0.0, "a0"), (0.1, "a1"), (10.1, "b1"), (20.0, "c0")],
+        [(0.0, "A0"), (0.1, "a1"), (10.1, "b1"), (20.0, "c0")],
+        [(0.0, "A0"), (0.1, "a1"), (20.0, "c0"), (30.1, "b1")],
+        [(0.0, "A0"), (0.1, "a1"), (20.0, "c0"), (30.1, "b1")],
+        [(0.1, "a1"), (20.0, "c0"), (30.1, "b1"), (43.0, "d3")],
+        [(20.0, "c0"), (30.1, "b1"), (43.0, "d3")],
+    ]
+    assert afresh == seen[-1]
+
+
 def test_labels_join_only_their_own_versions_predictions(store: Store) -> None:
     put_all(store, record("shared", version="1"), record("shared", version="2"))
     store.write_feedback("m", [("shared", 0, '"x"')], version="1")

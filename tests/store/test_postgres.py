@@ -191,3 +191,30 @@ def test_a_database_that_stalls_the_writer_never_stalls_put(postgres_url: str) -
         assert store.totals("m").requests == 201
     finally:
         store.close()
+
+
+def test_a_schema_2_database_gains_change_numbers_and_keeps_its_labels(postgres_url: str) -> None:
+    with opened(postgres_url) as store:
+        put_all(store, record("a"))
+        store.write_feedback("m", [("a", 0, '"x"'), ("a", 1, '"y"')])
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the database as schema 2 left it
+        conn.execute("DROP TRIGGER feedback_changed ON feedback")
+        conn.execute("DROP TRIGGER feedback_deleted ON feedback")
+        conn.execute("DROP TRIGGER requests_deleted ON requests")
+        conn.execute("DROP TABLE changes")
+        conn.execute("ALTER TABLE feedback DROP COLUMN changed")
+        conn.execute("UPDATE guarded_serving_meta SET value = '2' WHERE key = 'schema_version'")
+    with reader(postgres_url) as old:
+        assert old.labelled("m", 10).labels == ["x", "y"]  # read as it is, joined on every read
+
+    with opened(postgres_url) as store:
+        before = store.labelled("m", 10).labels
+        store.write_feedback("m", [("a", 0, '"z"')])
+        after = store.labelled("m", 10).labels
+
+    with psycopg.connect(postgres_url) as conn:
+        numbered = conn.execute("SELECT row, changed > 0 FROM feedback ORDER BY row").fetchall()
+        version = conn.execute("SELECT value FROM guarded_serving_meta WHERE key = 'schema_version'").fetchone()
+    assert (before, after) == (["x", "y"], ["z", "y"])
+    assert numbered == [(0, True), (1, False)]  # numbers may skip (an upsert's insert fires before its update)
+    assert version == ("3",)

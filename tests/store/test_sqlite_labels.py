@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from guarded_serving.store import LabelledRows, RequestRecord, StoreOptions
-from guarded_serving.store.sqlite import SqliteStore
+from guarded_serving.store.sqlite import SqliteStore, retention
 
 T0 = 1_700_000_000.0
 
@@ -187,3 +187,113 @@ def test_reads_between_new_requests_new_labels_and_replaced_ones_answer_as_the_p
             found = store.labelled("m", limit)
 
             assert same(found, plain_join(Path(store.path), limit))
+
+
+def edit(path: Path, sql: str, *params: Any) -> None:
+    """A hand edit of the file, as a user of ``sqlite-utils`` makes one (another connection)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql, params)
+
+
+@pytest.mark.parametrize("limit", [7, 60, 1000], ids=["short", "moving", "everything"])
+@pytest.mark.parametrize("seed", range(4))
+def test_reads_of_only_what_changed_answer_as_the_plain_join_through_every_kind_of_change(
+    tmp_path: Path, seed: int, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One limit (as a health check reads), so that each read joins only what changed since the one before:
+    new requests, ids sent again (by a request with or without outputs, or a rejected one), labels new, late,
+    replaced, given before their request is stored, labels and requests deleted by retention or by hand, labels
+    and outputs damaged by hand."""
+    monkeypatch.setattr(retention, "RETENTION_EVERY", 10**9)  # the test prunes: the writer's own would race the checks
+    rng = np.random.default_rng(seed)
+    options = StoreOptions(flush_interval=0.02, max_rows=int(rng.choice([40, 150, 0])) or None)
+    path = tmp_path / "log.db"
+    with SqliteStore(path, options) as store:
+        sent: list[tuple[str, int]] = []
+        for i in range(80):
+            rows = int(rng.integers(1, 12))
+            reused = sent and rng.random() < 0.12
+            request_id = sent[int(rng.integers(len(sent)))][0] if reused else f"r{i}"
+            if rng.random() < 0.1:  # a label that arrives before its request is stored
+                store.write_feedback("m", [(request_id, 0, json.dumps(int(rng.integers(0, 2))))])
+            status = "rejected" if rng.random() < 0.05 else "ok"
+            p = rng.random(rows).round(6)
+            outputs = np.column_stack([1 - p, p]).tolist() if rng.random() > 0.05 else None
+            store.put(
+                RequestRecord(
+                    request_id,
+                    T0 + i,
+                    "m",
+                    None,
+                    status,
+                    rows if status == "ok" else 0,
+                    1.0,
+                    inputs=[[0.0]] * rows if status == "ok" else None,
+                    outputs=outputs if status == "ok" else None,
+                )
+            )  # type: ignore[arg-type]
+            assert store.flush()
+            if status == "ok":
+                sent = [(rid, n) for rid, n in sent if rid != request_id] + [(request_id, rows)]
+            for rid, n in [sent[int(k)] for k in rng.integers(len(sent), size=2)] if sent else []:
+                labelled_rows = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))})
+                store.write_feedback("m", [(rid, row, json.dumps(int(rng.integers(0, 2)))) for row in labelled_rows])
+            change = rng.random()
+            if change < 0.05:
+                store.prune()
+            elif change < 0.08:
+                edit(path, "DELETE FROM feedback WHERE rowid IN (SELECT rowid FROM feedback ORDER BY random() LIMIT 3)")
+            elif change < 0.10:
+                edit(path, "DELETE FROM requests WHERE id = (SELECT id FROM requests ORDER BY random() LIMIT 1)")
+            elif change < 0.13:
+                edit(path, "UPDATE feedback SET label = 'yes' WHERE rowid = (SELECT max(rowid) FROM feedback)")
+            elif change < 0.15:
+                edit(path, "UPDATE OR IGNORE feedback SET row = row + 1 WHERE rowid = (SELECT min(rowid) FROM feedback)")
+
+            found = store.labelled("m", limit)
+
+            assert same(found, plain_join(path, limit)), f"read {i}"
+
+
+def test_a_hand_edit_of_a_label_is_numbered_and_read(labelled_store: SqliteStore) -> None:
+    """sqlite-utils or a script edits the file without knowing the change numbers: the triggers number it."""
+    labelled_store.labelled("m", 300)
+    edit(Path(labelled_store.path), "UPDATE feedback SET label = '7' WHERE rowid = (SELECT max(rowid) FROM feedback)")
+    edit(
+        Path(labelled_store.path),
+        "INSERT OR REPLACE INTO feedback (model, version, request_id, row, label, ts)"
+        " SELECT model, version, request_id, row, '8', ts FROM feedback ORDER BY rowid DESC LIMIT 1 OFFSET 1",
+    )
+
+    found = labelled_store.labelled("m", 300)
+
+    assert same(found, plain_join(Path(labelled_store.path), 300))
+    assert {7, 8} <= set(found.labels)
+
+
+def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with SqliteStore(path, StoreOptions(flush_interval=0.02)) as store:
+        store.put(RequestRecord("a", T0, "m", None, "ok", 2, 1.0, inputs=[[0.0], [1.0]], outputs=[[0.9, 0.1], [0.2, 0.8]]))
+        assert store.flush()
+        store.write_feedback("m", [("a", 0, "0"), ("a", 1, "1")])
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # the file as schema 4 left it
+        for trigger in ("feedback_inserted", "feedback_updated", "feedback_deleted", "requests_deleted"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DROP TABLE changes")
+        conn.execute("DROP INDEX idx_feedback_model_version_changed")
+        conn.execute("ALTER TABLE feedback DROP COLUMN changed")
+        conn.execute("PRAGMA user_version = 4")
+
+    with SqliteStore(path, StoreOptions(flush_interval=0.02)) as store:
+        store.put(RequestRecord("b", T0 + 1, "m", None, "ok", 1, 1.0, inputs=[[2.0]], outputs=[[0.5, 0.5]]))
+        assert store.flush()
+        before = store.labelled("m", 10)
+        store.write_feedback("m", [("b", 0, "1"), ("a", 0, "1")])
+        after = store.labelled("m", 10)
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+        numbered = conn.execute("SELECT request_id, row, changed FROM feedback ORDER BY changed, request_id").fetchall()
+        assert numbered == [("a", 1, 0), ("a", 0, 1), ("b", 0, 1)]  # one number per call that stored labels
+    assert (before.labels, after.labels) == ([0, 1], [1, 1, 1])

@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 
 from ...drift.window import Chunk
 from ...environment import WarningRecord
+from ...errors import StoreError
 from ..contract import StoreReader
 from ..records import LabelledRows, Replica, SavedBaseline, SavedModel, Totals, version_key, version_of
 from ..sqlite.codec import count, decode_chunk, iso, settings, text
@@ -30,6 +31,12 @@ _LABELLED = (
     " AND r.status = 'ok') ORDER BY q.id DESC, f.row DESC LIMIT %s"
 )
 _ANSWERED = "FROM requests WHERE model = %s AND version = %s AND status = 'ok'{since}"
+# What a label join depends on (schema 3): labels' change numbers, deletions, the newest answered request; read
+# before the join, so that whatever commits meanwhile moves them for the next read.
+_COUNTERS = (
+    "SELECT (SELECT value FROM changes WHERE name = 'label'), (SELECT value FROM changes WHERE name = 'deletion'),"
+    " (SELECT max(id) FROM requests WHERE model = %s AND version = %s AND status = 'ok')"
+)
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 _REPLICAS = (
     "SELECT replica, host, pid, library, fingerprint, started_at, last_seen, pending, written, dropped, capacity,"
@@ -46,6 +53,7 @@ class PostgresReader(StoreReader):
         self.path = server.path
         self.since = since
         self._decoded: dict[int, list[Any] | None] = {}  # request id -> its outputs, decoded (see labelled)
+        self._joined: tuple[tuple[Any, ...], LabelledRows] | None = None  # what the last join read, and its answer
 
     def _since(self, column: str) -> tuple[str, list[Any]]:
         if self.since is None:
@@ -112,6 +120,19 @@ class PostgresReader(StoreReader):
         return {str(request_id): int(n) for request_id, n in rows}
 
     def labelled(self, model: str, limit: int, *, version: str | None = None) -> LabelledRows:
+        # Joined again only when what the join depends on (_COUNTERS, read first) moved since the last read.
+        try:
+            counters = self._one(_COUNTERS, [model, version_key(version)])
+        except StoreError:
+            counters = None  # no `changes` table (schema 2, read as it is): joined on every read
+        read = (model, version, limit, self.since, counters)
+        if counters is not None and self._joined is not None and self._joined[0] == read:
+            return self._joined[1]
+        answer = self._join(model, limit, version)
+        self._joined = (read, answer) if counters is not None else None
+        return answer
+
+    def _join(self, model: str, limit: int, version: str | None) -> LabelledRows:
         since, bound = self._since("q.ts")
         want = limit
         while True:

@@ -7,6 +7,15 @@ milliseconds, as in a SQLite file, so that both backends answer alike; ``replica
 server's own ``now()``, so that every replica judges staleness on one clock whatever its host's.
 ``window`` is a reserved word: always quoted.
 
+Labels' change numbers (schema 3), as in a SQLite file: ``changes`` holds two counters the database keeps by
+triggers, whatever writes to it: ``label``, the last number given to a label (each insert or update of a
+feedback row takes a higher one into ``feedback.changed``; an upsert's attempted insert takes one too, so
+numbers may skip) and ``deletion`` (a statement that deleted labels
+or answered requests). A sequence would not do: its numbers are taken in the order transactions ask, not the
+order they commit. The trigger's update of the counter row holds that row until its transaction ends, so
+labels are numbered in commit order (label writers across the fleet take turns on it; they are few and
+short). A database of schema 2 gains them as it is brought up to date (``changed`` 0 for its labels).
+
 Several replicas start at once: one creates or migrates the tables while holding a transaction-level
 advisory lock (:data:`SCHEMA_LOCK`); the others wait for it, then find the schema current and go on.
 """
@@ -17,7 +26,8 @@ import psycopg
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "create_schema", "has_table"]
 
-SCHEMA_VERSION = 2  # this backend's own schema version, in guarded_serving_meta (2: the baselines table)
+# this backend's own schema version, in guarded_serving_meta (2: the baselines table; 3: labels' change numbers)
+SCHEMA_VERSION = 3
 SCHEMA_LOCK = 0x6775_6172_6473  # "guards": the advisory lock one starting replica holds while creating the tables
 
 _TABLES = (
@@ -73,6 +83,26 @@ _TABLES = (
     """CREATE OR REPLACE FUNCTION guarded_output(outputs text, at integer) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
         BEGIN RETURN (outputs::jsonb -> at)::text; EXCEPTION WHEN others THEN RETURN NULL; END $$""",
     "CREATE TABLE IF NOT EXISTS guarded_serving_meta (key text PRIMARY KEY, value text NOT NULL)",
+    # Labels' change numbers (see above).
+    "CREATE TABLE IF NOT EXISTS changes (name text PRIMARY KEY, value bigint NOT NULL)",
+    "INSERT INTO changes (name, value) VALUES ('label', 0), ('deletion', 0) ON CONFLICT (name) DO NOTHING",
+    "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS changed bigint NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS feedback_changed ON feedback (model, version, changed)",
+    """CREATE OR REPLACE FUNCTION guarded_label_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE changes SET value = value + 1 WHERE name = 'label' RETURNING value INTO NEW.changed;
+        RETURN NEW; END $$""",
+    """CREATE OR REPLACE FUNCTION guarded_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF EXISTS (SELECT 1 FROM gone) THEN UPDATE changes SET value = value + 1 WHERE name = 'deletion';
+        END IF; RETURN NULL; END $$""",
+    "DROP TRIGGER IF EXISTS feedback_changed ON feedback",
+    "CREATE TRIGGER feedback_changed BEFORE INSERT OR UPDATE OF model, version, request_id, row, label, ts ON feedback"
+    " FOR EACH ROW EXECUTE FUNCTION guarded_label_changed()",
+    "DROP TRIGGER IF EXISTS feedback_deleted ON feedback",
+    "CREATE TRIGGER feedback_deleted AFTER DELETE ON feedback REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
+    " EXECUTE FUNCTION guarded_deleted()",
+    "DROP TRIGGER IF EXISTS requests_deleted ON requests",
+    "CREATE TRIGGER requests_deleted AFTER DELETE ON requests REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
+    " EXECUTE FUNCTION guarded_deleted()",
 )
 
 

@@ -129,11 +129,14 @@ class SqliteStore(SqliteReader, Store):
                     (*key, request_id, row),
                 ).fetchone() is not None
                 seen.add((request_id, row))
+            # this transaction's change number (see schema.py): the label join reads what changed since a number
+            conn.execute("UPDATE changes SET value = value + 1 WHERE name = 'label'")
+            (number,) = conn.execute("SELECT value FROM changes WHERE name = 'label'").fetchone()
             conn.executemany(
-                "INSERT INTO feedback (model, version, request_id, row, label, ts, updates) VALUES (?, ?, ?, ?, ?, ?, 0)"
-                " ON CONFLICT(model, version, request_id, row) DO UPDATE SET label = excluded.label, ts = excluded.ts,"
-                " updates = updates + 1",
-                [(*key, rid, row, label, now) for rid, row, label in items],
+                "INSERT INTO feedback (model, version, request_id, row, label, ts, updates, changed)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(model, version, request_id, row) DO UPDATE SET"
+                " label = excluded.label, ts = excluded.ts, updates = updates + 1, changed = excluded.changed",
+                [(*key, rid, row, label, now, number) for rid, row, label in items],
             )
             conn.execute(
                 "INSERT INTO totals (model, version, requests, rows, rejected, errors, labels, relabels)"
