@@ -28,7 +28,7 @@ from guarded_serving.offline import offline_health
 from guarded_serving.store import RequestRecord, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore
 from guarded_serving.times import parse_since
-from tests.fixtures.data import write_customers_csv
+from tests.fixtures.data import read_csv_exact, write_customers_csv
 from tests.fixtures.servers import ROOT
 from tests.fixtures.waiting import wait_for
 
@@ -56,12 +56,11 @@ def customer_csv(tmp_path: Path) -> Path:
 def test_profile_of_a_csv_is_the_reference_python_builds_from_the_same_file(
     customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pd = pytest.importorskip("pandas")
     out = tmp_path / "reference.json"
 
     code, printed, _ = run(capsys, "profile", str(customer_csv), "--out", str(out), "--target", "label", "--predictions", "p0,p1")
 
-    frame = pd.read_csv(customer_csv, float_precision="round_trip")  # as exact as the CLI (pandas 2: off by an ulp)
+    frame = read_csv_exact(customer_csv)
     python = Reference.from_data(frame[["age", "income", "colour"]], y=frame["label"], predictions=frame[["p0", "p1"]].to_numpy())
     saved = Reference.load(out)
     assert code == 0
@@ -108,9 +107,7 @@ def test_profile_of_a_npy_file_names_its_columns_and_matches_from_data(
 def test_profile_of_a_parquet_file_matches_from_data_of_the_dataframe(
     customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pd = pytest.importorskip("pandas")
-    pytest.importorskip("pyarrow")
-    frame = pd.read_csv(customer_csv, float_precision="round_trip")
+    frame = read_csv_exact(customer_csv)
     frame.to_parquet(tmp_path / "train.parquet")
 
     code, _, _ = run(capsys, "profile", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "r.json"), "--target", "label")
@@ -729,8 +726,7 @@ def test_the_console_script_is_declared() -> None:
 def test_profile_with_holdout_reads_labels_and_outputs_from_the_held_out_file(
     customer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pd = pytest.importorskip("pandas")
-    frame = pd.read_csv(customer_csv, float_precision="round_trip")
+    frame = read_csv_exact(customer_csv)
     held_csv = tmp_path / "held.csv"
     frame.iloc[400:].to_csv(held_csv, index=False)
     frame.iloc[:400].to_csv(customer_csv, index=False)
