@@ -58,3 +58,10 @@ def test_python_example_runs(
         alone = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert alone.returncode == 0, alone.stderr[-2000:]
         assert alone.stdout.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""
+
+
+def test_every_file_of_the_repository_the_readme_names_exists() -> None:
+    named = set(re.findall(r"\b(?:tests|bench|guarded_serving|examples)/[\w/.-]*\w\.(?:py|md|json|yaml)\b", README))
+    assert len(named) > 20  # the pattern finds the README's references: a pattern gone wrong would pass vacuously
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert missing == [], f"README.md names files that are not in the repository (moved?): {missing}"
