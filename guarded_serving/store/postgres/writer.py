@@ -27,6 +27,7 @@ from ..contract import HEARTBEAT
 from ..options import StoreOptions
 from ..sqlite.backlog import Backlog, Counts, Key, Work
 from ..sqlite.batch import Written
+from ..sqlite.thread import OPEN_WAIT, WriterThread
 from .batch import clean, write_batch
 from .connection import Server
 from .retention import Retention
@@ -34,7 +35,6 @@ from .schema import create_schema
 
 __all__ = ["OPEN_WAIT", "Heartbeat", "Writer"]
 
-OPEN_WAIT = 1.0  # seconds start() waits for the first connection; a fault is then left to the writer to retry
 Connection = psycopg.Connection[tuple[Any, ...]]
 # The server's or the connection's fault (retry the batch), as opposed to a record the server refuses.
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
@@ -90,7 +90,7 @@ class Heartbeat:
                     self.warnings.add((w.category, w.message, w.location))
 
 
-class Writer:
+class Writer(WriterThread):
     """The thread that owns the writing connection."""
 
     def __init__(self, server: Server, options: StoreOptions, backlog: Backlog, retention: Retention) -> None:
@@ -99,35 +99,7 @@ class Writer:
         self.backlog = backlog
         self.retention = retention
         self.heartbeat = Heartbeat()
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        with self.backlog.cond:
-            self.backlog.closing = self.backlog.opened = False
-            self.backlog.running = True
-        self._started.clear()
-        self._thread = threading.Thread(target=self._run, name="guarded-serving-writer", daemon=True)
-        self._thread.start()
-        self._started.wait(OPEN_WAIT)
-
-    def stop(self, timeout: float) -> bool:
-        thread = self._thread
-        if thread is None:
-            return True
-        with self.backlog.cond:
-            self.backlog.closing = True
-            self.backlog.close_deadline = time.monotonic() + max(timeout - 0.5, 0.0)
-            self.backlog.cond.notify_all()
-        thread.join(timeout)
-        self._thread = None
-        with self.backlog.cond:
-            self.backlog.running = False
-            pending = self.backlog.pending_rows
-            self.backlog.cond.notify_all()
-        return not thread.is_alive() and pending == 0
+        super().__init__()
 
     def _run(self) -> None:
         conn: Connection | None = None

@@ -10,7 +10,6 @@ counted alone, so that one poisoned record never stops the writer.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 
 import sqlite_utils
@@ -22,17 +21,16 @@ from .batch import Written, write_batch
 from .connection import Connections
 from .dbfile import DatabaseFile, WalLostError
 from .retention import Retention
+from .thread import OPEN_WAIT, WriterThread
 
 __all__ = ["OPEN_WAIT", "Writer"]
-
-OPEN_WAIT = 1.0  # seconds start() waits for the file to be ready; a fault is then left to the writer to retry
 
 
 class _OpenError(Exception):
     """The writer could not open (or create) the database file; the message says why."""
 
 
-class Writer:
+class Writer(WriterThread):
     """The thread that owns the writing connection."""
 
     def __init__(
@@ -43,36 +41,7 @@ class Writer:
         self.backlog = backlog
         self.readers = readers
         self.retention = retention
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()  # set once the writer has first tried to open the file
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        with self.backlog.cond:
-            self.backlog.closing = self.backlog.opened = False
-            self.backlog.running = True
-        self._started.clear()
-        self._thread = threading.Thread(target=self._run, name="guarded-serving-writer", daemon=True)
-        self._thread.start()
-        self._started.wait(OPEN_WAIT)
-
-    def stop(self, timeout: float) -> bool:
-        """Have the writer write what is pending and stop; False when it did not finish in time."""
-        thread = self._thread
-        if thread is None:
-            return True
-        with self.backlog.cond:
-            self.backlog.closing = True
-            self.backlog.close_deadline = time.monotonic() + max(timeout - 0.5, 0.0)  # failing writes retry until then
-            self.backlog.cond.notify_all()
-        thread.join(timeout)
-        self._thread = None
-        with self.backlog.cond:
-            self.backlog.running = False
-            pending = self.backlog.pending_rows
-            self.backlog.cond.notify_all()  # producers waiting for room stop waiting
-        return not thread.is_alive() and pending == 0
+        super().__init__()
 
     def _run(self) -> None:
         db: sqlite_utils.Database | None = None
