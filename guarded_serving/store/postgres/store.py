@@ -16,11 +16,10 @@ from typing import Any, Self
 
 import psycopg
 
-from ...logs import get_logger
 from ..contract import Store
 from ..options import StoreOptions
 from ..records import RequestRecord, StoreStats, version_key
-from ..sqlite.backlog import Backlog, pending
+from ..sqlite.backlog import Backlog
 from ..sqlite.codec import iso
 from .connection import Server
 from .reader import PostgresReader
@@ -62,14 +61,7 @@ class PostgresStore(PostgresReader, Store):
 
     # -- the request path --------------------------------------------------------------------
     def put(self, record: RequestRecord) -> bool:
-        try:
-            waiting = pending(record)
-        except Exception as exc:  # a record that cannot be written as JSON: dropped and counted, never queued
-            with self._backlog.cond:
-                self._backlog.drop((record.model, version_key(record.version)), record.status, record.rows)
-            get_logger().error("store_record_dropped", request_id=repr(record.request_id)[:80], error=repr(exc)[:300])
-            return False
-        return self._backlog.put(waiting)
+        return self._backlog.put_record(record)
 
     def save_model(self, name: str, version: str | None, reference: str, settings: dict[str, Any]) -> None:
         """Record a model version's reference and settings with the next write, and post this replica's

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ...jsontext import dump_text
+from ...logs import get_logger
 from ..options import StoreOptions
 from ..records import RequestRecord, StoreStats, version_key
 from .codec import iso
@@ -173,6 +174,18 @@ class Backlog:
             )
 
     # -- the request path ------------------------------------------------------------------------
+    def put_record(self, record: RequestRecord) -> bool:
+        """Queue a finished request (``put`` of its ``pending`` form); a record that cannot be written as JSON is
+        dropped and counted, never queued."""
+        try:
+            waiting = pending(record)
+        except Exception as exc:
+            with self.cond:
+                self.drop((record.model, version_key(record.version)), record.status, record.rows)
+            get_logger().error("store_record_dropped", request_id=repr(record.request_id)[:80], error=repr(exc)[:300])
+            return False
+        return self.put(waiting)
+
     def put(self, record: Pending) -> bool:
         """Append a record, waiting for room while the writer makes progress; False: dropped (and counted)."""
         rows = max(record.rows, 1)

@@ -14,11 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, Self
 
-from ...logs import get_logger
 from ..contract import Store
 from ..options import StoreOptions
 from ..records import RequestRecord, StoreStats, version_key
-from .backlog import Backlog, pending
+from .backlog import Backlog
 from .codec import iso
 from .connection import Connections
 from .dbfile import DatabaseFile
@@ -73,14 +72,7 @@ class SqliteStore(SqliteReader, Store):
         while the writer is making progress, up to ``block_timeout`` seconds; with ``overflow="block"``
         also while it is failing. A record larger than the whole buffer is dropped at once.
         """
-        try:
-            waiting = pending(record)
-        except Exception as exc:  # a record that cannot be written as JSON: dropped and counted, never queued
-            with self._backlog.cond:
-                self._backlog.drop((record.model, version_key(record.version)), record.status, record.rows)
-            get_logger().error("store_record_dropped", request_id=repr(record.request_id)[:80], error=repr(exc)[:300])
-            return False
-        return self._backlog.put(waiting)
+        return self._backlog.put_record(record)
 
     def save_model(self, name: str, version: str | None, reference: str, settings: dict[str, Any]) -> None:
         """Have the writer record a model version's reference and settings in the ``models`` table (with the
