@@ -137,16 +137,19 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         + ".",
         "",
         "Where one health computation goes with every check on (64 features, a 2,000-row window, a classifier's"
-        " probabilities, a labelled reference, a label for every row; median per part):",
+        " probabilities, a labelled reference, a label for every row; median of 30 calls per part, wall clock):"
+        " asked again on the same window, and after one new 100-row request, when everything is judged again.",
         "",
-        "| part | in memory | with a log store |",
-        "|---|---:|---:|",
+        "| part | " + " | ".join(health["breakdown"]) + " |",
+        "|---|" + "---:|" * len(health["breakdown"]),
         *(
-            f"| {part} | {sec(health['breakdown']['memory'][part])} | {sec(health['breakdown']['store'][part])} |"
-            for part in health["breakdown"]["memory"]
+            f"| {part} | " + " | ".join(sec(column[part]) for column in health["breakdown"].values()) + " |"
+            for part in next(iter(health["breakdown"].values()))
         ),
         "",
-        "Goal (issue 15): 5 ms in all: " + yes(health["breakdown"]["store"]["total"] <= 0.005) + ".",
+        "Goal (issue 15): 5 ms in all, with a store after a new request: "
+        + yes(health["breakdown"]["store, one new request"]["total"] <= 0.005)
+        + ".",
         "",
         "## Store writer (bench/store.py)",
         "",
