@@ -152,9 +152,12 @@ def _numeric(
     idx = base.num_idx
     # Per feature as Python numbers, computed for all features at once: the loop below only reads them
     # (it indexed a dozen arrays per feature, ~1 ms for 64 features).
-    thresholds = cal.distance_thresholds(idx, methods, factor).tolist()
-    mean_limits = (cal.z_two_sided * cal.mean_sd[idx] * factor).tolist()
-    spread_limits = (cal.z_two_sided * cal.scale_sd[idx] * factor).tolist()  # on the spread score's scale (see spread_score)
+    # A feature with no value in the window has an infinite factor (0 x inf for a constant reference: nan); the
+    # loop below skips it before reading its limits, so the nan is never read and not worth a warning per health.
+    with np.errstate(invalid="ignore"):
+        thresholds = cal.distance_thresholds(idx, methods, factor).tolist()
+        mean_limits = (cal.z_two_sided * cal.mean_sd[idx] * factor).tolist()
+        spread_limits = (cal.z_two_sided * cal.scale_sd[idx] * factor).tolist()  # the spread score's scale (spread_score)
     shift_, ratio_, centre_ = shift.tolist(), ratio.tolist(), spread_centre.tolist()
     mean_mu, score_ = cal.mean_mu[idx].tolist(), primary.tolist()
     ordered_, testable_, constant_, has_spread = (a.tolist() for a in (base.ordered, spread_testable, constant, base.has_spread))

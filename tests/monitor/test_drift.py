@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,21 @@ def test_health_reads_a_window_of_one_stored_chunk(
 
     assert report.window_rows == rows
     assert report.check("data_drift").status is (Status.OK if rows >= 100 else Status.INSUFFICIENT_DATA)
+
+
+def test_a_feature_with_no_value_in_the_window_is_reported_without_a_numpy_warning() -> None:
+    """A constant reference feature (spread 0) that arrives empty: its limits are 0 x inf, never read, never warned."""
+    x = three_scales(3_000, seed=11)
+    x[:, 2] = 5.0
+    monitor = Monitor(Reference.from_data(x, feature_names=FEATURES), window=WINDOW)
+    traffic = three_scales(WINDOW, seed=12)
+    traffic[:, 2] = np.nan
+    observe(monitor, traffic)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data_drift = monitor.health().check("data_drift")
+
+    assert isinstance(data_drift.details, DriftDetails)
+    assert data_drift.details.features["c"].status is Status.INSUFFICIENT_DATA
+    assert data_drift.details.features["c"].rows == 0
