@@ -1,6 +1,6 @@
 """The benchmarks keep working: each script runs a short pass and its figures hold together.
 
-The full runs (bench/run.py) take about a quarter of an hour and print ratios, not pass/fail; these
+The full runs (bench/run.py) take about half an hour and print ratios, not pass/fail; these
 short passes check that the scripts run against the current code and report what they claim.
 """
 
