@@ -198,7 +198,14 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "",
         f"RSS after start-up {memory['rss_start_mb']:.1f} MB; after {memory['rows']:,} rows served in 64-row requests:"
         f" +{memory['growth_mb']:.1f} MB from start-up, +{memory['steady_growth_mb']:.1f} MB after the first 50,000 rows"
-        f" (goal < 10 MB: {yes(memory['growth_mb'] < 10)}).",
+        f" (goal < 10 MB: {yes(memory['growth_mb'] < 10)})"
+        + (
+            f"; over the second half of the rows: {memory['second_half_growth_mb']:+.1f} MB ("
+            + ("flat: every bound reached, nothing leaking" if memory["second_half_growth_mb"] < 0.5 else "**still growing**")
+            + ")."
+            if "second_half_growth_mb" in memory
+            else "."
+        ),
         "",
     ]
     return "\n".join(lines)
