@@ -154,6 +154,31 @@ def test_a_replaced_file_is_read_afresh_though_its_request_ids_are_the_same(tmp_
     assert (before, after) == ([[0.9, 0.1], [0.8, 0.2]], [[0.3, 0.7], [0.4, 0.6]])
 
 
+def put_request(store: SqliteStore, request_id: str, ts: float, status: Any, rows: int, outputs: Any) -> None:
+    """Log one request of ``rows`` rows (none unless answered) and wait until it is in the file."""
+    answered = status == "ok"
+    record = RequestRecord(
+        request_id,
+        ts,
+        "m",
+        None,
+        status,
+        rows if answered else 0,
+        1.0,
+        inputs=[[0.0]] * rows if answered else None,
+        outputs=outputs if answered else None,
+    )
+    store.put(record)
+    assert store.flush()
+
+
+def label_some(store: SqliteStore, rng: np.random.Generator, sent: list[tuple[str, int]]) -> None:
+    """Label random rows of two random requests sent so far (new labels, late ones, replaced ones)."""
+    for rid, n in [sent[int(k)] for k in rng.integers(len(sent), size=2)] if sent else []:
+        labelled_rows = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))})
+        store.write_feedback("m", [(rid, row, json.dumps(int(rng.integers(0, 2)))) for row in labelled_rows])
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_reads_between_new_requests_new_labels_and_replaced_ones_answer_as_the_plain_join(tmp_path: Path, seed: int) -> None:
     """A long sequence: each read reuses the requests' rows joined by the read before (a window moving on)."""
@@ -164,24 +189,9 @@ def test_reads_between_new_requests_new_labels_and_replaced_ones_answer_as_the_p
             rows = int(rng.integers(1, 12))
             request_id = f"r{i}" if rng.random() > 0.1 or not sent else sent[int(rng.integers(len(sent)))][0]  # ids reused
             p = rng.random(rows).round(6)
-            store.put(
-                RequestRecord(
-                    request_id,
-                    T0 + i,
-                    "m",
-                    None,
-                    "ok",
-                    rows,
-                    1.0,
-                    inputs=[[0.0]] * rows,
-                    outputs=np.column_stack([1 - p, p]).tolist(),
-                )
-            )  # type: ignore[arg-type]
-            assert store.flush()
+            put_request(store, request_id, T0 + i, "ok", rows, np.column_stack([1 - p, p]).tolist())
             sent = [(rid, n) for rid, n in sent if rid != request_id] + [(request_id, rows)]
-            for rid, n in [sent[int(k)] for k in rng.integers(len(sent), size=2)]:  # new labels, late ones, replaced ones
-                labelled_rows = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))})
-                store.write_feedback("m", [(rid, row, json.dumps(int(rng.integers(0, 2)))) for row in labelled_rows])
+            label_some(store, rng, sent)  # new labels, late ones, replaced ones
             limit = int(rng.choice([5, 40, 1000]))
 
             found = store.labelled("m", limit)
@@ -219,25 +229,10 @@ def test_reads_of_only_what_changed_answer_as_the_plain_join_through_every_kind_
             status = "rejected" if rng.random() < 0.05 else "ok"
             p = rng.random(rows).round(6)
             outputs = np.column_stack([1 - p, p]).tolist() if rng.random() > 0.05 else None
-            store.put(
-                RequestRecord(
-                    request_id,
-                    T0 + i,
-                    "m",
-                    None,
-                    status,
-                    rows if status == "ok" else 0,
-                    1.0,
-                    inputs=[[0.0]] * rows if status == "ok" else None,
-                    outputs=outputs if status == "ok" else None,
-                )
-            )  # type: ignore[arg-type]
-            assert store.flush()
+            put_request(store, request_id, T0 + i, status, rows, outputs)
             if status == "ok":
                 sent = [(rid, n) for rid, n in sent if rid != request_id] + [(request_id, rows)]
-            for rid, n in [sent[int(k)] for k in rng.integers(len(sent), size=2)] if sent else []:
-                labelled_rows = sorted({int(r) for r in rng.integers(n, size=int(rng.integers(1, n + 1)))})
-                store.write_feedback("m", [(rid, row, json.dumps(int(rng.integers(0, 2)))) for row in labelled_rows])
+            label_some(store, rng, sent)
             change = rng.random()
             if change < 0.05:
                 store.prune()
