@@ -1,7 +1,7 @@
 """The whole check, as CI runs it: `python -m tests` (lint, format, types, then the test suite).
 
 `python -m tests --fast` is the loop to run while changing code: lint, format and the unit tests only (no
-test marked `e2e` or `acceptance`, so no server, no statistical suite, no mypy), under a minute.
+test marked `e2e` or `acceptance`, so no server, no statistical suite, no mypy), about a minute.
 Extra arguments go to pytest, e.g. `python -m tests -k store -x` or `python -m tests --fast -x tests/drift`.
 
 The Prometheus tests run Debian's `prometheus` and `promtool`: when they are missing, the package is
