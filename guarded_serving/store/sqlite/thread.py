@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 
 from .backlog import Backlog
 
@@ -16,7 +17,7 @@ __all__ = ["OPEN_WAIT", "WriterThread"]
 OPEN_WAIT = 1.0  # seconds start() waits for the database to be ready; a fault is then left to the writer to retry
 
 
-class WriterThread:
+class WriterThread(ABC):
     """Starts and stops the thread that owns a backend's writing connection."""
 
     backlog: Backlog
@@ -25,8 +26,9 @@ class WriterThread:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()  # set by _run once the writer has first tried to open the database
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The writer's loop: take work from the backlog and write it until closed; set ``_started`` once."""
 
     def start(self) -> None:
         if self._thread is not None:
