@@ -7,6 +7,10 @@ a scrape at once) gets the same answers from the same window; recomputing them c
 features and 2,000 rows. :class:`WindowMemo` compares the window just assembled with the last one (the
 arrays themselves, NaN equal to NaN: ~0.1 ms for 2,000 x 64, whether the window came from memory or from
 the store) and hands back the results computed on it, keyed by what else they depend on.
+
+When the window moved instead (its oldest rows left, new ones came: :func:`~guarded_serving.drift.moves.move_between`),
+the new :class:`Generation` knows the move and the one before it, so that a check with an ``update`` computes its
+result from the previous one and the few rows that changed. Only one generation back is kept: memory stays bounded.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..drift.moves import Move, move_between
 from ..drift.window import WindowData
 
 __all__ = ["Generation", "WindowMemo"]
@@ -25,21 +30,37 @@ T = TypeVar("T")
 
 
 class Generation:
-    """The results computed on one window's contents (bounded: one per check and argument set)."""
+    """The results computed on one window's contents (bounded: one per check and argument set), and how the
+    window got there from the previous generation's (``move``), while that one is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, previous: Generation | None = None, move: Move | None = None) -> None:
         self._values: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
+        self._previous = previous if move is not None else None
+        self.move = move if previous is not None else None
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The value under ``key``, computed by ``compute()`` the first time (two threads may both compute it)."""
+    def get(self, key: Hashable, compute: Callable[[], T], update: Callable[[T, Move], T] | None = None) -> T:
+        """The value under ``key``, computed the first time (two threads may both compute it): by
+        ``update(previous value, move)`` when the window moved and the previous generation has one, else by
+        ``compute()``."""
         with self._lock:
             if key in self._values:
                 return self._values[key]  # type: ignore[no-any-return]
-        value = compute()
+            previous, move = self._previous, self.move
+        before = previous.peek(key) if previous is not None and update is not None else None
+        value = update(before, move) if before is not None and update is not None and move is not None else compute()
         with self._lock:
             self._values.setdefault(key, value)
         return value
+
+    def peek(self, key: Hashable) -> Any:
+        """The value under ``key`` if it was computed, else None."""
+        with self._lock:
+            return self._values.get(key)
+
+    def forget_previous(self) -> None:
+        with self._lock:
+            self._previous = None
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -61,12 +82,20 @@ class WindowMemo:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._inputs: np.ndarray | None = None
-        self._outputs: np.ndarray | None = None
+        self._window: WindowData | None = None
         self._generation = Generation()
 
     def of(self, window: WindowData) -> Generation:
         with self._lock:
-            if not (_same(self._inputs, window.inputs) and _same(self._outputs, window.outputs)):
-                self._inputs, self._outputs, self._generation = window.inputs, window.outputs, Generation()
+            old = self._window
+            if old is not None and _same(old.inputs, window.inputs) and _same(old.outputs, window.outputs):
+                return self._generation
+            move = move_between(old, window) if old is not None else None
+            self._generation.forget_previous()  # one generation back at most
+            self._window, self._generation = window, Generation(self._generation, move)
+            return self._generation
+
+    def latest(self) -> Generation:
+        """The generation of the window seen last."""
+        with self._lock:
             return self._generation
