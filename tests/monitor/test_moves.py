@@ -36,8 +36,10 @@ def test_a_window_whose_oldest_rows_left_and_new_ones_came_is_a_move_naming_both
     assert (move.departed, move.arrived) == (3, 3)
     assert np.array_equal(move.left_inputs, old[:3])
     assert np.array_equal(move.arrived_inputs, new[7:])
-    assert move.left_outputs is not None and np.array_equal(move.left_outputs, old[:3, :1])
-    assert move.arrived_outputs is not None and np.array_equal(move.arrived_outputs, new[7:, :1])
+    assert move.left_outputs is not None
+    assert np.array_equal(move.left_outputs, old[:3, :1])
+    assert move.arrived_outputs is not None
+    assert np.array_equal(move.arrived_outputs, new[7:, :1])
 
 
 def test_a_growing_window_is_a_move_with_nothing_left() -> None:
@@ -54,7 +56,8 @@ def test_missing_values_are_compared_as_values() -> None:
 
     move = move_between(window(old), window(new))
 
-    assert move is not None and (move.departed, move.arrived) == (1, 1)
+    assert move is not None
+    assert (move.departed, move.arrived) == (1, 1)
 
 
 def test_repeated_rows_find_the_move_that_reproduces_the_new_window() -> None:
