@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Chunk, Encoder, MemoryWindow, assemble
-from guarded_serving.drift.window import BLOCK_ROWS
-from guarded_serving.drift.window import MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
+from guarded_serving.drift.window import BLOCK_ROWS, MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
 
 NAN = np.nan
 
