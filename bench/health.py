@@ -48,7 +48,7 @@ from sklearn.preprocessing import StandardScaler
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.monitor import evaluation, judged
+from guarded_serving.monitor import evaluation, judged, stored
 
 FEATURES = (8, 64, 256)
 WINDOWS = (1_000, 10_000)
@@ -308,7 +308,7 @@ def breakdown(db: str | None, moving: bool) -> dict[str, float]:
         (evaluation, "joint_check", lambda *a: PARTS[6]),
         (evaluation, "estimate_check", lambda *a: PARTS[7]),
         *((evaluation, name, lambda *a: PARTS[8]) for name in ("pipeline_check", "store_check", "environment_check")),
-        (evaluation, "recent_from_store", lambda *a: PARTS[9]),
+        (stored.StoredRecent, "read", lambda *a: PARTS[9]),
     ]
     saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in wrapped]
     for owner, name, part in wrapped:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -145,9 +145,11 @@ class StageSummary:
     p99_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class RecentRequest:
-    """What the pipeline check needs of one request (stage durations in milliseconds)."""
+class RecentRequest(NamedTuple):
+    """What the pipeline check needs of one request (stage durations in milliseconds).
+
+    A named tuple, not a frozen dataclass: a health check reads up to 1,000 of them, made from the tuples the
+    request path keeps (``tuple.__new__`` costs 0.15 µs each, the dataclass's ``__init__`` ~1 µs)."""
 
     status: str
     latency_ms: float

@@ -215,7 +215,7 @@ def _mergeable(a: Chunk, b: Chunk) -> bool:
         return False
     if a.outputs is None or b.outputs is None:
         return a.outputs is None and b.outputs is None
-    return a.outputs.shape[1] == b.outputs.shape[1]
+    return bool(a.outputs.shape[1] == b.outputs.shape[1])
 
 
 class MemoryWindow:

@@ -36,7 +36,7 @@ from .feedback import Labels
 from .judged import Judged, with_rejections
 from .memo import WindowMemo
 from .recording import Recorder
-from .stored import recent_from_store
+from .stored import StoredRecent
 
 __all__ = ["MIN_ROWS", "Evaluator"]
 
@@ -84,6 +84,7 @@ class Evaluator:
         self._transition_lock = threading.Lock()
         self._last_status: Status | None = None
         self.memo = WindowMemo()  # results on the window's contents, reused until they change
+        self._recent = StoredRecent()  # the recent requests read from the store, decoded once each
         served = ServedBaselines(
             reference, self.name, self.version, store, dict(options.monitor.methods), self.window, ALPHA_PREDICTION
         )
@@ -120,7 +121,7 @@ class Evaluator:
                 store.flush(timeout=0.5)
             try:
                 totals = store.totals(self.name, version=self.version)
-                recent = recent_from_store(store, self.name, self.version, self.recorder.recent.maxlen or 1000)
+                recent = self._recent.read(store, self.name, self.version, self.recorder.recent.maxlen or 1000)
                 warnings = store.warnings(self.name, version=self.version)
                 replicas = store.replicas(self.name, version=self.version)
                 window = self.window_data()

@@ -187,7 +187,8 @@ class Recorder:
         """This process's recent requests, oldest first."""
         with self._lock:
             recent = list(self.recent)
-        return [RecentRequest(*fields) for fields in recent]
+        new = tuple.__new__
+        return [new(RecentRequest, fields) for fields in recent]
 
     @property
     def window_in_store(self) -> bool:
