@@ -11,8 +11,6 @@ from ..store import Store
 
 __all__ = ["StoredRecent", "recent_from_store"]
 
-_FIELDS = ("request_id", "status", "latency_ms", "stages", "failed_stage", "problem_features")
-
 
 def recent_from_store(store: Store, name: str, version: str | None, limit: int) -> list[RecentRequest]:
     """Every worker's newest ``limit`` requests, as the pipeline check reads them."""
@@ -20,21 +18,30 @@ def recent_from_store(store: Store, name: str, version: str | None, limit: int) 
 
 
 class StoredRecent:
-    """:func:`recent_from_store` for a caller that asks again and again (a health check per request): a stored
-    request read the time before, with the same values, is not decoded again. Decoding the JSON of 1,000 recent
-    requests cost ~6 ms a health check for a service answering one row per request, and all but the newest few
-    were the same as the time before. Holds what the last read returned, no more."""
+    """:func:`recent_from_store` for a caller that asks again and again (a health check per request): a request
+    read the time before, unchanged (by its :meth:`~guarded_serving.store.StoreReader.recent_request_marks`), is
+    neither fetched nor decoded again. Fetching and decoding the JSON of 1,000 recent requests cost ~10 ms a
+    health check for a service answering one row per request, and all but the newest few were the same as the
+    time before. Holds what the last read returned, no more."""
 
     def __init__(self) -> None:
         self._known: dict[tuple[Any, ...], RecentRequest | None] = {}
 
     def read(self, store: Store, name: str, version: str | None, limit: int) -> list[RecentRequest]:
-        known, now = self._known, {}
+        known = self._known
+        marks = store.recent_request_marks(name, limit, version=version)
+        missing = [mark[0] for mark in marks if mark not in known]
+        fetched = store.requests_by_id(missing) if missing else {}
+        now: dict[tuple[Any, ...], RecentRequest | None] = {}
         out = []
-        for row in store.recent_requests(name, limit, version=version):
-            key = tuple(row[f] for f in _FIELDS)
-            found = known[key] if key in known else _recent_request(row)
-            now[key] = found
+        for mark in marks:
+            if mark in known:
+                found = known[mark]
+            elif mark[0] in fetched:
+                found = _recent_request(fetched[mark[0]])
+            else:  # deleted between the two reads: as if it had been before the first
+                continue
+            now[mark] = found
             if found is not None:
                 out.append(found)
         self._known = now
