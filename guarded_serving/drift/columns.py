@@ -10,13 +10,38 @@ import numpy as np
 from ..health import Status
 from .baseline import Baseline
 
-__all__ = ["WindowColumns", "rounded", "significant", "verdict"]
+__all__ = ["WindowColumns", "rounded", "rounded_all", "significant", "verdict"]
 
 
 def rounded(x: float | np.floating | None, digits: int = 4) -> float | None:
     if x is None or not math.isfinite(float(x)):
         return None
     return round(float(x), digits)
+
+
+def rounded_all(values: np.ndarray) -> list[float | None]:
+    """:func:`rounded` of every value (4 digits), the same numbers, without a Python ``round`` per value.
+
+    ``np.round`` scales by 10^4, rounds to an integer and divides back: the division gives the float nearest to
+    the decimal, as ``round`` does, so the two agree whenever the scaled value is not within its own rounding error
+    of a half (there the product may have crossed it, or made a tie that is not one); those few, and huge values,
+    go through ``round``. A value that is not finite becomes None.
+    """
+    x = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = x * 1e4
+        near_half = np.abs(scaled - np.floor(scaled) - 0.5) <= np.maximum(np.abs(scaled) * 1e-15, 1e-9)
+        out = np.round(x, 4)
+    finite = np.isfinite(x)
+    shown: list[float | None] = out.tolist()
+    if not finite.all():
+        for k in np.flatnonzero(~finite).tolist():
+            shown[k] = None
+    doubtful = (near_half | (np.abs(x) >= 1e15)) & finite  # past 1e15, a value is its own rounding (or overflows x 1e4)
+    if doubtful.any():
+        for k in np.flatnonzero(doubtful).tolist():
+            shown[k] = round(float(x[k]), 4)
+    return shown
 
 
 def significant(p: float | None) -> float | None:
@@ -47,6 +72,18 @@ class WindowColumns:
         numeric.sort(axis=1)  # in place: both are this function's own copies
         categorical = by_feature[base.cat_idx]
         present = np.empty(base.width, dtype=np.intp)
-        present[base.num_idx] = (~np.isnan(numeric)).sum(axis=1)
+        present[base.num_idx] = _present(numeric)
         present[base.cat_idx] = (~np.isnan(categorical)).sum(axis=1)
         return cls(matrix.shape[0], present, numeric, categorical)
+
+
+def _present(sorted_rows: np.ndarray) -> np.ndarray:
+    """Present values per sorted row (NaN sorts last): the row's length where its last value is a number, so only
+    rows with a missing value are counted (counting all of them cost ~0.1 ms for 64 x 2,000 values)."""
+    rows, width = sorted_rows.shape
+    present = np.full(rows, width, dtype=np.intp)
+    if width:
+        gappy = np.flatnonzero(np.isnan(sorted_rows[:, -1]))
+        if len(gappy):
+            present[gappy] = np.count_nonzero(~np.isnan(sorted_rows[gappy]), axis=1)
+    return present
