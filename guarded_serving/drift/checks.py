@@ -7,7 +7,9 @@ Each is a pure function of (baseline, calibration, window) returning a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +22,6 @@ from .limits import Limits
 from .statistics import (
     jensen_shannon,
     jensen_shannon_rows,
-    location_shift,
     log_spread_ratio,
     psi,
     psi_rows,
@@ -63,17 +64,25 @@ class FeatureDrift:
     shares_p: float | None = None
 
 
-_SETTERS = tuple(getattr(FeatureDrift, f.name).__set__ for f in fields(FeatureDrift))
+def _feature_drift_maker() -> Callable[..., FeatureDrift]:
+    """``FeatureDrift(*values)``, every field given in order, for half the time: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__`` (~3 us for 14 fields, ~0.2 ms per health for 64 features); the
+    slots' own setters do the same for less. FeatureDrift has no ``__post_init__`` to skip."""
+    (status, drifted, method, score, threshold, rows, reason, shift, spread, w1, psi_, js, tv, p) = (
+        getattr(FeatureDrift, f.name).__set__ for f in fields(FeatureDrift)
+    )
+    new = object.__new__
+
+    def make(*v: Any) -> FeatureDrift:
+        e = new(FeatureDrift)
+        status(e, v[0]), drifted(e, v[1]), method(e, v[2]), score(e, v[3]), threshold(e, v[4]), rows(e, v[5])
+        reason(e, v[6]), shift(e, v[7]), spread(e, v[8]), w1(e, v[9]), psi_(e, v[10]), js(e, v[11]), tv(e, v[12]), p(e, v[13])
+        return e  # type: ignore[no-any-return]
+
+    return make
 
 
-def _feature_drift(*values: object) -> FeatureDrift:
-    """``FeatureDrift(*values)``, every field given in order, for a third less time: a frozen dataclass's
-    ``__init__`` sets each field through ``object.__setattr__`` (~3 us for 14 fields, ~0.2 ms per health for 64
-    features); the slots' own setters do the same for less. FeatureDrift has no ``__post_init__`` to skip."""
-    entry = object.__new__(FeatureDrift)
-    for setter, value in zip(_SETTERS, values, strict=True):
-        setter(entry, value)
-    return entry
+_feature_drift = _feature_drift_maker()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +145,10 @@ def _numeric(
     last = np.maximum(present - 1, 0)
     constant = (present >= 2) & (sorted_t[cols, last] == sorted_t[:, 0]) if sorted_t.shape[1] else np.zeros(len(cols), bool)
     q = limits.quantiles(sorted_t)
-    shift = location_shift(q, base.ref_quantiles, base.scale)
+    shift = (q.mean(axis=0) - limits.reference_mean) / base.scale  # statistics.location_shift, its mean kept
     ratio = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
     w1 = wasserstein(q, base.ref_quantiles, base.scale)
-    methods = base.numeric_methods
+    methods = limits.methods
     primary = w1
     if any(m != "wasserstein" for m in methods):
         primary = w1.copy()
@@ -147,7 +156,7 @@ def _numeric(
         for method in set(methods) - {"wasserstein"}:
             pick = np.array([k for k, m in enumerate(methods) if m == method])
             primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
-    counts = _bin_counts(sorted_t, present, base.edges, base.bin_matrix.shape[1])
+    counts = limits.bin_counts(sorted_t, present, base.edges)
     window_bins = counts / np.maximum(present, 1)[:, None]
     psi_all = psi_rows(window_bins, base.bin_matrix)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
@@ -189,32 +198,25 @@ def _numeric(
         shown_js=shown[5 * width :],
     )
     ordered_, over_, mean_ = base.ordered.tolist(), distance_over.tolist(), mean_moved.tolist()
-    out: dict[str, FeatureDrift] = {}
-    for k, (j, method, rows) in enumerate(zip(idx.tolist(), methods, figures.rows, strict=True)):
-        name = base.names[j]
-        if rows < 2:
-            out[name] = FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, rows, "no values in the window")
-            continue
-        shares_p, moved = shares.get(k, (None, None))
-        reason, drifted, status = None, False, Status.OK
-        if k in flagged:
-            tests = (over_[k], mean_[k], spread_moved[k], ordered_[k])
-            reason, drifted, status = _numeric_reason(base, k, method, figures, tests, moved)
-        out[name] = _feature_drift(
-            status,
-            drifted,
-            method,
-            figures.shown_score[k],
-            figures.shown_threshold[k] if ordered_[k] else None,
-            rows,
-            reason,
-            figures.shown_shift[k],
-            figures.shown_spread[k],
-            figures.shown_w1[k],
-            figures.shown_psi[k],
-            figures.shown_js[k],
-            None,
-            significant(shares_p),
+    status: list[Status] = [Status.OK] * width
+    drifted: list[bool] = [False] * width
+    reason: list[str | None] = [None] * width
+    for k in flagged:
+        tests = (over_[k], mean_[k], spread_moved[k], ordered_[k])
+        reason[k], drifted[k], status[k] = _numeric_reason(base, k, methods[k], figures, tests, shares.get(k, (None, None))[1])
+    shares_p: list[float | None] = [None] * width
+    for k, (p, _) in shares.items():
+        shares_p[k] = significant(p)
+    f = figures
+    threshold = [t if o else None for t, o in zip(f.shown_threshold, ordered_, strict=True)]  # unordered: shares only
+    entries = map(
+        _feature_drift, status, drifted, methods, f.shown_score, threshold, f.rows, reason, f.shown_shift, f.shown_spread,
+        f.shown_w1, f.shown_psi, f.shown_js, [None] * width, shares_p,
+    )  # fmt: skip
+    out = dict(zip([base.names[j] for j in idx.tolist()], entries, strict=True))
+    for k in np.flatnonzero(present < 2).tolist():
+        out[base.names[idx[k]]] = FeatureDrift(
+            Status.INSUFFICIENT_DATA, False, methods[k], None, None, f.rows[k], "no values in the window"
         )
     return out
 
@@ -280,17 +282,6 @@ def _numeric_reason(
     if drifted and threshold is not None and not distance_over:
         reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
     return reason, drifted, status
-
-
-def _bin_counts(sorted_t: np.ndarray, present: np.ndarray, edges: tuple[np.ndarray, ...], width: int) -> np.ndarray:
-    """Each numeric feature's window values per reference bin (:func:`edge_counts` of its sorted present values),
-    as a features x ``width`` matrix padded with zeros: one binary search per feature, the differences at once
-    (``edge_counts`` per feature cost ~0.4 ms for 64 features, most of it in its small array calls)."""
-    at = np.repeat(np.asarray(present, dtype=np.intp)[:, None], width + 1, axis=1)  # past the last edge: every value
-    at[:, 0] = 0
-    for k, found in enumerate(edges):
-        at[k, 1 : len(found) + 1] = sorted_t[k, : present[k]].searchsorted(found, side="left")
-    return np.diff(at, axis=1)
 
 
 SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning

@@ -35,6 +35,11 @@ class Limits:
     high: np.ndarray
     fraction: np.ndarray
     empty: np.ndarray  # numeric features with no value
+    methods: tuple[str, ...]  # each numeric feature's primary distance
+    reference_mean: np.ndarray  # the reference's trimmed mean (its quantile function's average)
+    bins: int  # the most bins a numeric feature has
+    partial: bool  # some numeric feature's sorted row holds missing values at its end
+    edge_at: np.ndarray  # where each numeric feature's edges sit in the flat (features x bins + 1) matrix of bin_counts
 
     @classmethod
     def of(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int) -> Limits:
@@ -64,6 +69,7 @@ class Limits:
             thresholds = cal.distance_thresholds(idx, base.numeric_methods, factor[idx])
             mean_limits = cal.z_two_sided * cal.mean_sd[idx] * factor[idx]
             spread_limits = cal.z_two_sided * cal.scale_sd[idx] * factor[idx]  # the spread score's scale
+        bins = base.bin_matrix.shape[1]
         top = np.maximum(numeric - 1, 0)
         pos = GRID[:, None] * top[None, :]
         lo = np.floor(pos).astype(np.intp)
@@ -79,6 +85,13 @@ class Limits:
             high=np.minimum(lo + 1, top[None, :]) + offset,
             fraction=pos - lo,
             empty=numeric == 0,
+            methods=base.numeric_methods,
+            bins=bins,
+            partial=bool((numeric < width).any()),
+            reference_mean=base.ref_quantiles.mean(axis=0),
+            edge_at=np.concatenate(
+                [np.zeros(0, dtype=np.intp), *(k * (bins + 1) + 1 + np.arange(len(e)) for k, e in enumerate(base.edges))]
+            ),
         )
 
     def quantiles(self, sorted_t: np.ndarray) -> np.ndarray:
@@ -89,6 +102,23 @@ class Limits:
         if self.empty.any():
             out[:, self.empty] = np.nan
         return out
+
+    def bin_counts(self, sorted_t: np.ndarray, present: np.ndarray, edges: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Each numeric feature's window values per reference bin (``bins.edge_counts`` of its sorted present values),
+        as a features x bins matrix padded with zeros: one binary search per feature, their results placed at once
+        (``edge_counts`` per feature cost ~0.4 ms for 64 features, most of it in its small array calls)."""
+        at = np.empty((len(present), self.bins + 1), dtype=np.intp)
+        at[:] = present[:, None]  # past the last edge: every value
+        at[:, 0] = 0
+        if not sorted_t.shape[1]:
+            return np.diff(at, axis=1)
+        if not self.partial:
+            found = [row.searchsorted(e, side="left") for row, e in zip(sorted_t, edges, strict=True)]
+        else:
+            found = [row[:p].searchsorted(e, side="left") for row, e, p in zip(sorted_t, edges, present.tolist(), strict=True)]
+        if found:
+            at.reshape(-1)[self.edge_at] = np.concatenate(found)
+        return np.diff(at, axis=1)
 
 
 def spread_testable(top_share: np.ndarray, reference: np.ndarray, present: np.ndarray, level: float) -> np.ndarray:
