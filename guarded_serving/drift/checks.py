@@ -25,7 +25,6 @@ from .statistics import (
     log_spread_ratio,
     psi,
     psi_rows,
-    quantile_spread,
     share_p_values,
     wasserstein,
 )
@@ -145,8 +144,9 @@ def _numeric(
     last = np.maximum(present - 1, 0)
     constant = (present >= 2) & (sorted_t[cols, last] == sorted_t[:, 0]) if sorted_t.shape[1] else np.zeros(len(cols), bool)
     q = limits.quantiles(sorted_t)
-    shift = (q.mean(axis=0) - limits.reference_mean) / base.scale  # statistics.location_shift, its mean kept
-    ratio = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
+    mean = q.mean(axis=0)  # statistics.location_shift and quantile_spread, sharing the window's and reference's means
+    shift = (mean - limits.reference_mean) / base.scale
+    ratio = log_spread_ratio(np.sqrt(((q - mean) ** 2).mean(axis=0)), limits.reference_spread)
     w1 = wasserstein(q, base.ref_quantiles, base.scale)
     methods = limits.methods
     primary = w1
