@@ -180,7 +180,8 @@ def _numeric(
     ]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
     flagged.update(k for k, (_, moved) in shares.items() if moved is not None)
-    shown = rounded_all(np.concatenate([primary, thresholds, shift, w1, psi_all, js_all]))  # one pass for all
+    spread = np.array([math.exp(r) for r in ratio_], dtype=float)  # math.exp, as the reasons word it
+    shown = rounded_all(np.concatenate([primary, thresholds, shift, w1, psi_all, js_all, spread]))  # one pass for all
     width = len(idx)
     figures = _Figures(
         rows=present.tolist(),
@@ -192,10 +193,10 @@ def _numeric(
         shown_score=shown[:width],
         shown_threshold=shown[width : 2 * width],
         shown_shift=shown[2 * width : 3 * width],
-        shown_spread=_spread_ratios(ratio_, constant.tolist(), base.has_spread.tolist()),
+        shown_spread=_spread_ratios(shown[6 * width :], constant.tolist(), base.has_spread.tolist()),
         shown_w1=shown[3 * width : 4 * width],
         shown_psi=shown[4 * width : 5 * width],
-        shown_js=shown[5 * width :],
+        shown_js=shown[5 * width : 6 * width],
     )
     ordered_, over_, mean_ = base.ordered.tolist(), distance_over.tolist(), mean_moved.tolist()
     status: list[Status] = [Status.OK] * width
@@ -240,9 +241,9 @@ class _Figures:
     shown_js: list[float | None]
 
 
-def _spread_ratios(ratio: list[float], constant: list[bool], has_spread: list[bool]) -> list[float | None]:
-    """The spread ratio each feature shows: 0 for a window gone constant, None without a reference spread."""
-    shown = rounded_all(np.array([math.exp(r) for r in ratio], dtype=float)) if ratio else []
+def _spread_ratios(shown: list[float | None], constant: list[bool], has_spread: list[bool]) -> list[float | None]:
+    """The spread ratio each feature shows (``shown``, rounded): 0 for a window gone constant, None without a
+    reference spread."""
     return [0.0 if c else s if h else None for s, c, h in zip(shown, constant, has_spread, strict=True)]
 
 

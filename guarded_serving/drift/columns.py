@@ -23,24 +23,26 @@ def rounded_all(values: np.ndarray) -> list[float | None]:
     """:func:`rounded` of every value (4 digits), the same numbers, without a Python ``round`` per value.
 
     ``np.round`` scales by 10^4, rounds to an integer and divides back: the division gives the float nearest to
-    the decimal, as ``round`` does, so the two agree whenever the scaled value is not within its own rounding error
-    of a half (there the product may have crossed it, or made a tie that is not one); those few, and huge values,
-    go through ``round``. A value that is not finite becomes None.
+    the decimal, as ``round`` does, so the two agree unless the scaled value sits within its own rounding error
+    (at most ``|x| 10^4 2^-53``) of a half, where the product may have crossed it or made a tie that is not one:
+    those few go through ``round``, as do values past 10^15 (their own rounding, and x 10^4 may overflow). A value
+    that is not finite becomes None.
     """
     x = np.asarray(values, dtype=float)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = x * 1e4
-        near_half = np.abs(scaled - np.floor(scaled) - 0.5) <= np.maximum(np.abs(scaled) * 1e-15, 1e-9)
-        out = np.round(x, 4)
     finite = np.isfinite(x)
-    shown: list[float | None] = out.tolist()
     if not finite.all():
+        some = rounded_all(np.where(finite, x, 0.0))
         for k in np.flatnonzero(~finite).tolist():
-            shown[k] = None
-    doubtful = (near_half | (np.abs(x) >= 1e15)) & finite  # past 1e15, a value is its own rounding (or overflows x 1e4)
-    if doubtful.any():
-        for k in np.flatnonzero(doubtful).tolist():
-            shown[k] = round(float(x[k]), 4)
+            some[k] = None
+        return some
+    big = float(np.abs(x).max()) if x.size else 0.0
+    if big >= 1e15:
+        return [round(v, 4) for v in x.tolist()]
+    scaled = x * 1e4
+    whole = np.rint(scaled)
+    shown: list[float | None] = (whole / 1e4).tolist()  # np.round(x, 4), without its checks
+    for k in np.flatnonzero(np.abs(scaled - whole) >= 0.5 - (big * 1e-11 + 1e-9)).tolist():
+        shown[k] = round(float(x[k]), 4)
     return shown
 
 
