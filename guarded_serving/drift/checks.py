@@ -9,23 +9,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 
 from ..health import BaselineSource, CheckResult, Status
 from .baseline import Baseline
-from .bins import edge_counts
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
 from .columns import WindowColumns, rounded, rounded_all, significant, verdict
 from .limits import Limits
+from .shares import NEW_VALUES, SEVERE_SHARE_CHANGE, share_tests, with_new_values
 from .statistics import (
     jensen_shannon,
     jensen_shannon_rows,
     log_spread_ratio,
     psi,
     psi_rows,
-    share_p_values,
     wasserstein,
 )
 
@@ -72,10 +70,15 @@ def _feature_drift_maker() -> Callable[..., FeatureDrift]:
     )
     new = object.__new__
 
-    def make(*v: Any) -> FeatureDrift:
+    def make(
+        status_: Status, drifted_: bool, method_: str, score_: float | None, threshold_: float | None, rows_: int,
+        reason_: str | None, shift_: float | None, spread_: float | None, w1_: float | None, psi__: float | None,
+        js_: float | None, tv_: float | None, p_: float | None,
+    ) -> FeatureDrift:  # fmt: skip
         e = new(FeatureDrift)
-        status(e, v[0]), drifted(e, v[1]), method(e, v[2]), score(e, v[3]), threshold(e, v[4]), rows(e, v[5])
-        reason(e, v[6]), shift(e, v[7]), spread(e, v[8]), w1(e, v[9]), psi_(e, v[10]), js(e, v[11]), tv(e, v[12]), p(e, v[13])
+        status(e, status_), drifted(e, drifted_), method(e, method_), score(e, score_), threshold(e, threshold_)
+        rows(e, rows_), reason(e, reason_), shift(e, shift_), spread(e, spread_), w1(e, w1_), psi_(e, psi__), js(e, js_)
+        tv(e, tv_), p(e, p_)
         return e  # type: ignore[no-any-return]
 
     return make
@@ -165,8 +168,8 @@ def _numeric(
     tested = np.flatnonzero(base.shares_tested)
     shares: dict[int, tuple[float | None, tuple[int, float, float] | None]] = {}
     if len(tested):
-        window_counts, reference_counts = _with_new_values(base, sorted_t, present, counts, tested)
-        found = _shares(window_counts, present[tested], reference_counts, base.present[idx][tested], cal.level)
+        window_counts, reference_counts = with_new_values(base, sorted_t, present, counts, tested)
+        found = share_tests(window_counts, present[tested], reference_counts, base.present[idx][tested], cal.level)
         shares = dict(zip(tested.tolist(), found, strict=True))
     thresholds = limits.thresholds
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
@@ -285,74 +288,6 @@ def _numeric_reason(
     return reason, drifted, status
 
 
-SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning
-NEW_VALUES = "values the reference never had"
-
-
-def _with_new_values(
-    base: Baseline, sorted_t: np.ndarray, present: np.ndarray, counts: np.ndarray, features: np.ndarray
-) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
-    """Bin counts of the window and the reference of the numeric ``features`` (positions among them), with one
-    more bin for a discrete feature: its values the reference never had (a count shifted by a fraction stays in
-    its bins, but not on the reference's values). The reference's values seen once move from their bins to it:
-    the Good-Turing estimate of a new value."""
-    window, reference = [], []
-    for k in features.tolist():
-        ref = base.bin_counts[k]
-        found = counts[k, : len(ref)]
-        lattice = base.lattice[k]
-        if not len(lattice):
-            window.append(found)
-            reference.append(ref)
-            continue
-        values = sorted_t[k, : present[k]]
-        new = ~np.isin(values.astype(np.float32), lattice)
-        known = edge_counts(values[~new], base.edges[k], ordered=True)
-        window.append(np.append(known, new.sum()))
-        once = base.lattice_once[k]
-        reference.append(np.append(np.maximum(ref - once, 0.0), once.sum()))
-    return window, tuple(reference)
-
-
-def _shares(
-    counts: list[np.ndarray], present: np.ndarray, reference: tuple[np.ndarray, ...], reference_present: np.ndarray, level: float
-) -> list[tuple[float | None, tuple[int, float, float] | None]]:
-    """The exact test of each feature's bin shares, all bins of all features at once.
-
-    Per feature: the smallest p-value times the number of bins (Bonferroni over its bins), and the
-    bin that moved (index, reference share, window share) when that is below ``level`` for a bin whose
-    share moved by at least the minimum effect.
-    """
-    sizes = [len(c) for c in counts]
-    if not sizes:
-        return []
-    window = np.concatenate(counts).astype(float)
-    ref = np.concatenate(reference).astype(float)
-    n = np.repeat(np.asarray(present, dtype=float), sizes)
-    m = np.repeat(np.array([r.sum() for r in reference]), sizes)
-    p = share_p_values(window, n, ref, m) * np.repeat(np.asarray(sizes, dtype=float), sizes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        delta = np.where(n > 0, window / n, 0.0) - np.where(m > 0, ref / m, 0.0)
-    out: list[tuple[float | None, tuple[int, float, float] | None]] = []
-    start = 0
-    for k, size in enumerate(sizes):
-        part = slice(start, start + size)
-        start += size
-        if present[k] == 0 or size == 0 or reference_present[k] == 0:
-            out.append((None, None))
-            continue
-        pk, dk = p[part], delta[part]
-        smallest = float(min(pk.min(), 1.0))
-        hits = np.flatnonzero((pk < level) & (np.abs(dk) >= MIN_EFFECT["share"]))
-        if not len(hits):
-            out.append((smallest, None))
-            continue
-        b = int(hits[np.argmin(pk[hits])])
-        after = float(window[part][b] / present[k])
-        out.append((smallest, (b, after - float(dk[b]), after)))
-    return out
-
-
 def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
     from .calibration import _subset
 
@@ -371,7 +306,7 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
     props = counts / rows
     score = categorical_distance(method, props, reference)
     threshold = cal.distance_threshold(j, method, factor)
-    [(shares_p, moved)] = _shares([counts], np.array([rows]), (base.cat_counts[k],), base.present[j : j + 1], cal.level)
+    [(shares_p, moved)] = share_tests([counts], np.array([rows]), (base.cat_counts[k],), base.present[j : j + 1], cal.level)
     reasons = []
     severe = False
     if moved is not None:
