@@ -183,7 +183,8 @@ class Labels:
                 pass
             else:
                 outputs, labels, delays = stored.outputs, stored.labels, stored.delays
-                return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced)  # at least what joined
+                # at least what joined
+                return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced, stored.matrix)
         with self._lock:
             if self._joined is not None and self._joined[:2] == (self._changes, limit):
                 return self._joined[2]

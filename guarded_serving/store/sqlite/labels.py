@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ...performance import plain_matrix
 from ..records import LabelledRows, version_of
 from .backlog import Key
 
@@ -278,6 +279,8 @@ class _Block:
     labels: list[Any]
     start: list[float]
     end: list[float]
+    bad: bool  # a label does not decode
+    matrix: np.ndarray | None  # the outputs, oldest row first, as plain_matrix reads them (None: not plain)
 
 
 def _block(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float]) -> _Block:
@@ -288,7 +291,11 @@ def _block(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float])
     for text in {ts, *(r[4] for r in kept)} - seconds.keys():
         seconds[text] = _seconds(text)
     begun = seconds[ts]
-    return _Block(rows, ts, outs, [outs[r[1]] for r in kept], labels, [begun] * len(kept), [seconds[r[4]] for r in kept])
+    outputs = [outs[r[1]] for r in kept]
+    bad = any(label is _BAD for label in labels)
+    # read once per request, not per health check (converting a window's 2,000 outputs cost ~0.8 ms each time)
+    matrix = plain_matrix(outputs[::-1]) if outputs and not bad else None
+    return _Block(rows, ts, outs, outputs, labels, [begun] * len(kept), [seconds[r[4]] for r in kept], bad, matrix)
 
 
 _BAD = object()  # a label that does not decode
@@ -314,20 +321,30 @@ def _answer(blocks: list[_Block], limit: int) -> LabelledRows:
     labels: list[Any] = []
     start: list[float] = []
     end: list[float] = []
+    bad = False
+    matrices: list[np.ndarray | None] = []  # each block's rows taken, oldest first
     for block in blocks:
         take = limit - len(outputs)
         outputs += block.outputs[:take]
         labels += block.labels[:take]
         start += block.start[:take]
         end += block.end[:take]
+        bad = bad or block.bad
+        if block.outputs:
+            rows = min(take, len(block.outputs))
+            matrices.append(block.matrix[len(block.matrix) - rows :] if block.matrix is not None else None)
         if len(outputs) >= limit:
             break
-    if any(label is _BAD for label in labels):  # a label that does not decode is left out after the limit
+    matrix = None  # the outputs' plain matrix when every block's is one, of one width
+    if matrices and all(m is not None for m in matrices) and len({m.shape[1] for m in matrices if m is not None}) == 1:
+        matrix = np.concatenate([m for m in reversed(matrices) if m is not None])
+    if bad:  # a label that does not decode is left out after the limit
         good = [i for i, label in enumerate(labels) if label is not _BAD]
         outputs, labels, start, end = ([values[i] for i in good] for values in (outputs, labels, start, end))
+        matrix = None
     begun, ended = np.array(start, dtype=float), np.array(end, dtype=float)
     delays = (ended - begun)[~(np.isnan(begun) | np.isnan(ended))]
-    return LabelledRows(outputs[::-1], labels[::-1], delays[::-1])
+    return LabelledRows(outputs[::-1], labels[::-1], delays[::-1], matrix)
 
 
 def _array(text: Any) -> list[Any] | None:
