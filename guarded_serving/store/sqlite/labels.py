@@ -277,8 +277,8 @@ class _Block:
     outs: list[Any]
     outputs: list[Any]
     labels: list[Any]
-    start: list[float]
-    end: list[float]
+    delays: np.ndarray  # from the prediction to the label, in seconds, newest row first ...
+    known: np.ndarray  # ... where both times are known
     bad: bool  # a label does not decode
     matrix: np.ndarray | None  # the outputs, oldest row first, as plain_matrix reads them (None: not plain)
 
@@ -295,7 +295,9 @@ def _block(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float])
     bad = any(label is _BAD for label in labels)
     # read once per request, not per health check (converting a window's 2,000 outputs cost ~0.8 ms each time)
     matrix = plain_matrix(outputs[::-1]) if outputs and not bad else None
-    return _Block(rows, ts, outs, outputs, labels, [begun] * len(kept), [seconds[r[4]] for r in kept], bad, matrix)
+    ended = np.array([seconds[r[4]] for r in kept], dtype=float)
+    known = ~(np.isnan(ended) | math.isnan(begun))
+    return _Block(rows, ts, outs, outputs, labels, ended - begun, known, bad, matrix)
 
 
 _BAD = object()  # a label that does not decode
@@ -319,16 +321,16 @@ def _answer(blocks: list[_Block], limit: int) -> LabelledRows:
     """The newest ``limit`` joined rows of ``blocks`` (newest first, each newest row first), oldest first."""
     outputs: list[Any] = []
     labels: list[Any] = []
-    start: list[float] = []
-    end: list[float] = []
+    delays: list[np.ndarray] = []  # each block's rows taken, newest first, as the block computed them ...
+    known: list[np.ndarray] = []  # ... and where both times are known
     bad = False
     matrices: list[np.ndarray | None] = []  # each block's rows taken, oldest first
     for block in blocks:
         take = limit - len(outputs)
         outputs += block.outputs[:take]
         labels += block.labels[:take]
-        start += block.start[:take]
-        end += block.end[:take]
+        delays.append(block.delays[:take])
+        known.append(block.known[:take])
         bad = bad or block.bad
         if block.outputs:
             rows = min(take, len(block.outputs))
@@ -338,13 +340,13 @@ def _answer(blocks: list[_Block], limit: int) -> LabelledRows:
     matrix = None  # the outputs' plain matrix when every block's is one, of one width
     if matrices and all(m is not None for m in matrices) and len({m.shape[1] for m in matrices if m is not None}) == 1:
         matrix = np.concatenate([m for m in reversed(matrices) if m is not None])
+    every = np.concatenate(delays) if delays else np.zeros(0)
+    timed = np.concatenate(known) if known else np.zeros(0, dtype=bool)
     if bad:  # a label that does not decode is left out after the limit
         good = [i for i, label in enumerate(labels) if label is not _BAD]
-        outputs, labels, start, end = ([values[i] for i in good] for values in (outputs, labels, start, end))
+        outputs, labels, every, timed = [outputs[i] for i in good], [labels[i] for i in good], every[good], timed[good]
         matrix = None
-    begun, ended = np.array(start, dtype=float), np.array(end, dtype=float)
-    delays = (ended - begun)[~(np.isnan(begun) | np.isnan(ended))]
-    return LabelledRows(outputs[::-1], labels[::-1], delays[::-1], matrix)
+    return LabelledRows(outputs[::-1], labels[::-1], every[timed][::-1], matrix)
 
 
 def _array(text: Any) -> list[Any] | None:
