@@ -74,7 +74,15 @@ _COUNTERS = (
     " (SELECT max(id) FROM requests WHERE model = ? AND version IS ? AND status = 'ok')"
 )
 _NEW_REQUESTS = "SELECT request_id FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND id > ?"
-_CHANGED_LABELS = "SELECT DISTINCT request_id FROM feedback WHERE model = ? AND version = ? AND changed > ?"
+# The labels changed since (their request ids make requests dirty; the rows that can join, as _LABELS_OF reads them)
+_CHANGED_LABELS = (
+    "SELECT request_id, row, label, json_valid(label), ts, typeof(row) = 'integer' AND row >= 0 FROM feedback"
+    " WHERE model = ? AND version = ? AND changed > ?"
+)
+# How many of a request's labels can join (on the primary key's index alone): all of them changed, when as many did
+_LABEL_COUNT = (
+    "SELECT count(*) FROM feedback WHERE model = ? AND version = ? AND request_id = ? AND typeof(row) = 'integer' AND row >= 0"
+)
 # Each id's newest answered request (the one its labels join), and whether it stored its outputs as text.
 _NEWEST = (
     "SELECT request_id, id, typeof(outputs) = 'text' FROM requests WHERE request_id IN ({marks})"
@@ -181,7 +189,11 @@ class LabelJoin:
         again, newest first; None when the join must be read whole (the window would shrink below ``limit``)."""
         model, version = key
         dirty = {rid for (rid,) in conn.execute(_NEW_REQUESTS, [model, version_of(version), known.newest])}
-        dirty.update(rid for (rid,) in conn.execute(_CHANGED_LABELS, [model, version, known.label]))
+        changed: dict[str, list[tuple[Any, ...]]] = {}  # request id -> its changed rows that can join
+        for rid, *row, joins_rows in conn.execute(_CHANGED_LABELS, [model, version, known.label]):
+            dirty.add(rid)
+            if joins_rows:
+                changed.setdefault(rid, []).append((*row, rid))
         kept = dict(self._blocks.get(key, {}))
         if not dirty:
             return sorted(kept.values(), key=_newest_first)
@@ -198,9 +210,7 @@ class LabelJoin:
         labelled = {
             request_id: rows
             for rid, (request_id, as_text) in joins.items()
-            if as_text
-            and request_id >= oldest
-            and (rows := conn.execute(_LABELS_OF, [request_id, model, version, rid]).fetchall())
+            if as_text and request_id >= oldest and (rows := _labels_of(conn, key, request_id, rid, changed.get(rid)))
         }
         requests = self._read_requests(conn, key, {*kept, *labelled})
         seconds: dict[Any, float] = {}
@@ -265,6 +275,17 @@ class LabelJoin:
         kept = {i: found for i in wanted if (found := cached.get(i) or read.get(i)) is not None}
         self._requests[key] = kept  # only what this read needed: bounded by ``limit`` requests
         return kept
+
+
+def _labels_of(
+    conn: sqlite3.Connection, key: Key, request_id: int, rid: str, changed: list[tuple[Any, ...]] | None
+) -> list[tuple[Any, ...]]:
+    """A request's labels as _LABELS_OF reads them: the ``changed`` rows when they are all of them (a new request's
+    labels: reading them again cost as much as reading what changed, ~0.2 ms for 100), else read."""
+    model, version = key
+    if changed and conn.execute(_LABEL_COUNT, [model, version, rid]).fetchone()[0] == len(changed):
+        return [(request_id, *row) for row in sorted(changed, key=lambda row: row[0], reverse=True)]  # last row first
+    return conn.execute(_LABELS_OF, [request_id, model, version, rid]).fetchall()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
