@@ -23,7 +23,7 @@ from ..drift.quality import quality_check
 from ..drift.window import WindowData, assemble
 from ..environment import WarningLog, current_fingerprint, diff_environment
 from ..errors import StoreError
-from ..estimate import estimate_check
+from ..estimate import estimate_check, moved_rows
 from ..fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from ..health import CheckResult, HealthReport, Status, worst
 from ..inputs import kind_of_reference, worded
@@ -161,7 +161,15 @@ class Evaluator:
             self.judged.concept(data_drift, store is not None, inputs_ok),
             quality,
             same.get(("joint_drift", joint), lambda: joint_check(joint, window.inputs, columns, self.baseline, self.min_rows)),
-            same.get("estimated_performance", lambda: estimate_check(self.reference.confidence, window.outputs, self.min_rows)),
+            same.get(
+                "estimated_performance",
+                lambda: estimate_check(
+                    self.reference.confidence,
+                    window.outputs,
+                    self.min_rows,
+                    moved_rows(self.reference.confidence, window.outputs, same),  # the outputs' reading, moved on
+                ),
+            ),
             pipeline_check(summarise(recent), self.options.monitor.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self.env_diff, self._python[0], self._python[1], warnings),

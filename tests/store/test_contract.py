@@ -13,6 +13,7 @@ import pytest
 from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.errors import ConfigurationError, StoreError
+from guarded_serving.performance import plain_matrix
 from guarded_serving.store import ReadOnlyStore, RequestRecord, Store, StoreReader, Totals, iso_time, open_reader
 from guarded_serving.store.contract import WARNINGS_KEPT
 from tests.fixtures.backends import Backend
@@ -72,7 +73,14 @@ def joined(reader: StoreReader, limit: int = 100, version: str | None = None) ->
     """(output, label) of the rows ``labelled`` joins, oldest first."""
     found = reader.labelled("m", limit, version=version)
     assert len(found.outputs) == len(found.labels) >= len(found.delays)
+    assert matrix_of(found.outputs, found.matrix)
     return list(zip(found.outputs, found.labels, strict=True))
+
+
+def matrix_of(outputs: list[Any], matrix: np.ndarray | None) -> bool:
+    """A labelled answer's matrix, when it has one, is its outputs as plain_matrix reads them."""
+    expected = plain_matrix(outputs)
+    return matrix is None or (expected is not None and np.array_equal(matrix, expected) and matrix.dtype == expected.dtype)
 
 
 # -- keys ----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ...errors import StoreError
+from ...performance import plain_matrix
 from ..contract import StoreReader
 from ..records import LabelledRows, Replica, SavedBaseline, SavedModel, Totals, version_key, version_of
 from ..sqlite.codec import count, decode_chunk, iso, settings, text
@@ -169,7 +170,8 @@ class PostgresReader(StoreReader):
             except (TypeError, ValueError):  # a label that does not decode is left out
                 continue
         rows.reverse()  # oldest first
-        return LabelledRows([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float))
+        answered = [r[0] for r in rows]
+        return LabelledRows(answered, [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float), plain_matrix(answered))
 
     def _outputs(self, requests: set[int]) -> dict[int, list[Any]]:
         """The decoded outputs of these requests (a stored request never changes: read once, and kept while
