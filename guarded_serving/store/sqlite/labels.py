@@ -353,14 +353,20 @@ def _answer(blocks: list[_Block], limit: int) -> LabelledRows:
     matrices: list[np.ndarray | None] = []  # each block's rows taken, oldest first
     for block in blocks:
         take = limit - len(outputs)
-        outputs += block.outputs[:take]
-        labels += block.labels[:take]
-        delays.append(block.delays[:take])
-        known.append(block.known[:take])
+        if take >= len(block.outputs):  # the whole block as it is, no copies (2,000 one-row requests: 2,000 blocks)
+            outputs += block.outputs
+            labels += block.labels
+            delays.append(block.delays)
+            known.append(block.known)
+            if block.outputs:
+                matrices.append(block.matrix)
+        else:
+            outputs += block.outputs[:take]
+            labels += block.labels[:take]
+            delays.append(block.delays[:take])
+            known.append(block.known[:take])
+            matrices.append(block.matrix[len(block.matrix) - take :] if block.matrix is not None else None)
         bad = bad or block.bad
-        if block.outputs:
-            rows = min(take, len(block.outputs))
-            matrices.append(block.matrix[len(block.matrix) - rows :] if block.matrix is not None else None)
         if len(outputs) >= limit:
             break
     matrix = None  # the outputs' plain matrix when every block's is one, of one width
