@@ -119,6 +119,19 @@ def test_products_summed_by_blocks_of_rows_are_the_plain_product(rows: int) -> N
     np.testing.assert_allclose(gram(left, right), left.T @ right, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("rows", [2_000, 2_016], ids=["last-block-padded", "whole-blocks"])
+def test_products_are_the_blocks_products_added_in_row_order_bit_for_bit(rows: int) -> None:
+    """The same sums in the same order however the blocks are held at once: a window's report is reproducible."""
+    rng = np.random.default_rng(rows)
+    single = rng.normal(size=(rows, 64)).astype(np.float32)
+    padded = np.concatenate([single, np.zeros((-rows % 32, 64), np.float32)]).reshape(-1, 32, 64)
+    other = padded if rows % 32 == 0 else padded.copy()  # one array with itself: BLAS's symmetric product
+
+    products = np.matmul(padded.transpose(0, 2, 1), other)
+
+    np.testing.assert_array_equal(gram(single, single), products.sum(axis=0))
+
+
 def test_correlations_with_missing_values_are_those_of_float64_over_the_rows_both_hold() -> None:
     rng = np.random.default_rng(5)
     values = rng.normal(size=(2_000, 64))
