@@ -35,6 +35,7 @@ in the reference.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,11 @@ class JointBaseline:
     alpha: float
     threshold: float  # the Bonferroni bound on |z|, before each pair's skewness moves it out
 
+    @functools.cached_property
+    def tables(self) -> _Tables:
+        """What every check of a window takes from this baseline, computed on the first one (see :class:`_Tables`)."""
+        return _Tables.of(self)
+
     @classmethod
     def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
         i, f = np.zeros(0, dtype=np.intp), np.zeros(0)
@@ -198,6 +204,56 @@ class JointBaseline:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class _Tables:
+    """The baseline's per-pair arrays as each check of a window uses them, indexed once (each numpy call costs
+    ~5 us, most of a check's time after the product), and the spread and bound of every pair for a window with
+    no value missing, by its size (the same for every full window)."""
+
+    numeric: np.ndarray  # columns of numeric features
+    ranks: np.ndarray  # their features' positions among the baseline's numeric features
+    flat: np.ndarray  # per pair: its position in a columns x columns matrix
+    share_left: np.ndarray
+    share_right: np.ndarray
+    fisher_reference: np.ndarray  # arctanh of the reference correlation
+    left_name: np.ndarray  # per pair: the positions in ``names`` of its two features
+    right_name: np.ndarray
+    complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
+
+    @classmethod
+    def of(cls, joint: JointBaseline) -> _Tables:
+        numeric = np.flatnonzero(joint.levels < 0)
+        return cls(
+            numeric=numeric,
+            ranks=joint.numeric_rank[numeric],
+            flat=joint.left * len(joint.levels) + joint.right,
+            share_left=joint.share[joint.left],
+            share_right=joint.share[joint.right],
+            fisher_reference=np.arctanh(joint.reference),
+            left_name=joint.name_of[joint.left],
+            right_name=joint.name_of[joint.right],
+            complete={},
+        )
+
+    def spread(self, joint: JointBaseline, pair_rows: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair, for a window with ``pair_rows`` rows holding both values: the spread of the change in Fisher's
+        z, the bound it is judged by, and whether the pair can be judged (a finite bound, rows enough)."""
+        if isinstance(pair_rows, int):
+            known = self.complete.get(pair_rows)
+            if known is None:
+                known = self.spread(joint, np.full(len(joint.left), float(pair_rows)))
+                self.complete.clear()  # bounded: one window size at a time
+                self.complete[pair_rows] = known
+            return known
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
+            skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
+        t = joint.threshold
+        bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
+        expected = pair_rows * self.share_left * self.share_right
+        return spread, bound, np.isfinite(bound) & (expected >= MIN_CELL)
+
+
 def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The columns related: each numeric feature with spread, and indicators of each categorical feature's
     common categories (the sample's rows need at least MIN_REFERENCE_ROWS values). Returns per column its
@@ -249,32 +305,40 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         details = JointDetails(n, min_rows, joint.alpha, len(joint.left), None, None, (), {})
         summary = f"{n} rows in the window; relations are judged from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
+    tables = joint.tables
     lo = np.full(len(joint.levels), -np.inf)
     hi = np.full(len(joint.levels), np.inf)
-    numeric = np.flatnonzero(joint.levels < 0)
-    if len(numeric):
-        ranks = joint.numeric_rank[numeric]
-        lo[numeric], hi[numeric] = correlation.order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
+    if len(tables.numeric):
+        present_values = columns.present[base.num_idx[tables.ranks]]
+        lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
     whole = len(joint.feature_of) == matrix.shape[1] and bool((joint.feature_of == np.arange(matrix.shape[1])).all())
     window = matrix if whole else matrix[:, joint.feature_of]
-    scores, present = correlation.scores(window, joint.levels, lo, hi)  # never written to
-    corr, rows = correlation.pairwise(scores, present)
-    current = corr[joint.left, joint.right]
-    pair_rows = rows[joint.left, joint.right]
+    if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
+        single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
+        products = correlation.gram(single, single).astype(np.float64)
+        squares = np.diag(products)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            current = products.take(tables.flat) / np.sqrt(squares[joint.left] * squares[joint.right])
+        spread, bound, judgeable = tables.spread(joint, n)
+    else:
+        scores, present = correlation.scores(window, joint.levels, lo, hi)
+        corr, rows = correlation.pairwise(scores, present)
+        current = corr.take(tables.flat)
+        spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
     with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
-        z = (np.arctanh(np.clip(current, -LIMIT, LIMIT)) - np.arctanh(joint.reference)) / spread
-        skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
-    t = joint.threshold
-    bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
-    expected = pair_rows * joint.share[joint.left] * joint.share[joint.right]
-    judged = np.isfinite(z) & np.isfinite(bound) & (expected >= MIN_CELL)
-    z = np.where(judged, z, 0.0)
-    change = np.where(judged, current - joint.reference, 0.0)
-    severity = np.where(judged, np.abs(z) / bound, 0.0)
+        z = (np.arctanh(np.clip(current, -LIMIT, LIMIT)) - tables.fisher_reference) / spread
+    judged = np.isfinite(z) & judgeable
+    pairs = int(judged.sum())
+    change = current - joint.reference
+    if pairs < len(judged):
+        z = np.where(judged, z, 0.0)
+        change = np.where(judged, change, 0.0)
+    size = np.abs(z)
+    severity = size / bound
+    if pairs < len(judged):
+        severity = np.where(judged, severity, 0.0)
     flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
     flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
-    pairs = int(judged.sum())
     changed = tuple(
         PairChange(
             (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
@@ -282,10 +346,11 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
             round(float(current[k]), 4),
             round(float(z[k]), 2),
         )
-        for k in flagged[:SHOWN]
+        for k in flagged[:SHOWN].tolist()
     )
-    features = _blame(joint, flagged, severity, z, bound, change, current)
-    score = round(float(np.abs(z).max()), 3) if pairs else None
+    features = _blame(joint, flagged, severity, size, bound, change, current)
+    t = joint.threshold
+    score = round(float(size.max()), 3) if pairs else None
     details = JointDetails(n, min_rows, joint.alpha, pairs, round(t, 3), score, changed, features)
     if not len(flagged):
         summary = f"No relation changed between {len(joint.names)} features ({pairs} pairs) over the last {n} rows."
@@ -303,14 +368,15 @@ def _blame(
     joint: JointBaseline,
     flagged: np.ndarray,
     severity: np.ndarray,
-    z: np.ndarray,
+    size: np.ndarray,
     bound: np.ndarray,
     change: np.ndarray,
     current: np.ndarray,
 ) -> dict[str, FeatureJoint]:
     """Per feature judged: its pair nearest to (or furthest beyond) its bound, with the partner; drifted when
-    that pair is flagged. Vectorised (a scatter-max, no sort): the loop only builds the entries."""
-    left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
+    that pair is flagged (``size``: each pair's |z|). Vectorised (a scatter-max, no sort): the loop only builds
+    the entries."""
+    left_name, right_name = joint.tables.left_name, joint.tables.right_name
     best = np.full(len(joint.names), -1.0)
     np.maximum.at(best, left_name, severity)
     np.maximum.at(best, right_name, severity)
@@ -333,7 +399,7 @@ def _blame(
         other.tolist(),
         (severity[pair] > 0).tolist(),
         is_flagged[pair].tolist(),
-        np.abs(z[pair]).round(3).tolist(),
+        size[pair].round(3).tolist(),
         bound[pair].round(3).tolist(),
         strict=True,
     )
