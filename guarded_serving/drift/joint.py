@@ -218,11 +218,21 @@ class _Tables:
     fisher_reference: np.ndarray  # arctanh of the reference correlation
     left_name: np.ndarray  # per pair: the positions in ``names`` of its two features
     right_name: np.ndarray
+    # every pair twice, once under each of its features, grouped by feature, pairs in order within a group
+    by_feature: np.ndarray  # the pairs so grouped
+    group_starts: np.ndarray  # where each group starts in ``by_feature``
+    group_of: np.ndarray  # per entry of ``by_feature``: its group
+    grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
 
     @classmethod
     def of(cls, joint: JointBaseline) -> _Tables:
         numeric = np.flatnonzero(joint.levels < 0)
+        left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
+        ends = np.concatenate([left_name, right_name])
+        pairs = np.concatenate([np.arange(len(joint.left))] * 2)
+        order = np.lexsort((pairs, ends))
+        grouped_names, group_starts, counts = np.unique(ends[order], return_index=True, return_counts=True)
         return cls(
             numeric=numeric,
             ranks=joint.numeric_rank[numeric],
@@ -230,8 +240,12 @@ class _Tables:
             share_left=joint.share[joint.left],
             share_right=joint.share[joint.right],
             fisher_reference=np.arctanh(joint.reference),
-            left_name=joint.name_of[joint.left],
-            right_name=joint.name_of[joint.right],
+            left_name=left_name,
+            right_name=right_name,
+            by_feature=pairs[order],
+            group_starts=group_starts,
+            group_of=np.repeat(np.arange(len(counts)), counts),
+            grouped_names=grouped_names,
             complete={},
         )
 
@@ -373,27 +387,23 @@ def _blame(
     change: np.ndarray,
     current: np.ndarray,
 ) -> dict[str, FeatureJoint]:
-    """Per feature judged: its pair nearest to (or furthest beyond) its bound, with the partner; drifted when
-    that pair is flagged (``size``: each pair's |z|). Vectorised (a scatter-max, no sort): the loop only builds
-    the entries."""
-    left_name, right_name = joint.tables.left_name, joint.tables.right_name
-    best = np.full(len(joint.names), -1.0)
-    np.maximum.at(best, left_name, severity)
-    np.maximum.at(best, right_name, severity)
-    index = np.arange(len(severity))
-    first = np.full(len(joint.names), len(severity))
-    for names in (left_name, right_name):
-        hit = severity == best[names]
-        np.minimum.at(first, names[hit], index[hit])
-    positions = np.flatnonzero(first < len(severity))
-    pair = first[positions]  # each feature's worst pair
-    mine_left = left_name[pair] == positions
+    """Per feature judged: its pair nearest to (or furthest beyond) its bound (the first such pair), with the
+    partner; drifted when that pair is flagged (``size``: each pair's |z|). Vectorised over the pairs grouped by
+    feature (:class:`_Tables`): the loop only builds the entries."""
+    tables = joint.tables
+    grouped = severity[tables.by_feature]
+    best = np.maximum.reduceat(grouped, tables.group_starts)
+    hits = np.flatnonzero(grouped == best[tables.group_of])
+    pair = tables.by_feature[hits[np.searchsorted(hits, tables.group_starts)]]  # each feature's first worst pair
+    mine_left = tables.left_name[pair] == tables.grouped_names
     other = np.where(mine_left, joint.right[pair], joint.left[pair])
     mine = np.where(mine_left, joint.left[pair], joint.right[pair])
     is_flagged = np.zeros(len(severity), dtype=bool)
     is_flagged[flagged] = True
+    out = dict.fromkeys(joint.names, FeatureJoint(Status.OK, False, None, None))  # the unjudged, in order
+    names, labels = joint.names, joint.labels
     rows = zip(
-        positions.tolist(),
+        tables.grouped_names.tolist(),
         pair.tolist(),
         mine.tolist(),
         other.tolist(),
@@ -403,17 +413,13 @@ def _blame(
         bound[pair].round(3).tolist(),
         strict=True,
     )
-    worst = {row[0]: row[1:] for row in rows}
-    unjudged = FeatureJoint(Status.OK, False, None, None)
-    out: dict[str, FeatureJoint] = {}
-    for position, name in enumerate(joint.names):
-        k, me, partner, judged, drifted, score, threshold = worst.get(position, (0, 0, 0, False, False, 0.0, 0.0))
+    for position, k, me, partner, judged, drifted, score, threshold in rows:
         if not judged:
-            out[name] = unjudged
-        elif not drifted:
-            out[name] = FeatureJoint(Status.OK, False, score, threshold, joint.labels[partner])
+            continue
+        if not drifted:
+            out[names[position]] = FeatureJoint(Status.OK, False, score, threshold, labels[partner])
         else:
             status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
-            reason = f"{joint.labels[me]} ~ {joint.labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
-            out[name] = FeatureJoint(status, True, score, threshold, joint.labels[partner], reason)
+            reason = f"{labels[me]} ~ {labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
+            out[names[position]] = FeatureJoint(status, True, score, threshold, labels[partner], reason)
     return out

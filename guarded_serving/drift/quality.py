@@ -77,6 +77,7 @@ class _Expected:
     numeric_position: dict[int, int]  # feature -> its row among the numeric features
     categorical_position: dict[int, int]
     reference_missing: list[float]  # per feature: the reference's missing rate, as reported (4 digits)
+    clean: dict[int, FeatureQuality]  # per numeric feature: its entry with no value missing or outside (immutable, shared)
 
 
 _EXPECTED: weakref.WeakKeyDictionary[Baseline, _Expected] = weakref.WeakKeyDictionary()
@@ -101,6 +102,7 @@ def _expected(base: Baseline) -> _Expected:
         numeric_position={int(j): k for k, j in enumerate(base.num_idx)},
         categorical_position={int(j): k for k, j in enumerate(base.cat_idx)},
         reference_missing=[round(r, 4) for r in p_ref.tolist()],
+        clean={int(j): FeatureQuality(Status.OK, False, (), 0.0, round(float(p_ref[j]), 4), 0.0) for j in base.num_idx},
     )
     _EXPECTED[base] = expected
     return expected
@@ -159,7 +161,7 @@ def quality_check(
     missing_flag_, missing_, rate_, p_ref_ = (a.tolist() for a in (missing_flag, missing, rate, p_ref))
     out_share_, out_flag_, constant_ = out_share.tolist(), out_flag.tolist(), constant.tolist()
     unseen_count_ = unseen_count.tolist() if cat.size else []
-    reference_missing = expected.reference_missing
+    reference_missing, clean = expected.reference_missing, expected.clean
     for j, name in enumerate(base.names):
         if name in skip:
             continue
@@ -167,9 +169,11 @@ def quality_check(
         errors = int(data.type_errors.get(j, 0)) if data.type_errors else 0
         if k is not None and not (missing_flag_[j] or out_flag_[k] or constant_[j] or errors):  # the common case
             share = out_share_[k]
-            features[name] = FeatureQuality(
-                Status.OK, False, (), round(rate_[j], 4), reference_missing[j], round(share, 4) if math.isfinite(share) else None
-            )
+            if rate_[j] == 0.0 and share == 0.0:
+                features[name] = clean[j]
+            else:
+                out_of_range = round(share, 4) if math.isfinite(share) else None
+                features[name] = FeatureQuality(Status.OK, False, (), round(rate_[j], 4), reference_missing[j], out_of_range)
             continue
         problems: list[str] = []
         severe = False
@@ -246,19 +250,30 @@ def _unseen(
     return unseen_count, unseen_share, unseen_flag
 
 
+EDGE = 8  # values looked at first at each end of a sorted row
+
+
 def _outside(sorted_rows: np.ndarray, present: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Per row of sorted values (missing ones last), how many are below ``low`` or above ``high`` (of the row).
 
-    Only rows whose smallest or largest value is outside are compared value by value, all at once: most rows have
-    none (comparing all 128,000 values of 64 features x 2,000 rows cost ~0.3 ms, two binary searches per row
-    ~0.2 ms for 20 such rows). A missing value (NaN) is neither below nor above.
+    Only rows whose smallest or largest value is outside are looked at, and in those only the EDGE values at each
+    end, where the outside ones are; a row with EDGE outside at an end is compared whole. Comparing all 128,000
+    values of 64 features x 2,000 rows cost ~0.3 ms, two binary searches per row ~0.2 ms for the ~20 rows with
+    a value outside, a copy of those rows ~0.1 ms. A missing value (NaN) is neither below nor above.
     """
     outside = np.zeros(len(present), dtype=np.intp)
     if not sorted_rows.size:
         return outside
     last = np.maximum(present - 1, 0)
     some = np.flatnonzero((sorted_rows[:, 0] < low) | (sorted_rows[np.arange(len(present)), last] > high))
-    if len(some):
-        values = sorted_rows[some]
-        outside[some] = ((values < low[some, None]) | (values > high[some, None])).sum(axis=1)
+    if not len(some):
+        return outside
+    low_some, high_some = low[some, None], high[some, None]
+    below = (sorted_rows[some, :EDGE] < low_some).sum(axis=1)
+    ends = last[some, None] - np.arange(EDGE)  # the last EDGE present values, those before the row's start left out
+    tail = np.take(sorted_rows, some[:, None] * sorted_rows.shape[1] + np.maximum(ends, 0))
+    above = ((tail > high_some) & (ends >= 0)).sum(axis=1)
+    outside[some] = below + above
+    for k in some[(below == EDGE) | (above == EDGE)].tolist():  # more may be outside than the ends held
+        outside[k] = int(((sorted_rows[k] < low[k]) | (sorted_rows[k] > high[k])).sum())
     return outside
