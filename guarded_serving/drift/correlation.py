@@ -82,7 +82,7 @@ SINGLE_THREAD_PRODUCT = 2 * 65_536
 # 63 blocks of 2,000 x 64 scores (1 MiB) and the padded copies of both sides cost ~470 page faults, ~1.2 ms of a
 # 1.6 ms product. Blocks are multiplied a few at a time into a buffer under that size, which malloc serves from
 # its heap.
-HEAP_BYTES = 96 * 1024
+HEAP_BYTES = 120 * 1024
 
 
 def gram(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -222,6 +222,8 @@ class _Tables:
     by_feature: np.ndarray  # the pairs so grouped
     group_starts: np.ndarray  # where each group starts in ``by_feature``
     group_of: np.ndarray  # per entry of ``by_feature``: its group
+    mine: np.ndarray  # per entry of ``by_feature``: the pair's column of the group's feature
+    other: np.ndarray  # ... and the partner's column
     grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
 
@@ -232,6 +234,8 @@ class _Tables:
         ends = np.concatenate([left_name, right_name])
         pairs = np.concatenate([np.arange(len(joint.left))] * 2)
         order = np.lexsort((pairs, ends))
+        columns = np.concatenate([joint.left, joint.right])
+        partners = np.concatenate([joint.right, joint.left])
         grouped_names, group_starts, counts = np.unique(ends[order], return_index=True, return_counts=True)
         return cls(
             numeric=numeric,
@@ -245,6 +249,8 @@ class _Tables:
             by_feature=pairs[order],
             group_starts=group_starts,
             group_of=np.repeat(np.arange(len(counts)), counts),
+            mine=columns[order],
+            other=partners[order],
             grouped_names=grouped_names,
             complete={},
         )
@@ -340,7 +346,7 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         current = corr.take(tables.flat)
         spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = (np.arctanh(np.clip(current, -LIMIT, LIMIT)) - tables.fisher_reference) / spread
+        z = (np.arctanh(np.minimum(np.maximum(current, -LIMIT), LIMIT)) - tables.fisher_reference) / spread  # np.clip
     judged = np.isfinite(z) & judgeable
     pairs = int(judged.sum())
     change = current - joint.reference
@@ -392,23 +398,20 @@ def _blame(
     feature (:class:`_Tables`): the loop only builds the entries."""
     tables = joint.tables
     grouped = severity[tables.by_feature]
-    best = np.maximum.reduceat(grouped, tables.group_starts)
+    best = np.maximum.reduceat(grouped, tables.group_starts)  # each feature's worst severity
     hits = np.flatnonzero(grouped == best[tables.group_of])
-    pair = tables.by_feature[hits[np.searchsorted(hits, tables.group_starts)]]  # each feature's first worst pair
-    mine_left = tables.left_name[pair] == tables.grouped_names
-    other = np.where(mine_left, joint.right[pair], joint.left[pair])
-    mine = np.where(mine_left, joint.left[pair], joint.right[pair])
-    is_flagged = np.zeros(len(severity), dtype=bool)
-    is_flagged[flagged] = True
+    entry = hits[np.searchsorted(hits, tables.group_starts)]  # each feature's first pair of that severity
+    pair = tables.by_feature[entry]
+    drifted = np.isin(pair, flagged).tolist() if len(flagged) else [False] * len(pair)
     out = dict.fromkeys(joint.names, FeatureJoint(Status.OK, False, None, None))  # the unjudged, in order
     names, labels = joint.names, joint.labels
     rows = zip(
         tables.grouped_names.tolist(),
         pair.tolist(),
-        mine.tolist(),
-        other.tolist(),
-        (severity[pair] > 0).tolist(),
-        is_flagged[pair].tolist(),
+        tables.mine[entry].tolist(),
+        tables.other[entry].tolist(),
+        (best > 0).tolist(),
+        drifted,
         size[pair].round(3).tolist(),
         bound[pair].round(3).tolist(),
         strict=True,
