@@ -48,6 +48,7 @@ from . import correlation
 from .baseline import Baseline
 from .columns import WindowColumns
 from .correlation import LIMIT
+from .pairtables import PairTables
 
 __all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
 
@@ -60,9 +61,9 @@ MAX_LEVELS = 3  # indicators per categorical feature
 MIN_REFERENCE_ROWS = 100
 DRAWS = 100
 SHOWN = 10  # changed pairs kept in the details
-MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
-# ... and the reference sample, for the pair's variance to be known: a pair of categories seen together in ~40
-# rows of it had its variance underestimated by a fifth, and fired on healthy traffic (64 features, window 2,000)
+# Rows the reference sample must expect with both members of a pair present, for the pair's variance to be known (a
+# window: pairtables.MIN_CELL): a pair of categories seen together in ~40 rows of it had its variance underestimated
+# by a fifth, and fired on healthy traffic (64 features, window 2,000)
 MIN_REFERENCE_CELL = 50
 
 
@@ -129,9 +130,9 @@ class JointBaseline:
     threshold: float  # the Bonferroni bound on |z|, before each pair's skewness moves it out
 
     @functools.cached_property
-    def tables(self) -> _Tables:
-        """What every check of a window takes from this baseline, computed on the first one (see :class:`_Tables`)."""
-        return _Tables.of(self)
+    def tables(self) -> PairTables:
+        """What every check of a window takes from this baseline, computed on the first one."""
+        return PairTables.of(self)
 
     @classmethod
     def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
@@ -202,76 +203,6 @@ class JointBaseline:
             alpha=alpha,
             threshold=float(norm.isf(alpha / (2 * len(left)))),
         )
-
-
-@dataclass(frozen=True, eq=False)
-class _Tables:
-    """The baseline's per-pair arrays as each check of a window uses them, indexed once (each numpy call costs
-    ~5 us, most of a check's time after the product), and the spread and bound of every pair for a window with
-    no value missing, by its size (the same for every full window)."""
-
-    numeric: np.ndarray  # columns of numeric features
-    ranks: np.ndarray  # their features' positions among the baseline's numeric features
-    flat: np.ndarray  # per pair: its position in a columns x columns matrix
-    share_left: np.ndarray
-    share_right: np.ndarray
-    fisher_reference: np.ndarray  # arctanh of the reference correlation
-    left_name: np.ndarray  # per pair: the positions in ``names`` of its two features
-    right_name: np.ndarray
-    # every pair twice, once under each of its features, grouped by feature, pairs in order within a group
-    by_feature: np.ndarray  # the pairs so grouped
-    group_starts: np.ndarray  # where each group starts in ``by_feature``
-    group_of: np.ndarray  # per entry of ``by_feature``: its group
-    mine: np.ndarray  # per entry of ``by_feature``: the pair's column of the group's feature
-    other: np.ndarray  # ... and the partner's column
-    grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
-    complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
-
-    @classmethod
-    def of(cls, joint: JointBaseline) -> _Tables:
-        numeric = np.flatnonzero(joint.levels < 0)
-        left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
-        ends = np.concatenate([left_name, right_name])
-        pairs = np.concatenate([np.arange(len(joint.left))] * 2)
-        order = np.lexsort((pairs, ends))
-        columns = np.concatenate([joint.left, joint.right])
-        partners = np.concatenate([joint.right, joint.left])
-        grouped_names, group_starts, counts = np.unique(ends[order], return_index=True, return_counts=True)
-        return cls(
-            numeric=numeric,
-            ranks=joint.numeric_rank[numeric],
-            flat=joint.left * len(joint.levels) + joint.right,
-            share_left=joint.share[joint.left],
-            share_right=joint.share[joint.right],
-            fisher_reference=np.arctanh(joint.reference),
-            left_name=left_name,
-            right_name=right_name,
-            by_feature=pairs[order],
-            group_starts=group_starts,
-            group_of=np.repeat(np.arange(len(counts)), counts),
-            mine=columns[order],
-            other=partners[order],
-            grouped_names=grouped_names,
-            complete={},
-        )
-
-    def spread(self, joint: JointBaseline, pair_rows: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pair, for a window with ``pair_rows`` rows holding both values: the spread of the change in Fisher's
-        z, the bound it is judged by, and whether the pair can be judged (a finite bound, rows enough)."""
-        if isinstance(pair_rows, int):
-            known = self.complete.get(pair_rows)
-            if known is None:
-                known = self.spread(joint, np.full(len(joint.left), float(pair_rows)))
-                self.complete.clear()  # bounded: one window size at a time
-                self.complete[pair_rows] = known
-            return known
-        with np.errstate(divide="ignore", invalid="ignore"):
-            spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
-            skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
-        t = joint.threshold
-        bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
-        expected = pair_rows * self.share_left * self.share_right
-        return spread, bound, np.isfinite(bound) & (expected >= MIN_CELL)
 
 
 def _columns(sample: RowSample, base: Baseline, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -395,7 +326,7 @@ def _blame(
 ) -> dict[str, FeatureJoint]:
     """Per feature judged: its pair nearest to (or furthest beyond) its bound (the first such pair), with the
     partner; drifted when that pair is flagged (``size``: each pair's |z|). Vectorised over the pairs grouped by
-    feature (:class:`_Tables`): the loop only builds the entries."""
+    feature (:class:`~guarded_serving.drift.pairtables.PairTables`): the loop only builds the entries."""
     tables = joint.tables
     grouped = severity[tables.by_feature]
     best = np.maximum.reduceat(grouped, tables.group_starts)  # each feature's worst severity
