@@ -257,13 +257,15 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         summary = f"{n} rows in the window; relations are judged from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
     tables = joint.tables
-    lo = np.full(len(joint.levels), -np.inf)
-    hi = np.full(len(joint.levels), np.inf)
-    if len(tables.numeric):
-        present_values = columns.present[base.num_idx[tables.ranks]]
-        lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
-    whole = len(joint.feature_of) == matrix.shape[1] and bool((joint.feature_of == np.arange(matrix.shape[1])).all())
-    window = matrix if whole else matrix[:, joint.feature_of]
+    if len(tables.numeric) == len(joint.levels):  # numeric columns only: their bounds are all
+        lo, hi = correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+    else:
+        lo = np.full(len(joint.levels), -np.inf)
+        hi = np.full(len(joint.levels), np.inf)
+        if len(tables.numeric):
+            present_values = columns.present[base.num_idx[tables.ranks]]
+            lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
+    window = matrix if tables.every_feature and len(joint.feature_of) == matrix.shape[1] else matrix[:, joint.feature_of]
     if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
         single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
         products = correlation.gram(single, single).astype(np.float64)

@@ -26,6 +26,7 @@ class PairTables:
     ~5 us, most of a check's time after the product), and the spread and bound of every pair for a window with
     no value missing, by its size (the same for every full window)."""
 
+    every_feature: bool  # the columns are the features, in order (a window's matrix is taken whole)
     numeric: np.ndarray  # columns of numeric features
     ranks: np.ndarray  # their features' positions among the baseline's numeric features
     flat: np.ndarray  # per pair: its position in a columns x columns matrix
@@ -54,6 +55,7 @@ class PairTables:
         partners = np.concatenate([joint.right, joint.left])
         grouped_names, group_starts, counts = np.unique(ends[order], return_index=True, return_counts=True)
         return cls(
+            every_feature=bool((joint.feature_of == np.arange(len(joint.feature_of))).all()),
             numeric=numeric,
             ranks=joint.numeric_rank[numeric],
             flat=joint.left * len(joint.levels) + joint.right,
