@@ -58,7 +58,7 @@ def scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarr
 def complete_scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """:func:`scores` of columns the caller knows hold no missing value (no mask made: ~30 us for 2,000 x 64)."""
     values = _clipped(columns, levels, lo, hi)
-    values -= values.mean(axis=0)
+    values -= np.add.reduce(values, axis=0) / len(values)  # values.mean(axis=0) without its Python wrapper
     return values
 
 

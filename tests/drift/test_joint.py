@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.drift.correlation import gram, moments, pairwise, scores
+from guarded_serving.drift.correlation import complete_scores, gram, moments, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -130,6 +130,24 @@ def test_products_are_the_blocks_products_added_in_row_order_bit_for_bit(rows: i
     products = np.matmul(padded.transpose(0, 2, 1), other)
 
     np.testing.assert_array_equal(gram(single, single), products.sum(axis=0))
+
+
+def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
+    rng = np.random.default_rng(9)
+    columns = np.column_stack([rng.normal(size=(500, 3)), rng.integers(0, 3, 500)])
+    levels, lo, hi = np.array([-1, -1, -1, 1]), np.array([-1.0, -2.0, -np.inf, -np.inf]), np.array([1.0, 0.5, np.inf, np.inf])
+
+    np.testing.assert_array_equal(complete_scores(columns, levels, lo, hi), scores(columns, levels, lo, hi)[0])
+
+
+def test_a_full_windows_spreads_and_bounds_are_those_of_its_pair_rows_kept_per_window_size(joint: JointBaseline) -> None:
+    tables = joint.tables
+
+    kept = tables.spread(joint, WINDOW)
+
+    for array, expected in zip(kept, tables.spread(joint, np.full(len(joint.left), float(WINDOW))), strict=True):
+        np.testing.assert_array_equal(array, expected)
+    assert tables.spread(joint, WINDOW) is kept
 
 
 def test_correlations_with_missing_values_are_those_of_float64_over_the_rows_both_hold() -> None:
