@@ -55,17 +55,24 @@ def scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarr
     return values, present
 
 
-def complete_scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """:func:`scores` of columns the caller knows hold no missing value (no mask made: ~30 us for 2,000 x 64)."""
-    values = _clipped(columns, levels, lo, hi)
+def complete_scores(
+    columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`scores` of columns the caller knows hold no missing value (no mask made: ~30 us for 2,000 x 64),
+    computed into ``out`` when given (an array of the columns' shape and layout, see pairtables.Workspace: the
+    centring sums each column in the order its layout holds it)."""
+    values = _clipped(columns, levels, lo, hi, out)
     values -= np.add.reduce(values, axis=0) / len(values)  # values.mean(axis=0) without its Python wrapper
     return values
 
 
-def _clipped(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Numeric columns clipped to their bounds, indicator columns as 0/1 (missing values stay NaN), a new array."""
+def _clipped(
+    columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Numeric columns clipped to their bounds, indicator columns as 0/1 (missing values stay NaN), in a new array
+    or ``out``."""
     indicator = levels >= 0
-    values: np.ndarray = np.maximum(columns, lo)  # np.clip's result in two passes, ~45 % less time for 2,000 x 64 values
+    values: np.ndarray = np.maximum(columns, lo, out=out)  # np.clip's result in two passes, ~45 % less time
     np.minimum(values, hi, out=values)
     if indicator.any():
         values[:, indicator] = columns[:, indicator] == levels[indicator]

@@ -7,7 +7,10 @@ pairs grouped by feature for blaming), and a full window's spreads and bounds on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,9 +18,47 @@ import numpy as np
 if TYPE_CHECKING:
     from .joint import JointBaseline
 
-__all__ = ["MIN_CELL", "PairTables"]
+__all__ = ["MIN_CELL", "PairTables", "Scratch", "Workspace"]
 
 MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
+
+
+@dataclass(frozen=True, eq=False)
+class Scratch:
+    """A window's scores, in float64 and in float32, for a check to compute into."""
+
+    scores: np.ndarray
+    single: np.ndarray
+
+
+class Workspace:
+    """The arrays a check computes a window's scores into, kept from one check to the next.
+
+    A fresh array of 128 KiB or more is a fresh mmap whose pages the kernel maps one by one as they are first
+    written: the 2,000 x 64 scores and their float32 copy cost ~250-300 page faults, ~1 ms, whenever malloc's
+    state had it so (in a process serving one-row requests, one health check in two). One set per baseline,
+    the size of the window last checked; a check that finds it in use (two checks at once) allocates its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scratch: Scratch | None = None
+
+    def __reduce__(self) -> tuple[type[Workspace], tuple[()]]:  # a copy starts empty (a lock cannot be pickled)
+        return (Workspace, ())
+
+    @contextmanager
+    def borrowed(self, shape: tuple[int, int]) -> Iterator[Scratch | None]:
+        """This workspace's arrays of ``shape`` while the block runs, or None when another check holds them."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._scratch is None or self._scratch.scores.shape != shape:
+                self._scratch = Scratch(np.empty(shape), np.empty(shape, dtype=np.float32))
+            yield self._scratch
+        finally:
+            self._lock.release()
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +84,7 @@ class PairTables:
     other: np.ndarray  # ... and the partner's column
     grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
+    workspace: Workspace = field(default_factory=Workspace)
 
     @classmethod
     def of(cls, joint: JointBaseline) -> PairTables:

@@ -21,6 +21,7 @@ from guarded_serving.drift.joint import (
     JointDetails,
     joint_check,
 )
+from guarded_serving.drift.pairtables import Workspace
 from guarded_serving.health import CheckResult, Status
 from tests.fixtures.data import gaussian
 
@@ -148,6 +149,18 @@ def test_a_full_windows_spreads_and_bounds_are_those_of_its_pair_rows_kept_per_w
     for array, expected in zip(kept, tables.spread(joint, np.full(len(joint.left), float(WINDOW))), strict=True):
         np.testing.assert_array_equal(array, expected)
     assert tables.spread(joint, WINDOW) is kept
+
+
+def test_a_workspace_lends_its_arrays_to_one_check_at_a_time_and_keeps_them() -> None:
+    workspace = Workspace()
+
+    with workspace.borrowed((3, 2)) as first, workspace.borrowed((3, 2)) as meanwhile:
+        assert meanwhile is None
+    with workspace.borrowed((3, 2)) as again:
+        assert again is first
+    with workspace.borrowed((4, 2)) as resized:
+        assert resized is not None
+        assert resized.scores.shape == resized.single.shape == (4, 2)
 
 
 def test_correlations_with_missing_values_are_those_of_float64_over_the_rows_both_hold() -> None:
