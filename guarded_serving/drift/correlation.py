@@ -9,7 +9,18 @@ import math
 
 import numpy as np
 
-__all__ = ["LIMIT", "bounds", "complete_scores", "gram", "inflation", "moments", "order_bounds", "pairwise", "scores"]
+__all__ = [
+    "LIMIT",
+    "block_rows",
+    "bounds",
+    "complete_scores",
+    "gram",
+    "inflation",
+    "moments",
+    "order_bounds",
+    "pairwise",
+    "scores",
+]
 
 MAX_DRAW_ROWS = 4000
 TRIM = 0.02
@@ -92,46 +103,79 @@ SINGLE_THREAD_PRODUCT = 2 * 65_536
 HEAP_BYTES = 120 * 1024
 
 
-def gram(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def block_rows(a: int, b: int) -> int:
+    """Rows per block of a product of rows x a by rows x b values (see SINGLE_THREAD_PRODUCT)."""
+    return max(SINGLE_THREAD_PRODUCT // max(a * b, 1), 1)
+
+
+def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None, copy: np.ndarray | None = None) -> np.ndarray:
     """``left.T @ right`` (rows x a, rows x b), summed over blocks of rows small enough for BLAS to compute each
     on the calling thread: the same sums in another order (float32: within ~1e-6 of each other).
 
     The blocks' products are added one after the other, in row order, the last block padded with zeros: always
     the same sums in the same order, whatever the rows. Blocks of one array multiplied with themselves (``left
     is right`` and no padding) are BLAS's symmetric product, as numpy computes them; any other block a general
-    product."""
+    product (the right side copied when padding and it shares memory with the left). ``products`` (at least
+    blocks x a x b) and ``copy`` (right's shape) are arrays to compute into at once (see pairtables.Workspace);
+    without them, a few blocks at a time go through a buffer under 128 KiB.
+    """
     rows, a = left.shape
     b = right.shape[1]
-    block = max(SINGLE_THREAD_PRODUCT // max(a * b, 1), 1)
+    block = block_rows(a, b)
     if rows <= block:
         return np.asarray(left.T @ right)
     dtype = np.result_type(left, right)
     full = rows - rows % block
-    symmetric = left is right and full == rows
+    separate = full < rows and np.may_share_memory(left, right)  # padding: every block a general product
+    blocks = -(-rows // block)
+    if products is not None and products.shape[0] >= blocks and products.shape[1:] == (a, b) and products.dtype == dtype:
+        if separate and copy is not None:
+            np.copyto(copy[:full], right[:full])
+            _block_products(left, copy, 0, rows, block, full, False, products, right_tail=right)
+        else:
+            _block_products(left, right, 0, rows, block, full, separate, products)
+        return np.asarray(np.add.reduce(products[:blocks], axis=0))
     per = max(HEAP_BYTES // (a * b * dtype.itemsize) - 1, 1)  # blocks multiplied at once; slot 0 holds the sum
     buffer = np.empty((per + 1, a, b), dtype)
     total = np.empty((a, b), dtype)
-    first = True
     for start in range(0, rows, per * block):
         stop = min(start + per * block, rows)
-        if stop > full:  # the last rows, padded with zeros to a whole block
-            stop = start + -(-(stop - start) // block) * block
-            chunk_left, chunk_right = np.zeros((stop - start, a), dtype), np.zeros((stop - start, b), dtype)
-            chunk_left[: rows - start], chunk_right[: rows - start] = left[start:], right[start:]
-        else:
-            chunk_left = left[start:stop]
-            # blocks of one array with itself, only when nothing is padded (see the docstring)
-            chunk_right = right[start:stop] if symmetric or left is not right else right[start:stop].copy()
-        blocks = (stop - start) // block
-        products = buffer[1 : blocks + 1]
-        np.matmul(chunk_left.reshape(blocks, block, a).transpose(0, 2, 1), chunk_right.reshape(blocks, block, b), out=products)
-        if first:
-            np.add.reduce(products, axis=0, out=total)
-            first = False
+        count = -(-(stop - start) // block)
+        _block_products(left, right, start, stop, block, full, separate, buffer[1 : count + 1])
+        if start == 0:
+            np.add.reduce(buffer[1 : count + 1], axis=0, out=total)
         else:
             buffer[0] = total
-            np.add.reduce(buffer[: blocks + 1], axis=0, out=total)
+            np.add.reduce(buffer[: count + 1], axis=0, out=total)
     return total
+
+
+def _block_products(
+    left: np.ndarray,
+    right: np.ndarray,
+    start: int,
+    stop: int,
+    block: int,
+    full: int,
+    separate: bool,
+    out: np.ndarray,
+    right_tail: np.ndarray | None = None,
+) -> None:
+    """Each block's product of rows ``start`` to ``stop`` into ``out``: whole blocks up to row ``full``, then the
+    last rows padded with zeros (taken from ``right_tail`` when ``right`` holds the whole blocks only)."""
+    a, b = left.shape[1], right.shape[1]
+    whole = (min(stop, full) - start) // block
+    if whole > 0:
+        end = start + whole * block
+        chunk_right = right[start:end].copy() if separate else right[start:end]
+        np.matmul(
+            left[start:end].reshape(whole, block, a).transpose(0, 2, 1), chunk_right.reshape(whole, block, b), out=out[:whole]
+        )
+    if stop > full:  # the last rows, padded with zeros to a whole block
+        tail = right if right_tail is None else right_tail
+        padded_left, padded_right = np.zeros((block, a), out.dtype), np.zeros((block, b), out.dtype)
+        padded_left[: stop - full], padded_right[: stop - full] = left[full:stop], tail[full:stop]
+        np.matmul(padded_left.T, padded_right, out=out[whole])
 
 
 def pairwise(scores: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

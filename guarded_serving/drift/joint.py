@@ -270,11 +270,12 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
             if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
                 single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
+                products = correlation.gram(single, single).astype(np.float64)
             else:
                 scores = correlation.complete_scores(window, joint.levels, lo, hi, out=scratch.scores)
                 single = scratch.single
                 np.copyto(single, scores, casting="same_kind")  # astype(np.float32)'s values
-            products = correlation.gram(single, single).astype(np.float64)
+                products = correlation.gram(single, single, scratch.products, scratch.copy).astype(np.float64)
         squares = np.diag(products)
         with np.errstate(divide="ignore", invalid="ignore"):
             current = products.take(tables.flat) / np.sqrt(squares[joint.left] * squares[joint.right])

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .correlation import block_rows
+
 if TYPE_CHECKING:
     from .joint import JointBaseline
 
@@ -25,19 +27,23 @@ MIN_CELL = 10  # rows a window must expect with both members of a pair present (
 
 @dataclass(frozen=True, eq=False)
 class Scratch:
-    """A window's scores, in float64 and in float32, for a check to compute into."""
+    """A window's scores, in float64 and in float32, a copy of the latter and their blocks' products (see
+    :func:`~guarded_serving.drift.correlation.gram`), for a check to compute into."""
 
     scores: np.ndarray
     single: np.ndarray
+    copy: np.ndarray
+    products: np.ndarray
 
 
 class Workspace:
-    """The arrays a check computes a window's scores into, kept from one check to the next.
+    """The arrays a check computes a window's scores and their product into, kept from one check to the next.
 
     A fresh array of 128 KiB or more is a fresh mmap whose pages the kernel maps one by one as they are first
     written: the 2,000 x 64 scores and their float32 copy cost ~250-300 page faults, ~1 ms, whenever malloc's
-    state had it so (in a process serving one-row requests, one health check in two). One set per baseline,
-    the size of the window last checked; a check that finds it in use (two checks at once) allocates its own.
+    state had it so (in a process serving one-row requests, one health check in two); the blocks' products at
+    once would cost ~250 more, a few at a time ~0.1 ms more of numpy calls. One set per baseline, the size of
+    the window last checked; a check that finds it in use (two checks at once) allocates its own.
     """
 
     def __init__(self) -> None:
@@ -55,7 +61,11 @@ class Workspace:
             return
         try:
             if self._scratch is None or self._scratch.scores.shape != shape:
-                self._scratch = Scratch(np.empty(shape), np.empty(shape, dtype=np.float32))
+                rows, columns = shape
+                blocks = -(-rows // block_rows(columns, columns))
+                single, copy = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+                products = np.empty((blocks, columns, columns), dtype=np.float32)
+                self._scratch = Scratch(np.empty(shape), single, copy, products)
             yield self._scratch
         finally:
             self._lock.release()

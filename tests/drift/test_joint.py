@@ -131,6 +131,8 @@ def test_products_are_the_blocks_products_added_in_row_order_bit_for_bit(rows: i
     products = np.matmul(padded.transpose(0, 2, 1), other)
 
     np.testing.assert_array_equal(gram(single, single), products.sum(axis=0))
+    held = np.empty_like(products), np.empty_like(single)  # every block's product at once, as a Workspace holds them
+    np.testing.assert_array_equal(gram(single, single, *held), products.sum(axis=0))
 
 
 def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
