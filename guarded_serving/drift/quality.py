@@ -153,7 +153,6 @@ def quality_check(
     constant = np.zeros(base.width, dtype=bool)
     constant[base.num_idx] = (num_present >= 20) & base.has_spread & (span == 0)
     # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
-    cat = window.categorical
     unseen_count, unseen_share, unseen_flag = _unseen(base, window, data, expected, limit, constant)
     constant &= expected.top_below_one & (present * expected.log_top < math.log(limit))  # too unlikely by chance
     features: dict[str, FeatureQuality] = {}
@@ -161,7 +160,7 @@ def quality_check(
     # Python numbers for the loop, taken from the arrays at once (indexing numpy arrays per feature cost ~0.3 ms)
     missing_flag_, missing_, rate_, p_ref_ = (a.tolist() for a in (missing_flag, missing, rate, p_ref))
     out_share_, out_flag_, constant_ = out_share.tolist(), out_flag.tolist(), constant.tolist()
-    unseen_count_ = unseen_count.tolist() if cat.size else []
+    unseen_count_ = unseen_count.tolist()
     reference_missing, clean = expected.reference_missing, expected.clean
     for j, name in enumerate(base.names):
         if name in skip:
