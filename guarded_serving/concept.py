@@ -12,17 +12,21 @@ Two complementary judgements over the newest labelled rows (in prediction order)
   run of errors too unlikely under the reference's rate crosses the threshold. After an alarm it
   restarts from the error rate it saw, so a lasting drop is one alarm, not one per row.
 
-Both are recomputed from stored labels at every health check, so every worker answers the same.
+Both are recomputed from stored labels at every health check, so every worker answers the same (after a new
+request the per-row scores and the detector's run are moved on from the last check's, with the answers of a
+fresh computation: ``scored.py``, ``cusum.py``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
 
+from .cusum import cusum_alarms
 from .health import BaselineSource, CheckResult, Status
 from .performance import Performance
 
@@ -37,6 +41,7 @@ MIN_LABELS = 100
 MIN_ERROR_RISE = 0.02  # accuracy points (classification) ...
 MIN_RELATIVE_RISE = 0.1  # ... or 10 % of the reference MAE (regression)
 CUSUM_HORIZON = 20_000  # rows over which a false alarm should be rarer than ALPHA_CONCEPT
+_Z = float(norm.isf(ALPHA_CONCEPT_BOUND))  # once: a scipy distribution call costs ~0.1 ms per health check
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,38 +64,6 @@ class ConceptDetails:
     unscored_rows: int = 0  # labelled rows left out: their prediction was NaN or missing
 
 
-def cusum_alarms(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
-    """Indices where a Bernoulli CUSUM of ``errors`` (0/1) against rate ``p0`` alarms.
-
-    The alternative is p1 = max(2 p0, p0 + 0.05). After an alarm the baseline becomes the error rate
-    seen since the sum last left zero (at least p1) and the sum restarts, so a lasting change of any
-    size gives one alarm; only a further rise alarms again.
-    """
-    alarms: list[int] = []
-    base = min(max(p0, 1e-4), 0.9)
-
-    def steps(rate: float) -> tuple[float, float]:
-        up = min(max(2 * rate, rate + 0.05), 0.99)
-        return math.log(up / rate), math.log((1 - up) / (1 - rate))
-
-    step_error, step_ok = steps(base)
-    total = 0.0
-    since = 0  # where the sum last left zero: the start of the suspected change
-    for i, e in enumerate(errors.tolist()):  # Python floats: about 3x faster to step through than NumPy scalars
-        if total == 0.0:
-            since = i
-        total += step_error if e else step_ok
-        if not total > 0.0:  # max(0.0, total) without a call per row (a NaN sum restarts at zero too)
-            total = 0.0
-        if total > threshold:
-            alarms.append(i)
-            observed = float(np.mean(errors[since : i + 1]))
-            base = min(max(min(max(2 * base, base + 0.05), 0.99), observed), 0.9)
-            step_error, step_ok = steps(base)
-            total = 0.0
-    return alarms
-
-
 def concept_check(
     reference: Performance | None,
     errors: np.ndarray,
@@ -101,11 +74,13 @@ def concept_check(
     inputs_drifted: bool | None,
     unscored: int = 0,
     baseline: BaselineSource | None = None,
+    detector: Callable[[np.ndarray, float, float], list[int]] = cusum_alarms,
 ) -> CheckResult:
     """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is).
     ``errors`` and ``losses`` are the rows that could be scored; ``unscored`` labelled rows had no usable
     prediction and are named. Realized figures only: the estimate from the model's outputs is the
-    ``estimated_performance`` check's."""
+    ``estimated_performance`` check's. ``detector`` finds the change detector's alarms as :func:`cusum_alarms`
+    does (a caller may move its last run on instead)."""
     n = len(errors)
 
     def details(
@@ -145,7 +120,7 @@ def concept_check(
         return CheckResult("concept_drift", Status.INSUFFICIENT_DATA, summary, details())
     mean = float(errors.mean())
     # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
-    z = float(norm.isf(ALPHA_CONCEPT_BOUND))
+    z = _Z
     var_window = float(errors.var()) if reference.task == "regression" else max(mean * (1 - mean), 1 / n)
     var_ref = reference.error_std**2 if reference.task == "regression" else reference.error_mean * (1 - reference.error_mean)
     se = math.sqrt(var_window / n + var_ref / max(reference.rows, 1))
@@ -161,7 +136,7 @@ def concept_check(
     alarms: list[int] = []
     if reference.task == "classification":
         threshold = math.log(CUSUM_HORIZON / ALPHA_CONCEPT)
-        alarms = cusum_alarms(errors, reference.error_mean, threshold)
+        alarms = detector(errors, reference.error_mean, threshold)
     recent_alarm = bool(alarms) and alarms[-1] >= n - MIN_LABELS * 5
     info = details(current, interval, alarms)
     name = reference.metric

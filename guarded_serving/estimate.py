@@ -22,9 +22,9 @@ mixes in realized figures: those are the ``concept_drift`` check's, from labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy.stats import norm
@@ -33,7 +33,7 @@ from .errors import InvalidReferenceError
 from .health import CheckResult, Status
 from .performance import Performance, row_losses
 
-__all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "estimate_check"]
+__all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "EstimateRows", "estimate_check", "moved_rows"]
 
 ALPHA_ESTIMATE = 0.0005  # its share of the model-wide false-alarm budget per health check
 _Z = float(norm.isf(ALPHA_ESTIMATE / 2))  # once: a scipy distribution call costs ~0.1 ms
@@ -174,9 +174,76 @@ class ConfidenceProfile:
 
 def _scores(task: str, predictions: Any) -> np.ndarray | None:
     """Per row: a classifier's largest probability (NaN where the row is not a probability vector),
-    a regressor's prediction; None when there is no such score."""
+    a regressor's prediction; None when there is no such score (some finite rows are not probabilities:
+    these outputs are not confidences)."""
+    read = _row_scores(task, predictions)
+    return None if read is None or read[1].any() else read[0]
+
+
+@dataclass(frozen=True, eq=False)
+class EstimateRows:
+    """A window's outputs read row by row for the estimate, kept to move on with the window (a new request reads
+    its own rows, not the window's 2,000 again): each row's expected error, whether it has a score (``kept``),
+    and whether it is a finite row that is not a probability vector (``spoiling``: then the window's outputs
+    are not confidences). Every figure is one row's, so the rows moved on are those read afresh, bit for bit."""
+
+    kept: np.ndarray
+    expected: np.ndarray
+    spoiling: np.ndarray
+
+    @classmethod
+    def of(cls, profile: ConfidenceProfile, outputs: np.ndarray) -> EstimateRows | None:
+        """The rows of ``outputs`` (rows x output columns), or None when their shape gives no score."""
+        if not len(outputs):
+            return cls(np.zeros(0, dtype=bool), np.zeros(0), np.zeros(0, dtype=bool))
+        read = _row_scores(profile.task, outputs)
+        if read is None:
+            return None
+        scores, spoiling = read
+        return cls(np.isfinite(scores), profile.expected_errors(scores), spoiling)
+
+    def moved(self, profile: ConfidenceProfile, departed: int, arrived: np.ndarray | None) -> EstimateRows | None:
+        """These rows without the oldest ``departed``, with the ``arrived`` outputs' rows after them."""
+        new = EstimateRows.of(profile, arrived) if arrived is not None else None
+        if new is None:
+            return None
+        return EstimateRows(
+            np.concatenate([self.kept[departed:], new.kept]),
+            np.concatenate([self.expected[departed:], new.expected]),
+            np.concatenate([self.spoiling[departed:], new.spoiling]),
+        )
+
+
+class _Results(Protocol):
+    """Results kept on one window's contents, updated from how it moved (a :class:`~guarded_serving.monitor.memo.Generation`)."""
+
+    def get(self, key: Hashable, compute: Callable[[], Any], update: Callable[[Any, Any], Any] | None = None) -> Any: ...
+
+
+def moved_rows(
+    profile: ConfidenceProfile | None, outputs: np.ndarray | None, same: _Results
+) -> Callable[[], EstimateRows | None] | None:
+    """The reading of a window's outputs for :func:`estimate_check`: kept in ``same``, and moved on from the last
+    window's when the window moved (``move.departed`` oldest rows left, ``move.arrived_outputs`` came)."""
+    if profile is None or outputs is None:
+        return None
+    held = profile, outputs
+
+    def rows() -> EstimateRows | None:
+        return same.get(  # type: ignore[no-any-return]
+            ("estimate_rows", profile),
+            lambda: EstimateRows.of(*held),
+            lambda last, move: last.moved(profile, move.departed, move.arrived_outputs),
+        )
+
+    return rows
+
+
+def _row_scores(task: str, outputs: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_scores` row by row: each row's score (NaN where none) and whether it spoils the window (a finite
+    row that is not a probability vector: :func:`_scores` answers None for the whole window then)."""
     try:
-        array = np.asarray(predictions, dtype=np.float64)
+        array = np.asarray(outputs, dtype=np.float64)
     except (TypeError, ValueError):
         return None
     if array.ndim == 1:
@@ -184,15 +251,14 @@ def _scores(task: str, predictions: Any) -> np.ndarray | None:
     if array.ndim != 2 or len(array) == 0:
         return None
     if task == "regression":
-        return np.asarray(array[:, 0]) if array.shape[1] == 1 else None
+        return (np.asarray(array[:, 0]), np.zeros(len(array), dtype=bool)) if array.shape[1] == 1 else None
     if array.shape[1] < 2:
         return None
     with np.errstate(invalid="ignore"):
         finite = np.asarray(np.isfinite(array).all(axis=1))
         probability = finite & (array >= -1e-9).all(axis=1) & (np.abs(array.sum(axis=1) - 1) <= 1e-3)
-    if not probability[finite].all():  # some rows are not probabilities: these outputs are not confidences
-        return None
-    return np.where(probability, np.max(np.where(finite[:, None], array, 0.0), axis=1), np.nan)
+    scores = np.where(probability, np.max(np.where(finite[:, None], array, 0.0), axis=1), np.nan)
+    return scores, finite & ~probability
 
 
 def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -230,8 +296,14 @@ def _r(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 4)
 
 
-def estimate_check(profile: ConfidenceProfile | None, outputs: np.ndarray | None, min_rows: int) -> CheckResult:
-    """Judge the window's outputs (rows x output columns, as the window holds them) against the profile."""
+def estimate_check(
+    profile: ConfidenceProfile | None,
+    outputs: np.ndarray | None,
+    min_rows: int,
+    rows: Callable[[], EstimateRows | None] | None = None,
+) -> CheckResult:
+    """Judge the window's outputs (rows x output columns, as the window holds them) against the profile; ``rows``,
+    when given, reads them as :meth:`EstimateRows.of` does (a caller may move the last window's reading on)."""
     name = "estimated_performance"
     if profile is None or outputs is None:
         summary = (
@@ -257,16 +329,15 @@ def estimate_check(profile: ConfidenceProfile | None, outputs: np.ndarray | None
             reference_realized=_r(profile.value(profile.realized)) if profile.realized is not None else None,
         )
 
-    scores = _scores(profile.task, outputs) if len(outputs) else np.zeros(0)
-    if scores is None:
+    read = rows() if rows is not None else EstimateRows.of(profile, outputs)
+    if read is None or read.spoiling.any():
         summary = "Not judged: the window's outputs are not class probabilities, so they give no confidence."
         return CheckResult(name, Status.OK, summary, details(0))
-    scores = scores[np.isfinite(scores)]
-    n = len(scores)
+    expected = read.expected[read.kept]  # the expected errors of the rows with a score
+    n = len(expected)
     if n < min_rows:
         summary = f"{n} rows with outputs in the window; performance is estimated from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details(n))
-    expected = profile.expected_errors(scores)
     error = float(expected.mean())
     se = math.sqrt(float(expected.var()) / n + profile.std**2 / profile.rows)
     minimum = MIN_CHANGE_ACCURACY if profile.task == "classification" else MIN_CHANGE_MAE * max(profile.mean, 1e-12)

@@ -23,6 +23,7 @@ __all__ = [
     "Performance",
     "RowLosses",
     "check_class",
+    "class_indices",
     "infer_task",
     "model_classes",
     "plain_matrix",
@@ -125,7 +126,7 @@ def row_losses(
         keep = np.isfinite(predicted) & np.isfinite(truth)
         error = np.abs(predicted[keep] - truth[keep])
         return RowLosses(error, error**2, int((~keep).sum()))
-    truth_idx = _class_indices(classes, labels)
+    truth_idx = class_indices(classes, labels)
     probs = _probability_rows(outputs, len(classes), matrix)
     if probs is not None:
         keep = ~np.isnan(probs).any(axis=1)
@@ -164,7 +165,7 @@ def _class_index(classes: Sequence[Any], label: Any) -> int:
         return -1
 
 
-def _class_indices(classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
+def class_indices(classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
     """Each label's position among the classes (see :func:`_class_index`), looked up once per distinct label."""
     try:
         index = {label: _class_index(classes, label) for label in set(labels)}

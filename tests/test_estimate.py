@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 
 from guarded_serving import Reference
 from guarded_serving.errors import InvalidReferenceError
-from guarded_serving.estimate import ALPHA_ESTIMATE, ConfidenceProfile, EstimateDetails, _isotonic, estimate_check
+from guarded_serving.estimate import ALPHA_ESTIMATE, ConfidenceProfile, EstimateDetails, EstimateRows, _isotonic, estimate_check
 from guarded_serving.health import Status
 from tests.fixtures.data import gaussian
 
@@ -198,3 +200,42 @@ def test_reference_rows_without_a_usable_prediction_are_left_out_of_the_profile(
     assert reference.confidence.labelled
     assert reference.confidence.rows == ROWS - 300
     assert reference.confidence.realized == pytest.approx(float((P[300:].argmax(axis=1) != y[300:]).mean()))
+
+
+# -- the window's reading moved on with the window ------------------------------------------------------------------
+
+
+def reading_equal(a: EstimateRows | None, b: EstimateRows | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(astuple(a), astuple(b), strict=True))
+
+
+@pytest.mark.parametrize("kind", ["labelled", "unlabelled", "regression"])
+def test_a_reading_moved_on_with_the_window_is_the_reading_of_the_moved_window(labelled: ConfidenceProfile, kind: str) -> None:
+    """Rows left and came, some NaN, some not probabilities: each figure is the one read afresh, bit for bit, and the
+    check judged on the moved reading is the check judged afresh."""
+    rng = np.random.default_rng(5)
+    P = binary(3_000, 21, strength=0.8)[0]
+    profile: ConfidenceProfile | None = labelled
+    if kind == "unlabelled":
+        profile = ConfidenceProfile.of("classification", binary(ROWS, 1)[0])
+    elif kind == "regression":
+        X = rng.normal(size=ROWS)
+        profile = ConfidenceProfile.of("regression", X[:, None], np.abs(rng.normal(size=ROWS)) * (1 + np.abs(X)))
+        P = P[:, :1] * 4 - 2
+    assert profile is not None
+    P[rng.integers(0, len(P), 30)] = np.nan
+    start, size = 0, 400
+    reading = EstimateRows.of(profile, P[:size])
+    for step in range(12):
+        departed, arrived = int(rng.integers(0, 120)), int(rng.integers(1, 120))
+        if step == 8 and kind != "regression":  # a new row that is not a probability vector: no confidences any more
+            P[start + size + arrived - 1] = [0.7, 0.7]
+        assert reading is not None
+        reading = reading.moved(profile, departed, P[start + size : start + size + arrived])
+        start, size = start + departed, size - departed + arrived
+        window = P[start : start + size]
+
+        assert reading_equal(reading, EstimateRows.of(profile, window))
+        assert estimate_check(profile, window, 100, lambda kept=reading: kept) == estimate_check(profile, window, 100)

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -304,3 +306,48 @@ def test_summarise_accepts_any_iterable() -> None:
     summary = summarise(RecentRequest("ok", 1.0, {}) for _ in range(3))
 
     assert summary.requests == 3
+
+
+def summary_one_by_one(recent: list[RecentRequest]) -> PipelineSummary:
+    """What the pipeline summary means, request by request (the plain definition the column-wise one must equal)."""
+    per_stage: dict[str, list[float]] = {}
+    failures: dict[str, int] = {}
+    for r in recent:
+        for name, ms in r.stages.items():
+            if name != "batch_size":
+                per_stage.setdefault(name, []).append(ms)
+        if r.failed_stage is not None and r.status == "error":
+            failures[r.failed_stage] = failures.get(r.failed_stage, 0) + 1
+
+    def summary(name: str, values: list[float], errors: int) -> StageSummary:
+        p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
+        return StageSummary(name, len(values), errors, round(float(p50), 3), round(float(p95), 3), round(float(p99), 3))
+
+    errors = sum(r.status == "error" for r in recent)
+    return PipelineSummary(
+        len(recent),
+        errors,
+        sum(r.status == "rejected" for r in recent),
+        summary("total", [r.latency_ms for r in recent], errors) if recent else None,
+        tuple(summary(name, values, failures.get(name, 0)) for name, values in per_stage.items()),
+    )
+
+
+_timings = st.floats(0, 1e4, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            RecentRequest,
+            st.sampled_from(["ok", "ok", "error", "rejected"]),
+            _timings,
+            st.dictionaries(st.sampled_from(["validate", "encode", "predict", "batch_size", "log"]), _timings),
+            st.one_of(st.none(), st.sampled_from(["validate", "predict", "log"])),
+        ),
+        max_size=60,
+    )
+)
+def test_the_summary_equals_the_one_made_request_by_request(recent: list[RecentRequest]) -> None:
+    assert summarise(recent) == summary_one_by_one(recent)

@@ -29,7 +29,8 @@ ratio of the statistics' spreads, ``sqrt(1/n + 1/m)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -110,6 +111,8 @@ class Calibration:
     scale_mu: np.ndarray
     scale_sd: np.ndarray
     kurtosis: np.ndarray  # per feature (NaN for categorical ones): how the log of a spread is biased with few values
+    # What the checks judge windows by, per count of present values (drift.limits.Limits.of keeps a few here)
+    kept_limits: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def fit(cls, base: Baseline, window: int, alpha: float, draws: int = DRAWS, seed: int = 20261129) -> Calibration:

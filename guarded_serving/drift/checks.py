@@ -7,27 +7,23 @@ Each is a pure function of (baseline, calibration, window) returning a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.stats import binom
 
 from ..health import BaselineSource, CheckResult, Status
 from .baseline import Baseline
-from .bins import edge_counts
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
-from .columns import WindowColumns, rounded, significant, verdict
+from .columns import WindowColumns, rounded, rounded_all, significant, verdict
+from .limits import Limits
+from .shares import NEW_VALUES, SEVERE_SHARE_CHANGE, share_tests, with_new_values
 from .statistics import (
-    GRID,
     jensen_shannon,
     jensen_shannon_rows,
-    location_shift,
     log_spread_ratio,
     psi,
     psi_rows,
-    quantile_spread,
-    quantiles,
-    share_p_values,
     wasserstein,
 )
 
@@ -65,6 +61,32 @@ class FeatureDrift:
     shares_p: float | None = None
 
 
+def _feature_drift_maker() -> Callable[..., FeatureDrift]:
+    """``FeatureDrift(*values)``, every field given in order, for half the time: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__`` (~3 us for 14 fields, ~0.2 ms per health for 64 features); the
+    slots' own setters do the same for less. FeatureDrift has no ``__post_init__`` to skip."""
+    (status, drifted, method, score, threshold, rows, reason, shift, spread, w1, psi_, js, tv, p) = (
+        getattr(FeatureDrift, f.name).__set__ for f in fields(FeatureDrift)
+    )
+    new = object.__new__
+
+    def make(
+        status_: Status, drifted_: bool, method_: str, score_: float | None, threshold_: float | None, rows_: int,
+        reason_: str | None, shift_: float | None, spread_: float | None, w1_: float | None, psi__: float | None,
+        js_: float | None, tv_: float | None, p_: float | None,
+    ) -> FeatureDrift:  # fmt: skip
+        e = new(FeatureDrift)
+        status(e, status_), drifted(e, drifted_), method(e, method_), score(e, score_), threshold(e, threshold_)
+        rows(e, rows_), reason(e, reason_), shift(e, shift_), spread(e, spread_), w1(e, w1_), psi_(e, psi__), js(e, js_)
+        tv(e, tv_), p(e, p_)
+        return e  # type: ignore[no-any-return]
+
+    return make
+
+
+_feature_drift = _feature_drift_maker()
+
+
 @dataclass(frozen=True, slots=True)
 class DriftDetails:
     rows: int
@@ -91,10 +113,11 @@ def drift_check(
         details = DriftDetails(n, min_rows, cal.alpha, {}, baseline)
         return CheckResult(name, Status.INSUFFICIENT_DATA, f"{n} rows in the window; drift is judged from {min_rows}.", details)
     present = window.present
-    factor = cal.widen(present, base.reference_sizes())
+    limits = Limits.of(base, cal, present, window.numeric.shape[1])
+    factor = limits.factor
     features: dict[str, FeatureDrift] = {}
     if len(base.num_idx):
-        features.update(_numeric(base, cal, window.numeric, present[base.num_idx], factor[base.num_idx]))
+        features.update(_numeric(base, cal, window.numeric, present[base.num_idx], limits))
     for k, j in enumerate(base.cat_idx):
         features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
     ordered = {nm: features[nm] for nm in base.names if nm not in skip}  # redacted features are not judged
@@ -115,206 +138,154 @@ def _severity(f: FeatureDrift) -> tuple[int, float]:
 
 
 def _numeric(
-    base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, factor: np.ndarray
+    base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, limits: Limits
 ) -> dict[str, FeatureDrift]:
-    ordered = sorted_t.T  # rows x features view, as the statistics expect
+    """Every numeric feature's verdict: the statistics and the tests computed for all features at once, then one
+    entry per feature; the reasons are worded only for the features that drifted (most do not)."""
+    idx = base.num_idx
     cols = np.arange(sorted_t.shape[0])
     last = np.maximum(present - 1, 0)
     constant = (present >= 2) & (sorted_t[cols, last] == sorted_t[:, 0]) if sorted_t.shape[1] else np.zeros(len(cols), bool)
-    q = quantiles(ordered, present, GRID)
-    shift = location_shift(q, base.ref_quantiles, base.scale)
-    ratio = log_spread_ratio(quantile_spread(q), np.where(base.has_spread, base.spread, np.nan))
+    q = limits.quantiles(sorted_t)
+    mean = q.mean(axis=0)  # statistics.location_shift and quantile_spread, sharing the window's and reference's means
+    shift = (mean - limits.reference_mean) / base.scale
+    ratio = log_spread_ratio(np.sqrt(((q - mean) ** 2).mean(axis=0)), limits.reference_spread)
     w1 = wasserstein(q, base.ref_quantiles, base.scale)
-    methods = base.numeric_methods
-    primary = w1.copy()
-    for method in set(methods) - {"wasserstein"}:
-        pick = np.array([k for k, m in enumerate(methods) if m == method])
-        primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
-    counts = _bin_counts(sorted_t, present, base.edges, base.bin_matrix.shape[1])
+    methods = limits.methods
+    primary = w1
+    if any(m != "wasserstein" for m in methods):
+        primary = w1.copy()
+        ordered = sorted_t.T  # rows x features view, as the statistics expect
+        for method in set(methods) - {"wasserstein"}:
+            pick = np.array([k for k, m in enumerate(methods) if m == method])
+            primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
+    counts = limits.bin_counts(sorted_t, present, base.edges)
     window_bins = counts / np.maximum(present, 1)[:, None]
     psi_all = psi_rows(window_bins, base.bin_matrix)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     # The exact shares test only where it is judged (a discrete feature, or one with a point mass): its tails
     # cost ~2 ms for 64 continuous features' bins, whose p-values were computed and never read.
     tested = np.flatnonzero(base.shares_tested)
-    window_counts, reference_counts = _with_new_values(base, sorted_t, present, counts, tested)
-    shares = dict(
-        zip(
-            tested.tolist(),
-            _shares(window_counts, present[tested], reference_counts, base.present[base.num_idx][tested], cal.level),
-            strict=True,
-        )
+    shares: dict[int, tuple[float | None, tuple[int, float, float] | None]] = {}
+    if len(tested):
+        window_counts, reference_counts = with_new_values(base, sorted_t, present, counts, tested)
+        found = share_tests(window_counts, present[tested], reference_counts, base.present[idx][tested], cal.level)
+        shares = dict(zip(tested.tolist(), found, strict=True))
+    thresholds = limits.thresholds
+    with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
+        judged = (present >= 2) & base.ordered
+        distance_over = judged & (primary > thresholds)
+        mean_moved = judged & (np.abs(shift - cal.mean_mu[idx]) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+    ratio_, centre_, limit_ = ratio.tolist(), limits.spread_centre.tolist(), limits.spread_limits.tolist()
+    spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
+        t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
+        for t, r, c, lim in zip((judged & limits.spread_testable).tolist(), ratio_, centre_, limit_, strict=True)
+    ]
+    flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
+    flagged.update(k for k, (_, moved) in shares.items() if moved is not None)
+    spread = np.array([math.exp(r) for r in ratio_], dtype=float)  # math.exp, as the reasons word it
+    shown = rounded_all(np.concatenate([primary, thresholds, shift, w1, psi_all, js_all, spread]))  # one pass for all
+    width = len(idx)
+    figures = _Figures(
+        rows=present.tolist(),
+        score=primary.tolist(),
+        threshold=thresholds.tolist(),
+        shift=shift.tolist(),
+        ratio=ratio_,
+        constant=constant.tolist(),
+        shown_score=shown[:width],
+        shown_threshold=shown[width : 2 * width],
+        shown_shift=shown[2 * width : 3 * width],
+        shown_spread=_spread_ratios(shown[6 * width :], constant.tolist(), base.has_spread.tolist()),
+        shown_w1=shown[3 * width : 4 * width],
+        shown_psi=shown[4 * width : 5 * width],
+        shown_js=shown[5 * width : 6 * width],
     )
-    spread_testable = base.has_spread & _spread_testable(base.top_share[base.num_idx], base.present[base.num_idx], present, cal)
-    every = np.ones(base.width)
-    every[base.num_idx] = present
-    spread_centre = cal.spread_centre(every, base.reference_sizes())[base.num_idx]
-    idx = base.num_idx
-    # Per feature as Python numbers, computed for all features at once: the loop below only reads them
-    # (it indexed a dozen arrays per feature, ~1 ms for 64 features).
-    # A feature with no value in the window has an infinite factor (0 x inf for a constant reference: nan); the
-    # loop below skips it before reading its limits, so the nan is never read and not worth a warning per health.
-    with np.errstate(invalid="ignore"):
-        thresholds = cal.distance_thresholds(idx, methods, factor).tolist()
-        mean_limits = (cal.z_two_sided * cal.mean_sd[idx] * factor).tolist()
-        spread_limits = (cal.z_two_sided * cal.scale_sd[idx] * factor).tolist()  # the spread score's scale (spread_score)
-    shift_, ratio_, centre_ = shift.tolist(), ratio.tolist(), spread_centre.tolist()
-    mean_mu, score_ = cal.mean_mu[idx].tolist(), primary.tolist()
-    ordered_, testable_, constant_, has_spread = (a.tolist() for a in (base.ordered, spread_testable, constant, base.has_spread))
-    shown_shift, shown_w1, shown_psi, shown_js = (_rounded(a) for a in (shift, w1, psi_all, js_all))
-    out: dict[str, FeatureDrift] = {}
-    for k, (j, method, rows) in enumerate(zip(idx.tolist(), methods, present.tolist(), strict=True)):
-        name = base.names[j]
-        if rows < 2:
-            out[name] = FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, rows, "no values in the window")
-            continue
-        score = score_[k]
-        threshold = thresholds[k] if ordered_[k] else None
-        reasons: list[str] = []  # location, spread, then distance, then the shares that moved
-        severe = False
-        distance_over = mean_moved = went_constant = False
-        if ordered_[k]:
-            if threshold is not None and score > threshold:
-                distance_over = True
-                reasons.append(f"{method} {score:.3g} > {threshold:.3g}")
-                severe |= score >= 2.5 * threshold
-            moved_by = shift_[k]
-            if abs(moved_by - mean_mu[k]) > mean_limits[k] and abs(moved_by) >= MIN_EFFECT["mean"]:
-                mean_moved = True
-                reasons.insert(0, f"mean {moved_by:+.2f} std")
-                severe |= abs(moved_by) >= 0.5
-            if testable_[k]:
-                centred = math.exp(2 / 3 * ratio_[k]) - centre_[k]
-                if abs(centred) > spread_limits[k] and abs(ratio_[k]) >= MIN_EFFECT["scale"]:
-                    went_constant = constant_[k]
-                    reasons.insert(int(mean_moved), "constant" if went_constant else f"spread x{math.exp(ratio_[k]):.2f}")
-                    severe |= constant_[k] or abs(ratio_[k]) >= math.log(1.5)
-        shares_p, moved = shares.get(k, (None, None))
-        if moved is not None:
-            b, before, after = moved
-            shown = "constant, " if constant_[k] and not went_constant else ""
-            label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
-            reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
-            severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
-        drifted, status = verdict(reasons, severe)
-        reason = ", ".join(reasons) if drifted else None
-        if drifted and threshold is not None and not distance_over:
-            reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
-        out[name] = FeatureDrift(
-            status=status,
-            drifted=drifted,
-            method=method,
-            score=rounded(score),
-            threshold=rounded(threshold),
-            rows=rows,
-            reason=reason,
-            mean_shift_std=shown_shift[k],
-            spread_ratio=0.0 if constant_[k] else rounded(math.exp(ratio_[k])) if has_spread[k] else None,
-            wasserstein=shown_w1[k],
-            psi=shown_psi[k],
-            js=shown_js[k],
-            shares_p=significant(shares_p),
+    ordered_, over_, mean_ = base.ordered.tolist(), distance_over.tolist(), mean_moved.tolist()
+    status: list[Status] = [Status.OK] * width
+    drifted: list[bool] = [False] * width
+    reason: list[str | None] = [None] * width
+    for k in flagged:
+        tests = (over_[k], mean_[k], spread_moved[k], ordered_[k])
+        reason[k], drifted[k], status[k] = _numeric_reason(base, k, methods[k], figures, tests, shares.get(k, (None, None))[1])
+    shares_p: list[float | None] = [None] * width
+    for k, (p, _) in shares.items():
+        shares_p[k] = significant(p)
+    f = figures
+    threshold = [t if o else None for t, o in zip(f.shown_threshold, ordered_, strict=True)]  # unordered: shares only
+    entries = map(
+        _feature_drift, status, drifted, methods, f.shown_score, threshold, f.rows, reason, f.shown_shift, f.shown_spread,
+        f.shown_w1, f.shown_psi, f.shown_js, [None] * width, shares_p,
+    )  # fmt: skip
+    out = dict(zip([base.names[j] for j in idx.tolist()], entries, strict=True))
+    for k in np.flatnonzero(present < 2).tolist():
+        out[base.names[idx[k]]] = FeatureDrift(
+            Status.INSUFFICIENT_DATA, False, methods[k], None, None, f.rows[k], "no values in the window"
         )
     return out
 
 
-def _rounded(values: np.ndarray) -> list[float | None]:
-    """:func:`rounded` of every value, as a list."""
-    return [round(v, 4) if math.isfinite(v) else None for v in values.tolist()]
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """Per numeric feature, as Python numbers: what a verdict reads and what the report shows (rounded)."""
+
+    rows: list[int]
+    score: list[float]
+    threshold: list[float]
+    shift: list[float]
+    ratio: list[float]
+    constant: list[bool]
+    shown_score: list[float | None]
+    shown_threshold: list[float | None]
+    shown_shift: list[float | None]
+    shown_spread: list[float | None]
+    shown_w1: list[float | None]
+    shown_psi: list[float | None]
+    shown_js: list[float | None]
 
 
-def _bin_counts(sorted_t: np.ndarray, present: np.ndarray, edges: tuple[np.ndarray, ...], width: int) -> np.ndarray:
-    """Each numeric feature's window values per reference bin (:func:`edge_counts` of its sorted present values),
-    as a features x ``width`` matrix padded with zeros: one binary search per feature, the differences at once
-    (``edge_counts`` per feature cost ~0.4 ms for 64 features, most of it in its small array calls)."""
-    at = np.repeat(np.asarray(present, dtype=np.intp)[:, None], width + 1, axis=1)  # past the last edge: every value
-    at[:, 0] = 0
-    for k, found in enumerate(edges):
-        at[k, 1 : len(found) + 1] = sorted_t[k, : present[k]].searchsorted(found, side="left")
-    return np.diff(at, axis=1)
+def _spread_ratios(shown: list[float | None], constant: list[bool], has_spread: list[bool]) -> list[float | None]:
+    """The spread ratio each feature shows (``shown``, rounded): 0 for a window gone constant, None without a
+    reference spread."""
+    return [0.0 if c else s if h else None for s, c, h in zip(shown, constant, has_spread, strict=True)]
 
 
-SEVERE_SHARE_CHANGE = 0.1  # a bin's share moving by 10 points is an alert, not a warning
-NEW_VALUES = "values the reference never had"
-
-
-def _with_new_values(
-    base: Baseline, sorted_t: np.ndarray, present: np.ndarray, counts: np.ndarray, features: np.ndarray
-) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
-    """Bin counts of the window and the reference of the numeric ``features`` (positions among them), with one
-    more bin for a discrete feature: its values the reference never had (a count shifted by a fraction stays in
-    its bins, but not on the reference's values). The reference's values seen once move from their bins to it:
-    the Good-Turing estimate of a new value."""
-    window, reference = [], []
-    for k in features.tolist():
-        ref = base.bin_counts[k]
-        found = counts[k, : len(ref)]
-        lattice = base.lattice[k]
-        if not len(lattice):
-            window.append(found)
-            reference.append(ref)
-            continue
-        values = sorted_t[k, : present[k]]
-        new = ~np.isin(values.astype(np.float32), lattice)
-        known = edge_counts(values[~new], base.edges[k], ordered=True)
-        window.append(np.append(known, new.sum()))
-        once = base.lattice_once[k]
-        reference.append(np.append(np.maximum(ref - once, 0.0), once.sum()))
-    return window, tuple(reference)
-
-
-def _spread_testable(top_share: np.ndarray, reference: np.ndarray, present: np.ndarray, cal: Calibration) -> np.ndarray:
-    """Where a window whose central 96 % is one value would be evidence: its chance under the reference.
-
-    A sparse or near-constant feature's window often holds nothing but its common value in the trimmed
-    range (a spread of zero) by chance alone; there, a zero spread says nothing, and the value shares
-    test judges the feature. The chance uses an upper bound of the common value's share (its
-    reference estimate plus three standard errors), as the quality check's constant test does.
-    """
-    top = np.clip(
-        top_share + 3 * np.sqrt(top_share * (1 - top_share) / np.maximum(reference, 1)) + 1 / np.maximum(reference, 1), 0, 1
-    )
-    needed = np.ceil(0.96 * present) - 1
-    return np.asarray(binom.sf(needed, present, top) < cal.level)
-
-
-def _shares(
-    counts: list[np.ndarray], present: np.ndarray, reference: tuple[np.ndarray, ...], reference_present: np.ndarray, level: float
-) -> list[tuple[float | None, tuple[int, float, float] | None]]:
-    """The exact test of each feature's bin shares, all bins of all features at once.
-
-    Per feature: the smallest p-value times the number of bins (Bonferroni over its bins), and the
-    bin that moved (index, reference share, window share) when that is below ``level`` for a bin whose
-    share moved by at least the minimum effect.
-    """
-    sizes = [len(c) for c in counts]
-    if not sizes:
-        return []
-    window = np.concatenate(counts).astype(float)
-    ref = np.concatenate(reference).astype(float)
-    n = np.repeat(np.asarray(present, dtype=float), sizes)
-    m = np.repeat(np.array([r.sum() for r in reference]), sizes)
-    p = share_p_values(window, n, ref, m) * np.repeat(np.asarray(sizes, dtype=float), sizes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        delta = np.where(n > 0, window / n, 0.0) - np.where(m > 0, ref / m, 0.0)
-    out: list[tuple[float | None, tuple[int, float, float] | None]] = []
-    start = 0
-    for k, size in enumerate(sizes):
-        part = slice(start, start + size)
-        start += size
-        if present[k] == 0 or size == 0 or reference_present[k] == 0:
-            out.append((None, None))
-            continue
-        pk, dk = p[part], delta[part]
-        smallest = float(min(pk.min(), 1.0))
-        hits = np.flatnonzero((pk < level) & (np.abs(dk) >= MIN_EFFECT["share"]))
-        if not len(hits):
-            out.append((smallest, None))
-            continue
-        b = int(hits[np.argmin(pk[hits])])
-        after = float(window[part][b] / present[k])
-        out.append((smallest, (b, after - float(dk[b]), after)))
-    return out
+def _numeric_reason(
+    base: Baseline,
+    k: int,
+    method: str,
+    figures: _Figures,
+    tests: tuple[bool, bool, bool, bool],
+    moved: tuple[int, float, float] | None,
+) -> tuple[str | None, bool, Status]:
+    """What a numeric feature's tests found, worded (location, spread, then distance, then the shares that moved),
+    whether it drifted and its status."""
+    distance_over, mean_moved, spread_moved, ordered = tests
+    score, threshold = figures.score[k], figures.threshold[k] if ordered else None
+    reasons: list[str] = []
+    severe = went_constant = False
+    if distance_over:
+        reasons.append(f"{method} {score:.3g} > {threshold:.3g}")
+        severe |= score >= 2.5 * figures.threshold[k]
+    if mean_moved:
+        moved_by = figures.shift[k]
+        reasons.insert(0, f"mean {moved_by:+.2f} std")
+        severe |= abs(moved_by) >= 0.5
+    if spread_moved:
+        ratio, went_constant = figures.ratio[k], figures.constant[k]
+        reasons.insert(int(mean_moved), "constant" if went_constant else f"spread x{math.exp(ratio):.2f}")
+        severe |= went_constant or abs(ratio) >= math.log(1.5)
+    if moved is not None:
+        b, before, after = moved
+        shown = "constant, " if figures.constant[k] and not went_constant else ""
+        label = base.bin_labels[k][b] if b < len(base.bin_labels[k]) else NEW_VALUES
+        reasons.append(f"{shown}{label}: {before:.1%} -> {after:.1%}")
+        severe |= abs(after - before) >= SEVERE_SHARE_CHANGE
+    drifted, status = verdict(reasons, severe)
+    reason = ", ".join(reasons) if drifted else None
+    if drifted and threshold is not None and not distance_over:
+        reason = f"{reason}; {method} {score:.3g} (threshold {threshold:.3g})"
+    return reason, drifted, status
 
 
 def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
@@ -335,7 +306,7 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
     props = counts / rows
     score = categorical_distance(method, props, reference)
     threshold = cal.distance_threshold(j, method, factor)
-    [(shares_p, moved)] = _shares([counts], np.array([rows]), (base.cat_counts[k],), base.present[j : j + 1], cal.level)
+    [(shares_p, moved)] = share_tests([counts], np.array([rows]), (base.cat_counts[k],), base.present[j : j + 1], cal.level)
     reasons = []
     severe = False
     if moved is not None:

@@ -61,7 +61,11 @@ def move_between(old: WindowData, new: WindowData) -> Move | None:
         return None
     old_bits = _bits(old.inputs)
     first = _bits(new.inputs[:1])
-    candidates = np.flatnonzero((old_bits == first).all(axis=1))
+    # Where the new window's first row could start in the old one: by its first value (a column, not the whole
+    # matrix, is compared), each candidate then checked whole, with the rows after it.
+    candidates = np.flatnonzero(old_bits[:, 0] == first[0, 0])
+    if len(candidates) > 1:
+        candidates = candidates[(old_bits[candidates] == first[0]).all(axis=1)]
     for departed in candidates[:MAX_CANDIDATES].tolist():
         kept = o - departed
         arrived = n - kept

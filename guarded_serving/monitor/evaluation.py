@@ -23,7 +23,7 @@ from ..drift.quality import quality_check
 from ..drift.window import WindowData, assemble
 from ..environment import WarningLog, current_fingerprint, diff_environment
 from ..errors import StoreError
-from ..estimate import estimate_check
+from ..estimate import estimate_check, moved_rows
 from ..fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from ..health import CheckResult, HealthReport, Status, worst
 from ..inputs import kind_of_reference, worded
@@ -36,7 +36,7 @@ from .feedback import Labels
 from .judged import Judged, with_rejections
 from .memo import WindowMemo
 from .recording import Recorder
-from .stored import recent_from_store
+from .stored import StoredRecent
 
 __all__ = ["MIN_ROWS", "Evaluator"]
 
@@ -84,6 +84,7 @@ class Evaluator:
         self._transition_lock = threading.Lock()
         self._last_status: Status | None = None
         self.memo = WindowMemo()  # results on the window's contents, reused until they change
+        self._recent = StoredRecent()  # the recent requests read from the store, decoded once each
         served = ServedBaselines(
             reference, self.name, self.version, store, dict(options.monitor.methods), self.window, ALPHA_PREDICTION
         )
@@ -120,7 +121,7 @@ class Evaluator:
                 store.flush(timeout=0.5)
             try:
                 totals = store.totals(self.name, version=self.version)
-                recent = recent_from_store(store, self.name, self.version, self.recorder.recent.maxlen or 1000)
+                recent = self._recent.read(store, self.name, self.version, self.recorder.recent.maxlen or 1000)
                 warnings = store.warnings(self.name, version=self.version)
                 replicas = store.replicas(self.name, version=self.version)
                 window = self.window_data()
@@ -160,7 +161,15 @@ class Evaluator:
             self.judged.concept(data_drift, store is not None, inputs_ok),
             quality,
             same.get(("joint_drift", joint), lambda: joint_check(joint, window.inputs, columns, self.baseline, self.min_rows)),
-            same.get("estimated_performance", lambda: estimate_check(self.reference.confidence, window.outputs, self.min_rows)),
+            same.get(
+                "estimated_performance",
+                lambda: estimate_check(
+                    self.reference.confidence,
+                    window.outputs,
+                    self.min_rows,
+                    moved_rows(self.reference.confidence, window.outputs, same),  # the outputs' reading, moved on
+                ),
+            ),
             pipeline_check(summarise(recent), self.options.monitor.thresholds),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self.env_diff, self._python[0], self._python[1], warnings),

@@ -183,7 +183,8 @@ class Labels:
                 pass
             else:
                 outputs, labels, delays = stored.outputs, stored.labels, stored.delays
-                return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced)  # at least what joined
+                # at least what joined
+                return Labelled(outputs, labels, delays, max(received, len(outputs)), replaced, stored.matrix)
         with self._lock:
             if self._joined is not None and self._joined[:2] == (self._changes, limit):
                 return self._joined[2]
@@ -206,22 +207,24 @@ class Labels:
             self._blocks = kept
             received, replaced = self._label_counts
         skip = max(rows - limit, 0)  # the oldest block's oldest rows beyond the limit
-        joined: tuple[list[Any], list[Any], list[float]] = ([], [], [])
+        joined: tuple[list[Any], list[Any]] = ([], [])
         for block in reversed(blocks):
-            for column, part in zip(joined, block[:3], strict=True):
-                column += part
+            joined[0].extend(block[0])
+            joined[1].extend(block[1])
         matrices = [block[3] for block in reversed(blocks) if block[3] is not None]
         matrix: np.ndarray | None = None  # the outputs' matrix when every block's is one of the same width
         if matrices and len(matrices) == len(blocks) and len({m.shape[1] for m in matrices}) == 1:
             matrix = np.concatenate(matrices)[skip:]
-        outputs, labels, delays = joined[0][skip:], joined[1][skip:], np.array(joined[2][skip:])
+        delays = np.concatenate([block[2] for block in reversed(blocks)])[skip:] if blocks else np.zeros(0)
+        outputs, labels = joined[0][skip:], joined[1][skip:]
         result = Labelled(outputs, labels, delays, received, replaced, matrix if len(outputs) else None)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
 
 
-Block = tuple[list[Any], list[Any], list[float], np.ndarray | None]  # one request's joined rows, and its outputs' matrix
+# one request's joined rows (outputs, labels, delays in seconds), and its outputs' matrix
+Block = tuple[list[Any], list[Any], np.ndarray, np.ndarray | None]
 
 
 def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
@@ -229,4 +232,5 @@ def _block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[An
     and the outputs as a plain matrix (None when they are not one): read once per request, not per health check."""
     rows = [row for row in sorted(labelled_rows) if row < len(outs)]
     outputs = [outs[row] for row in rows]
-    return outputs, [labelled_rows[row][0] for row in rows], [labelled_rows[row][1] - ts for row in rows], plain_matrix(outputs)
+    delays = np.array([labelled_rows[row][1] - ts for row in rows], dtype=float)
+    return outputs, [labelled_rows[row][0] for row in rows], delays, plain_matrix(outputs)

@@ -15,17 +15,19 @@ import numpy as np
 
 from ..baselines import AdoptedOutputs, ServedBaselines, source_of
 from ..concept import concept_check
+from ..cusum import cusum_alarms
 from ..drift.calibration import Calibration
 from ..drift.checks import drift_check
 from ..drift.columns import WindowColumns
 from ..drift.quality import quality_check
 from ..drift.window import WindowData
 from ..health import BaselineSource, CheckResult, Status
-from ..performance import Performance, row_losses
+from ..performance import Performance
 from ..profiles import FeatureProfile
 from ..stages import RecentRequest
 from .feedback import Labelled, Labels
 from .memo import Generation
+from .realized import Detector, RealizedRows
 
 if TYPE_CHECKING:
     from .evaluation import Evaluator
@@ -58,6 +60,7 @@ class Judged:
         self._shares_told = False  # the adopted output baseline, told to the hooks once
         # The last concept check and what it judged: reused while labels, outputs and baseline are the same
         self._concept: tuple[Labelled, Performance | None, tuple[BaselineSource | None, bool | None], CheckResult] | None = None
+        self._realized = RealizedRows()  # the labelled rows' scoring and change detector, moved on between checks
 
     def on_outputs_adopted(self, hook: Callable[[tuple[FeatureProfile, ...]], object]) -> None:
         self._hooks.append(hook)
@@ -139,11 +142,21 @@ class Judged:
         errors = np.zeros(0)
         losses = np.zeros(0)
         unscored = 0
+        detector: Detector = cusum_alarms
         if performance is not None and labelled.outputs:
-            scored = row_losses(performance.task, performance.classes, labelled.outputs, labelled.labels, labelled.matrix)
+            scored, detector = self._realized.score(performance, labelled)
             errors, losses, unscored = scored.error, scored.loss, scored.unscored
         result = concept_check(
-            performance, errors, losses, labelled.delays, labelled.received, labelled.replaced, drifted, unscored, baseline=source
+            performance,
+            errors,
+            losses,
+            labelled.delays,
+            labelled.received,
+            labelled.replaced,
+            drifted,
+            unscored,
+            baseline=source,
+            detector=detector,
         )
         self._concept = (labelled, performance, (source, drifted), result)
         return result

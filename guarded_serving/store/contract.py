@@ -37,8 +37,8 @@ Requests
     too, and also in ``dropped_requests`` / ``dropped_rows``. Retention never lowers them.
 
 Ordering
-    Newest first: ``recent_requests`` and ``logged_rows`` (log order), ``snapshots`` (their time),
-    ``window_chunks`` (the order in which they were written). ``labelled``: the newest ``limit`` rows
+    Newest first: ``recent_requests``, ``recent_request_marks`` and ``logged_rows`` (log order),
+    ``snapshots`` (their time), ``window_chunks`` (the order in which they were written). ``labelled``: the newest ``limit`` rows
     by (log order of the prediction, row), handed back oldest first. ``warnings``: most counted first
     (ties in any order). ``request_log``: the newest ``limit`` after ``after_id``, handed back oldest
     first. ``saved_versions``, ``model_versions``: sorted by (name, version), None sorting as ``''``.
@@ -101,7 +101,7 @@ Replicas
 ``since``
     A reader opened with ``since`` (epoch seconds) limits every request-based read to requests logged
     at or after it (their ``ts``): ``totals`` are then counted from the requests in range (nothing
-    dropped), ``recent_requests``, ``labelled`` (by the prediction's time), ``request_log``,
+    dropped), ``recent_requests`` and its marks, ``labelled`` (by the prediction's time), ``request_log``,
     ``row_counts``, ``logged_rows`` and ``written_and_dropped`` (0 dropped) cover only them;
     ``label_totals`` counts the labels stored in range (by the label's time) and their replacements;
     ``warnings`` are those last seen in range. Not limited: ``request_rows``, ``snapshots`` (they
@@ -148,6 +148,17 @@ class StoreReader(abc.ABC):
         """The newest ``limit`` requests of every status, newest first, as dicts with exactly these keys:
         ``request_id``, ``status``, ``rows``, ``latency_ms``, ``stages`` (JSON text), ``failed_stage`` (or
         None), ``problem_features`` (JSON text, or None)."""
+
+    @abc.abstractmethod
+    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+        """The requests of ``recent_requests``, in its order, each as (row id, ``status``, ``latency_ms``,
+        ``failed_stage``, length of ``stages``, length of ``problem_features``): what tells a row read before
+        from a new or changed one without reading its JSON (the row id is the request's place in the log)."""
+
+    @abc.abstractmethod
+    def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """{row id: the request as ``recent_requests`` gives it} for the ids of ``recent_request_marks`` that
+        are still stored."""
 
     @abc.abstractmethod
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:

@@ -44,6 +44,12 @@ class ReadOnlyStore(Store):
     def recent_requests(self, model: str, limit: int, *, version: str | None = None) -> list[dict[str, Any]]:
         return self.reader.recent_requests(model, limit, version=version)
 
+    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+        return self.reader.recent_request_marks(model, limit, version=version)
+
+    def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self.reader.requests_by_id(ids)
+
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:
         return self.reader.request_rows(model, request_ids, version=version)
 

@@ -112,11 +112,14 @@ class SavedModel:
 class LabelledRows:
     """Labels joined to the predictions they label, oldest first (in the predictions' log order, then row):
     each row's output and label decoded from JSON, and the seconds from prediction to label of the rows
-    whose two times are known (``delays`` may be shorter than ``outputs``)."""
+    whose two times are known (``delays`` may be shorter than ``outputs``). ``matrix``: the outputs as
+    :func:`~guarded_serving.performance.plain_matrix` reads them, when the backend kept it (None: not known,
+    or not plain), so that scoring the labelled rows does not convert a window's outputs again."""
 
     outputs: list[Any]
     labels: list[Any]
     delays: np.ndarray  # float seconds
+    matrix: np.ndarray | None = None
 
 
 class SavedBaseline(NamedTuple):

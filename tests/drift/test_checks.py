@@ -421,3 +421,14 @@ def test_a_count_shifted_by_a_fraction_is_flagged_by_its_values_the_reference_ne
     assert feature.drifted
     assert feature.reason.startswith("values the reference never had: 0.0% -> 100.0%")
     assert not healthy.drifted, healthy.reason
+
+
+def test_a_feature_entry_built_through_the_slots_is_the_dataclass_built_by_its_init() -> None:
+    from guarded_serving.drift.checks import FeatureDrift, _feature_drift
+
+    values = (Status.WARN, True, "wasserstein", 0.31, 0.2, 480, "mean +0.40 std", 0.4, 1.1, 0.31, 0.05, 0.01, None, 0.003)
+
+    built = _feature_drift(*values)
+
+    assert built == FeatureDrift(*values)
+    assert repr(built) == repr(FeatureDrift(*values))

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from scipy.stats import hypergeom, ks_2samp
+from scipy.stats import binom, hypergeom, ks_2samp
 
 from guarded_serving.drift.statistics import (
     GRID,
+    binomial_sf,
     jensen_shannon,
     jensen_shannon_rows,
     ks_statistic,
@@ -23,6 +24,7 @@ from guarded_serving.drift.statistics import (
     psi_rows,
     quantile_spread,
     quantiles,
+    quantiles_by_feature,
     share_p_values,
     spread_score,
     total_variation,
@@ -73,6 +75,14 @@ def test_quantiles_of_a_single_value_are_that_value() -> None:
     values, counts = sorted_columns([3.5])
 
     assert quantiles(values, counts).tolist() == [[3.5]] * len(GRID)
+
+
+def test_quantiles_by_feature_are_the_quantiles_of_the_same_columns_laid_out_one_row_per_feature() -> None:
+    values, counts = sorted_columns([1.0, 2.0, 3.0, 4.0], [10.0, 20.0], [], [-1.5, 0.25, 0.25, 7.0, 9.0])
+
+    by_feature = quantiles_by_feature(np.ascontiguousarray(values.T), counts)
+
+    np.testing.assert_array_equal(by_feature, quantiles(values, counts))
 
 
 # -- location and spread -------------------------------------------------------------------------------------------
@@ -350,3 +360,24 @@ def test_the_spread_score_is_the_cube_root_of_the_variance_ratio() -> None:
 
 def test_the_spread_score_of_a_constant_window_is_nan() -> None:
     assert np.isnan(spread_score(np.array([-np.inf]))[0])
+
+
+# -- binomial tail -------------------------------------------------------------------------------------------------
+
+
+def test_binomial_sf_is_scipys_binom_sf_bit_for_bit_inside_and_outside_the_support() -> None:
+    rng = np.random.default_rng(5)
+    n = rng.integers(0, 3000, 20_000).astype(float)
+    k = np.floor(rng.random(20_000) * (n + 4)) - 2  # from below the support to past it
+    p = np.where(rng.random(20_000) < 0.2, rng.random(20_000) * 1e-3, rng.random(20_000))
+
+    np.testing.assert_array_equal(binomial_sf(k, n, p), binom.sf(k, n, p))
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p"),
+    [(-1.0, 0.0, 0.5), (0.0, 0.0, 0.5), (3.0, 2.0, 0.5), (NAN, 10.0, 0.5), (1.0, 10.0, NAN), (1.0, 10.0, 1.5), (1.0, -1.0, 0.5)],
+    ids=["below-support", "empty", "past-support", "nan-count", "nan-share", "share-above-one", "negative-size"],
+)
+def test_binomial_sf_at_the_edges_is_scipys(k: float, n: float, p: float) -> None:
+    np.testing.assert_array_equal(binomial_sf(np.array([k]), np.array([n]), np.array([p])), binom.sf(k, n, p))

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Chunk, Encoder, MemoryWindow, assemble
-from guarded_serving.drift.window import MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
+from guarded_serving.drift.window import BLOCK_ROWS, MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
 
 NAN = np.nan
 
@@ -207,6 +207,57 @@ def test_memory_window_reports_the_rows_it_holds_before_it_fills() -> None:
     window.add(chunk([1.0, 2.0, 3.0]))
 
     assert window.rows == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 90), min_size=1, max_size=60),
+    flagged=st.sets(st.integers(0, 59)),
+    without_outputs=st.sets(st.integers(0, 59)),
+    reads=st.sets(st.integers(0, 59)),
+    capacity=st.integers(1, 300),
+)
+@example(sizes=[1] * 30, flagged=set(range(0, 30, 3)), without_outputs=set(), reads=set(range(30)), capacity=10)
+def test_a_window_of_merged_blocks_assembles_what_the_chunks_alone_would(
+    sizes: list[int], flagged: set[int], without_outputs: set[int], reads: set[int], capacity: int
+) -> None:
+    """Small chunks are merged into blocks as the window is read; the window assembled from the blocks is the one
+    assembled from every chunk kept apart: the same rows, outputs, unseen names and type errors."""
+    rng = np.random.default_rng(sum(sizes) + capacity)
+    window = MemoryWindow(capacity)
+    every: list[Chunk] = []
+    for i, n in enumerate(sizes):
+        part = Chunk(
+            rng.normal(size=(n, 2)),
+            None if i in without_outputs else rng.normal(size=(n, 1)),
+            {1: {f"city{i}": 1}} if i in flagged else {},
+            {0: 1} if i in flagged and i % 2 else {},
+        )
+        every.append(part)
+        window.add(part)
+        if i in reads or i == len(sizes) - 1:
+            got = assemble(window.newest_first(), capacity, 2, 1)
+            expected = assemble(reversed(every), capacity, 2, 1)
+            assert got.inputs.tolist() == expected.inputs.tolist()
+            assert got.outputs is not None
+            assert expected.outputs is not None
+            assert got.outputs.tolist() == expected.outputs.tolist()
+            assert (got.unseen, got.type_errors) == (expected.unseen, expected.type_errors)
+    held = window.newest_first()
+    assert sum(c.rows for c in held) - held[-1].rows < capacity  # whole entries beyond the capacity are let go
+
+
+def test_one_row_chunks_read_between_requests_become_blocks() -> None:
+    window = MemoryWindow(capacity=2_000)
+
+    for i in range(5_000):
+        window.add(chunk([float(i)]))
+        if i % 7 == 0:
+            window.newest_first()
+
+    held = window.newest_first()
+    assert len(held) <= 2_000 // BLOCK_ROWS + 2
+    assert assemble(held, 2_000, 1, None).inputs[:, 0].tolist() == [float(i) for i in range(3_000, 5_000)]
 
 
 @settings(max_examples=200, deadline=None)

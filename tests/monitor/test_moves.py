@@ -16,6 +16,7 @@ from guarded_serving.drift.moves import move_between
 from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport
 from guarded_serving.monitor.memo import WindowMemo
+from guarded_serving.monitor.realized import RealizedRows
 from tests.fixtures.data import mixed_probabilities, mixed_reference, mixed_rows
 
 
@@ -109,19 +110,22 @@ def comparable(report: HealthReport) -> dict[str, Any]:
 
 
 def afresh(monitor: Monitor) -> HealthReport:
-    """The health check computed with nothing reused: a memo of its own, put back afterwards."""
+    """The health check computed with nothing reused: a memo of its own, and concept drift's labelled rows scored
+    and run through the change detector anew, put back afterwards."""
     evaluator = monitor._evaluator
-    kept, evaluator.memo = evaluator.memo, WindowMemo()
+    judged = evaluator.judged
+    kept = evaluator.memo, judged._realized, judged._concept
+    evaluator.memo, judged._realized, judged._concept = WindowMemo(), RealizedRows(), None
     try:
         return monitor.health()
     finally:
-        evaluator.memo = kept
+        evaluator.memo, judged._realized, judged._concept = kept
 
 
 def test_every_check_updated_from_moves_equals_the_check_computed_afresh(mixed_monitor: Monitor) -> None:
     rng = np.random.default_rng(11)
     unlabelled: list[tuple[str, int]] = []
-    moves = 0
+    moves = judged = 0
     for step in range(45):
         size = int(rng.choice([1, 7, 60, 130, 250]))  # 250 of 400: more than half new, computed afresh
         shift = 1.5 if 20 <= step < 30 else 0.0
@@ -137,4 +141,6 @@ def test_every_check_updated_from_moves_equals_the_check_computed_afresh(mixed_m
         moves += mixed_monitor._evaluator.memo.latest().move is not None
 
         assert comparable(updated) == comparable(afresh(mixed_monitor)), f"step {step}"
+        judged += updated.check("concept_drift").details.labelled_rows >= 100
     assert moves >= 20  # the updates were exercised, not only the fresh computations
+    assert judged >= 20  # concept drift too: judged from its labelled rows

@@ -13,6 +13,7 @@ import pytest
 from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.errors import ConfigurationError, StoreError
+from guarded_serving.performance import plain_matrix
 from guarded_serving.store import ReadOnlyStore, RequestRecord, Store, StoreReader, Totals, iso_time, open_reader
 from guarded_serving.store.contract import WARNINGS_KEPT
 from tests.fixtures.backends import Backend
@@ -72,7 +73,14 @@ def joined(reader: StoreReader, limit: int = 100, version: str | None = None) ->
     """(output, label) of the rows ``labelled`` joins, oldest first."""
     found = reader.labelled("m", limit, version=version)
     assert len(found.outputs) == len(found.labels) >= len(found.delays)
+    assert matrix_of(found.outputs, found.matrix)
     return list(zip(found.outputs, found.labels, strict=True))
+
+
+def matrix_of(outputs: list[Any], matrix: np.ndarray | None) -> bool:
+    """A labelled answer's matrix, when it has one, is its outputs as plain_matrix reads them."""
+    expected = plain_matrix(outputs)
+    return matrix is None or (expected is not None and np.array_equal(matrix, expected) and matrix.dtype == expected.dtype)
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -124,6 +132,22 @@ def test_recent_requests_are_the_newest_first_with_their_columns_as_stored(store
     assert set(newest[0]) == {"request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features"}
     assert (newest[0]["status"], json.loads(newest[0]["problem_features"])) == ("rejected", ["age"])
     assert (newest[1]["rows"], newest[1]["latency_ms"], json.loads(newest[1]["stages"])) == (2, 1.5, {"predict": 1.0})
+
+
+def test_recent_request_marks_name_the_recent_requests_and_fetch_them_by_id(store: Store) -> None:
+    put_all(store, *(record(f"r{i}", latency_ms=1.0 + i) for i in range(5)), record("bad", status="rejected", rows=0))
+
+    marks = store.recent_request_marks("m", 3)
+    newest = store.recent_requests("m", 3)
+
+    ids = [mark[0] for mark in marks]
+    assert ids == sorted(ids, reverse=True)
+    assert [mark[1:] for mark in marks] == [
+        (r["status"], r["latency_ms"], r["failed_stage"], len(r["stages"]), None) for r in newest
+    ]
+    assert [r["request_id"] for r in newest] == ["bad", "r4", "r3"]
+    assert store.requests_by_id([*ids, ids[0], 10**9]) == dict(zip(ids, newest, strict=True))  # repeats and unknown ids: fine
+    assert store.requests_by_id([]) == {}
 
 
 def test_timings_are_kept_to_the_microsecond_and_no_problems_read_as_none(store: Store) -> None:
@@ -659,6 +683,7 @@ def test_a_reader_since_a_time_counts_only_what_was_logged_since(backend: Backen
     try:
         assert reader.totals("m") == Totals(requests=2, rows=3, rejected=1)
         assert [r["request_id"] for r in reader.recent_requests("m", 10)] == ["bad", "new"]
+        assert [mark[1] for mark in reader.recent_request_marks("m", 10)] == ["rejected", "ok"]
         assert labels(reader) == ["n"]
         assert [w.message for w in reader.warnings("m")] == ["new"]
         assert [r["request_id"] for r in reader.request_log()] == ["new", "bad"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from guarded_serving.performance import plain_matrix
 from guarded_serving.store import LabelledRows, RequestRecord, StoreOptions
 from guarded_serving.store.sqlite import SqliteStore, retention
 
@@ -47,9 +48,12 @@ def plain_join(path: Path, limit: int) -> tuple[list[Any], list[Any], list[float
 
 
 def same(found: LabelledRows, expected: tuple[list[Any], list[Any], list[float]]) -> bool:
-    """Equal values, NaN equal to NaN, and the very same delays (not approximately)."""
+    """Equal values, NaN equal to NaN, and the very same delays (not approximately); the outputs' matrix, when
+    the answer keeps one, is theirs as plain_matrix reads them."""
     as_text = json.dumps([found.outputs, found.labels]), json.dumps([expected[0], expected[1]])
-    return as_text[0] == as_text[1] and np.array_equal(found.delays, np.array(expected[2]))
+    matrix = plain_matrix(found.outputs)
+    kept = found.matrix is None or (matrix is not None and np.array_equal(found.matrix, matrix))
+    return as_text[0] == as_text[1] and np.array_equal(found.delays, np.array(expected[2])) and kept
 
 
 @pytest.fixture
@@ -292,3 +296,18 @@ def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Pat
         numbered = conn.execute("SELECT request_id, row, changed FROM feedback ORDER BY changed, request_id").fetchall()
         assert numbered == [("a", 1, 0), ("a", 0, 1), ("b", 0, 1)]  # one number per call that stored labels
     assert (before.labels, after.labels) == ([0, 1], [1, 1, 1])
+
+
+def test_the_join_keeps_the_outputs_matrix_read_once_per_request(labelled_store: SqliteStore) -> None:
+    """Scoring the labelled rows reads their outputs as a matrix: the join hands it back (each request's rows
+    converted when first joined), not 2,000 outputs converted again at every health check."""
+    found = labelled_store.labelled("m", 500)
+    labelled_store.put(RequestRecord("new", T0 + 999, "m", None, "ok", 1, 1.0, inputs=[[0.0]], outputs=[[0.25, 0.75]]))
+    assert labelled_store.flush()
+    labelled_store.write_feedback("m", [("new", 0, "1")])
+    moved = labelled_store.labelled("m", 500)
+
+    assert found.matrix is not None
+    assert moved.matrix is not None
+    assert np.array_equal(moved.matrix, plain_matrix(moved.outputs))
+    assert np.array_equal(moved.matrix[:-1], found.matrix[1:])

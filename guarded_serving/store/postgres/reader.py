@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from ...drift.window import Chunk
 from ...environment import WarningRecord
 from ...errors import StoreError
+from ...performance import plain_matrix
 from ..contract import StoreReader
 from ..records import LabelledRows, Replica, SavedBaseline, SavedModel, Totals, version_key, version_of
 from ..sqlite.codec import count, decode_chunk, iso, settings, text
@@ -30,6 +31,7 @@ _LABELLED = (
     " WHERE r.request_id = q.request_id AND r.id > q.id AND r.model = q.model AND r.version = q.version"
     " AND r.status = 'ok') ORDER BY q.id DESC, f.row DESC LIMIT %s"
 )
+_RECENT = "request_id, status, rows, latency_ms, stages, failed_stage, problem_features"  # a request as recent_requests gives it
 _ANSWERED = "FROM requests WHERE model = %s AND version = %s AND status = 'ok'{since}"
 # What a label join depends on (schema 3): labels' change numbers, deletions, the newest answered request; read
 # before the join, so that whatever commits meanwhile moves them for the next read.
@@ -103,10 +105,25 @@ class PostgresReader(StoreReader):
         since, bound = self._since("ts")
         with self.server.reading() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(
-                "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
-                f" WHERE model = %s AND version = %s{since} ORDER BY id DESC LIMIT %s",
+                f"SELECT {_RECENT} FROM requests WHERE model = %s AND version = %s{since} ORDER BY id DESC LIMIT %s",
                 [model, version_key(version), *bound, limit],
             ).fetchall()
+
+    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+        since, bound = self._since("ts")
+        return self._all(
+            "SELECT id, status, latency_ms, failed_stage, length(stages), length(problem_features) FROM requests"
+            f" WHERE model = %s AND version = %s{since} ORDER BY id DESC LIMIT %s",
+            [model, version_key(version), *bound, limit],
+        )
+
+    def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with self.server.reading() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(f"SELECT id, {_RECENT} FROM requests WHERE id = ANY(%s)", [wanted]).fetchall()
+        return {row.pop("id"): row for row in rows}
 
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:
         ids = list(dict.fromkeys(request_ids))
@@ -153,7 +170,8 @@ class PostgresReader(StoreReader):
             except (TypeError, ValueError):  # a label that does not decode is left out
                 continue
         rows.reverse()  # oldest first
-        return LabelledRows([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float))
+        answered = [r[0] for r in rows]
+        return LabelledRows(answered, [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float), plain_matrix(answered))
 
     def _outputs(self, requests: set[int]) -> dict[int, list[Any]]:
         """The decoded outputs of these requests (a stored request never changes: read once, and kept while

@@ -18,6 +18,8 @@ from .schema import has_table
 __all__ = ["SqliteReader"]
 
 _ANSWERED = "FROM requests WHERE model = ? AND version IS ? AND status = 'ok'{since}"  # a model version's answered requests
+_RECENT_KEYS = ("request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features")
+_RECENT = ", ".join(_RECENT_KEYS)  # a request as recent_requests gives it
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 
 
@@ -75,11 +77,29 @@ class SqliteReader(StoreReader):
         with self.connections.reading() as db:
             return list(
                 db.query(
-                    "SELECT request_id, status, rows, latency_ms, stages, failed_stage, problem_features FROM requests"
-                    f" WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?",
+                    f"SELECT {_RECENT} FROM requests WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?",
                     [model, version, *bound, limit],
                 )
             )
+
+    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+        since, bound = self._since("ts")
+        with self.connections.reading() as db:
+            return db.execute(
+                "SELECT id, status, latency_ms, failed_stage, length(stages), length(problem_features) FROM requests"
+                f" WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?",
+                [model, version, *bound, limit],
+            ).fetchall()
+
+    def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(ids))
+        with self.connections.reading() as db:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                for row in db.execute(f"SELECT id, {_RECENT} FROM requests WHERE id IN ({','.join('?' * len(part))})", part):
+                    found[row[0]] = dict(zip(_RECENT_KEYS, row[1:], strict=True))
+        return found
 
     def request_rows(self, model: str, request_ids: Sequence[str], *, version: str | None = None) -> dict[str, int]:
         found: dict[str, int] = {}
