@@ -12,11 +12,11 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtrc
 
 from ..health import CheckResult, Status
 from .baseline import Baseline
 from .columns import WindowColumns, rounded, verdict
+from .statistics import binomial_sf
 from .window import UNSEEN, WindowData
 
 __all__ = ["ALPHA_QUALITY", "FeatureQuality", "QualityDetails", "fingerprint", "quality_check"]
@@ -110,10 +110,9 @@ def _expected(base: Baseline) -> _Expected:
 
 def _improbable(count: np.ndarray, trials: np.ndarray | int, rate: np.ndarray, limit: float) -> np.ndarray:
     """Whether ``count`` or more of ``trials`` is less likely than ``limit`` at ``rate``: ``binom.sf(count - 1, trials,
-    rate) < limit`` without scipy.stats' argument checks (~0.07 ms a call). scipy.special's ``bdtrc`` (Cephes) agrees
-    with ``binom.sf`` (Boost) to ~1e-11 relative, so only a p-value that close to the limit could be judged otherwise;
-    a count of 0 is always likely (1.0), an invalid rate never improbable (NaN), as with ``binom.sf``."""
-    return np.asarray(bdtrc(count - 1, trials, rate) < limit)
+    rate) < limit``, by :func:`~guarded_serving.drift.statistics.binomial_sf` (its values without scipy.stats'
+    argument handling, ~0.07 ms a call)."""
+    return np.asarray(binomial_sf(count - 1, np.asarray(trials), rate) < limit)
 
 
 def quality_check(
