@@ -35,6 +35,7 @@ in the reference.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ from . import correlation
 from .baseline import Baseline
 from .columns import WindowColumns
 from .correlation import LIMIT
+from .pairtables import PairTables
 
 __all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
 
@@ -59,9 +61,9 @@ MAX_LEVELS = 3  # indicators per categorical feature
 MIN_REFERENCE_ROWS = 100
 DRAWS = 100
 SHOWN = 10  # changed pairs kept in the details
-MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
-# ... and the reference sample, for the pair's variance to be known: a pair of categories seen together in ~40
-# rows of it had its variance underestimated by a fifth, and fired on healthy traffic (64 features, window 2,000)
+# Rows the reference sample must expect with both members of a pair present, for the pair's variance to be known (a
+# window: pairtables.MIN_CELL): a pair of categories seen together in ~40 rows of it had its variance underestimated
+# by a fifth, and fired on healthy traffic (64 features, window 2,000)
 MIN_REFERENCE_CELL = 50
 
 
@@ -126,6 +128,11 @@ class JointBaseline:
     window: int
     alpha: float
     threshold: float  # the Bonferroni bound on |z|, before each pair's skewness moves it out
+
+    @functools.cached_property
+    def tables(self) -> PairTables:
+        """What every check of a window takes from this baseline, computed on the first one."""
+        return PairTables.of(self)
 
     @classmethod
     def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
@@ -249,32 +256,49 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         details = JointDetails(n, min_rows, joint.alpha, len(joint.left), None, None, (), {})
         summary = f"{n} rows in the window; relations are judged from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
-    lo = np.full(len(joint.levels), -np.inf)
-    hi = np.full(len(joint.levels), np.inf)
-    numeric = np.flatnonzero(joint.levels < 0)
-    if len(numeric):
-        ranks = joint.numeric_rank[numeric]
-        lo[numeric], hi[numeric] = correlation.order_bounds(columns.numeric, ranks, columns.present[base.num_idx[ranks]])
-    whole = len(joint.feature_of) == matrix.shape[1] and bool((joint.feature_of == np.arange(matrix.shape[1])).all())
-    window = matrix if whole else matrix[:, joint.feature_of]
-    scores, present = correlation.scores(window, joint.levels, lo, hi)  # never written to
-    corr, rows = correlation.pairwise(scores, present)
-    current = corr[joint.left, joint.right]
-    pair_rows = rows[joint.left, joint.right]
+    tables = joint.tables
+    if len(tables.numeric) == len(joint.levels):  # numeric columns only: their bounds are all
+        lo, hi = correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+    else:
+        lo = np.full(len(joint.levels), -np.inf)
+        hi = np.full(len(joint.levels), np.inf)
+        if len(tables.numeric):
+            present_values = columns.present[base.num_idx[tables.ranks]]
+            lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
+    window = matrix if tables.every_feature and len(joint.feature_of) == matrix.shape[1] else matrix[:, joint.feature_of]
+    if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
+        with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
+            if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
+                single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
+                products = correlation.gram(single, single).astype(np.float64)
+            else:
+                scores = correlation.complete_scores(window, joint.levels, lo, hi, out=scratch.scores)
+                single = scratch.single
+                np.copyto(single, scores, casting="same_kind")  # astype(np.float32)'s values
+                products = correlation.gram(single, single, scratch.products, scratch.copy).astype(np.float64)
+        squares = np.diag(products)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            current = products.take(tables.flat) / np.sqrt(squares[joint.left] * squares[joint.right])
+        spread, bound, judgeable = tables.spread(joint, n)
+    else:
+        scores, present = correlation.scores(window, joint.levels, lo, hi)
+        corr, rows = correlation.pairwise(scores, present)
+        current = corr.take(tables.flat)
+        spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
     with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
-        z = (np.arctanh(np.clip(current, -LIMIT, LIMIT)) - np.arctanh(joint.reference)) / spread
-        skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
-    t = joint.threshold
-    bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
-    expected = pair_rows * joint.share[joint.left] * joint.share[joint.right]
-    judged = np.isfinite(z) & np.isfinite(bound) & (expected >= MIN_CELL)
-    z = np.where(judged, z, 0.0)
-    change = np.where(judged, current - joint.reference, 0.0)
-    severity = np.where(judged, np.abs(z) / bound, 0.0)
+        z = (np.arctanh(np.minimum(np.maximum(current, -LIMIT), LIMIT)) - tables.fisher_reference) / spread  # np.clip
+    judged = np.isfinite(z) & judgeable
+    pairs = int(judged.sum())
+    change = current - joint.reference
+    if pairs < len(judged):
+        z = np.where(judged, z, 0.0)
+        change = np.where(judged, change, 0.0)
+    size = np.abs(z)
+    severity = size / bound
+    if pairs < len(judged):
+        severity = np.where(judged, severity, 0.0)
     flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
     flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
-    pairs = int(judged.sum())
     changed = tuple(
         PairChange(
             (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
@@ -282,10 +306,11 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
             round(float(current[k]), 4),
             round(float(z[k]), 2),
         )
-        for k in flagged[:SHOWN]
+        for k in flagged[:SHOWN].tolist()
     )
-    features = _blame(joint, flagged, severity, z, bound, change, current)
-    score = round(float(np.abs(z).max()), 3) if pairs else None
+    features = _blame(joint, flagged, severity, size, bound, change, current)
+    t = joint.threshold
+    score = round(float(size.max()), 3) if pairs else None
     details = JointDetails(n, min_rows, joint.alpha, pairs, round(t, 3), score, changed, features)
     if not len(flagged):
         summary = f"No relation changed between {len(joint.names)} features ({pairs} pairs) over the last {n} rows."
@@ -303,51 +328,41 @@ def _blame(
     joint: JointBaseline,
     flagged: np.ndarray,
     severity: np.ndarray,
-    z: np.ndarray,
+    size: np.ndarray,
     bound: np.ndarray,
     change: np.ndarray,
     current: np.ndarray,
 ) -> dict[str, FeatureJoint]:
-    """Per feature judged: its pair nearest to (or furthest beyond) its bound, with the partner; drifted when
-    that pair is flagged. Vectorised (a scatter-max, no sort): the loop only builds the entries."""
-    left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
-    best = np.full(len(joint.names), -1.0)
-    np.maximum.at(best, left_name, severity)
-    np.maximum.at(best, right_name, severity)
-    index = np.arange(len(severity))
-    first = np.full(len(joint.names), len(severity))
-    for names in (left_name, right_name):
-        hit = severity == best[names]
-        np.minimum.at(first, names[hit], index[hit])
-    positions = np.flatnonzero(first < len(severity))
-    pair = first[positions]  # each feature's worst pair
-    mine_left = left_name[pair] == positions
-    other = np.where(mine_left, joint.right[pair], joint.left[pair])
-    mine = np.where(mine_left, joint.left[pair], joint.right[pair])
-    is_flagged = np.zeros(len(severity), dtype=bool)
-    is_flagged[flagged] = True
+    """Per feature judged: its pair nearest to (or furthest beyond) its bound (the first such pair), with the
+    partner; drifted when that pair is flagged (``size``: each pair's |z|). Vectorised over the pairs grouped by
+    feature (:class:`~guarded_serving.drift.pairtables.PairTables`): the loop only builds the entries."""
+    tables = joint.tables
+    grouped = severity[tables.by_feature]
+    best = np.maximum.reduceat(grouped, tables.group_starts)  # each feature's worst severity
+    hits = np.flatnonzero(grouped == best[tables.group_of])
+    entry = hits[np.searchsorted(hits, tables.group_starts)]  # each feature's first pair of that severity
+    pair = tables.by_feature[entry]
+    drifted = np.isin(pair, flagged).tolist() if len(flagged) else [False] * len(pair)
+    out = dict.fromkeys(joint.names, FeatureJoint(Status.OK, False, None, None))  # the unjudged, in order
+    names, labels = joint.names, joint.labels
     rows = zip(
-        positions.tolist(),
+        tables.grouped_names.tolist(),
         pair.tolist(),
-        mine.tolist(),
-        other.tolist(),
-        (severity[pair] > 0).tolist(),
-        is_flagged[pair].tolist(),
-        np.abs(z[pair]).round(3).tolist(),
+        tables.mine[entry].tolist(),
+        tables.other[entry].tolist(),
+        (best > 0).tolist(),
+        drifted,
+        size[pair].round(3).tolist(),
         bound[pair].round(3).tolist(),
         strict=True,
     )
-    worst = {row[0]: row[1:] for row in rows}
-    unjudged = FeatureJoint(Status.OK, False, None, None)
-    out: dict[str, FeatureJoint] = {}
-    for position, name in enumerate(joint.names):
-        k, me, partner, judged, drifted, score, threshold = worst.get(position, (0, 0, 0, False, False, 0.0, 0.0))
+    for position, k, me, partner, judged, drifted, score, threshold in rows:
         if not judged:
-            out[name] = unjudged
-        elif not drifted:
-            out[name] = FeatureJoint(Status.OK, False, score, threshold, joint.labels[partner])
+            continue
+        if not drifted:
+            out[names[position]] = FeatureJoint(Status.OK, False, score, threshold, labels[partner])
         else:
             status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
-            reason = f"{joint.labels[me]} ~ {joint.labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
-            out[name] = FeatureJoint(status, True, score, threshold, joint.labels[partner], reason)
+            reason = f"{labels[me]} ~ {labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
+            out[names[position]] = FeatureJoint(status, True, score, threshold, labels[partner], reason)
     return out

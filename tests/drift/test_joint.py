@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.drift.correlation import gram, moments, pairwise, scores
+from guarded_serving.drift.correlation import complete_scores, gram, moments, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -21,6 +21,7 @@ from guarded_serving.drift.joint import (
     JointDetails,
     joint_check,
 )
+from guarded_serving.drift.pairtables import Workspace
 from guarded_serving.health import CheckResult, Status
 from tests.fixtures.data import gaussian
 
@@ -117,6 +118,51 @@ def test_products_summed_by_blocks_of_rows_are_the_plain_product(rows: int) -> N
 
     np.testing.assert_allclose(gram(left, left), left.T @ left, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(gram(left, right), left.T @ right, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("rows", [2_000, 2_016], ids=["last-block-padded", "whole-blocks"])
+def test_products_are_the_blocks_products_added_in_row_order_bit_for_bit(rows: int) -> None:
+    """The same sums in the same order however the blocks are held at once: a window's report is reproducible."""
+    rng = np.random.default_rng(rows)
+    single = rng.normal(size=(rows, 64)).astype(np.float32)
+    padded = np.concatenate([single, np.zeros((-rows % 32, 64), np.float32)]).reshape(-1, 32, 64)
+    other = padded if rows % 32 == 0 else padded.copy()  # one array with itself: BLAS's symmetric product
+
+    products = np.matmul(padded.transpose(0, 2, 1), other)
+
+    np.testing.assert_array_equal(gram(single, single), products.sum(axis=0))
+    held = np.empty_like(products), np.empty_like(single)  # every block's product at once, as a Workspace holds them
+    np.testing.assert_array_equal(gram(single, single, *held), products.sum(axis=0))
+
+
+def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
+    rng = np.random.default_rng(9)
+    columns = np.column_stack([rng.normal(size=(500, 3)), rng.integers(0, 3, 500)])
+    levels, lo, hi = np.array([-1, -1, -1, 1]), np.array([-1.0, -2.0, -np.inf, -np.inf]), np.array([1.0, 0.5, np.inf, np.inf])
+
+    np.testing.assert_array_equal(complete_scores(columns, levels, lo, hi), scores(columns, levels, lo, hi)[0])
+
+
+def test_a_full_windows_spreads_and_bounds_are_those_of_its_pair_rows_kept_per_window_size(joint: JointBaseline) -> None:
+    tables = joint.tables
+
+    kept = tables.spread(joint, WINDOW)
+
+    for array, expected in zip(kept, tables.spread(joint, np.full(len(joint.left), float(WINDOW))), strict=True):
+        np.testing.assert_array_equal(array, expected)
+    assert tables.spread(joint, WINDOW) is kept
+
+
+def test_a_workspace_lends_its_arrays_to_one_check_at_a_time_and_keeps_them() -> None:
+    workspace = Workspace()
+
+    with workspace.borrowed((3, 2)) as first, workspace.borrowed((3, 2)) as meanwhile:
+        assert meanwhile is None
+    with workspace.borrowed((3, 2)) as again:
+        assert again is first
+    with workspace.borrowed((4, 2)) as resized:
+        assert resized is not None
+        assert resized.scores.shape == resized.single.shape == (4, 2)
 
 
 def test_correlations_with_missing_values_are_those_of_float64_over_the_rows_both_hold() -> None:

@@ -1,0 +1,144 @@
+"""The joint drift check's per-pair arrays as each check of a window uses them (:mod:`guarded_serving.drift.joint`).
+
+A check judges ~2,000 pairs of 64 columns with a few dozen numpy calls of ~5 us each: the arrays it takes from
+the baseline are indexed once per baseline here (pairs' shares, Fisher's z of the reference correlations, the
+pairs grouped by feature for blaming), and a full window's spreads and bounds once per window size.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .correlation import block_rows
+
+if TYPE_CHECKING:
+    from .joint import JointBaseline
+
+__all__ = ["MIN_CELL", "PairTables", "Scratch", "Workspace"]
+
+MIN_CELL = 10  # rows a window must expect with both members of a pair present (categories: the level too)
+
+
+@dataclass(frozen=True, eq=False)
+class Scratch:
+    """A window's scores, in float64 and in float32, a copy of the latter and their blocks' products (see
+    :func:`~guarded_serving.drift.correlation.gram`), for a check to compute into."""
+
+    scores: np.ndarray
+    single: np.ndarray
+    copy: np.ndarray
+    products: np.ndarray
+
+
+class Workspace:
+    """The arrays a check computes a window's scores and their product into, kept from one check to the next.
+
+    A fresh array of 128 KiB or more is a fresh mmap whose pages the kernel maps one by one as they are first
+    written: the 2,000 x 64 scores and their float32 copy cost ~250-300 page faults, ~1 ms, whenever malloc's
+    state had it so (in a process serving one-row requests, one health check in two); the blocks' products at
+    once would cost ~250 more, a few at a time ~0.1 ms more of numpy calls. One set per baseline, the size of
+    the window last checked; a check that finds it in use (two checks at once) allocates its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scratch: Scratch | None = None
+
+    def __reduce__(self) -> tuple[type[Workspace], tuple[()]]:  # a copy starts empty (a lock cannot be pickled)
+        return (Workspace, ())
+
+    @contextmanager
+    def borrowed(self, shape: tuple[int, int]) -> Iterator[Scratch | None]:
+        """This workspace's arrays of ``shape`` while the block runs, or None when another check holds them."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._scratch is None or self._scratch.scores.shape != shape:
+                rows, columns = shape
+                blocks = -(-rows // block_rows(columns, columns))
+                single, copy = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+                products = np.empty((blocks, columns, columns), dtype=np.float32)
+                self._scratch = Scratch(np.empty(shape), single, copy, products)
+            yield self._scratch
+        finally:
+            self._lock.release()
+
+
+@dataclass(frozen=True, eq=False)
+class PairTables:
+    """The baseline's per-pair arrays as each check of a window uses them, indexed once (each numpy call costs
+    ~5 us, most of a check's time after the product), and the spread and bound of every pair for a window with
+    no value missing, by its size (the same for every full window)."""
+
+    every_feature: bool  # the columns are the features, in order (a window's matrix is taken whole)
+    numeric: np.ndarray  # columns of numeric features
+    ranks: np.ndarray  # their features' positions among the baseline's numeric features
+    flat: np.ndarray  # per pair: its position in a columns x columns matrix
+    share_left: np.ndarray
+    share_right: np.ndarray
+    fisher_reference: np.ndarray  # arctanh of the reference correlation
+    left_name: np.ndarray  # per pair: the positions in ``names`` of its two features
+    right_name: np.ndarray
+    # every pair twice, once under each of its features, grouped by feature, pairs in order within a group
+    by_feature: np.ndarray  # the pairs so grouped
+    group_starts: np.ndarray  # where each group starts in ``by_feature``
+    group_of: np.ndarray  # per entry of ``by_feature``: its group
+    mine: np.ndarray  # per entry of ``by_feature``: the pair's column of the group's feature
+    other: np.ndarray  # ... and the partner's column
+    grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
+    complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
+    workspace: Workspace = field(default_factory=Workspace)
+
+    @classmethod
+    def of(cls, joint: JointBaseline) -> PairTables:
+        numeric = np.flatnonzero(joint.levels < 0)
+        left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
+        ends = np.concatenate([left_name, right_name])
+        pairs = np.concatenate([np.arange(len(joint.left))] * 2)
+        order = np.lexsort((pairs, ends))
+        columns = np.concatenate([joint.left, joint.right])
+        partners = np.concatenate([joint.right, joint.left])
+        grouped_names, group_starts, counts = np.unique(ends[order], return_index=True, return_counts=True)
+        return cls(
+            every_feature=bool((joint.feature_of == np.arange(len(joint.feature_of))).all()),
+            numeric=numeric,
+            ranks=joint.numeric_rank[numeric],
+            flat=joint.left * len(joint.levels) + joint.right,
+            share_left=joint.share[joint.left],
+            share_right=joint.share[joint.right],
+            fisher_reference=np.arctanh(joint.reference),
+            left_name=left_name,
+            right_name=right_name,
+            by_feature=pairs[order],
+            group_starts=group_starts,
+            group_of=np.repeat(np.arange(len(counts)), counts),
+            mine=columns[order],
+            other=partners[order],
+            grouped_names=grouped_names,
+            complete={},
+        )
+
+    def spread(self, joint: JointBaseline, pair_rows: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair, for a window with ``pair_rows`` rows holding both values: the spread of the change in Fisher's
+        z, the bound it is judged by, and whether the pair can be judged (a finite bound, rows enough)."""
+        if isinstance(pair_rows, int):
+            known = self.complete.get(pair_rows)
+            if known is None:
+                known = self.spread(joint, np.full(len(joint.left), float(pair_rows)))
+                self.complete.clear()  # bounded: one window size at a time
+                self.complete[pair_rows] = known
+            return known
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.sqrt(joint.variance * (1 / pair_rows + 1 / joint.reference_rows))
+            skew = joint.third * (1 / pair_rows**2 - 1 / joint.reference_rows**2) / spread**3
+        t = joint.threshold
+        bound = t + (t * t - 1) * np.abs(skew) / 6  # Cornish-Fisher, on the heavier side
+        expected = pair_rows * self.share_left * self.share_right
+        return spread, bound, np.isfinite(bound) & (expected >= MIN_CELL)
