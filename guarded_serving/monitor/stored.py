@@ -22,7 +22,9 @@ class StoredRecent:
     read the time before, unchanged (by its :meth:`~guarded_serving.store.StoreReader.recent_request_marks`), is
     neither fetched nor decoded again. Fetching and decoding the JSON of 1,000 recent requests cost ~10 ms a
     health check for a service answering one row per request, and all but the newest few were the same as the
-    time before. Holds what the last read returned, no more."""
+    time before. Holds what the last read returned, no more. A request edited in place keeps what was decoded
+    of it unless its status, latency or failed stage changed (a hand edit of its stages' JSON alone is not seen
+    while it stays among the recent ones)."""
 
     def __init__(self) -> None:
         self._known: dict[tuple[Any, ...], RecentRequest | None] = {}

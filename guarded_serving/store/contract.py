@@ -152,8 +152,9 @@ class StoreReader(abc.ABC):
     @abc.abstractmethod
     def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
         """The requests of ``recent_requests``, in its order, each as (row id, ``status``, ``latency_ms``,
-        ``failed_stage``, length of ``stages``, length of ``problem_features``): what tells a row read before
-        from a new or changed one without reading its JSON (the row id is the request's place in the log)."""
+        ``failed_stage``): what tells a row read before from a new one, or one whose outcome changed, without
+        reading its JSON (the row id is the request's place in the log; the SQLite backend reads them from an
+        index alone)."""
 
     @abc.abstractmethod
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

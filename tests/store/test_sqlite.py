@@ -17,6 +17,7 @@ from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
 from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
 from guarded_serving.store.sqlite import SqliteStore
+from guarded_serving.store.sqlite.reader import MARKS
 from tests.fixtures.data import gaussian
 
 
@@ -240,3 +241,15 @@ def test_a_started_monitor_saves_its_reference_and_settings(db_path: Path) -> No
     assert saved.settings == monitor.settings()
     assert saved.settings["window"] == 300
     assert saved.settings["redact"] == ["f1"]
+
+
+def test_the_recent_requests_marks_are_read_from_an_index_alone(store: Store, db_path: Path) -> None:
+    """A wide request's row is a page of its own: reading the marks from the table read every recent row's page."""
+    store.put(record("r0"))
+    store.flush()
+
+    with sqlite3.connect(db_path) as db:
+        plan = db.execute("EXPLAIN QUERY PLAN " + MARKS.format(since=""), ["m", "1", 10]).fetchall()
+
+    assert "USING COVERING INDEX idx_requests_recent" in str(plan)
+    assert [mark[1:] for mark in store.recent_request_marks("m", 10, version="1")] == [("ok", 1.25, None)]

@@ -16,7 +16,7 @@ import pytest
 
 from guarded_serving.performance import plain_matrix
 from guarded_serving.store import LabelledRows, RequestRecord, StoreOptions
-from guarded_serving.store.sqlite import SqliteStore, retention
+from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore, retention
 
 T0 = 1_700_000_000.0
 
@@ -292,7 +292,7 @@ def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Pat
         after = store.labelled("m", 10)
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         numbered = conn.execute("SELECT request_id, row, changed FROM feedback ORDER BY changed, request_id").fetchall()
         assert numbered == [("a", 1, 0), ("a", 0, 1), ("b", 0, 1)]  # one number per call that stored labels
     assert (before.labels, after.labels) == ([0, 1], [1, 1, 1])

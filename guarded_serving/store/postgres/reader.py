@@ -112,7 +112,7 @@ class PostgresReader(StoreReader):
     def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
         since, bound = self._since("ts")
         return self._all(
-            "SELECT id, status, latency_ms, failed_stage, length(stages), length(problem_features) FROM requests"
+            "SELECT id, status, latency_ms, failed_stage FROM requests"
             f" WHERE model = %s AND version = %s{since} ORDER BY id DESC LIMIT %s",
             [model, version_key(version), *bound, limit],
         )

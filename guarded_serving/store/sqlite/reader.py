@@ -20,6 +20,10 @@ __all__ = ["SqliteReader"]
 _ANSWERED = "FROM requests WHERE model = ? AND version IS ? AND status = 'ok'{since}"  # a model version's answered requests
 _RECENT_KEYS = ("request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features")
 _RECENT = ", ".join(_RECENT_KEYS)  # a request as recent_requests gives it
+# read from the index idx_requests_recent alone (schema.py), not the wide rows
+MARKS = (
+    "SELECT id, status, latency_ms, failed_stage FROM requests WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?"
+)
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 
 
@@ -85,11 +89,7 @@ class SqliteReader(StoreReader):
     def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
         since, bound = self._since("ts")
         with self.connections.reading() as db:
-            return db.execute(
-                "SELECT id, status, latency_ms, failed_stage, length(stages), length(problem_features) FROM requests"
-                f" WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?",
-                [model, version, *bound, limit],
-            ).fetchall()
+            return db.execute(MARKS.format(since=since), [model, version, *bound, limit]).fetchall()
 
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
