@@ -10,7 +10,8 @@ clients of 1,000-row requests, every answer counted), bench/fleet.py (the guarde
 PostgreSQL store vs a SQLite one, and the PostgreSQL writer's rows/s; it starts its own server),
 bench/batching.py, bench/memory.py (RSS growth over 1,000,000 rows) and bench/native.py (the class-based form vs
 guard()). ``--quick`` shortens every run, for a look rather than a record. Each figure is kept in
-bench/RESULTS.json as soon as its script ends; ``--resume`` runs only what an interrupted run left undone.
+bench/RESULTS.json as soon as its script ends; ``--resume`` runs only what an interrupted run left undone, and
+``--only health`` (any parts) measures those again into the finished record, the page saying which and when.
 Measurements taken by hand on branches (before/after a change) live in bench/HISTORY.md, never overwritten.
 """
 
@@ -81,8 +82,15 @@ def yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str, Any], quick: bool) -> str:
+def markdown(
+    when: str, box: dict[str, str], load_after: str, results: dict[str, Any], quick: bool, reruns: dict[str, Any] | None = None
+) -> str:
     overhead, health, store, memory = results["overhead"], results["health"], results["store"], results["memory"]
+    again = [
+        f"- Measured again later (`bench/run.py --only {part}`): {part} on {r['when']}, load before / after {r['load']} /"
+        f" {r['load_after']}; the other parts are the full run's"
+        for part, r in (reruns or {}).items()
+    ]
     lines = [
         "# Benchmark results",
         "",
@@ -93,6 +101,7 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         f"- Machine: {box['cpu']}, {box['memory']}, {box['os']}, Python {box['python']}",
         f"- Packages: {box['packages']}; load generator: {box['wrk']}",
         f"- Load average before / after the run: {box['load']} / {load_after} (a shared machine: other work ran too)",
+        *again,
         "",
         *overhead_section(overhead, 1),
         *overhead_section(results["overhead_2"], 2),
@@ -138,7 +147,9 @@ def markdown(when: str, box: dict[str, str], load_after: str, results: dict[str,
         "",
         "Where one health computation goes with every check on (64 features, a 2,000-row window, a classifier's"
         " probabilities, a labelled reference, a label for every row; median of 30 calls per part, wall clock):"
-        " asked again on the same window, and after one new 100-row request, when everything is judged again.",
+        " asked again on the same window; after one new 100-row request, when everything is judged again; and, where"
+        " a run has them, after one new request of a service answering one row per request (2,000 requests in the"
+        " window, 1,000 recent ones judged).",
         "",
         "| part | " + " | ".join(health["breakdown"]) + " |",
         "|---|" + "---:|" * len(health["breakdown"]),
@@ -307,13 +318,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--resume", action="store_true", help=f"keep the parts an unfinished run left in {RECORD.name}, run the rest"
     )
+    parser.add_argument(
+        "--only",
+        help=f"measure again only these parts of the finished record in {RECORD.name} (comma-separated: "
+        + ", ".join(plan(False))
+        + "); the page says which, and when",
+    )
     args = parser.parse_args(argv)
     if args.render:
-        record = json.loads(RECORD.read_text())
-        RESULTS.write_text(markdown(record["when"], record["machine"], record["load_after"], record["results"], record["quick"]))
+        write_results(json.loads(RECORD.read_text()))
         print(f"wrote {RESULTS}")
         return
     ensure_wrk()
+    if args.only:
+        measure_again(args.only.split(","))
+        return
     record: dict[str, Any] = {}
     if args.resume and RECORD.exists():
         record = json.loads(RECORD.read_text())
@@ -337,8 +356,39 @@ def main(argv: list[str] | None = None) -> None:
     record["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     del record["partial"]
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
-    RESULTS.write_text(markdown(record["when"], record["machine"], record["load_after"], record["results"], args.quick))
+    write_results(record)
     print(f"\nwrote {RESULTS}")
+
+
+def write_results(record: dict[str, Any]) -> None:
+    RESULTS.write_text(
+        markdown(
+            record["when"], record["machine"], record["load_after"], record["results"], record["quick"], record.get("reruns")
+        )
+    )
+
+
+def measure_again(parts: list[str]) -> None:
+    """Run ``parts`` of the plan again into the finished record, noting when (a change measured by its own benchmark
+    without the two hours of a full run)."""
+    record = json.loads(RECORD.read_text())
+    if record.get("partial"):
+        raise SystemExit(f"{RECORD} is an unfinished run: finish it with --resume first")
+    steps = plan(record["quick"])
+    unknown = [p for p in parts if p not in steps]
+    if unknown:
+        raise SystemExit(f"no such part: {', '.join(unknown)}; the parts are {', '.join(steps)}")
+    with tempfile.TemporaryDirectory(prefix="guarded-bench-run-") as tmp:
+        for part in parts:
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            script, script_args = steps[part]
+            record["results"][part] = run(script, script_args, Path(tmp) / f"{part}.json")
+            after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            record.setdefault("reruns", {})[part] = {"when": when, "load": load, "load_after": after}
+            RECORD.write_text(json.dumps(record, indent=1) + "\n")
+    write_results(record)
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
