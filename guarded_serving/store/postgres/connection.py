@@ -10,7 +10,8 @@ and :meth:`Server.scrub` removes it from an error message should a driver ever r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -65,6 +66,16 @@ class Server:
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             raise self.error(exc, doing) from exc
+
+    def all(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Every row ``sql`` answers, on a pooled connection (see :meth:`reading`)."""
+        with self.reading() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The first row ``sql`` answers, or None."""
+        with self.reading() as conn:
+            return conn.execute(sql, params).fetchone()
 
     def pool(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[tuple[object, ...]]]:
         if self._pool is None:
