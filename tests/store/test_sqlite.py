@@ -253,3 +253,27 @@ def test_the_recent_requests_marks_are_read_from_an_index_alone(store: Store, db
 
     assert "USING COVERING INDEX idx_requests_recent" in str(plan)
     assert [mark[1:] for mark in store.recent_request_marks("m", 10, version="1")] == [("ok", 1.25, None)]
+
+
+def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> None:
+    first = SqliteStore(db_path)
+    first.open()
+    first.put(record("r0"))
+    first.close()
+    with sqlite3.connect(db_path) as db:  # the file as schema 5 left it
+        db.execute("DROP INDEX idx_requests_recent")
+        db.execute("CREATE INDEX idx_requests_model_version_id ON requests (model, version, id)")
+        db.execute("PRAGMA user_version = 5")
+
+    again = SqliteStore(db_path)
+    again.open()
+    try:
+        with sqlite3.connect(db_path) as db:
+            indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        assert "idx_requests_recent" in indexes
+        assert "idx_requests_model_version_id" not in indexes
+        assert version == 6
+        assert [r["request_id"] for r in again.recent_requests("m", 10, version="1")] == ["r0"]
+    finally:
+        again.close()
