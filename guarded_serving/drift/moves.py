@@ -10,13 +10,14 @@ rows replaced in the middle, or more than half of it new: computing afresh is th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .window import WindowData
 
-__all__ = ["Move", "move_between"]
+__all__ = ["Move", "departed_rows", "move_between"]
 
 MAX_CANDIDATES = 4  # positions of the new window's first row in the old one tried before giving up
 MAX_NEW_SHARE = 0.5  # beyond this share of new rows, a check computed afresh costs no more than an update
@@ -50,36 +51,49 @@ def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(_bits(a), _bits(b)))
 
 
-def move_between(old: WindowData, new: WindowData) -> Move | None:
-    """How ``old`` became ``new`` (see :class:`Move`), or None when it did not by dropping old rows and adding new ones."""
-    o, n = old.rows, new.rows
-    if o == 0 or n == 0 or old.inputs.shape[1] != new.inputs.shape[1]:
+def departed_rows(
+    old: np.ndarray, new: np.ndarray, max_new_share: float = 1.0, companions: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+) -> int | None:
+    """How many of ``old``'s oldest rows left when ``new`` is the rest of ``old`` followed by new rows, bit for bit
+    (and each pair of ``companions``, arrays row for row beside them, continues the same way); None when it is
+    not, or when more than ``max_new_share`` of ``new`` is new."""
+    o, n = len(old), len(new)
+    if o == 0 or n == 0 or old.shape[1:] != new.shape[1:] or old.ndim != 2:
         return None
-    if (old.outputs is None) != (new.outputs is None):
-        return None
-    if old.outputs is not None and new.outputs is not None and old.outputs.shape[1] != new.outputs.shape[1]:
-        return None
-    old_bits = _bits(old.inputs)
-    first = _bits(new.inputs[:1])
-    # Where the new window's first row could start in the old one: by its first value (a column, not the whole
-    # matrix, is compared), each candidate then checked whole, with the rows after it.
+    old_bits = _bits(old)
+    first = _bits(new[:1])
+    # Where the new rows' first could start in the old: by its first value (a column, not the whole matrix, is
+    # compared), each candidate then checked whole, with the rows after it.
     candidates = np.flatnonzero(old_bits[:, 0] == first[0, 0])
     if len(candidates) > 1:
         candidates = candidates[(old_bits[candidates] == first[0]).all(axis=1)]
     for departed in candidates[:MAX_CANDIDATES].tolist():
         kept = o - departed
         arrived = n - kept
-        if arrived < 0 or arrived > MAX_NEW_SHARE * n:
+        if arrived < 0 or arrived > max_new_share * n:
             continue
-        if not np.array_equal(old_bits[departed:], _bits(new.inputs[:kept])):
+        if not np.array_equal(old_bits[departed:], _bits(new[:kept])):
             continue
-        if old.outputs is not None and new.outputs is not None and not _same_rows(old.outputs[departed:], new.outputs[:kept]):
-            continue
-        return Move(
-            departed=departed,
-            left_inputs=old.inputs[:departed],
-            arrived_inputs=new.inputs[kept:],
-            left_outputs=old.outputs[:departed] if old.outputs is not None else None,
-            arrived_outputs=new.outputs[kept:] if new.outputs is not None else None,
-        )
+        if all(_same_rows(a[departed:], b[:kept]) for a, b in companions):
+            return int(departed)
     return None
+
+
+def move_between(old: WindowData, new: WindowData) -> Move | None:
+    """How ``old`` became ``new`` (see :class:`Move`), or None when it did not by dropping old rows and adding new ones."""
+    if (old.outputs is None) != (new.outputs is None):
+        return None
+    outputs = [(old.outputs, new.outputs)] if old.outputs is not None and new.outputs is not None else []
+    if outputs and old.outputs.shape[1] != new.outputs.shape[1]:  # type: ignore[union-attr]
+        return None
+    departed = departed_rows(old.inputs, new.inputs, MAX_NEW_SHARE, outputs)
+    if departed is None:
+        return None
+    kept = old.rows - departed
+    return Move(
+        departed=departed,
+        left_inputs=old.inputs[:departed],
+        arrived_inputs=new.inputs[kept:],
+        left_outputs=old.outputs[:departed] if old.outputs is not None else None,
+        arrived_outputs=new.outputs[kept:] if new.outputs is not None else None,
+    )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor
-from guarded_serving.drift.moves import move_between
+from guarded_serving.drift.moves import departed_rows, move_between
 from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport
 from guarded_serving.monitor.memo import WindowMemo
@@ -144,3 +144,11 @@ def test_every_check_updated_from_moves_equals_the_check_computed_afresh(mixed_m
         judged += updated.check("concept_drift").details.labelled_rows >= 100
     assert moves >= 20  # the updates were exercised, not only the fresh computations
     assert judged >= 20  # concept drift too: judged from its labelled rows
+
+
+def test_departed_rows_allows_any_share_of_new_rows_unless_told() -> None:
+    old, new = numbered(4, width=2), numbered(6, start=3, width=2)
+
+    assert departed_rows(old, new) == 3
+    assert departed_rows(old, new, max_new_share=0.5) is None
+    assert departed_rows(old, new[1:]) is None  # starts with a row the old ones never had
