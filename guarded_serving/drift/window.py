@@ -211,7 +211,7 @@ def _plain(chunk: Chunk) -> bool:
 
 
 def _mergeable(a: Chunk, b: Chunk) -> bool:
-    if a.rows + b.rows > BLOCK_ROWS or not (_plain(a) and _plain(b)):
+    if not (_plain(a) and _plain(b)):
         return False
     if a.outputs is None or b.outputs is None:
         return a.outputs is None and b.outputs is None
