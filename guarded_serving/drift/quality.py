@@ -16,6 +16,7 @@ import numpy as np
 from ..health import CheckResult, Status
 from .baseline import Baseline
 from .columns import WindowColumns, rounded, verdict
+from .exceedance import outside_tail
 from .statistics import binomial_sf
 from .window import UNSEEN, WindowData
 
@@ -69,7 +70,7 @@ class _Expected:
     """What the quality check takes from a baseline on every call, computed once per baseline (see :func:`_expected`)."""
 
     missing_bound: np.ndarray  # per feature: the reference's missing rate at its upper bound
-    outside_rate: np.ndarray  # per numeric feature: a fresh value's chance to land outside the reference range
+    reference_values: np.ndarray  # per numeric feature: how many values the reference range was taken from
     unseen_rate: np.ndarray  # per categorical feature: a fresh value's chance to be a category never seen (Good-Turing)
     several_levels: np.ndarray  # per categorical feature: the reference saw more than one category
     log_top: np.ndarray  # per feature: log of the reference's most common value's share (floored at 1e-300)
@@ -94,7 +95,7 @@ def _expected(base: Baseline) -> _Expected:
     top = np.clip(base.top_share, 1e-300, 1.0)
     expected = _Expected(
         missing_bound=np.minimum(p_ref + 3 * np.sqrt(p_ref * (1 - p_ref) / m) + 1 / m, 1.0),
-        outside_rate=2 / (base.present[base.num_idx] + 1),  # a fresh value lands outside with probability 2/(m+1)
+        reference_values=np.round(base.present[base.num_idx]),
         unseen_rate=(base.singletons[base.cat_idx] + 1) / (base.present[base.cat_idx] + 1),
         several_levels=np.array([len(base.profiles[j].categories) for j in base.cat_idx]) > 1,
         log_top=np.log(top),
@@ -146,7 +147,9 @@ def quality_check(
     num_present = present[base.num_idx]
     outside = _outside(num, num_present, base.minimum, base.maximum)
     out_share = outside / np.maximum(num_present, 1)
-    out_flag = (out_share >= 0.01) & _improbable(outside, num_present, expected.outside_rate, limit)
+    out_flag = out_share >= 0.01
+    if out_flag.any():  # the exact chance of so many outside the range of that many values (drift/exceedance.py)
+        out_flag &= outside_tail(outside, num_present, expected.reference_values) < limit
     last = np.maximum(num_present - 1, 0)
     span = num[np.arange(len(num_present)), last] - num[:, 0] if num.size else np.zeros(0)
     constant = np.zeros(base.width, dtype=bool)
