@@ -174,12 +174,24 @@ def _counts(proportions: Sequence[float], present: float) -> np.ndarray:
 
 def _categorical_bins(profile: FeatureProfile) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Fold a categorical profile: each category seen more than once is a bin; categories seen once and
-    unseen ones share the last bin, whose reference share is the Good-Turing estimate of a new value."""
+    unseen ones share the last bin.
+
+    The bins' reference counts are what fresh values are expected to hold, not what the reference's own values
+    did: the bins were chosen by those very counts, so a category seen once or twice is on average rarer than
+    it looked. By Good-Turing (``N_r`` categories seen ``r`` times in ``m`` values), fresh values are of a
+    category never seen ``N_1 / m`` of the time and of one seen once ``2 N_2 / m``: the last bin holds
+    ``N_1 + 2 N_2``, and the categories seen more often give up those ``2 N_2`` alike, an absolute discount
+    (each category's count less ``2 N_2 / (categories kept)``, at most two). Counting the last bin as ``N_1``
+    alone (the reference's own share) flagged every healthy window of a long-tailed feature (2,000 Zipf
+    categories, 10,000 reference rows: "rare or unseen values 5.1% -> 11.2%"; tests/drift/test_rare_categories.py).
+    """
     counts = _counts([f for _, f in profile.categories], profile.count * (1 - profile.missing_rate))
     kept = np.flatnonzero(counts > 1)
     fold = np.full(len(counts), len(kept), dtype=np.intp)
     fold[kept] = np.arange(len(kept))
-    binned = np.append(counts[kept], counts[counts <= 1].sum())
+    twice = float((counts == 2).sum())
+    discount = 2 * twice / len(kept) if len(kept) else 0.0
+    binned = np.append(np.round(counts[kept] - discount), counts[counts <= 1].sum() + 2 * twice)
     labels = (*(repr(profile.categories[k][0])[:40] for k in kept), "rare or unseen values")
     return fold, binned, labels
 
