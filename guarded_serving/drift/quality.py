@@ -118,7 +118,7 @@ def _unseen_bound(base: Baseline) -> np.ndarray:
     m = base.present[base.cat_idx]
     rare = np.array([counts[-1] if len(counts) else 0.0 for counts in base.cat_counts], dtype=float)
     rate = (base.singletons[base.cat_idx] + 1) / (m + 1) + 3 * np.sqrt(rare) / np.maximum(m, 1)
-    return np.minimum(rate, 1.0)
+    return np.asarray(np.minimum(rate, 1.0))
 
 
 def _improbable(count: np.ndarray, trials: np.ndarray | int, rate: np.ndarray, limit: float) -> np.ndarray:
