@@ -119,7 +119,8 @@ def drift_check(
         features.update(_numeric(base, cal, window.numeric, present[base.num_idx], limits))
     for k, j in enumerate(base.cat_idx):
         features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
-    ordered = {nm: features[nm] for nm in base.names if nm not in skip}  # redacted features are not judged
+    # in the baseline's order (numeric features come first), redacted features not judged
+    ordered = {nm: features[nm] for nm in base.names if nm not in skip} if skip or len(base.cat_idx) else features
     details = DriftDetails(n, min_rows, cal.alpha, ordered, baseline)
     drifted = sorted(((nm, f) for nm, f in ordered.items() if f.drifted), key=lambda kv: _severity(kv[1]), reverse=True)
     if not drifted:
