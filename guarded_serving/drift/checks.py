@@ -24,7 +24,6 @@ from .statistics import (
     log_spread_ratio,
     psi,
     psi_rows,
-    wasserstein,
 )
 
 __all__ = ["ALPHA_DATA", "ALPHA_PREDICTION", "DriftDetails", "FeatureDrift", "WindowColumns", "drift_check"]
@@ -120,7 +119,8 @@ def drift_check(
         features.update(_numeric(base, cal, window.numeric, present[base.num_idx], limits))
     for k, j in enumerate(base.cat_idx):
         features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
-    ordered = {nm: features[nm] for nm in base.names if nm not in skip}  # redacted features are not judged
+    # in the baseline's order (numeric features come first), redacted features not judged
+    ordered = {nm: features[nm] for nm in base.names if nm not in skip} if skip or len(base.cat_idx) else features
     details = DriftDetails(n, min_rows, cal.alpha, ordered, baseline)
     drifted = sorted(((nm, f) for nm, f in ordered.items() if f.drifted), key=lambda kv: _severity(kv[1]), reverse=True)
     if not drifted:
@@ -141,87 +141,94 @@ def _numeric(
     base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, limits: Limits
 ) -> dict[str, FeatureDrift]:
     """Every numeric feature's verdict: the statistics and the tests computed for all features at once, then one
-    entry per feature; the reasons are worded only for the features that drifted (most do not)."""
+    entry per feature; the reasons are worded only for the features that drifted (most do not). What the counts
+    alone fix (thresholds as shown, which features are judged...) comes worked out with the limits."""
     idx = base.num_idx
-    cols = np.arange(sorted_t.shape[0])
-    last = np.maximum(present - 1, 0)
-    constant = (present >= 2) & (sorted_t[cols, last] == sorted_t[:, 0]) if sorted_t.shape[1] else np.zeros(len(cols), bool)
+    width = len(idx)
+    if not sorted_t.shape[1]:
+        constant = np.zeros(width, bool)
+    elif limits.partial:
+        constant = (present >= 2) & (sorted_t[np.arange(width), np.maximum(present - 1, 0)] == sorted_t[:, 0])
+    else:  # every row full: its last value is its largest
+        constant = (present >= 2) & (sorted_t[:, -1] == sorted_t[:, 0])
     q = limits.quantiles(sorted_t)
-    mean = q.mean(axis=0)  # statistics.location_shift and quantile_spread, sharing the window's and reference's means
+    grid = len(q)
+    # statistics.location_shift, quantile_spread and wasserstein, sharing the window's and reference's means (sums
+    # over the grid divided by its length: np.mean's own arithmetic, without its Python layers)
+    mean = np.add.reduce(q, axis=0) / grid
     shift = (mean - limits.reference_mean) / base.scale
-    ratio = log_spread_ratio(np.sqrt(((q - mean) ** 2).mean(axis=0)), limits.reference_spread)
-    w1 = wasserstein(q, base.ref_quantiles, base.scale)
+    ratio = log_spread_ratio(np.sqrt(np.add.reduce((q - mean) ** 2, axis=0) / grid), limits.reference_spread)
+    w1 = np.add.reduce(np.abs(q - base.ref_quantiles), axis=0) / grid / base.scale
     methods = limits.methods
     primary = w1
-    if any(m != "wasserstein" for m in methods):
+    if limits.others:
         primary = w1.copy()
         ordered = sorted_t.T  # rows x features view, as the statistics expect
-        for method in set(methods) - {"wasserstein"}:
-            pick = np.array([k for k, m in enumerate(methods) if m == method])
+        for method, pick in limits.others:
             primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
     counts = limits.bin_counts(sorted_t, present, base.edges)
-    window_bins = counts / np.maximum(present, 1)[:, None]
-    psi_all = psi_rows(window_bins, base.bin_matrix)
+    window_bins = counts / limits.per_value
+    psi_all = psi_rows(window_bins, base.bin_matrix, limits.reference_floor)
     js_all = jensen_shannon_rows(window_bins, base.bin_matrix)
     # The exact shares test only where it is judged (a discrete feature, or one with a point mass): its tails
     # cost ~2 ms for 64 continuous features' bins, whose p-values were computed and never read.
-    tested = np.flatnonzero(base.shares_tested)
+    tested = limits.tested
     shares: dict[int, tuple[float | None, tuple[int, float, float] | None]] = {}
     if len(tested):
         window_counts, reference_counts = with_new_values(base, sorted_t, present, counts, tested)
         found = share_tests(window_counts, present[tested], reference_counts, base.present[idx][tested], cal.level)
         shares = dict(zip(tested.tolist(), found, strict=True))
-    thresholds = limits.thresholds
+    judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
-        judged = (present >= 2) & base.ordered
-        distance_over = judged & (primary > thresholds)
-        mean_moved = judged & (np.abs(shift - cal.mean_mu[idx]) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
-    ratio_, centre_, limit_ = ratio.tolist(), limits.spread_centre.tolist(), limits.spread_limits.tolist()
+        distance_over = judged & (primary > limits.thresholds)
+        mean_moved = judged & (np.abs(shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+    ratio_ = ratio.tolist()
     spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
         t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
-        for t, r, c, lim in zip((judged & limits.spread_testable).tolist(), ratio_, centre_, limit_, strict=True)
+        for t, r, c, lim in zip(limits.spread_judged, ratio_, limits.centre_list, limits.limit_list, strict=True)
     ]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
     flagged.update(k for k, (_, moved) in shares.items() if moved is not None)
     spread = np.array([math.exp(r) for r in ratio_], dtype=float)  # math.exp, as the reasons word it
-    shown = rounded_all(np.concatenate([primary, thresholds, shift, w1, psi_all, js_all, spread]))  # one pass for all
-    width = len(idx)
+    shown = rounded_all(np.concatenate([primary, shift, w1, psi_all, js_all, spread]))  # one pass for all
+    constant_ = constant.tolist()
     figures = _Figures(
-        rows=present.tolist(),
+        rows=limits.rows,
         score=primary.tolist(),
-        threshold=thresholds.tolist(),
+        threshold=limits.threshold_list,
         shift=shift.tolist(),
         ratio=ratio_,
-        constant=constant.tolist(),
+        constant=constant_,
         shown_score=shown[:width],
-        shown_threshold=shown[width : 2 * width],
-        shown_shift=shown[2 * width : 3 * width],
-        shown_spread=_spread_ratios(shown[6 * width :], constant.tolist(), base.has_spread.tolist()),
-        shown_w1=shown[3 * width : 4 * width],
-        shown_psi=shown[4 * width : 5 * width],
-        shown_js=shown[5 * width : 6 * width],
+        shown_shift=shown[width : 2 * width],
+        shown_spread=_spread_ratios(shown[5 * width :], constant_, limits.has_spread_list),
+        shown_w1=shown[2 * width : 3 * width],
+        shown_psi=shown[3 * width : 4 * width],
+        shown_js=shown[4 * width : 5 * width],
     )
-    ordered_, over_, mean_ = base.ordered.tolist(), distance_over.tolist(), mean_moved.tolist()
     status: list[Status] = [Status.OK] * width
     drifted: list[bool] = [False] * width
     reason: list[str | None] = [None] * width
-    for k in flagged:
-        tests = (over_[k], mean_[k], spread_moved[k], ordered_[k])
-        reason[k], drifted[k], status[k] = _numeric_reason(base, k, methods[k], figures, tests, shares.get(k, (None, None))[1])
+    if flagged:
+        ordered_, over_, mean_ = limits.ordered_list, distance_over.tolist(), mean_moved.tolist()
+        for k in flagged:
+            tests = (over_[k], mean_[k], spread_moved[k], ordered_[k])
+            moved = shares.get(k, (None, None))[1]
+            reason[k], drifted[k], status[k] = _numeric_reason(base, k, methods[k], figures, tests, moved)
     shares_p: list[float | None] = [None] * width
     for k, (p, _) in shares.items():
         shares_p[k] = significant(p)
     f = figures
-    threshold = [t if o else None for t, o in zip(f.shown_threshold, ordered_, strict=True)]  # unordered: shares only
     entries = map(
-        _feature_drift, status, drifted, methods, f.shown_score, threshold, f.rows, reason, f.shown_shift, f.shown_spread,
-        f.shown_w1, f.shown_psi, f.shown_js, [None] * width, shares_p,
+        _feature_drift, status, drifted, methods, f.shown_score, limits.shown_threshold, f.rows, reason, f.shown_shift,
+        f.shown_spread, f.shown_w1, f.shown_psi, f.shown_js, [None] * width, shares_p,
     )  # fmt: skip
-    out = dict(zip([base.names[j] for j in idx.tolist()], entries, strict=True))
-    for k in np.flatnonzero(present < 2).tolist():
-        out[base.names[idx[k]]] = FeatureDrift(
-            Status.INSUFFICIENT_DATA, False, methods[k], None, None, f.rows[k], "no values in the window"
-        )
+    out = dict(zip(limits.names, entries, strict=True))
+    if limits.few:
+        for k in np.flatnonzero(present < 2).tolist():
+            out[base.names[idx[k]]] = FeatureDrift(
+                Status.INSUFFICIENT_DATA, False, methods[k], None, None, f.rows[k], "no values in the window"
+            )
     return out
 
 
@@ -236,7 +243,6 @@ class _Figures:
     ratio: list[float]
     constant: list[bool]
     shown_score: list[float | None]
-    shown_threshold: list[float | None]
     shown_shift: list[float | None]
     shown_spread: list[float | None]
     shown_w1: list[float | None]

@@ -70,8 +70,11 @@ class WindowColumns:
     @classmethod
     def of(cls, matrix: np.ndarray, base: Baseline) -> WindowColumns:
         by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
-        numeric = by_feature if len(base.num_idx) == base.width else by_feature[base.num_idx]
-        numeric.sort(axis=1)  # in place: both are this function's own copies
+        if len(base.num_idx) == base.width:  # numbers only (a model's outputs, most tables): no scatter, no gather
+            by_feature.sort(axis=1)  # in place: this function's own copy
+            return cls(matrix.shape[0], _present(by_feature), by_feature, by_feature[:0])
+        numeric = by_feature[base.num_idx]
+        numeric.sort(axis=1)  # in place: this function's own copy
         categorical = by_feature[base.cat_idx]
         present = np.empty(base.width, dtype=np.intp)
         present[base.num_idx] = _present(numeric)

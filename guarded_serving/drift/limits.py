@@ -14,7 +14,8 @@ import numpy as np
 
 from .baseline import Baseline
 from .calibration import Calibration
-from .statistics import GRID, binomial_sf
+from .columns import rounded_all
+from .statistics import GRID, binomial_sf, psi_floor
 
 __all__ = ["Limits"]
 
@@ -41,6 +42,24 @@ class Limits:
     bins: int  # the most bins a numeric feature has
     partial: bool  # some numeric feature's sorted row holds missing values at its end
     edge_at: np.ndarray  # where each numeric feature's edges sit in the flat (features x bins + 1) matrix of bin_counts
+    # What data drift's verdicts read that the counts alone fix (per numeric feature), worked out once here rather
+    # than on every health: ~15 small array operations and lists of 64 per check, ~0.1 ms in a moved window's health.
+    judged: np.ndarray  # at least two values and ordered (quantile statistics tested)
+    spread_judged: list[bool]  # judged, and where a zero spread would be evidence
+    mean_mu: np.ndarray  # the trimmed mean's null centre (the calibration's, for the numeric features)
+    per_value: np.ndarray  # features x 1: what a bin count is divided by for its share (present, at least 1)
+    reference_floor: np.ndarray  # the reference's bin shares floored as PSI floors them
+    rows: list[int]  # present values per numeric feature
+    threshold_list: list[float]  # the thresholds as Python numbers, as worded
+    shown_threshold: list[float | None]  # rounded as shown; None for a feature judged by its shares alone
+    centre_list: list[float]
+    limit_list: list[float]
+    others: tuple[tuple[str, np.ndarray], ...]  # each primary distance other than Wasserstein and its features
+    tested: np.ndarray  # the features whose bin shares are tested (positions among the numeric ones)
+    has_spread_list: list[bool]
+    ordered_list: list[bool]
+    names: tuple[str, ...]  # the numeric features' names, in order
+    few: bool  # some feature has fewer than two values: judged insufficient
 
     @classmethod
     def of(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int) -> Limits:
@@ -75,13 +94,21 @@ class Limits:
         pos = GRID[:, None] * top[None, :]
         lo = np.floor(pos).astype(np.intp)
         offset = np.arange(len(idx)) * width
+        spread_centre = cal.spread_centre(every, reference)[idx]
+        spread_testable_ = base.has_spread & spread_testable(base.top_share[idx], reference[idx], numeric, cal.level)
+        judged = (numeric >= 2) & base.ordered
+        methods = base.numeric_methods
+        others = tuple(
+            (m, np.array([k for k, n in enumerate(methods) if n == m])) for m in sorted(set(methods) - {"wasserstein"})
+        )
+        shown = rounded_all(thresholds)
         return cls(
             factor=factor,
             thresholds=thresholds,
             mean_limits=mean_limits,
             spread_limits=spread_limits,
-            spread_centre=cal.spread_centre(every, reference)[idx],
-            spread_testable=base.has_spread & spread_testable(base.top_share[idx], reference[idx], numeric, cal.level),
+            spread_centre=spread_centre,
+            spread_testable=spread_testable_,
             low=lo + offset,
             high=np.minimum(lo + 1, top[None, :]) + offset,
             fraction=pos - lo,
@@ -94,6 +121,22 @@ class Limits:
             edge_at=np.concatenate(
                 [np.zeros(0, dtype=np.intp), *(k * (bins + 1) + 1 + np.arange(len(e)) for k, e in enumerate(base.edges))]
             ),
+            judged=judged,
+            spread_judged=(judged & spread_testable_).tolist(),
+            mean_mu=cal.mean_mu[idx],
+            per_value=np.maximum(numeric, 1)[:, None],
+            reference_floor=psi_floor(base.bin_matrix),
+            rows=numeric.tolist(),
+            threshold_list=thresholds.tolist(),
+            shown_threshold=[t if o else None for t, o in zip(shown, base.ordered.tolist(), strict=True)],
+            centre_list=spread_centre.tolist(),
+            limit_list=spread_limits.tolist(),
+            others=others,
+            tested=np.flatnonzero(base.shares_tested),
+            has_spread_list=base.has_spread.tolist(),
+            ordered_list=base.ordered.tolist(),
+            names=tuple(base.names[j] for j in idx.tolist()),
+            few=bool((numeric < 2).any()),
         )
 
     def quantiles(self, sorted_t: np.ndarray) -> np.ndarray:
@@ -115,7 +158,7 @@ class Limits:
         if not sorted_t.shape[1]:
             return np.diff(at, axis=1)
         if not self.partial:
-            found = [row.searchsorted(e, side="left") for row, e in zip(sorted_t, edges, strict=True)]
+            found = list(map(np.ndarray.searchsorted, sorted_t, edges))  # side="left"; ~10 % less than a loop
         else:
             found = [row[:p].searchsorted(e, side="left") for row, e, p in zip(sorted_t, edges, present.tolist(), strict=True)]
         if found:

@@ -27,6 +27,7 @@ __all__ = [
     "log_spread_ratio",
     "proportions_in_bins",
     "psi",
+    "psi_floor",
     "psi_rows",
     "quantile_spread",
     "quantiles",
@@ -181,11 +182,17 @@ def total_variation(window: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(window - reference).sum() / 2)
 
 
-def psi_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """PSI for each row of two (features x bins) proportion matrices; bins empty on both sides add 0."""
+def psi_rows(window: np.ndarray, reference: np.ndarray, floored: np.ndarray | None = None) -> np.ndarray:
+    """PSI for each row of two (features x bins) proportion matrices; bins empty on both sides add 0.
+    ``floored``: :func:`psi_floor` of ``reference``, when the caller keeps it."""
     w = np.maximum(window, _EPS)
-    r = np.maximum(reference, _EPS)
-    return np.asarray(np.sum((w - r) * np.log(w / r), axis=1))
+    r = psi_floor(reference) if floored is None else floored
+    return np.asarray(np.add.reduce((w - r) * np.log(w / r), axis=1))
+
+
+def psi_floor(proportions: np.ndarray) -> np.ndarray:
+    """Proportions as PSI reads them: an empty bin counts as a tiny share, not zero."""
+    return np.asarray(np.maximum(proportions, _EPS))
 
 
 def jensen_shannon_rows(window: np.ndarray, reference: np.ndarray) -> np.ndarray:

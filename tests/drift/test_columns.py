@@ -45,3 +45,22 @@ def test_present_values_are_counted_per_feature(gaps: bool) -> None:
 
     assert columns.present.tolist() == (~np.isnan(window)).sum(axis=0).tolist()
     np.testing.assert_array_equal(columns.numeric, np.sort(window.T, axis=1))
+    assert columns.categorical.shape == (0, 50)  # numbers only
+
+
+def test_a_window_with_categories_is_laid_out_as_one_of_numbers_only_for_its_numeric_features() -> None:
+    rng = np.random.default_rng(3)
+    xs, cs, ys = rng.normal(size=300), rng.choice(["a", "b"], 300), rng.normal(size=300)
+    reference = [[float(x), str(c), float(y)] for x, c, y in zip(xs, cs, ys, strict=True)]
+    mixed = Baseline.from_profiles(Reference.from_data(reference, categorical=[1]).features)
+    numeric = Baseline.from_profiles(Reference.from_data([[r[0], r[2]] for r in reference]).features)
+    window = np.column_stack([rng.normal(size=40), rng.integers(0, 2, 40).astype(float), rng.normal(size=40)])
+    window[::5, 0] = NAN
+    window[::3, 1] = NAN
+
+    both, numbers = WindowColumns.of(window, mixed), WindowColumns.of(window[:, [0, 2]], numeric)
+
+    np.testing.assert_array_equal(both.numeric, numbers.numeric)
+    assert both.present.tolist() == [32, 26, 40]
+    assert numbers.present.tolist() == [32, 40]
+    np.testing.assert_array_equal(both.categorical, window[:, [1]].T)

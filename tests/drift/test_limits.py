@@ -48,3 +48,24 @@ def test_limits_quantiles_are_the_quantiles_of_the_sorted_rows() -> None:
     limits = Limits.of(base, cal, present, 6)
 
     np.testing.assert_array_equal(limits.quantiles(rows), quantiles(np.ascontiguousarray(rows.T), present), strict=True)
+
+
+def test_limits_hold_what_the_verdicts_read_for_those_counts() -> None:
+    base = gaussian_baseline(3)
+    cal = Calibration.fit(base, 200, 0.01, draws=50)
+    present = np.array([200, 1, 150])
+
+    limits = Limits.of(base, cal, present, 200)
+
+    judged = (present >= 2) & base.ordered
+    np.testing.assert_array_equal(limits.judged, judged)
+    assert limits.spread_judged == (judged & limits.spread_testable).tolist()
+    assert limits.rows == [200, 1, 150]
+    assert limits.few
+    assert limits.threshold_list == limits.thresholds.tolist()
+    thresholds = limits.thresholds.tolist()
+    assert limits.shown_threshold == [round(t, 4) if o else None for t, o in zip(thresholds, base.ordered, strict=True)]
+    np.testing.assert_array_equal(limits.mean_mu, cal.mean_mu[base.num_idx])
+    assert limits.names == base.names
+    assert limits.centre_list == limits.spread_centre.tolist()
+    assert limits.limit_list == limits.spread_limits.tolist()
