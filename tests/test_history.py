@@ -261,7 +261,10 @@ def test_an_unstarted_monitor_records_the_reports_it_is_asked_for(gaussian_300x3
 
     monitor.health()
     first_slot = int(time.time() / 0.05)
-    assert wait_for(lambda: int(time.time() / 0.05) > first_slot, timeout=1.0, interval=0.01)
+    # well into a later slot: a report stamped in the first millisecond of one (its time kept to the millisecond)
+    # may fall in the slot before by the division's rounding, as the first report's did when this waited less
+    later = (first_slot + 1) * 0.05 + 0.01
+    assert wait_for(lambda: time.time() >= later, timeout=1.0, interval=0.005)
     monitor.health()
 
     assert len(monitor.history()) == 2
