@@ -266,39 +266,33 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
             present_values = columns.present[base.num_idx[tables.ranks]]
             lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
     window = matrix if tables.every_feature and len(joint.feature_of) == matrix.shape[1] else matrix[:, joint.feature_of]
-    if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
-        with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
-            if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
-                single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
-                products = correlation.gram(single, single).astype(np.float64)
-            else:
-                scores = correlation.complete_scores(window, joint.levels, lo, hi, out=scratch.scores)
-                single = scratch.single
-                np.copyto(single, scores, casting="same_kind")  # astype(np.float32)'s values
-                products = correlation.gram(single, single, scratch.products, scratch.copy).astype(np.float64)
-        squares = np.diag(products)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            current = products.take(tables.flat) / np.sqrt(squares[joint.left] * squares[joint.right])
-        spread, bound, judgeable = tables.spread(joint, n)
-    else:
-        scores, present = correlation.scores(window, joint.levels, lo, hi)
-        corr, rows = correlation.pairwise(scores, present)
-        current = corr.take(tables.flat)
-        spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
+    count = len(joint.left)
     with np.errstate(divide="ignore", invalid="ignore"):
+        if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
+            products = _complete_products(tables, window, joint.levels, lo, hi)
+            values = products.take(tables.gathered).astype(np.float64)  # per pair its product, then both squares
+            current = values[:count] / np.sqrt(values[count : 2 * count] * values[2 * count :])
+            spread, bound, judgeable = tables.spread(joint, n)
+        else:
+            scores, present = correlation.scores(window, joint.levels, lo, hi)
+            corr, rows = correlation.pairwise(scores, present)
+            current = corr.take(tables.flat)
+            spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
         z = (np.arctanh(np.minimum(np.maximum(current, -LIMIT), LIMIT)) - tables.fisher_reference) / spread  # np.clip
     judged = np.isfinite(z) & judgeable
-    pairs = int(judged.sum())
+    pairs = int(np.count_nonzero(judged))
     change = current - joint.reference
-    if pairs < len(judged):
+    if pairs < count:
         z = np.where(judged, z, 0.0)
         change = np.where(judged, change, 0.0)
     size = np.abs(z)
     severity = size / bound
-    if pairs < len(judged):
+    if pairs < count:
         severity = np.where(judged, severity, 0.0)
-    flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
-    flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
+    flagged = (severity > 1).nonzero()[0]  # few or none: the change is looked at for these only
+    if len(flagged):
+        flagged = flagged[np.abs(change[flagged]) >= MIN_CHANGE]
+        flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
     changed = tuple(
         PairChange(
             (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
@@ -322,6 +316,15 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
     summary = f"{len(flagged)} of {pairs} feature pairs changed relation: {shown}{more}."
     return CheckResult(name, status, summary, details)
+
+
+def _complete_products(tables: PairTables, window: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The Gram matrix (float32) of a complete window's scores, in the workspace's arrays when free (see Scratch)."""
+    with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
+        if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
+            single = correlation.complete_scores(window, levels, lo, hi).astype(np.float32)
+            return correlation.gram(single, single)
+        return scratch.products_of(window, levels, lo, hi)
 
 
 def _blame(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .correlation import block_rows
+from .correlation import block_rows, clipped
 
 if TYPE_CHECKING:
     from .joint import JointBaseline
@@ -27,13 +27,49 @@ MIN_CELL = 10  # rows a window must expect with both members of a pair present (
 
 @dataclass(frozen=True, eq=False)
 class Scratch:
-    """A window's scores, in float64 and in float32, a copy of the latter and their blocks' products (see
-    :func:`~guarded_serving.drift.correlation.gram`), for a check to compute into."""
+    """The arrays a check of a complete window (no value missing) computes its scores' Gram matrix in, with the
+    views :meth:`products` multiplies: the clipped values (float64), the centred scores in float32 (``single``)
+    and a copy of them (``copy``), each the first rows of a buffer padded with zero rows to whole blocks of
+    :func:`~guarded_serving.drift.correlation.block_rows`, and every block's product.
+
+    Padded once, the blocks are one batched product: no zeroed tail block made per check, no copy of the whole
+    blocks apart from the tail (``copy`` is the right side of every block, so that BLAS multiplies each as
+    :func:`~guarded_serving.drift.correlation.gram` does: a general product; with no padding ``copy`` is
+    ``single`` and every block the symmetric product, as there).
+    """
 
     scores: np.ndarray
     single: np.ndarray
     copy: np.ndarray
     products: np.ndarray
+    left_blocks: np.ndarray  # per block: its rows of ``single``, transposed (columns x block)
+    right_blocks: np.ndarray  # per block: its rows of ``copy`` (block x columns)
+
+    @classmethod
+    def of(cls, shape: tuple[int, int]) -> Scratch:
+        rows, columns = shape
+        block = max(min(block_rows(columns, columns), rows), 1)  # gram multiplies fewer rows than a block at once
+        blocks = -(-rows // block)
+        single = np.zeros((blocks * block, columns), dtype=np.float32)  # the rows past the window stay 0
+        padded = rows % block != 0
+        copy = np.zeros_like(single) if padded else single
+        products = np.empty((blocks, columns, columns), dtype=np.float32)
+        left_blocks = single.reshape(blocks, block, columns).transpose(0, 2, 1)
+        right_blocks = copy.reshape(blocks, block, columns)
+        window_rows = single[:rows]
+        return cls(np.empty(shape), window_rows, copy[:rows] if padded else window_rows, products, left_blocks, right_blocks)
+
+    def products_of(self, columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The Gram matrix (float32) of the scores of ``columns`` (rows x columns, C-ordered, no value missing):
+        bit for bit ``gram(s, s)`` of ``s = complete_scores(columns, levels, lo, hi).astype(np.float32)``, the same
+        operations in the same order, with every array computed in place."""
+        values = clipped(columns, levels, lo, hi, self.scores)
+        mean = np.add.reduce(values, axis=0) / len(values)  # as complete_scores centres
+        np.subtract(values, mean, out=self.single, casting="same_kind")  # in float64, rounded to float32 once
+        if self.copy is not self.single:
+            np.copyto(self.copy, self.single)
+        np.matmul(self.left_blocks, self.right_blocks, out=self.products)
+        return np.asarray(np.add.reduce(self.products, axis=0))  # the blocks' products added in row order
 
 
 class Workspace:
@@ -61,11 +97,7 @@ class Workspace:
             return
         try:
             if self._scratch is None or self._scratch.scores.shape != shape:
-                rows, columns = shape
-                blocks = -(-rows // block_rows(columns, columns))
-                single, copy = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
-                products = np.empty((blocks, columns, columns), dtype=np.float32)
-                self._scratch = Scratch(np.empty(shape), single, copy, products)
+                self._scratch = Scratch.of(shape)
             yield self._scratch
         finally:
             self._lock.release()
@@ -81,6 +113,7 @@ class PairTables:
     numeric: np.ndarray  # columns of numeric features
     ranks: np.ndarray  # their features' positions among the baseline's numeric features
     flat: np.ndarray  # per pair: its position in a columns x columns matrix
+    gathered: np.ndarray  # ``flat``, then the positions of each pair's left and right column's square
     share_left: np.ndarray
     share_right: np.ndarray
     fisher_reference: np.ndarray  # arctanh of the reference correlation
@@ -99,6 +132,8 @@ class PairTables:
     @classmethod
     def of(cls, joint: JointBaseline) -> PairTables:
         numeric = np.flatnonzero(joint.levels < 0)
+        width = len(joint.levels)
+        flat = joint.left * width + joint.right
         left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
         ends = np.concatenate([left_name, right_name])
         pairs = np.concatenate([np.arange(len(joint.left))] * 2)
@@ -110,7 +145,8 @@ class PairTables:
             every_feature=bool((joint.feature_of == np.arange(len(joint.feature_of))).all()),
             numeric=numeric,
             ranks=joint.numeric_rank[numeric],
-            flat=joint.left * len(joint.levels) + joint.right,
+            flat=flat,
+            gathered=np.concatenate([flat, joint.left * (width + 1), joint.right * (width + 1)]),
             share_left=joint.share[joint.left],
             share_right=joint.share[joint.right],
             fisher_reference=np.arctanh(joint.reference),
