@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 from scipy.stats import norm
@@ -88,6 +89,9 @@ class FeatureJoint:
     threshold: float | None
     partner: str | None = None
     reason: str | None = None
+
+
+_UNJUDGED = FeatureJoint(Status.OK, False, None, None)  # a feature none of whose pairs could be judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,32 +344,39 @@ def _blame(
     partner; drifted when that pair is flagged (``size``: each pair's |z|). Vectorised over the pairs grouped by
     feature (:class:`~guarded_serving.drift.pairtables.PairTables`): the loop only builds the entries."""
     tables = joint.tables
-    grouped = severity[tables.by_feature]
+    grouped = severity.take(tables.by_feature)
     best = np.maximum.reduceat(grouped, tables.group_starts)  # each feature's worst severity
-    hits = np.flatnonzero(grouped == best[tables.group_of])
-    entry = hits[np.searchsorted(hits, tables.group_starts)]  # each feature's first pair of that severity
-    pair = tables.by_feature[entry]
+    hits = (grouped == best.take(tables.group_of)).nonzero()[0]
+    entry = hits.take(hits.searchsorted(tables.group_starts))  # each feature's first pair of that severity
+    pair = tables.by_feature.take(entry)
+    out = dict.fromkeys(joint.names, _UNJUDGED)  # in order
+    scores = size.take(pair).round(3).tolist()
+    thresholds = bound.take(pair).round(3).tolist()
+    partners = tables.other_labels.take(entry).tolist()
+    if not len(flagged) and bool(best.all()):  # every feature judged and none drifted: the common answer
+        entries = map(FeatureJoint, repeat(Status.OK), repeat(False), scores, thresholds, partners)
+        out.update(zip(tables.group_names, entries, strict=True))
+        return out
     drifted = np.isin(pair, flagged).tolist() if len(flagged) else [False] * len(pair)
-    out = dict.fromkeys(joint.names, FeatureJoint(Status.OK, False, None, None))  # the unjudged, in order
-    names, labels = joint.names, joint.labels
+    labels = joint.labels
     rows = zip(
-        tables.grouped_names.tolist(),
+        tables.group_names,
         pair.tolist(),
-        tables.mine[entry].tolist(),
-        tables.other[entry].tolist(),
+        tables.mine.take(entry).tolist(),
+        partners,
         (best > 0).tolist(),
         drifted,
-        size[pair].round(3).tolist(),
-        bound[pair].round(3).tolist(),
+        scores,
+        thresholds,
         strict=True,
     )
-    for position, k, me, partner, judged, drifted, score, threshold in rows:
+    for name, k, me, partner, judged, drifted, score, threshold in rows:
         if not judged:
             continue
         if not drifted:
-            out[names[position]] = FeatureJoint(Status.OK, False, score, threshold, labels[partner])
+            out[name] = FeatureJoint(Status.OK, False, score, threshold, partner)
         else:
             status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
-            reason = f"{labels[me]} ~ {labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
-            out[names[position]] = FeatureJoint(status, True, score, threshold, labels[partner], reason)
+            reason = f"{labels[me]} ~ {partner}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
+            out[name] = FeatureJoint(status, True, score, threshold, partner, reason)
     return out

@@ -126,6 +126,8 @@ class PairTables:
     mine: np.ndarray  # per entry of ``by_feature``: the pair's column of the group's feature
     other: np.ndarray  # ... and the partner's column
     grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
+    group_names: tuple[str, ...]  # ... and its name
+    other_labels: np.ndarray  # per entry of ``by_feature``: the partner's label (objects, to take from)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
     workspace: Workspace = field(default_factory=Workspace)
 
@@ -158,6 +160,8 @@ class PairTables:
             mine=columns[order],
             other=partners[order],
             grouped_names=grouped_names,
+            group_names=tuple(joint.names[k] for k in grouped_names.tolist()),
+            other_labels=np.array(joint.labels, dtype=object)[partners[order]] if len(joint.labels) else np.zeros(0, object),
             complete={},
         )
 
