@@ -261,18 +261,18 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         summary = f"{n} rows in the window; relations are judged from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
     tables = joint.tables
+    complete = bool((columns.present[joint.feature_of] == n).all())  # no value missing: no mask to apply, to count with
     if len(tables.numeric) == len(joint.levels):  # numeric columns only: their bounds are all
-        lo, hi = correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+        lo, hi = _numeric_bounds(tables, columns, base, complete)
     else:
         lo = np.full(len(joint.levels), -np.inf)
         hi = np.full(len(joint.levels), np.inf)
         if len(tables.numeric):
-            present_values = columns.present[base.num_idx[tables.ranks]]
-            lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
+            lo[tables.numeric], hi[tables.numeric] = _numeric_bounds(tables, columns, base, complete)
     window = matrix if tables.every_feature and len(joint.feature_of) == matrix.shape[1] else matrix[:, joint.feature_of]
     count = len(joint.left)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
+        if complete:
             products = _complete_products(tables, window, joint.levels, lo, hi)
             values = products.take(tables.gathered).astype(np.float64)  # per pair its product, then both squares
             current = values[:count] / np.sqrt(values[count : 2 * count] * values[2 * count :])
@@ -320,6 +320,13 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
     summary = f"{len(flagged)} of {pairs} feature pairs changed relation: {shown}{more}."
     return CheckResult(name, status, summary, details)
+
+
+def _numeric_bounds(tables: PairTables, columns: WindowColumns, base: Baseline, complete: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The numeric columns' clip bounds in the window (its 2 % and 98 % order statistics)."""
+    if complete:
+        return tables.complete_bounds(columns.numeric)
+    return correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
 
 
 def _complete_products(tables: PairTables, window: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .correlation import block_rows, clipped
+from .correlation import TRIM, block_rows, clipped
 
 if TYPE_CHECKING:
     from .joint import JointBaseline
@@ -129,6 +129,7 @@ class PairTables:
     group_names: tuple[str, ...]  # ... and its name
     other_labels: np.ndarray  # per entry of ``by_feature``: the partner's label (objects, to take from)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
+    positions: dict[int, np.ndarray]  # rows -> where a full window's clip bounds are in its sorted numeric features
     workspace: Workspace = field(default_factory=Workspace)
 
     @classmethod
@@ -163,7 +164,25 @@ class PairTables:
             group_names=tuple(joint.names[k] for k in grouped_names.tolist()),
             other_labels=np.array(joint.labels, dtype=object)[partners[order]] if len(joint.labels) else np.zeros(0, object),
             complete={},
+            positions={},
         )
+
+    def complete_bounds(self, sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~guarded_serving.drift.correlation.order_bounds` of the numeric columns for a window with no value
+        missing (``sorted_rows``: its numeric features, each sorted): the order statistics are at the same places in
+        every full window of a size, so they are taken at once from positions kept per size."""
+        rows = sorted_rows.shape[1]
+        positions = self.positions.get(rows)
+        if positions is None:
+            last = np.maximum(np.full(len(self.ranks), rows) - 1, 0)  # as order_bounds counts
+            low = np.floor(TRIM * last).astype(np.intp)
+            high = np.ceil((1 - TRIM) * last).astype(np.intp)
+            positions = self.ranks * rows + np.stack([low, high, np.zeros_like(low), last])
+            self.positions.clear()  # bounded: one window size at a time
+            self.positions[rows] = positions
+        lo, hi, first, last_value = sorted_rows.take(positions)
+        same = lo == hi
+        return np.where(same, first, lo), np.where(same, last_value, hi)
 
     def spread(self, joint: JointBaseline, pair_rows: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pair, for a window with ``pair_rows`` rows holding both values: the spread of the change in Fisher's

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.drift.correlation import complete_scores, gram, moments, pairwise, scores
+from guarded_serving.drift.correlation import complete_scores, gram, moments, order_bounds, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -160,6 +160,23 @@ def test_a_scratchs_products_are_those_of_the_windows_scores_bit_for_bit(rows: i
 
     for _ in range(2):  # and again in the same arrays
         np.testing.assert_array_equal(scratch.products_of(columns, levels, lo, hi), gram(single, single))
+
+
+@pytest.mark.parametrize("size", [MIN_ROWS, WINDOW, WINDOW + 1])
+def test_a_full_windows_clip_bounds_are_its_order_statistics_from_positions_kept_per_size(
+    joint: JointBaseline, base: Baseline, size: int
+) -> None:
+    matrix = Encoder(base).encode(rows(size, 11), {}, {})
+    matrix[: size * 99 // 100, 0] = 1.0  # its 2 % and 98 % statistics tie: its minimum and maximum are taken then
+    columns = WindowColumns.of(matrix, base)
+    tables = joint.tables
+    counts = columns.present[base.num_idx[tables.ranks]]
+
+    for _ in range(2):  # and again from the kept positions
+        kept = tables.complete_bounds(columns.numeric)
+        for array, expected in zip(kept, order_bounds(columns.numeric, tables.ranks, counts), strict=True):
+            np.testing.assert_array_equal(array, expected)
+    assert list(tables.positions) == [size]
 
 
 def test_a_full_windows_spreads_and_bounds_are_those_of_its_pair_rows_kept_per_window_size(joint: JointBaseline) -> None:
