@@ -2,7 +2,8 @@
 
 A check judges ~2,000 pairs of 64 columns with a few dozen numpy calls of ~5 us each: the arrays it takes from
 the baseline are indexed once per baseline here (pairs' shares, Fisher's z of the reference correlations, the
-pairs grouped by feature for blaming), and a full window's spreads and bounds once per window size.
+pairs grouped by feature for blaming), and a full window's spreads, bounds and the places of its clip bounds once
+per window size.
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ MIN_CELL = 10  # rows a window must expect with both members of a pair present (
 
 @dataclass(frozen=True, eq=False)
 class Scratch:
-    """The arrays a check of a complete window (no value missing) computes its scores' Gram matrix in, with the
-    views :meth:`products` multiplies: the clipped values (float64), the centred scores in float32 (``single``)
-    and a copy of them (``copy``), each the first rows of a buffer padded with zero rows to whole blocks of
-    :func:`~guarded_serving.drift.correlation.block_rows`, and every block's product.
+    """The arrays a check of a complete window (no value missing) computes its scores' Gram matrix in, and the
+    views :meth:`products_of` multiplies: the window's clipped values (float64, ``scores``), its centred scores
+    in float32 (``single``) and a copy of them (``copy``), both the first rows of arrays padded with zero rows to
+    whole blocks of :func:`~guarded_serving.drift.correlation.block_rows`, and every block's product.
 
-    Padded once, the blocks are one batched product: no zeroed tail block made per check, no copy of the whole
-    blocks apart from the tail (``copy`` is the right side of every block, so that BLAS multiplies each as
-    :func:`~guarded_serving.drift.correlation.gram` does: a general product; with no padding ``copy`` is
-    ``single`` and every block the symmetric product, as there).
+    Padded once, every block, the last one too, is one batched np.matmul over views made once: no zeroed tail
+    arrays per check. ``copy`` is the right side of every block so that BLAS computes each as a general product,
+    as :func:`~guarded_serving.drift.correlation.gram` does when the last block is padded; with no padding
+    ``copy`` is ``single`` and every block BLAS's symmetric product, as there.
     """
 
-    scores: np.ndarray
+    scores: np.ndarray  # the clipped values, before centring
     single: np.ndarray
     copy: np.ndarray
     products: np.ndarray
