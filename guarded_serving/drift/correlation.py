@@ -13,6 +13,7 @@ __all__ = [
     "LIMIT",
     "block_rows",
     "bounds",
+    "clipped",
     "complete_scores",
     "gram",
     "inflation",
@@ -55,7 +56,7 @@ def order_bounds(sorted_rows: np.ndarray, rows: np.ndarray, counts: np.ndarray) 
 def scores(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred scores (missing values as 0) and the present mask, for rows x columns of feature values."""
     present = ~np.isnan(columns)
-    values = _clipped(columns, levels, lo, hi)
+    values = clipped(columns, levels, lo, hi)
     if present.all():  # the common case: no mask to apply
         values -= values.mean(axis=0)
         return values, present
@@ -72,14 +73,12 @@ def complete_scores(
     """:func:`scores` of columns the caller knows hold no missing value (no mask made: ~30 us for 2,000 x 64),
     computed into ``out`` when given (an array of the columns' shape and layout, see pairtables.Workspace: the
     centring sums each column in the order its layout holds it)."""
-    values = _clipped(columns, levels, lo, hi, out)
+    values = clipped(columns, levels, lo, hi, out)
     values -= np.add.reduce(values, axis=0) / len(values)  # values.mean(axis=0) without its Python wrapper
     return values
 
 
-def _clipped(
-    columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
+def clipped(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Numeric columns clipped to their bounds, indicator columns as 0/1 (missing values stay NaN), in a new array
     or ``out``."""
     indicator = levels >= 0

@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 from scipy.stats import norm
@@ -88,6 +89,9 @@ class FeatureJoint:
     threshold: float | None
     partner: str | None = None
     reason: str | None = None
+
+
+_UNJUDGED = FeatureJoint(Status.OK, False, None, None)  # a feature none of whose pairs could be judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,48 +261,42 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
         summary = f"{n} rows in the window; relations are judged from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details)
     tables = joint.tables
+    complete = bool((columns.present[joint.feature_of] == n).all())  # no value missing: no mask to apply, to count with
     if len(tables.numeric) == len(joint.levels):  # numeric columns only: their bounds are all
-        lo, hi = correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+        lo, hi = _numeric_bounds(tables, columns, base, complete)
     else:
         lo = np.full(len(joint.levels), -np.inf)
         hi = np.full(len(joint.levels), np.inf)
         if len(tables.numeric):
-            present_values = columns.present[base.num_idx[tables.ranks]]
-            lo[tables.numeric], hi[tables.numeric] = correlation.order_bounds(columns.numeric, tables.ranks, present_values)
+            lo[tables.numeric], hi[tables.numeric] = _numeric_bounds(tables, columns, base, complete)
     window = matrix if tables.every_feature and len(joint.feature_of) == matrix.shape[1] else matrix[:, joint.feature_of]
-    if bool((columns.present[joint.feature_of] == n).all()):  # no value missing: no mask to apply, to count with
-        with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
-            if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
-                single = correlation.complete_scores(window, joint.levels, lo, hi).astype(np.float32)
-                products = correlation.gram(single, single).astype(np.float64)
-            else:
-                scores = correlation.complete_scores(window, joint.levels, lo, hi, out=scratch.scores)
-                single = scratch.single
-                np.copyto(single, scores, casting="same_kind")  # astype(np.float32)'s values
-                products = correlation.gram(single, single, scratch.products, scratch.copy).astype(np.float64)
-        squares = np.diag(products)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            current = products.take(tables.flat) / np.sqrt(squares[joint.left] * squares[joint.right])
-        spread, bound, judgeable = tables.spread(joint, n)
-    else:
-        scores, present = correlation.scores(window, joint.levels, lo, hi)
-        corr, rows = correlation.pairwise(scores, present)
-        current = corr.take(tables.flat)
-        spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
+    count = len(joint.left)
     with np.errstate(divide="ignore", invalid="ignore"):
+        if complete:
+            products = _complete_products(tables, window, joint.levels, lo, hi)
+            values = products.take(tables.gathered).astype(np.float64)  # per pair its product, then both squares
+            current = values[:count] / np.sqrt(values[count : 2 * count] * values[2 * count :])
+            spread, bound, judgeable = tables.spread(joint, n)
+        else:
+            scores, present = correlation.scores(window, joint.levels, lo, hi)
+            corr, rows = correlation.pairwise(scores, present)
+            current = corr.take(tables.flat)
+            spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
         z = (np.arctanh(np.minimum(np.maximum(current, -LIMIT), LIMIT)) - tables.fisher_reference) / spread  # np.clip
     judged = np.isfinite(z) & judgeable
-    pairs = int(judged.sum())
+    pairs = int(np.count_nonzero(judged))
     change = current - joint.reference
-    if pairs < len(judged):
+    if pairs < count:
         z = np.where(judged, z, 0.0)
         change = np.where(judged, change, 0.0)
     size = np.abs(z)
     severity = size / bound
-    if pairs < len(judged):
+    if pairs < count:
         severity = np.where(judged, severity, 0.0)
-    flagged = np.flatnonzero((severity > 1) & (np.abs(change) >= MIN_CHANGE))
-    flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
+    flagged = (severity > 1).nonzero()[0]  # few or none: the change is looked at for these only
+    if len(flagged):
+        flagged = flagged[np.abs(change[flagged]) >= MIN_CHANGE]
+        flagged = flagged[np.argsort(-severity[flagged], kind="stable")]
     changed = tuple(
         PairChange(
             (joint.labels[joint.left[k]], joint.labels[joint.right[k]]),
@@ -324,6 +322,22 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
     return CheckResult(name, status, summary, details)
 
 
+def _numeric_bounds(tables: PairTables, columns: WindowColumns, base: Baseline, complete: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The numeric columns' clip bounds in the window (its 2 % and 98 % order statistics)."""
+    if complete:
+        return tables.complete_bounds(columns.numeric)
+    return correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+
+
+def _complete_products(tables: PairTables, window: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The Gram matrix (float32) of a complete window's scores, in the workspace's arrays when free (see Scratch)."""
+    with tables.workspace.borrowed(window.shape) as scratch:  # no fresh 1 MiB arrays (see Workspace)
+        if scratch is None or not window.flags.c_contiguous:  # the scratch arrays are C-ordered
+            single = correlation.complete_scores(window, levels, lo, hi).astype(np.float32)
+            return correlation.gram(single, single)
+        return scratch.products_of(window, levels, lo, hi)
+
+
 def _blame(
     joint: JointBaseline,
     flagged: np.ndarray,
@@ -337,32 +351,39 @@ def _blame(
     partner; drifted when that pair is flagged (``size``: each pair's |z|). Vectorised over the pairs grouped by
     feature (:class:`~guarded_serving.drift.pairtables.PairTables`): the loop only builds the entries."""
     tables = joint.tables
-    grouped = severity[tables.by_feature]
+    grouped = severity.take(tables.by_feature)
     best = np.maximum.reduceat(grouped, tables.group_starts)  # each feature's worst severity
-    hits = np.flatnonzero(grouped == best[tables.group_of])
-    entry = hits[np.searchsorted(hits, tables.group_starts)]  # each feature's first pair of that severity
-    pair = tables.by_feature[entry]
+    hits = (grouped == best.take(tables.group_of)).nonzero()[0]
+    entry = hits.take(hits.searchsorted(tables.group_starts))  # each feature's first pair of that severity
+    pair = tables.by_feature.take(entry)
+    out = dict.fromkeys(joint.names, _UNJUDGED)  # in order
+    scores = size.take(pair).round(3).tolist()
+    thresholds = bound.take(pair).round(3).tolist()
+    partners = tables.other_labels.take(entry).tolist()
+    if not len(flagged) and bool(best.all()):  # every feature judged and none drifted: the common answer
+        entries = map(FeatureJoint, repeat(Status.OK), repeat(False), scores, thresholds, partners)
+        out.update(zip(tables.group_names, entries, strict=True))
+        return out
     drifted = np.isin(pair, flagged).tolist() if len(flagged) else [False] * len(pair)
-    out = dict.fromkeys(joint.names, FeatureJoint(Status.OK, False, None, None))  # the unjudged, in order
-    names, labels = joint.names, joint.labels
+    labels = joint.labels
     rows = zip(
-        tables.grouped_names.tolist(),
+        tables.group_names,
         pair.tolist(),
-        tables.mine[entry].tolist(),
-        tables.other[entry].tolist(),
+        tables.mine.take(entry).tolist(),
+        partners,
         (best > 0).tolist(),
         drifted,
-        size[pair].round(3).tolist(),
-        bound[pair].round(3).tolist(),
+        scores,
+        thresholds,
         strict=True,
     )
-    for position, k, me, partner, judged, drifted, score, threshold in rows:
+    for name, k, me, partner, judged, drifted, score, threshold in rows:
         if not judged:
             continue
         if not drifted:
-            out[names[position]] = FeatureJoint(Status.OK, False, score, threshold, labels[partner])
+            out[name] = FeatureJoint(Status.OK, False, score, threshold, partner)
         else:
             status = Status.ALERT if abs(change[k]) >= SEVERE_CHANGE else Status.WARN
-            reason = f"{labels[me]} ~ {labels[partner]}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
-            out[names[position]] = FeatureJoint(status, True, score, threshold, labels[partner], reason)
+            reason = f"{labels[me]} ~ {partner}: correlation {joint.reference[k]:+.2f} -> {current[k]:+.2f}"
+            out[name] = FeatureJoint(status, True, score, threshold, partner, reason)
     return out

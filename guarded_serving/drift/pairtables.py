@@ -2,7 +2,8 @@
 
 A check judges ~2,000 pairs of 64 columns with a few dozen numpy calls of ~5 us each: the arrays it takes from
 the baseline are indexed once per baseline here (pairs' shares, Fisher's z of the reference correlations, the
-pairs grouped by feature for blaming), and a full window's spreads and bounds once per window size.
+pairs grouped by feature for blaming), and a full window's spreads, bounds and the places of its clip bounds once
+per window size.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .correlation import block_rows
+from .correlation import TRIM, block_rows, clipped
 
 if TYPE_CHECKING:
     from .joint import JointBaseline
@@ -27,13 +28,49 @@ MIN_CELL = 10  # rows a window must expect with both members of a pair present (
 
 @dataclass(frozen=True, eq=False)
 class Scratch:
-    """A window's scores, in float64 and in float32, a copy of the latter and their blocks' products (see
-    :func:`~guarded_serving.drift.correlation.gram`), for a check to compute into."""
+    """The arrays a check of a complete window (no value missing) computes its scores' Gram matrix in, and the
+    views :meth:`products_of` multiplies: the window's clipped values (float64, ``scores``), its centred scores
+    in float32 (``single``) and a copy of them (``copy``), both the first rows of arrays padded with zero rows to
+    whole blocks of :func:`~guarded_serving.drift.correlation.block_rows`, and every block's product.
 
-    scores: np.ndarray
+    Padded once, every block, the last one too, is one batched np.matmul over views made once: no zeroed tail
+    arrays per check. ``copy`` is the right side of every block so that BLAS computes each as a general product,
+    as :func:`~guarded_serving.drift.correlation.gram` does when the last block is padded; with no padding
+    ``copy`` is ``single`` and every block BLAS's symmetric product, as there.
+    """
+
+    scores: np.ndarray  # the clipped values, before centring
     single: np.ndarray
     copy: np.ndarray
     products: np.ndarray
+    left_blocks: np.ndarray  # per block: its rows of ``single``, transposed (columns x block)
+    right_blocks: np.ndarray  # per block: its rows of ``copy`` (block x columns)
+
+    @classmethod
+    def of(cls, shape: tuple[int, int]) -> Scratch:
+        rows, columns = shape
+        block = max(min(block_rows(columns, columns), rows), 1)  # gram multiplies fewer rows than a block at once
+        blocks = -(-rows // block)
+        single = np.zeros((blocks * block, columns), dtype=np.float32)  # the rows past the window stay 0
+        padded = rows % block != 0
+        copy = np.zeros_like(single) if padded else single
+        products = np.empty((blocks, columns, columns), dtype=np.float32)
+        left_blocks = single.reshape(blocks, block, columns).transpose(0, 2, 1)
+        right_blocks = copy.reshape(blocks, block, columns)
+        window_rows = single[:rows]
+        return cls(np.empty(shape), window_rows, copy[:rows] if padded else window_rows, products, left_blocks, right_blocks)
+
+    def products_of(self, columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The Gram matrix (float32) of the scores of ``columns`` (rows x columns, C-ordered, no value missing):
+        bit for bit ``gram(s, s)`` of ``s = complete_scores(columns, levels, lo, hi).astype(np.float32)``, the same
+        operations in the same order, with every array computed in place."""
+        values = clipped(columns, levels, lo, hi, self.scores)
+        mean = np.add.reduce(values, axis=0) / len(values)  # as complete_scores centres
+        np.subtract(values, mean, out=self.single, casting="same_kind")  # in float64, rounded to float32 once
+        if self.copy is not self.single:
+            np.copyto(self.copy, self.single)
+        np.matmul(self.left_blocks, self.right_blocks, out=self.products)
+        return np.asarray(np.add.reduce(self.products, axis=0))  # the blocks' products added in row order
 
 
 class Workspace:
@@ -61,11 +98,7 @@ class Workspace:
             return
         try:
             if self._scratch is None or self._scratch.scores.shape != shape:
-                rows, columns = shape
-                blocks = -(-rows // block_rows(columns, columns))
-                single, copy = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
-                products = np.empty((blocks, columns, columns), dtype=np.float32)
-                self._scratch = Scratch(np.empty(shape), single, copy, products)
+                self._scratch = Scratch.of(shape)
             yield self._scratch
         finally:
             self._lock.release()
@@ -81,6 +114,7 @@ class PairTables:
     numeric: np.ndarray  # columns of numeric features
     ranks: np.ndarray  # their features' positions among the baseline's numeric features
     flat: np.ndarray  # per pair: its position in a columns x columns matrix
+    gathered: np.ndarray  # ``flat``, then the positions of each pair's left and right column's square
     share_left: np.ndarray
     share_right: np.ndarray
     fisher_reference: np.ndarray  # arctanh of the reference correlation
@@ -93,12 +127,17 @@ class PairTables:
     mine: np.ndarray  # per entry of ``by_feature``: the pair's column of the group's feature
     other: np.ndarray  # ... and the partner's column
     grouped_names: np.ndarray  # per group: its feature's position in ``names`` (features with no pair have none)
+    group_names: tuple[str, ...]  # ... and its name
+    other_labels: np.ndarray  # per entry of ``by_feature``: the partner's label (objects, to take from)
     complete: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows -> spread, bound, judgeable
+    positions: dict[int, np.ndarray]  # rows -> where a full window's clip bounds are in its sorted numeric features
     workspace: Workspace = field(default_factory=Workspace)
 
     @classmethod
     def of(cls, joint: JointBaseline) -> PairTables:
         numeric = np.flatnonzero(joint.levels < 0)
+        width = len(joint.levels)
+        flat = joint.left * width + joint.right
         left_name, right_name = joint.name_of[joint.left], joint.name_of[joint.right]
         ends = np.concatenate([left_name, right_name])
         pairs = np.concatenate([np.arange(len(joint.left))] * 2)
@@ -110,7 +149,8 @@ class PairTables:
             every_feature=bool((joint.feature_of == np.arange(len(joint.feature_of))).all()),
             numeric=numeric,
             ranks=joint.numeric_rank[numeric],
-            flat=joint.left * len(joint.levels) + joint.right,
+            flat=flat,
+            gathered=np.concatenate([flat, joint.left * (width + 1), joint.right * (width + 1)]),
             share_left=joint.share[joint.left],
             share_right=joint.share[joint.right],
             fisher_reference=np.arctanh(joint.reference),
@@ -122,8 +162,28 @@ class PairTables:
             mine=columns[order],
             other=partners[order],
             grouped_names=grouped_names,
+            group_names=tuple(joint.names[k] for k in grouped_names.tolist()),
+            other_labels=np.array(joint.labels, dtype=object)[partners[order]] if len(joint.labels) else np.zeros(0, object),
             complete={},
+            positions={},
         )
+
+    def complete_bounds(self, sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~guarded_serving.drift.correlation.order_bounds` of the numeric columns for a window with no value
+        missing (``sorted_rows``: its numeric features, each sorted): the order statistics are at the same places in
+        every full window of a size, so they are taken at once from positions kept per size."""
+        rows = sorted_rows.shape[1]
+        positions = self.positions.get(rows)
+        if positions is None:
+            last = np.maximum(np.full(len(self.ranks), rows) - 1, 0)  # as order_bounds counts
+            low = np.floor(TRIM * last).astype(np.intp)
+            high = np.ceil((1 - TRIM) * last).astype(np.intp)
+            positions = self.ranks * rows + np.stack([low, high, np.zeros_like(low), last])
+            self.positions.clear()  # bounded: one window size at a time
+            self.positions[rows] = positions
+        lo, hi, first, last_value = sorted_rows.take(positions)
+        same = lo == hi
+        return np.where(same, first, lo), np.where(same, last_value, hi)
 
     def spread(self, joint: JointBaseline, pair_rows: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pair, for a window with ``pair_rows`` rows holding both values: the spread of the change in Fisher's

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.drift.correlation import complete_scores, gram, moments, pairwise, scores
+from guarded_serving.drift.correlation import complete_scores, gram, moments, order_bounds, pairwise, scores
 from guarded_serving.drift.joint import (
     ALPHA_JOINT,
     MAX_COLUMNS,
@@ -21,7 +21,7 @@ from guarded_serving.drift.joint import (
     JointDetails,
     joint_check,
 )
-from guarded_serving.drift.pairtables import Workspace
+from guarded_serving.drift.pairtables import Scratch, Workspace
 from guarded_serving.health import CheckResult, Status
 from tests.fixtures.data import gaussian
 
@@ -141,6 +141,42 @@ def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
     levels, lo, hi = np.array([-1, -1, -1, 1]), np.array([-1.0, -2.0, -np.inf, -np.inf]), np.array([1.0, 0.5, np.inf, np.inf])
 
     np.testing.assert_array_equal(complete_scores(columns, levels, lo, hi), scores(columns, levels, lo, hi)[0])
+
+
+@pytest.mark.parametrize(
+    ("rows", "width"),
+    [(2_000, 64), (2_016, 64), (20, 64), (1_000, 6), (33, 64)],
+    ids=["last-block-padded", "whole-blocks", "under-a-block", "narrow", "one-row-past-a-block"],
+)
+def test_a_scratchs_products_are_those_of_the_windows_scores_bit_for_bit(rows: int, width: int) -> None:
+    """Computed in place, padded once: the same Gram matrix as the scores cast to float32 and multiplied by gram."""
+    rng = np.random.default_rng(rows + width)
+    columns = rng.normal(size=(rows, width))
+    columns[:, -1] = rng.integers(0, 3, rows)  # an indicator's feature
+    levels = np.array([-1] * (width - 1) + [1])
+    lo, hi = np.quantile(columns, 0.02, axis=0), np.quantile(columns, 0.98, axis=0)
+    scratch = Scratch.of(columns.shape)
+    single = complete_scores(columns, levels, lo, hi).astype(np.float32)
+
+    for _ in range(2):  # and again in the same arrays
+        np.testing.assert_array_equal(scratch.products_of(columns, levels, lo, hi), gram(single, single))
+
+
+@pytest.mark.parametrize("size", [MIN_ROWS, WINDOW, WINDOW + 1])
+def test_a_full_windows_clip_bounds_are_its_order_statistics_from_positions_kept_per_size(
+    joint: JointBaseline, base: Baseline, size: int
+) -> None:
+    matrix = Encoder(base).encode(rows(size, 11), {}, {})
+    matrix[: size * 99 // 100, 0] = 1.0  # its 2 % and 98 % statistics tie: its minimum and maximum are taken then
+    columns = WindowColumns.of(matrix, base)
+    tables = joint.tables
+    counts = columns.present[base.num_idx[tables.ranks]]
+
+    for _ in range(2):  # and again from the kept positions
+        kept = tables.complete_bounds(columns.numeric)
+        for array, expected in zip(kept, order_bounds(columns.numeric, tables.ranks, counts), strict=True):
+            np.testing.assert_array_equal(array, expected)
+    assert list(tables.positions) == [size]
 
 
 def test_a_full_windows_spreads_and_bounds_are_those_of_its_pair_rows_kept_per_window_size(joint: JointBaseline) -> None:
