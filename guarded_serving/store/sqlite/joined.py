@@ -129,7 +129,9 @@ class Joined:
 
     def moved(self, new: list[Block]) -> Joined:
         """These blocks with the ``new`` ones (oldest first, each of a stored request newer than every one here)
-        appended, and the oldest they push out dropped: what :meth:`of` answers for the blocks kept."""
+        appended, and the oldest they push out dropped: what :meth:`of` answers for the blocks kept. This one's
+        ``ids`` are handed on to it: only its blocks may be read after (a reader that fails before keeping the
+        moved one reads the whole join next time, from the blocks)."""
         blocks = self.blocks + new
         rows = self.rows + sum(len(block.outputs) for block in new)
         dropped = left = 0  # the oldest blocks pushed out, and their rows
@@ -141,7 +143,7 @@ class Joined:
         plainless -= sum(b.matrix is None for b in blocks[:dropped] if b.outputs)
         if dropped >= len(self.blocks) or (self.matrix is None and not plainless):  # one matrix again, or no rows kept
             return Joined.of(kept, self.limit)
-        ids = dict(self.ids)
+        ids = self.ids  # handed on, not copied (2,000 entries): the reader keeps only the moved one
         for block in self.blocks[:dropped]:
             del ids[block.request_id]
         ids.update((block.request_id, block.request) for block in new)
