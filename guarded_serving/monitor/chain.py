@@ -18,13 +18,13 @@ import numpy as np
 
 from ..performance import plain_matrix
 
-__all__ = ["Block", "Chain", "block_of"]
+__all__ = ["Block", "Chain", "labelled_block"]
 
 # one request's joined rows (outputs, labels, delays in seconds), and its outputs' matrix
 Block = tuple[list[Any], list[Any], np.ndarray, np.ndarray | None]
 
 
-def block_of(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
+def labelled_block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
     """One request's labelled rows in row order: their outputs, labels, delays (rows past its outputs left out),
     and the outputs as a plain matrix (None when they are not one): read once per request, not per health check."""
     rows = [row for row in sorted(labelled_rows) if row < len(outs)]

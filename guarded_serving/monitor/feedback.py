@@ -23,7 +23,7 @@ from ..jsontext import to_jsonable_output
 from ..performance import check_class
 from ..reference import Reference
 from ..store import RequestRecord, Store
-from .chain import Block, Chain, block_of
+from .chain import Block, Chain, labelled_block
 
 __all__ = ["PREDICTIONS_KEPT", "FeedbackResult", "Labelled", "Labels"]
 
@@ -227,7 +227,7 @@ class Labels:
             labelled_rows = self._labels.get(rid)
             if not labelled_rows:
                 continue
-            block = self._blocks.get(rid) or block_of(labelled_rows, ts, outs)
+            block = self._blocks.get(rid) or labelled_block(labelled_rows, ts, outs)
             kept[rid] = block
             blocks.append(block)
             sequences.append(sequence)
@@ -253,7 +253,7 @@ class Labels:
                 break
             labelled_rows = self._labels.get(rid)
             if labelled_rows:
-                new.append((rid, sequence, self._blocks.get(rid) or block_of(labelled_rows, ts, outs)))
+                new.append((rid, sequence, self._blocks.get(rid) or labelled_block(labelled_rows, ts, outs)))
         new.reverse()
         chain = last.moved(self._changes, new)
         gone = len(last.ids) + len(new) - len(chain.ids)  # the oldest blocks, pushed out
