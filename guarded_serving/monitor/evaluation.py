@@ -30,7 +30,7 @@ from ..inputs import kind_of_reference, worded
 from ..operational import environment_check, pipeline_check, store_check
 from ..options import Options
 from ..reference import Reference
-from ..stages import summarise
+from ..stages import RecentRequest, summarise
 from ..store import Store
 from .feedback import Labels
 from .judged import Judged, with_rejections
@@ -83,6 +83,7 @@ class Evaluator:
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._transition_lock = threading.Lock()
         self._last_status: Status | None = None
+        self._pipeline: tuple[list[RecentRequest], CheckResult] | None = None  # the last recent requests, judged
         self.memo = WindowMemo()  # results on the window's contents, reused until they change
         self._recent = StoredRecent()  # the recent requests read from the store, decoded once each
         served = ServedBaselines(
@@ -170,7 +171,7 @@ class Evaluator:
                     moved_rows(self.reference.confidence, window.outputs, same),  # the outputs' reading, moved on
                 ),
             ),
-            pipeline_check(summarise(recent), self.options.monitor.thresholds),
+            self._pipeline_check(recent),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self.env_diff, self._python[0], self._python[1], warnings),
         ]
@@ -199,6 +200,17 @@ class Evaluator:
             except Exception as exc:  # an exporter's failure must not fail the health answer
                 self._log.error("health_listener_failed", listener=repr(listener)[:100], error=repr(exc)[:300])
         return report
+
+    def _pipeline_check(self, recent: list[RecentRequest]) -> CheckResult:
+        """The pipeline check of ``recent``, reused while they are the last check's (a health check asked again on
+        the same traffic: summarising 1,000 requests' latencies cost ~0.3 ms; the list comparison stops at the first
+        request that differs, or at once when there are more or fewer)."""
+        last = self._pipeline
+        if last is not None and last[0] == recent:
+            return last[1]
+        result = pipeline_check(summarise(recent), self.options.monitor.thresholds)
+        self._pipeline = (recent, result)
+        return result
 
     def calibration(self) -> tuple[Calibration, Calibration | None]:
         """Thresholds for this window size (computed once, on first use or in the background at start)."""

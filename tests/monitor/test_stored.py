@@ -59,3 +59,28 @@ def test_a_row_changed_in_place_is_decoded_again(store: Store, tmp_path: Path) -
     newest = reader.read(store, "m", None, 4)[0]
 
     assert (newest.status, newest.failed_stage, dict(newest.stages)) == ("error", "predict", {"predict": 9.5})
+
+
+def put(store: Store, i: int, status: str = "ok") -> None:
+    store.put(
+        RequestRecord(
+            request_id=f"n{i}", ts=1_700_001_000.0 + i, model="m", version=None, status=status, rows=1, latency_ms=float(i)
+        )
+    )
+    store.flush()
+
+
+def test_reads_after_new_requests_reuse_the_older_ones_and_give_what_a_fresh_decoding_gives(store: Store, tmp_path: Path) -> None:
+    reader = StoredRecent()
+    first = reader.read(store, "m", None, 5)
+    for i, status in enumerate(["ok", "rejected", "unknown", "ok", "error"]):  # "unknown": a status it leaves out
+        put(store, i, status)
+        if i == 3:  # an older one changed in place between two new ones
+            with sqlite3.connect(tmp_path / "recent.db") as db:
+                db.execute("UPDATE requests SET latency_ms = 99.0 WHERE request_id = 'n1'")
+        assert reader.read(store, "m", None, 5) == recent_from_store(store, "m", None, 5), i
+    put(store, 5)
+    again = reader.read(store, "m", None, 5)
+    assert [r.latency_ms for r in again] == [5.0, 4.0, 3.0, 99.0]  # n2 left out: a status it does not know
+    assert again[1] is reader.read(store, "m", None, 5)[1]  # reused, not decoded again
+    assert first[0] not in again

@@ -42,9 +42,7 @@ the walk go back through the requests logged since (one index lookup each) inste
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
-import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -52,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from ...performance import plain_matrix
 from ..records import LabelledRows, version_of
 from .backlog import Key
+from .joined import Block, Joined, block_of, newest
 
 __all__ = ["LabelJoin"]
 
@@ -122,7 +120,7 @@ class LabelJoin:
         self._generation = 0
         self._requests: dict[Key, dict[int, Request]] = {}  # per model version, by request id
         self._last: tuple[tuple[Any, ...], LabelledRows] | None = None  # (what was read, on what data) and its answer
-        self._blocks: dict[Key, dict[int, _Block]] = {}  # per model version, by request: its joined rows last read
+        self._joined: dict[Key, Joined] = {}  # per model version: the blocks of joined rows last read, put together
         self._known: dict[Key, _Known] = {}  # per model version: what the blocks kept were read at
         self._counted: int | None = None  # the generation whose file was found to keep change numbers
         # One read at a time: what a read keeps (blocks, and the counters they were read at) must stay one pair
@@ -137,7 +135,7 @@ class LabelJoin:
         ``generation`` names the file read: another one (the file was replaced) forgets what was kept."""
         with self._lock:
             if generation != self._generation:
-                self._generation, self._requests, self._blocks, self._known = generation, {}, {}, {}
+                self._generation, self._requests, self._joined, self._known = generation, {}, {}, {}
             # data_version changes when another connection (the writer, another process) commits to the file, and
             # total_changes when this one writes (labels are written on this thread's connection); the connection
             # itself is part of what is compared, and held, so that a new one never passes for it.
@@ -166,21 +164,19 @@ class LabelJoin:
     ) -> LabelledRows:
         if since or not self._counts(conn, generation):  # a reader of a time range, or a file without change numbers
             self._known.pop(key, None)
-            return _answer(self._join(conn, key, limit, since, bound), limit)
+            return _joined(self._join(conn, key, limit, since, bound), limit).answer()
         model, version = key
-        label, deletion, newest = conn.execute(_COUNTERS, [model, version_of(version)]).fetchone()  # before what they cover
+        label, deletion, newest_id = conn.execute(_COUNTERS, [model, version_of(version)]).fetchone()  # before what they cover
         read = (generation, key, limit)
         known = self._known.pop(key, None)
-        blocks = None
+        joined = None
         if known is not None and known.read == read and known.deletion == deletion:
-            blocks = self._changed(conn, key, limit, known)
-        if blocks is None:
-            blocks = self._join(conn, key, limit, since, bound)
-        blocks = _newest(blocks, limit)
-        self._blocks[key] = {block.rows[0][0]: block for block in blocks}
-        full = sum(len(block.outputs) for block in blocks) >= limit
-        self._known[key] = _Known(read, label or 0, deletion or 0, newest or 0, full)
-        return _answer(blocks, limit)
+            joined = self._changed(conn, key, limit, known)
+        if joined is None:
+            joined = _joined(self._join(conn, key, limit, since, bound), limit)
+        self._joined[key] = joined
+        self._known[key] = _Known(read, label or 0, deletion or 0, newest_id or 0, joined.rows >= limit)
+        return joined.answer()
 
     def _counts(self, conn: sqlite3.Connection, generation: int) -> bool:
         """Whether the file keeps change numbers (schema 5; an older file read as it is does not)."""
@@ -189,9 +185,9 @@ class LabelJoin:
             self._counted = generation if found is not None else None
         return self._counted == generation
 
-    def _changed(self, conn: sqlite3.Connection, key: Key, limit: int, known: _Known) -> list[_Block] | None:
+    def _changed(self, conn: sqlite3.Connection, key: Key, limit: int, known: _Known) -> Joined | None:
         """The kept blocks with the requests whose labels or newest request changed since ``known`` joined
-        again, newest first; None when the join must be read whole (the window would shrink below ``limit``)."""
+        again; None when the join must be read whole (the window would shrink below ``limit``)."""
         model, version = key
         dirty = {rid for (rid,) in conn.execute(_NEW_REQUESTS, [model, version_of(version), known.newest])}
         changed: dict[str, list[tuple[Any, ...]]] = {}  # request id -> its changed rows that can join
@@ -199,12 +195,11 @@ class LabelJoin:
             dirty.add(rid)
             if joins_rows:
                 changed.setdefault(rid, []).append((*row, rid))
-        kept = dict(self._blocks.get(key, {}))
+        last = self._joined.get(key) or Joined.of([], limit)
         if not dirty:
-            return sorted(kept.values(), key=_newest_first)
-        oldest = min(kept, default=0) if known.full else 0  # older requests' rows are beyond the limit
-        for request_id in [block.rows[0][0] for block in kept.values() if block.rows[0][5] in dirty]:
-            del kept[request_id]  # joined again below, or no longer joined (its id's newest request changed)
+            return last
+        oldest = last.blocks[0].request if known.full and last.blocks else 0  # older requests' rows are beyond the limit
+        gone = {last.ids[rid] for rid in dirty if rid in last.ids}  # joined again below, or no longer joined
         joins: dict[str, tuple[int, bool]] = {}  # request id -> its newest answered request, outputs as text
         ids = sorted(dirty, key=str)
         for start in range(0, len(ids), _CHUNK):
@@ -217,18 +212,29 @@ class LabelJoin:
             for rid, (request_id, as_text) in joins.items()
             if as_text and request_id >= oldest and (rows := _labels_of(conn, key, request_id, rid, changed.get(rid)))
         }
-        requests = self._read_requests(conn, key, {*kept, *labelled})
+        moving = not gone and all(request_id > last.newest for request_id in labelled)  # newer requests only
+        kept = {} if moving else {block.request: block for block in last.blocks if block.request not in gone}
+        requests = self._read_requests(conn, key, {*kept, *labelled}, add=moving)
         seconds: dict[Any, float] = {}
+        new: dict[int, Block] = {}
         for request_id, rows in labelled.items():
             ts, outs = requests.get(request_id, (None, None))
             if outs is not None:
-                kept[request_id] = _block(rows, ts, outs, seconds)
+                new[request_id] = block_of(rows, ts, outs, seconds)
+        if moving:  # the kept blocks moved on: the new ones appended, the oldest they push out dropped
+            added = [new[request_id] for request_id in sorted(new)]
+            joined = last.moved(added)
+            cached = self._requests[key]
+            for block in (last.blocks + added)[: len(last.blocks) + len(added) - len(joined.blocks)]:
+                cached.pop(block.request, None)
+            return joined
+        kept.update(new)
         blocks = sorted(kept.values(), key=_newest_first)
         if known.full and sum(len(block.outputs) for block in blocks) < limit:
             return None  # rows left the window (an id sent again): the rows before the kept ones are needed
-        return blocks
+        return _joined(blocks, limit)
 
-    def _join(self, conn: sqlite3.Connection, key: Key, limit: int, since: str, bound: Sequence[Any]) -> list[_Block]:
+    def _join(self, conn: sqlite3.Connection, key: Key, limit: int, since: str, bound: Sequence[Any]) -> list[Block]:
         """The whole join: the blocks of the newest requests with labelled rows, newest first, until ``limit``
         rows joined (or none are left)."""
         sql = _JOINED.format(since=since)
@@ -244,14 +250,14 @@ class LabelJoin:
                 return blocks
             want = max(2 * want, want + limit - joined)  # some did not join (damaged outputs): read further back
 
-    def _blocks_of(self, conn: sqlite3.Connection, key: Key, found: list[Any]) -> list[_Block]:
+    def _blocks_of(self, conn: sqlite3.Connection, key: Key, found: list[Any]) -> list[Block]:
         """The joined rows of each request among ``found`` (newest first), reusing a request's block while its
         stored rows are the same: a window moved on by one request decodes that request's labels, not 2,000."""
         ids = [row[0] for row in found]
         requests = self._read_requests(conn, key, set(ids))
         cuts = (np.flatnonzero(np.diff(np.asarray(ids)) != 0) + 1).tolist()  # one request's rows come together
-        before = self._blocks.get(key, {})
-        now: dict[int, _Block] = {}
+        last = self._joined.get(key)
+        before = {block.request: block for block in last.blocks} if last is not None else {}
         seconds: dict[Any, float] = {}
         blocks = []
         for a, b in zip([0, *cuts], [*cuts, len(ids)], strict=True):
@@ -262,14 +268,13 @@ class LabelJoin:
             rows = found[a:b]
             block = before.get(request_id)
             if block is None or block.outs is not outs or block.ts != ts or block.rows != rows:
-                block = _block(rows, ts, outs, seconds)
-            now[request_id] = block
+                block = block_of(rows, ts, outs, seconds)
             blocks.append(block)
-        self._blocks[key] = now  # only what this read joined: bounded by ``limit`` requests
         return blocks
 
-    def _read_requests(self, conn: sqlite3.Connection, key: Key, wanted: set[int]) -> dict[int, Request]:
-        """The time and decoded outputs of the requests ``wanted`` (None: not a JSON array), read once each."""
+    def _read_requests(self, conn: sqlite3.Connection, key: Key, wanted: set[int], add: bool = False) -> dict[int, Request]:
+        """The time and decoded outputs of the requests ``wanted`` (None: not a JSON array), read once each; kept
+        for the next read are those (``add``: and those kept already)."""
         cached = self._requests.get(key, {})
         missing = [request_id for request_id in wanted if request_id not in cached]
         read: dict[int, Request] = {}
@@ -277,9 +282,13 @@ class LabelJoin:
             ids = missing[start : start + _CHUNK]
             for request_id, ts, text in conn.execute(_OUTPUTS.format(marks=",".join("?" * len(ids))), ids):
                 read[request_id] = (ts, _array(text))
-        kept = {i: found for i in wanted if (found := cached.get(i) or read.get(i)) is not None}
-        self._requests[key] = kept  # only what this read needed: bounded by ``limit`` requests
-        return kept
+        found = {i: request for i in wanted if (request := cached.get(i) or read.get(i)) is not None}
+        if add:
+            self._requests[key] = cached
+            cached.update(found)
+        else:
+            self._requests[key] = found  # only what this read needed: bounded by ``limit`` requests
+        return found
 
 
 def _labels_of(
@@ -293,94 +302,6 @@ def _labels_of(
     return conn.execute(_LABELS_OF, [request_id, model, version, rid]).fetchall()
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Block:
-    """One request's labelled rows as stored (newest row first) and as joined: the rows that have an output,
-    with their output, decoded label (``_BAD`` when it does not decode) and the two times in epoch seconds."""
-
-    rows: list[Any]
-    ts: Any
-    outs: list[Any]
-    outputs: list[Any]
-    labels: list[Any]
-    delays: np.ndarray  # from the prediction to the label, in seconds, newest row first ...
-    known: np.ndarray  # ... where both times are known
-    bad: bool  # a label does not decode
-    matrix: np.ndarray | None  # the outputs, oldest row first, as plain_matrix reads them (None: not plain)
-
-
-def _block(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float]) -> _Block:
-    """``rows`` (id, row, label, label valid, label time, request id) of one request joined to its outputs."""
-    kept = rows if rows[0][1] < len(outs) else [r for r in rows if r[1] < len(outs)]  # last row first: the first fits, all do
-    labels = _decode([r[2] for r in kept], [r[3] for r in kept])
-    # epoch seconds as the monitor always read them, parsed once per distinct time, not twice per row
-    for text in {ts, *(r[4] for r in kept)} - seconds.keys():
-        seconds[text] = _seconds(text)
-    begun = seconds[ts]
-    outputs = [outs[r[1]] for r in kept]
-    bad = any(label is _BAD for label in labels)
-    # read once per request, not per health check (converting a window's 2,000 outputs cost ~0.8 ms each time)
-    matrix = plain_matrix(outputs[::-1]) if outputs and not bad else None
-    ended = np.array([seconds[r[4]] for r in kept], dtype=float)
-    known = ~(np.isnan(ended) | math.isnan(begun))
-    return _Block(rows, ts, outs, outputs, labels, ended - begun, known, bad, matrix)
-
-
-_BAD = object()  # a label that does not decode
-
-
-def _newest_first(block: _Block) -> int:
-    return -int(block.rows[0][0])
-
-
-def _newest(blocks: list[_Block], limit: int) -> list[_Block]:
-    """The blocks (newest first) that hold the newest ``limit`` joined rows: what a read hands back and keeps."""
-    rows = 0
-    for i, block in enumerate(blocks):
-        rows += len(block.outputs)
-        if rows >= limit:
-            return blocks[: i + 1]
-    return blocks
-
-
-def _answer(blocks: list[_Block], limit: int) -> LabelledRows:
-    """The newest ``limit`` joined rows of ``blocks`` (newest first, each newest row first), oldest first."""
-    outputs: list[Any] = []
-    labels: list[Any] = []
-    delays: list[np.ndarray] = []  # each block's rows taken, newest first, as the block computed them ...
-    known: list[np.ndarray] = []  # ... and where both times are known
-    bad = False
-    matrices: list[np.ndarray | None] = []  # each block's rows taken, oldest first
-    for block in blocks:
-        take = limit - len(outputs)
-        if take >= len(block.outputs):  # the whole block as it is, no copies (2,000 one-row requests: 2,000 blocks)
-            outputs += block.outputs
-            labels += block.labels
-            delays.append(block.delays)
-            known.append(block.known)
-            if block.outputs:
-                matrices.append(block.matrix)
-        else:
-            outputs += block.outputs[:take]
-            labels += block.labels[:take]
-            delays.append(block.delays[:take])
-            known.append(block.known[:take])
-            matrices.append(block.matrix[len(block.matrix) - take :] if block.matrix is not None else None)
-        bad = bad or block.bad
-        if len(outputs) >= limit:
-            break
-    matrix = None  # the outputs' plain matrix when every block's is one, of one width
-    if matrices and all(m is not None for m in matrices) and len({m.shape[1] for m in matrices if m is not None}) == 1:
-        matrix = np.concatenate([m for m in reversed(matrices) if m is not None])
-    every = np.concatenate(delays) if delays else np.zeros(0)
-    timed = np.concatenate(known) if known else np.zeros(0, dtype=bool)
-    if bad:  # a label that does not decode is left out after the limit
-        good = [i for i, label in enumerate(labels) if label is not _BAD]
-        outputs, labels, every, timed = [outputs[i] for i in good], [labels[i] for i in good], every[good], timed[good]
-        matrix = None
-    return LabelledRows(outputs[::-1], labels[::-1], every[timed][::-1], matrix)
-
-
 def _array(text: Any) -> list[Any] | None:
     try:
         decoded = json.loads(text)
@@ -389,29 +310,10 @@ def _array(text: Any) -> list[Any] | None:
     return decoded if isinstance(decoded, list) else None
 
 
-def _decode(texts: list[Any], valid: list[Any]) -> list[Any]:
-    """JSON texts decoded, ``_BAD`` for one that does not decode. When SQLite found them all valid, one
-    ``json.loads`` of them as an array (about 20x faster than one call each)."""
-    if valid.count(1) == len(valid):
-        try:
-            decoded = json.loads("[" + ",".join(texts) + "]")
-        except (TypeError, ValueError):  # a label stored as a number, not text; NaN...
-            decoded = None
-        if isinstance(decoded, list) and len(decoded) == len(texts):
-            return decoded
-    return [_loads(text) for text in texts]
+def _joined(blocks: list[Block], limit: int) -> Joined:
+    """The blocks (newest first) that hold the newest ``limit`` rows, put together."""
+    return Joined.of(newest(blocks, limit)[::-1], limit)
 
 
-def _seconds(text: Any) -> float:
-    """Epoch seconds of a stored time; NaN when it is not one (a damaged row)."""
-    try:
-        return dt.datetime.fromisoformat(text).timestamp()
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
-
-
-def _loads(text: Any) -> Any:
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return _BAD
+def _newest_first(block: Block) -> int:
+    return -block.request
