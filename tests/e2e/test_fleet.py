@@ -102,7 +102,7 @@ def test_a_and_b_give_the_same_verdict_in_every_check(fleet: Fleet) -> None:
     assert same, f"the checks A and B still judge differently after 30 s: {differ}"  # once in a full run (2026-12-01)
     report = health(a)
     assert report["totals"] == health(b)["totals"]
-    assert report["totals"]["requests"] >= 21
+    assert report["totals"]["requests"] >= 20  # this test's own; the file's other tests add theirs
     assert [r["host"] for r in report["replicas"]] == ["replica-a", "replica-b"]
     assert all(r["live"] for r in report["replicas"])
     assert report["checks"]["store"]["summary"].endswith("by 2 live replicas, 0 pending, none dropped.")
