@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import psycopg
 
@@ -61,8 +62,10 @@ _UPSERT_WARNING = (
 )
 
 
-def write_batch(conn: psycopg.Connection[tuple[object, ...]], work: Work, window_rows: int, replica: str) -> Written:
-    """Write ``work`` in one transaction on the writer's connection."""
+def write_batch(
+    conn: psycopg.Connection[tuple[object, ...]], work: Work, window_rows: int, replica: str, mark: Callable[[], None]
+) -> Written:
+    """Write ``work`` in one transaction on the writer's connection; ``mark`` sets the writer's mark in it (marks.py)."""
     worker = os.getpid()
     totals: Counts = {}
     merge(totals, work.unlogged)
@@ -77,6 +80,7 @@ def write_batch(conn: psycopg.Connection[tuple[object, ...]], work: Work, window
             seen, first, last = warnings.get(named, (0, iso(p.ts), iso(p.ts)))
             warnings[named] = (seen + w.count, first, max(last, iso(p.ts)))
     with conn.transaction():
+        mark()
         if work.models:
             conn.cursor().executemany(_UPSERT_MODEL, sorted(work.models))
         with conn.cursor() as cur, cur.copy(_COPY_REQUESTS) as copy:

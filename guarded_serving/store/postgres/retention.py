@@ -103,6 +103,8 @@ class Retention:
                     "DELETE FROM replicas WHERE model = %s AND version = %s AND last_seen < now() - make_interval(secs => %s)",
                     (*key, max(REPLICAS_KEPT, STALE_AFTER)),
                 )
+                # marks of writers that died without closing (a live writer sets its own at every write)
+                conn.execute("DELETE FROM writer_marks WHERE at < now() - make_interval(secs => %s)", (REPLICAS_KEPT,))
 
     def prune_window(self, conn: Connection, keys: tuple[Key, ...]) -> None:
         """Delete window chunks older than the newest ``window`` rows of each model version."""

@@ -26,8 +26,9 @@ import psycopg
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "create_schema", "has_table"]
 
-# this backend's own schema version, in guarded_serving_meta (2: the baselines table; 3: labels' change numbers)
-SCHEMA_VERSION = 3
+# this backend's own schema version, in guarded_serving_meta (2: the baselines table; 3: labels' change numbers;
+# 4: the writers' transaction marks, see marks.py)
+SCHEMA_VERSION = 4
 SCHEMA_LOCK = 0x6775_6172_6473  # "guards": the advisory lock one starting replica holds while creating the tables
 
 _TABLES = (
@@ -76,6 +77,8 @@ _TABLES = (
         last_seen timestamptz NOT NULL, pending bigint NOT NULL, written bigint NOT NULL, dropped bigint NOT NULL,
         capacity bigint NOT NULL, last_error text, last_error_at text, warnings integer NOT NULL,
         PRIMARY KEY (model, version, replica))""",
+    # Each writer's last transaction number (marks.py): whether a write whose answer was lost committed.
+    "CREATE TABLE IF NOT EXISTS writer_marks (writer text PRIMARY KEY, seq bigint NOT NULL, at timestamptz NOT NULL)",
     # One row per input row of an answered request, as the SQLite file's view has it.
     """CREATE OR REPLACE VIEW rows AS SELECT q.request_id, (j.n - 1)::integer AS row, q.inputs::jsonb -> (j.n - 1)::integer
         AS inputs, j.output AS outputs FROM requests q, jsonb_array_elements(q.outputs::jsonb) WITH ORDINALITY j(output, n)""",

@@ -4,6 +4,8 @@ It writes every ``flush_interval`` seconds, as soon as enough waits, and on clos
 bounded size (the backlog's), one connection of its own. When the server cannot be reached (down,
 restarting, a network cut) the batch goes back to the front of the backlog and the writer retries with a
 growing back-off (up to 2 s) while records wait in memory: the request path never waits on the network.
+A write that broke off once sent may have committed: the writer keeps that batch and, once the server
+answers again, asks it (marks.py) before writing it again, so that no request is stored twice.
 A record the server refuses (not the connection's fault) is dropped and counted alone, so that one
 poisoned record never stops the writer.
 """
@@ -30,6 +32,7 @@ from ..sqlite.batch import Written
 from ..sqlite.thread import OPEN_WAIT, WriterThread
 from .batch import clean, write_batch
 from .connection import Server
+from .marks import Marks
 from .retention import Retention
 from .schema import create_schema
 
@@ -99,6 +102,8 @@ class Writer(WriterThread):
         self.backlog = backlog
         self.retention = retention
         self.heartbeat = Heartbeat()
+        self.marks = Marks(self.heartbeat.name)
+        self._unsure: tuple[int, Work] | None = None  # a write that broke off, by its mark: it may have committed
         super().__init__()
 
     def _run(self) -> None:
@@ -111,7 +116,12 @@ class Writer(WriterThread):
         finally:
             self._started.set()
         while True:
-            work = self.backlog.take(backoff)
+            unsure = self._unsure
+            if unsure is not None:  # settled before anything newer is written
+                self.backlog.pause(backoff)
+                work = unsure[1]
+            else:
+                work = self.backlog.take(backoff)
             if work.batch or work.unlogged or work.models_version is not None or not self.backlog.opened:
                 written = None
                 try:
@@ -119,22 +129,29 @@ class Writer(WriterThread):
                         conn = self._connection(conn)
                     except Exception as exc:  # not reachable, or the tables cannot be made: retried alike
                         raise _OpenError(self._error(exc)) from exc
-                    written = self._write(conn, work)
+                    written = self._settle_and_write(conn, work)
                 except (*_UNREACHABLE, _OpenError) as exc:
-                    self._failed(work, str(exc) if isinstance(exc, _OpenError) else self._error(exc))
+                    error = str(exc) if isinstance(exc, _OpenError) else self._error(exc)
+                    if self._unsure is None:  # nothing was sent: back in the buffer
+                        self._failed(work, error)
+                    elif self.backlog.failing(error):  # it may have committed: kept, settled first once reachable
+                        pending = self.backlog.pending_rows
+                        get_logger().error("store_write_failed", path=self.server.path, error=error, pending=pending)
                     conn = self._drop(conn)
                     backoff = min(backoff * 2, 2.0)
                     if work.closing and time.monotonic() >= self.backlog.close_deadline:
-                        pending, error = self.backlog.pending_rows, self.backlog.last_error
-                        get_logger().error("store_close_lost_rows", path=self.server.path, pending=pending, error=error)
+                        lost, last = self.backlog.pending_rows, self.backlog.last_error
+                        get_logger().error("store_close_lost_rows", path=self.server.path, pending=lost, error=last)
                         break
                     continue
                 except Exception:  # a record the server refuses, not the connection's fault: isolate it
+                    self._unsure = None  # the transaction was refused whole: nothing of it committed
                     conn = self._drop(conn)
                     try:
                         conn = self._connection(None)
                         self.backlog.unwritten(self._write_each(conn, work))
                     except _UNREACHABLE as exc:
+                        self._unsure = None  # the records written one by one are not told apart: put back whole
                         self._failed(work, self._error(exc))
                         conn = self._drop(conn)
                         continue
@@ -146,11 +163,28 @@ class Writer(WriterThread):
                     self._retain(conn, written)
             else:
                 self.backlog.idle()
-            del work  # do not hold the written records while waiting for the next flush
+            del work, unsure  # do not hold the written records while waiting for the next flush
             conn = self._beat(conn)
             if self.backlog.closing and self.backlog.empty():
                 break
         self._leave(conn)
+
+    def _settle_and_write(self, conn: Connection, work: Work) -> Written | None:
+        """Write ``work``; when it is the batch whose last write broke off, first ask whether that write committed
+        (then it is not written again: None). While a write is under way, it is the unsure one."""
+        if self._unsure is not None:
+            seq = self._unsure[0]
+            if self.marks.committed(conn, seq):
+                self._unsure = None
+                self.heartbeat.note_warnings(work)
+                get_logger().info("store_write_confirmed", path=self.server.path, records=len(work.batch))
+                return None
+        else:
+            seq = self.marks.take()
+        self._unsure = (seq, work)
+        written = self._write(conn, work, seq)
+        self._unsure = None
+        return written
 
     def _connection(self, conn: Connection | None) -> Connection:
         """The writer's connection; the first one also creates the tables (once across the fleet)."""
@@ -166,8 +200,9 @@ class Writer(WriterThread):
             self.backlog.opened_file(False)
         return conn
 
-    def _write(self, conn: Connection, work: Work) -> Written:
-        written = write_batch(conn, work, self.options.window, self.heartbeat.name)
+    def _write(self, conn: Connection, work: Work, seq: int | None = None) -> Written:
+        number = self.marks.take() if seq is None else seq
+        written = write_batch(conn, work, self.options.window, self.heartbeat.name, lambda: self.marks.set(conn, number))
         self.retention.note(written.keys)
         self.heartbeat.note_warnings(work)
         return written
@@ -221,9 +256,11 @@ class Writer(WriterThread):
 
     def _leave(self, conn: Connection | None) -> None:
         """Take this replica off the fleet's list (it closed; one that is killed goes stale instead)."""
-        if conn is not None and self.heartbeat.keys():
+        if conn is not None:
             try:
-                conn.execute("DELETE FROM replicas WHERE replica = %s", (self.heartbeat.name,))
+                if self.heartbeat.keys():
+                    conn.execute("DELETE FROM replicas WHERE replica = %s", (self.heartbeat.name,))
+                self.marks.remove(conn)
             except psycopg.Error as exc:
                 get_logger().debug("store_heartbeat_failed", path=self.server.path, error=self._error(exc))
         self._drop(conn)

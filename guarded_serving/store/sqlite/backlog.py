@@ -298,12 +298,21 @@ class Backlog:
             merge(self.unlogged, work.unlogged)
             self.flush_requested = self.flush_requested or again
             self._settle()
-            if error is None:
-                return False
+            return self.failing(error) if error is not None else False
+
+    def failing(self, error: str) -> bool:
+        """Note that a write failed (its batch kept by the writer, or put back); True when this starts a streak."""
+        with self.cond:
             first = self.last_error is None
             self.last_error = error
             self.last_error_at = iso(time.time())
             return first
+
+    def pause(self, wait: float) -> None:
+        """Wait ``wait`` seconds before the writer tries again, or less when the store is closing."""
+        with self.cond:
+            if not self.closing:
+                self.cond.wait(wait)
 
     def lost(self, record: Pending, unlogged: Counts) -> None:
         """Count a record of a written batch that could not be written itself (``done`` counts it written)."""

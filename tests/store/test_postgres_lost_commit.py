@@ -1,0 +1,126 @@
+"""A write whose COMMIT reached the server but whose answer never came back is not written twice.
+
+Between the store and a real PostgreSQL sits a TCP relay on 127.0.0.1 that, once armed, lets a batch's
+``COMMIT`` through to the server, swallows the server's answer and cuts both connections: the transaction
+committed, and the writer saw a broken connection. Writing the batch again (what the writer did before it
+asked the server, see guarded_serving/store/postgres/marks.py) stored every request of it twice and added
+its counts to the totals twice; dropping it would lose it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from guarded_serving.store import StoreOptions, open_store
+from tests.fixtures.waiting import wait_for
+
+from .test_contract import T0, record
+
+pytestmark = pytest.mark.e2e
+
+
+class CommitCutter:
+    """A relay to ``port`` that, while ``armed``, cuts a connection once it has sent a batch's COMMIT on (the
+    server's answer is never relayed)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.armed = threading.Event()
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self._open += [client, server]
+            held = threading.Event()  # set once a COMMIT went through: the server's answers stop here
+            threading.Thread(target=self._to_server, args=(client, server, held), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(server, client, held), daemon=True).start()
+
+    def _to_server(self, client: socket.socket, server: socket.socket, held: threading.Event) -> None:
+        in_batch = False
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                in_batch = in_batch or b"COPY requests" in data
+                if in_batch and b"COMMIT" in data and self.armed.is_set():
+                    self.armed.clear()
+                    held.set()
+                    server.sendall(data)
+                    time.sleep(0.5)  # the server commits; its answer is swallowed
+                    self.cuts += 1
+                    break
+                server.sendall(data)
+                in_batch = in_batch and b"COMMIT" not in data  # a transaction ended: the next must COPY again
+        for sock in (client, server):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _to_client(self, server: socket.socket, client: socket.socket, held: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if held.is_set():
+                    return
+                client.sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def cutter(postgres_url: str) -> Iterator[tuple[CommitCutter, str]]:
+    parts = urlsplit(postgres_url)
+    relay = CommitCutter(int(parts.port or 5432))
+    netloc = parts.netloc.rsplit(":", 1)[0] + f":{relay.port}"
+    try:
+        yield relay, urlunsplit(parts._replace(netloc=netloc, query="sslmode=disable"))  # COMMIT readable on the wire
+    finally:
+        relay.close()
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_stored_once(cutter: tuple[CommitCutter, str], postgres_url: str) -> None:
+    relay, url = cutter
+    opened = open_store(url, StoreOptions(flush_interval=0.05))
+    assert opened is not None
+    store = opened.open()
+    try:
+        store.put(record("before", ts=T0))
+        assert store.flush()
+        relay.armed.set()
+        for i in range(10):
+            assert store.put(record(f"cut-{i}", ts=T0 + 1 + i))
+        assert wait_for(lambda: relay.cuts == 1, timeout=30), "the relay never saw the batch's COMMIT"
+        assert wait_for(lambda: store.stats().pending == 0 and store.stats().last_error is None, timeout=30), store.stats()
+        assert store.put(record("after", ts=T0 + 20))
+        assert store.flush()
+        stats = store.stats()
+    finally:
+        store.close()
+
+    with psycopg.connect(postgres_url) as conn:
+        ids = [row[0] for row in conn.execute("SELECT request_id FROM requests ORDER BY id")]
+        totals = conn.execute("SELECT requests, rows FROM totals WHERE model = 'm'").fetchone()
+    assert sorted(ids) == sorted(["before", *(f"cut-{i}" for i in range(10)), "after"])  # each once, none lost
+    assert totals == (12, 24)
+    assert stats.written == 24
+    assert stats.dropped == 0
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM writer_marks").fetchone() == (0,)  # a writer that closed took its own
