@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 from scipy.stats import norm
 
 from .errors import InvalidReferenceError
@@ -262,15 +263,8 @@ def _row_scores(task: str, outputs: Any) -> tuple[np.ndarray, np.ndarray] | None
 
 
 def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted least-squares non-decreasing fit of ``values`` (pool adjacent violators)."""
-    blocks: list[list[float]] = []  # [mean, weight, length]
-    for v, w in zip(values.tolist(), weights.tolist(), strict=True):
-        blocks.append([v, max(w, 1e-12), 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, w2, n2 = blocks.pop()
-            m1, w1, n1 = blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.concatenate([np.full(int(n), m) for m, _, n in blocks])
+    """The weighted least-squares non-decreasing fit of ``values`` (scipy's pool adjacent violators)."""
+    return np.asarray(isotonic_regression(values, weights=np.maximum(weights, 1e-12)).x)
 
 
 @dataclass(frozen=True, slots=True)
