@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Block", "Chain"]
+__all__ = ["BAD", "Block", "Chain"]
+
+BAD = object()  # a stored label (or time) that does not decode: its row is left out of the answer, after the limit
 
 
 class Block(NamedTuple):
@@ -73,10 +75,15 @@ class Chain:
         return self.sequences[-1] if self.sequences else 0
 
     def answer(self) -> Block:
-        """The newest ``limit`` rows, oldest first (the oldest block's first rows may be beyond the limit)."""
+        """The newest ``limit`` rows, oldest first (the oldest block's first rows may be beyond the limit), less
+        those whose label is ``BAD``."""
         skip = max(self.rows - self.limit, 0)
+        outputs, labels, delays = self.outputs[skip:], self.labels[skip:], self.delays[skip:]
         matrix = self.matrix[skip:] if self.matrix is not None else None
-        return Block(self.outputs[skip:], self.labels[skip:], self.delays[skip:], matrix)
+        if self.plainless and BAD in labels:  # (a block with a BAD label has no matrix: only then is one looked for)
+            good = [i for i, label in enumerate(labels) if label is not BAD]
+            outputs, labels, delays, matrix = [outputs[i] for i in good], [labels[i] for i in good], delays[good], None
+        return Block(outputs, labels, delays, matrix)
 
     @classmethod
     def of(cls, limit: int, changes: int, ids: list[str], sequences: list[int], blocks: list[Block]) -> Chain:
@@ -90,6 +97,17 @@ class Chain:
         plainless = _plainless(blocks)
         matrix = _matrix(blocks) if not plainless else None
         return cls(limit, changes, ids, sequences, blocks, len(outputs), outputs, labels, delays, matrix, plainless)
+
+    @classmethod
+    def of_newest(cls, limit: int, changes: int, found: list[tuple[str, int, Block]]) -> Chain:
+        """The fewest newest of the blocks ``found`` (id, sequence, block; newest first) that hold ``limit`` rows, or
+        all of them, put together."""
+        kept = rows = 0
+        while kept < len(found) and (rows < limit or not kept):  # the first block counts even for a limit of 0
+            rows += len(found[kept][2][0])
+            kept += 1
+        chosen = found[:kept][::-1]  # oldest first
+        return cls.of(limit, changes, [i for i, _, _ in chosen], [s for _, s, _ in chosen], [b for _, _, b in chosen])
 
     def moved(self, changes: int, new: list[tuple[str, int, Block]]) -> Chain:
         """This chain with the ``new`` requests' blocks (id, sequence, block; oldest first, all newer than this

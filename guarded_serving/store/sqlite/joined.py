@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ...chain import Block
+from ...chain import BAD, Block
 from ...performance import plain_matrix
 
-__all__ = ["BAD", "StoredBlock", "block_of", "newest"]
+__all__ = ["StoredBlock", "block_of"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -59,19 +59,6 @@ def block_of(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float
     matrix = plain_matrix(outputs) if outputs and not bad else None
     delays = np.array([seconds[r[4]] for r in kept], dtype=float) - seconds[ts]  # NaN where a time is not known
     return StoredBlock(rows, ts, outs, Block(outputs, labels, delays, matrix))
-
-
-def newest(blocks: list[StoredBlock], limit: int) -> list[StoredBlock]:
-    """The blocks (newest first) that hold the newest ``limit`` joined rows: what a read hands back and keeps."""
-    rows = 0
-    for i, stored in enumerate(blocks):
-        rows += len(stored.block.outputs)
-        if rows >= limit:
-            return blocks[: i + 1]
-    return blocks
-
-
-BAD = object()  # a label that does not decode
 
 
 def _decode(texts: list[Any], valid: list[Any]) -> list[Any]:

@@ -53,7 +53,7 @@ import numpy as np
 from ...chain import Chain
 from ..records import LabelledRows, version_of
 from .backlog import Key
-from .joined import BAD, StoredBlock, block_of, newest
+from .joined import StoredBlock, block_of
 
 __all__ = ["LabelJoin"]
 
@@ -327,19 +327,14 @@ def _array(text: Any) -> list[Any] | None:
 
 def _joined(blocks: list[StoredBlock], limit: int, changes: int) -> Joined:
     """The blocks (newest first) that hold the newest ``limit`` rows as a chain, and by request id."""
-    kept = newest(blocks, limit)[::-1]
-    ids = [block.request_id for block in kept]
-    chain = Chain.of(limit, changes, ids, [block.request for block in kept], [block.block for block in kept])
-    return chain, dict(zip(ids, kept, strict=True))
+    chain = Chain.of_newest(limit, changes, [(block.request_id, block.request, block.block) for block in blocks])
+    return chain, {block.request_id: block for block in blocks[: len(chain.ids)]}
 
 
 def _answer(chain: Chain) -> LabelledRows:
-    """The chain's newest ``limit`` rows; a label that does not decode left out after the limit, and the delays of
-    rows whose two times are known."""
+    """The chain's newest ``limit`` rows (a label that does not decode left out after the limit), and the delays of
+    the rows whose two times are known."""
     outputs, labels, delays, matrix = chain.answer()
-    if chain.plainless and BAD in labels:  # (a block with such a label has no matrix: plainless)
-        good = [i for i, label in enumerate(labels) if label is not BAD]
-        outputs, labels, delays, matrix = [outputs[i] for i in good], [labels[i] for i in good], delays[good], None
     return LabelledRows(outputs, labels, delays[~np.isnan(delays)], matrix)
 
 
