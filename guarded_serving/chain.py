@@ -130,7 +130,7 @@ class Chain:
             outputs.extend(block_outputs)
             labels.extend(block_labels)
         delays = np.concatenate([self.delays[left:], *(delays for _, _, delays, _ in added)])
-        plainless = self.plainless - _plainless(blocks[:dropped]) + _plainless(added)
+        plainless = _plainless(added) + (self.plainless - _plainless(blocks[:dropped]) if self.plainless else 0)
         matrix: np.ndarray | None
         if plainless:  # a block kept has none
             matrix = None
