@@ -35,6 +35,7 @@ from ...chain import BAD, Block, Chain
 from ...performance import plain_matrix
 from ..records import LabelledRows, version_key
 from .connection import Server
+from .schema import has_table
 
 __all__ = ["LabelJoin"]
 
@@ -55,14 +56,11 @@ _COUNTERS = (
     " (SELECT max(id) FROM requests WHERE model = %s AND version = %s),"
     " (SELECT requests - dropped_requests FROM totals WHERE model = %s AND version = %s)"
 )
-# What changed since a read: the requests logged above its newest (counted, and the answered ones' ids), the ids
-# whose labels were numbered since, and each such id's newest answered request (the one its labels join).
-_LOGGED_SINCE = "SELECT count(*) FROM requests WHERE model = %s AND version = %s AND id > %s"
-_NEW_REQUESTS = "SELECT request_id FROM requests WHERE model = %s AND version = %s AND status = 'ok' AND id > %s"
-_CHANGED_LABELS = "SELECT DISTINCT request_id FROM feedback WHERE model = %s AND version = %s AND changed > %s"
-_NEWEST = (
-    "SELECT DISTINCT ON (request_id) id FROM requests WHERE request_id = ANY(%s) AND model = %s AND version = %s"
-    " AND status = 'ok' ORDER BY request_id, id DESC"
+# What changed since a read, in one round trip: the requests logged above its newest (each one's id and whether it
+# was answered: all are counted), and the ids whose labels were numbered since (NULL).
+_CHANGED = (
+    "SELECT request_id, status = 'ok' FROM requests WHERE model = %s AND version = %s AND id > %s"
+    " UNION ALL SELECT DISTINCT request_id, NULL::boolean FROM feedback WHERE model = %s AND version = %s AND changed > %s"
 )
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -87,6 +85,7 @@ class LabelJoin:
         self._decoded: dict[int, list[Any] | None] = {}  # request id -> its outputs, decoded (see _outputs)
         self._joined: tuple[tuple[Any, ...], LabelledRows] | None = None  # what the last join read, and its answer
         self._known: _Known | None = None
+        self._counted = False  # whether the database was found to keep change numbers (schema 3)
         # One read at a time: the chain kept and the counters it was read at must stay one pair.
         self._lock = threading.Lock()
 
@@ -95,7 +94,9 @@ class LabelJoin:
         requests logged since a time (an SQL filter on ``q.ts`` and its value)."""
         with self._lock, self.server.reading() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for every query below
-            counters = _counters(conn, model, version)
+            if not self._counted:  # (a schema 2 database read as it is: joined on every read)
+                self._counted = has_table(conn, "changes")
+            counters = _counters(conn, model, version) if self._counted else None
             read = (model, version, limit, since, tuple(bound), counters)
             if counters is not None and self._joined is not None and self._joined[0] == read:
                 return self._joined[1]
@@ -134,23 +135,19 @@ class LabelJoin:
         last = known.chain
         if deletion != known.counters[1]:
             return None  # labels or requests deleted (retention, a hand edit)
-        (above,) = conn.execute(_LOGGED_SINCE, [model, key, known.counters[2]]).fetchone() or (0,)
-        if logged - known.counters[3] != above:
+        changed = conn.execute(_CHANGED, [model, key, known.counters[2], model, key, known.counters[0]]).fetchall()
+        if logged - known.counters[3] != sum(answered is not None for _, answered in changed):
             return None  # a request committed after a newer one was read: it is below that read's newest
-        dirty = {rid for (rid,) in conn.execute(_NEW_REQUESTS, [model, key, known.counters[2]])}
-        dirty.update(rid for (rid,) in conn.execute(_CHANGED_LABELS, [model, key, known.counters[0]]))
+        dirty = {rid for rid, answered in changed if answered is not False}
         if not dirty:
             return last
         if not dirty.isdisjoint(last.ids):
             return None  # a joined request's labels changed, or a newer request took its id
-        requests = [request for (request,) in conn.execute(_NEWEST, [list(dirty), model, key])]
-        if any(request <= last.newest and not (last.full and request < last.oldest) for request in requests):
+        # the labelled rows of the ids' newest answered requests (the rows their labels join)
+        found = conn.execute(_LABELLED.format(since=" AND q.request_id = ANY(%s)"), [model, key, list(dirty), None]).fetchall()
+        if any(request <= last.newest and not (last.full and request < last.oldest) for request, *_ in found):
             return None  # a request within the window labelled since (older ones' rows are beyond the limit)
-        newer = [request for request in requests if request > last.newest]
-        if not newer:
-            return last
-        found = conn.execute(_LABELLED.format(since=" AND q.id = ANY(%s)"), [model, key, newer, None]).fetchall()
-        new = self._blocks(conn, found)[::-1]
+        new = self._blocks(conn, [row for row in found if row[0] > last.newest])[::-1]
         moved = last.moved(label, new)
         pushed = len(last.sequences) + len(new) - len(moved.sequences)  # the oldest blocks: their outputs go too
         for request in (last.sequences[:pushed] + [request for _, request, _ in new])[:pushed]:
@@ -191,15 +188,10 @@ class LabelJoin:
         return {request: outputs for request, outputs in kept.items() if outputs is not None}
 
 
-def _counters(conn: Connection, model: str, version: str | None) -> Counters | None:
-    """What the join depends on (see _COUNTERS); None for a database without change numbers (schema 2, read as
-    it is: joined on every read)."""
+def _counters(conn: Connection, model: str, version: str | None) -> Counters:
+    """What the join depends on (see _COUNTERS)."""
     key = version_key(version)
-    try:
-        with conn.transaction():  # a savepoint: a missing table fails it, not the read
-            found = conn.execute(_COUNTERS, [model, key, model, key]).fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
+    found = conn.execute(_COUNTERS, [model, key, model, key]).fetchone()
     label, deletion, newest, logged = found if found is not None else (0, 0, 0, 0)
     return int(label or 0), int(deletion or 0), int(newest or 0), int(logged or 0)
 
