@@ -21,12 +21,13 @@ from guarded_serving.store import LabelledRows, RequestRecord, Store, StoreOptio
 T0 = 1_700_000_000.0
 
 # The join as it was first written: each label joined to the newest answered request with its id, newest first.
-PLAIN = (
-    "SELECT q.outputs, f.row, f.label, q.ts, f.ts FROM feedback f JOIN requests q ON q.id = (SELECT max(r.id)"
-    " FROM requests r WHERE r.request_id = f.request_id AND r.model = f.model AND r.version = f.version"
-    " AND r.status = 'ok') WHERE f.model = 'm' AND f.version = '' AND f.row >= 0 AND q.outputs IS NOT NULL"
-    " ORDER BY q.id DESC, f.row DESC"
-)
+PLAIN = """
+    SELECT q.outputs, f.row, f.label, q.ts, f.ts FROM feedback f
+    JOIN requests q ON q.id = (SELECT max(r.id) FROM requests r WHERE r.request_id = f.request_id
+                               AND r.model = f.model AND r.version = f.version AND r.status = 'ok')
+    WHERE f.model = 'm' AND f.version = '' AND f.row >= 0 AND q.outputs IS NOT NULL
+    ORDER BY q.id DESC, f.row DESC
+"""
 
 
 def plain_join(url: str, limit: int) -> tuple[list[Any], list[Any], list[float]]:
