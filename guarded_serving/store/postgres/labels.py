@@ -147,10 +147,14 @@ class LabelJoin:
         found = conn.execute(_LABELLED.format(since=" AND q.request_id = ANY(%s)"), [model, key, list(dirty), None]).fetchall()
         if any(request <= last.newest and not (last.full and request < last.oldest) for request, *_ in found):
             return None  # a request within the window labelled since (older ones' rows are beyond the limit)
-        new = self._blocks(conn, [row for row in found if row[0] > last.newest])[::-1]
+        found = [row for row in found if row[0] > last.newest]
+        new = self._blocks(conn, found)[::-1]
         moved = last.moved(label, new)
-        pushed = len(last.sequences) + len(new) - len(moved.sequences)  # the oldest blocks: their outputs go too
-        for request in (last.sequences[:pushed] + [request for _, request, _ in new])[:pushed]:
+        # the decoded outputs kept are those of the chain's requests: not of the oldest blocks pushed out, nor of a
+        # request none of whose rows joined
+        pushed = len(last.sequences) + len(new) - len(moved.sequences)
+        gone = {row[0] for row in found} - {request for _, request, _ in new}
+        for request in [*(last.sequences[:pushed] + [request for _, request, _ in new])[:pushed], *gone]:
             self._decoded.pop(request, None)
         return moved
 
