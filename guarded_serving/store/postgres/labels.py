@@ -9,7 +9,10 @@ requests again for one more labelled one. Its rows are now kept as a chain of bl
 one: the requests logged since its newest, and the request ids whose labels were numbered since. When these name
 only requests newer than every one joined, their labelled rows are read (the same query, for those requests) and
 the chain moves on; anything else (a label for a request already joined or within the window, a request that took
-the id of one joined, a deletion, another limit or a ``since``) reads the join whole, as before.
+the id of one joined, a deletion, another limit or a ``since``) reads the join whole, as before. Measured on a
+2,000-row window of one-row requests, one new labelled request before each read, this tree beside the whole join
+in one process on one server (the test fixture's, load average 4.2-6.3): 1.9-2.7 ms of the reader's CPU instead of
+10.8-13.8 ms, 8-13 ms instead of 31-43 ms of wall time (most of it waiting on the server's replies under load).
 
 Replicas commit out of order: a request can be committed after a newer one (its id taken first) was read, and a
 read that looked only above the newest id would never see it. Every read therefore counts the requests logged
