@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..chain import Block, Chain
 from ..errors import InputError, Problem, StoreError, UnknownRequestError
 from ..jsontext import to_jsonable_output
-from ..performance import check_class
+from ..performance import check_class, plain_matrix
 from ..reference import Reference
 from ..store import RequestRecord, Store
-from .chain import Block, Chain, labelled_block
 
 __all__ = ["PREDICTIONS_KEPT", "FeedbackResult", "Labelled", "Labels"]
 
@@ -52,6 +52,15 @@ class Labelled:
     received: int
     replaced: int
     matrix: np.ndarray | None = None
+
+
+def labelled_block(labelled_rows: dict[int, tuple[Any, float]], ts: float, outs: list[Any]) -> Block:
+    """One request's labelled rows (row -> label, labelled at) joined to its outputs in row order (rows past its
+    outputs left out), with their delays and their outputs' matrix: read once per request, not per health check."""
+    rows = [row for row in sorted(labelled_rows) if row < len(outs)]
+    outputs = [outs[row] for row in rows]
+    delays = np.array([labelled_rows[row][1] - ts for row in rows], dtype=float)
+    return Block(outputs, [labelled_rows[row][0] for row in rows], delays, plain_matrix(outputs))
 
 
 class Labels:
@@ -207,10 +216,8 @@ class Labels:
             with self._lock:
                 if self._changes == changes:
                     self._keep(chain)
-        skip = max(chain.rows - limit, 0)  # the oldest block's oldest rows beyond the limit
-        outputs = chain.outputs[skip:]
-        matrix = chain.matrix[skip:] if chain.matrix is not None and outputs else None
-        result = Labelled(outputs, chain.labels[skip:], chain.delays[skip:], received, replaced, matrix)
+        outputs, labels, delays, matrix = chain.answer()
+        result = Labelled(outputs, labels, delays, received, replaced, matrix)
         with self._lock:
             self._joined = (changes, limit, result)
         return result
@@ -231,7 +238,7 @@ class Labels:
             kept[rid] = block
             blocks.append(block)
             sequences.append(sequence)
-            rows += len(block[0])
+            rows += len(block.outputs)
             if rows >= limit:
                 break
         self._blocks = kept

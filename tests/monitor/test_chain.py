@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from guarded_serving import InputError, Monitor, Reference
+from guarded_serving.chain import Chain
 from guarded_serving.errors import UnknownRequestError
 from guarded_serving.monitor import feedback
-from guarded_serving.monitor.chain import Chain
 from guarded_serving.monitor.feedback import Labelled, Labels
 from tests.fixtures.data import gaussian, logistic_probabilities
 

@@ -50,9 +50,10 @@ from typing import Any
 
 import numpy as np
 
+from ...chain import Chain
 from ..records import LabelledRows, version_of
 from .backlog import Key
-from .joined import Block, Joined, block_of, newest
+from .joined import StoredBlock, block_of
 
 __all__ = ["LabelJoin"]
 
@@ -101,6 +102,9 @@ _CHUNK = 500  # ids per IN (...) list
 Request = tuple[Any, list[Any] | None]  # a stored request's time and decoded outputs (None: not an array)
 
 
+Joined = tuple[Chain, dict[str, StoredBlock]]  # a chain of blocks, and its blocks as stored by request id
+
+
 @dataclasses.dataclass(frozen=True)
 class _Known:
     """What a read knew, so that the next one reads only what changed since: the counters and the newest answered
@@ -120,7 +124,10 @@ class LabelJoin:
         self._generation = 0
         self._requests: dict[Key, dict[int, Request]] = {}  # per model version, by request id
         self._last: tuple[tuple[Any, ...], LabelledRows] | None = None  # (what was read, on what data) and its answer
-        self._joined: dict[Key, Joined] = {}  # per model version: the blocks of joined rows last read, put together
+        # per model version: the chain of blocks last read (their rows put together), and its blocks as stored, by
+        # the request id their labels name
+        self._chains: dict[Key, Chain] = {}
+        self._stored: dict[Key, dict[str, StoredBlock]] = {}
         self._known: dict[Key, _Known] = {}  # per model version: what the blocks kept were read at
         self._counted: int | None = None  # the generation whose file was found to keep change numbers
         # One read at a time: what a read keeps (blocks, and the counters they were read at) must stay one pair
@@ -135,7 +142,8 @@ class LabelJoin:
         ``generation`` names the file read: another one (the file was replaced) forgets what was kept."""
         with self._lock:
             if generation != self._generation:
-                self._generation, self._requests, self._joined, self._known = generation, {}, {}, {}
+                self._generation, self._requests, self._known = generation, {}, {}
+                self._chains, self._stored = {}, {}
             # data_version changes when another connection (the writer, another process) commits to the file, and
             # total_changes when this one writes (labels are written on this thread's connection); the connection
             # itself is part of what is compared, and held, so that a new one never passes for it.
@@ -164,19 +172,21 @@ class LabelJoin:
     ) -> LabelledRows:
         if since or not self._counts(conn, generation):  # a reader of a time range, or a file without change numbers
             self._known.pop(key, None)
-            return _joined(self._join(conn, key, limit, since, bound), limit).answer()
+            chain, _ = _joined(self._join(conn, key, limit, since, bound), limit, 0)
+            return _answer(chain)
         model, version = key
         label, deletion, newest_id = conn.execute(_COUNTERS, [model, version_of(version)]).fetchone()  # before what they cover
         read = (generation, key, limit)
         known = self._known.pop(key, None)
         joined = None
         if known is not None and known.read == read and known.deletion == deletion:
-            joined = self._changed(conn, key, limit, known)
+            joined = self._changed(conn, key, limit, known, label or 0)
         if joined is None:
-            joined = _joined(self._join(conn, key, limit, since, bound), limit)
-        self._joined[key] = joined
-        self._known[key] = _Known(read, label or 0, deletion or 0, newest_id or 0, joined.rows >= limit)
-        return joined.answer()
+            joined = _joined(self._join(conn, key, limit, since, bound), limit, label or 0)
+        chain, self._stored[key] = joined
+        self._chains[key] = chain
+        self._known[key] = _Known(read, label or 0, deletion or 0, newest_id or 0, chain.full)
+        return _answer(chain)
 
     def _counts(self, conn: sqlite3.Connection, generation: int) -> bool:
         """Whether the file keeps change numbers (schema 5; an older file read as it is does not)."""
@@ -185,9 +195,10 @@ class LabelJoin:
             self._counted = generation if found is not None else None
         return self._counted == generation
 
-    def _changed(self, conn: sqlite3.Connection, key: Key, limit: int, known: _Known) -> Joined | None:
+    def _changed(self, conn: sqlite3.Connection, key: Key, limit: int, known: _Known, changes: int) -> Joined | None:
         """The kept blocks with the requests whose labels or newest request changed since ``known`` joined
-        again; None when the join must be read whole (the window would shrink below ``limit``)."""
+        again (the chain moved on when only newer requests did); None when the join must be read whole (the window
+        would shrink below ``limit``)."""
         model, version = key
         dirty = {rid for (rid,) in conn.execute(_NEW_REQUESTS, [model, version_of(version), known.newest])}
         changed: dict[str, list[tuple[Any, ...]]] = {}  # request id -> its changed rows that can join
@@ -195,11 +206,12 @@ class LabelJoin:
             dirty.add(rid)
             if joins_rows:
                 changed.setdefault(rid, []).append((*row, rid))
-        last = self._joined.get(key) or Joined.of([], limit)
+        last = self._chains.get(key) or Chain.of(limit, 0, [], [], [])
+        stored = self._stored.get(key, {})
         if not dirty:
-            return last
-        oldest = last.blocks[0].request if known.full and last.blocks else 0  # older requests' rows are beyond the limit
-        gone = {last.ids[rid] for rid in dirty if rid in last.ids}  # joined again below, or no longer joined
+            return last, stored
+        oldest = last.oldest if known.full and last.sequences else 0  # older requests' rows are beyond the limit
+        gone = {stored[rid].request for rid in dirty if rid in stored}  # joined again below, or no longer joined
         joins: dict[str, tuple[int, bool]] = {}  # request id -> its newest answered request, outputs as text
         ids = sorted(dirty, key=str)
         for start in range(0, len(ids), _CHUNK):
@@ -213,28 +225,32 @@ class LabelJoin:
             if as_text and request_id >= oldest and (rows := _labels_of(conn, key, request_id, rid, changed.get(rid)))
         }
         moving = not gone and all(request_id > last.newest for request_id in labelled)  # newer requests only
-        kept = {} if moving else {block.request: block for block in last.blocks if block.request not in gone}
+        kept = {} if moving else {block.request: block for block in stored.values() if block.request not in gone}
         requests = self._read_requests(conn, key, {*kept, *labelled}, add=moving)
         seconds: dict[Any, float] = {}
-        new: dict[int, Block] = {}
+        new: dict[int, StoredBlock] = {}
         for request_id, rows in labelled.items():
             ts, outs = requests.get(request_id, (None, None))
             if outs is not None:
                 new[request_id] = block_of(rows, ts, outs, seconds)
-        if moving:  # the kept blocks moved on: the new ones appended, the oldest they push out dropped
+        if moving:  # the chain moved on: the new blocks appended, the oldest they push out dropped
             added = [new[request_id] for request_id in sorted(new)]
-            joined = last.moved(added)
+            chain = last.moved(changes, [(block.request_id, block.request, block.block) for block in added])
+            # ``stored`` handed on, not copied (2,000 entries): a read that fails before keeping the moved chain
+            # forgets what it knew (``_known``), and the next one reads the whole join, checking each block it reuses
+            pushed = len(last.ids) + len(added) - len(chain.ids)
+            stored.update((block.request_id, block) for block in added)
             cached = self._requests[key]
-            for block in (last.blocks + added)[: len(last.blocks) + len(added) - len(joined.blocks)]:
-                cached.pop(block.request, None)
-            return joined
+            for rid in last.ids[:pushed] + [block.request_id for block in added][: max(pushed - len(last.ids), 0)]:
+                cached.pop(stored.pop(rid).request, None)
+            return chain, stored
         kept.update(new)
         blocks = sorted(kept.values(), key=_newest_first)
-        if known.full and sum(len(block.outputs) for block in blocks) < limit:
+        if known.full and sum(len(block.block.outputs) for block in blocks) < limit:
             return None  # rows left the window (an id sent again): the rows before the kept ones are needed
-        return _joined(blocks, limit)
+        return _joined(blocks, limit, changes)
 
-    def _join(self, conn: sqlite3.Connection, key: Key, limit: int, since: str, bound: Sequence[Any]) -> list[Block]:
+    def _join(self, conn: sqlite3.Connection, key: Key, limit: int, since: str, bound: Sequence[Any]) -> list[StoredBlock]:
         """The whole join: the blocks of the newest requests with labelled rows, newest first, until ``limit``
         rows joined (or none are left)."""
         sql = _JOINED.format(since=since)
@@ -245,19 +261,18 @@ class LabelJoin:
             if not found:
                 return []
             blocks = self._blocks_of(conn, key, found)
-            joined = sum(len(block.outputs) for block in blocks)
+            joined = sum(len(block.block.outputs) for block in blocks)
             if joined >= limit or len(found) < want:
                 return blocks
             want = max(2 * want, want + limit - joined)  # some did not join (damaged outputs): read further back
 
-    def _blocks_of(self, conn: sqlite3.Connection, key: Key, found: list[Any]) -> list[Block]:
+    def _blocks_of(self, conn: sqlite3.Connection, key: Key, found: list[Any]) -> list[StoredBlock]:
         """The joined rows of each request among ``found`` (newest first), reusing a request's block while its
         stored rows are the same: a window moved on by one request decodes that request's labels, not 2,000."""
         ids = [row[0] for row in found]
         requests = self._read_requests(conn, key, set(ids))
         cuts = (np.flatnonzero(np.diff(np.asarray(ids)) != 0) + 1).tolist()  # one request's rows come together
-        last = self._joined.get(key)
-        before = {block.request: block for block in last.blocks} if last is not None else {}
+        before = {block.request: block for block in self._stored.get(key, {}).values()}
         seconds: dict[Any, float] = {}
         blocks = []
         for a, b in zip([0, *cuts], [*cuts, len(ids)], strict=True):
@@ -310,10 +325,18 @@ def _array(text: Any) -> list[Any] | None:
     return decoded if isinstance(decoded, list) else None
 
 
-def _joined(blocks: list[Block], limit: int) -> Joined:
-    """The blocks (newest first) that hold the newest ``limit`` rows, put together."""
-    return Joined.of(newest(blocks, limit)[::-1], limit)
+def _joined(blocks: list[StoredBlock], limit: int, changes: int) -> Joined:
+    """The blocks (newest first) that hold the newest ``limit`` rows as a chain, and by request id."""
+    chain = Chain.of_newest(limit, changes, [(block.request_id, block.request, block.block) for block in blocks])
+    return chain, {block.request_id: block for block in blocks[: len(chain.ids)]}
 
 
-def _newest_first(block: Block) -> int:
+def _answer(chain: Chain) -> LabelledRows:
+    """The chain's newest ``limit`` rows (a label that does not decode left out after the limit), and the delays of
+    the rows whose two times are known."""
+    outputs, labels, delays, matrix = chain.answer()
+    return LabelledRows(outputs, labels, delays[~np.isnan(delays)], matrix)
+
+
+def _newest_first(block: StoredBlock) -> int:
     return -block.request
