@@ -136,22 +136,24 @@ class Calibration:
             methods = base.numeric_methods
             by_feature = np.ascontiguousarray(base.sample.T)  # each feature's values contiguous: a fast gather
             wass = np.array([m == "wasserstein" for m in methods])
+            columns = np.tile(np.arange(len(idx)), _BATCH)  # the feature of each column of a batch's quantiles
             for start in range(0, draws, _BATCH):
                 batch = min(_BATCH, draws - start)
                 q = _grid_quantiles(rng, by_feature, base.sample_counts, n_cal[idx], batch)
                 q_ref = _grid_quantiles(rng, by_feature, base.sample_counts, m_cal[idx], batch)
-                scale = np.tile(base.scale, batch)
                 part = slice(start, start + batch)
-                shift[part] = location_shift(q, q_ref, scale).reshape(batch, -1)
-                ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(q_ref), np.nan)
-                ratio[part] = spread_score(log_spread_ratio(quantile_spread(q), ref_spread)).reshape(batch, -1)
-                dist[part] = wasserstein(q, q_ref, scale).reshape(batch, -1)
+                # location and spread on the normal scores, both samples through the real reference's map
+                z, z_ref = base.scores(q, columns[: q.shape[1]]), base.scores(q_ref, columns[: q.shape[1]])
+                shift[part] = location_shift(z, z_ref, np.ones(1)).reshape(batch, -1)
+                ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(z_ref), np.nan)
+                ratio[part] = spread_score(log_spread_ratio(quantile_spread(z), ref_spread)).reshape(batch, -1)
+                dist[part] = wasserstein(z, z_ref, np.ones(1)).reshape(batch, -1)
             for col in (int(c) for c in np.flatnonzero(~wass)):  # other methods need bins or whole samples: drawn so
                 dist[:, col] = _other_distance(rng, base, col, methods[col], int(n_cal[idx[col]]), int(m_cal[idx[col]]), draws)
             log_mu[idx], log_sd[idx] = _log_normal_tail(dist)
             mean_mu[idx], mean_sd[idx] = _centre_and_spread(shift)
             scale_mu[idx], scale_sd[idx] = _centre_and_spread(ratio)
-            kurt[idx] = _kurtosis(base)
+            kurt[idx] = base.scores.kurtosis
         for k, j in enumerate(base.cat_idx):
             probs = base.cat_props[k]
             size, ref_size = int(n_cal[j]), int(m_cal[j])
@@ -241,19 +243,6 @@ def _log_normal_tail(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _IQR = float(2 * norm.isf(0.25))  # a normal's interquartile range, in standard deviations
-
-
-def _kurtosis(base: Baseline) -> np.ndarray:
-    """Kurtosis of each numeric feature's reference sample (the population the draws come from)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        centred = base.sample - _nanmean(base.sample)
-        return np.asarray(_nanmean(centred**4) / _nanmean(centred**2) ** 2)
-
-
-def _nanmean(values: np.ndarray) -> np.ndarray:
-    """Column means ignoring NaN; NaN for an all-NaN column (a redacted feature) without numpy's warning."""
-    known = ~np.isnan(values)
-    return np.asarray(np.where(known, values, 0.0).sum(axis=0) / known.sum(axis=0))
 
 
 def _centre_and_spread(statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,11 @@ class FeatureDrift:
 
     ``mean_shift_std`` is the shift of the 2 %-trimmed mean in reference standard deviations and
     ``spread_ratio`` the ratio of robust spreads (about the ratio of standard deviations for
-    well-behaved data); both are what the location and spread tests judge. ``shares_p`` is the p-value
+    well-behaved data): the effects the location and spread tests report, in the feature's own units, and
+    the minimum effects they must reach. Whether they are significant is judged on the same two statistics
+    of the feature's normal scores (``drift.scores``), as is a Wasserstein ``score``: there the distance
+    between the normal scores' quantile functions (for a normal feature about ``wasserstein``, which stays
+    in reference standard deviations, and must reach 0.1 too). ``shares_p`` is the p-value
     of the exact test of the reference bins' shares (the smallest over the bins, times their number).
     A discrete numeric feature (at most ten distinct values in its central 96 %) is judged by its
     shares alone: its ``threshold`` is None.
@@ -159,10 +163,17 @@ def _numeric(
     shift = (mean - limits.reference_mean) / base.scale
     ratio = log_spread_ratio(np.sqrt(np.add.reduce((q - mean) ** 2, axis=0) / grid), limits.reference_spread)
     w1 = np.add.reduce(np.abs(q - base.ref_quantiles), axis=0) / grid / base.scale
+    # what the location and spread tests judge: the same two on the normal scores (drift.scores), whose null does
+    # not rest on the reference's extreme values; the figures above are what the report shows and the minimum
+    # effects gate
+    z = base.scores(q)
+    z_mean = np.add.reduce(z, axis=0) / grid
+    z_shift = z_mean - limits.score_mean
+    z_ratio = log_spread_ratio(np.sqrt(np.add.reduce((z - z_mean) ** 2, axis=0) / grid), limits.score_spread)
     methods = limits.methods
-    primary = w1
+    primary = np.add.reduce(np.abs(z - base.scores.reference), axis=0) / grid  # Wasserstein on the normal scores
     if limits.others:
-        primary = w1.copy()
+        primary = primary.copy()
         ordered = sorted_t.T  # rows x features view, as the statistics expect
         for method, pick in limits.others:
             primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
@@ -180,12 +191,14 @@ def _numeric(
         shares = dict(zip(tested.tolist(), found, strict=True))
     judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
-        distance_over = judged & (primary > limits.thresholds)
-        mean_moved = judged & (np.abs(shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+        distance_over = judged & (primary > limits.thresholds) & ((w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method)
+        mean_moved = judged & (np.abs(z_shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
     ratio_ = ratio.tolist()
-    spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
-        t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
-        for t, r, c, lim in zip(limits.spread_judged, ratio_, limits.centre_list, limits.limit_list, strict=True)
+    spread_moved = [
+        t and abs(math.exp(2 / 3 * rz) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
+        for t, rz, r, c, lim in zip(
+            limits.spread_judged, z_ratio.tolist(), ratio_, limits.centre_list, limits.limit_list, strict=True
+        )
     ]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
     flagged.update(k for k, (_, moved) in shares.items() if moved is not None)

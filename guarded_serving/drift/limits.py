@@ -39,6 +39,8 @@ class Limits:
     methods: tuple[str, ...]  # each numeric feature's primary distance
     reference_mean: np.ndarray  # the reference's trimmed mean (its quantile function's average)
     reference_spread: np.ndarray  # its robust spread, NaN where it has none
+    score_mean: np.ndarray  # the same two of its normal scores (drift.scores), what location and spread are judged on
+    score_spread: np.ndarray
     bins: int  # the most bins a numeric feature has
     partial: bool  # some numeric feature's sorted row holds missing values at its end
     edge_at: np.ndarray  # where each numeric feature's edges sit in the flat (features x bins + 1) matrix of bin_counts
@@ -55,6 +57,7 @@ class Limits:
     centre_list: list[float]
     limit_list: list[float]
     others: tuple[tuple[str, np.ndarray], ...]  # each primary distance other than Wasserstein and its features
+    other_method: np.ndarray  # per numeric feature: its primary distance is not Wasserstein
     tested: np.ndarray  # the features whose bin shares are tested (positions among the numeric ones)
     has_spread_list: list[bool]
     ordered_list: list[bool]
@@ -118,6 +121,8 @@ class Limits:
             partial=bool((numeric < width).any()),
             reference_mean=base.ref_quantiles.mean(axis=0),
             reference_spread=np.where(base.has_spread, base.spread, np.nan),
+            score_mean=base.scores.reference_mean,
+            score_spread=np.where(base.has_spread, base.scores.reference_spread, np.nan),
             edge_at=np.concatenate(
                 [np.zeros(0, dtype=np.intp), *(k * (bins + 1) + 1 + np.arange(len(e)) for k, e in enumerate(base.edges))]
             ),
@@ -132,6 +137,7 @@ class Limits:
             centre_list=spread_centre.tolist(),
             limit_list=spread_limits.tolist(),
             others=others,
+            other_method=np.array([m != "wasserstein" for m in methods], dtype=bool),
             tested=np.flatnonzero(base.shares_tested),
             has_spread_list=base.has_spread.tolist(),
             ordered_list=base.ordered.tolist(),
