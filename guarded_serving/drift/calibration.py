@@ -36,6 +36,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .baseline import Baseline
+from .scores import LEVELS
 from .statistics import (
     GRID,
     jensen_shannon,
@@ -143,7 +144,7 @@ class Calibration:
                 q_ref = _grid_quantiles(rng, by_feature, base.sample_counts, m_cal[idx], batch)
                 part = slice(start, start + batch)
                 # location and spread on the normal scores, both samples through the real reference's map
-                z, z_ref = base.scores(q, columns[: q.shape[1]]), base.scores(q_ref, columns[: q.shape[1]])
+                z, z_ref = base.scores(q[LEVELS], columns[: q.shape[1]]), base.scores(q_ref[LEVELS], columns[: q.shape[1]])
                 shift[part] = location_shift(z, z_ref, np.ones(1)).reshape(batch, -1)
                 ref_spread = np.where(np.tile(base.has_spread, batch), quantile_spread(z_ref), np.nan)
                 ratio[part] = spread_score(log_spread_ratio(quantile_spread(z), ref_spread)).reshape(batch, -1)

@@ -166,12 +166,8 @@ def _numeric(
     # what the location and spread tests judge: the same two on the normal scores (drift.scores), whose null does
     # not rest on the reference's extreme values; the figures above are what the report shows and the minimum
     # effects gate
-    z = base.scores(q)
-    z_mean = np.add.reduce(z, axis=0) / grid
-    z_shift = z_mean - limits.score_mean
-    z_ratio = log_spread_ratio(np.sqrt(np.add.reduce((z - z_mean) ** 2, axis=0) / grid), limits.score_spread)
+    z_shift, z_ratio, primary = base.scores.judged(q)  # primary: the Wasserstein distance of the scores
     methods = limits.methods
-    primary = np.add.reduce(np.abs(z - base.scores.reference), axis=0) / grid  # Wasserstein on the normal scores
     if limits.others:
         primary = primary.copy()
         ordered = sorted_t.T  # rows x features view, as the statistics expect

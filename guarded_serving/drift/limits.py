@@ -39,8 +39,6 @@ class Limits:
     methods: tuple[str, ...]  # each numeric feature's primary distance
     reference_mean: np.ndarray  # the reference's trimmed mean (its quantile function's average)
     reference_spread: np.ndarray  # its robust spread, NaN where it has none
-    score_mean: np.ndarray  # the same two of its normal scores (drift.scores), what location and spread are judged on
-    score_spread: np.ndarray
     bins: int  # the most bins a numeric feature has
     partial: bool  # some numeric feature's sorted row holds missing values at its end
     edge_at: np.ndarray  # where each numeric feature's edges sit in the flat (features x bins + 1) matrix of bin_counts
@@ -121,8 +119,6 @@ class Limits:
             partial=bool((numeric < width).any()),
             reference_mean=base.ref_quantiles.mean(axis=0),
             reference_spread=np.where(base.has_spread, base.spread, np.nan),
-            score_mean=base.scores.reference_mean,
-            score_spread=np.where(base.has_spread, base.scores.reference_spread, np.nan),
             edge_at=np.concatenate(
                 [np.zeros(0, dtype=np.intp), *(k * (bins + 1) + 1 + np.arange(len(e)) for k, e in enumerate(base.edges))]
             ),

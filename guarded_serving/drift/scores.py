@@ -19,13 +19,20 @@ of them are then exactly what their ranks give.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.special import ndtri
 
 __all__ = ["NODES", "NormalScores"]
 
-NODES = 128  # distinct values a feature's map keeps at most
+# The grid levels the scores are judged at: every other one of GRID (0.02, 0.04, ..., 0.98). Mapping a value costs
+# ~20 ns whatever else is done with it (np.interp's loop), ~0.1 ms for 64 features' 97 quantiles; the statistics
+# are averages over a smooth quantile function, whose 49 levels tell as much as 97 (the location and spread tests'
+# null sds agree within 2 %: normal, log-normal and Zipf features, 2,000 reference rows).
+LEVELS = slice(None, None, 2)
+_TINY = 1e-300  # a variance no window has but a constant one: its log is finite
+NODES = 64  # distinct values a feature's map keeps at most
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,9 +46,10 @@ class NormalScores:
 
     keys: np.ndarray  # flat, increasing: each feature's distinct reference values on its own unit interval
     scores: np.ndarray  # flat: Phi^-1 of each distinct value's mid-probability
-    low: np.ndarray  # per feature: the smallest reference value (NaN for a feature without any)
-    width: np.ndarray  # per feature: the reference's range (1 where it has one value or none)
-    reference: np.ndarray  # GRID x features: the scores of the reference's own quantile function
+    scale: np.ndarray  # per feature: 1 / the reference's range (1 where it has one value or none)
+    start: np.ndarray  # per feature: where 0 lands (2k - smallest value x scale; NaN for a feature without values)
+    reference: np.ndarray  # GRID[LEVELS] x features: the scores of the reference's own quantile function
+    reference_by_feature: np.ndarray  # the same, features x levels (contiguous: what ``judged`` subtracts)
     reference_mean: np.ndarray  # per feature: their mean
     reference_spread: np.ndarray  # ... and their standard deviation (NaN where zero: no spread to compare with)
     kurtosis: np.ndarray  # per feature: kurtosis of the reference sample's scores
@@ -53,8 +61,8 @@ class NormalScores:
         width = len(counts)
         keys: list[np.ndarray] = []
         scores: list[np.ndarray] = []
-        low = np.full(width, np.nan)
-        span = np.ones(width)
+        scale = np.ones(width)
+        start = np.full(width, np.nan)
         kurtosis = np.full(width, np.nan)
         for k, m in enumerate(np.asarray(counts).tolist()):
             values, seen = np.unique(sample[:m, k], return_counts=True)
@@ -68,9 +76,10 @@ class NormalScores:
                 kept = np.union1d(kept, np.flatnonzero(seen * NODES >= m))
                 values, seen, below = values[kept], seen[kept], below[kept]
             z = ndtri((below + seen / 2) / m)
-            low[k] = values[0]
-            span[k] = values[-1] - values[0] if len(values) > 1 else 1.0
-            at = (values - values[0]) / span[k] + 2.0 * k
+            if len(values) > 1:
+                scale[k] = 1 / (values[-1] - values[0])
+            start[k] = 2.0 * k - values[0] * scale[k]
+            at = np.clip(values * scale[k] + start[k], 2.0 * k, 2.0 * k + 1)
             if len(values) == 1:  # one value: the same score over the whole interval
                 at, z = np.array([2.0 * k, 2.0 * k + 1]), np.repeat(z, 2)
             keys.append(at)
@@ -79,37 +88,81 @@ class NormalScores:
             centred = of_sample - of_sample.mean()
             with np.errstate(divide="ignore", invalid="ignore"):
                 kurtosis[k] = np.mean(centred**4) / np.mean(centred**2) ** 2
-        out = cls(
-            keys=np.concatenate(keys) if keys else np.zeros(0),
-            scores=np.concatenate(scores) if scores else np.zeros(0),
-            low=low,
-            width=span,
-            reference=np.zeros((0, width)),
-            reference_mean=np.zeros(width),
-            reference_spread=np.zeros(width),
+        flat_keys = np.concatenate(keys) if keys else np.zeros(0)
+        flat_scores = np.concatenate(scores) if scores else np.zeros(0)
+        z = _interpolate(reference_quantiles[LEVELS], flat_keys, flat_scores, scale, start, np.arange(width))
+        mean = z.mean(axis=0) if width else np.zeros(0)
+        spread = np.sqrt(((z - mean) ** 2).mean(axis=0)) if width else np.zeros(0)
+        return cls(
+            keys=flat_keys,
+            scores=flat_scores,
+            scale=scale,
+            start=start,
+            reference=z,
+            reference_by_feature=np.ascontiguousarray(z.T),
+            reference_mean=mean,
+            reference_spread=np.where(spread > 0, spread, np.nan),
             kurtosis=kurtosis,
         )
-        if not width:
-            return out
-        z = out(reference_quantiles)
-        mean = z.mean(axis=0)
-        spread = np.sqrt(((z - mean) ** 2).mean(axis=0))
-        object.__setattr__(out, "reference", z)
-        object.__setattr__(out, "reference_mean", mean)
-        object.__setattr__(out, "reference_spread", np.where(spread > 0, spread, np.nan))
-        return out
+
+    def judged(self, quantile_functions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the location, spread and Wasserstein tests judge of windows' quantile functions (grid x features):
+        per feature, the shift of their scores' mean, the log ratio of their scores' standard deviation to the
+        reference's and the mean distance between their scores and the reference's.
+
+        ``statistics.location_shift``, ``log_spread_ratio(quantile_spread(..))`` and ``wasserstein`` of the
+        scores (on a scale of 1), the same numbers within rounding (a window gone constant: a log ratio of about
+        -345, not -inf), a pass each over the scores as ``np.interp`` lays them out, from columns kept for it: a
+        health's few small array calls matter (those functions on the transposed view cost ~45 % more for 64
+        features, and per-call set-up ~0.05 ms for a model's two outputs).
+        """
+        if not len(self.keys):
+            empty = np.zeros(0)
+            return empty, empty, empty
+        at = quantile_functions[LEVELS].T * self._columns[0]
+        at += self._columns[1]
+        np.minimum(np.maximum(at, self._columns[2], out=at), self._columns[3], out=at)
+        z = np.interp(at.reshape(-1), self.keys, self.scores).reshape(at.shape)
+        grid = z.shape[1]
+        mean = np.add.reduce(z, axis=1) / grid
+        square = np.einsum("ij,ij->i", z, z) / grid - mean * mean
+        ratio = 0.5 * np.log(np.maximum(square, _TINY)) - self._log_reference_spread
+        z -= self.reference_by_feature
+        distance = np.add.reduce(np.abs(z, out=z), axis=1) / grid
+        return mean - self.reference_mean, ratio, distance
+
+    @cached_property
+    def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        floor = 2.0 * np.arange(len(self.scale))[:, None]
+        return self.scale[:, None], self.start[:, None], floor, floor + 1
+
+    @cached_property
+    def _log_reference_spread(self) -> np.ndarray:
+        return np.asarray(np.log(self.reference_spread))
 
     def __call__(self, values: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """The scores of ``values`` (rows x columns, column ``c`` a value of feature ``features[c]``; by default
-        column k is feature k); NaN stays NaN.
-
-        Each column's values are best given increasing (a quantile function): ``np.interp`` searches from where
-        its last search ended, so the feature-major order makes its searches a step or two each.
-        """
+        column k is feature k); NaN stays NaN."""
         if features is None:
-            low, width, offset = self.low, self.width, 2.0 * np.arange(len(self.low))
-        else:
-            low, width, offset = self.low[features], self.width[features], 2.0 * features
-        at = np.clip((values.T - low[:, None]) / width[:, None], 0.0, 1.0) + offset[:, None]
-        out: np.ndarray = np.interp(at.reshape(-1), self.keys, self.scores).reshape(at.shape).T
-        return out
+            features = np.arange(len(self.scale))
+        return _interpolate(values, self.keys, self.scores, self.scale, self.start, features)
+
+
+def _interpolate(
+    values: np.ndarray, keys: np.ndarray, scores: np.ndarray, scale: np.ndarray, start: np.ndarray, features: np.ndarray
+) -> np.ndarray:
+    """Each column's values placed on its feature's interval (clipped to it: beyond the reference's range a value
+    scores as its extreme) and interpolated among the keys, all columns in one call.
+
+    Laid out feature-major, each column's values increasing (a quantile function): ``np.interp`` looks next to
+    where its last search ended first, so most searches take a step or two (in grid-major order, one full
+    binary search each: ~6 times the time for 64 features).
+    """
+    if not len(keys):  # no numeric feature
+        return np.full(values.shape, np.nan)
+    at = np.ascontiguousarray(values.T) * scale[features, None]
+    at += start[features, None]
+    floor = 2.0 * features[:, None]
+    np.minimum(np.maximum(at, floor, out=at), floor + 1, out=at)
+    out: np.ndarray = np.interp(at.reshape(-1), keys, scores).reshape(at.shape).T
+    return out
