@@ -188,12 +188,18 @@ def _numeric(
     judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
         distance_over = judged & (primary > limits.thresholds) & ((w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method)
-        mean_moved = judged & (np.abs(z_shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+        mean_moved = (
+            judged
+            & (np.abs(shift - limits.mean_mu) > limits.mean_limits)
+            & (np.abs(z_shift - limits.score_mean_mu) > limits.score_mean_limits)
+            & (np.abs(shift) >= MIN_EFFECT["mean"])
+        )
+    z_spread_moved = np.abs(np.exp(2 / 3 * z_ratio) - limits.score_centre) > limits.score_spread_limits
     ratio_ = ratio.tolist()
-    spread_moved = [
-        t and abs(math.exp(2 / 3 * rz) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
-        for t, rz, r, c, lim in zip(
-            limits.spread_judged, z_ratio.tolist(), ratio_, limits.centre_list, limits.limit_list, strict=True
+    spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
+        t and z and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
+        for t, z, r, c, lim in zip(
+            limits.spread_judged, z_spread_moved.tolist(), ratio_, limits.centre_list, limits.limit_list, strict=True
         )
     ]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
