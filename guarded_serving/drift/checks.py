@@ -166,7 +166,8 @@ def _numeric(
     # what the location and spread tests judge: the same two on the normal scores (drift.scores), whose null does
     # not rest on the reference's extreme values; the figures above are what the report shows and the minimum
     # effects gate
-    z_shift, z_ratio, primary = base.scores.judged(q)  # primary: the Wasserstein distance of the scores
+    z = base.scores.of_levels(q)
+    primary = base.scores.distance(z)
     methods = limits.methods
     if limits.others:
         primary = primary.copy()
@@ -187,21 +188,24 @@ def _numeric(
         shares = dict(zip(tested.tolist(), found, strict=True))
     judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
-        distance_over = judged & (primary > limits.thresholds) & ((w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method)
-        mean_moved = (
-            judged
-            & (np.abs(shift - limits.mean_mu) > limits.mean_limits)
-            & (np.abs(z_shift - limits.score_mean_mu) > limits.score_mean_limits)
-            & (np.abs(shift) >= MIN_EFFECT["mean"])
-        )
-    z_spread_moved = np.abs(np.exp(2 / 3 * z_ratio) - limits.score_centre) > limits.score_spread_limits
+        distance_over = judged & (primary > limits.thresholds)
+        if distance_over.any():  # the minimum effect is the values' (a distance of their scores is judged)
+            distance_over &= (w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method
+        # a shift or a spread change is significant when it is so on the values and on their scores (the scores'
+        # statistics computed only where the values' are: healthy windows seldom need them)
+        mean_moved = judged & (np.abs(shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+        if mean_moved.any():
+            mean_moved &= np.abs(base.scores.shift(z) - limits.score_mean_mu) > limits.score_mean_limits
     ratio_ = ratio.tolist()
     spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
-        t and z and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
-        for t, z, r, c, lim in zip(
-            limits.spread_judged, z_spread_moved.tolist(), ratio_, limits.centre_list, limits.limit_list, strict=True
-        )
+        t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
+        for t, r, c, lim in zip(limits.spread_judged, ratio_, limits.centre_list, limits.limit_list, strict=True)
     ]
+    if any(spread_moved):
+        with np.errstate(invalid="ignore"):
+            score = np.exp(2 / 3 * base.scores.log_spread_ratio(z))
+            on_scores = (np.abs(score - limits.score_centre) > limits.score_spread_limits).tolist()
+        spread_moved = [v and s for v, s in zip(spread_moved, on_scores, strict=True)]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
     flagged.update(k for k, (_, moved) in shares.items() if moved is not None)
     spread = np.array([math.exp(r) for r in ratio_], dtype=float)  # math.exp, as the reasons word it

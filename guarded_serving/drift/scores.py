@@ -24,6 +24,8 @@ from functools import cached_property
 import numpy as np
 from scipy.special import ndtri
 
+from .statistics import GRID
+
 __all__ = ["NODES", "NormalScores"]
 
 # The grid levels the scores are judged at: every other one of GRID (0.02, 0.04, ..., 0.98). Mapping a value costs
@@ -105,31 +107,34 @@ class NormalScores:
             kurtosis=kurtosis,
         )
 
-    def judged(self, quantile_functions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """What the location, spread and Wasserstein tests judge of windows' quantile functions (grid x features):
-        per feature, the shift of their scores' mean, the log ratio of their scores' standard deviation to the
-        reference's and the mean distance between their scores and the reference's.
-
-        ``statistics.location_shift``, ``log_spread_ratio(quantile_spread(..))`` and ``wasserstein`` of the
-        scores (on a scale of 1), the same numbers within rounding (a window gone constant: a log ratio of about
-        -345, not -inf), a pass each over the scores as ``np.interp`` lays them out, from columns kept for it: a
-        health's few small array calls matter (those functions on the transposed view cost ~45 % more for 64
-        features, and per-call set-up ~0.05 ms for a model's two outputs).
-        """
+    def of_levels(self, quantile_functions: np.ndarray) -> np.ndarray:
+        """The scores of windows' quantile functions (grid x features) at the levels judged: features x levels, as
+        ``np.interp`` lays them out (the statistics below take a pass each over its rows), from columns kept for it:
+        a health's few small array calls matter (per-call set-up was ~0.05 ms for a model's two outputs)."""
         if not len(self.keys):
-            empty = np.zeros(0)
-            return empty, empty, empty
+            return np.zeros((0, len(GRID[LEVELS])))
         at = quantile_functions[LEVELS].T * self._columns[0]
         at += self._columns[1]
         np.minimum(np.maximum(at, self._columns[2], out=at), self._columns[3], out=at)
-        z = np.interp(at.reshape(-1), self.keys, self.scores).reshape(at.shape)
-        grid = z.shape[1]
-        mean = np.add.reduce(z, axis=1) / grid
-        square = np.einsum("ij,ij->i", z, z) / grid - mean * mean
-        ratio = 0.5 * np.log(np.maximum(square, _TINY)) - self._log_reference_spread
-        z -= self.reference_by_feature
-        distance = np.add.reduce(np.abs(z, out=z), axis=1) / grid
-        return mean - self.reference_mean, ratio, distance
+        out: np.ndarray = np.interp(at.reshape(-1), self.keys, self.scores).reshape(at.shape)
+        return out
+
+    def distance(self, scores: np.ndarray) -> np.ndarray:
+        """The Wasserstein distance between windows' scores (:meth:`of_levels`) and the reference's: the mean gap of
+        their quantile functions, in the scores' standard deviations (``statistics.wasserstein`` on a scale of 1)."""
+        return np.asarray(np.add.reduce(np.abs(scores - self.reference_by_feature), axis=1) / scores.shape[1])
+
+    def shift(self, scores: np.ndarray) -> np.ndarray:
+        """The shift of the scores' mean from the reference's (``statistics.location_shift`` on a scale of 1)."""
+        return np.asarray(np.add.reduce(scores, axis=1) / scores.shape[1] - self.reference_mean)
+
+    def log_spread_ratio(self, scores: np.ndarray) -> np.ndarray:
+        """log(the scores' standard deviation / the reference's): ``statistics.log_spread_ratio(quantile_spread(..))``,
+        the same numbers within rounding, but about -345 (not -inf) for a window gone constant."""
+        levels = scores.shape[1]
+        mean = np.add.reduce(scores, axis=1) / levels
+        square = np.einsum("ij,ij->i", scores, scores) / levels - mean * mean
+        return np.asarray(0.5 * np.log(np.maximum(square, _TINY)) - self._log_reference_spread)
 
     @cached_property
     def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
