@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..profiles import BINS, FeatureProfile
+from .scores import NormalScores
 from .statistics import GRID, quantile_spread, quantiles
 
 __all__ = ["Baseline", "method_of"]
@@ -55,6 +56,7 @@ class Baseline:
     ordered: np.ndarray  # quantile statistics are tested: more than BINS distinct values in the central 96 %
     shares_tested: np.ndarray  # the bins' shares are tested: discrete, or with a point mass (a value holding >= 5 %)
     spread: np.ndarray  # robust spread of the reference quantile function
+    scores: NormalScores  # each feature's values through its reference CDF and Phi^-1: what location and spread are judged on
     minimum: np.ndarray
     maximum: np.ndarray
     edges: tuple[np.ndarray, ...]
@@ -128,6 +130,7 @@ class Baseline:
             ordered=np.array(central, dtype=int) > BINS,
             shares_tested=(np.array(central, dtype=int) <= BINS) | (np.array([p.top_share for p in num]) >= 1 / (2 * BINS)),
             spread=spread,
+            scores=NormalScores.of(sample, sample_counts, ref_quantiles),
             minimum=np.array([p.minimum if p.minimum is not None else np.nan for p in num]),
             maximum=np.array([p.maximum if p.maximum is not None else np.nan for p in num]),
             edges=tuple(np.asarray(p.edges, dtype=float) for p in num),

@@ -38,7 +38,11 @@ class FeatureDrift:
 
     ``mean_shift_std`` is the shift of the 2 %-trimmed mean in reference standard deviations and
     ``spread_ratio`` the ratio of robust spreads (about the ratio of standard deviations for
-    well-behaved data); both are what the location and spread tests judge. ``shares_p`` is the p-value
+    well-behaved data): the effects the location and spread tests report, in the feature's own units, and
+    the minimum effects they must reach. Whether they are significant is judged on the same two statistics
+    of the feature's normal scores (``drift.scores``), as is a Wasserstein ``score``: there the distance
+    between the normal scores' quantile functions (for a normal feature about ``wasserstein``, which stays
+    in reference standard deviations, and must reach 0.1 too). ``shares_p`` is the p-value
     of the exact test of the reference bins' shares (the smallest over the bins, times their number).
     A discrete numeric feature (at most ten distinct values in its central 96 %) is judged by its
     shares alone: its ``threshold`` is None.
@@ -159,10 +163,14 @@ def _numeric(
     shift = (mean - limits.reference_mean) / base.scale
     ratio = log_spread_ratio(np.sqrt(np.add.reduce((q - mean) ** 2, axis=0) / grid), limits.reference_spread)
     w1 = np.add.reduce(np.abs(q - base.ref_quantiles), axis=0) / grid / base.scale
+    # what the location and spread tests judge: the same two on the normal scores (drift.scores), whose null does
+    # not rest on the reference's extreme values; the figures above are what the report shows and the minimum
+    # effects gate
+    z = base.scores.of_levels(q)
+    primary = base.scores.distance(z)
     methods = limits.methods
-    primary = w1
     if limits.others:
-        primary = w1.copy()
+        primary = primary.copy()
         ordered = sorted_t.T  # rows x features view, as the statistics expect
         for method, pick in limits.others:
             primary[pick] = numeric_distance(method, ordered[:, pick], present[pick], _columns(base, pick))
@@ -181,12 +189,23 @@ def _numeric(
     judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
         distance_over = judged & (primary > limits.thresholds)
+        if distance_over.any():  # the minimum effect is the values' (a distance of their scores is judged)
+            distance_over &= (w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method
+        # a shift or a spread change is significant when it is so on the values and on their scores (the scores'
+        # statistics computed only where the values' are: healthy windows seldom need them)
         mean_moved = judged & (np.abs(shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+        if mean_moved.any():
+            mean_moved &= np.abs(base.scores.shift(z) - limits.score_mean_mu) > limits.score_mean_limits
     ratio_ = ratio.tolist()
     spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
         t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]
         for t, r, c, lim in zip(limits.spread_judged, ratio_, limits.centre_list, limits.limit_list, strict=True)
     ]
+    if any(spread_moved):
+        with np.errstate(invalid="ignore"):
+            score = np.exp(2 / 3 * base.scores.log_spread_ratio(z))
+            on_scores = (np.abs(score - limits.score_centre) > limits.score_spread_limits).tolist()
+        spread_moved = [v and s for v, s in zip(spread_moved, on_scores, strict=True)]
     flagged = set(np.flatnonzero(distance_over | mean_moved | np.array(spread_moved, dtype=bool)).tolist())
     flagged.update(k for k, (_, moved) in shares.items() if moved is not None)
     spread = np.array([math.exp(r) for r in ratio_], dtype=float)  # math.exp, as the reasons word it

@@ -31,6 +31,12 @@ class Limits:
     mean_limits: np.ndarray  # how far the trimmed mean's shift may sit from its null centre
     spread_limits: np.ndarray  # how far the spread score may sit from its centre
     spread_centre: np.ndarray
+    # the same three for the normal scores' statistics (drift.scores): a location or spread test fires when both
+    # its statistics, on the values and on their scores, are significant
+    score_mean_limits: np.ndarray
+    score_spread_limits: np.ndarray
+    score_centre: np.ndarray
+    score_mean_mu: np.ndarray
     spread_testable: np.ndarray  # where a zero spread would be evidence (see spread_testable)
     low: np.ndarray  # grid x numeric features: flat positions of the values each quantile interpolates between
     high: np.ndarray
@@ -55,6 +61,7 @@ class Limits:
     centre_list: list[float]
     limit_list: list[float]
     others: tuple[tuple[str, np.ndarray], ...]  # each primary distance other than Wasserstein and its features
+    other_method: np.ndarray  # per numeric feature: its primary distance is not Wasserstein
     tested: np.ndarray  # the features whose bin shares are tested (positions among the numeric ones)
     has_spread_list: list[bool]
     ordered_list: list[bool]
@@ -89,6 +96,8 @@ class Limits:
             thresholds = cal.distance_thresholds(idx, base.numeric_methods, factor[idx])
             mean_limits = cal.z_two_sided * cal.mean_sd[idx] * factor[idx]
             spread_limits = cal.z_two_sided * cal.scale_sd[idx] * factor[idx]  # the spread score's scale
+            score_mean_limits = cal.z_two_sided * cal.score_mean_sd[idx] * factor[idx]
+            score_spread_limits = cal.z_two_sided * cal.score_scale_sd[idx] * factor[idx]
         bins = base.bin_matrix.shape[1]
         top = np.maximum(numeric - 1, 0)
         pos = GRID[:, None] * top[None, :]
@@ -108,6 +117,10 @@ class Limits:
             mean_limits=mean_limits,
             spread_limits=spread_limits,
             spread_centre=spread_centre,
+            score_mean_limits=score_mean_limits,
+            score_spread_limits=score_spread_limits,
+            score_centre=cal.spread_centre(every, reference, scores=True)[idx],
+            score_mean_mu=cal.score_mean_mu[idx],
             spread_testable=spread_testable_,
             low=lo + offset,
             high=np.minimum(lo + 1, top[None, :]) + offset,
@@ -132,6 +145,7 @@ class Limits:
             centre_list=spread_centre.tolist(),
             limit_list=spread_limits.tolist(),
             others=others,
+            other_method=np.array([m != "wasserstein" for m in methods], dtype=bool),
             tested=np.flatnonzero(base.shares_tested),
             has_spread_list=base.has_spread.tolist(),
             ordered_list=base.ordered.tolist(),
