@@ -61,7 +61,10 @@ SHUTDOWN_TIMEOUT = 10.0
 # than INLINE_BELOW_S (model included), when the model thread is idle, is handed to it and waited for on a
 # plain lock, the loop blocked for at most INLINE_WAIT_S: 23-26 µs. A request still running then, like
 # every other, is awaited without blocking the loop. Over HTTP (wrk, 16 connections) this kept the
-# requests/s and CPU per request of running on the loop, within this machine's noise.
+# requests/s and CPU per request of running on the loop, within this machine's noise. Only with one worker:
+# with two on two cores, a loop blocked on the lock waits for the model thread to be scheduled among the other
+# worker's threads, and awaiting did better (logistic regression, 64-row requests, tuned BentoML = 1: waiting
+# 1.04x and 1.00x, awaiting 1.22x and 1.10x; and 1.04x against 1.21x in a run of three variants side by side).
 INLINE_BELOW_S = 0.002
 INLINE_WAIT_S = 0.02
 _BODY_KEY = "guarded_serving.body"
@@ -73,7 +76,8 @@ class _ModelThread:
     Jobs are submitted from the event loop's thread only; ``submitted`` is written there and ``completed``
     in the model thread only, so neither needs a lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, inline: bool = True) -> None:
+        self.inline = inline  # fast requests waited for on a lock (see INLINE_BELOW_S); False: always awaited
         self._jobs: queue.SimpleQueue[Job[Reply]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.submitted = 0
@@ -102,7 +106,7 @@ class _ModelThread:
             job.finish()
 
     async def call(self, func: t.Callable[..., Reply], *args: Any) -> Reply:
-        fast = self.submitted == self.completed and self.recent < INLINE_BELOW_S
+        fast = self.inline and self.submitted == self.completed and self.recent < INLINE_BELOW_S
         job = self.submit(func, *args)
         if fast and job.finished.acquire(timeout=INLINE_WAIT_S):
             return job.outcome()
@@ -246,7 +250,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     if guarded.batching is not None and threads != 1:
         raise ConfigurationError("threads", threads, "1 with batching= (a batch runs in the one model thread)")
     limiter: list[anyio.CapacityLimiter] = []
-    model_thread = _ModelThread()
+    model_thread = _ModelThread(inline=options.get("workers", 1) == 1)
     batcher = Batcher(guarded.handle_predict_batch, guarded.batching) if guarded.batching is not None else None
 
     async def predict_reply(*args: Any) -> Reply:
