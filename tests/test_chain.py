@@ -39,6 +39,7 @@ def assert_same(moved: Labelled, fresh: Labelled, step: int) -> None:
 
 def test_every_join_moved_on_equals_the_join_walked_afresh(logistic_reference_500: Reference, monkeypatch: Any) -> None:
     monkeypatch.setattr(feedback, "PREDICTIONS_KEPT", 120)  # requests are forgotten within the run
+    monkeypatch.setattr(feedback, "LABELLED_KEPT", 0)  # labelled ones too, beyond a window of labelled rows
     rng = np.random.default_rng(5)
     moves: list[int] = []
     real_moved = Chain.moved

@@ -28,6 +28,12 @@ from ..store import RequestRecord, Store
 __all__ = ["PREDICTIONS_KEPT", "FeedbackResult", "Labelled", "Labels"]
 
 PREDICTIONS_KEPT = 10_000  # rows of recent predictions kept in memory for joining labels (at least 2 windows)
+# Without a store, labelled rows are the only ones concept drift can be judged by: requests with labels are kept
+# beyond PREDICTIONS_KEPT rows until this many labelled rows (the served baseline's ADOPT_ROWS, or the window)
+# remain without them, up to LABELLED_KEPT_ROWS rows in all. Forgetting them at 10,000 rows left a stream with
+# 10 % of its rows labelled 1,000 labelled rows for ever: concept drift waited for 2,000 and was never judged.
+LABELLED_KEPT = 2_000
+LABELLED_KEPT_ROWS = 10 * PREDICTIONS_KEPT
 TOUCHES_KEPT = 1_000  # changes noted between two joins, beyond which the next join walks every request again
 
 
@@ -81,6 +87,7 @@ class Labels:
         # Without a store: labels by request id, then row -> (label, labelled at); bounded like the predictions.
         self._labels: dict[str, dict[int, tuple[Any, float]]] = {}
         self._label_counts = [0, 0]
+        self._labelled_kept = 0  # rows with a label among the kept predictions (without a store)
         # Without a store: what can change the joined labels (a label, a prediction replaced or forgotten) counts
         # a change, and the last join is reused until then (joining 2,000 labels in Python costs ~1.5 ms).
         self._changes = 0
@@ -108,18 +115,30 @@ class Labels:
                 self._forget(record.request_id, previous[0])
             self._predictions[record.request_id] = (self._sequence, record.ts, outputs)
             self._prediction_rows += len(outputs)
-            while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and len(self._predictions) > 1:
+            while self._prediction_rows > max(PREDICTIONS_KEPT, 2 * self.window) and self._may_forget_oldest():
                 old_id, (old_sequence, _, old_outputs) = self._predictions.popitem(last=False)
                 self._changes += 1
                 self._prediction_rows -= len(old_outputs)
                 self._forget(old_id, old_sequence)
+
+    def _may_forget_oldest(self) -> bool:
+        """Whether the oldest kept prediction may go (under the lock): always with a store (labels are joined
+        there) or beyond LABELLED_KEPT_ROWS rows; else unless its labels are needed to keep LABELLED_KEPT (or a
+        window of) labelled rows."""
+        if len(self._predictions) <= 1:
+            return False
+        if self.store is not None or self._prediction_rows > max(LABELLED_KEPT_ROWS, 2 * self.window):
+            return True
+        labelled = len(self._labels.get(next(iter(self._predictions)), ()))
+        return not labelled or self._labelled_kept - labelled >= max(LABELLED_KEPT, self.window)
 
     def _forget(self, request_id: str, sequence: int) -> None:
         if request_id in self._labels or request_id in self._blocks:  # what a join read changes
             self._touch(sequence)
         self._blocks.pop(request_id, None)
         if self.store is None:
-            self._labels.pop(request_id, None)  # its labels are all of rows it had (checked when they came)
+            dropped = self._labels.pop(request_id, None)  # its labels are all of rows it had (checked when they came)
+            self._labelled_kept -= len(dropped or ())
 
     def feedback_items(self, items: Sequence[tuple[str, int, Any]], whole_requests: bool = False) -> FeedbackResult:
         """Labels as (request id, row, label). Everything is checked before anything is stored: on any
@@ -169,6 +188,7 @@ class Labels:
                 self._blocks.pop(rid, None)
                 labels = self._labels.setdefault(rid, {})
                 replaced += int(row) in labels
+                self._labelled_kept += int(row) not in labels
                 labels[int(row)] = (label, now)
             new = len(items) - replaced
             self._label_counts[0] += new
