@@ -119,6 +119,8 @@ class Monitor:
         self._history = History(self.name, self.history_interval, self.store, version=self.version)
         self.subscribe(self._history.record)
         self._periodic = PeriodicEvaluator(self.history_interval, self._log)
+        self._started = False  # start() runs once: on the first record, observe or label when not called before
+        self._start_lock = threading.Lock()
         self._metrics_factory = _metrics_factory(metrics) if metrics is not None else None
         self.metrics: MetricsExporter | None = None
 
@@ -147,7 +149,15 @@ class Monitor:
 
         The writer records the reference and :meth:`settings` in the store's ``models`` table, so that
         ``guarded-serving report`` can judge the file again offline, the way this monitor does.
+
+        Once: a second call does nothing. A monitor given rows or labels before it was started starts then,
+        so that a ``Monitor(..., db=path)`` used without ``with`` or ``start()`` still writes what it records
+        (it used to keep them in a buffer no writer read, lost at exit, and refuse labels: the file did not exist).
         """
+        with self._start_lock:
+            if self._started:
+                return self
+            self._started = True
         if self.store is not None:
             self.store.open()
             # A redacted feature's profile holds its values, and a redacted text's vocabulary its words.
@@ -201,6 +211,8 @@ class Monitor:
 
     def record(self, record: RequestRecord) -> None:
         """Account for one finished request (answered, rejected or failed) and queue it for the store."""
+        if not self._started:
+            self.start()
         self._recorder.record(record)
 
     def observe(
@@ -217,6 +229,8 @@ class Monitor:
         ``rows`` may be a list of lists (reference feature order), a list of dicts, a 2-D array or
         a DataFrame; ``predictions`` must have one entry per row.
         """
+        if not self._started:
+            self.start()
         return self._recorder.observe(rows, predictions, request_id=request_id, latency_ms=latency_ms, stages=stages)
 
     def feedback(self, request_id: str, labels: Sequence[Any]) -> FeedbackResult:
@@ -228,6 +242,8 @@ class Monitor:
     def feedback_items(self, items: Sequence[tuple[str, int, Any]], whole_requests: bool = False) -> FeedbackResult:
         """Labels as (request id, row, label). Everything is checked before anything is stored: on any
         problem (an unknown id, a row out of range, a label of the wrong kind) nothing is written."""
+        if not self._started:
+            self.start()
         return self._labels.feedback_items(items, whole_requests)
 
     # -- health ----------------------------------------------------------------------------

@@ -72,6 +72,31 @@ def test_with_a_store_observed_rows_reach_the_database(gaussian_300x4: np.ndarra
     assert report.check("store").summary == "4 rows written, 0 pending, none dropped."
 
 
+def test_a_monitor_never_started_starts_on_its_first_rows_and_loses_none(gaussian_300x4: np.ndarray, tmp_path: Path) -> None:
+    monitor = Monitor(gaussian_300x4, name="batch", db=tmp_path / "m.db")  # no `with`, no start()
+    request_id = monitor.observe(gaussian_300x4[:4], [1, 0, 1, 0])
+    labelled = monitor.feedback(request_id, [1, 0, 0, 0])  # refused before: the file did not exist yet
+    monitor.close()
+
+    assert labelled.accepted == 4
+    with Monitor(gaussian_300x4, name="batch", db=tmp_path / "m.db") as reopened:
+        report = reopened.health()
+        assert reopened.store is not None
+        assert reopened.store.label_totals("batch")[0] == 4
+    assert (report.requests, report.rows) == (1, 4)  # before: nothing was ever written
+
+
+def test_start_runs_once(gaussian_300x4: np.ndarray, tmp_path: Path) -> None:
+    monitor = Monitor(gaussian_300x4, name="batch", db=tmp_path / "m.db")
+    try:
+        assert monitor.start() is monitor.start()
+        monitor.observe(gaussian_300x4[:2], [1, 0])
+        assert monitor.flush()
+        assert monitor.totals().requests == 1
+    finally:
+        monitor.close()
+
+
 def test_errors_turn_the_pipeline_check_to_alert_and_log_the_transition(gaussian_300x4: np.ndarray) -> None:
     monitor = Monitor(gaussian_300x4, window=100)
     monitor.observe(gaussian_300x4[:100], [0] * 100)
