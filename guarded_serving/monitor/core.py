@@ -150,7 +150,7 @@ class Monitor:
         The writer records the reference and :meth:`settings` in the store's ``models`` table, so that
         ``guarded-serving report`` can judge the file again offline, the way this monitor does.
 
-        Once: a second call does nothing. A monitor given rows or labels before it was started starts then,
+        Once until :meth:`close`: a second call does nothing. A monitor given rows or labels before it was started starts then,
         so that a ``Monitor(..., db=path)`` used without ``with`` or ``start()`` still writes what it records
         (it used to keep them in a buffer no writer read, lost at exit, and refuse labels: the file did not exist).
         """
@@ -176,6 +176,8 @@ class Monitor:
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the periodic health evaluation, flush the store and stop its writer, waiting at most ``timeout`` seconds."""
+        with self._start_lock:
+            self._started = False  # a monitor may be started again after it closed
         timeout = self._periodic.stop(timeout)
         if self.store is not None and not self.store.close(timeout):
             self._log.error("store_close_timeout", pending=self.store.stats().pending, timeout=timeout)

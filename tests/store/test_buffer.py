@@ -212,16 +212,15 @@ def test_the_offline_report_warns_that_answered_rows_were_dropped_from_the_log(t
 
     db = tmp_path / "log.db"
     training = gaussian(500, 2, seed=6)
-    monitor = Monitor(training, db=db, store_capacity=10)  # not started: nothing drains the buffer yet
-    for i in range(8):
-        monitor.observe(training[i * 2 : i * 2 + 2], [0.0, 1.0])
-    monitor.start()
-    assert monitor.flush()
-    monitor.close()
+    with Monitor(training, db=db, store_capacity=10) as monitor:
+        for i in range(5):
+            monitor.observe(training[i * 2 : i * 2 + 2], [0.0, 1.0])
+        monitor.observe(training[:12], [0.0] * 12)  # more rows than the buffer ever holds: dropped at once
+        assert monitor.flush()
 
     offline = offline_health(db)
     check = offline.report.check("store")
 
-    assert (offline.report.requests, offline.report.rows) == (8, 16)
+    assert (offline.report.requests, offline.report.rows) == (6, 22)
     assert check.status is Status.WARN
-    assert "6 rows of answered requests were dropped from the log" in check.summary
+    assert "12 rows of answered requests were dropped from the log" in check.summary
