@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,10 +48,11 @@ class CommitCutter:
             server = socket.create_connection(("127.0.0.1", self.target))
             self._open += [client, server]
             held = threading.Event()  # set once a COMMIT went through: the server's answers stop here
-            threading.Thread(target=self._to_server, args=(client, server, held), daemon=True).start()
-            threading.Thread(target=self._to_client, args=(server, client, held), daemon=True).start()
+            answered = threading.Event()  # the server answered that COMMIT: it committed
+            threading.Thread(target=self._to_server, args=(client, server, held, answered), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(server, client, held, answered), daemon=True).start()
 
-    def _to_server(self, client: socket.socket, server: socket.socket, held: threading.Event) -> None:
+    def _to_server(self, client: socket.socket, server: socket.socket, held: threading.Event, answered: threading.Event) -> None:
         in_batch = False
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
@@ -61,7 +61,7 @@ class CommitCutter:
                     self.armed.clear()
                     held.set()
                     server.sendall(data)
-                    time.sleep(0.5)  # the server commits; its answer is swallowed
+                    answered.wait(10)  # the server committed; its answer is swallowed
                     self.cuts += 1
                     break
                 server.sendall(data)
@@ -71,10 +71,11 @@ class CommitCutter:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _to_client(self, server: socket.socket, client: socket.socket, held: threading.Event) -> None:
+    def _to_client(self, server: socket.socket, client: socket.socket, held: threading.Event, answered: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := server.recv(65536):
                 if held.is_set():
+                    answered.set()
                     return
                 client.sendall(data)
 
