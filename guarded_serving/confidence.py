@@ -21,7 +21,7 @@ from scipy.optimize import isotonic_regression
 
 from .errors import InvalidReferenceError
 from .labelshift import LabelShift
-from .performance import Performance, class_indices, row_losses
+from .performance import Performance, binary_rows, class_indices, row_losses
 
 __all__ = ["MIN_PROFILE_ROWS", "ConfidenceProfile", "profile_of", "row_scores"]
 
@@ -170,9 +170,11 @@ def _scores(task: str, predictions: Any) -> np.ndarray | None:
     return None if read is None or read[1].any() else read[0]
 
 
-def row_scores(task: str, outputs: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`_scores` row by row: each row's score (NaN where none) and whether it spoils the window (a finite
-    row that is not a probability vector: :func:`_scores` answers None for the whole window then)."""
+def row_scores(task: str, outputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_scores` row by row: each row's score (NaN where none), whether it spoils the window (a finite
+    row that is not a probability vector: :func:`_scores` answers None for the whole window then), and a
+    classifier's predicted class (its largest probability's column; -1 without a score). A classifier's one
+    number per row is its second class's probability (:func:`~guarded_serving.performance.binary_rows`)."""
     try:
         array = np.asarray(outputs, dtype=np.float64)
     except (TypeError, ValueError):
@@ -182,14 +184,20 @@ def row_scores(task: str, outputs: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if array.ndim != 2 or len(array) == 0:
         return None
     if task == "regression":
-        return (np.asarray(array[:, 0]), np.zeros(len(array), dtype=bool)) if array.shape[1] == 1 else None
-    if array.shape[1] < 2:
-        return None
+        none = np.full(len(array), -1, dtype=np.intp)
+        return (np.asarray(array[:, 0]), np.zeros(len(array), dtype=bool), none) if array.shape[1] == 1 else None
+    if array.shape[1] == 1:  # a probability each when some is strictly between 0 and 1; else labels: no score
+        with np.errstate(invalid="ignore"):
+            if not ((array[:, 0] > 0.0) & (array[:, 0] < 1.0)).any():
+                return None
+        array = binary_rows(array[:, 0])
     with np.errstate(invalid="ignore"):
         finite = np.asarray(np.isfinite(array).all(axis=1))
         probability = finite & (array >= -1e-9).all(axis=1) & (np.abs(array.sum(axis=1) - 1) <= 1e-3)
-    scores = np.where(probability, np.max(np.where(finite[:, None], array, 0.0), axis=1), np.nan)
-    return scores, finite & ~probability
+    present = np.where(finite[:, None], array, 0.0)
+    scores = np.where(probability, np.max(present, axis=1), np.nan)
+    predicted = np.where(probability, np.argmax(present, axis=1), -1)
+    return scores, finite & ~probability, predicted
 
 
 def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -208,6 +216,9 @@ def profile_of(predictions: Any, performance: Performance | None, y: Any = None)
     except (TypeError, ValueError):  # labels, not numbers: no score to read
         return None
     array = array.reshape(len(array), -1)
+    binary = performance is not None and performance.task == "classification" and len(performance.classes) == 2
+    if binary and array.shape[1] == 1:  # one number per row: the second class's probability
+        array = binary_rows(array[:, 0])
     if performance is None or y is None or (performance.task == "classification" and array.shape[1] != len(performance.classes)):
         return ConfidenceProfile.of("classification", array)
     labels = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(y, dtype=object).reshape(-1)]

@@ -64,12 +64,8 @@ class EstimateRows:
         read = row_scores(profile.task, outputs)
         if read is None:
             return None
-        scores, spoiling = read
-        kept = np.isfinite(scores)
-        predicted = np.full(len(scores), -1, dtype=np.intp)
-        if profile.task == "classification" and kept.any():
-            predicted[kept] = np.asarray(outputs, dtype=np.float64).reshape(len(scores), -1)[kept].argmax(axis=1)
-        return cls(kept, profile.expected_errors(scores), spoiling, predicted)
+        scores, spoiling, predicted = read
+        return cls(np.isfinite(scores), profile.expected_errors(scores), spoiling, predicted)
 
     def moved(self, profile: ConfidenceProfile, departed: int, arrived: np.ndarray | None) -> EstimateRows | None:
         """These rows without the oldest ``departed``, with the ``arrived`` outputs' rows after them."""
