@@ -3,16 +3,12 @@ replica's request can commit after a newer one was shown, below it. The tail mus
 
 from __future__ import annotations
 
-import queue
-import signal
-import subprocess
-import threading
 import time
 
 import psycopg
 
 from guarded_serving.store import RequestRecord, StoreOptions, open_store
-from tests.test_cli import BIN, as_in_a_terminal
+from tests.fixtures.tailing import following
 
 
 def record(request_id: str) -> RequestRecord:
@@ -26,22 +22,9 @@ def test_tail_follow_prints_a_request_committed_after_a_newer_one(postgres_url: 
         for name in ("a", "b"):
             assert store.put(record(name))
         assert store.flush()
-        tail = subprocess.Popen(
-            [str(BIN / "guarded-serving"), "tail", "--db", postgres_url, "-n", "1", "--follow", "--interval", "0.05"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=as_in_a_terminal,
-        )
-        printed: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [printed.put(line) for line in tail.stdout or ()], daemon=True).start()
-
-        def next_request() -> str:
-            return printed.get(timeout=20).split()[2]  # bounded: a tail that prints nothing fails the test, never hangs
-
-        try:
-            assert printed.get(timeout=20).startswith("TIME (UTC)")
-            assert next_request() == "b"
+        with following(postgres_url) as tail:
+            assert tail.next_line().startswith("TIME (UTC)")
+            assert tail.next_line().split()[2] == "b"
             with psycopg.connect(postgres_url) as late:  # another replica's request: its id taken, not committed yet
                 late.execute(
                     "INSERT INTO requests (request_id, ts, model, version, status, rows, outputs)"
@@ -49,15 +32,10 @@ def test_tail_follow_prints_a_request_committed_after_a_newer_one(postgres_url: 
                 )
                 assert store.put(record("c"))
                 assert store.flush()
-                assert next_request() == "c"  # shown while 'late', with a smaller id, is not committed
-            assert next_request() == "late"  # committed on leaving the block
+                assert tail.next_line().split()[2] == "c"  # shown while 'late', with a smaller id, is not committed
+            assert tail.next_line().split()[2] == "late"  # committed on leaving the block
             for name in ("d", "e"):  # and nothing shown twice: the next lines are the new requests, in order
                 assert store.put(record(name))
                 assert store.flush()
-                assert next_request() == name
-            tail.send_signal(signal.SIGINT)
-            assert tail.wait(10) == 0
-        finally:
-            if tail.poll() is None:
-                tail.kill()
-                tail.wait(10)
+                assert tail.next_line().split()[2] == name
+            assert tail.interrupt() == 0
