@@ -26,6 +26,7 @@ from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, 
 from .ids import new_request_id
 from .inputs import parse_batch
 from .redaction import WITHHELD, redacted_input_error
+from .refusals import unseen_refusal
 from .stages import BATCH_SIZE, StageClock, stage
 from .store import RequestRecord
 from .tabular import to_model_input
@@ -227,6 +228,24 @@ def _serialize(guarded: GuardedModel, accepted: _Accepted, result: Any) -> tuple
 def _failed(guarded: GuardedModel, monitor: Monitor, accepted: _Accepted, exc: Exception, warnings: list[Any]) -> Reply:
     """A model that failed (or returned something unusable): a 500 naming the stage, recorded as an error."""
     clock, request_id = accepted.clock, accepted.request_id
+    if guarded.kind is None and not isinstance(exc, ModelError):  # a category it never saw: the client's error
+        names = monitor.reference.feature_names
+        refused = unseen_refusal(accepted.rows, monitor.baseline, names, exc, monitor.redact)
+        if refused is not None:
+            guarded.log.info("model_refused_input", request_id=request_id, error=type(exc).__name__, stage=clock.failed)
+            _record(
+                guarded,
+                monitor,
+                request_id,
+                "rejected",
+                accepted.count,
+                accepted.started,
+                clock,
+                error=str(refused),
+                call=accepted.call,
+            )
+            problems = [p.to_json() for p in refused.problems]
+            return problem_reply(422, "Invalid input", str(refused), request_id, problems=problems)
     error_class = exc.error_class if isinstance(exc, ModelError) else type(exc).__name__
     # The model's own message may quote its input: with a redacted feature, it is not kept.
     message = WITHHELD if monitor.redact and not isinstance(exc, ModelError) else str(exc)
