@@ -166,14 +166,15 @@ def store_options(**keywords: Any) -> StoreOptions:
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
-    """The request path's limits: rows per request, body size, whether missing values are accepted, the form
+    """The request path's limits: rows per request, body size, whether missing values are accepted (None: where
+    the model takes them, asked of it at start by :mod:`guarded_serving.missing`; True: everywhere), the form
     the model takes its rows in (``input_format``: array, dataframe or records; None: the reference's), and
     the bearer token that ``/feedback`` and the detailed health answers need (None: no token), and how the
     model's calls are batched (``batching``, None: one call per request; see :mod:`guarded_serving.batching`)."""
 
     max_request_rows: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
-    allow_missing: bool = True
+    allow_missing: bool | None = None
     input_format: str | None = None
     auth_token: str | None = field(default=None, repr=False)
     batching: BatchingOptions | None = None
@@ -181,7 +182,8 @@ class RequestOptions:
     def __post_init__(self) -> None:
         _whole("max_request_rows", self.max_request_rows)
         _whole("max_body_bytes", self.max_body_bytes)
-        _flag("allow_missing", self.allow_missing)
+        if self.allow_missing is not None and not isinstance(self.allow_missing, bool):
+            raise ConfigurationError("allow_missing", self.allow_missing, "True, False, or None (where the model takes them)")
         if self.input_format is not None and self.input_format not in INPUT_FORMATS:
             from .inputs import kind_names  # a text, a tensor... (guarded_serving/inputs/)
 
@@ -222,7 +224,7 @@ class GuardKeywords(MonitorKeywords, total=False):
 
     max_request_rows: int
     max_body_bytes: int
-    allow_missing: bool
+    allow_missing: bool | None
     input_format: str | None
     latency_budget_ms: float | None
     batching: Any
@@ -263,7 +265,7 @@ class Options:
         overflow: str = "drop",
         max_request_rows: int = 1000,
         max_body_bytes: int = 10 * 1024 * 1024,
-        allow_missing: bool = True,
+        allow_missing: bool | None = None,
         input_format: str | None = None,
         auth_token: str | None = None,
         latency_budget_ms: float | None = None,

@@ -45,7 +45,7 @@ def body(rows: Any) -> bytes:
         pytest.param({"wrkers": 2}, "wrkers: expected a guard() argument or a BentoML service option", id="unknown-option"),
         pytest.param({"threads": 0}, "threads: expected a positive integer, got 0", id="threads"),
         pytest.param({"latency_budget_ms": -1}, "latency_budget_ms: expected a positive number of milliseconds", id="budget"),
-        pytest.param({"allow_missing": "yes"}, "allow_missing: expected True or False", id="allow-missing"),
+        pytest.param({"allow_missing": "yes"}, "allow_missing: expected True, False, or None", id="allow-missing"),
     ],
 )
 def test_invalid_configuration_fails_at_guard_time(kwargs: dict[str, Any], message: str) -> None:
