@@ -149,7 +149,8 @@ def test_the_text_model_gets_a_list_of_strings(text_model: GuardedModel, model: 
         pytest.param(
             ["ok", "x" * (MAX_CHARS + 1)], 413, f"row 1, feature 'text': a text of {MAX_CHARS + 1} characters", id="too-long"
         ),
-        pytest.param([], 422, "'rows' is list; expected a non-empty list of inputs", id="empty"),
+        pytest.param([], 422, "'rows' is an empty list; expected a non-empty list of inputs", id="empty"),
+        pytest.param("one text", 422, "'rows' is \"one text\"; expected a non-empty list of inputs", id="a-bare-string"),
     ],
 )
 def test_a_bad_text_row_is_refused_naming_the_row(text_model: GuardedModel, rows: Any, status: int, detail: str) -> None:
