@@ -20,6 +20,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from .batching import BatchingOptions
@@ -338,7 +339,25 @@ def served_options(
     environment = Environment.read()
     db = db if db is not None else environment.db or DEFAULT_DB
     token = auth_token if auth_token is not None else environment.token
-    return Options.of(db=db, auth_token=token, **keywords)
+    return Options.of(db=_outside_bento(db, environment.started_in), auth_token=token, **keywords)
+
+
+def _outside_bento(db: str | os.PathLike[str], started_in: str | None) -> str | os.PathLike[str]:
+    """A relative store path as the user meant it: in the directory the service was started in.
+
+    ``bentoml serve <tag>`` runs each worker in the built Bento's ``src`` folder (beside its ``bento.yaml``), in
+    BentoML's own store, so that ``./guarded_serving.db`` landed in ``~/bentoml/bentos/<name>/<version>/src/``:
+    not where ``guarded-serving report`` and ``sqlite-utils`` look, packed by ``bentoml export`` with every
+    logged input, and lost with ``bentoml delete``. There, a relative path is taken from ``started_in`` (the
+    shell's ``$PWD``), when that is an existing directory; anywhere else it is left as it is.
+    """
+    text = os.fspath(db)
+    if text == MEMORY or os.path.isabs(text) or "://" in text or not started_in or not os.path.isdir(started_in):
+        return db
+    here = Path.cwd()
+    if here.name != "src" or not (here.parent / "bento.yaml").is_file():
+        return db
+    return str(Path(started_in) / text)
 
 
 def store_path(db: Any) -> str | os.PathLike[str] | None:
