@@ -293,3 +293,29 @@ def test_outside_a_built_bento_a_relative_store_path_is_left_as_given(tmp_path: 
     monkeypatch.delenv("GUARDED_SERVING_DB", raising=False)
 
     assert guard_options(name="m").db == "guarded_serving.db"
+
+
+def test_a_bug_while_reading_a_request_is_a_500_naming_the_stage_and_is_recorded_as_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, such an exception escaped the guard: BentoML's bare 500, and the request was in no count or log."""
+    guarded = make()
+    guarded.start()
+
+    def broken(body: bytes) -> None:
+        raise StopIteration  # as the tensor row check raised on an integer beyond float range
+
+    monkeypatch.setattr(guarded, "numeric", broken)
+    reply = guarded.handle_predict(body([[1.0, 2.0]]))
+    monkeypatch.undo()
+    after = guarded.handle_predict(body([[1.0, 2.0]]))
+    report = guarded.monitor.health() if guarded.monitor else None
+    guarded.close()
+
+    assert reply.status == 500
+    problem = json.loads(reply.body)
+    assert problem["detail"] == "the guard failed in stage 'validate' with StopIteration (a bug: please report it)"
+    assert (problem["error"], problem["stage"]) == ("StopIteration", "validate")
+    assert after.status == 200
+    assert report is not None
+    assert (report.requests, report.errors) == (2, 1)
