@@ -26,8 +26,9 @@ from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
 from .http import Reply, UnreadBody, authorized
 from .inputs import InputKind, kind_for, kind_of_reference, kind_reference
+from .inputs.mixed import MixedKind
 from .logs import get_logger
-from .missing import missing_taken
+from .missing import fields_taking_missing, missing_taken
 from .monitor import Monitor, as_reference
 from .numericbody import NumericDecoder
 from .options import GuardKeywords, Options, served_options
@@ -110,6 +111,8 @@ class GuardedModel:
         self.batching = request.batching
         # A null where the model cannot take one is refused before the model (guarded_serving/missing.py).
         asked = self.kind is None and request.allow_missing is None
+        if isinstance(self.kind, MixedKind) and request.allow_missing is None:
+            self.kind = self.kind.with_missing(fields_taking_missing(predict, self.reference, self.kind))
         self.schema = RowSchema.from_reference(
             self.reference,
             allow_missing=request.allow_missing is not False,

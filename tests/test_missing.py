@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from guarded_serving import GuardedModel, Reference
-from guarded_serving.missing import ASKED_ONE_BY_ONE, missing_taken, typical_row
+from guarded_serving.missing import ASKED_ONE_BY_ONE, fields_taking_missing, missing_taken, typical_row
 from tests.fixtures.data import gaussian, iris
 
 
@@ -147,3 +147,21 @@ def test_allow_missing_false_refuses_every_null_whatever_the_model_takes(iris_ro
 
     assert reply.status == 422
     assert "a missing value (null) is not allowed" in json.loads(reply.body)["detail"]
+
+
+def test_rows_with_free_text_take_a_null_text_and_refuse_one_where_the_pipeline_cannot() -> None:
+    from examples.text import reviews  # TF-IDF on review, scaled stars and price, one-hot channel (ignoring unknowns)
+
+    guarded = GuardedModel(reviews.model.predict_proba, reference=reviews.X, name="reviews", db=":memory:")
+    row = {"review": "great fast delivery", "stars": 5, "price": 9.5, "channel": "web"}
+    guarded.start()
+    try:
+        statuses = [
+            guarded.handle_predict(body([{**row, field: None}]), "application/json").status for field in reviews.X.columns
+        ]
+    finally:
+        guarded.close()
+
+    assert list(reviews.X.columns) == ["review", "stars", "price", "channel"]
+    assert fields_taking_missing(reviews.model.predict_proba, guarded.reference, guarded.kind) == (True, False, False, True)  # type: ignore[arg-type]
+    assert statuses == [200, 422, 422, 200]

@@ -56,11 +56,17 @@ class MixedKind:
     name: ClassVar[str] = "mixed"
 
     def __init__(
-        self, names: tuple[str, ...], numeric: tuple[bool, ...], input_format: str, texts: dict[str, TextDescriptors]
+        self,
+        names: tuple[str, ...],
+        numeric: tuple[bool, ...],
+        input_format: str,
+        texts: dict[str, TextDescriptors],
+        takes_missing: tuple[bool, ...] = (),
     ) -> None:
         self.names, self.numeric, self.input_format, self.texts = names, numeric, input_format, texts
         types = tuple(NUMBER if num else TEXT if n in texts else ANY_CATEGORY for n, num in zip(names, numeric, strict=True))
-        self._schema = RowSchema(names, numeric, max_rows=sys.maxsize, types=types)  # parse_batch limits the rows
+        # parse_batch limits the rows; takes_missing: where the model takes a null (a text's is an empty text)
+        self._schema = RowSchema(names, numeric, max_rows=sys.maxsize, types=types, takes_missing=takes_missing)
         self._text_idx = [(j, n) for j, n in enumerate(names) if n in texts]
         self._text_cols = frozenset(j for j, _ in self._text_idx)
 
@@ -100,6 +106,10 @@ class MixedKind:
     def model_input(self, items: list[Any]) -> Any:
         return to_model_input(items, self.names, False, self.input_format)
 
+    def with_missing(self, takes_missing: tuple[bool, ...]) -> MixedKind:
+        """This kind refusing a null (422) in the fields where ``takes_missing`` says the model takes none."""
+        return MixedKind(self.names, self.numeric, self.input_format, self.texts, takes_missing)
+
     def describe(self, items: list[Any], reference: bool = False) -> Columns:
         names: list[str] = []
         values: list[np.ndarray] = []
@@ -136,7 +146,7 @@ class MixedKind:
 
     def redacted(self, redact: Collection[str]) -> MixedKind:
         texts = {f: TextDescriptors(f, ()) if f in redact else d for f, d in self.texts.items()}
-        return MixedKind(self.names, self.numeric, self.input_format, texts)
+        return MixedKind(self.names, self.numeric, self.input_format, texts, self._schema.takes_missing)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,4 +196,6 @@ def _named(data: Any) -> bool:
 
 
 def _with_missing(schema: RowSchema, allow_missing: bool) -> RowSchema:
-    return RowSchema(schema.names, schema.numeric, allow_missing, schema.max_rows, schema.types, schema.limits)
+    return RowSchema(
+        schema.names, schema.numeric, allow_missing, schema.max_rows, schema.types, schema.limits, schema.takes_missing
+    )
