@@ -215,8 +215,11 @@ def _check_value(
                 "got null, a missing value, which this model cannot take (it raised on one at start)", expected, kind="type"
             )
         return Problem("a missing value (null) is not allowed", expected, kind="type")
-    if isinstance(value, _NonFinite):
-        return Problem(f"{value.text} is not allowed", "a finite number, or null for a missing value")
+    if isinstance(value, _NonFinite):  # null is offered only where the model takes it
+        return Problem(
+            f"{value.text} is not allowed",
+            "a finite number" + (", or null for a missing value" if allow_missing and taken else ""),
+        )
     if type(value) not in types:
         if numeric:
             return Problem(f"got {describe(value)}", "a number", kind="type")

@@ -165,3 +165,9 @@ def test_rows_with_free_text_take_a_null_text_and_refuse_one_where_the_pipeline_
     assert list(reviews.X.columns) == ["review", "stars", "price", "channel"]
     assert fields_taking_missing(reviews.model.predict_proba, guarded.reference, guarded.kind) == (True, False, False, True)  # type: ignore[arg-type]
     assert statuses == [200, 422, 422, 200]
+
+
+def test_a_nan_literal_is_not_answered_with_an_offer_of_null_where_the_model_takes_none(guarded_logistic: GuardedModel) -> None:
+    reply = guarded_logistic.handle_predict(b'{"rows": [[NaN, 3.5, 1.4, 0.2]]}', "application/json")
+
+    assert json.loads(reply.body)["detail"] == "row 0, feature 'f0': NaN is not allowed; expected a finite number"
