@@ -12,6 +12,7 @@ takes every string field whose values are mostly distinct.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Collection
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigurationError, InvalidReferenceError
+from ..errors import ConfigurationError, InputError, InvalidReferenceError
 from ..tabular import Columns, columns_from_data, columns_to_rows, to_model_input
 from ..validation import ANY_CATEGORY, NUMBER, RowSchema, parse_table
 from .descriptors import TextDescriptors, tokens
@@ -92,7 +93,15 @@ class MixedKind:
 
     def parse(self, rows: list[Any], allow_missing: bool) -> list[Any]:
         schema = self._schema if allow_missing == self._schema.allow_missing else _with_missing(self._schema, allow_missing)
-        parsed = parse_table({"rows": rows}, schema).rows
+        try:
+            parsed = parse_table({"rows": rows}, schema).rows
+        except InputError as exc:  # a text field's wrong value is not a category's: say what the field takes
+            texts = self.texts
+            problems = [
+                dataclasses.replace(p, expected="a string (free text)") if p.kind == "type" and p.feature in texts else p
+                for p in exc.problems
+            ]
+            raise InputError(problems, exc.status) from None
         check_rows(parsed, self._size_problem)
         text = self._text_cols
         return [[("" if v is None and j in text else v) for j, v in enumerate(row)] for row in parsed]

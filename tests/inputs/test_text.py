@@ -254,7 +254,9 @@ def test_the_mixed_model_gets_a_dataframe_of_its_columns(model: Recorder) -> Non
     ("row", "detail"),
     [
         pytest.param(
-            {"review": 5, "stars": 5, "price": 1.0, "channel": "web"}, "row 0, feature 'review': got 5", id="number-as-text"
+            {"review": 5, "stars": 5, "price": 1.0, "channel": "web"},
+            "row 0, feature 'review': got 5; expected a string (free text)",
+            id="number-as-text",
         ),
         pytest.param(
             {"review": "ok", "stars": "five", "price": 1.0, "channel": "web"}, "row 0, feature 'stars'", id="text-as-number"
