@@ -37,6 +37,7 @@ from .terminal import ProgressBar, print_requests, printable, profile_summary, r
 __all__ = ["build_parser", "main"]
 
 PROG = "guarded-serving"
+LOOKBACK = 1_000  # ids tail --follow looks back for requests committed after a newer one was shown
 EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # Python API argument names -> the option that sets them, for error messages.
 OPTIONS = {
@@ -358,16 +359,29 @@ def _tail(args: argparse.Namespace) -> int:
                 print(f"No requests logged in {reader.path}" + (f" with status {args.status}" if args.status else "") + ".")
             return EXIT_OK
         last = found[-1]["id"] if found else _newest_id(reader)
+        shown = _ids(reader.request_log(args.model, args.status, after_id=max(last - LOOKBACK, 0), limit=LOOKBACK))
         while True:
             time.sleep(args.interval)
-            new = reader.request_log(args.model, args.status, after_id=last, limit=10_000)
+            # Ids are taken before the commit: on PostgreSQL a replica's batch can commit after a newer id was shown,
+            # below it. Each look goes back LOOKBACK ids and prints those not shown yet (a batch held uncommitted
+            # while more than LOOKBACK newer requests were logged is still missed).
+            new = [
+                r
+                for r in reader.request_log(args.model, args.status, after_id=max(last - LOOKBACK, 0), limit=10_000)
+                if int(r["id"]) not in shown
+            ]
             if new:
-                last = new[-1]["id"]
+                last = max(last, *_ids(new))
+                shown = {i for i in shown if i > last - LOOKBACK} | _ids(new)
                 print_requests(new, args.json, show_model)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
         reader.close()
+
+
+def _ids(requests: list[dict[str, Any]]) -> set[int]:
+    return {int(r["id"]) for r in requests}
 
 
 def _newest_id(reader: StoreReader) -> int:

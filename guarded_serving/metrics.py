@@ -374,7 +374,16 @@ def _report_values(report: HealthReport) -> Iterable[tuple[tuple[str, tuple[str,
                 yield ("guarded_serving_drift_threshold", (check.name, feature, "correlation")), _number(joint.threshold)
         elif isinstance(details, EstimateDetails):
             low, high = details.interval or (None, None)
-            for of, value in (("window", details.estimated), ("reference", details.reference), ("low", low), ("high", high)):
+            shift_low, shift_high = details.label_shift_interval or (None, None)
+            for of, value in (
+                ("window", details.estimated),
+                ("reference", details.reference),
+                ("low", low),
+                ("high", high),
+                ("label_shift", details.label_shift_estimated),
+                ("label_shift_low", shift_low),
+                ("label_shift_high", shift_high),
+            ):
                 if value is not None:
                     yield ("guarded_serving_estimated_performance", (details.metric, of)), float(value)
         elif isinstance(details, ConceptDetails):

@@ -23,6 +23,7 @@ from .errors import ConfigurationError, Problem
 __all__ = [
     "Performance",
     "RowLosses",
+    "binary_rows",
     "check_class",
     "class_indices",
     "infer_task",
@@ -186,11 +187,38 @@ def class_indices(classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
     return np.fromiter(map(index.__getitem__, labels), dtype=np.intp, count=len(labels))
 
 
+def binary_rows(probabilities: np.ndarray) -> np.ndarray:
+    """A binary classifier's one number per row, the probability of its second class (``predict_proba(X)[:, 1]``,
+    a sigmoid, XGBoost's and LightGBM's binary objectives), as rows of both classes' probabilities [1 - p, p]."""
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    return np.column_stack([1 - p, p])
+
+
+def _single_probabilities(outputs: Sequence[Any], matrix: np.ndarray | None) -> np.ndarray | None:
+    """:func:`binary_rows` of outputs of one number each (or a list of one), NaN rows where the number is missing
+    or outside [0, 1]; None unless most are inside and some strictly between 0 and 1 (all 0 or 1: labels)."""
+    if matrix is not None and matrix.shape == (len(outputs), 1):
+        p = np.array(matrix[:, 0], dtype=np.float64)
+    else:
+        first = _first(outputs[0]) if len(outputs) else None
+        if not isinstance(first, (int, float, np.number)) or isinstance(first, bool):  # rows of several values, labels
+            return None
+        p = np.array([_number(_first(o)) for o in outputs], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(p) & (p >= 0.0) & (p <= 1.0)
+        if 2 * int(inside.sum()) <= len(p) or not ((p[inside] > 0.0) & (p[inside] < 1.0)).any():
+            return None
+    return binary_rows(np.where(inside, p, np.nan))
+
+
 def _probability_rows(outputs: Sequence[Any], classes: int, matrix: np.ndarray | None = None) -> np.ndarray | None:
     """The outputs as class probabilities (one row per output, NaN rows where a prediction is not one),
-    or None when they are not probabilities: most rows of ``classes`` numbers must each sum to 1."""
+    or None when they are not probabilities: most rows of ``classes`` numbers must each sum to 1 (with two
+    classes, or a number in [0, 1] each: the probability of the second class)."""
     if classes < 2:
         return None
+    if classes == 2 and (single := _single_probabilities(outputs, matrix)) is not None:
+        return single
     if matrix is None or matrix.shape != (len(outputs), classes) or not len(outputs):
         matrix = plain_matrix(outputs, classes)  # the usual window: every row a list of numbers, checked at once
     if matrix is not None:

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .confidence import ConfidenceProfile, profile_of
 from .environment import Fingerprint, capture_warnings, current_fingerprint
 from .errors import ConfigurationError, InvalidReferenceError
-from .estimate import ConfidenceProfile, profile_of
 from .jsontext import to_jsonable_output
 from .performance import Performance, training_fit_evidence
 from .profiles import Category, FeatureProfile, output_columns, profile_columns, row_sample_of

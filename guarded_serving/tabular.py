@@ -58,8 +58,10 @@ def _is_number(value: object) -> bool:
 
 
 def _infer_categorical(column: np.ndarray) -> bool:
+    """Categorical when a present value is not a number, or when every one is a boolean: JSON clients send a flag as
+    true/false, which a numeric feature refuses (a bool is an int to Python, so it would profile as 0/1)."""
     present = [v for v in column if not is_missing(v)]
-    return any(not _is_number(v) for v in present)
+    return any(not _is_number(v) for v in present) or (bool(present) and all(isinstance(v, bool) for v in present))
 
 
 def _numeric(column: np.ndarray, name: str) -> np.ndarray:
@@ -137,12 +139,12 @@ def columns_from_data(
         fmt = "dataframe"
         found = [str(c) for c in data.columns]
         raw = [np.asarray(data[c].to_numpy(dtype=object)) for c in data.columns]
-        dtype_categorical = [getattr(dt, "kind", "O") not in "biuf" for dt in data.dtypes]
+        dtype_categorical = [getattr(dt, "kind", "O") not in "iuf" for dt in data.dtypes]  # a bool column too
     elif isinstance(data, np.ndarray):
         fmt = "array"
         if data.ndim != 2:
             raise ConfigurationError("reference", f"array of shape {data.shape}", "a 2-D array (rows x features)")
-        if data.dtype.kind in "biuf":
+        if data.dtype.kind in "iuf":
             raw = [data[:, j].astype(np.float64) for j in range(data.shape[1])]
             dtype_categorical = [False] * data.shape[1]
         else:

@@ -67,11 +67,12 @@ def category_types(categories: tuple[tuple[Any, float], ...]) -> frozenset[type]
     """The JSON types a categorical feature accepts: those of its reference categories (any, if it has none).
 
     A model trained on string categories fails on a number (a OneHotEncoder compares them and raises), so a
-    number for such a feature is a wrong type, refused before the model sees it.
+    number for such a feature is a wrong type, refused before the model sees it. A flag (boolean categories)
+    takes numbers too: clients send it as 0/1 as often as true/false, and 1 is the category True.
     """
     found: set[type] = set()
     for value, _ in categories:
-        found |= {bool} if isinstance(value, bool) else NUMBER if isinstance(value, (int, float)) else {str}
+        found |= {bool, *NUMBER} if isinstance(value, bool) else NUMBER if isinstance(value, (int, float)) else {str}
     return frozenset(found) or ANY_CATEGORY
 
 

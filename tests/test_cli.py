@@ -8,14 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import re
 import runpy
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from guarded_serving.store.sqlite import SqliteStore
 from guarded_serving.times import parse_since
 from tests.fixtures.data import read_csv_exact, write_customers_csv
 from tests.fixtures.servers import ROOT
+from tests.fixtures.tailing import following
 from tests.fixtures.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -610,40 +608,16 @@ def test_tail_escapes_control_characters_from_logged_input(tmp_path: Path, capsy
     assert "got '\\x1b[2J\\x1b]0;pwned\\x07'" in out
 
 
-def as_in_a_terminal() -> None:
-    """Give the child Ctrl-C's default action back: a test suite started in the background (``python -m tests
-    > log &``) ignores SIGINT, and its children inherit that, so a tail there would never see the Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_tail_follow_prints_requests_logged_while_it_runs(logged: Path) -> None:
-    tail = subprocess.Popen(
-        [str(BIN / "guarded-serving"), "tail", "--db", str(logged), "-n", "1", "--follow", "--interval", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=as_in_a_terminal,
-    )
-    printed: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [printed.put(line) for line in tail.stdout or ()], daemon=True).start()
-
-    def next_line() -> str:
-        return printed.get(timeout=20)  # bounded: a tail that prints nothing fails the test, never hangs it
-
-    try:
-        assert next_line().startswith("TIME (UTC)")
-        assert "req-29" in next_line()
+    with following(str(logged)) as tail:
+        assert tail.next_line().startswith("TIME (UTC)")
+        assert "req-29" in tail.next_line()
         with SqliteStore(logged, StoreOptions(flush_interval=0.05)) as store:  # a writer, meanwhile, as the service's would
             for i in range(3):
                 store.put(record(f"new-{i}"))
                 store.flush()
-        seen = [next_line() for _ in range(3)]
-        tail.send_signal(signal.SIGINT)
-        assert tail.wait(10) == 0
-    finally:
-        if tail.poll() is None:
-            tail.kill()
-            tail.wait(10)
+        seen = [tail.next_line() for _ in range(3)]
+        assert tail.interrupt() == 0
     assert [line.split()[2] for line in seen] == ["new-0", "new-1", "new-2"]
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from guarded_serving import Reference
+from guarded_serving.confidence import ConfidenceProfile, _isotonic
 from guarded_serving.errors import InvalidReferenceError
-from guarded_serving.estimate import ALPHA_ESTIMATE, ConfidenceProfile, EstimateDetails, EstimateRows, _isotonic, estimate_check
+from guarded_serving.estimate import ALPHA_ESTIMATE, EstimateDetails, EstimateRows, estimate_check
 from guarded_serving.health import Status
 from tests.fixtures.data import gaussian
 

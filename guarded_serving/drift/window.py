@@ -59,7 +59,12 @@ class Encoder:
         self.baseline = baseline
         self.width = baseline.width
         self.all_numeric = bool(baseline.numeric.all())
-        self._columns = [(int(j), baseline.codes[k]) for k, j in enumerate(baseline.cat_idx)]  # (feature index, category -> code)
+        # (feature index, category -> code, whether every category is text: then a number is a wrong type, not a new
+        # category; "1" in the reference and 1 served would read as 100 % unseen under fingerprints that hide why)
+        self._columns = [
+            (int(j), baseline.codes[k], all(isinstance(c, str) for c in baseline.codes[k]))
+            for k, j in enumerate(baseline.cat_idx)
+        ]
         self._num_idx = [int(j) for j in baseline.num_idx]
 
     def encode(self, rows: Sequence[Sequence[Any]], unseen: dict[int, dict[str, int]], errors: dict[int, int]) -> np.ndarray:
@@ -83,11 +88,15 @@ class Encoder:
                 else:
                     matrix[i, j] = np.nan
                     errors[j] = errors.get(j, 0) + 1
-        for j, codes in self._columns:
+        for j, codes, text in self._columns:
             for i, row in enumerate(rows):
                 v = row[j]
                 if v is None or (isinstance(v, float) and v != v):
                     matrix[i, j] = np.nan
+                    continue
+                if text and isinstance(v, numbers.Number):  # bool too: True where the reference had "True"
+                    matrix[i, j] = np.nan
+                    errors[j] = errors.get(j, 0) + 1
                     continue
                 try:
                     code = codes.get(v)

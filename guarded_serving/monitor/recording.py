@@ -235,7 +235,8 @@ def _rows_as_lists(rows: Any, names: tuple[str, ...]) -> list[list[Any]]:
         missing = [n for n in names if n not in rows.columns]
         if missing:
             raise ConfigurationError("rows", f"columns {list(rows.columns)}", f"the reference features {list(names)}")
-        rows = rows[list(names)].to_numpy(dtype=object)
+        frame = rows[list(names)].astype(object)
+        rows = frame.where(frame.notna(), None).to_numpy(dtype=object)  # pandas.NA and NaT (nullable dtypes) as missing
     if isinstance(rows, np.ndarray):
         rows = rows.reshape(1, -1).tolist() if rows.ndim == 1 else rows.tolist()
     if not isinstance(rows, list) or not rows:

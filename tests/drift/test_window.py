@@ -76,6 +76,32 @@ def test_unseen_categories_become_minus_one_and_their_names_are_counted(x_colour
     assert errors == {}
 
 
+@pytest.mark.parametrize("value", [1, 2.0, np.int64(3), True], ids=["int", "float", "numpy-int", "bool"])
+def test_a_number_in_a_column_of_text_categories_is_a_wrong_type_not_a_new_category(value: object) -> None:
+    """Codes "1", "2", "3" in the reference (a CSV read as text) and 1 served: a type change, which the HTTP
+    service refuses with a 422; counted as unseen categories it read as 100 % new values, their fingerprints
+    hiding why."""
+    reference = Reference.from_data([[float(i), str(i % 3 + 1)] for i in range(30)], feature_names=["x", "code"])
+    baseline = Baseline.from_profiles(reference.features)
+
+    matrix, unseen, errors = encode(baseline, [[0.0, "1"], [0.0, value], [0.0, "9"]])
+
+    np.testing.assert_array_equal(matrix[:, 1], [baseline.codes[0]["1"], NAN, UNSEEN])
+    assert errors == {1: 1}
+    assert unseen == {1: {"9": 1}}
+
+
+def test_numbers_stay_categories_where_the_reference_holds_numbers_as_categories() -> None:
+    reference = Reference.from_data([[float(i), [1, "a"][i % 2]] for i in range(30)], feature_names=["x", "mixed"])
+    baseline = Baseline.from_profiles(reference.features)
+
+    matrix, unseen, errors = encode(baseline, [[0.0, 1], [0.0, 7]])
+
+    assert matrix[0, 1] == baseline.codes[0][1]
+    assert matrix[1, 1] == UNSEEN
+    assert (errors, list(unseen)) == ({}, [1])
+
+
 def test_unseen_names_are_bounded_per_feature_and_chunk(x_colour_baseline: Baseline) -> None:
     rows: list[list[Any]] = [[0.0, f"level-{i}"] for i in range(MAX_UNSEEN_NAMES + 30)]
 

@@ -1,0 +1,169 @@
+"""Estimated performance under a shift of the class mix: an imbalanced binary classifier whose positives go from 5 %
+to 12 % of traffic (P(x | y) unchanged) loses accuracy while its confidences barely move; the estimate's
+label-shift reading must leave its interval before any label arrives, and stay inside on healthy traffic.
+
+The world: six normal features, the first three shifted by 1.2 for positives; a logistic regression trained on
+5,000 rows, the reference its probabilities on 5,000 held-out rows with their labels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from guarded_serving import Monitor, Reference
+from guarded_serving.confidence import profile_of
+from guarded_serving.estimate import ALPHA_ESTIMATE
+from guarded_serving.labelshift import MIN_CLASS_ROWS, LabelShift
+from guarded_serving.performance import Performance
+
+WINDOW = 2_000
+CHECK_EVERY = 250
+FLAGGED = frozenset({"warn", "alert"})
+
+
+def world(rng: np.random.Generator, rows: int, positives: float) -> tuple[np.ndarray, np.ndarray]:
+    y = (rng.random(rows) < positives).astype(int)
+    X = rng.normal(size=(rows, 6))
+    X[:, :3] += 1.2 * y[:, None]
+    return X, y
+
+
+@functools.cache
+def model_and_reference(seed: int) -> tuple[LogisticRegression, Reference]:
+    rng = np.random.default_rng(seed)
+    model = LogisticRegression().fit(*world(rng, 5_000, 0.05))
+    X, y = world(rng, 5_000, 0.05)
+    return model, Reference.from_data(X, y=y, predictions=model.predict_proba(X))
+
+
+def checks_after(seed: int, positives: float) -> tuple[list[dict], float]:
+    """The estimate check every 250 rows of 4,000 rows at ``positives`` after a healthy window; the accuracy
+    realized on the last window of them."""
+    model, reference = model_and_reference(seed)
+    rng = np.random.default_rng(seed + 100)
+    monitor = Monitor(reference, window=WINDOW)
+    X, _ = world(rng, WINDOW, 0.05)
+    monitor.observe(X, model.predict_proba(X))
+    X, y = world(rng, 2 * WINDOW, positives)
+    P = model.predict_proba(X)
+    checks = []
+    for start in range(0, len(X), CHECK_EVERY):
+        monitor.observe(X[start : start + CHECK_EVERY], P[start : start + CHECK_EVERY])
+        check = monitor.health().to_json()["checks"]["estimated_performance"]
+        checks.append({**check, "after": start + CHECK_EVERY})  # rows of shifted traffic so far
+    return checks, float((P[-WINDOW:].argmax(axis=1) == y[-WINDOW:]).mean())
+
+
+def test_more_positives_move_the_label_shift_reading_out_within_one_window() -> None:
+    checks, realized = checks_after(0, 0.12)
+    _, reference = model_and_reference(0)
+    assert reference.confidence is not None
+    assert reference.confidence.label_shift is not None
+
+    timeline = ", ".join(f"{c['after']}:{c['status']}:{c['estimated']}/{c.get('label_shift_estimated')}" for c in checks)
+    first = next((c for c in checks if c["status"] in FLAGGED), None)
+    assert first is not None, timeline
+    assert first["after"] <= WINDOW, timeline
+    low, _high = first["label_shift_interval"]
+    assert first["label_shift_estimated"] < low, first
+    assert "shift of the class mix" in first["summary"]
+    assert "fell to" in first["summary"]
+    # What the reading is for: the confidences stayed inside their interval while accuracy fell.
+    assert first["interval"][0] <= first["estimated"] <= first["interval"][1], first
+    later = [c for c in checks if c["after"] >= WINDOW]
+    assert all(c["status"] in FLAGGED for c in later), timeline
+    # and the reading says about how much (its own noise: ~0.01 from the window's count, more from the reference's)
+    assert later[-1]["label_shift_estimated"] == pytest.approx(realized, abs=0.04), (later[-1], realized)
+    assert realized < reference.confidence.label_shift.accuracy - 0.03
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_healthy_imbalanced_traffic_keeps_the_estimate_inside(seed: int) -> None:
+    checks, _ = checks_after(seed, 0.05)
+
+    flagged = [c["summary"] for c in checks if c["status"] in FLAGGED]
+    assert not flagged, flagged
+    assert all(c["label_shift_interval"][0] <= c["label_shift_estimated"] <= c["label_shift_interval"][1] for c in checks)
+
+
+def test_the_exact_test_keeps_rare_predicted_positives_within_budget() -> None:
+    """A weak model on 2 % positives predicts ~5 positives in 5,000 reference rows and ~2 in a window of 2,000:
+    a normal interval on such counts flagged ~1.5 % of healthy windows (60 times its share); the exact test must
+    not. 20 references x 200 windows, predicted positive when x > the Bayes boundary."""
+    rng = np.random.default_rng(7)
+
+    def draw(rows: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (rng.random(rows) < 0.02).astype(int)
+        x = rng.normal(size=rows) + 1.5 * y
+        return (x > 0.75 + np.log(49) / 1.5).astype(int), y
+
+    flagged = judged = 0
+    for _ in range(20):
+        shift = LabelShift.of(*draw(5_000), 2)
+        if shift is None:
+            continue
+        for _ in range(200):
+            predicted, _ = draw(WINDOW)
+            flagged += shift.reading(int(predicted.sum()), WINDOW, ALPHA_ESTIMATE / 2).outside
+            judged += 1
+    assert judged >= 3_000
+    assert flagged <= 2, f"{flagged} of {judged} healthy windows flagged; budget {ALPHA_ESTIMATE / 2:.2%}"
+
+
+def test_the_line_meets_the_reference_accuracy_at_its_own_share() -> None:
+    rng = np.random.default_rng(3)
+    truth = (rng.random(3_000) < 0.1).astype(int)
+    predicted = np.where(rng.random(3_000) < 0.8, truth, 1 - truth)
+    shift = LabelShift.of(predicted, truth, 2)
+
+    assert shift is not None
+    assert shift.accuracy == pytest.approx(float((predicted == truth).mean()), abs=1e-12)
+    assert shift.at(shift.positives, shift.rows) == pytest.approx(shift.accuracy, abs=1e-12)
+    assert LabelShift.from_json(shift.to_json()) == shift
+
+
+@pytest.mark.parametrize(
+    ("predicted", "truth", "classes"),
+    [
+        pytest.param(np.zeros(300, dtype=int), np.arange(300) % 2, 2, id="positives-never-predicted"),
+        pytest.param(np.arange(300) % 2, (np.arange(300) < MIN_CLASS_ROWS - 1).astype(int), 2, id="too-few-positives"),
+        pytest.param(np.arange(300) % 3, np.arange(300) % 3, 3, id="three-classes"),
+        pytest.param(np.arange(300) % 2, (np.arange(300) // 2) % 2, 2, id="predictions-independent-of-class"),
+    ],
+)
+def test_no_reading_where_the_reference_cannot_give_one(predicted: np.ndarray, truth: np.ndarray, classes: int) -> None:
+    assert LabelShift.of(predicted, truth, classes) is None
+
+
+def test_a_reference_saved_before_the_reading_loads_without_it() -> None:
+    _, reference = model_and_reference(0)
+    saved = reference.to_json()
+    assert saved["confidence"]["label_shift"]["positives"] > 0
+    del saved["confidence"]["label_shift"]
+
+    loaded = Reference.from_json(saved)
+
+    assert loaded.confidence is not None
+    assert loaded.confidence.label_shift is None
+    assert Reference.from_json(reference.to_json()).confidence == reference.confidence
+
+
+def test_labels_outside_the_classes_are_left_out_of_the_line() -> None:
+    rng = np.random.default_rng(5)
+    y = np.array(["no", "yes"])[(rng.random(1_000) < 0.2).astype(int)]
+    p = np.where(y == "yes", 0.8, 0.2)
+    probabilities = np.column_stack([1 - p, p])
+    labels = y.astype(object)
+    labels[:50] = "maybe"
+    performance = Performance("classification", ("no", "yes"), 1_000, 0.0, 0.0, 0.0)
+
+    profile = profile_of(probabilities, performance, labels)
+
+    assert profile is not None
+    assert profile.label_shift is not None
+    assert profile.label_shift.rows == 950
+    assert profile.label_shift.accuracy == pytest.approx(1.0)
