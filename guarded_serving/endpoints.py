@@ -27,12 +27,14 @@ from .http import (
 from .ids import new_request_id
 from .jsontext import dump_bytes
 from .times import parse_since
-from .validation import parse_json
+from .validation import describe, parse_json
 
 if TYPE_CHECKING:
     from .monitor import Monitor
 
 __all__ = ["DASHBOARD_HISTORY", "DASHBOARD_REFRESH", "HISTORY_LIMIT", "Served", "feedback", "health", "history"]
+
+FEEDBACK_FORMS = '{"request_id": "...", "labels": [...]} or {"items": [{"request_id": "...", "row": 0, "label": ...}]}'
 
 
 class Served(Protocol):
@@ -63,7 +65,10 @@ def feedback(
     monitor = guarded.start()
     rid = new_request_id()
     try:
-        document = parse_json(check_envelope(body, content_type, guarded.max_body_bytes))
+        raw = check_envelope(body, content_type, guarded.max_body_bytes)
+        if not raw.strip():
+            raise InputError([Problem("the request body is empty", FEEDBACK_FORMS)], status=400)
+        document = parse_json(raw)
         if isinstance(document, dict) and set(document) == {"request_id", "labels"}:
             request_id, labels = document["request_id"], document["labels"]
             if not isinstance(request_id, str) or not isinstance(labels, list):
@@ -73,7 +78,8 @@ def feedback(
             items = [(_usable_id(rid), row, label) for rid, row, label in _feedback_items(document["items"])]
             result = monitor.feedback_items(items)
         else:
-            raise InputError([Problem("the body has neither form", '{"request_id": "...", "labels": [...]} or {"items": [...]}')])
+            got = f"fields {sorted(document)}" if isinstance(document, dict) else describe(document)
+            raise InputError([Problem(f"the body has neither form: {got}", FEEDBACK_FORMS)])
     except StoreError as exc:  # labels are acknowledged only once on disk: ask the client to retry
         guarded.log.error("feedback_store_error", error=str(exc)[:300])
         return problem_reply(503, "Store unavailable", f"the labels were not stored: {exc}", rid)

@@ -4,6 +4,8 @@
 ``GUARDED_SERVING_TOKEN``  the bearer token when ``auth_token=`` is not given
 ``GUARDED_SERVING_DEBUG``  the CLI prints an internal error's traceback
 ``HOSTNAME``               a replica's name in a fleet's heartbeats (a pod's name in Kubernetes)
+``PWD``                    the directory the command was started in (the shell's), where a built Bento's
+                           default log store goes: BentoML runs its workers in the Bento's own folder
 ``PGPASSWORD``             libpq's password, read by libpq itself; read here only to keep it out of
                            every message and report
 
@@ -25,6 +27,7 @@ class Environment:
     debug: bool
     host: str | None = None
     pg_password: str | None = field(default=None, repr=False)
+    started_in: str | None = None
 
     @classmethod
     def read(cls) -> Environment:
@@ -35,4 +38,5 @@ class Environment:
             debug=bool(environ.get("GUARDED_SERVING_DEBUG")),
             host=environ.get("HOSTNAME") or None,
             pg_password=environ.get("PGPASSWORD") or None,
+            started_in=environ.get("PWD") or None,
         )

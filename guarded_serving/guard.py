@@ -26,7 +26,9 @@ from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
 from .http import Reply, UnreadBody, authorized
 from .inputs import InputKind, kind_for, kind_of_reference, kind_reference
+from .inputs.mixed import MixedKind
 from .logs import get_logger
+from .missing import fields_taking_missing, missing_taken
 from .monitor import Monitor, as_reference
 from .numericbody import NumericDecoder
 from .options import GuardKeywords, Options, served_options
@@ -107,8 +109,15 @@ class GuardedModel:
         self.auth_token = request.auth_token
         self.max_body_bytes = request.max_body_bytes
         self.batching = request.batching
+        # A null where the model cannot take one is refused before the model (guarded_serving/missing.py).
+        asked = self.kind is None and request.allow_missing is None
+        if isinstance(self.kind, MixedKind) and request.allow_missing is None:
+            self.kind = self.kind.with_missing(fields_taking_missing(predict, self.reference, self.kind))
         self.schema = RowSchema.from_reference(
-            self.reference, allow_missing=request.allow_missing, max_rows=request.max_request_rows
+            self.reference,
+            allow_missing=request.allow_missing is not False,
+            max_rows=request.max_request_rows,
+            takes_missing=missing_taken(predict, self.reference, self.input_format) if asked else (),
         )
         self.numeric = NumericDecoder(self.schema)  # the fast path of numeric bodies (see handler.py)
         self.monitor: Monitor | None = None
@@ -242,7 +251,7 @@ def guard(
     window: int = 1000,
     max_request_rows: int = 1000,
     max_body_bytes: int = 10 * 1024 * 1024,
-    allow_missing: bool = True,
+    allow_missing: bool | None = None,
     feature_names: Sequence[str] | None = None,
     categorical: Sequence[str | int] | None = None,
     input_format: str | None = None,

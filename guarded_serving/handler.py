@@ -210,6 +210,14 @@ def _accept(
             call=call,
         )
         return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
+    except Exception as exc:  # a bug in reading the request: answered and recorded as the guard's error, never lost
+        rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
+        message = WITHHELD if monitor.redact else str(exc)  # it may quote the input
+        guarded.log.error("validation_error", request_id=rid, error=type(exc).__name__, message=message[:500])
+        error = f"{type(exc).__name__}: {message}"[:2000]
+        _record(guarded, monitor, rid, "error", len(rows), started, clock, error=error, call=call)
+        detail = f"the guard failed in stage 'validate' with {type(exc).__name__} (a bug: please report it)"
+        return problem_reply(500, "Internal error", detail, rid, error=type(exc).__name__, stage="validate")
     return _Accepted(request_id, rows, count, model_input, window_inputs, inputs_json, started, clock, call)
 
 

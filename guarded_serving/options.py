@@ -20,6 +20,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from .batching import BatchingOptions
@@ -166,14 +167,15 @@ def store_options(**keywords: Any) -> StoreOptions:
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
-    """The request path's limits: rows per request, body size, whether missing values are accepted, the form
+    """The request path's limits: rows per request, body size, whether missing values are accepted (None: where
+    the model takes them, asked of it at start by :mod:`guarded_serving.missing`; True: everywhere), the form
     the model takes its rows in (``input_format``: array, dataframe or records; None: the reference's), and
     the bearer token that ``/feedback`` and the detailed health answers need (None: no token), and how the
     model's calls are batched (``batching``, None: one call per request; see :mod:`guarded_serving.batching`)."""
 
     max_request_rows: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
-    allow_missing: bool = True
+    allow_missing: bool | None = None
     input_format: str | None = None
     auth_token: str | None = field(default=None, repr=False)
     batching: BatchingOptions | None = None
@@ -181,7 +183,8 @@ class RequestOptions:
     def __post_init__(self) -> None:
         _whole("max_request_rows", self.max_request_rows)
         _whole("max_body_bytes", self.max_body_bytes)
-        _flag("allow_missing", self.allow_missing)
+        if self.allow_missing is not None and not isinstance(self.allow_missing, bool):
+            raise ConfigurationError("allow_missing", self.allow_missing, "True, False, or None (where the model takes them)")
         if self.input_format is not None and self.input_format not in INPUT_FORMATS:
             from .inputs import kind_names  # a text, a tensor... (guarded_serving/inputs/)
 
@@ -222,7 +225,7 @@ class GuardKeywords(MonitorKeywords, total=False):
 
     max_request_rows: int
     max_body_bytes: int
-    allow_missing: bool
+    allow_missing: bool | None
     input_format: str | None
     latency_budget_ms: float | None
     batching: Any
@@ -263,7 +266,7 @@ class Options:
         overflow: str = "drop",
         max_request_rows: int = 1000,
         max_body_bytes: int = 10 * 1024 * 1024,
-        allow_missing: bool = True,
+        allow_missing: bool | None = None,
         input_format: str | None = None,
         auth_token: str | None = None,
         latency_budget_ms: float | None = None,
@@ -336,7 +339,25 @@ def served_options(
     environment = Environment.read()
     db = db if db is not None else environment.db or DEFAULT_DB
     token = auth_token if auth_token is not None else environment.token
-    return Options.of(db=db, auth_token=token, **keywords)
+    return Options.of(db=_outside_bento(db, environment.started_in), auth_token=token, **keywords)
+
+
+def _outside_bento(db: str | os.PathLike[str], started_in: str | None) -> str | os.PathLike[str]:
+    """A relative store path as the user meant it: in the directory the service was started in.
+
+    ``bentoml serve <tag>`` runs each worker in the built Bento's ``src`` folder (beside its ``bento.yaml``), in
+    BentoML's own store, so that ``./guarded_serving.db`` landed in ``~/bentoml/bentos/<name>/<version>/src/``:
+    not where ``guarded-serving report`` and ``sqlite-utils`` look, packed by ``bentoml export`` with every
+    logged input, and lost with ``bentoml delete``. There, a relative path is taken from ``started_in`` (the
+    shell's ``$PWD``), when that is an existing directory; anywhere else it is left as it is.
+    """
+    text = os.fspath(db)
+    if text == MEMORY or os.path.isabs(text) or "://" in text or not started_in or not os.path.isdir(started_in):
+        return db
+    here = Path.cwd()
+    if here.name != "src" or not (here.parent / "bento.yaml").is_file():
+        return db
+    return str(Path(started_in) / text)
 
 
 def store_path(db: Any) -> str | os.PathLike[str] | None:

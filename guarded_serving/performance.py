@@ -8,6 +8,7 @@ check's streaming detector and confidence bounds work on.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -96,8 +97,19 @@ def check_class(classes: Sequence[Any], label: Any) -> Problem | None:
     bool_classes = any(isinstance(c, bool) for c in classes)
     if label in classes and (isinstance(label, bool) == bool_classes or not isinstance(label, bool)):
         return None
-    shown = getattr(label, "text", None) or repr(label)[:40]  # a NaN/Infinity literal shows as written
-    return Problem(f"got {shown}", f"one of the classes {list(classes)}")
+    return Problem(f"got {_as_json(label)[:40]}", f"one of the classes {_as_json(list(classes))}")
+
+
+def _as_json(value: Any) -> str:
+    """A label (or the classes) as the client writes it: ``null``, ``true``, ``"yes"``, a NaN/Infinity literal as
+    written; Python's own words for what JSON cannot hold."""
+    literal = getattr(value, "text", None)
+    if isinstance(literal, str):
+        return literal
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,9 @@ class RowSchema:
     ``types``: per feature, the JSON value types it accepts besides null (numbers for a numeric feature; for
     a categorical one those of its reference categories). ``limits``: per feature, the largest magnitude of
     a number (infinite for a categorical feature). Left empty, every numeric feature takes any finite number
-    and every categorical one any string, number or boolean.
+    and every categorical one any string, number or boolean. ``takes_missing``: per feature, whether the model
+    takes a missing value there (asked of it by :func:`guarded_serving.missing.missing_taken`); left empty,
+    every feature takes null when ``allow_missing`` is true.
     """
 
     names: tuple[str, ...]
@@ -103,6 +105,7 @@ class RowSchema:
     max_rows: int = 1000
     types: tuple[frozenset[type], ...] = ()
     limits: tuple[float, ...] = ()
+    takes_missing: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.types:
@@ -111,7 +114,9 @@ class RowSchema:
             object.__setattr__(self, "limits", tuple(FLOAT_MAX if n else math.inf for n in self.numeric))
 
     @classmethod
-    def from_reference(cls, reference: Reference, allow_missing: bool = True, max_rows: int = 1000) -> RowSchema:
+    def from_reference(
+        cls, reference: Reference, allow_missing: bool = True, max_rows: int = 1000, takes_missing: tuple[bool, ...] = ()
+    ) -> RowSchema:
         return cls(
             names=reference.feature_names,
             numeric=tuple(f.kind == "numeric" for f in reference.features),
@@ -119,18 +124,26 @@ class RowSchema:
             max_rows=max_rows,
             types=tuple(NUMBER if f.kind == "numeric" else category_types(f.categories) for f in reference.features),
             limits=tuple(magnitude_limit(f.minimum, f.maximum) if f.kind == "numeric" else math.inf for f in reference.features),
+            takes_missing=takes_missing,
         )
 
     @property
     def all_numeric(self) -> bool:
         return all(self.numeric)
 
+    def nulls(self) -> tuple[bool, ...]:
+        """Per feature, whether a null (a missing value) is accepted there."""
+        if not self.allow_missing:
+            return (False,) * len(self.names)
+        return self.takes_missing or (True,) * len(self.names)
+
     def fast_check(self) -> Callable[[list[Any]], bool]:
         """A per-row check that is True only for rows that are surely valid (types checked in C).
 
         A False sends the row through the detailed checks that name each problem.
         """
-        none = {type(None)} if self.allow_missing else set()
+        # A null where the model takes none fails the fast check: the detailed checks name it.
+        none = {type(None)} if all(self.nulls()) else set()
         if self.all_numeric:
             numbers = frozenset(NUMBER | none)
             return lambda row: numbers.issuperset(map(type, row))
@@ -189,14 +202,25 @@ def parse_json(body: bytes) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_NonFinite)
 
 
-def _check_value(value: Any, numeric: bool, types: frozenset[type], limit: float, allow_missing: bool) -> Problem | None:
-    """What is wrong with a value of a feature accepting ``types`` up to magnitude ``limit``, or None."""
+def _check_value(
+    value: Any, numeric: bool, types: frozenset[type], limit: float, allow_missing: bool, taken: bool = True
+) -> Problem | None:
+    """What is wrong with a value of a feature accepting ``types`` up to magnitude ``limit``, or None; a null is
+    refused unless ``allow_missing`` and ``taken`` (the model takes a missing value there)."""
     if value is None:
-        if allow_missing:
+        if allow_missing and taken:
             return None
-        return Problem("a missing value (null) is not allowed", "a number" if numeric else "a category", kind="type")
-    if isinstance(value, _NonFinite):
-        return Problem(f"{value.text} is not allowed", "a finite number, or null for a missing value")
+        expected = "a number" if numeric else "a category"
+        if allow_missing:
+            return Problem(
+                "got null, a missing value, which this model cannot take (it raised on one at start)", expected, kind="type"
+            )
+        return Problem("a missing value (null) is not allowed", expected, kind="type")
+    if isinstance(value, _NonFinite):  # null is offered only where the model takes it
+        return Problem(
+            f"{value.text} is not allowed",
+            "a finite number" + (", or null for a missing value" if allow_missing and taken else ""),
+        )
     if type(value) not in types:
         if numeric:
             return Problem(f"got {describe(value)}", "a number", kind="type")
@@ -318,7 +342,7 @@ def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:
     names = schema.names
     width = len(names)
     numeric, types, limits = schema.numeric, schema.types, schema.limits
-    allow_missing = schema.allow_missing
+    allow_missing, taken = schema.allow_missing, schema.nulls() if schema.allow_missing else (True,) * width
     problems: list[Problem] = []
     out: list[list[Any]] = []
     for i, row in enumerate(rows):
@@ -343,7 +367,7 @@ def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:
             values = None
         if values is not None:
             for j, value in enumerate(values):
-                bad = _check_value(value, numeric[j], types[j], limits[j], allow_missing)
+                bad = _check_value(value, numeric[j], types[j], limits[j], allow_missing, taken[j])
                 if bad is not None:
                     problems.append(dataclasses.replace(bad, row=i, feature=names[j]))
             out.append(values)

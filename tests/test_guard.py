@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from guarded_serving import ConfigurationError, GuardedModel, InvalidReferenceError, Reference, guard
+from guarded_serving.guard import guard_options
 from guarded_serving.reference import Provenance
 from tests.fixtures.data import gaussian
 
@@ -45,7 +46,7 @@ def body(rows: Any) -> bytes:
         pytest.param({"wrkers": 2}, "wrkers: expected a guard() argument or a BentoML service option", id="unknown-option"),
         pytest.param({"threads": 0}, "threads: expected a positive integer, got 0", id="threads"),
         pytest.param({"latency_budget_ms": -1}, "latency_budget_ms: expected a positive number of milliseconds", id="budget"),
-        pytest.param({"allow_missing": "yes"}, "allow_missing: expected True or False", id="allow-missing"),
+        pytest.param({"allow_missing": "yes"}, "allow_missing: expected True, False, or None", id="allow-missing"),
     ],
 )
 def test_invalid_configuration_fails_at_guard_time(kwargs: dict[str, Any], message: str) -> None:
@@ -237,3 +238,84 @@ def test_memory_as_the_store_keeps_no_file_whichever_way_it_is_given(
     assert guarded.monitor.store is None
     assert store["status"] == "ok"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def built_bento_src(tmp_path: Path) -> Path:
+    """The folder BentoML runs a built Bento's workers in: ``src`` beside the Bento's ``bento.yaml``."""
+    src = tmp_path / "bentos" / "iris" / "v1" / "src"
+    src.mkdir(parents=True)
+    (src.parent / "bento.yaml").write_text("service: service:svc\n")
+    return src
+
+
+def test_a_built_bento_keeps_its_default_store_in_the_directory_it_was_served_from(
+    built_bento_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started_in = tmp_path / "project"
+    started_in.mkdir()
+    monkeypatch.chdir(built_bento_src)  # as `bentoml serve iris:v1` runs its workers
+    monkeypatch.setenv("PWD", str(started_in))  # where the user typed it
+    monkeypatch.delenv("GUARDED_SERVING_DB", raising=False)
+    guarded = GuardedModel(lambda x: np.asarray(x)[:, 0], reference=TRAINING, name="m")
+
+    guarded.handle_predict(body([[1.0, 2.0]]))
+    guarded.close()
+
+    assert (started_in / "guarded_serving.db").is_file()
+    assert sorted(p.name for p in built_bento_src.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("db", "expected"),
+    [
+        pytest.param("logs/guarded.db", "{started_in}/logs/guarded.db", id="relative"),
+        pytest.param("/var/lib/guarded.db", "/var/lib/guarded.db", id="absolute"),
+        pytest.param(":memory:", None, id="memory"),
+    ],
+)
+def test_a_built_bento_takes_a_relative_store_path_from_the_directory_it_was_served_from(
+    db: str, expected: str | None, built_bento_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(built_bento_src)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("GUARDED_SERVING_DB", db)
+
+    options = guard_options(name="m")
+
+    assert options.db == (expected.format(started_in=tmp_path) if expected else None)
+
+
+def test_outside_a_built_bento_a_relative_store_path_is_left_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "src").mkdir()  # a project's own src folder, with no bento.yaml beside it
+    monkeypatch.chdir(tmp_path / "src")
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.delenv("GUARDED_SERVING_DB", raising=False)
+
+    assert guard_options(name="m").db == "guarded_serving.db"
+
+
+def test_a_bug_while_reading_a_request_is_a_500_naming_the_stage_and_is_recorded_as_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, such an exception escaped the guard: BentoML's bare 500, and the request was in no count or log."""
+    guarded = make()
+    guarded.start()
+
+    def broken(body: bytes) -> None:
+        raise StopIteration  # as the tensor row check raised on an integer beyond float range
+
+    monkeypatch.setattr(guarded, "numeric", broken)
+    reply = guarded.handle_predict(body([[1.0, 2.0]]))
+    monkeypatch.undo()
+    after = guarded.handle_predict(body([[1.0, 2.0]]))
+    report = guarded.monitor.health() if guarded.monitor else None
+    guarded.close()
+
+    assert reply.status == 500
+    problem = json.loads(reply.body)
+    assert problem["detail"] == "the guard failed in stage 'validate' with StopIteration (a bug: please report it)"
+    assert (problem["error"], problem["stage"]) == ("StopIteration", "validate")
+    assert after.status == 200
+    assert report is not None
+    assert (report.requests, report.errors) == (2, 1)

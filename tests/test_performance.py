@@ -171,8 +171,8 @@ def test_check_label_accepts_a_known_class(classifier: Performance, label: str) 
 def test_check_label_names_the_classes_for_an_unknown_class(classifier: Performance) -> None:
     problem = classifier.check_label("cow")
 
-    assert problem == Problem("got 'cow'", "one of the classes ['cat', 'dog']")
-    assert str(problem) == "got 'cow'; expected one of the classes ['cat', 'dog']"
+    assert problem == Problem('got "cow"', 'one of the classes ["cat", "dog"]')
+    assert str(problem) == 'got "cow"; expected one of the classes ["cat", "dog"]'
 
 
 @pytest.mark.parametrize("label", [pytest.param(3, id="int"), pytest.param(-2.5, id="float"), pytest.param(1e300, id="huge")])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from guarded_serving.inputs.mixed import free_text_fields
+from guarded_serving.tabular import columns_from_data
 from tests.fixtures.servers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -50,6 +52,8 @@ def test_python_example_runs(
     if "shouted" in code:  # the Text section quotes what it prints
         assert printed.startswith("3 of 8 features drifted: text.upper: share of upper-case letters 2% -> 51%; text.chars:")
         assert printed.strip()[: printed.index("(")] in README.replace("\n", " ")
+    if '("text", TfidfVectorizer(), "review")' in code:  # mixed rows: the review is found to be free text
+        assert free_text_fields(columns_from_data(namespace["X"])) == ("review",)
     if "TestClient(svc)" in code:
         assert printed.strip() == "200 [6.0] 422 a number 200"
     if "metrics=prometheus_client" in code:

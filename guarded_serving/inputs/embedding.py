@@ -56,7 +56,7 @@ class EmbeddingKind(ShapedKind):
         # the coordinates are the vector itself: withheld with it when redact= names the field (the norm and
         # distance are still judged)
         quotes = [f"{FIELD}.{n}" for n in self.summary.names if n.startswith("dim_")]
-        return {"size": self.summary.size, "dtype": self.rows.dtype, "summary": self.summary.to_json(), QUOTES_KEY: quotes}
+        return {"size": self.summary.size, **self.rows.state(), "summary": self.summary.to_json(), QUOTES_KEY: quotes}
 
 
 class EmbeddingFactory:
@@ -75,7 +75,7 @@ class EmbeddingFactory:
 
     def from_json(self, state: dict[str, Any]) -> EmbeddingKind:
         try:
-            rows = ArrayRows(FIELD, (int(state["size"]),), str(np.dtype(state["dtype"])))
+            rows = ArrayRows.from_state(FIELD, (int(state["size"]),), state)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidReferenceError(f"embedding kind: expected its size and dtype in the reference, got {state!r}") from exc
         summary = EmbeddingSummary.from_json(state.get("summary") or {})

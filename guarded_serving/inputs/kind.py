@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import InputError, Problem
 from ..jsontext import dump_text
+from ..validation import describe
 
 if TYPE_CHECKING:
     from ..profiles import FeatureProfile
@@ -146,7 +147,7 @@ def parse_batch(kind: InputKind, document: Any, max_rows: int, allow_missing: bo
         raise InputError([Problem(f"the body has {got}", 'a JSON object with the single field "rows"')], status=422)
     rows = document["rows"]
     if not isinstance(rows, list) or not rows:
-        raise InputError([Problem(f"'rows' is {type(rows).__name__}", "a non-empty list of inputs, one per row")], status=422)
+        raise InputError([Problem(f"'rows' is {describe(rows)}", "a non-empty list of inputs, one per row")], status=422)
     if len(rows) > max_rows:
         raise InputError([Problem(f"{len(rows)} rows in one request", f"at most {max_rows} rows per request")], status=413)
     items = kind.parse(rows, allow_missing)

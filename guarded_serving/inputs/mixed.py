@@ -12,6 +12,7 @@ takes every string field whose values are mostly distinct.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Collection
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigurationError, InvalidReferenceError
+from ..errors import ConfigurationError, InputError, InvalidReferenceError
 from ..tabular import Columns, columns_from_data, columns_to_rows, to_model_input
 from ..validation import ANY_CATEGORY, NUMBER, RowSchema, parse_table
 from .descriptors import TextDescriptors, tokens
@@ -56,11 +57,17 @@ class MixedKind:
     name: ClassVar[str] = "mixed"
 
     def __init__(
-        self, names: tuple[str, ...], numeric: tuple[bool, ...], input_format: str, texts: dict[str, TextDescriptors]
+        self,
+        names: tuple[str, ...],
+        numeric: tuple[bool, ...],
+        input_format: str,
+        texts: dict[str, TextDescriptors],
+        takes_missing: tuple[bool, ...] = (),
     ) -> None:
         self.names, self.numeric, self.input_format, self.texts = names, numeric, input_format, texts
         types = tuple(NUMBER if num else TEXT if n in texts else ANY_CATEGORY for n, num in zip(names, numeric, strict=True))
-        self._schema = RowSchema(names, numeric, max_rows=sys.maxsize, types=types)  # parse_batch limits the rows
+        # parse_batch limits the rows; takes_missing: where the model takes a null (a text's is an empty text)
+        self._schema = RowSchema(names, numeric, max_rows=sys.maxsize, types=types, takes_missing=takes_missing)
         self._text_idx = [(j, n) for j, n in enumerate(names) if n in texts]
         self._text_cols = frozenset(j for j, _ in self._text_idx)
 
@@ -86,7 +93,15 @@ class MixedKind:
 
     def parse(self, rows: list[Any], allow_missing: bool) -> list[Any]:
         schema = self._schema if allow_missing == self._schema.allow_missing else _with_missing(self._schema, allow_missing)
-        parsed = parse_table({"rows": rows}, schema).rows
+        try:
+            parsed = parse_table({"rows": rows}, schema).rows
+        except InputError as exc:  # a text field's wrong value is not a category's: say what the field takes
+            texts = self.texts
+            problems = [
+                dataclasses.replace(p, expected="a string (free text)") if p.kind == "type" and p.feature in texts else p
+                for p in exc.problems
+            ]
+            raise InputError(problems, exc.status) from None
         check_rows(parsed, self._size_problem)
         text = self._text_cols
         return [[("" if v is None and j in text else v) for j, v in enumerate(row)] for row in parsed]
@@ -99,6 +114,10 @@ class MixedKind:
 
     def model_input(self, items: list[Any]) -> Any:
         return to_model_input(items, self.names, False, self.input_format)
+
+    def with_missing(self, takes_missing: tuple[bool, ...]) -> MixedKind:
+        """This kind refusing a null (422) in the fields where ``takes_missing`` says the model takes none."""
+        return MixedKind(self.names, self.numeric, self.input_format, self.texts, takes_missing)
 
     def describe(self, items: list[Any], reference: bool = False) -> Columns:
         names: list[str] = []
@@ -136,7 +155,7 @@ class MixedKind:
 
     def redacted(self, redact: Collection[str]) -> MixedKind:
         texts = {f: TextDescriptors(f, ()) if f in redact else d for f, d in self.texts.items()}
-        return MixedKind(self.names, self.numeric, self.input_format, texts)
+        return MixedKind(self.names, self.numeric, self.input_format, texts, self._schema.takes_missing)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,4 +205,6 @@ def _named(data: Any) -> bool:
 
 
 def _with_missing(schema: RowSchema, allow_missing: bool) -> RowSchema:
-    return RowSchema(schema.names, schema.numeric, allow_missing, schema.max_rows, schema.types, schema.limits)
+    return RowSchema(
+        schema.names, schema.numeric, allow_missing, schema.max_rows, schema.types, schema.limits, schema.takes_missing
+    )

@@ -5,13 +5,15 @@ case costs one ``np.asarray``); otherwise each row is checked alone, so the 4xx 
 what it was and the shape expected: ``row 3, feature 'tensor': got an array of shape (8, 7); expected an
 array of shape (8, 8) of numbers``.
 
-The reference's element type decides what a value may be: a float reference takes any finite number; an
-integer one (``uint8`` pixels) takes whole numbers within its range; the model gets the rows stacked in the
-reference's type.
+The reference's element type decides what a value may be: a float reference takes any finite number up to
+10^9 times its largest magnitude (at least 1), as a tabular feature does (1e300 sent to a float32 model is
+infinity inside it); an integer one (``uint8`` pixels) takes whole numbers within its range; the model gets
+the rows stacked in the reference's type.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, InputError, Problem
 from ..validation import describe as describe_value
+from ..validation import magnitude_limit
 from .kind import check_rows
 
 __all__ = ["LOGGED_VALUES", "ArrayRows", "ShapedKind"]
@@ -29,11 +32,13 @@ LOGGED_VALUES = 4096  # a row with more values is logged as its shape and summar
 
 @dataclass(frozen=True, slots=True)
 class ArrayRows:
-    """Rows of ``shape`` holding ``dtype`` values; ``field`` is how the row is named in errors and logs."""
+    """Rows of ``shape`` holding ``dtype`` values; ``field`` is how the row is named in errors and logs;
+    ``limit``: the largest magnitude a float value may have (infinite for a reference saved without it)."""
 
     field: str
     shape: tuple[int, ...]
     dtype: str
+    limit: float = math.inf
 
     @classmethod
     def of_reference(cls, field: str, data: Any, where: str = "reference", min_dims: int = 1) -> tuple[ArrayRows, np.ndarray]:
@@ -49,7 +54,20 @@ class ArrayRows:
             row = int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))[0])
             raise ConfigurationError(f"{where} row {row}", "NaN or infinite values", "finite numbers")
         dtype = "int64" if array.dtype.kind == "b" else str(array.dtype)
-        return cls(field, tuple(int(s) for s in array.shape[1:]), dtype), array.astype(dtype, copy=False)
+        limit = magnitude_limit(float(array.min()), float(array.max())) if array.dtype.kind == "f" else math.inf
+        return cls(field, tuple(int(s) for s in array.shape[1:]), dtype, limit), array.astype(dtype, copy=False)
+
+    def state(self) -> dict[str, Any]:
+        """What a kind saves of its rows besides their shape: the element type and the magnitude limit."""
+        return {"dtype": self.dtype, **({"limit": self.limit} if math.isfinite(self.limit) else {})}
+
+    @classmethod
+    def from_state(cls, field: str, shape: tuple[int, ...], state: dict[str, Any]) -> ArrayRows:
+        """The rows a kind saved with :meth:`state` (a KeyError, TypeError or ValueError when it is not that)."""
+        limit = float(state.get("limit", math.inf))
+        if not limit > 0:
+            raise ValueError(f"limit {limit}")
+        return cls(field, shape, str(np.dtype(state["dtype"])), limit)
 
     def expected(self) -> str:
         kind = "whole numbers" if np.dtype(self.dtype).kind in "iu" else "numbers"
@@ -84,6 +102,8 @@ class ArrayRows:
         if target.kind == "f":
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 return None
+            if array.size and max(-float(array.min()), float(array.max())) > self.limit:
+                return None
             return array.astype(target, copy=False)
         if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
             return None
@@ -100,8 +120,14 @@ class ArrayRows:
         if array is not None and array.ndim == 0:
             return Problem(f"got {describe_value(value)}", self.expected(), row=row, feature=self.field, kind="type")
         if array is not None and array.dtype.kind == "O" and array.shape == self.shape:  # a null, a string among numbers
-            k, bad = next((k, v) for k, v in enumerate(array.reshape(-1).tolist()) if not _is_number(v))
-            got = f"got {describe_value(bad)} at position {_position(self.shape, k)}"
+            flat = array.reshape(-1).tolist()
+            k = next((k for k, v in enumerate(flat) if not _is_number(v)), -1)
+            if k < 0:  # numbers only, one of them an integer too large for any machine type (10**400)
+                k = max(range(len(flat)), key=lambda i: abs(flat[i]))
+                beyond = _beyond(np.dtype(self.dtype), self.limit)
+                got = f"got {describe_value(flat[k])} at position {_position(self.shape, k)}, {beyond}"
+            else:
+                got = f"got {describe_value(flat[k])} at position {_position(self.shape, k)}"
             return Problem(got, self.expected(), row=row, feature=self.field, kind="type")
         if array is None or array.dtype.kind == "O":
             return Problem("got nested lists of unequal lengths", self.expected(), row=row, feature=self.field, kind="type")
@@ -110,7 +136,7 @@ class ArrayRows:
         if array.dtype.kind not in "iuf":
             return Problem(f"got an array of {_what(array)}", self.expected(), row=row, feature=self.field, kind="type")
         if self._cast(array) is None:
-            bad = _first_bad(array, np.dtype(self.dtype))
+            bad = _first_bad(array, np.dtype(self.dtype), self.limit)
             return Problem(f"got {bad}", self.expected(), row=row, feature=self.field, kind="type")
         return None
 
@@ -166,19 +192,32 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _first_bad(array: np.ndarray, target: np.dtype[Any]) -> str:
+def _first_bad(array: np.ndarray, target: np.dtype[Any], limit: float = math.inf) -> str:
     flat = array.reshape(-1)
     if flat.dtype.kind == "f":
         bad = ~np.isfinite(flat)
         if bad.any():
             return f"{flat[np.flatnonzero(bad)[0]]} at position {_position(array.shape, int(np.flatnonzero(bad)[0]))}"
-        if target.kind in "iu":
-            k = int(np.flatnonzero(flat != np.round(flat))[0]) if (flat != np.round(flat)).any() else -1
-            if k >= 0:
-                return f"{flat[k]} at position {_position(array.shape, k)}"
+    if target.kind == "f":
+        k = int(np.flatnonzero(np.abs(flat) > limit)[0])
+        return f"{flat[k]:.3g} at position {_position(array.shape, k)}, {_beyond(target, limit)}"
+    if flat.dtype.kind == "f" and target.kind in "iu":
+        k = int(np.flatnonzero(flat != np.round(flat))[0]) if (flat != np.round(flat)).any() else -1
+        if k >= 0:
+            return f"{flat[k]} at position {_position(array.shape, k)}"
     info = np.iinfo(target)
     k = int(np.flatnonzero((flat < info.min) | (flat > info.max))[0])
-    return f"{flat[k]} at position {_position(array.shape, k)}, outside {info.min}..{info.max}"
+    return f"{flat[k]} at position {_position(array.shape, k)}, {_beyond(target, limit)}"
+
+
+def _beyond(target: np.dtype[Any], limit: float) -> str:
+    """How a value too large for the reference is worded: its type's range, or the magnitude limit of its floats."""
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        return f"outside {info.min}..{info.max}"
+    if not math.isfinite(limit):  # a reference saved before the limit: the type's own range
+        return f"beyond what {target} holds (at most ±{float(np.finfo(target).max):.3g})"
+    return f"far beyond the reference's values (at most ±{limit:.3g}: 10^9 times its largest magnitude)"
 
 
 def _position(shape: tuple[int, ...], k: int) -> tuple[int, ...]:

@@ -85,7 +85,7 @@ class TensorKind(ShapedKind):
         return explain_mean(WORDS[what], reference, values) if what in WORDS else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"shape": list(self.rows.shape), "dtype": self.rows.dtype, "summary": self.summary.to_json()}
+        return {"shape": list(self.rows.shape), **self.rows.state(), "summary": self.summary.to_json()}
 
 
 class TensorFactory:
@@ -107,7 +107,7 @@ class TensorFactory:
 
     def from_json(self, state: dict[str, Any]) -> TensorKind:
         try:
-            rows = ArrayRows(FIELD, tuple(int(s) for s in state["shape"]), str(np.dtype(state["dtype"])))
+            rows = ArrayRows.from_state(FIELD, tuple(int(s) for s in state["shape"]), state)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidReferenceError(f"tensor kind: expected its shape and dtype in the reference, got {state!r}") from exc
         summary = TensorSummary.from_json(state.get("summary") or {})

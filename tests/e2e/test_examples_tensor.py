@@ -55,3 +55,25 @@ def test_the_embeddings_example_takes_64_dimensional_vectors(serve: Callable[...
     assert refused.json()["detail"] == (
         "row 0, feature 'embedding': got an array of shape (63,); expected an array of shape (64,) of numbers (float64)"
     )
+
+
+def test_values_far_beyond_the_references_are_a_422_naming_row_and_position_never_a_500(
+    serve: Callable[..., Server],
+) -> None:
+    """Before: 1e300 pixels reached the model, and a whole number beyond float range (10**400) crashed the row
+    check (StopIteration: a 500); an embedding's likewise."""
+    server = serve("examples.digits.service:svc")
+    huge = IMAGES[0].tolist()
+    huge[2][3] = 10**400
+    far = (IMAGES[1] * 1e300).tolist()
+
+    answers = [server.client.post("/predict", json={"rows": rows}) for rows in ([IMAGES[2].tolist(), huge], [far])]
+    after = server.client.post("/predict", json={"rows": [IMAGES[3].tolist()]})
+
+    assert [a.status_code for a in answers] == [422, 422], [a.text for a in answers]
+    assert answers[0].json()["detail"].startswith(f"row 1, feature 'tensor': got 1{'0' * 36}... at position (2, 3), far beyond")
+    assert answers[1].json()["detail"].startswith("row 0, feature 'tensor': got ")
+    assert "far beyond the reference's values (at most ±1.6e+10" in answers[1].json()["detail"]
+    assert after.status_code == 200
+    totals = lambda: server.client.get("/health/model").json()["totals"]  # noqa: E731
+    assert wait_for(lambda: totals() == {"requests": 3, "rows": 1, "rejected": 2, "errors": 0})

@@ -42,3 +42,22 @@ def test_the_mixed_example_serves_rows_with_a_free_text_field(serve: Callable[..
     assert refused.json()["problems"][0]["feature"] == "review"
     assert {"review.chars", "review.unknown", "stars", "price", "channel"} <= set(drift["features"])
     assert "review" not in drift["features"]
+
+
+def test_the_mixed_example_answers_a_null_in_any_field_without_a_500(serve: Callable[..., Server]) -> None:
+    """Its Pipeline scales stars and price for a LogisticRegression, which raises on NaN: before, a null there was a
+    500 from stage 'logisticregression'; now a 422 naming the field. A null review is an empty text, answered."""
+    server = serve("examples.text.reviews:svc")
+    [row] = reviews(1, seed=4)[0].to_dict("records")
+
+    statuses = {}
+    for field in ("review", "stars", "price", "channel"):
+        answer = server.client.post("/predict", json={"rows": [{**row, field: None}]})
+        statuses[field] = answer.status_code
+        if answer.status_code == 422:
+            assert answer.json()["problems"][0]["feature"] == field
+            assert "a missing value, which this model cannot take" in answer.json()["detail"]
+
+    assert statuses["review"] == 200
+    assert (statuses["stars"], statuses["price"]) == (422, 422)
+    assert 500 not in statuses.values(), statuses

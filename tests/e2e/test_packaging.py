@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -227,3 +228,36 @@ def test_the_built_bento_serves_predictions_and_health(bento: tuple[Path, str, d
     assert [len(p) for p in answer.json()["predictions"]] == [3, 3]
     assert health.status_code == 200
     assert health.json()["model"]["name"] == "iris"
+
+
+def test_the_built_bento_keeps_its_log_store_where_it_is_served_from(
+    bento: tuple[Path, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """No GUARDED_SERVING_DB: the README's ./guarded_serving.db is in the directory `bentoml serve` ran in (the
+    shell's $PWD), where `guarded-serving report` looks; not in the Bento's own folder, which BentoML's workers
+    run in (before: ~/bentoml/bentos/guarded-iris/<version>/src/guarded_serving.db, packed by `bentoml export`)."""
+    bin_dir, tag, env = bento
+    name, version = tag.split(":")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(bin_dir / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env={**{k: v for k, v in env.items() if k != "GUARDED_SERVING_DB"}, "PWD": str(tmp_path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = serving(process, f"http://127.0.0.1:{port}", tmp_path / "guarded_serving.db", log, tag, time.perf_counter())
+    try:
+        answer = server.client.post("/predict", json=IRIS_ROWS)
+        server.client.get("/health/model")  # waits for the store to write what was answered
+    finally:
+        server.stop()
+
+    assert answer.status_code == 200, answer.text
+    source = Path(env["BENTOML_HOME"]) / "bentos" / name / version / "src"
+    assert not list(source.glob("guarded_serving.db*"))
+    with sqlite3.connect(tmp_path / "guarded_serving.db") as con:  # guarded_serving itself is only in the Bento
+        assert con.execute("SELECT status, rows FROM requests").fetchall() == [("ok", 2)]

@@ -168,6 +168,39 @@ def test_an_integer_reference_takes_whole_numbers_within_its_range() -> None:
     ]
 
 
+def test_a_float_reference_refuses_values_far_beyond_its_own_as_a_tabular_feature_does() -> None:
+    rows, _ = ArrayRows.of_reference("tensor", np.array([[[0.0, 16.0], [1.0, 2.0]]]))
+
+    expected = "expected an array of shape (2, 2) of numbers (float64)"
+    beyond = "far beyond the reference's values (at most ±1.6e+10: 10^9 times its largest magnitude)"
+    assert rows.parse([[[1e10, -1e10], [0, 0]]])[0].tolist() == [[1e10, -1e10], [0.0, 0.0]]
+    assert problems(rows, [[[0, 1e300], [0, 0]], [[0, 0], [-1e12, 0]]]) == [
+        f"row 0, feature 'tensor': got 1e+300 at position (0, 1), {beyond}; {expected}",
+        f"row 1, feature 'tensor': got -1e+12 at position (1, 0), {beyond}; {expected}",
+    ]
+
+
+def test_an_integer_too_large_for_any_machine_type_is_named_not_a_crash() -> None:
+    pixels = ArrayRows("tensor", (2,), "uint8")
+
+    assert problems(ROWS, [[[1, 10**400], [3, 4]]]) == [
+        f"row 0, feature 'tensor': got 1{'0' * 36}... at position (0, 1), beyond what float64 holds (at most"
+        " ±1.8e+308); expected an array of shape (2, 2) of numbers (float64)"
+    ]
+    assert problems(pixels, [[0, 2**64]]) == [
+        "row 0, feature 'tensor': got 18446744073709551616 at position (1,), outside 0..255; expected an array of shape"
+        " (2,) of whole numbers (uint8)"
+    ]
+
+
+def test_a_reference_saved_before_the_magnitude_limit_loads_without_one() -> None:
+    state = {"shape": [8, 8], "dtype": "float64", "summary": {}}
+    rows = ArrayRows.from_state("tensor", (8, 8), state)
+
+    assert rows.limit == float("inf")
+    assert ArrayRows.from_state("tensor", (8, 8), {**state, "limit": 16e9}).limit == 16e9
+
+
 def test_rows_are_logged_whole_or_as_a_summary_when_large_and_not_at_all_when_redacted() -> None:
     big = ArrayRows("tensor", (LOGGED_VALUES + 1,), "float64")
 

@@ -149,7 +149,8 @@ def test_the_text_model_gets_a_list_of_strings(text_model: GuardedModel, model: 
         pytest.param(
             ["ok", "x" * (MAX_CHARS + 1)], 413, f"row 1, feature 'text': a text of {MAX_CHARS + 1} characters", id="too-long"
         ),
-        pytest.param([], 422, "'rows' is list; expected a non-empty list of inputs", id="empty"),
+        pytest.param([], 422, "'rows' is an empty list; expected a non-empty list of inputs", id="empty"),
+        pytest.param("one text", 422, "'rows' is \"one text\"; expected a non-empty list of inputs", id="a-bare-string"),
     ],
 )
 def test_a_bad_text_row_is_refused_naming_the_row(text_model: GuardedModel, rows: Any, status: int, detail: str) -> None:
@@ -253,7 +254,9 @@ def test_the_mixed_model_gets_a_dataframe_of_its_columns(model: Recorder) -> Non
     ("row", "detail"),
     [
         pytest.param(
-            {"review": 5, "stars": 5, "price": 1.0, "channel": "web"}, "row 0, feature 'review': got 5", id="number-as-text"
+            {"review": 5, "stars": 5, "price": 1.0, "channel": "web"},
+            "row 0, feature 'review': got 5; expected a string (free text)",
+            id="number-as-text",
         ),
         pytest.param(
             {"review": "ok", "stars": "five", "price": 1.0, "channel": "web"}, "row 0, feature 'stars'", id="text-as-number"

@@ -215,7 +215,7 @@ def test_a_row_out_of_range_is_refused(monitor: Monitor, gaussian_100x3: np.ndar
 def test_a_label_not_among_the_classes_is_refused(monitor: Monitor, gaussian_100x3: np.ndarray) -> None:
     request_id = observe_alternating(monitor, gaussian_100x3[:5])
 
-    with pytest.raises(InputError, match=r"^item 1: label got 'yes'; expected one of the classes \[0, 1\]$"):
+    with pytest.raises(InputError, match=r'^item 1: label got "yes"; expected one of the classes \[0, 1\]$'):
         monitor.feedback_items([(request_id, 0, 0), (request_id, 1, "yes")])
 
     assert counts(monitor) == (0, 0, 0)
@@ -272,7 +272,7 @@ def test_the_classes_of_a_pipelines_last_step_are_the_labels_it_takes() -> None:
 
     assert guarded.reference.classes == ("bird", "cat", "dog")
     assert refused.status == 422
-    assert "expected one of the classes ['bird', 'cat', 'dog']" in json.loads(refused.body)["detail"]
+    assert 'expected one of the classes ["bird", "cat", "dog"]' in json.loads(refused.body)["detail"]
     assert accepted.status == 200
 
 
@@ -305,3 +305,43 @@ def test_the_reference_keeps_its_classes_through_save_and_load(tmp_path: Path) -
     reference = dataclasses.replace(Reference.from_data(np.eye(3)), classes=("bird", "cat"))
 
     assert Reference.load(reference.save(tmp_path / "reference.json")) == reference
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        pytest.param(
+            b"",
+            400,
+            'the request body is empty; expected {"request_id": "...", "labels": [...]} or {"items": [{"request_id": "...",'
+            ' "row": 0, "label": ...}]}',
+            id="empty-body",
+        ),
+        pytest.param(
+            b'{"request_id": "x", "labels": [1], "note": 1}',
+            422,
+            "the body has neither form: fields ['labels', 'note', 'request_id']",
+            id="extra-field",
+        ),
+        pytest.param(b"[1, 2]", 422, "the body has neither form: a list", id="a-list"),
+        pytest.param(
+            b'{"items": [{"request_id": "{RID}", "row": 0, "label": null}]}', 422, "item 0: label got null", id="null-label"
+        ),
+        pytest.param(
+            b'{"items": [{"request_id": "{RID}", "row": 0, "label": true}]}', 422, "item 0: label got true", id="bool-label"
+        ),
+    ],
+)
+def test_bad_feedback_is_named_as_the_client_wrote_it(
+    digits: tuple[np.ndarray, Any], body: bytes, status: int, detail: str
+) -> None:
+    X, model = digits
+    guarded = one_line(model.predict_proba, X)
+    try:
+        request_id = json.loads(guarded.handle_predict(json.dumps({"rows": [X[0].tolist()]}).encode()).body)["request_id"]
+        refused = guarded.handle_feedback(body.replace(b"{RID}", request_id.encode()))
+    finally:
+        guarded.close()
+
+    assert refused.status == status
+    assert json.loads(refused.body)["detail"].startswith(detail)
