@@ -53,7 +53,7 @@ def test_a_guarded_model_calls_its_model_with_dense_rows_of_a_sparse_reference()
         seen.append(type(rows))
         return np.asarray(rows).sum(axis=1)
 
-    guarded = GuardedModel(predict, reference=_counts(300, seed=4), name="bag", db=None)
+    guarded = GuardedModel(predict, reference=_counts(300, seed=4), name="bag", db=":memory:")
     reply = guarded.handle_predict(json.dumps({"rows": _counts(3, seed=5).toarray().tolist()}).encode(), "application/json")
     guarded.close()
 
