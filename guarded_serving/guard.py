@@ -36,7 +36,7 @@ from .performance import model_classes
 from .reference import Reference, probability_columns, with_training_outputs
 from .stages import pipeline_steps
 from .store import DEFAULT_CAPACITY, DEFAULT_CAPACITY_BYTES
-from .tabular import columns_from_data
+from .tabular import columns_from_data, dense
 from .validation import RowSchema
 
 __all__ = ["GuardedModel", "PredictCall", "Reply", "UnreadBody", "guard", "guard_options"]
@@ -85,6 +85,7 @@ class GuardedModel:
         # A text, rows with a free-text field...: parsed, described and logged by an input kind (inputs/)
         if isinstance(reference, (str, os.PathLike)):
             reference = Reference.load(reference)
+        reference = dense(reference, "reference")  # a scipy.sparse matrix: profiled, and the model called, as dense rows
         self.kind: InputKind | None = _input_kind(reference, request.input_format, feature_names, categorical)
         if self.kind is not None and not isinstance(reference, Reference):
             reference = kind_reference(self.kind, reference, predict, holdout)

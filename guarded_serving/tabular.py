@@ -1,7 +1,8 @@
 """Turn the shapes people keep data in into named, typed columns, and back into model input.
 
-Accepted: a 2-D numpy array, a list of lists, a list of dicts, and a pandas DataFrame when pandas
-happens to be installed (pandas is never imported here; it is recognised by duck typing).
+Accepted: a 2-D numpy array, a list of lists, a list of dicts, a pandas DataFrame when pandas
+happens to be installed, and a scipy.sparse matrix, made dense (neither is imported here; both are
+recognised by duck typing).
 """
 
 from __future__ import annotations
@@ -16,9 +17,21 @@ import numpy as np
 
 from .errors import ConfigurationError
 
-__all__ = ["Columns", "InputFormat", "columns_from_data", "columns_to_rows", "is_missing", "to_model_input"]
+__all__ = [
+    "MAX_SPARSE_CELLS",
+    "Columns",
+    "InputFormat",
+    "columns_from_data",
+    "columns_to_rows",
+    "dense",
+    "is_missing",
+    "to_model_input",
+]
 
 InputFormat = Literal["array", "dataframe", "records"]
+# A sparse matrix is profiled as the dense array it stands for: at most this many cells (400 MB of float64), so that
+# a bag-of-words of a large corpus fails with a message naming the fix instead of exhausting memory.
+MAX_SPARSE_CELLS = 50_000_000
 INPUT_FORMATS: tuple[str, ...] = ("array", "dataframe", "records")
 
 
@@ -51,6 +64,26 @@ def is_missing(value: object) -> bool:
 
 def _is_dataframe(data: object) -> bool:
     return type(data).__module__.startswith("pandas") and hasattr(data, "columns") and hasattr(data, "dtypes")
+
+
+def _is_sparse(data: object) -> bool:
+    return type(data).__module__.startswith("scipy.sparse") and hasattr(data, "toarray") and hasattr(data, "shape")
+
+
+def dense(data: Any, argument: str) -> Any:
+    """A scipy.sparse matrix (CSR, CSC, COO..., matrix or array) as the dense 2-D array it stands for; anything
+    else unchanged. The drift checks read every value of every feature, zeros included, so a sparse matrix is no
+    cheaper to monitor than its dense form: one too large for memory is refused, naming its shape and the fix."""
+    if not _is_sparse(data):
+        return data
+    rows, features = (int(n) for n in data.shape)
+    if rows * features > MAX_SPARSE_CELLS:
+        raise ConfigurationError(
+            argument,
+            f"a sparse matrix of {rows:,} rows x {features:,} features",
+            f"at most {MAX_SPARSE_CELLS:,} values once dense (pass a sample of its rows, X[:n])",
+        )
+    return np.asarray(data.toarray())
 
 
 def _is_number(value: object) -> bool:
@@ -131,6 +164,7 @@ def columns_from_data(
     """
     if isinstance(data, Columns):  # already named and typed (an input kind's descriptors)
         return data
+    data = dense(data, "reference")
     found: list[str] | None = None
     raw: list[np.ndarray]
     dtype_categorical: list[bool] | None = None

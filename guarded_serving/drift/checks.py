@@ -193,9 +193,12 @@ def _numeric(
             distance_over &= (w1 >= MIN_EFFECT["wasserstein"]) | limits.other_method
         # a shift or a spread change is significant when it is so on the values and on their scores (the scores'
         # statistics computed only where the values' are: healthy windows seldom need them)
-        mean_moved = judged & (np.abs(shift - limits.mean_mu) > limits.mean_limits) & (np.abs(shift) >= MIN_EFFECT["mean"])
+        off = shift - limits.mean_mu
+        beyond = (off > limits.mean_limits) | (-off > limits.mean_limits_below)
+        mean_moved = judged & beyond & (np.abs(shift) >= MIN_EFFECT["mean"])
         if mean_moved.any():
-            mean_moved &= np.abs(base.scores.shift(z) - limits.score_mean_mu) > limits.score_mean_limits
+            off_z = base.scores.shift(z) - limits.score_mean_mu
+            mean_moved &= (off_z > limits.score_mean_limits) | (-off_z > limits.score_mean_limits_below)
     ratio_ = ratio.tolist()
     spread_moved = [  # math.exp, as the spread's figures are worded: a feature on the edge is judged as it is shown
         t and abs(math.exp(2 / 3 * r) - c) > lim and abs(r) >= MIN_EFFECT["scale"]

@@ -28,12 +28,14 @@ class Limits:
 
     factor: np.ndarray  # every feature: how much wider the null is than in the calibration draws (Calibration.widen)
     thresholds: np.ndarray  # the primary distance's threshold
-    mean_limits: np.ndarray  # how far the trimmed mean's shift may sit from its null centre
+    mean_limits: np.ndarray  # how far above its null centre the trimmed mean's shift may sit
+    mean_limits_below: np.ndarray  # ... and below it (Calibration.location_limits: wider on a skewed null's side)
     spread_limits: np.ndarray  # how far the spread score may sit from its centre
     spread_centre: np.ndarray
     # the same three for the normal scores' statistics (drift.scores): a location or spread test fires when both
     # its statistics, on the values and on their scores, are significant
     score_mean_limits: np.ndarray
+    score_mean_limits_below: np.ndarray
     score_spread_limits: np.ndarray
     score_centre: np.ndarray
     score_mean_mu: np.ndarray
@@ -94,9 +96,9 @@ class Limits:
         # is judged insufficient before its limits are read, so the nan is never read and not worth a warning.
         with np.errstate(invalid="ignore"):
             thresholds = cal.distance_thresholds(idx, base.numeric_methods, factor[idx])
-            mean_limits = cal.z_two_sided * cal.mean_sd[idx] * factor[idx]
+            mean_limits, mean_below = cal.location_limits(idx, factor[idx])
             spread_limits = cal.z_two_sided * cal.scale_sd[idx] * factor[idx]  # the spread score's scale
-            score_mean_limits = cal.z_two_sided * cal.score_mean_sd[idx] * factor[idx]
+            score_mean_limits, score_mean_below = cal.location_limits(idx, factor[idx], scores=True)
             score_spread_limits = cal.z_two_sided * cal.score_scale_sd[idx] * factor[idx]
         bins = base.bin_matrix.shape[1]
         top = np.maximum(numeric - 1, 0)
@@ -115,9 +117,11 @@ class Limits:
             factor=factor,
             thresholds=thresholds,
             mean_limits=mean_limits,
+            mean_limits_below=mean_below,
             spread_limits=spread_limits,
             spread_centre=spread_centre,
             score_mean_limits=score_mean_limits,
+            score_mean_limits_below=score_mean_below,
             score_spread_limits=score_spread_limits,
             score_centre=cal.spread_centre(every, reference, scores=True)[idx],
             score_mean_mu=cal.score_mean_mu[idx],

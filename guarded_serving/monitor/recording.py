@@ -30,6 +30,7 @@ from ..options import Options
 from ..redaction import withheld_warnings
 from ..stages import RecentRequest
 from ..store import RequestRecord, Store, Totals
+from ..tabular import dense
 
 __all__ = ["Recorder"]
 
@@ -231,6 +232,7 @@ class Recorder:
 
 
 def _rows_as_lists(rows: Any, names: tuple[str, ...]) -> list[list[Any]]:
+    rows = dense(rows, "rows")
     if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
         missing = [n for n in names if n not in rows.columns]
         if missing:

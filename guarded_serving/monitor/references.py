@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..inputs import kind_for, kind_reference
 from ..reference import Reference
+from ..tabular import dense
 
 __all__ = ["as_reference"]
 
@@ -29,6 +30,7 @@ def as_reference(
         raise ConfigurationError(
             "reference", None, "training data (array, list of rows, DataFrame), a Reference, or a saved reference path"
         )
+    reference = dense(reference, "reference")
     if feature_names is None and categorical is None:
         kind = kind_for(reference, input_format)  # texts, rows with a free-text field... (guarded_serving/inputs/)
         if kind is not None:
