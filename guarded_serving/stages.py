@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-import numpy as np
-
 from .errors import ConfigurationError
 
-__all__ = ["BATCH_SIZE", "PipelineSummary", "RecentRequest", "StageClock", "StageSummary", "pipeline_steps", "stage", "summarise"]
+__all__ = [
+    "BATCH_SIZE",
+    "PipelineSummary",
+    "RecentRequest",
+    "StageClock",
+    "StageSummary",
+    "percentiles",
+    "pipeline_steps",
+    "stage",
+    "summarise",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -168,8 +177,31 @@ class PipelineSummary:
 
 
 def _summary(name: str, values: list[float], errors: int) -> StageSummary:
-    p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99]) if values else (0.0, 0.0, 0.0)
-    return StageSummary(name, len(values), errors, round(float(p50), 3), round(float(p95), 3), round(float(p99), 3))
+    p50, p95, p99 = percentiles(values) if values else (0.0, 0.0, 0.0)
+    return StageSummary(name, len(values), errors, round(p50, 3), round(p95, 3), round(p99, 3))
+
+
+_LEVELS = (0.5, 0.95, 0.99)  # 50, 95 and 99 divided by 100, as np.percentile divides them
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    """``np.percentile(values, [50, 95, 99])`` of a non-empty list, with numpy's arithmetic (its default, linear
+    method: the same virtual index, neighbours and interpolation, operation for operation), in Python: numpy's
+    cost per call (~35 µs, whatever the length) was most of the pipeline summary, once per stage and health check."""
+    ordered = sorted(values)
+    n = len(ordered)
+    out = []
+    for q in _LEVELS:
+        virtual = (n - 1) * q
+        if virtual >= n - 1:  # numpy takes the last value
+            out.append(float(ordered[-1]))
+            continue
+        lower = math.floor(virtual)
+        a, b = float(ordered[lower]), float(ordered[lower + 1])
+        t = virtual - lower
+        diff = b - a
+        out.append(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+    return out[0], out[1], out[2]
 
 
 def summarise(recent: Iterable[RecentRequest]) -> PipelineSummary:

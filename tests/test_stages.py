@@ -13,7 +13,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from guarded_serving.errors import ConfigurationError
-from guarded_serving.stages import PipelineSummary, RecentRequest, StageClock, StageSummary, pipeline_steps, stage, summarise
+from guarded_serving.stages import (
+    PipelineSummary,
+    RecentRequest,
+    StageClock,
+    StageSummary,
+    percentiles,
+    pipeline_steps,
+    stage,
+    summarise,
+)
 
 
 @pytest.fixture
@@ -351,3 +360,17 @@ _timings = st.floats(0, 1e4, allow_nan=False)
 )
 def test_the_summary_equals_the_one_made_request_by_request(recent: list[RecentRequest]) -> None:
     assert summarise(recent) == summary_one_by_one(recent)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "rounded"])
+def test_percentiles_are_numpy_s_to_the_bit(kind: str) -> None:
+    rng = np.random.default_rng(len(kind))
+    for _ in range(500):
+        n = int(rng.integers(1, 400))
+        values = {
+            "continuous": rng.exponential(size=n),
+            "ties": rng.integers(0, 4, n).astype(float),
+            "rounded": np.round(rng.lognormal(size=n), 3),
+        }[kind].tolist()
+
+        assert percentiles(values) == tuple(np.percentile(np.asarray(values), [50, 95, 99]).tolist())

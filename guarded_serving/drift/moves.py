@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .window import WindowData
+from .window import StreamRows, WindowData
 
-__all__ = ["Move", "departed_rows", "move_between"]
+__all__ = ["Move", "departed_by_parts", "departed_rows", "move_between"]
 
 MAX_CANDIDATES = 4  # positions of the new window's first row in the old one tried before giving up
 MAX_NEW_SHARE = 0.5  # beyond this share of new rows, a check computed afresh costs no more than an update
@@ -79,6 +79,51 @@ def departed_rows(
     return None
 
 
+def departed_by_parts(old: WindowData, new: WindowData) -> int | None:
+    """How many of ``old``'s oldest rows left, when the two windows' marks (:attr:`WindowData.parts`) say that
+    ``new`` is the rest of ``old`` followed by new rows (0 and as many rows: the same window); None when they do
+    not say (a chunk without a mark, or not such a move).
+
+    What the values would tell (:func:`departed_rows`, comparing every bit: ~0.2-0.4 ms for 2,000 x 64 values), the
+    marks tell from the chunks' names. A memory window's blocks name their rows in the stream of all its rows
+    (:class:`~guarded_serving.drift.window.StreamRows`), so the two windows are two stretches of it; stored chunks
+    are named by id: the new window's oldest part is one of the old's, it takes no more of that chunk's rows, and
+    every part after it is the old window's, in order, then new ones."""
+    a, b = old.parts, new.parts
+    if a is None or b is None:
+        return None
+    here, there = _stretch(a, old.rows), _stretch(b, new.rows)
+    if here is not None and there is not None:
+        (source, first, end), (source_, first_, end_) = here, there
+        return first_ - first if source is source_ and first <= first_ <= end <= end_ else None
+    if a == b:
+        return 0
+    if not a or not b:
+        return None
+    mark, taken = b[0]
+    # near the old window's oldest: a health check's window moved by a few chunks
+    i = next((k for k, (m, _) in enumerate(a) if m == mark), None)
+    if i is None:
+        return None
+    had = a[i][1]
+    common = len(a) - i
+    if taken > had or common > len(b) or a[i + 1 :] != b[1:common]:
+        return None
+    return sum(t for _, t in a[:i]) + had - taken
+
+
+def _stretch(parts: tuple[tuple[object, int], ...], rows: int) -> tuple[object, int, int] | None:
+    """(source, first row, end) of a memory window's rows in its stream, when its parts are a memory window's
+    blocks and follow one another (their rows add up to the stretch's)."""
+    if not parts:
+        return None
+    (oldest, taken), (newest, _) = parts[0], parts[-1]
+    if not isinstance(oldest, StreamRows) or not isinstance(newest, StreamRows) or oldest.source is not newest.source:
+        return None
+    first, end = oldest.start + oldest.count - taken, newest.start + newest.count
+    return (oldest.source, first, end) if end - first == rows else None
+
+
 def move_between(old: WindowData, new: WindowData) -> Move | None:
     """How ``old`` became ``new`` (see :class:`Move`), or None when it did not by dropping old rows and adding new ones."""
     if (old.outputs is None) != (new.outputs is None):
@@ -86,7 +131,12 @@ def move_between(old: WindowData, new: WindowData) -> Move | None:
     outputs = [(old.outputs, new.outputs)] if old.outputs is not None and new.outputs is not None else []
     if outputs and old.outputs.shape[1] != new.outputs.shape[1]:  # type: ignore[union-attr]
         return None
-    departed = departed_rows(old.inputs, new.inputs, MAX_NEW_SHARE, outputs)
+    departed = departed_by_parts(old, new)
+    if departed is not None:
+        if new.rows - (old.rows - departed) > MAX_NEW_SHARE * new.rows:
+            return None
+    else:
+        departed = departed_rows(old.inputs, new.inputs, MAX_NEW_SHARE, outputs)
     if departed is None:
         return None
     kept = old.rows - departed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import numbers
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from .baseline import Baseline
 
-__all__ = ["Chunk", "Encoder", "MemoryWindow", "WindowData", "assemble", "merge_chunks"]
+__all__ = ["Chunk", "Encoder", "MemoryWindow", "StreamRows", "WindowData", "assemble", "merge_chunks"]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
@@ -30,12 +30,19 @@ _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 @dataclass(frozen=True, eq=False)
 class Chunk:
-    """Encoded rows of one or more requests."""
+    """Encoded rows of one or more requests.
+
+    ``mark`` names the rows where they were read from (the memory window's rows ``start`` to ``start + rows`` of
+    all it was given, a stored chunk's id and sizes): two chunks of a window with the same mark hold the same
+    rows, so a health check tells an unchanged or moved window from the marks alone (:func:`assemble`). None
+    when nothing names them (a chunk just encoded, one read from PostgreSQL).
+    """
 
     inputs: np.ndarray  # rows x features
     outputs: np.ndarray | None  # rows x outputs, when the reference profiles outputs
     unseen: dict[int, dict[str, int]] = field(default_factory=dict)  # feature index -> name -> count
     type_errors: dict[int, int] = field(default_factory=dict)
+    mark: Hashable | None = None
 
     @property
     def rows(self) -> int:
@@ -45,6 +52,19 @@ class Chunk:
         """The last ``rows`` rows (unseen names and type errors are kept whole: they are per chunk)."""
         outputs = self.outputs[-rows:] if self.outputs is not None else None
         return Chunk(self.inputs[-rows:], outputs, self.unseen, self.type_errors)
+
+    def marked(self, mark: Hashable) -> Chunk:
+        return Chunk(self.inputs, self.outputs, self.unseen, self.type_errors, mark)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRows:
+    """The mark of a memory window's block: its rows ``start`` to ``start + count`` of all the window was given
+    (a block the next read merges new rows into keeps its start and counts more)."""
+
+    source: object  # the window's own: equal to no other's
+    start: int
+    count: int
 
 
 def _name(value: Any) -> str:
@@ -139,12 +159,18 @@ def output_rows(outputs: Sequence[Any], width: int) -> list[list[Any]]:
 
 @dataclass(frozen=True, eq=False)
 class WindowData:
-    """The assembled window: the newest rows, oldest first."""
+    """The assembled window: the newest rows, oldest first.
+
+    ``parts``: per chunk it was assembled from, oldest first, the chunk's mark and how many of its newest rows
+    the window took (all but the oldest's, whole); None when some chunk had no mark. Equal parts are equal
+    windows, and a window that moved keeps the older one's newest parts (:func:`~guarded_serving.drift.moves.move_between`).
+    """
 
     inputs: np.ndarray
     outputs: np.ndarray | None
     unseen: dict[int, dict[str, int]]
     type_errors: dict[int, int]
+    parts: tuple[tuple[Hashable, int], ...] | None = None
 
     @property
     def rows(self) -> int:
@@ -152,23 +178,31 @@ class WindowData:
 
 
 def assemble(newest_first: Iterable[Chunk], capacity: int, width: int, output_width: int | None) -> WindowData:
-    """Concatenate the newest chunks up to ``capacity`` rows."""
+    """Concatenate the newest chunks up to ``capacity`` rows (with their marks: see :class:`WindowData`)."""
     taken: list[Chunk] = []
+    marks: list[tuple[Hashable, int]] | None = []
     rows = 0
     for chunk in newest_first:
         if rows >= capacity:
             break
         need = capacity - rows
-        taken.append(chunk if chunk.rows <= need else chunk.tail(need))
-        rows += min(chunk.rows, need)
+        size = chunk.rows
+        taken.append(chunk if size <= need else chunk.tail(need))
+        if marks is not None:
+            if chunk.mark is None:
+                marks = None
+            else:
+                marks.append((chunk.mark, min(size, need)))
+        rows += min(size, need)
     taken.reverse()
+    parts = tuple(reversed(marks)) if marks is not None else None
     if not taken:
-        return WindowData(np.empty((0, width)), None if output_width is None else np.empty((0, output_width)), {}, {})
+        return WindowData(np.empty((0, width)), None if output_width is None else np.empty((0, output_width)), {}, {}, ())
     merged = merge_chunks(taken)
     outputs = merged.outputs
     if output_width is not None and outputs is None:
         outputs = np.empty((0, output_width))
-    return WindowData(merged.inputs, outputs if output_width is not None else None, merged.unseen, merged.type_errors)
+    return WindowData(merged.inputs, outputs if output_width is not None else None, merged.unseen, merged.type_errors, parts)
 
 
 def merge_chunks(parts: list[Chunk]) -> Chunk:
@@ -234,7 +268,8 @@ class MemoryWindow:
     to assemble for every health check (merging 2,000 small arrays and dicts). So the chunks added since the last
     read are merged into blocks of up to :data:`BLOCK_ROWS` rows when the window is read (on the health check's
     thread, once per chunk: the request path only appends). Only plain chunks merge (see :func:`_plain`), so what
-    the checks count is the same as unmerged.
+    the checks count is the same as unmerged. Each block read is marked with where its rows sit among all this
+    window was given (see :class:`Chunk`).
     """
 
     def __init__(self, capacity: int) -> None:
@@ -242,7 +277,9 @@ class MemoryWindow:
         self._chunks: collections.deque[Chunk] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()  # each chunk's rows, read without its property
         self._rows = 0
+        self._given = 0  # rows added since the start: the end of the newest chunk's
         self._added = 0  # chunks appended since the last merge
+        self._source = object()  # this window's marks: equal to no other's
         self._lock = threading.Lock()
 
     def add(self, chunk: Chunk) -> None:
@@ -251,6 +288,7 @@ class MemoryWindow:
             self._chunks.append(chunk)
             self._sizes.append(rows)
             self._rows += rows
+            self._given += rows
             self._added += 1
             self._evict()
 
@@ -262,10 +300,10 @@ class MemoryWindow:
         self._added = min(self._added, len(sizes))
 
     def _merge_added(self) -> None:
-        """Merge the chunks added since the last read, and the newest block before them, into blocks."""
-        fresh = min(self._added + 1, len(self._chunks))
-        if fresh < 2:
+        """Merge the chunks added since the last read, and the newest block before them, into marked blocks."""
+        if not self._added:
             return
+        fresh = min(self._added + 1, len(self._chunks))
         tail = [self._chunks.pop() for _ in range(fresh)][::-1]
         for _ in range(fresh):
             self._sizes.pop()
@@ -278,8 +316,10 @@ class MemoryWindow:
             else:
                 groups.append([chunk])
                 rows = chunk.rows
+        start = self._given - sum(chunk.rows for chunk in tail)
         for group in groups:
-            block = merge_chunks(group)
+            block = merge_chunks(group).marked(StreamRows(self._source, start, sum(chunk.rows for chunk in group)))
+            start += block.rows
             self._chunks.append(block)
             self._sizes.append(block.rows)
         self._added = 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor
-from guarded_serving.drift.moves import departed_rows, move_between
+from guarded_serving.drift.moves import departed_by_parts, departed_rows, move_between
 from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport
 from guarded_serving.monitor.memo import WindowMemo
@@ -152,3 +152,77 @@ def test_departed_rows_allows_any_share_of_new_rows_unless_told() -> None:
     assert departed_rows(old, new) == 3
     assert departed_rows(old, new, max_new_share=0.5) is None
     assert departed_rows(old, new[1:]) is None  # starts with a row the old ones never had
+
+
+# --- the chunks' marks tell the move the values tell ----------------------------------------------------------------
+
+
+def distinct_rows(rows: int, start: int) -> np.ndarray:
+    """Rows no other row equals, so that the values tell exactly one move."""
+    return numbered(rows, start=start, width=2) + 0.5
+
+
+def test_a_memory_window_s_marks_tell_the_move_its_values_tell_as_it_moves_by_requests_of_any_size() -> None:
+    from guarded_serving.drift.window import Chunk, MemoryWindow, assemble
+
+    rng = np.random.default_rng(5)
+    memory = MemoryWindow(300)
+    given = 0
+    last: WindowData | None = None
+    told = moved = 0
+    for _ in range(400):
+        for _ in range(int(rng.choice([1, 1, 2, 5]))):  # one-row requests merge into the newest block between reads
+            size = int(rng.choice([1, 3, 40, 70, 120]))
+            memory.add(Chunk(distinct_rows(size, given), None, {}, {}))
+            given += size
+        now = assemble(memory.newest_first(), 300, 2, None)
+        if last is not None:
+            by_marks = departed_by_parts(last, now)
+            by_values = departed_rows(last.inputs, now.inputs)
+            assert by_marks == by_values  # None too: every row new
+            moved += by_values is not None
+            told += by_marks is not None
+        assert departed_by_parts(now, now) == 0
+        last = now
+    assert told == moved > 300
+
+
+def test_stored_chunks_marks_tell_the_move_their_values_tell(tmp_path: Path) -> None:
+    from guarded_serving.drift.window import Chunk, assemble
+    from guarded_serving.store import RequestRecord, StoreOptions
+    from guarded_serving.store.sqlite import SqliteStore
+
+    rng = np.random.default_rng(6)
+    given = 0
+    last: WindowData | None = None
+    with SqliteStore(tmp_path / "marks.db", StoreOptions(flush_interval=0.01)) as store:
+        for k in range(120):
+            size = int(rng.choice([1, 3, 40, 70]))
+            chunk = Chunk(distinct_rows(size, given), None, {}, {})
+            store.put(RequestRecord(f"r{k}", 1.7e9, "m", None, "ok", size, 1.0, window=chunk))  # type: ignore[arg-type]
+            given += size
+            assert store.flush()
+            now = assemble(store.window_chunks("m"), 250, 2, None)
+            if last is not None:
+                by_marks = departed_by_parts(last, now)
+                assert by_marks is not None
+                assert by_marks == departed_rows(last.inputs, now.inputs)
+            last = now
+        unchanged = assemble(store.window_chunks("m"), 250, 2, None)
+        assert last is not None
+        assert departed_by_parts(last, unchanged) == 0
+
+
+def test_windows_whose_marks_do_not_follow_are_told_by_their_values() -> None:
+    from guarded_serving.drift.window import StreamRows
+
+    source = object()
+    old = WindowData(distinct_rows(4, 0), None, {}, {}, ((StreamRows(source, 0, 4), 4),))
+    elsewhere = WindowData(distinct_rows(4, 2), None, {}, {}, ((StreamRows(object(), 2, 4), 4),))  # another window's
+    unmarked = WindowData(distinct_rows(4, 2), None, {}, {})
+
+    assert departed_by_parts(old, elsewhere) is None
+    assert departed_by_parts(old, unmarked) is None
+    move = move_between(old, unmarked)
+    assert move is not None
+    assert move.departed == 2  # from the values

@@ -9,14 +9,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
 from guarded_serving import Monitor, Reference
+from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
 from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
-from guarded_serving.store.sqlite import SqliteStore
+from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
+from guarded_serving.store.sqlite.chunks import _IDS
 from guarded_serving.store.sqlite.reader import MARKS
 from tests.fixtures.data import gaussian
 
@@ -273,7 +276,30 @@ def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> N
             version = db.execute("PRAGMA user_version").fetchone()[0]
         assert "idx_requests_recent" in indexes
         assert "idx_requests_model_version_id" not in indexes
-        assert version == 6
+        assert version == SCHEMA_VERSION
         assert [r["request_id"] for r in again.recent_requests("m", 10, version="1")] == ["r0"]
+    finally:
+        again.close()
+
+
+def test_a_schema_6_file_gets_the_window_index_that_covers_the_window_read(db_path: Path) -> None:
+    first = SqliteStore(db_path)
+    first.open()
+    first.put(record("r0", window=Chunk(np.zeros((2, 1)), None, {}, {})))
+    first.close()
+    with sqlite3.connect(db_path) as db:  # the file as schema 6 left it
+        db.execute("DROP INDEX idx_window_chunks")
+        db.execute("CREATE INDEX idx_window_model_version_id ON window (model, version, id)")
+        db.execute("PRAGMA user_version = 6")
+
+    again = SqliteStore(db_path)
+    again.open()
+    try:
+        with sqlite3.connect(db_path) as db:
+            indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            plan = db.execute("EXPLAIN QUERY PLAN " + _IDS, ["m", "1"]).fetchall()
+        assert "idx_window_model_version_id" not in indexes
+        assert "USING COVERING INDEX idx_window_chunks" in str(plan)  # no chunk's 64 kB page read to list the window
+        assert [c.rows for c in again.window_chunks("m", version="1")] == [2]
     finally:
         again.close()

@@ -46,8 +46,9 @@ __all__ = ["SCHEMA_VERSION", "create_schema", "has_table", "schema_2_views"]
 # 2: rows stored per request (inputs/outputs arrays), `rows` is a view; 3: every table keyed by (model, version);
 # 4: a `baselines` table (created in a schema-3 file as it is opened); 5: labels' change numbers (feedback.changed,
 # the `changes` counters and their triggers); 6: the (model, version, id) index of requests covers what a health
-# check reads of the recent requests (status, latency_ms, failed_stage)
-SCHEMA_VERSION = 6
+# check reads of the recent requests (status, latency_ms, failed_stage); 7: the window's (model, version, id) index
+# holds each chunk's row count, all the window read asks of a chunk it decoded before
+SCHEMA_VERSION = 7
 # Pages of a new file. A logged wide request is tens of kB of JSON text: in 4 kB pages (SQLite's default) it is a
 # chain of overflow pages, each written to the write-ahead log with its own header and checksum. 64 kB pages
 # halve the writer's CPU per row stored (29 against 66 µs for a 64-row request of 20 features, inserted in
@@ -202,7 +203,8 @@ def _create_tables(db: sqlite_utils.Database) -> None:
     requests.create_index(
         ["model", "version", "id", "status", "latency_ms", "failed_stage"], index_name="idx_requests_recent", if_not_exists=True
     )
-    db.table("window").create_index(["model", "version", "id"], if_not_exists=True)
+    db.execute("DROP INDEX IF EXISTS idx_window_model_version_id")  # schema 6's, without the rows (see chunks.py)
+    db.table("window").create_index(["model", "version", "id", "rows"], index_name="idx_window_chunks", if_not_exists=True)
     db.table("health_history").create_index(["model", "version", "ts"], if_not_exists=True)
     _create_change_numbers(db)
     db.execute(_ROWS_VIEW)
