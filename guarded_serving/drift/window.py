@@ -32,10 +32,11 @@ _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 class Chunk:
     """Encoded rows of one or more requests.
 
-    ``mark`` names the rows where they were read from (the memory window's rows ``start`` to ``start + rows`` of
-    all it was given, a stored chunk's id and sizes): two chunks of a window with the same mark hold the same
-    rows, so a health check tells an unchanged or moved window from the marks alone (:func:`assemble`). None
-    when nothing names them (a chunk just encoded, one read from PostgreSQL).
+    ``mark`` names the rows where they were read from (a memory window's block by its stretch of all the rows the
+    window was given, :class:`StreamRows`; a stored chunk by its file, id and row count): two chunks with the same
+    mark hold the same rows, so a health check tells an unchanged or moved window from the marks alone
+    (:func:`~guarded_serving.drift.moves.departed_by_parts`). None when nothing names them (a chunk just encoded,
+    one read from PostgreSQL).
     """
 
     inputs: np.ndarray  # rows x features
@@ -163,7 +164,8 @@ class WindowData:
 
     ``parts``: per chunk it was assembled from, oldest first, the chunk's mark and how many of its newest rows
     the window took (all but the oldest's, whole); None when some chunk had no mark. Equal parts are equal
-    windows, and a window that moved keeps the older one's newest parts (:func:`~guarded_serving.drift.moves.move_between`).
+    windows, and a window that moved keeps the older one's newest parts, or in memory its stretch of rows
+    (:func:`~guarded_serving.drift.moves.departed_by_parts`).
     """
 
     inputs: np.ndarray
