@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .window import StreamRows, WindowData
 
-__all__ = ["Move", "departed_by_parts", "departed_rows", "move_between"]
+__all__ = ["Move", "departed_between", "departed_by_parts", "departed_rows", "move_between"]
 
 MAX_CANDIDATES = 4  # positions of the new window's first row in the old one tried before giving up
 MAX_NEW_SHARE = 0.5  # beyond this share of new rows, a check computed afresh costs no more than an update
@@ -89,10 +90,16 @@ def departed_by_parts(old: WindowData, new: WindowData) -> int | None:
     (:class:`~guarded_serving.drift.window.StreamRows`), so the two windows are two stretches of it; stored chunks
     are named by id: the new window's oldest part is one of the old's, it takes no more of that chunk's rows, and
     every part after it is the old window's, in order, then new ones."""
-    a, b = old.parts, new.parts
+    return departed_between(old.parts, old.rows, new.parts, new.rows)
+
+
+def departed_between(
+    a: tuple[tuple[Any, int], ...] | None, a_rows: int, b: tuple[tuple[Any, int], ...] | None, b_rows: int
+) -> int | None:
+    """:func:`departed_by_parts` of two windows' parts and rows."""
     if a is None or b is None:
         return None
-    here, there = _stretch(a, old.rows), _stretch(b, new.rows)
+    here, there = _stretch(a, a_rows), _stretch(b, b_rows)
     if here is not None and there is not None:
         (source, first, end), (source_, first_, end_) = here, there
         return first_ - first if source is source_ and first <= first_ <= end <= end_ else None

@@ -21,7 +21,7 @@ import numpy as np
 
 from .baseline import Baseline
 
-__all__ = ["Chunk", "Encoder", "MemoryWindow", "StreamRows", "WindowData", "assemble", "merge_chunks"]
+__all__ = ["Chunk", "Encoder", "MemoryWindow", "StreamRows", "WindowData", "assemble", "merge_chunks", "take", "window_of"]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
@@ -181,6 +181,25 @@ class WindowData:
 
 def assemble(newest_first: Iterable[Chunk], capacity: int, width: int, output_width: int | None) -> WindowData:
     """Concatenate the newest chunks up to ``capacity`` rows (with their marks: see :class:`WindowData`)."""
+    return window_of(*take(newest_first, capacity), width, output_width)
+
+
+def window_of(
+    taken: list[Chunk], parts: tuple[tuple[Hashable, int], ...] | None, width: int, output_width: int | None
+) -> WindowData:
+    """The window of the chunks :func:`take` took, concatenated."""
+    if not taken:
+        return WindowData(np.empty((0, width)), None if output_width is None else np.empty((0, output_width)), {}, {}, ())
+    merged = merge_chunks(taken)
+    outputs = merged.outputs
+    if output_width is not None and outputs is None:
+        outputs = np.empty((0, output_width))
+    return WindowData(merged.inputs, outputs if output_width is not None else None, merged.unseen, merged.type_errors, parts)
+
+
+def take(newest_first: Iterable[Chunk], capacity: int) -> tuple[list[Chunk], tuple[tuple[Hashable, int], ...] | None]:
+    """The newest chunks holding up to ``capacity`` rows, oldest first (the oldest cut to its newest rows when
+    it holds more than the window needs), and their marks as :attr:`WindowData.parts` (None when one has none)."""
     taken: list[Chunk] = []
     marks: list[tuple[Hashable, int]] | None = []
     rows = 0
@@ -197,14 +216,7 @@ def assemble(newest_first: Iterable[Chunk], capacity: int, width: int, output_wi
                 marks.append((chunk.mark, min(size, need)))
         rows += min(size, need)
     taken.reverse()
-    parts = tuple(reversed(marks)) if marks is not None else None
-    if not taken:
-        return WindowData(np.empty((0, width)), None if output_width is None else np.empty((0, output_width)), {}, {}, ())
-    merged = merge_chunks(taken)
-    outputs = merged.outputs
-    if output_width is not None and outputs is None:
-        outputs = np.empty((0, output_width))
-    return WindowData(merged.inputs, outputs if output_width is not None else None, merged.unseen, merged.type_errors, parts)
+    return taken, tuple(reversed(marks)) if marks is not None else None
 
 
 def merge_chunks(parts: list[Chunk]) -> Chunk:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..baselines import ServedBaselines, source_of
+from ..drift.assembler import WindowAssembler
 from ..drift.baseline import Baseline
 from ..drift.calibration import Calibration
 from ..drift.checks import ALPHA_DATA, ALPHA_PREDICTION, drift_check
@@ -86,6 +87,8 @@ class Evaluator:
         self._pipeline: tuple[list[RecentRequest], CheckResult] | None = None  # the last recent requests, judged
         self.memo = WindowMemo()  # results on the window's contents, reused until they change
         self._recent = StoredRecent()  # the recent requests read from the store, decoded once each
+        # the window's rows kept from one health check to the next, new ones appended: the store's, this process's
+        self._assemblers = (WindowAssembler(), WindowAssembler())
         served = ServedBaselines(
             reference, self.name, self.version, store, dict(options.monitor.methods), self.window, ALPHA_PREDICTION
         )
@@ -243,9 +246,13 @@ class Evaluator:
                 if c.inputs.shape[1] == self.baseline.width
                 and (output_width is None or (c.outputs is not None and c.outputs.shape[1] == output_width))
             )
+            assembler = self._assemblers[0]
         else:
             chunks = iter(self.recorder.memory_window.newest_first())
-        return assemble(chunks, rows or self.window, self.baseline.width, output_width)
+            assembler = self._assemblers[1]
+        if rows is not None and rows != self.window:  # another size: the assemblers keep the health check's
+            return assemble(chunks, rows, self.baseline.width, output_width)
+        return assembler.assemble(chunks, self.window, self.baseline.width, output_width)
 
     def _note_transition(self, status: Status, checks: list[CheckResult]) -> None:
         with self._transition_lock:  # the periodic evaluator and a health request may judge at once
