@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .moves import departed_between
-from .window import Chunk, WindowData, take, window_of
+from .window import Chunk, WindowData, merged_counts, take, window_of
 
 __all__ = ["WindowAssembler"]
 
@@ -39,7 +39,7 @@ class WindowAssembler:
         if parts is None or not taken or (output_width is not None and any(c.outputs is None for c in taken)):
             return window_of(taken, parts, width, output_width)  # nothing names the rows (or no outputs): concatenated
         rows = sum(c.rows for c in taken)
-        unseen, errors = _counts(taken)
+        unseen, errors = merged_counts(taken)
         with self._lock:
             last = self._last
             departed = departed_between(last.parts, last.rows, parts, rows) if last is not None else None
@@ -103,20 +103,6 @@ class WindowAssembler:
                 self._outputs[at:end] = piece.outputs
             at = end
         self._end = at
-
-
-def _counts(taken: list[Chunk]) -> tuple[dict[int, dict[str, int]], dict[int, int]]:
-    """The unseen names and type errors of the chunks (each counted whole, as merge_chunks counts them)."""
-    unseen: dict[int, dict[str, int]] = {}
-    errors: dict[int, int] = {}
-    for part in taken:
-        for j, names in part.unseen.items():
-            target = unseen.setdefault(j, {})
-            for name, count in names.items():
-                target[name] = target.get(name, 0) + count
-        for j, count in part.type_errors.items():
-            errors[j] = errors.get(j, 0) + count
-    return unseen, errors
 
 
 def _read_only(buffer: np.ndarray | None, start: int, end: int) -> np.ndarray:

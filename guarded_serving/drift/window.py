@@ -21,7 +21,18 @@ import numpy as np
 
 from .baseline import Baseline
 
-__all__ = ["Chunk", "Encoder", "MemoryWindow", "StreamRows", "WindowData", "assemble", "merge_chunks", "take", "window_of"]
+__all__ = [
+    "Chunk",
+    "Encoder",
+    "MemoryWindow",
+    "StreamRows",
+    "WindowData",
+    "assemble",
+    "merge_chunks",
+    "merged_counts",
+    "take",
+    "window_of",
+]
 
 UNSEEN = -1.0
 MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
@@ -223,6 +234,15 @@ def merge_chunks(parts: list[Chunk]) -> Chunk:
     """One chunk holding the rows of several, in order (outputs kept only if every part has them)."""
     if len(parts) == 1:
         return parts[0]
+    unseen, errors = merged_counts(parts)
+    outputs = None
+    if all(p.outputs is not None for p in parts):
+        outputs = np.concatenate([p.outputs for p in parts if p.outputs is not None])
+    return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
+
+
+def merged_counts(parts: list[Chunk]) -> tuple[dict[int, dict[str, int]], dict[int, int]]:
+    """The unseen names and type errors of several chunks, added up (each chunk's counted whole)."""
     unseen: dict[int, dict[str, int]] = {}
     errors: dict[int, int] = {}
     for part in parts:
@@ -232,10 +252,7 @@ def merge_chunks(parts: list[Chunk]) -> Chunk:
                 target[name] = target.get(name, 0) + count
         for j, count in part.type_errors.items():
             errors[j] = errors.get(j, 0) + count
-    outputs = None
-    if all(p.outputs is not None for p in parts):
-        outputs = np.concatenate([p.outputs for p in parts if p.outputs is not None])
-    return Chunk(np.concatenate([p.inputs for p in parts]), outputs, unseen, errors)
+    return unseen, errors
 
 
 def newest_rows(parts: list[Chunk], rows: int) -> Chunk:

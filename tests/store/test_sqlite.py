@@ -258,24 +258,35 @@ def test_the_recent_requests_marks_are_read_from_an_index_alone(store: Store, db
     assert [mark[1:] for mark in store.recent_request_marks("m", 10, version="1")] == [("ok", 1.25, None)]
 
 
-def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> None:
+def reopened_as_older(db_path: Path, version: int, statements: list[str], logged: RequestRecord) -> SqliteStore:
+    """A store opened on a file holding ``logged`` as schema ``version`` left it (``statements`` undo what came
+    after), so that opening it migrates it."""
     first = SqliteStore(db_path)
     first.open()
-    first.put(record("r0"))
+    first.put(logged)
     first.close()
-    with sqlite3.connect(db_path) as db:  # the file as schema 5 left it
-        db.execute("DROP INDEX idx_requests_recent")
-        db.execute("CREATE INDEX idx_requests_model_version_id ON requests (model, version, id)")
-        db.execute("PRAGMA user_version = 5")
-
+    with sqlite3.connect(db_path) as db:
+        for statement in statements:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {version}")
     again = SqliteStore(db_path)
     again.open()
+    return again
+
+
+def indexes_of(db_path: Path) -> set[str]:
+    with sqlite3.connect(db_path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> None:
+    older = ["DROP INDEX idx_requests_recent", "CREATE INDEX idx_requests_model_version_id ON requests (model, version, id)"]
+    again = reopened_as_older(db_path, 5, older, record("r0"))
     try:
         with sqlite3.connect(db_path) as db:
-            indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
             version = db.execute("PRAGMA user_version").fetchone()[0]
-        assert "idx_requests_recent" in indexes
-        assert "idx_requests_model_version_id" not in indexes
+        assert "idx_requests_recent" in indexes_of(db_path)
+        assert "idx_requests_model_version_id" not in indexes_of(db_path)
         assert version == SCHEMA_VERSION
         assert [r["request_id"] for r in again.recent_requests("m", 10, version="1")] == ["r0"]
     finally:
@@ -283,22 +294,12 @@ def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> N
 
 
 def test_a_schema_6_file_gets_the_window_index_that_covers_the_window_read(db_path: Path) -> None:
-    first = SqliteStore(db_path)
-    first.open()
-    first.put(record("r0", window=Chunk(np.zeros((2, 1)), None, {}, {})))
-    first.close()
-    with sqlite3.connect(db_path) as db:  # the file as schema 6 left it
-        db.execute("DROP INDEX idx_window_chunks")
-        db.execute("CREATE INDEX idx_window_model_version_id ON window (model, version, id)")
-        db.execute("PRAGMA user_version = 6")
-
-    again = SqliteStore(db_path)
-    again.open()
+    older = ["DROP INDEX idx_window_chunks", "CREATE INDEX idx_window_model_version_id ON window (model, version, id)"]
+    again = reopened_as_older(db_path, 6, older, record("r0", window=Chunk(np.zeros((2, 1)), None, {}, {})))
     try:
         with sqlite3.connect(db_path) as db:
-            indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
             plan = db.execute("EXPLAIN QUERY PLAN " + _IDS, ["m", "1"]).fetchall()
-        assert "idx_window_model_version_id" not in indexes
+        assert "idx_window_model_version_id" not in indexes_of(db_path)
         assert "USING COVERING INDEX idx_window_chunks" in str(plan)  # no chunk's 64 kB page read to list the window
         assert [c.rows for c in again.window_chunks("m", version="1")] == [2]
     finally:
