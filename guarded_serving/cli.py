@@ -211,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_option(tail)
     tail.add_argument("--model", metavar="NAME", help="only this model's requests (default: every model's)")
+    tail.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        help="only this version's requests ('' for the unversioned model; default: every version's)",
+    )
     tail.add_argument("-n", "--lines", metavar="N", type=_count(0), default=20, help="how many requests to show (default: 20)")
     tail.add_argument("--status", choices=("ok", "rejected", "error"), help="only requests with this status")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new requests as they are logged, until Ctrl-C")
@@ -350,30 +355,36 @@ def _tail(args: argparse.Namespace) -> int:
         if args.model is not None and not args.follow and args.model not in names:
             raise ConfigurationError("model", args.model, f"one of the models in {reader.path}: {names}")
         show_model = args.model is None and len(names) > 1
-        found = reader.request_log(args.model, args.status, limit=args.lines) if args.lines else []
+        # the version column when the requests shown may be of several versions
+        versions = {v for m, v in reader.model_versions() if args.model is None or m == args.model}
+        show_version = args.model_version is None and len(versions) > 1
+        version, shown_as = args.model_version, (show_model, show_version)
+        found = reader.request_log(args.model, args.status, limit=args.lines, version=version) if args.lines else []
         if not args.json and (found or args.follow):
-            print(tail_header(show_model), flush=True)
-        print_requests(found, args.json, show_model)
+            print(tail_header(*shown_as), flush=True)
+        print_requests(found, args.json, *shown_as)
         if not args.follow:
             if not found:
                 print(f"No requests logged in {reader.path}" + (f" with status {args.status}" if args.status else "") + ".")
             return EXIT_OK
         last = found[-1]["id"] if found else _newest_id(reader)
-        shown = _ids(reader.request_log(args.model, args.status, after_id=max(last - LOOKBACK, 0), limit=LOOKBACK))
+        back = max(last - LOOKBACK, 0)
+        shown = _ids(reader.request_log(args.model, args.status, after_id=back, limit=LOOKBACK, version=version))
         while True:
             time.sleep(args.interval)
             # Ids are taken before the commit: on PostgreSQL a replica's batch can commit after a newer id was shown,
             # below it. Each look goes back LOOKBACK ids and prints those not shown yet (a batch held uncommitted
             # while more than LOOKBACK newer requests were logged is still missed).
+            back = max(last - LOOKBACK, 0)
             new = [
                 r
-                for r in reader.request_log(args.model, args.status, after_id=max(last - LOOKBACK, 0), limit=10_000)
+                for r in reader.request_log(args.model, args.status, after_id=back, limit=10_000, version=version)
                 if int(r["id"]) not in shown
             ]
             if new:
                 last = max(last, *_ids(new))
                 shown = {i for i in shown if i > last - LOOKBACK} | _ids(new)
-                print_requests(new, args.json, show_model)
+                print_requests(new, args.json, *shown_as)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:

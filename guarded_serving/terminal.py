@@ -171,14 +171,16 @@ def printable_lines(text: str) -> str:
 TAIL_COLUMNS = (("TIME (UTC)", 23), ("REQUEST ID", 32), ("STATUS", 8), ("ROWS", 6), ("LATENCY", 10))
 
 
-def tail_header(show_model: bool) -> str:
+def tail_header(show_model: bool, show_version: bool = False) -> str:
     cells = [name.ljust(w) for name, w in TAIL_COLUMNS]
+    if show_version:
+        cells.insert(1, "VERSION".ljust(12))
     if show_model:
         cells.insert(1, "MODEL".ljust(16))
     return "  ".join([*cells, "FAILED STAGE: ERROR"])
 
 
-def print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool) -> None:
+def print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool, show_version: bool = False) -> None:
     for r in found:
         if as_json:
             print(json.dumps({k: _cell(v) for k, v in r.items() if k != "id"}), flush=True)
@@ -189,6 +191,8 @@ def print_requests(found: list[dict[str, Any]], as_json: bool, show_model: bool)
         latency = f"{r['latency_ms']:.1f} ms" if number else "-"
         cells = [when.ljust(23), str(r["request_id"]).ljust(32), str(r["status"]).ljust(8), str(r["rows"]).rjust(6)]
         cells.append(latency.rjust(10))
+        if show_version:
+            cells.insert(1, ("-" if r.get("version") is None else str(r["version"])).ljust(12))
         if show_model:
             cells.insert(1, str(r["model"]).ljust(16))
         problem = ": ".join(str(x) for x in (r["failed_stage"], r["error"]) if x)

@@ -552,12 +552,14 @@ def test_offline_health_is_the_python_side_of_report(drifted_db: tuple[Path, dic
 
 
 # -- tail ------------------------------------------------------------------------------------------
-def record(request_id: str, status: str = "ok", model: str = "toy", error: str | None = None) -> RequestRecord:
+def record(
+    request_id: str, status: str = "ok", model: str = "toy", error: str | None = None, version: str | None = None
+) -> RequestRecord:
     return RequestRecord(
         request_id=request_id,
         ts=time.time(),
         model=model,
-        version=None,
+        version=version,
         status=status,  # type: ignore[arg-type]
         rows=2,
         latency_ms=3.25,
@@ -585,6 +587,23 @@ def test_tail_shows_the_newest_requests_newest_last(logged: Path, capsys: pytest
     assert lines[0].split() == ["TIME", "(UTC)", "REQUEST", "ID", "STATUS", "ROWS", "LATENCY", "FAILED", "STAGE:", "ERROR"]
     assert [line.split()[2] for line in lines[1:]] == ["req-27", "req-28", "req-29"]
     assert lines[-1].split()[3:] == ["rejected", "2", "3.2", "ms", "validate:", "row", "0:", "bad"]
+
+
+def test_tail_shows_one_version_or_which_version_each_request_was(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "canary.db"
+    with SqliteStore(db) as store:
+        for i in range(6):
+            store.put(record(f"req-{i}", version="2" if i % 3 == 2 else "1"))  # a canary taking a third of the traffic
+
+    _, every, _ = run(capsys, "tail", "--db", str(db), "-n", "3")
+    code, canary, _ = run(capsys, "tail", "--db", str(db), "--model-version", "2", "--json")
+
+    lines = every.splitlines()
+    assert lines[0].split()[:4] == ["TIME", "(UTC)", "VERSION", "REQUEST"]
+    assert [line.split()[2:4] for line in lines[1:]] == [["1", "req-3"], ["1", "req-4"], ["2", "req-5"]]
+    assert code == 0
+    found = [json.loads(line) for line in canary.splitlines()]
+    assert [(r["request_id"], r["version"]) for r in found] == [("req-2", "2"), ("req-5", "2")]
 
 
 def test_tail_filters_by_status_and_prints_json_lines(logged: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -236,12 +236,19 @@ class StoreReader(abc.ABC):
     # -- the request log, as an offline report replays it ----------------------------------------
     @abc.abstractmethod
     def request_log(
-        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        after_id: int = 0,
+        limit: int = 20,
+        *,
+        version: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest ``limit`` requests whose ``id`` is above ``after_id`` (every model's and version's
-        unless ``model`` or ``status`` is named), oldest first, as dicts with exactly these keys: ``id``,
-        ``ts`` (text, see "Times"), ``model``, ``request_id``, ``status``, ``rows``, ``latency_ms``,
-        ``failed_stage``, ``error``. A caller pages forward by passing the last ``id`` it saw."""
+        unless ``model``, ``version``, ``''`` for the unversioned model, or ``status`` is named), oldest first,
+        as dicts with exactly these keys: ``id``, ``ts`` (text, see "Times"), ``model``, ``version`` (None
+        for the unversioned model), ``request_id``, ``status``, ``rows``, ``latency_ms``, ``failed_stage``,
+        ``error``. A caller pages forward by passing the last ``id`` it saw."""
 
     @abc.abstractmethod
     def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:

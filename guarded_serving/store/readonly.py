@@ -77,9 +77,15 @@ class ReadOnlyStore(Store):
         return self.reader.model_versions()
 
     def request_log(
-        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        after_id: int = 0,
+        limit: int = 20,
+        *,
+        version: str | None = None,
     ) -> list[dict[str, Any]]:
-        return self.reader.request_log(model, status, after_id, limit)
+        return self.reader.request_log(model, status, after_id, limit, version=version)
 
     def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:
         return self.reader.row_counts(model, version=version)

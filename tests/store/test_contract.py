@@ -732,11 +732,29 @@ def test_the_request_log_pages_forward_from_an_id_oldest_first(store: Store, bac
 
     assert [r["request_id"] for r in everything] == ["a0", "b0", "a1", "b1", "a2"]
     assert everything[0]["ts"] == iso_time(T0) == "2023-11-14T22:13:20.000+00:00"
-    assert set(everything[0]) == {"id", "ts", "model", "request_id", "status", "rows", "latency_ms", "failed_stage", "error"}
+    keys = {"id", "ts", "model", "version", "request_id", "status", "rows", "latency_ms", "failed_stage", "error"}
+    assert set(everything[0]) == keys
     assert [r["request_id"] for r in newest] == ["b1", "a2"]
     assert [r["request_id"] for r in after] == ["b1", "a2"]
     assert [r["request_id"] for r in of_a] == ["a0", "a1", "a2"]
     assert [r["request_id"] for r in rejected] == ["a1"]
+
+
+def test_the_request_log_names_each_request_s_version_and_shows_one_version_when_asked(store: Store, backend: Backend) -> None:
+    put_all(store, record("old", version="1"), record("new", version="2"), record("plain"), record("b", model="b", version="2"))
+    reader = backend.reader()
+    try:
+        everything = reader.request_log(limit=100)
+        of_2 = reader.request_log(version="2")
+        of_m_2 = reader.request_log("m", version="2")
+        unversioned = reader.request_log(version="")
+    finally:
+        reader.close()
+
+    assert [(r["request_id"], r["version"]) for r in everything] == [("old", "1"), ("new", "2"), ("plain", None), ("b", "2")]
+    assert [r["request_id"] for r in of_2] == ["new", "b"]
+    assert [r["request_id"] for r in of_m_2] == ["new"]
+    assert [r["request_id"] for r in unversioned] == ["plain"]
 
 
 def test_logged_rows_are_the_answered_requests_with_inputs_newest_first(store: Store) -> None:

@@ -191,20 +191,28 @@ class PostgresReader(StoreReader):
 
     # -- the request log ---------------------------------------------------------------------------
     def request_log(
-        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        after_id: int = 0,
+        limit: int = 20,
+        *,
+        version: str | None = None,
     ) -> list[dict[str, Any]]:
         since, params = self._since("ts")
         where = f"id > %s{since}"
-        for column, value in (("model", model), ("status", status)):
-            if value is not None:
+        for column, value in (("model", model), ("version", version), ("status", status)):
+            if value is not None:  # requests keep '' for the unversioned model, as the version named here
                 where += f" AND {column} = %s"
                 params.append(value)
         with self.server.reading() as conn, conn.cursor(row_factory=dict_row) as cur:
             found = cur.execute(
-                "SELECT id, ts, model, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
+                "SELECT id, ts, model, version, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
                 f" WHERE {where} ORDER BY id DESC LIMIT %s",
                 [after_id, *params, limit],
             ).fetchall()
+        for r in found:
+            r["version"] = version_of(r["version"]) if isinstance(r["version"], str) else None
         return found[::-1]
 
     def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:

@@ -184,7 +184,13 @@ class SqliteReader(StoreReader):
 
     # -- the request log ---------------------------------------------------------------------------
     def request_log(
-        self, model: str | None = None, status: str | None = None, after_id: int = 0, limit: int = 20
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        after_id: int = 0,
+        limit: int = 20,
+        *,
+        version: str | None = None,
     ) -> list[dict[str, Any]]:
         since, params = self._since("ts")
         where = f"id > ?{since}"
@@ -192,14 +198,19 @@ class SqliteReader(StoreReader):
             if value is not None:
                 where += f" AND {column} = ?"
                 params.append(value)
+        if version is not None:  # requests keep NULL for the unversioned model
+            where += " AND version IS ?"
+            params.append(version_of(version))
         with self.connections.reading() as db:
             found = list(
                 db.query(
-                    "SELECT id, ts, model, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
+                    "SELECT id, ts, model, version, request_id, status, rows, latency_ms, failed_stage, error FROM requests"
                     f" WHERE {where} ORDER BY id DESC LIMIT ?",
                     [after_id, *params, limit],
                 )
             )
+        for r in found:
+            r["version"] = version_of(r["version"]) if isinstance(r["version"], str) else None
         return found[::-1]
 
     def row_counts(self, model: str, *, version: str | None = None) -> tuple[int, int]:
