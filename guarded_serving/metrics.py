@@ -11,7 +11,9 @@ request's status, rows, latency, stage timings and its rows as already encoded f
 and a daemon thread folds the queue into the metrics every ``interval`` seconds (counts per status,
 latency histograms filled with one ``searchsorted`` per label set, rows per reference bin with
 :class:`~guarded_serving.drift.bins.FeatureBins`). The gauges are set from each health report,
-through :meth:`~guarded_serving.monitor.Monitor.subscribe`.
+through :meth:`~guarded_serving.monitor.Monitor.subscribe`. Every series is labelled by ``model`` and
+``version`` (``""`` for an unversioned model): two versions served side by side, a canary beside the current
+one, keep their own series.
 """
 
 from __future__ import annotations
@@ -87,32 +89,36 @@ def _spec(name: str, kind: str, labels: str, help: str, mode: str = "mostrecent"
 
 METRICS = (
     # from each health report (every worker reads the same store, so the newest report is the answer)
-    _spec("status", "gauge", "model", "Overall health: -1 insufficient_data, 0 ok, 1 warn, 2 alert."),
-    _spec("check_status", "gauge", "model check", "Each check's status, coded as guarded_serving_status."),
-    _spec("feature_status", "gauge", "model check feature", "Per-feature status of the drift and quality checks."),
-    _spec("drift_score", "gauge", "model check feature method", "The primary method's drift score on the window."),
-    _spec("drift_threshold", "gauge", "model check feature method", "The calibrated threshold of that score."),
-    _spec("drift_statistic", "gauge", "model check feature statistic", "Other drift statistics of the window."),
-    _spec("quality_statistic", "gauge", "model feature statistic", "Missing rate, out-of-range share, wrong types."),
-    _spec("performance", "gauge", "model metric of", "Realized performance: on labelled rows (of=window), the reference's."),
-    _spec("estimated_performance", "gauge", "model metric of", "Estimated from outputs: of=window, reference, low, high."),
-    _spec("labels_received", "gauge", "model", "Labels received through /feedback, all workers."),
-    _spec("window_rows", "gauge", "model", "Rows in the window the drift checks judged."),
-    _spec("health_timestamp_seconds", "gauge", "model", "When the newest health report was computed."),
+    _spec("status", "gauge", "model version", "Overall health: -1 insufficient_data, 0 ok, 1 warn, 2 alert."),
+    _spec("check_status", "gauge", "model version check", "Each check's status, coded as guarded_serving_status."),
+    _spec("feature_status", "gauge", "model version check feature", "Per-feature status of the drift and quality checks."),
+    _spec("drift_score", "gauge", "model version check feature method", "The primary method's drift score on the window."),
+    _spec("drift_threshold", "gauge", "model version check feature method", "The calibrated threshold of that score."),
+    _spec("drift_statistic", "gauge", "model version check feature statistic", "Other drift statistics of the window."),
+    _spec("quality_statistic", "gauge", "model version feature statistic", "Missing rate, out-of-range share, wrong types."),
+    _spec(
+        "performance", "gauge", "model version metric of", "Realized performance: on labelled rows (of=window), the reference's."
+    ),
+    _spec(
+        "estimated_performance", "gauge", "model version metric of", "Estimated from outputs: of=window, reference, low, high."
+    ),
+    _spec("labels_received", "gauge", "model version", "Labels received through /feedback, all workers."),
+    _spec("window_rows", "gauge", "model version", "Rows in the window the drift checks judged."),
+    _spec("health_timestamp_seconds", "gauge", "model version", "When the newest health report was computed."),
     # from the request path, summed over workers
-    _spec("requests_total", "counter", "model status", "Requests by outcome: ok, rejected, error."),
-    _spec("rows_total", "counter", "model", "Rows of answered requests."),
-    _spec("request_duration_seconds", "histogram", "model status", "Request latency, before logging."),
-    _spec("stage_duration_seconds", "histogram", "model stage", "Latency of each pipeline stage."),
-    _spec("feature_bin_total", "counter", "model source feature bin", "Rows per reference bin, per feature."),
-    _spec("feature_missing_total", "counter", "model source feature", "Rows with the feature missing."),
-    _spec("feature_reference_share", "gauge", "model source feature bin", "The reference's share of each bin."),
+    _spec("requests_total", "counter", "model version status", "Requests by outcome: ok, rejected, error."),
+    _spec("rows_total", "counter", "model version", "Rows of answered requests."),
+    _spec("request_duration_seconds", "histogram", "model version status", "Request latency, before logging."),
+    _spec("stage_duration_seconds", "histogram", "model version stage", "Latency of each pipeline stage."),
+    _spec("feature_bin_total", "counter", "model version source feature bin", "Rows per reference bin, per feature."),
+    _spec("feature_missing_total", "counter", "model version source feature", "Rows with the feature missing."),
+    _spec("feature_reference_share", "gauge", "model version source feature bin", "The reference's share of each bin."),
     # from this worker's store writer
-    _spec("store_rows_written_total", "counter", "model", "Rows written to the log store."),
-    _spec("store_rows_dropped_total", "counter", "model", "Rows dropped: buffer full or unwritable."),
-    _spec("store_file_replaced_total", "counter", "model", "Times the database file was found deleted or replaced."),
-    _spec("store_pending_rows", "gauge", "model", "Rows waiting in memory for the writer.", "livesum"),
-    _spec("store_failing", "gauge", "model", "1 while the last write failed, else 0.", "livemax"),
+    _spec("store_rows_written_total", "counter", "model version", "Rows written to the log store."),
+    _spec("store_rows_dropped_total", "counter", "model version", "Rows dropped: buffer full or unwritable."),
+    _spec("store_file_replaced_total", "counter", "model version", "Times the database file was found deleted or replaced."),
+    _spec("store_pending_rows", "gauge", "model version", "Rows waiting in memory for the writer.", "livesum"),
+    _spec("store_failing", "gauge", "model version", "1 while the last write failed, else 0.", "livemax"),
 )
 
 
@@ -130,7 +136,7 @@ _INSTRUMENTS_LOCK = threading.Lock()
 
 def _instruments(factory: Any) -> dict[str, Any]:
     """The metric objects of a factory, created once per factory: monitors in one process share them
-    (a registry refuses a name twice); their ``model`` label keeps them apart."""
+    (a registry refuses a name twice); their ``model`` and ``version`` labels keep them apart."""
     with _INSTRUMENTS_LOCK:
         cached = _INSTRUMENTS.get(id(factory))
         if cached is not None and cached[0] is factory:
@@ -181,10 +187,12 @@ class MetricsExporter:
         interval: float = 1.0,
         capacity: int = 10_000,
         labels: str = "names",
+        version: str | None = None,
     ) -> None:
         if labels not in METRICS_LABELS:
             raise ConfigurationError("metrics_labels", labels, f"one of {list(METRICS_LABELS)}")
         self.model = model
+        self.version = version or ""  # the label of an unversioned model's series
         self.interval = interval
         self.labels = labels
         self._metrics = _instruments(check_factory(factory))
@@ -207,7 +215,7 @@ class MetricsExporter:
         self._log = get_logger().bind(model=model)
 
     def _get(self, name: str, *labels: str) -> Any:
-        return self._metrics[name].labels(self.model, *labels)
+        return self._metrics[name].labels(self.model, self.version, *labels)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> MetricsExporter:

@@ -51,7 +51,7 @@ def gaussian_1000x3() -> np.ndarray:
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
+    return registry.get_sample_value(name, {"version": "", **labels})  # an unversioned model's series
 
 
 def record(status: str, rows: int = 1, **stages: float) -> RequestRecord:
@@ -84,6 +84,28 @@ def test_requests_are_counted_by_outcome_at_the_next_flush_not_on_the_request_pa
     assert value(registry, "guarded_serving_requests_total", model="m", status="error") == 1.0
     assert value(registry, "guarded_serving_rows_total", model="m") == 7.0  # rows of answered requests only
     monitor.close()
+
+
+def test_two_versions_of_a_model_in_one_process_keep_their_own_series(
+    gaussian_1000x3: np.ndarray, factory: types.SimpleNamespace, registry: CollectorRegistry
+) -> None:
+    current = Monitor(gaussian_1000x3, name="m", version="1", metrics=factory, window=100)
+    canary = Monitor(gaussian_1000x3 + 3.0, name="m", version="2", metrics=factory, window=100)  # drifted against its own
+
+    current.observe(gaussian_1000x3[:150], gaussian_1000x3[:150].sum(axis=1))
+    canary.observe(gaussian_1000x3[:100], gaussian_1000x3[:100].sum(axis=1))
+    for monitor in (current, canary):
+        monitor.health()
+        assert monitor.metrics is not None
+        monitor.metrics.flush()
+
+    assert value(registry, "guarded_serving_rows_total", model="m", version="1") == 150.0
+    assert value(registry, "guarded_serving_rows_total", model="m", version="2") == 100.0
+    assert value(registry, "guarded_serving_status", model="m", version="1") == STATUS_VALUES[Status.OK]
+    assert value(registry, "guarded_serving_status", model="m", version="2") == STATUS_VALUES[Status.ALERT]
+    assert value(registry, "guarded_serving_rows_total", model="m") is None  # no unversioned series made
+    current.close()
+    canary.close()
 
 
 def test_the_background_thread_flushes_every_interval(

@@ -61,7 +61,7 @@ def test_python_example_runs(
         # to it, so the example runs as a user runs it, in a Python of its own.
         alone = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert alone.returncode == 0, alone.stderr[-2000:]
-        assert alone.stdout.strip() == """['guarded_serving_rows_total{model="scorer"} 50.0']"""
+        assert alone.stdout.strip() == """['guarded_serving_rows_total{model="scorer",version=""} 50.0']"""
 
 
 def test_every_file_of_the_repository_the_readme_names_exists() -> None:

@@ -319,6 +319,7 @@ def _attach_metrics(monitor: Monitor, factory: Any) -> MetricsExporter:
     exporter = MetricsExporter(
         factory,
         model=monitor.name,
+        version=monitor.options.monitor.version,
         inputs=monitor.baseline,
         outputs=monitor.output_baseline,
         outputs_judged=not monitor._evaluator.judged.adopt_outputs,

@@ -46,7 +46,7 @@ def test_indexed_metrics_name_categories_by_rank_and_keep_the_drift_statistics()
     text = exposition("indexed")
 
     assert [city for city in ("Springfield", "Shelbyville", "Ogdenville") if city in text] == []
-    assert 'guarded_serving_feature_bin_total{bin="c0",feature="city",model="m",source="input"}' in text
+    assert 'guarded_serving_feature_bin_total{bin="c0",feature="city",model="m",source="input",version=""}' in text
     assert 'guarded_serving_drift_score{check="data_drift",feature="city"' in text
 
 
@@ -55,9 +55,9 @@ def test_metrics_without_labels_export_no_per_feature_series() -> None:
     series = [line for line in text.splitlines() if line.startswith("guarded_serving_")]
 
     assert [line for line in series if "feature=" in line or "bin=" in line] == []
-    assert 'guarded_serving_status{model="m"}' in text
-    assert 'guarded_serving_check_status{check="data_drift",model="m"}' in text
-    assert 'guarded_serving_rows_total{model="m"} 200.0' in text
+    assert 'guarded_serving_status{model="m",version=""}' in text
+    assert 'guarded_serving_check_status{check="data_drift",model="m",version=""}' in text
+    assert 'guarded_serving_rows_total{model="m",version=""} 200.0' in text
 
 
 def test_an_unknown_metrics_labels_value_names_the_choices() -> None:
@@ -81,6 +81,6 @@ def test_a_served_metrics_endpoint_without_labels_shows_no_feature_or_category(q
     text = quiet.client.get("/metrics").text
     # BentoML's multiprocess files may hold other services' series on a shared machine: this model's only
     ours = [line for line in text.splitlines() if line.startswith("guarded_serving_") and 'model="quiet"' in line]
-    assert any(line.startswith('guarded_serving_status{model="quiet"}') for line in ours)
+    assert any(line.startswith('guarded_serving_status{model="quiet",version=""}') for line in ours)
     assert [line for line in ours if "feature=" in line or "bin=" in line] == []
     assert [line for line in ours if "Springfield" in line] == []
