@@ -125,3 +125,36 @@ def test_a_batch_whose_commit_answer_was_lost_is_stored_once(cutter: tuple[Commi
     assert stats.dropped == 0
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT count(*) FROM writer_marks").fetchone() == (0,)  # a writer that closed took its own
+
+
+def test_a_record_the_server_refuses_and_a_lost_commit_answer_among_the_rest_store_every_other_once(
+    cutter: tuple[CommitCutter, str], postgres_url: str
+) -> None:
+    # Text that is not Unicode (a lone surrogate) cannot be sent to PostgreSQL: the batch is refused whole, and its
+    # records are written one by one to isolate the one refused. The relay swallows the answer to the first of those
+    # writes and cuts the connection: written again, the batch stored its first record twice.
+    relay, url = cutter
+    opened = open_store(url, StoreOptions(flush_interval=0.05))
+    assert opened is not None
+    store = opened.open()
+    try:
+        store.put(record("before", ts=T0))
+        assert store.flush()
+        relay.armed.set()
+        for i in range(5):
+            extra = {"status": "error", "rows": 0, "error": "a lone surrogate \ud800"} if i == 2 else {}
+            assert store.put(record(f"each-{i}", ts=T0 + 1 + i, **extra))  # type: ignore[arg-type]
+        assert wait_for(lambda: relay.cuts == 1, timeout=30), "the relay never saw a COMMIT"
+        assert wait_for(lambda: store.stats().pending == 0 and store.stats().last_error is None, timeout=30), store.stats()
+        assert store.put(record("after", ts=T0 + 20))
+        assert store.flush()
+        stats = store.stats()
+    finally:
+        store.close()
+
+    with psycopg.connect(postgres_url) as conn:
+        ids = [row[0] for row in conn.execute("SELECT request_id FROM requests ORDER BY id")]
+        totals = conn.execute("SELECT requests, rows FROM totals WHERE model = 'm'").fetchone()
+    assert sorted(ids) == sorted(["before", "each-0", "each-1", "each-3", "each-4", "after"])  # each once
+    assert stats.dropped == 1  # the refused record, counted
+    assert totals == (7, 12)  # every request counted once, the refused one too (its rows: none)

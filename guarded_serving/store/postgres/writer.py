@@ -64,6 +64,15 @@ class _OpenError(Exception):
     """The writer could not connect, or could not create the tables; the message says why."""
 
 
+class _InterruptedError(Exception):
+    """The connection broke while a refused batch's records were written one by one: ``done`` were written or
+    dropped, the one in flight is the writer's unsure write (it may have committed), ``rest`` were not sent."""
+
+    def __init__(self, done: Work, rest: Work, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.done, self.rest, self.error = done, rest, error
+
+
 class Heartbeat:
     """This process as the fleet sees it: who it is, and which model versions it serves."""
 
@@ -150,8 +159,13 @@ class Writer(WriterThread):
                     try:
                         conn = self._connection(None)
                         self.backlog.unwritten(self._write_each(conn, work))
-                    except _UNREACHABLE as exc:
-                        self._unsure = None  # the records written one by one are not told apart: put back whole
+                    except _InterruptedError as cut:  # the one in flight settled first (it is unsure), then the rest
+                        self.backlog.done(cut.done)
+                        self._failed(cut.rest, self._error(cut.error))
+                        conn = self._drop(conn)
+                        continue
+                    except _UNREACHABLE as exc:  # no connection to write them with: nothing was sent
+                        self._unsure = None
                         self._failed(work, self._error(exc))
                         conn = self._drop(conn)
                         continue
@@ -215,17 +229,24 @@ class Writer(WriterThread):
 
     def _write_each(self, conn: Connection, work: Work) -> Counts:
         """Write records one by one, dropping (and counting) those the server refuses. Returns the counts
-        still to fold into the totals."""
+        still to fold into the totals. Each write is numbered as a batch is (see :class:`Marks`): when the
+        connection breaks, the record in flight is left as the unsure write and the rest is raised back
+        (:class:`_InterruptedError`), so that a write whose answer was lost is not made twice."""
         left: Counts = dict(work.unlogged)
-        for record in work.batch:
+        for k, record in enumerate(work.batch):
+            one = Work([record], left, work.models, work.models_version, work.closing)
+            seq = self.marks.take()
+            self._unsure = (seq, one)
             try:
-                self._write(conn, Work([record], left, work.models, work.models_version, work.closing))
+                self._write(conn, one, seq)
                 left = {}
-            except _UNREACHABLE:
-                raise
+            except _UNREACHABLE as exc:
+                rest = Work(work.batch[k + 1 :], {}, work.models, work.models_version, work.closing)
+                raise _InterruptedError(Work(work.batch[:k], {}, [], None, False), rest, exc) from exc
             except Exception as exc:
                 self.backlog.lost(record, left)
                 get_logger().error("store_record_dropped", request_id=repr(record.request_id)[:80], error=self._error(exc)[:300])
+            self._unsure = None
         return left
 
     def _beat(self, conn: Connection | None) -> Connection | None:
