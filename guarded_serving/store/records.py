@@ -11,7 +11,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 
@@ -28,6 +28,7 @@ __all__ = [
     "StoreStats",
     "Totals",
     "iso_time",
+    "mended",
     "version_key",
     "version_of",
 ]
@@ -154,6 +155,23 @@ class Replica:
     last_error: str | None
     last_error_at: str | None
     warnings: int
+
+
+@overload
+def mended(text: str) -> str: ...
+@overload
+def mended(text: None) -> None: ...
+def mended(text: str | None) -> str | None:
+    """``text`` as Unicode text every store can hold: a lone surrogate (a JSON escape a client can send, and a
+    model's error message can quote, which UTF-8 cannot encode: the record would be refused and dropped)
+    becomes U+FFFD; a pair of surrogates becomes the character it stands for. Plain text is returned as it is."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def version_key(version: str | None) -> str:

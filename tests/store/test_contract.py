@@ -827,3 +827,17 @@ def test_a_read_only_store_reads_through_its_reader_and_writes_nothing(backend: 
     assert refused == [True] * 5
     assert logged_around_t0.snapshots("m", None, 10) == ["{}"]
     assert logged_around_t0.label_totals("m") == (2, 0)
+
+
+def test_text_that_is_not_unicode_is_stored_mended_not_dropped(store: Store, backend: Backend) -> None:
+    # a lone surrogate: a JSON escape a client can send (and a model's error can quote), which is no Unicode text
+    put_all(store, record("odd", status="error", rows=0, error="no such city: '\ud800'", failed_stage="predict"))
+    reader = backend.reader()
+    try:
+        [logged] = reader.request_log()
+    finally:
+        reader.close()
+
+    assert logged["request_id"] == "odd"
+    assert logged["error"] == "no such city: '\ufffd'"
+    assert store.stats().dropped == 0

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 
 from ...drift.window import Chunk, merge_chunks
+from ..records import mended
 from ..sqlite.backlog import Counts, Key, Work, merge, tally
 from ..sqlite.batch import Written
 from ..sqlite.codec import encode_chunk, iso, stages_text
@@ -120,5 +121,11 @@ def write_batch(
 
 
 def clean(value: str | None) -> str | None:
-    """Text as PostgreSQL can hold it: a NUL character (which no ``text`` value may contain) becomes U+FFFD."""
-    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+    """Text as PostgreSQL can hold it: a NUL character (which no ``text`` value may contain) becomes U+FFFD, and
+    so does a lone surrogate (:func:`~guarded_serving.store.records.mended`: the request path mends the texts of a
+    record already; a warning's category, say, comes here as it was)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return mended(value)

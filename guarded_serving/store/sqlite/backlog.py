@@ -10,6 +10,7 @@ counted, unless ``overflow="block"``. Either way the request is counted in the t
 from __future__ import annotations
 
 import collections
+import dataclasses
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from ...environment import WarningRecord
 from ...jsontext import dump_text
 from ...logs import get_logger
 from ..options import StoreOptions
-from ..records import RequestRecord, StoreStats, version_key
+from ..records import RequestRecord, StoreStats, mended, version_key
 from .codec import iso
 
 __all__ = ["Backlog", "Counts", "Key", "Pending", "Work", "pending", "tally"]
@@ -84,9 +85,12 @@ def pending(r: RequestRecord) -> Pending:
     if r.warnings:
         size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
     problems = r.problem_features
+    warnings = r.warnings
+    if warnings and not all(w.message.isascii() and w.location.isascii() for w in warnings):
+        warnings = tuple(dataclasses.replace(w, message=mended(w.message), location=mended(w.location)) for w in warnings)
     return Pending(
-        (r.model, version_key(r.version)), r.request_id, r.ts, r.version, r.status, r.rows, r.latency_ms, r.stages,
-        r.failed_stage, r.error, problems, inputs, outputs, r.warnings, r.window, size,
+        (r.model, version_key(r.version)), mended(r.request_id), r.ts, r.version, r.status, r.rows, r.latency_ms,
+        r.stages, mended(r.failed_stage), mended(r.error), problems, inputs, outputs, warnings, r.window, size,
     )  # fmt: skip
 
 
