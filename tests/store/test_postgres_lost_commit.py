@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from guarded_serving.store import StoreOptions, open_store
+from guarded_serving.store import StoreOptions, StoreStats, open_store
 from tests.fixtures.waiting import wait_for
 
 from .test_contract import T0, record
@@ -97,7 +97,11 @@ def cutter(postgres_url: str) -> Iterator[tuple[CommitCutter, str]]:
         relay.close()
 
 
-def test_a_batch_whose_commit_answer_was_lost_is_stored_once(cutter: tuple[CommitCutter, str], postgres_url: str) -> None:
+def cut_once(
+    cutter: tuple[CommitCutter, str], postgres_url: str, names: list[str], refuse: str | None = None
+) -> tuple[list[str], tuple[int, int], StoreStats]:
+    """Log "before", then ``names`` with the relay armed (and the server refusing the request ``refuse``), wait for
+    the cut and for the writer to settle, log "after"; the request ids stored, the totals and the store's stats."""
     relay, url = cutter
     opened = open_store(url, StoreOptions(flush_interval=0.05))
     assert opened is not None
@@ -105,21 +109,32 @@ def test_a_batch_whose_commit_answer_was_lost_is_stored_once(cutter: tuple[Commi
     try:
         store.put(record("before", ts=T0))
         assert store.flush()
+        if refuse is not None:
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute(f"ALTER TABLE requests ADD CONSTRAINT refused CHECK (request_id <> '{refuse}')")
         relay.armed.set()
-        for i in range(10):
-            assert store.put(record(f"cut-{i}", ts=T0 + 1 + i))
-        assert wait_for(lambda: relay.cuts == 1, timeout=30), "the relay never saw the batch's COMMIT"
+        for i, name in enumerate(names):
+            assert store.put(record(name, ts=T0 + 1 + i))
+        assert wait_for(lambda: relay.cuts == 1, timeout=30), "the relay never saw a COMMIT"
         assert wait_for(lambda: store.stats().pending == 0 and store.stats().last_error is None, timeout=30), store.stats()
         assert store.put(record("after", ts=T0 + 20))
         assert store.flush()
         stats = store.stats()
     finally:
         store.close()
-
     with psycopg.connect(postgres_url) as conn:
         ids = [row[0] for row in conn.execute("SELECT request_id FROM requests ORDER BY id")]
-        totals = conn.execute("SELECT requests, rows FROM totals WHERE model = 'm'").fetchone()
-    assert sorted(ids) == sorted(["before", *(f"cut-{i}" for i in range(10)), "after"])  # each once, none lost
+        found = conn.execute("SELECT requests, rows FROM totals WHERE model = 'm'").fetchone()
+    assert found is not None
+    return ids, (int(found[0]), int(found[1])), stats
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_stored_once(cutter: tuple[CommitCutter, str], postgres_url: str) -> None:
+    names = [f"cut-{i}" for i in range(10)]
+
+    ids, totals, stats = cut_once(cutter, postgres_url, names)
+
+    assert sorted(ids) == sorted(["before", *names, "after"])  # each once, none lost
     assert totals == (12, 24)
     assert stats.written == 24
     assert stats.dropped == 0
@@ -133,29 +148,8 @@ def test_a_record_the_server_refuses_and_a_lost_commit_answer_among_the_rest_sto
     # A record the server refuses (here by a constraint the test adds) makes the batch refused whole, and its records
     # are written one by one to drop only that one. The relay swallows the answer to the first of those writes and
     # cuts the connection: written again, the batch stored its first record twice.
-    relay, url = cutter
-    opened = open_store(url, StoreOptions(flush_interval=0.05))
-    assert opened is not None
-    store = opened.open()
-    try:
-        store.put(record("before", ts=T0))
-        assert store.flush()
-        with psycopg.connect(postgres_url) as conn:
-            conn.execute("ALTER TABLE requests ADD CONSTRAINT refused CHECK (request_id <> 'each-2')")
-        relay.armed.set()
-        for i in range(5):
-            assert store.put(record(f"each-{i}", ts=T0 + 1 + i))
-        assert wait_for(lambda: relay.cuts == 1, timeout=30), "the relay never saw a COMMIT"
-        assert wait_for(lambda: store.stats().pending == 0 and store.stats().last_error is None, timeout=30), store.stats()
-        assert store.put(record("after", ts=T0 + 20))
-        assert store.flush()
-        stats = store.stats()
-    finally:
-        store.close()
+    ids, totals, stats = cut_once(cutter, postgres_url, [f"each-{i}" for i in range(5)], refuse="each-2")
 
-    with psycopg.connect(postgres_url) as conn:
-        ids = [row[0] for row in conn.execute("SELECT request_id FROM requests ORDER BY id")]
-        totals = conn.execute("SELECT requests, rows FROM totals WHERE model = 'm'").fetchone()
     assert sorted(ids) == sorted(["before", "each-0", "each-1", "each-3", "each-4", "after"])  # each once
     assert stats.dropped == 2  # the refused record's rows, counted
     assert totals == (7, 14)  # every request counted once, the refused one too
