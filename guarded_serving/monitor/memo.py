@@ -98,6 +98,9 @@ class WindowMemo:
         with self._lock:
             old = self._window
             if old is not None and _unchanged(old, window):
+                # the new window kept instead of the old, the same rows: the old one's arrays (a view of a buffer
+                # the assembler has let go, see drift/assembler.py) are not held any longer than it is
+                self._window = window
                 return self._generation
             move = move_between(old, window) if old is not None else None
             self._generation.forget_previous()  # one generation back at most

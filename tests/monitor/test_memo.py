@@ -3,6 +3,7 @@ request, a new label or a replaced one is judged by the next check, in memory an
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,18 @@ def test_the_memory_join_walking_back_from_the_newest_request_is_the_sort_of_eve
             np.testing.assert_array_equal(joined.delays, delays)
             assert joined.matrix is not None  # probability rows: their matrix is kept with them
             np.testing.assert_array_equal(joined.matrix, np.array(outputs, dtype=float))
+
+
+def test_a_window_found_unchanged_is_kept_as_the_newest_so_the_older_one_s_arrays_can_go() -> None:
+    # the same rows read again as new arrays (a store read again, or rows repeated): the older arrays, which may be
+    # views of a buffer the assembler let go, are not held by the memo
+    memo = WindowMemo()
+    rows = np.arange(12.0).reshape(6, 2)
+    first = WindowData(rows.copy(), None, {}, {})
+    generation = memo.of(first)
+    gone = weakref.ref(first.inputs)
+    again = WindowData(rows.copy(), None, {}, {})
+    del first
+
+    assert memo.of(again) is generation  # the same contents: what was computed on them is reused
+    assert gone() is None
