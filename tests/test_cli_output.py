@@ -61,22 +61,24 @@ def test_profile_prints_one_sentence(plans_csv: Path, tmp_path: Path, capsys: py
 
 def test_tail_prints_a_table(log_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tail", "--db", str(log_db), "-n", "5"]) == 0
-    assert capsys.readouterr().out == (
-        "TIME (UTC)               REQUEST ID                        STATUS    ROWS    LATENCY     FAILED STAGE: ERROR\n"
-        "2026-01-01 00:00:01.500  req-1                             ok             2      2.5 ms\n"
-        "2026-01-01 00:00:03.000  req-2                             ok             3      5.0 ms\n"
-        "2026-01-01 00:00:04.500  req-3                             ok             4      7.5 ms\n"
-        "2026-01-01 00:00:06.000  req-4                             rejected       5     10.0 ms  "
+    assert capsys.readouterr().out == (  # two versions in the log: which one each request was ("-": unversioned)
+        "TIME (UTC)               VERSION       REQUEST ID                        STATUS    ROWS    LATENCY"
+        "     FAILED STAGE: ERROR\n"
+        "2026-01-01 00:00:01.500  v1            req-1                             ok             2      2.5 ms\n"
+        "2026-01-01 00:00:03.000  -             req-2                             ok             3      5.0 ms\n"
+        "2026-01-01 00:00:04.500  v1            req-3                             ok             4      7.5 ms\n"
+        "2026-01-01 00:00:06.000  -             req-4                             rejected       5     10.0 ms  "
         "validate: row 0, feature 'a': got \"x\"; expected a number\n"
-        "2026-01-01 00:00:07.500  req-5                             ok             6     12.5 ms\n"
+        "2026-01-01 00:00:07.500  v1            req-5                             ok             6     12.5 ms\n"
     )
 
 
 def test_tail_json_prints_one_object_a_line(log_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tail", "--db", str(log_db), "-n", "2", "--json"]) == 0
     assert capsys.readouterr().out == (
-        '{"ts": "2026-01-01T00:00:06.000+00:00", "model": "toy", "request_id": "req-4", "status": "rejected", "rows": 5, '
-        '"latency_ms": 10.0, "failed_stage": "validate", "error": "row 0, feature \'a\': got \\"x\\"; expected a number"}\n'
-        '{"ts": "2026-01-01T00:00:07.500+00:00", "model": "toy", "request_id": "req-5", "status": "ok", "rows": 6, '
-        '"latency_ms": 12.5, "failed_stage": null, "error": null}\n'
+        '{"ts": "2026-01-01T00:00:06.000+00:00", "model": "toy", "version": null, "request_id": "req-4", '
+        '"status": "rejected", "rows": 5, "latency_ms": 10.0, "failed_stage": "validate", '
+        '"error": "row 0, feature \'a\': got \\"x\\"; expected a number"}\n'
+        '{"ts": "2026-01-01T00:00:07.500+00:00", "model": "toy", "version": "v1", "request_id": "req-5", '
+        '"status": "ok", "rows": 6, "latency_ms": 12.5, "failed_stage": null, "error": null}\n'
     )

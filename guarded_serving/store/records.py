@@ -11,7 +11,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -157,15 +157,11 @@ class Replica:
     warnings: int
 
 
-@overload
-def mended(text: str) -> str: ...
-@overload
-def mended(text: None) -> None: ...
-def mended(text: str | None) -> str | None:
+def mended(text: str) -> str:
     """``text`` as Unicode text every store can hold: a lone surrogate (a JSON escape a client can send, and a
     model's error message can quote, which UTF-8 cannot encode: the record would be refused and dropped)
     becomes U+FFFD; a pair of surrogates becomes the character it stands for. Plain text is returned as it is."""
-    if text is None or text.isascii():
+    if text.isascii():
         return text
     try:
         text.encode("utf-8")

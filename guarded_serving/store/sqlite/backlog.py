@@ -90,7 +90,8 @@ def pending(r: RequestRecord) -> Pending:
         warnings = tuple(dataclasses.replace(w, message=mended(w.message), location=mended(w.location)) for w in warnings)
     return Pending(
         (r.model, version_key(r.version)), mended(r.request_id), r.ts, r.version, r.status, r.rows, r.latency_ms,
-        r.stages, mended(r.failed_stage), mended(r.error), problems, inputs, outputs, warnings, r.window, size,
+        r.stages, r.failed_stage and mended(r.failed_stage), r.error and mended(r.error), problems, inputs, outputs,
+        warnings, r.window, size,
     )  # fmt: skip
 
 
