@@ -274,9 +274,9 @@ class Calibration:
             return np.asarray(mu - 2 / 3 * (kurtosis - 1) / 4 * (gap - drawn))
 
     def distance_threshold(self, j: int, method: str, factor: float) -> float:
-        power = _RATE_POWER[method]
-        calibrated = float(np.exp(self.log_mu[j] + self.z_one_sided * self.log_sd[j]) * factor**power)
-        return max(calibrated, MIN_EFFECT[method])
+        # the arrays' arithmetic, not a scalar's: numpy's exp and power on arrays (SIMD) and on one number (libm)
+        # may differ in the last bit, and a feature's threshold is one number however it is asked for
+        return float(self.distance_thresholds(np.array([j]), (method,), np.array([factor], dtype=float))[0])
 
     def distance_thresholds(self, features: np.ndarray, methods: Sequence[str], factor: np.ndarray) -> np.ndarray:
         """:meth:`distance_threshold` of each of ``features`` (with its method and factor), computed at once."""
