@@ -249,7 +249,7 @@ BREAKDOWN_CALLS = 30
 # for prediction drift). None of these calls another of them, so the parts add up.
 PARTS = (
     "window (read, assemble)",
-    "lay-out of the inputs (Columns.of)",
+    "lay-out of the inputs (Columns.of, .moved)",
     "data_drift",
     "prediction_drift",
     "concept_drift (labels joined)",
@@ -304,6 +304,7 @@ def breakdown(db: str | None, moving: bool, per_request: int = 100) -> dict[str,
     wrapped: list[tuple[Any, str, Any]] = [
         (evaluator, "window_data", lambda *a: PARTS[0]),
         (WindowColumns, "of", lambda matrix, base: PARTS[1] if base is inputs else PARTS[3]),
+        (WindowColumns, "moved", lambda columns, matrix, left, arrived, base: PARTS[1] if base is inputs else PARTS[3]),
         (evaluation, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
         (judged, "drift_check", lambda name, *a: PARTS[2] if name == "data_drift" else PARTS[3]),
         (evaluator.judged, "concept", lambda *a: PARTS[4]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import typing as t
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,11 @@ from ..health import Status
 from .baseline import Baseline
 
 __all__ = ["WindowColumns", "rounded", "rounded_all", "significant", "verdict"]
+
+# A window that moved by more rows than this share of it, or that holds fewer numeric values than SMALL, is sorted
+# afresh (numpy's sort then costs no more than taking values out and merging others in).
+MOVED_AT_MOST = 1 / 8
+SMALL = 16_384
 
 
 def rounded(x: float | np.floating | None, digits: int = 4) -> float | None:
@@ -69,17 +75,108 @@ class WindowColumns:
 
     @classmethod
     def of(cls, matrix: np.ndarray, base: Baseline) -> WindowColumns:
-        by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
-        if len(base.num_idx) == base.width:  # numbers only (a model's outputs, most tables): no scatter, no gather
-            by_feature.sort(axis=1)  # in place: this function's own copy
-            return cls(matrix.shape[0], _present(by_feature), by_feature, by_feature[:0])
-        numeric = by_feature[base.num_idx]
-        numeric.sort(axis=1)  # in place: this function's own copy
-        categorical = by_feature[base.cat_idx]
-        present = np.empty(base.width, dtype=np.intp)
-        present[base.num_idx] = _present(numeric)
-        present[base.cat_idx] = (~np.isnan(categorical)).sum(axis=1)
-        return cls(matrix.shape[0], present, numeric, categorical)
+        return _laid_out(matrix, base)
+
+    def moved(self, matrix: np.ndarray, left: np.ndarray, arrived: np.ndarray, base: Baseline) -> WindowColumns:
+        """:meth:`of` ``matrix``: the window these columns lay out, once its ``left`` oldest rows went and the
+        ``arrived`` rows were appended (both in the window's feature order).
+
+        Each sorted row keeps its order: the values that left are taken out and those that came merged in, the
+        same numbers as sorting afresh (equal values in either order; NaN last). Sorting 64 x 2,000 values cost
+        ~2.8 ms on a machine whose numpy sorts doubles without SIMD; this ~0.5 ms after a one-row request and
+        ~1.6 ms after a 100-row one. A window that moved by much, a small one, or columns that are not the old
+        window's lay-out (their values not where the rows that left say) are laid out afresh."""
+        num = base.num_idx
+        rows, width = matrix.shape[0], len(num)
+        gone_rows, came_rows = left.shape[0], arrived.shape[0]
+        if (
+            self.numeric.shape != (width, self.rows)
+            or rows != self.rows - gone_rows + came_rows
+            or width * rows < SMALL
+            or gone_rows + came_rows > MOVED_AT_MOST * rows
+        ):
+            return _laid_out(matrix, base)
+        every = width == base.width
+        kept = _without(self.numeric, _sorted_rows(left if every else left[:, num]))
+        if kept is None:
+            return _laid_out(matrix, base)
+        numeric = _merged(kept, _sorted_rows(arrived if every else arrived[:, num]))
+        if every:
+            return WindowColumns(rows, _present(numeric), numeric, numeric[:0])
+        return _with_categorical(np.array(matrix[:, base.cat_idx].T, order="C"), numeric, base)
+
+
+def _laid_out(matrix: np.ndarray, base: Baseline) -> WindowColumns:
+    """:meth:`WindowColumns.of`, sorting every numeric column."""
+    by_feature = np.array(matrix.T, order="C")  # always a copy: the window's arrays may be shared or read-only
+    if len(base.num_idx) == base.width:  # numbers only (a model's outputs, most tables): no scatter, no gather
+        by_feature.sort(axis=1)  # in place: this function's own copy
+        return WindowColumns(matrix.shape[0], _present(by_feature), by_feature, by_feature[:0])
+    numeric = by_feature[base.num_idx]
+    numeric.sort(axis=1)  # in place: this function's own copy
+    return _with_categorical(by_feature[base.cat_idx], numeric, base)
+
+
+def _with_categorical(categorical: np.ndarray, numeric: np.ndarray, base: Baseline) -> WindowColumns:
+    present = np.empty(base.width, dtype=np.intp)
+    present[base.num_idx] = _present(numeric)
+    present[base.cat_idx] = (~np.isnan(categorical)).sum(axis=1)
+    return WindowColumns(numeric.shape[1], present, numeric, categorical)
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """A few window rows as sorted rows per feature (features x rows)."""
+    out = np.array(rows.T, dtype=np.float64, order="C")
+    out.sort(axis=1)
+    return out
+
+
+def _places(sorted_rows: np.ndarray, values: np.ndarray, side: t.Literal["left", "right"]) -> np.ndarray:
+    """Where each value of a row of ``values`` goes in the same sorted row: ``searchsorted`` row by row (the array's
+    method: numpy's function dispatch cost as much as the search, ~2 us a row)."""
+    places = [row.searchsorted(v, side) for row, v in zip(sorted_rows, values, strict=True)]
+    return np.array(places, dtype=np.intp).reshape(values.shape)
+
+
+def _without(sorted_rows: np.ndarray, gone: np.ndarray) -> np.ndarray | None:
+    """Each sorted row with one occurrence of each value of the same row of ``gone`` (sorted) taken out; None when
+    one of them is not where it should be (the rows are not the ones those values left)."""
+    width, n = sorted_rows.shape
+    count = gone.shape[1]
+    if count == 0:
+        return sorted_rows
+    at = _places(sorted_rows, gone, "left")
+    if count > 1:  # equal values left: the first, second... of their run in the row
+        same = np.zeros(gone.shape, dtype=bool)
+        later, earlier = gone[:, 1:], gone[:, :-1]
+        same[:, 1:] = (later == earlier) | (np.isnan(later) & np.isnan(earlier))
+        index = np.broadcast_to(np.arange(count), gone.shape)
+        at += index - np.maximum.accumulate(np.where(same, 0, index), axis=1)
+    if not (at < n).all():
+        return None
+    flat = (at + np.arange(0, width * n, n)[:, None]).ravel()
+    values = sorted_rows.ravel()
+    if not np.array_equal(values[flat], gone.ravel(), equal_nan=True):
+        return None
+    keep = np.ones(width * n, dtype=bool)
+    keep[flat] = False
+    return values[keep].reshape(width, n - count)
+
+
+def _merged(kept: np.ndarray, came: np.ndarray) -> np.ndarray:
+    """Each sorted row of ``kept`` with the same row of ``came`` (sorted) merged in."""
+    width, n = kept.shape
+    count = came.shape[1]
+    if count == 0:
+        return kept
+    total = n + count
+    at = _places(kept, came, "right") + np.arange(count) + np.arange(0, width * total, total)[:, None]
+    arrived = np.zeros(width * total, dtype=bool)
+    arrived[at.ravel()] = True
+    out = np.empty(width * total)
+    out[arrived] = came.ravel()
+    out[~arrived] = kept.ravel()
+    return out.reshape(width, total)
 
 
 def _present(sorted_rows: np.ndarray) -> np.ndarray:

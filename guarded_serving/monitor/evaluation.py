@@ -139,7 +139,12 @@ class Evaluator:
             warnings = self.warnings.snapshot()
             window = self.window_data(memory=True)
         same = self.memo.of(window)
-        columns = same.get("columns", lambda: WindowColumns.of(window.inputs, self.baseline))
+        base = self.baseline
+        columns = same.get(  # after a move, the last window's lay-out with the rows that left and came (drift/columns.py)
+            ("columns", base),
+            lambda: WindowColumns.of(window.inputs, base),
+            lambda before, move: before.moved(window.inputs, move.left_inputs, move.arrived_inputs, base),
+        )
         cal_inputs, cal_outputs = self.calibration()
         inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
         data_drift = same.get(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Reference
+from guarded_serving.drift import columns as columns_module
 from guarded_serving.drift.baseline import Baseline
 from guarded_serving.drift.columns import WindowColumns, rounded, rounded_all
 
@@ -64,3 +65,83 @@ def test_a_window_with_categories_is_laid_out_as_one_of_numbers_only_for_its_num
     assert both.present.tolist() == [32, 26, 40]
     assert numbers.present.tolist() == [32, 40]
     np.testing.assert_array_equal(both.categorical, window[:, [1]].T)
+
+
+# --- a moved window's lay-out: the last one's, the rows that left taken out and those that came merged in ---------
+
+
+def _every_move_laid_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows of any size moved by any share laid out from the last lay-out (not afresh, as small ones are)."""
+    monkeypatch.setattr(columns_module, "SMALL", 0)
+    monkeypatch.setattr(columns_module, "MOVED_AT_MOST", 1.0)
+
+
+def _assert_laid_out_alike(got: WindowColumns, expected: WindowColumns) -> None:
+    assert got.rows == expected.rows
+    assert got.present.tolist() == expected.present.tolist()
+    np.testing.assert_array_equal(got.numeric, expected.numeric)  # NaN equal to NaN, in the same places
+    np.testing.assert_array_equal(got.categorical, expected.categorical)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete-with-missing-values", "with-a-category"])
+def test_a_moved_window_s_lay_out_is_the_lay_out_of_the_new_window(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _every_move_laid_out(monkeypatch)
+    rng = np.random.default_rng(21)
+    stream = rng.normal(size=(6_000, 4))
+    if kind != "continuous":  # few distinct values: runs of equal values leave and come
+        stream = np.round(stream * 2)
+        stream[rng.random(stream.shape) < 0.1] = NAN
+    categorical = [2] if kind == "with-a-category" else []
+    if categorical:
+        stream[:, 2] = rng.integers(0, 3, len(stream))
+        stream[rng.random(len(stream)) < 0.1, 2] = NAN
+    reference = stream[:1_000].tolist()
+    if categorical:  # the reference's categories as text; the window holds their codes
+        reference = [[r[0], r[1], None if np.isnan(r[2]) else f"c{r[2]:.0f}", r[3]] for r in reference]
+    base = Baseline.from_profiles(Reference.from_data(reference, categorical=categorical or None).features)
+    assert len(base.cat_idx) == len(categorical)
+    start, end = 1_000, 1_300
+    laid_out = WindowColumns.of(stream[start:end], base)
+    for _ in range(60):
+        left, came = (int(k) for k in rng.choice([0, 1, 2, 17, 90], size=2))
+        left = min(left, end - start - 1)
+        new_start, new_end = start + left, end + came
+
+        laid_out = laid_out.moved(stream[new_start:new_end], stream[start:new_start], stream[end:new_end], base)
+
+        _assert_laid_out_alike(laid_out, WindowColumns.of(stream[new_start:new_end], base))
+        start, end = new_start, new_end
+    assert end - start != 300  # the window grew and shrank on the way
+
+
+def test_columns_that_are_not_the_old_window_s_lay_out_are_laid_out_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    _every_move_laid_out(monkeypatch)
+    rng = np.random.default_rng(22)
+    stream = rng.normal(size=(400, 3))
+    base = Baseline.from_profiles(Reference.from_data(rng.normal(size=(500, 3))).features)
+    other = WindowColumns.of(rng.normal(size=(300, 3)), base)  # a window of the same size, other values
+
+    moved = other.moved(stream[5:305], stream[:5], stream[300:305], base)
+
+    _assert_laid_out_alike(moved, WindowColumns.of(stream[5:305], base))
+
+
+def test_a_window_that_moved_by_much_or_a_small_one_is_laid_out_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(23)
+    stream = rng.normal(size=(5_000, 16))
+    base = Baseline.from_profiles(Reference.from_data(rng.normal(size=(500, 16))).features)
+    window = WindowColumns.of(stream[:2_000], base)
+    small_window = WindowColumns.of(stream[:100], base)
+    afresh: list[int] = []
+    laid_out = columns_module._laid_out
+    monkeypatch.setattr(columns_module, "_laid_out", lambda matrix, b: afresh.append(len(matrix)) or laid_out(matrix, b))
+
+    near = window.moved(stream[1:2_001], stream[:1], stream[2_000:2_001], base)
+    small = small_window.moved(stream[1:101], stream[:1], stream[100:101], base)
+    far = window.moved(stream[300:2_300], stream[:300], stream[2_000:2_300], base)
+
+    assert afresh == [100, 2_000]  # the small window and the far move; the near move from the last lay-out
+    monkeypatch.setattr(columns_module, "_laid_out", laid_out)
+    _assert_laid_out_alike(near, WindowColumns.of(stream[1:2_001], base))
+    _assert_laid_out_alike(small, WindowColumns.of(stream[1:101], base))
+    _assert_laid_out_alike(far, WindowColumns.of(stream[300:2_300], base))

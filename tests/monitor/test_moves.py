@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor
+from guarded_serving.drift import columns
 from guarded_serving.drift.moves import departed_by_parts, departed_rows, move_between
 from guarded_serving.drift.window import WindowData
 from guarded_serving.health import HealthReport
@@ -122,7 +123,15 @@ def afresh(monitor: Monitor) -> HealthReport:
         evaluator.memo, judged._realized, judged._concept = kept
 
 
-def test_every_check_updated_from_moves_equals_the_check_computed_afresh(mixed_monitor: Monitor) -> None:
+def test_every_check_updated_from_moves_equals_the_check_computed_afresh(
+    mixed_monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the inputs' lay-out moved too (drift/columns.py does that for large windows and small moves only)
+    monkeypatch.setattr(columns, "SMALL", 0)
+    monkeypatch.setattr(columns, "MOVED_AT_MOST", 1.0)
+    merged: list[int] = []
+    merge = columns._merged
+    monkeypatch.setattr(columns, "_merged", lambda kept, came: merged.append(came.shape[1]) or merge(kept, came))
     rng = np.random.default_rng(11)
     unlabelled: list[tuple[str, int]] = []
     moves = judged = 0
@@ -143,6 +152,7 @@ def test_every_check_updated_from_moves_equals_the_check_computed_afresh(mixed_m
         assert comparable(updated) == comparable(afresh(mixed_monitor)), f"step {step}"
         judged += updated.check("concept_drift").details.labelled_rows >= 100
     assert moves >= 20  # the updates were exercised, not only the fresh computations
+    assert len(merged) >= 20  # the inputs' lay-out among them
     assert judged >= 20  # concept drift too: judged from its labelled rows
 
 
