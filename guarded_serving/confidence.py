@@ -3,7 +3,7 @@
 A classifier's row is scored by its confidence (its largest probability) and a regressor's by its prediction. With
 labels, the reference's rows are cut into ten bins of score, and each bin's error on the reference (1 - accuracy,
 or absolute error) is what a row of that score is worth, a classifier's made non-increasing in confidence
-(pool-adjacent-violators). Without labels a classifier's confidences are taken at their word. A labelled binary
+(pool-adjacent-violators). Without labels a classifier's confidences are taken at their word. A labelled
 classifier's profile also holds its reading under a shift of the class mix (:mod:`guarded_serving.labelshift`).
 The check that judges a window with it is :mod:`guarded_serving.estimate`.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 from .errors import InvalidReferenceError
-from .labelshift import LabelShift
+from .labelshift import ClassMixShift, LabelShift, shift_from_json, shift_of
 from .performance import Performance, binary_rows, class_indices, row_losses
 
 __all__ = ["MIN_PROFILE_ROWS", "ConfidenceProfile", "profile_of", "row_scores"]
@@ -52,7 +52,7 @@ class ConfidenceProfile:
     labelled: bool
     expected_accuracy: float | None = None
     realized: float | None = None
-    label_shift: LabelShift | None = None  # a labelled classifier's reading under a shift of the class mix
+    label_shift: LabelShift | ClassMixShift | None = None  # a labelled classifier's reading under a shift of the class mix
 
     @property
     def metric(self) -> str:
@@ -158,7 +158,7 @@ class ConfidenceProfile:
             labelled=labelled,
             expected_accuracy=None if expected is None else float(expected),
             realized=None if realized is None else float(realized),
-            label_shift=LabelShift.from_json(shift) if shift else None,
+            label_shift=shift_from_json(shift) if shift else None,
         )
 
 
@@ -235,5 +235,5 @@ def profile_of(predictions: Any, performance: Performance | None, y: Any = None)
         return profile
     truth = class_indices(performance.classes, labels)
     known = truth >= 0
-    shift = LabelShift.of(kept[known].argmax(axis=1), truth[known], len(performance.classes))
+    shift = shift_of(kept[known].argmax(axis=1), truth[known], len(performance.classes))
     return dataclasses.replace(profile, label_shift=shift)

@@ -14,7 +14,7 @@ prediction's level (homoscedastic noise): then it stays flat, neither alarming n
 The check compares the window's estimate with the reference's: the difference of two means of bounded
 per-row values, normal at these sizes, judged at its own share of the false-alarm budget
 (:data:`ALPHA_ESTIMATE`) with a minimum effect (2 accuracy points, 10 % of the reference MAE). Confidences
-cannot see a shift of the class mix (P(y | x) is what it changes), so a labelled binary classifier is also read
+cannot see a shift of the class mix (P(y | x) is what it changes), so a labelled classifier is also read
 as one (:mod:`guarded_serving.labelshift`), each reading at half the share; the confidences' reading leaving its
 interval is an alert when worse and trusted, the class mix's alone a warning. It never mixes in realized figures:
 those are the ``concept_drift`` check's, from labels.
@@ -32,7 +32,7 @@ from scipy.stats import norm
 
 from .confidence import ConfidenceProfile, row_scores
 from .health import CheckResult, Status
-from .labelshift import LabelShift, ShiftReading
+from .labelshift import ClassMixShift, LabelShift, ShiftReading
 
 __all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "EstimateRows", "estimate_check", "moved_rows"]
 
@@ -208,15 +208,12 @@ def estimate_check(
     return CheckResult(name, status, summary, info)
 
 
-def _shift_reading(shift: LabelShift | None, read: EstimateRows) -> ShiftReading | None:
-    """The window's reading under a shift of the class mix (binary classifiers with a labelled reference), judged at
-    half the check's false-alarm share."""
+def _shift_reading(shift: LabelShift | ClassMixShift | None, read: EstimateRows) -> ShiftReading | None:
+    """The window's reading under a shift of the class mix (classifiers with a labelled reference), judged at half
+    the check's false-alarm share."""
     if shift is None:
         return None
-    predicted = read.predicted[read.kept]
-    if not len(predicted) or predicted.max() > 1:  # outputs of another width
-        return None
-    return shift.reading(int(np.count_nonzero(predicted == 1)), len(predicted), ALPHA_ESTIMATE / 2)
+    return shift.read(read.predicted[read.kept], ALPHA_ESTIMATE / 2)
 
 
 def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:

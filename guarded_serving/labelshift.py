@@ -1,4 +1,4 @@
-"""A binary classifier's accuracy read as a shift of the class mix, from its predicted classes alone (label shift).
+"""A classifier's accuracy read as a shift of the class mix, from its predicted classes alone (label shift).
 
 The confidence-based estimate (:mod:`guarded_serving.estimate`) rests on P(y | x) staying what it was: a row is
 worth what rows of its confidence were worth on the reference. A shift of the class mix (P(x | y) unchanged, the
@@ -20,8 +20,13 @@ window's share of the rows (the conditional test of two Poisson rates). The coun
 ``n`` rows are computed once per ``n`` and mapped to accuracies: that is the interval. A reading is flagged when
 the count is outside them and the accuracy at least 2 points from the reference's.
 
-More than two classes, a class with fewer than :data:`MIN_CLASS_ROWS` reference rows, or a model that never
-predicts a class on the reference: no such reading. This reading and the confidence one disagree when the shift is
+With three classes or more (:class:`ClassMixShift`) the reading is the same ``a . mu``, a plane in the predicted
+classes' shares. Whether the mix moved is told class by class by the same exact test, each at its share of the
+budget (one class's count against all others'), and the accuracy's interval is a normal one around the
+reference's (the multinomial variance of ``a . mu``, the window's and the reference's); a reading is flagged when
+a class's count is outside what its test accepts and the accuracy outside its interval and at least 2 points off.
+A class with fewer than :data:`MIN_CLASS_ROWS` reference rows, or a model that never predicts a class on the
+reference: no such reading. This reading and the confidence one disagree when the shift is
 of the inputs (P(y | x) unchanged: the confidences are right) or of the class mix (this one is): the check
 reports both and says which moved.
 """
@@ -29,16 +34,17 @@ reports both and says which moved.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
 from .errors import InvalidReferenceError
 
-__all__ = ["MIN_CHANGE", "MIN_CLASS_ROWS", "LabelShift", "ShiftReading"]
+__all__ = ["MIN_CHANGE", "MIN_CLASS_ROWS", "ClassMixShift", "LabelShift", "ShiftReading", "shift_from_json", "shift_of"]
 
 MIN_CLASS_ROWS = 20  # reference rows per class for its column of the confusion matrix
 MIN_CHANGE = 0.02  # accuracy points a reading must move to be flagged, as the confidence estimate's
@@ -100,6 +106,12 @@ class LabelShift:
         moved = not low_count <= positives <= high_count and abs(estimated - self.accuracy) > MIN_CHANGE
         return ShiftReading(estimated, low, high, moved, estimated < self.accuracy)
 
+    def read(self, predicted: np.ndarray, alpha: float) -> ShiftReading | None:
+        """:meth:`reading` of a window's predicted class indices; None when they are not two classes'."""
+        if not len(predicted) or predicted.max() > 1:  # outputs of another width
+            return None
+        return self.reading(int(np.count_nonzero(predicted == 1)), len(predicted), alpha)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
@@ -119,7 +131,97 @@ class LabelShift:
         return cls(rows, positives, float(data["intercept"]), float(data["slope"]), float(data["accuracy"]))
 
 
-@functools.lru_cache(maxsize=32)
+@dataclass(frozen=True, slots=True)
+class ClassMixShift:
+    """A classifier of three classes or more: its reference rows, those predicted as each class, the weights that
+    turn the predicted classes' shares into accuracy under a shift of the class mix (``accuracy`` at the
+    reference's own shares), and the spread of that accuracy per row (its multinomial standard deviation)."""
+
+    rows: int
+    predicted: tuple[int, ...]  # reference rows predicted as each class
+    weights: tuple[float, ...]
+    accuracy: float
+    spread: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, truth: np.ndarray, classes: int) -> ClassMixShift | None:
+        """The reading from the reference's predicted and true class indices (same length); None for fewer than
+        three classes, a class with fewer than :data:`MIN_CLASS_ROWS` rows, or one never predicted."""
+        predicted, truth = np.asarray(predicted, dtype=np.intp), np.asarray(truth, dtype=np.intp)
+        if classes < 3 or len(predicted) != len(truth) or not len(truth):
+            return None
+        if (truth < 0).any() or (truth >= classes).any() or (predicted < 0).any() or (predicted >= classes).any():
+            return None
+        per_class = np.bincount(truth, minlength=classes)
+        counts = np.bincount(predicted, minlength=classes)
+        if per_class.min() < MIN_CLASS_ROWS or counts.min() == 0:
+            return None
+        joint = np.bincount(predicted * classes + truth, minlength=classes * classes).reshape(classes, classes)
+        confusion = joint / per_class[None, :]  # P(predicted i | class j)
+        if np.linalg.cond(confusion) > 1e6:  # some classes predicted alike: no plane
+            return None
+        weights = np.linalg.solve(confusion.T, np.diag(confusion))
+        shares = counts / len(predicted)
+        accuracy = float(weights @ shares)
+        spread = math.sqrt(max(float(weights**2 @ shares) - accuracy**2, 0.0))
+        return cls(len(truth), tuple(counts.tolist()), tuple(weights.tolist()), accuracy, spread)
+
+    def reading(self, counts: np.ndarray, alpha: float) -> ShiftReading:
+        """The reading of a window whose rows were predicted as each class ``counts`` times, judged at ``alpha``."""
+        rows = int(counts.sum())
+        estimated = float(np.asarray(self.weights) @ counts) / max(rows, 1)
+        half = _z(alpha) * self.spread * math.sqrt(1 / max(rows, 1) + 1 / self.rows)
+        each = alpha / len(self.predicted)
+        accepted = (_accepted(reference, self.rows, rows, each) for reference in self.predicted)
+        mix_moved = any(not least <= c <= most for c, (least, most) in zip(counts.tolist(), accepted, strict=True))
+        low = max(min(self.accuracy - half, self.accuracy - MIN_CHANGE), 0.0)
+        high = min(max(self.accuracy + half, self.accuracy + MIN_CHANGE), 1.0)
+        outside = mix_moved and not low <= estimated <= high
+        return ShiftReading(estimated, low, high, outside, estimated < self.accuracy)
+
+    def read(self, predicted: np.ndarray, alpha: float) -> ShiftReading | None:
+        """:meth:`reading` of a window's predicted class indices; None when they are not this model's classes'."""
+        classes = len(self.predicted)
+        if not len(predicted) or predicted.max() >= classes:
+            return None
+        return self.reading(np.bincount(predicted, minlength=classes), alpha)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "predicted": list(self.predicted),
+            "weights": list(self.weights),
+            "accuracy": self.accuracy,
+            "spread": self.spread,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassMixShift:
+        rows, predicted, weights = int(data["rows"]), [int(c) for c in data["predicted"]], [float(w) for w in data["weights"]]
+        if len(predicted) < 3 or len(weights) != len(predicted) or min(predicted) <= 0 or sum(predicted) != rows:
+            raise InvalidReferenceError(
+                f"label shift: {predicted} reference rows predicted per class of {rows}; expected three classes or"
+                " more, each predicted, adding up to the rows, and a weight per class"
+            )
+        return cls(rows, tuple(predicted), tuple(weights), float(data["accuracy"]), float(data["spread"]))
+
+
+def shift_of(predicted: np.ndarray, truth: np.ndarray, classes: int) -> LabelShift | ClassMixShift | None:
+    """The reading under a shift of the class mix a reference gives (see :class:`LabelShift`, :class:`ClassMixShift`)."""
+    return LabelShift.of(predicted, truth, classes) if classes == 2 else ClassMixShift.of(predicted, truth, classes)
+
+
+def shift_from_json(data: Mapping[str, Any]) -> LabelShift | ClassMixShift:
+    """A reading saved by ``to_json``: of three classes or more when it names what was predicted per class."""
+    return ClassMixShift.from_json(data) if "predicted" in data else LabelShift.from_json(data)
+
+
+@functools.lru_cache(maxsize=8)
+def _z(alpha: float) -> float:
+    return float(norm.isf(alpha / 2))
+
+
+@functools.lru_cache(maxsize=128)
 def _accepted(reference_positives: int, reference_rows: int, rows: int, alpha: float) -> tuple[int, int]:
     """The fewest and most positives a window of ``rows`` may predict and not differ from the reference's share
     at ``alpha`` (two-sided), by the exact conditional test: given both counts' sum, the window's is binomial with
