@@ -56,8 +56,8 @@ class InvalidReferenceError(GuardedServingError, ValueError):
 class Problem:
     """One thing wrong with a request: where it is, what was wrong and what was expected.
 
-    ``kind`` is ``"type"`` for a value of the wrong type for its feature (the data quality check counts
-    those per feature), else None.
+    ``kind`` is ``"type"`` for a value of the wrong type for its feature, ``"missing"`` for a missing value
+    (null) refused there (the data quality check counts both per feature), else None.
     """
 
     problem: str

@@ -197,6 +197,7 @@ def _accept(
         exc = redacted_input_error(refused, monitor.redact)  # the client's answer is a sink too
         rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
         wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
+        refused_missing = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "missing"))
         _record(
             guarded,
             monitor,
@@ -207,6 +208,7 @@ def _accept(
             clock,
             error=str(exc),
             problem_features=wrong_types,
+            missing_features=refused_missing,
             call=call,
         )
         return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
@@ -353,6 +355,7 @@ def _record(
     outputs: list[Any] | None = None,
     warnings: list[Any] | None = None,
     problem_features: tuple[str, ...] = (),
+    missing_features: tuple[str, ...] = (),
     window: Chunk | None = None,
     inputs_json: str | None = None,
     call: PredictCall | None = None,
@@ -379,6 +382,7 @@ def _record(
         outputs=outputs,
         warnings=tuple(warnings or ()),
         problem_features=problem_features,
+        missing_features=missing_features,
         window=window,
         inputs_json=inputs_json,
         outputs_json=outputs_json,

@@ -164,7 +164,8 @@ class RecentRequest(NamedTuple):
     latency_ms: float
     stages: Mapping[str, float]
     failed_stage: str | None = None
-    problem_features: tuple[str, ...] = ()
+    problem_features: tuple[str, ...] = ()  # a rejected request's features with a value of the wrong type
+    missing_features: tuple[str, ...] = ()  # ... and with a missing value (null) refused
 
 
 @dataclass(frozen=True, slots=True)

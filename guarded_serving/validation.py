@@ -213,9 +213,9 @@ def _check_value(
         expected = "a number" if numeric else "a category"
         if allow_missing:
             return Problem(
-                "got null, a missing value, which this model cannot take (it raised on one at start)", expected, kind="type"
+                "got null, a missing value, which this model cannot take (it raised on one at start)", expected, kind="missing"
             )
-        return Problem("a missing value (null) is not allowed", expected, kind="type")
+        return Problem("a missing value (null) is not allowed", expected, kind="missing")
     if isinstance(value, _NonFinite):  # null is offered only where the model takes it
         return Problem(
             f"{value.text} is not allowed",

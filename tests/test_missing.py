@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,3 +172,36 @@ def test_a_nan_literal_is_not_answered_with_an_offer_of_null_where_the_model_tak
     reply = guarded_logistic.handle_predict(b'{"rows": [[NaN, 3.5, 1.4, 0.2]]}', "application/json")
 
     assert json.loads(reply.body)["detail"] == "row 0, feature 'f0': NaN is not allowed; expected a finite number"
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite-file"])
+def test_refused_nulls_are_counted_as_refused_missing_values_not_as_wrong_types(
+    iris_rows: tuple[np.ndarray, np.ndarray], tmp_path: Path, store: str
+) -> None:
+    db = str(tmp_path / "refused.db") if store == "sqlite-file" else ":memory:"
+    guarded = GuardedModel(logistic(iris_rows), reference=iris_rows[0], name="churn", db=db)
+    guarded.start()
+    try:
+        rows = iris_rows[0][:150].tolist()
+        assert guarded.handle_predict(body(rows), "application/json").status == 200
+        for _ in range(3):  # a null where the model takes none: refused, twice in feature f1 within one request
+            refused = guarded.handle_predict(body([[None, 3.5, 1.4, 0.2], [None, 3.0, 1.4, 0.2]]), "application/json")
+            assert refused.status == 422
+        wrong = guarded.handle_predict(body([[5.1, "3.5", 1.4, 0.2]]), "application/json")  # a string: a wrong type
+        assert wrong.status == 422
+        monitor = guarded.monitor
+        assert monitor is not None
+        monitor.flush()
+
+        quality = monitor.health().check("data_quality")
+    finally:
+        guarded.close()
+
+    features = quality.details.features
+    assert features["f0"].refused_missing == 3  # requests, not values
+    assert features["f0"].type_errors == 0
+    assert "3 requests refused for a missing value (null)" in features["f0"].problems
+    assert features["f1"].type_errors == 1
+    assert features["f1"].refused_missing == 0
+    assert features["f1"].problems == ("1 value of the wrong type",)
+    assert "f0: 3 requests refused for a missing value (null)" in quality.summary

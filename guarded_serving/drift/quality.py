@@ -44,6 +44,7 @@ class FeatureQuality:
     unseen: dict[str, int] | None = None
     constant: bool = False
     type_errors: int = 0
+    refused_missing: int = 0  # recent requests refused for a missing value (null) the model cannot take here
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +203,8 @@ def quality_check(
             continue
         k = numeric_position.get(j)
         errors = int(data.type_errors.get(j, 0)) if data.type_errors else 0
-        if k is not None and not (missing_flag_[j] or out_flag_[k] or constant_[j] or errors):  # the common case
+        refused = int(data.refused_missing.get(j, 0)) if data.refused_missing else 0
+        if k is not None and not (missing_flag_[j] or out_flag_[k] or constant_[j] or errors or refused):  # the common case
             share = out_share_[k]
             if rate_[j] == 0.0 and share == 0.0:
                 features[name] = clean[j]
@@ -237,6 +239,8 @@ def quality_check(
             severe = True
         if errors:
             problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
+        if refused:
+            problems.append(f"{refused} request{'s' if refused != 1 else ''} refused for a missing value (null)")
         _, status = verdict(problems, severe)
         features[name] = FeatureQuality(
             status=status,
@@ -248,6 +252,7 @@ def quality_check(
             unseen=unseen,
             constant=constant_[j],
             type_errors=errors,
+            refused_missing=refused,
         )
     details = QualityDetails(n, min_rows, alpha, features)
     flagged = [(nm, f) for nm, f in features.items() if f.drifted]

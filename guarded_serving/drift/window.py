@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import numbers
 import threading
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +184,7 @@ class WindowData:
     unseen: dict[int, dict[str, int]]
     type_errors: dict[int, int]
     parts: tuple[tuple[Hashable, int], ...] | None = None
+    refused_missing: Mapping[int, int] = field(default_factory=dict)  # per feature: requests refused for a null
 
     @property
     def rows(self) -> int:

@@ -98,7 +98,9 @@ class MixedKind:
         except InputError as exc:  # a text field's wrong value is not a category's: say what the field takes
             texts = self.texts
             problems = [
-                dataclasses.replace(p, expected="a string (free text)") if p.kind == "type" and p.feature in texts else p
+                dataclasses.replace(p, expected="a string (free text)")
+                if p.kind in ("type", "missing") and p.feature in texts
+                else p
                 for p in exc.problems
             ]
             raise InputError(problems, exc.status) from None

@@ -157,7 +157,12 @@ class Evaluator:
             data_drift = worded(data_drift, self.kind, self.reference.features, window.inputs)
         judged_data = with_rejections(window, recent, self.baseline.names)
         quality = same.get(
-            ("data_quality", tuple(sorted(judged_data.type_errors.items())), repr(sorted(judged_data.unseen.items()))),
+            (
+                "data_quality",
+                tuple(sorted(judged_data.type_errors.items())),
+                tuple(sorted(judged_data.refused_missing.items())),
+                repr(sorted(judged_data.unseen.items())),
+            ),
             lambda: quality_check(
                 self.baseline, columns, judged_data, self.min_rows, skip=self.redact, reveal=self.options.monitor.report_values
             ),

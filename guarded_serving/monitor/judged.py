@@ -197,17 +197,23 @@ def _same(a: Labelled, b: Labelled) -> bool:
 
 
 def with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:
-    """Add the features named by recently rejected requests to the window's wrong-type counts."""
+    """Add the features named by recently rejected requests to the window's wrong-type counts, and count those
+    refused for a missing value."""
     index = {name: j for j, name in enumerate(names)}
     errors = dict(window.type_errors)
+    refused: dict[int, int] = {}
     for r in recent:
         for feature in r.problem_features:
             j = index.get(feature)
             if j is not None:
                 errors[j] = errors.get(j, 0) + 1
-    if errors == window.type_errors:
+        for feature in r.missing_features:
+            j = index.get(feature)
+            if j is not None:
+                refused[j] = refused.get(j, 0) + 1
+    if errors == window.type_errors and not refused:
         return window
-    return WindowData(window.inputs, window.outputs, window.unseen, errors)
+    return WindowData(window.inputs, window.outputs, window.unseen, errors, refused_missing=refused)
 
 
 def _collecting_outputs(rows: int, needed: int) -> CheckResult:

@@ -134,7 +134,15 @@ class Recorder:
                 self._errors += 1
             self.recent.append(
                 _new_tuple(
-                    RecentRequest, (record.status, record.latency_ms, record.stages, record.failed_stage, record.problem_features)
+                    RecentRequest,
+                    (
+                        record.status,
+                        record.latency_ms,
+                        record.stages,
+                        record.failed_stage,
+                        record.problem_features,
+                        record.missing_features,
+                    ),
                 )
             )
         for w in record.warnings:

@@ -84,12 +84,14 @@ def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
         problems = json.loads(r["problem_features"]) if r["problem_features"] else []
     except (TypeError, ValueError):
         problems = []
+    problems = problems if isinstance(problems, list) else []
     return RecentRequest(
         status,
         _milliseconds(r["latency_ms"]),
         {str(k): _milliseconds(v) for k, v in stages.items()} if isinstance(stages, dict) else {},
         r["failed_stage"] if isinstance(r["failed_stage"], str) else None,
-        tuple(p for p in problems if isinstance(p, str)) if isinstance(problems, list) else (),
+        tuple(p for p in problems if isinstance(p, str)),
+        tuple(p["missing"] for p in problems if isinstance(p, dict) and isinstance(p.get("missing"), str)),
     )
 
 

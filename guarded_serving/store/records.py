@@ -55,8 +55,9 @@ class RequestRecord:
     warnings: tuple[WarningRecord, ...] = ()
     window: Chunk | None = None  # the rows encoded for the drift window
     inputs_json: str | None = None  # ``inputs`` as JSON text already (the client's own), written as is
-    problem_features: tuple[str, ...] = ()  # features named by a rejected request's problems
+    problem_features: tuple[str, ...] = ()  # features named by a rejected request's values of the wrong type
     outputs_json: str | None = None  # ``outputs`` as JSON text already (from the answer), written as is
+    missing_features: tuple[str, ...] = ()  # ... and by its missing values (null) refused
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,13 +124,15 @@ def test_a_request_id_sent_twice_is_logged_twice(store: Store) -> None:
 
 
 def test_recent_requests_are_the_newest_first_with_their_columns_as_stored(store: Store) -> None:
-    put_all(store, *(record(f"r{i}") for i in range(5)), record("bad", status="rejected", rows=0, problem_features=("age",)))
+    bad = record("bad", status="rejected", rows=0, problem_features=("age",), missing_features=("city",))
+    put_all(store, *(record(f"r{i}") for i in range(5)), bad)
 
     newest = store.recent_requests("m", 3)
 
     assert [r["request_id"] for r in newest] == ["bad", "r4", "r3"]
     assert set(newest[0]) == {"request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features"}
-    assert (newest[0]["status"], json.loads(newest[0]["problem_features"])) == ("rejected", ["age"])
+    # a value of the wrong type by its feature's name, a refused null as {"missing": name}
+    assert (newest[0]["status"], json.loads(newest[0]["problem_features"])) == ("rejected", ["age", {"missing": "city"}])
     assert (newest[1]["rows"], newest[1]["latency_ms"], json.loads(newest[1]["stages"])) == (2, 1.5, {"predict": 1.0})
 
 

@@ -54,7 +54,7 @@ class Pending(NamedTuple):
     stages: dict[str, float]
     failed_stage: str | None
     error: str | None
-    problem_features: tuple[str, ...]
+    problem_features: tuple[str | dict[str, str], ...]
     inputs: str | None
     outputs: str | None
     warnings: tuple[WarningRecord, ...]
@@ -84,7 +84,10 @@ def pending(r: RequestRecord) -> Pending:
             size += sum(sys.getsizeof(name) + 100 for names in window.unseen.values() for name in names)
     if r.warnings:
         size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
-    problems = r.problem_features
+    # stored as one JSON list: the names of values of the wrong type, then {"missing": name} per refused null
+    problems: tuple[str | dict[str, str], ...] = r.problem_features
+    if r.missing_features:
+        problems += tuple({"missing": name} for name in r.missing_features)
     warnings = r.warnings
     if warnings and not all(w.message.isascii() and w.location.isascii() for w in warnings):
         warnings = tuple(dataclasses.replace(w, message=mended(w.message), location=mended(w.location)) for w in warnings)
