@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import psutil
 import psycopg
 import pytest
 import structlog
@@ -18,7 +19,7 @@ import structlog
 from guarded_serving.store import Store, StoreOptions, StoreReader, open_reader, open_store
 from guarded_serving.store.postgres.retention import RETENTION_LOCK
 from guarded_serving.store.postgres.schema import SCHEMA_VERSION
-from tests.fixtures.postgres import PASSWORD, USER, PostgresServer
+from tests.fixtures.postgres import PASSWORD, USER, PostgresServer, sweep_orphans
 from tests.fixtures.waiting import wait_for
 
 from .test_contract import T0, put_all, record
@@ -219,3 +220,22 @@ def test_a_schema_2_database_gains_change_numbers_and_keeps_its_labels(postgres_
     assert (before, after) == (["x", "y"], ["z", "y"])
     assert numbered == [(0, True), (1, False)]  # numbers may skip (an upsert's insert fires before its update)
     assert version == (str(SCHEMA_VERSION),)  # brought up to date
+
+
+def test_a_server_left_by_a_killed_test_run_is_stopped_and_removed_by_the_next(own_postgres: PostgresServer) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that has ended: the killed run
+    gone.wait()
+    (own_postgres.root / "owner.pid").write_text(str(gone.pid))
+    postmaster = int((own_postgres.data / "postmaster.pid").read_text().split()[0])
+    assert psutil.pid_exists(postmaster)
+
+    swept = sweep_orphans(own_postgres.bin)
+
+    assert own_postgres.root in swept
+    assert not own_postgres.root.exists()
+    assert wait_for(lambda: not psutil.pid_exists(postmaster))
+
+
+def test_a_running_test_s_server_is_left_alone(postgres: PostgresServer) -> None:
+    assert postgres.root not in sweep_orphans(postgres.bin)
+    assert postgres.sql("SELECT 1") == "1"
