@@ -15,7 +15,7 @@ from ..environment import WarningRecord
 from ..errors import StoreError
 from .contract import Store, StoreReader
 from .options import StoreOptions
-from .records import LabelledRows, RequestRecord, SavedBaseline, SavedModel, StoreStats, Totals
+from .records import LabelledRows, Replica, RequestRecord, SavedBaseline, SavedModel, StoreStats, Totals
 
 __all__ = ["ReadOnlyStore", "WindowSource"]
 
@@ -72,6 +72,9 @@ class ReadOnlyStore(Store):
 
     def saved_versions(self) -> list[SavedModel]:
         return self.reader.saved_versions()
+
+    def replicas(self, model: str, *, version: str | None = None) -> list[Replica]:
+        return self.reader.replicas(model, version=version)  # a shared store's fleet, as a live replica sees it
 
     def model_versions(self) -> list[tuple[str, str | None]]:
         return self.reader.model_versions()

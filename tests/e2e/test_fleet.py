@@ -170,5 +170,6 @@ def test_the_cli_reads_the_fleets_database_by_its_url_and_never_shows_its_passwo
     assert len(tail.stdout.strip().splitlines()) == 4  # a header and three requests
     assert report.returncode == 0, report.stderr
     assert "data_drift" in report.stdout
+    assert "by 2 live replicas" in report.stdout  # the fleet's heartbeats, read as a live replica reads them
     assert PASSWORD not in tail.stdout + tail.stderr + report.stdout + report.stderr
     assert "guarded:***@127.0.0.1" in report.stdout
