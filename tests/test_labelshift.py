@@ -9,6 +9,7 @@ The world: six normal features, the first three shifted by 1.2 for positives; a 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from guarded_serving import Monitor, Reference
 from guarded_serving.confidence import profile_of
 from guarded_serving.errors import InvalidReferenceError
 from guarded_serving.estimate import ALPHA_ESTIMATE
-from guarded_serving.labelshift import MIN_CLASS_ROWS, ClassMixShift, LabelShift, shift_from_json, shift_of
+from guarded_serving.labelshift import MIN_CLASS_ROWS, ClassMixShift, LabelShift, ShiftReading, shift_from_json, shift_of
 from guarded_serving.performance import Performance
 
 WINDOW = 2_000
@@ -41,22 +42,28 @@ def model_and_reference(seed: int) -> tuple[LogisticRegression, Reference]:
     return model, Reference.from_data(X, y=y, predictions=model.predict_proba(X))
 
 
-def checks_after(seed: int, positives: float) -> tuple[list[dict], float]:
-    """The estimate check every 250 rows of 4,000 rows at ``positives`` after a healthy window; the accuracy
-    realized on the last window of them."""
-    model, reference = model_and_reference(seed)
-    rng = np.random.default_rng(seed + 100)
+def timeline(
+    model: LogisticRegression, reference: Reference, healthy: np.ndarray, shifted: np.ndarray, y: np.ndarray
+) -> tuple[list[dict], float]:
+    """The estimate check every 250 rows of ``shifted`` after a window of ``healthy`` rows; the accuracy realized on
+    the last window of them."""
     monitor = Monitor(reference, window=WINDOW)
-    X, _ = world(rng, WINDOW, 0.05)
-    monitor.observe(X, model.predict_proba(X))
-    X, y = world(rng, 2 * WINDOW, positives)
-    P = model.predict_proba(X)
+    monitor.observe(healthy, model.predict_proba(healthy))
+    P = model.predict_proba(shifted)
     checks = []
-    for start in range(0, len(X), CHECK_EVERY):
-        monitor.observe(X[start : start + CHECK_EVERY], P[start : start + CHECK_EVERY])
+    for start in range(0, len(shifted), CHECK_EVERY):
+        monitor.observe(shifted[start : start + CHECK_EVERY], P[start : start + CHECK_EVERY])
         check = monitor.health().to_json()["checks"]["estimated_performance"]
         checks.append({**check, "after": start + CHECK_EVERY})  # rows of shifted traffic so far
     return checks, float((P[-WINDOW:].argmax(axis=1) == y[-WINDOW:]).mean())
+
+
+def checks_after(seed: int, positives: float) -> tuple[list[dict], float]:
+    """:func:`timeline` of 4,000 rows at ``positives``."""
+    model, reference = model_and_reference(seed)
+    rng = np.random.default_rng(seed + 100)
+    healthy, _ = world(rng, WINDOW, 0.05)
+    return timeline(model, reference, healthy, *world(rng, 2 * WINDOW, positives))
 
 
 def test_more_positives_move_the_label_shift_reading_out_within_one_window() -> None:
@@ -91,6 +98,22 @@ def test_healthy_imbalanced_traffic_keeps_the_estimate_inside(seed: int) -> None
     assert all(c["label_shift_interval"][0] <= c["label_shift_estimated"] <= c["label_shift_interval"][1] for c in checks)
 
 
+def healthy_readings(draw: Callable[[int], tuple[np.ndarray, np.ndarray]], classes: int) -> list[ShiftReading]:
+    """The readings of 200 healthy windows of 2,000 rows against each of 20 references of 5,000 (``draw(rows)``:
+    predicted and true classes), those that give one."""
+    readings = []
+    for _ in range(20):
+        shift = shift_of(*draw(5_000), classes)
+        if shift is None:
+            continue
+        for _ in range(200):
+            predicted, _ = draw(WINDOW)
+            reading = shift.read(predicted, ALPHA_ESTIMATE / 2)
+            assert reading is not None
+            readings.append(reading)
+    return readings
+
+
 def test_the_exact_test_keeps_rare_predicted_positives_within_budget() -> None:
     """A weak model on 2 % positives predicts ~5 positives in 5,000 reference rows and ~2 in a window of 2,000:
     a normal interval on such counts flagged ~1.5 % of healthy windows (60 times its share); the exact test must
@@ -102,15 +125,8 @@ def test_the_exact_test_keeps_rare_predicted_positives_within_budget() -> None:
         x = rng.normal(size=rows) + 1.5 * y
         return (x > 0.75 + np.log(49) / 1.5).astype(int), y
 
-    flagged = judged = 0
-    for _ in range(20):
-        shift = LabelShift.of(*draw(5_000), 2)
-        if shift is None:
-            continue
-        for _ in range(200):
-            predicted, _ = draw(WINDOW)
-            flagged += shift.reading(int(predicted.sum()), WINDOW, ALPHA_ESTIMATE / 2).outside
-            judged += 1
+    readings = healthy_readings(draw, 2)
+    flagged, judged = sum(r.outside for r in readings), len(readings)
     assert judged >= 3_000
     assert flagged <= 2, f"{flagged} of {judged} healthy windows flagged; budget {ALPHA_ESTIMATE / 2:.2%}"
 
@@ -195,20 +211,11 @@ def three_class_model(seed: int) -> tuple[LogisticRegression, Reference]:
 
 
 def three_class_checks(seed: int, mix: tuple[float, ...]) -> tuple[list[dict], float]:
-    """As :func:`checks_after`, for the three-class model."""
+    """:func:`timeline` of 4,000 rows of the three-class world at ``mix``."""
     model, reference = three_class_model(seed)
     rng = np.random.default_rng(seed + 100)
-    monitor = Monitor(reference, window=WINDOW)
-    X, _ = three_classes(rng, WINDOW, MIX)
-    monitor.observe(X, model.predict_proba(X))
-    X, y = three_classes(rng, 2 * WINDOW, mix)
-    P = model.predict_proba(X)
-    checks = []
-    for start in range(0, len(X), CHECK_EVERY):
-        monitor.observe(X[start : start + CHECK_EVERY], P[start : start + CHECK_EVERY])
-        check = monitor.health().to_json()["checks"]["estimated_performance"]
-        checks.append({**check, "after": start + CHECK_EVERY})
-    return checks, float((P[-WINDOW:].argmax(axis=1) == y[-WINDOW:]).mean())
+    healthy, _ = three_classes(rng, WINDOW, MIX)
+    return timeline(model, reference, healthy, *three_classes(rng, 2 * WINDOW, mix))
 
 
 def test_a_three_class_model_s_shifted_mix_moves_the_reading_out_within_one_window() -> None:
@@ -252,18 +259,9 @@ def test_a_rarely_predicted_class_keeps_the_three_class_reading_within_budget() 
         x = rng.normal(size=rows) + 1.2 * (y == 1) + 2.5 * (y == 2)
         return np.digitize(x, [0.6, 4.0]), y
 
-    flagged = beyond_the_interval = judged = 0
-    for _ in range(20):
-        shift = ClassMixShift.of(*draw(5_000), 3)
-        if shift is None:
-            continue
-        for _ in range(200):
-            predicted, _ = draw(WINDOW)
-            reading = shift.read(predicted, ALPHA_ESTIMATE / 2)
-            assert reading is not None
-            flagged += reading.outside
-            beyond_the_interval += not reading.low <= reading.estimated <= reading.high
-            judged += 1
+    readings = healthy_readings(draw, 3)
+    flagged, judged = sum(r.outside for r in readings), len(readings)
+    beyond_the_interval = sum(not r.low <= r.estimated <= r.high for r in readings)
     assert judged >= 3_000
     assert beyond_the_interval >= 10  # the hard case: the interval alone would flag
     assert flagged <= 2, f"{flagged} of {judged} healthy windows flagged; budget {ALPHA_ESTIMATE / 2:.2%}"
