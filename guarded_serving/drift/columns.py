@@ -83,8 +83,8 @@ class WindowColumns:
 
         Each sorted row keeps its order: the values that left are taken out and those that came merged in, the
         same numbers as sorting afresh (equal values in either order; NaN last). Sorting 64 x 2,000 values cost
-        ~2.8 ms on a machine whose numpy sorts doubles without SIMD; this ~0.5 ms after a one-row request and
-        ~1.6 ms after a 100-row one. A window that moved by much, a small one, or columns that are not the old
+        ~2.3-2.8 ms on a machine whose numpy sorts doubles without SIMD; this ~0.3 ms after a one-row request and
+        ~1.3 ms after a 100-row one. A window that moved by much, a small one, or columns that are not the old
         window's lay-out (their values not where the rows that left say) are laid out afresh."""
         num = base.num_idx
         rows, width = matrix.shape[0], len(num)
