@@ -265,7 +265,9 @@ def test_prometheus_reads_the_drift_gauge_and_the_rules_compute_fleet_drift(serv
     # Every query of the Grafana dashboard is valid PromQL on this server, and the ones about this model answer.
     for expr in dashboard_queries():
         concrete = expr.replace("$model", MODEL).replace("$feature", "b").replace("$__rate_interval", "1m")
-        prom.query(concrete)
+        answer = prom.query(concrete.replace("$version", ".*"))  # "All" versions, the unversioned one ("") among them
+        if "guarded_serving_status{" in expr:
+            assert [series["metric"].get("version", "") for series in answer] == [""]  # one series per version
 
 
 def dashboard_queries() -> list[str]:
@@ -352,4 +354,8 @@ def test_the_grafana_dashboard_is_importable_json() -> None:
     assert len({p["id"] for p in panels}) == len(panels)
     assert all(t["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for p in panels for t in p.get("targets", []))
     assert all(set(p["gridPos"]) == {"h", "w", "x", "y"} and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in panels)
-    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "model", "feature"]
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "model", "version", "feature"]
+    # two versions of a model (a canary beside the current one) are told apart: every panel picks the versions shown
+    queries = [target["expr"] for panel in panels for target in panel.get("targets", [])]
+    assert all('version=~"$version"' in q for q in queries if 'model=~"$model"' in q)
+    assert sum("by (model, version)" in q for q in queries) >= 2
