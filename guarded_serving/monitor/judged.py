@@ -203,14 +203,13 @@ def with_rejections(window: WindowData, recent: list[RecentRequest], names: tupl
     errors = dict(window.type_errors)
     refused: dict[int, int] = {}
     for r in recent:
-        for feature in r.problem_features:
-            j = index.get(feature)
-            if j is not None:
-                errors[j] = errors.get(j, 0) + 1
-        for feature in r.missing_features:
-            j = index.get(feature)
-            if j is not None:
-                refused[j] = refused.get(j, 0) + 1
+        if not (r.problem_features or r.missing_features):  # an answered request: most of them
+            continue
+        for features, counts in ((r.problem_features, errors), (r.missing_features, refused)):
+            for feature in features:
+                j = index.get(feature)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
     if errors == window.type_errors and not refused:
         return window
     return WindowData(window.inputs, window.outputs, window.unseen, errors, refused_missing=refused)
