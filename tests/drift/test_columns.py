@@ -83,9 +83,11 @@ def _assert_laid_out_alike(got: WindowColumns, expected: WindowColumns) -> None:
     np.testing.assert_array_equal(got.categorical, expected.categorical)
 
 
+@pytest.mark.parametrize("merge", ["values placed", "runs sorted"])
 @pytest.mark.parametrize("kind", ["continuous", "discrete-with-missing-values", "with-a-category"])
-def test_a_moved_window_s_lay_out_is_the_lay_out_of_the_new_window(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_moved_window_s_lay_out_is_the_new_window_s(kind: str, merge: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _every_move_laid_out(monkeypatch)
+    monkeypatch.setattr(columns_module, "MERGED_BY_SORT", 10**9 if merge == "values placed" else 0)
     rng = np.random.default_rng(21)
     stream = rng.normal(size=(6_000, 4))
     if kind != "continuous":  # few distinct values: runs of equal values leave and come
