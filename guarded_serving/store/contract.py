@@ -150,11 +150,21 @@ class StoreReader(abc.ABC):
         None), ``problem_features`` (JSON text, or None)."""
 
     @abc.abstractmethod
-    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+    def recent_request_marks(
+        self, model: str, limit: int, *, version: str | None = None, after: int = 0
+    ) -> list[tuple[Any, ...]]:
         """The requests of ``recent_requests``, in its order, each as (row id, ``status``, ``latency_ms``,
         ``failed_stage``): what tells a row read before from a new one, or one whose outcome changed, without
         reading its JSON (the row id is the request's place in the log; the SQLite backend reads them from an
-        index alone)."""
+        index alone). With ``after``, only those whose row id is greater."""
+
+    def request_edits(self) -> int | None:
+        """A number that changes whenever any stored request is changed in place or deleted, by any writer,
+        and that new requests leave as it is; None when the store keeps none. Where it is kept, a request is
+        also never stored with a row id below one already visible to a reader: a reader that saw the number
+        unchanged knows the recent requests it read before are as they were, and asks only for those ``after``
+        the newest of them (see monitor/stored.py)."""
+        return None
 
     @abc.abstractmethod
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -44,8 +44,13 @@ class ReadOnlyStore(Store):
     def recent_requests(self, model: str, limit: int, *, version: str | None = None) -> list[dict[str, Any]]:
         return self.reader.recent_requests(model, limit, version=version)
 
-    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
-        return self.reader.recent_request_marks(model, limit, version=version)
+    def recent_request_marks(
+        self, model: str, limit: int, *, version: str | None = None, after: int = 0
+    ) -> list[tuple[Any, ...]]:
+        return self.reader.recent_request_marks(model, limit, version=version, after=after)
+
+    def request_edits(self) -> int | None:
+        return self.reader.request_edits()
 
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         return self.reader.requests_by_id(ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,39 @@ def test_reads_after_new_requests_reuse_the_older_ones_and_give_what_a_fresh_dec
     assert [r.latency_ms for r in again] == [5.0, 4.0, 3.0, 99.0]  # n2 left out: a status it does not know
     assert again[1] is reader.read(store, "m", None, 5)[1]  # reused, not decoded again
     assert first[0] not in again
+
+
+class Counted:
+    """A store's ``recent_request_marks``, counting the marks each call reads."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.read: list[int] = []
+        marks = store.recent_request_marks
+
+        def counted(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+            found = marks(*args, **kwargs)
+            self.read.append(len(found))
+            return found
+
+        monkeypatch.setattr(store, "recent_request_marks", counted)
+
+
+def test_while_no_request_is_changed_or_deleted_only_the_new_ones_marks_are_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = StoredRecent()
+    reader.read(store, "m", None, 4)
+    counted = Counted(store, monkeypatch)
+
+    for i in range(3):
+        put(store, i)
+        assert reader.read(store, "m", None, 4) == recent_from_store(store, "m", None, 4), i
+    unchanged = reader.read(store, "m", None, 4)
+    with sqlite3.connect(tmp_path / "recent.db") as db:  # a recent one deleted by hand: read whole again
+        db.execute("DELETE FROM requests WHERE request_id = 'n1'")
+    after_deletion = reader.read(store, "m", None, 4)
+
+    assert counted.read == [1, 4, 1, 4, 1, 4, 0, 4]  # 4: recent_from_store reading all, and the read after the deletion
+    assert [r.latency_ms for r in unchanged] == [2.0, 1.0, 0.0, 7.0]
+    assert [r.latency_ms for r in after_deletion] == [2.0, 0.0, 7.0, 6.0]
+    assert reader.read(store, "m", None, 5) == recent_from_store(store, "m", None, 5)  # more asked: read whole

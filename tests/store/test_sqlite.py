@@ -17,7 +17,7 @@ from guarded_serving import Monitor, Reference
 from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
-from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals
+from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
 from guarded_serving.store.sqlite.chunks import _IDS
 from guarded_serving.store.sqlite.reader import MARKS
@@ -252,10 +252,28 @@ def test_the_recent_requests_marks_are_read_from_an_index_alone(store: Store, db
     store.flush()
 
     with sqlite3.connect(db_path) as db:
-        plan = db.execute("EXPLAIN QUERY PLAN " + MARKS.format(since=""), ["m", "1", 10]).fetchall()
+        plan = db.execute("EXPLAIN QUERY PLAN " + MARKS.format(since=""), ["m", "1", 0, 10]).fetchall()
 
     assert "USING COVERING INDEX idx_requests_recent" in str(plan)
     assert [mark[1:] for mark in store.recent_request_marks("m", 10, version="1")] == [("ok", 1.25, None)]
+
+
+def test_request_edits_move_when_a_request_is_changed_or_deleted_by_any_writer(store: Store, db_path: Path) -> None:
+    store.put(record("r0"))
+    store.put(record("r1"))
+    store.flush()
+    counts = [store.request_edits()]
+    for statement in (
+        "UPDATE requests SET latency_ms = 9.0 WHERE request_id = 'r0'",
+        "UPDATE requests SET stages = '{}' WHERE request_id = 'r1'",
+        "DELETE FROM requests WHERE request_id = 'r0'",
+    ):
+        with sqlite3.connect(db_path) as db:
+            db.execute(statement)
+        counts.append(store.request_edits())
+
+    assert counts[0] is not None
+    assert len(set(counts)) == 4
 
 
 def reopened_as_older(db_path: Path, version: int, statements: list[str], logged: RequestRecord) -> SqliteStore:
@@ -291,6 +309,38 @@ def test_a_schema_5_file_gets_the_covering_index_when_opened(db_path: Path) -> N
         assert [r["request_id"] for r in again.recent_requests("m", 10, version="1")] == ["r0"]
     finally:
         again.close()
+
+
+def test_a_schema_7_file_gets_the_request_edits_counter_when_opened(db_path: Path) -> None:
+    older = ["DROP TRIGGER requests_edited", "DROP TRIGGER requests_removed", "DELETE FROM changes WHERE name = 'request'"]
+    again = reopened_as_older(db_path, 7, older, record("r0"))
+    try:
+        before = again.request_edits()
+        with sqlite3.connect(db_path) as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute("UPDATE requests SET status = 'error' WHERE request_id = 'r0'")
+        assert (version, before) == (SCHEMA_VERSION, 0)
+        assert again.request_edits() == 1
+    finally:
+        again.close()
+
+
+def test_a_file_without_the_counters_read_as_it_is_has_no_request_edits(db_path: Path) -> None:
+    with SqliteStore(db_path) as first:
+        first.put(record("r0"))
+        first.flush()
+    with sqlite3.connect(db_path) as db:  # as schema 4 left it, read without being opened for writing
+        for trigger in ("feedback_inserted", "feedback_updated", "feedback_deleted", "requests_deleted"):
+            db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("DROP TRIGGER requests_edited")
+        db.execute("DROP TRIGGER requests_removed")
+        db.execute("DROP TABLE changes")
+        db.execute("PRAGMA user_version = 4")
+
+    reader = open_reader(f"sqlite:///{db_path}")
+
+    assert reader.request_edits() is None
+    assert [mark[1] for mark in reader.recent_request_marks("m", 10, version="1")] == ["ok"]
 
 
 def test_a_schema_6_file_gets_the_window_index_that_covers_the_window_read(db_path: Path) -> None:

@@ -277,7 +277,14 @@ def test_a_schema_4_file_gains_change_numbers_and_keeps_its_labels(tmp_path: Pat
         assert store.flush()
         store.write_feedback("m", [("a", 0, "0"), ("a", 1, "1")])
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # the file as schema 4 left it
-        for trigger in ("feedback_inserted", "feedback_updated", "feedback_deleted", "requests_deleted"):
+        for trigger in (
+            "feedback_inserted",
+            "feedback_updated",
+            "feedback_deleted",
+            "requests_deleted",
+            "requests_edited",
+            "requests_removed",
+        ):
             conn.execute(f"DROP TRIGGER {trigger}")
         conn.execute("DROP TABLE changes")
         conn.execute("DROP INDEX idx_feedback_model_version_changed")

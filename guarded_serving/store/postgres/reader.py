@@ -80,13 +80,18 @@ class PostgresReader(StoreReader):
                 [model, version_key(version), *bound, limit],
             ).fetchall()
 
-    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+    def recent_request_marks(
+        self, model: str, limit: int, *, version: str | None = None, after: int = 0
+    ) -> list[tuple[Any, ...]]:
         since, bound = self._since("ts")
         return self.server.all(
             "SELECT id, status, latency_ms, failed_stage FROM requests"
-            f" WHERE model = %s AND version = %s{since} ORDER BY id DESC LIMIT %s",
-            [model, version_key(version), *bound, limit],
+            f" WHERE model = %s AND version = %s AND id > %s{since} ORDER BY id DESC LIMIT %s",
+            [model, version_key(version), after, *bound, limit],
         )
+
+    # request_edits: None (the contract's). Replicas take row ids from one sequence and commit in any order: a
+    # request with a lower id can appear after a higher one was read, so every read takes all the marks.
 
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         wanted = list(dict.fromkeys(ids))

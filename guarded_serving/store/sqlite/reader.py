@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,7 +23,8 @@ _RECENT_KEYS = ("request_id", "status", "rows", "latency_ms", "stages", "failed_
 _RECENT = ", ".join(_RECENT_KEYS)  # a request as recent_requests gives it
 # read from the index idx_requests_recent alone (schema.py), not the wide rows
 MARKS = (
-    "SELECT id, status, latency_ms, failed_stage FROM requests WHERE model = ? AND version IS ?{since} ORDER BY id DESC LIMIT ?"
+    "SELECT id, status, latency_ms, failed_stage FROM requests WHERE model = ? AND version IS ? AND id > ?{since}"
+    " ORDER BY id DESC LIMIT ?"
 )
 _LATEST = 253402300799.0  # the last second of year 9999: a later `since` compares as this
 
@@ -86,10 +88,22 @@ class SqliteReader(StoreReader):
                 )
             )
 
-    def recent_request_marks(self, model: str, limit: int, *, version: str | None = None) -> list[tuple[Any, ...]]:
+    def recent_request_marks(
+        self, model: str, limit: int, *, version: str | None = None, after: int = 0
+    ) -> list[tuple[Any, ...]]:
         since, bound = self._since("ts")
         with self.connections.reading() as db:
-            return db.execute(MARKS.format(since=since), [model, version, *bound, limit]).fetchall()
+            return db.execute(MARKS.format(since=since), [model, version, after, *bound, limit]).fetchall()
+
+    def request_edits(self) -> int | None:
+        # Kept by triggers (schema 8). Row ids: one writer at a time takes the next one (SQLite's rowid, the
+        # largest plus one) inside its write transaction, so ids become visible in order.
+        with self.connections.reading() as db:
+            try:
+                found = db.execute("SELECT value FROM changes WHERE name = 'request'").fetchone()
+            except sqlite3.OperationalError:  # an older file read as it is: no counters
+                return None
+        return None if found is None else int(found[0])
 
     def requests_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

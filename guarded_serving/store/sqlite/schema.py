@@ -47,8 +47,9 @@ __all__ = ["SCHEMA_VERSION", "create_schema", "has_table", "schema_2_views"]
 # 4: a `baselines` table (created in a schema-3 file as it is opened); 5: labels' change numbers (feedback.changed,
 # the `changes` counters and their triggers); 6: the (model, version, id) index of requests covers what a health
 # check reads of the recent requests (status, latency_ms, failed_stage); 7: the window's (model, version, id) index
-# holds each chunk's row count, all the window read asks of a chunk it decoded before
-SCHEMA_VERSION = 7
+# holds each chunk's row count, all the window read asks of a chunk it decoded before; 8: the `request` counter of
+# `changes`, which triggers move when a request is changed in place or deleted (SqliteReader.request_edits)
+SCHEMA_VERSION = 8
 # Pages of a new file. A logged wide request is tens of kB of JSON text: in 4 kB pages (SQLite's default) it is a
 # chain of overflow pages, each written to the write-ahead log with its own header and checksum. 64 kB pages
 # halve the writer's CPU per row stored (29 against 66 µs for a 64-row request of 20 features, inserted in
@@ -220,6 +221,7 @@ _NEXT_LABEL = (
     " UPDATE feedback SET changed = (SELECT value FROM changes WHERE name = 'label') WHERE rowid = new.rowid;"
 )
 _DELETION = "UPDATE changes SET value = value + 1 WHERE name = 'deletion';"
+_REQUEST_EDIT = "UPDATE changes SET value = value + 1 WHERE name = 'request';"
 # The library's own label writes number their rows themselves, one number per transaction (a trigger's two
 # updates per row made storing 100 labels 4x as costly: 5.6 against 1.3 ms of CPU); the triggers number what
 # any other writer inserts without a number or changes without a new one. Their conditions read only the row
@@ -231,6 +233,10 @@ _TRIGGERS = (
     f" ON feedback WHEN new.changed IS NULL OR old.changed IS NULL OR new.changed <= old.changed BEGIN {_NEXT_LABEL} END",
     f"CREATE TRIGGER IF NOT EXISTS feedback_deleted AFTER DELETE ON feedback BEGIN {_DELETION} END",
     f"CREATE TRIGGER IF NOT EXISTS requests_deleted AFTER DELETE ON requests WHEN old.status = 'ok' BEGIN {_DELETION} END",
+    # Any request changed or deleted (the library's writer only inserts them): what a reader of the recent
+    # requests read before may no longer be so.
+    f"CREATE TRIGGER IF NOT EXISTS requests_edited AFTER UPDATE ON requests BEGIN {_REQUEST_EDIT} END",
+    f"CREATE TRIGGER IF NOT EXISTS requests_removed AFTER DELETE ON requests BEGIN {_REQUEST_EDIT} END",
 )
 
 
@@ -241,7 +247,7 @@ def _create_change_numbers(db: sqlite_utils.Database) -> None:
     if "changed" not in feedback.columns_dict:
         db.execute("ALTER TABLE feedback ADD COLUMN changed INTEGER NOT NULL DEFAULT 0")
     db.execute("CREATE TABLE IF NOT EXISTS changes (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-    db.execute("INSERT OR IGNORE INTO changes (name, value) VALUES ('label', 0), ('deletion', 0)")
+    db.execute("INSERT OR IGNORE INTO changes (name, value) VALUES ('label', 0), ('deletion', 0), ('request', 0)")
     feedback.create_index(["model", "version", "changed"], if_not_exists=True)
     for trigger in _TRIGGERS:
         db.execute(trigger)
