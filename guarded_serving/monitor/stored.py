@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..stages import RecentRequest
@@ -35,75 +36,86 @@ class StoredRecent:
     the count moves: the library's writers take ids in log order.)"""
 
     def __init__(self) -> None:
-        # The last read's marks (newest first) and what each decoded to (None: a status it does not know), aligned
-        self._marks: list[tuple[Any, ...]] = []
-        self._found: list[RecentRequest | None] = []
-        self._edits: int | None = None  # the store's count of edits and deletions before the last read
-        self._asked: tuple[Store, str, str | None, int] | None = None  # the last read's store, model, version, limit
+        self._last = _Last()  # replaced whole: two health checks at once each read one consistent state
 
     def read(self, store: Store, name: str, version: str | None, limit: int) -> list[RecentRequest]:
+        last = self._last
         edits = store.request_edits()  # before the marks it vouches for: a later edit shows at the next read
-        asked = (store, name, version, limit)
-        last = self._asked
-        same = last is not None and last[0] is store and last[1:] == asked[1:]
-        both = self._newer(store, name, version, limit) if same and edits is not None and edits == self._edits else None
+        asked = (name, version, limit)
+        same = last.store is store and last.asked == asked and edits is not None and edits == last.edits
+        both = _newer(store, asked, last) if same else None
         if both is None:
-            both = self._all(store, store.recent_request_marks(name, limit, version=version))
-        self._marks, self._found = both
-        self._edits, self._asked = edits, asked
-        return [request for request in self._found if request is not None]
+            both = _all(store, store.recent_request_marks(name, limit, version=version), last)
+        marks, found = both
+        self._last = _Last(marks, found, edits, store, asked)
+        return [request for request in found if request is not None]
 
-    def _newer(self, store: Store, name: str, version: str | None, limit: int) -> _Read | None:
-        """The last read moved on by the requests logged since (none changed or deleted); None when it cannot."""
-        last = self._marks
-        if not last:
-            return None
-        newer = store.recent_request_marks(name, limit, version=version, after=last[0][0])
-        if not newer:
-            return last, self._found
-        fetched = store.requests_by_id([mark[0] for mark in newer])
-        if any(mark[0] not in fetched for mark in newer):
-            return None  # deleted between the two reads
-        kept = limit - len(newer)
-        return newer + last[:kept], [_recent_request(fetched[mark[0]]) for mark in newer] + self._found[:kept]
 
-    def _all(self, store: Store, marks: list[tuple[Any, ...]]) -> _Read:
-        """The read of all of ``marks``: the requests the last read decoded reused where their marks are the same."""
-        found = self._moved(store, marks)
-        if found is not None:
-            return marks, found
-        known = dict(zip(self._marks, self._found, strict=True))
-        missing = [mark[0] for mark in marks if mark not in known]
-        fetched = store.requests_by_id(missing) if missing else {}
-        kept, found = [], []
-        for mark in marks:
-            if mark in known:
-                request = known[mark]
-            elif mark[0] in fetched:
-                request = _recent_request(fetched[mark[0]])
-            else:  # deleted between the two reads: as if it had been before the first
-                continue
-            kept.append(mark)
-            found.append(request)
-        return kept, found
+@dataclass(frozen=True, eq=False)
+class _Last:
+    """What the last read returned: its marks (newest first) and what each decoded to (None: a status it does not
+    know), aligned; the store's count of edits and deletions before it, and what it asked of which store."""
 
-    def _moved(self, store: Store, marks: list[tuple[Any, ...]]) -> list[RecentRequest | None] | None:
-        """What the marks decode to when they are the last read's, after a few new ones (newest first): those
-        fetched, the rest as they were (a list comparison, not 1,000 lookups: ~0.4 ms a health check with one-row
-        requests); None when they are not."""
-        last = self._marks
-        if not last or not marks:
-            return None
-        new = next((k for k in range(min(len(marks), _NEW)) if marks[k] == last[0]), None)
-        if new is None or marks[new:] != last[: len(marks) - new]:
-            return None
-        fetched = store.requests_by_id([mark[0] for mark in marks[:new]]) if new else {}
-        if any(mark[0] not in fetched for mark in marks[:new]):
-            return None  # deleted between the two reads
-        return [_recent_request(fetched[mark[0]]) for mark in marks[:new]] + self._found[: len(marks) - new]
+    marks: list[tuple[Any, ...]] = field(default_factory=list)
+    found: list[RecentRequest | None] = field(default_factory=list)
+    edits: int | None = None
+    store: Store | None = None
+    asked: tuple[str, str | None, int] | None = None
 
 
 _Read = tuple[list[tuple[Any, ...]], list[RecentRequest | None]]  # marks, newest first, and what each decoded to
+
+
+def _newer(store: Store, asked: tuple[str, str | None, int], last: _Last) -> _Read | None:
+    """The last read moved on by the requests logged since (none changed or deleted); None when it cannot."""
+    if not last.marks:
+        return None
+    name, version, limit = asked
+    newer = store.recent_request_marks(name, limit, version=version, after=last.marks[0][0])
+    if not newer:
+        return last.marks, last.found
+    fetched = store.requests_by_id([mark[0] for mark in newer])
+    if any(mark[0] not in fetched for mark in newer):
+        return None  # deleted between the two reads
+    kept = limit - len(newer)
+    return newer + last.marks[:kept], [_recent_request(fetched[mark[0]]) for mark in newer] + last.found[:kept]
+
+
+def _all(store: Store, marks: list[tuple[Any, ...]], last: _Last) -> _Read:
+    """The read of all of ``marks``: the requests the last read decoded reused where their marks are the same."""
+    found = _moved(store, marks, last)
+    if found is not None:
+        return marks, found
+    known = dict(zip(last.marks, last.found, strict=True))
+    missing = [mark[0] for mark in marks if mark not in known]
+    fetched = store.requests_by_id(missing) if missing else {}
+    kept, found = [], []
+    for mark in marks:
+        if mark in known:
+            request = known[mark]
+        elif mark[0] in fetched:
+            request = _recent_request(fetched[mark[0]])
+        else:  # deleted between the two reads: as if it had been before the first
+            continue
+        kept.append(mark)
+        found.append(request)
+    return kept, found
+
+
+def _moved(store: Store, marks: list[tuple[Any, ...]], last: _Last) -> list[RecentRequest | None] | None:
+    """What the marks decode to when they are the last read's, after a few new ones (newest first): those
+    fetched, the rest as they were (a list comparison, not 1,000 lookups: ~0.4 ms a health check with one-row
+    requests); None when they are not."""
+    before = last.marks
+    if not before or not marks:
+        return None
+    new = next((k for k in range(min(len(marks), _NEW)) if marks[k] == before[0]), None)
+    if new is None or marks[new:] != before[: len(marks) - new]:
+        return None
+    fetched = store.requests_by_id([mark[0] for mark in marks[:new]]) if new else {}
+    if any(mark[0] not in fetched for mark in marks[:new]):
+        return None  # deleted between the two reads
+    return [_recent_request(fetched[mark[0]]) for mark in marks[:new]] + last.found[: len(marks) - new]
 
 
 def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
