@@ -8,7 +8,7 @@ run in order: traffic only adds to what the earlier tests sent, and each asserts
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,7 +154,8 @@ def test_one_history_snapshot_per_slot_for_the_whole_fleet(fleet: Fleet) -> None
     times_a, times_b = history(a), history(b)
 
     assert times_a[:4] == times_b[:4]
-    assert all(later - earlier > 1.0 for earlier, later in itertools.pairwise(times_a))
+    slots = [math.floor(t / 2.0) for t in times_a]  # as guarded_serving/history.py numbers them (history_interval=2)
+    assert len(set(slots)) == len(slots)  # snapshots may be close across a slot's edge, never two in one slot
 
 
 def test_the_cli_reads_the_fleets_database_by_its_url_and_never_shows_its_password(fleet: Fleet) -> None:
