@@ -17,7 +17,7 @@ from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Sequence
 
-from .stages import BATCH_SIZE, PipelineSummary, RecentRequest, StageSummary, percentiles_of_sorted, summarise
+from .stages import BATCH_SIZE, PipelineSummary, RecentRequest, stage_summary, summarise
 
 __all__ = ["RecentTally"]
 
@@ -87,20 +87,15 @@ class RecentTally:
             return summarise(recent)
         errors, rejected = self._statuses["error"], self._statuses["rejected"]
         stages = tuple(
-            _stage(name, self._sorted[name], self._failures.get(name, 0)) for name in _first_seen(recent, self._sorted)
+            stage_summary(name, self._sorted[name], self._failures.get(name, 0)) for name in _first_seen(recent, self._sorted)
         )
-        return PipelineSummary(len(recent), errors, rejected, _stage("total", self._sorted[None], errors), stages)
+        return PipelineSummary(len(recent), errors, rejected, stage_summary("total", self._sorted[None], errors), stages)
 
 
 def _add(counts: Counter[str], key: str, sign: int) -> None:
     counts[key] += sign
     if not counts[key]:  # none left: names may come and go, the tally holds only the list's
         del counts[key]
-
-
-def _stage(name: str, ordered: list[float], errors: int) -> StageSummary:
-    p50, p95, p99 = percentiles_of_sorted(ordered)
-    return StageSummary(name, len(ordered), errors, round(p50, 3), round(p95, 3), round(p99, 3))
 
 
 def _first_seen(recent: list[RecentRequest], tallied: dict[str | None, list[float]]) -> list[str]:
