@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "LIMIT",
     "block_rows",
+    "blocks",
     "bounds",
     "clipped",
     "complete_scores",
@@ -89,16 +90,18 @@ def clipped(columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndar
     return values
 
 
-# OpenBLAS splits a product of m x n x k multiply-adds over its threads from 4 x 65,536 on. On a busy machine
-# the split waits for a core: 2,000 x 64 x 64 took 20-60 ms of CPU and 50-150 ms of wall clock on 2 cores
-# with a load of 6 (its threads spin while they wait), against 0.3 ms on the calling thread alone.
-SINGLE_THREAD_PRODUCT = 2 * 65_536
+# OpenBLAS runs a product of m x n x k multiply-adds up to 4 x 65,536 on the calling thread and splits a larger
+# one over its threads. On a busy machine the split waits for a core: 2,000 x 64 x 64 took 20-60 ms of CPU and
+# 50-150 ms of wall clock on 2 cores with a load of 6 (its threads spin while they wait), against 0.3-0.7 ms on
+# the calling thread alone. Blocks of 64 rows of 64 columns are that size: their products, symmetric ones too,
+# took the CPU time they took of wall clock (one thread), blocks of 128 twice that.
+SINGLE_THREAD_PRODUCT = 4 * 65_536
 
 
 # A temporary array of 128 KiB or more is a fresh mmap that the kernel maps page by page: the products of
-# 63 blocks of 2,000 x 64 scores (1 MiB) and the padded copies of both sides cost ~470 page faults, ~1.2 ms of a
-# 1.6 ms product. Blocks are multiplied a few at a time into a buffer under that size, which malloc serves from
-# its heap.
+# 32 blocks of 2,000 x 64 scores (512 KiB) cost ~130 page faults, ~0.4 ms of a ~1 ms product. Blocks are
+# multiplied a few at a time into a buffer under that size, which malloc serves from its heap, unless the caller
+# holds arrays to compute into (pairtables.Workspace).
 HEAP_BYTES = 120 * 1024
 
 
@@ -107,16 +110,15 @@ def block_rows(a: int, b: int) -> int:
     return max(SINGLE_THREAD_PRODUCT // max(a * b, 1), 1)
 
 
-def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None, copy: np.ndarray | None = None) -> np.ndarray:
+def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None) -> np.ndarray:
     """``left.T @ right`` (rows x a, rows x b), summed over blocks of rows small enough for BLAS to compute each
     on the calling thread: the same sums in another order (float32: within ~1e-6 of each other).
 
-    The blocks' products are added one after the other, in row order, the last block padded with zeros: always
-    the same sums in the same order, whatever the rows. Blocks of one array multiplied with themselves (``left
-    is right`` and no padding) are BLAS's symmetric product, as numpy computes them; any other block a general
-    product (the right side copied when padding and it shares memory with the left). ``products`` (at least
-    blocks x a x b) and ``copy`` (right's shape) are arrays to compute into at once (see pairtables.Workspace);
-    without them, a few blocks at a time go through a buffer under 128 KiB.
+    The whole blocks' products, then that of the rows after them (fewer than a block), are added one after the
+    other in row order: always the same sums in the same order for the same rows. A block of one array with
+    itself (``left is right``) is BLAS's symmetric product, as numpy computes it (~half a general product's
+    time). ``products`` (at least :func:`blocks` x a x b) is an array to compute into at once (see
+    pairtables.Workspace); without it, a few blocks at a time go through a buffer under 128 KiB.
     """
     rows, a = left.shape
     b = right.shape[1]
@@ -124,57 +126,41 @@ def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None
     if rows <= block:
         return np.asarray(left.T @ right)
     dtype = np.result_type(left, right)
-    full = rows - rows % block
-    separate = full < rows and np.may_share_memory(left, right)  # padding: every block a general product
-    blocks = -(-rows // block)
-    if products is not None and products.shape[0] >= blocks and products.shape[1:] == (a, b) and products.dtype == dtype:
-        if separate and copy is not None:
-            np.copyto(copy[:full], right[:full])
-            _block_products(left, copy, 0, rows, block, full, False, products, right_tail=right)
-        else:
-            _block_products(left, right, 0, rows, block, full, separate, products)
-        return np.asarray(np.add.reduce(products[:blocks], axis=0))
+    count = blocks(rows, a, b)
+    if products is not None and products.shape[0] >= count and products.shape[1:] == (a, b) and products.dtype == dtype:
+        _block_products(left, right, 0, rows, block, products)
+        return np.asarray(np.add.reduce(products[:count], axis=0))
     per = max(HEAP_BYTES // (a * b * dtype.itemsize) - 1, 1)  # blocks multiplied at once; slot 0 holds the sum
     buffer = np.empty((per + 1, a, b), dtype)
     total = np.empty((a, b), dtype)
     for start in range(0, rows, per * block):
         stop = min(start + per * block, rows)
-        count = -(-(stop - start) // block)
-        _block_products(left, right, start, stop, block, full, separate, buffer[1 : count + 1])
+        held = -(-(stop - start) // block)
+        _block_products(left, right, start, stop, block, buffer[1 : held + 1])
         if start == 0:
-            np.add.reduce(buffer[1 : count + 1], axis=0, out=total)
+            np.add.reduce(buffer[1 : held + 1], axis=0, out=total)
         else:
             buffer[0] = total
-            np.add.reduce(buffer[: count + 1], axis=0, out=total)
+            np.add.reduce(buffer[: held + 1], axis=0, out=total)
     return total
 
 
-def _block_products(
-    left: np.ndarray,
-    right: np.ndarray,
-    start: int,
-    stop: int,
-    block: int,
-    full: int,
-    separate: bool,
-    out: np.ndarray,
-    right_tail: np.ndarray | None = None,
-) -> None:
-    """Each block's product of rows ``start`` to ``stop`` into ``out``: whole blocks up to row ``full``, then the
-    last rows padded with zeros (taken from ``right_tail`` when ``right`` holds the whole blocks only)."""
+def blocks(rows: int, a: int, b: int) -> int:
+    """How many products :func:`gram` adds for ``rows`` rows of a by b columns (the last may be of fewer rows)."""
+    return -(-rows // block_rows(a, b))
+
+
+def _block_products(left: np.ndarray, right: np.ndarray, start: int, stop: int, block: int, out: np.ndarray) -> None:
+    """Each block's product of rows ``start`` to ``stop`` into ``out``: the whole blocks in one batched product,
+    then the rows after them, if any, as one product of their own."""
     a, b = left.shape[1], right.shape[1]
-    whole = (min(stop, full) - start) // block
+    whole = (stop - start) // block
+    end = start + whole * block
     if whole > 0:
-        end = start + whole * block
-        chunk_right = right[start:end].copy() if separate else right[start:end]
-        np.matmul(
-            left[start:end].reshape(whole, block, a).transpose(0, 2, 1), chunk_right.reshape(whole, block, b), out=out[:whole]
-        )
-    if stop > full:  # the last rows, padded with zeros to a whole block
-        tail = right if right_tail is None else right_tail
-        padded_left, padded_right = np.zeros((block, a), out.dtype), np.zeros((block, b), out.dtype)
-        padded_left[: stop - full], padded_right[: stop - full] = left[full:stop], tail[full:stop]
-        np.matmul(padded_left.T, padded_right, out=out[whole])
+        rows_left, rows_right = left[start:end].reshape(whole, block, a), right[start:end].reshape(whole, block, b)
+        np.matmul(rows_left.transpose(0, 2, 1), rows_right, out=out[:whole])
+    if stop > end:
+        np.matmul(left[end:stop].T, right[end:stop], out=out[whole])
 
 
 def pairwise(scores: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

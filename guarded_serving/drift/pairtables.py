@@ -30,35 +30,26 @@ MIN_CELL = 10  # rows a window must expect with both members of a pair present (
 class Scratch:
     """The arrays a check of a complete window (no value missing) computes its scores' Gram matrix in, and the
     views :meth:`products_of` multiplies: the window's clipped values (float64, ``scores``), its centred scores
-    in float32 (``single``) and a copy of them (``copy``), both the first rows of arrays padded with zero rows to
-    whole blocks of :func:`~guarded_serving.drift.correlation.block_rows`, and every block's product.
-
-    Padded once, every block, the last one too, is one batched np.matmul over views made once: no zeroed tail
-    arrays per check. ``copy`` is the right side of every block so that BLAS computes each as a general product,
-    as :func:`~guarded_serving.drift.correlation.gram` does when the last block is padded; with no padding
-    ``copy`` is ``single`` and every block BLAS's symmetric product, as there.
-    """
+    in float32 (``single``), every block's product, and the views of ``single`` that
+    :func:`~guarded_serving.drift.correlation.gram` multiplies, made once: its whole blocks of rows, each
+    multiplied with itself (BLAS's symmetric product), then the rows after them."""
 
     scores: np.ndarray  # the clipped values, before centring
     single: np.ndarray
-    copy: np.ndarray
     products: np.ndarray
-    left_blocks: np.ndarray  # per block: its rows of ``single``, transposed (columns x block)
-    right_blocks: np.ndarray  # per block: its rows of ``copy`` (block x columns)
+    left_blocks: np.ndarray  # per whole block: its rows of ``single``, transposed (columns x block)
+    right_blocks: np.ndarray  # per whole block: its rows of ``single`` (block x columns)
+    tail: np.ndarray  # the rows after the whole blocks (none when there are none)
 
     @classmethod
     def of(cls, shape: tuple[int, int]) -> Scratch:
         rows, columns = shape
         block = max(min(block_rows(columns, columns), rows), 1)  # gram multiplies fewer rows than a block at once
-        blocks = -(-rows // block)
-        single = np.zeros((blocks * block, columns), dtype=np.float32)  # the rows past the window stay 0
-        padded = rows % block != 0
-        copy = np.zeros_like(single) if padded else single
-        products = np.empty((blocks, columns, columns), dtype=np.float32)
-        left_blocks = single.reshape(blocks, block, columns).transpose(0, 2, 1)
-        right_blocks = copy.reshape(blocks, block, columns)
-        window_rows = single[:rows]
-        return cls(np.empty(shape), window_rows, copy[:rows] if padded else window_rows, products, left_blocks, right_blocks)
+        whole = rows // block
+        single = np.empty(shape, dtype=np.float32)
+        products = np.empty((-(-rows // block), columns, columns), dtype=np.float32)
+        right_blocks = single[: whole * block].reshape(whole, block, columns)
+        return cls(np.empty(shape), single, products, right_blocks.transpose(0, 2, 1), right_blocks, single[whole * block :])
 
     def products_of(self, columns: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The Gram matrix (float32) of the scores of ``columns`` (rows x columns, C-ordered, no value missing):
@@ -67,9 +58,10 @@ class Scratch:
         values = clipped(columns, levels, lo, hi, self.scores)
         mean = np.add.reduce(values, axis=0) / len(values)  # as complete_scores centres
         np.subtract(values, mean, out=self.single, casting="same_kind")  # in float64, rounded to float32 once
-        if self.copy is not self.single:
-            np.copyto(self.copy, self.single)
-        np.matmul(self.left_blocks, self.right_blocks, out=self.products)
+        whole = len(self.right_blocks)
+        np.matmul(self.left_blocks, self.right_blocks, out=self.products[:whole])
+        if len(self.tail):
+            np.matmul(self.tail.T, self.tail, out=self.products[whole])
         return np.asarray(np.add.reduce(self.products, axis=0))  # the blocks' products added in row order
 
 
@@ -79,7 +71,7 @@ class Workspace:
     A fresh array of 128 KiB or more is a fresh mmap whose pages the kernel maps one by one as they are first
     written: the 2,000 x 64 scores and their float32 copy cost ~250-300 page faults, ~1 ms, whenever malloc's
     state had it so (in a process serving one-row requests, one health check in two); the blocks' products at
-    once would cost ~250 more, a few at a time ~0.1 ms more of numpy calls. One set per baseline, the size of
+    once would cost ~130 more, a few at a time ~0.1 ms more of numpy calls. One set per baseline, the size of
     the window last checked; a check that finds it in use (two checks at once) allocates its own.
     """
 

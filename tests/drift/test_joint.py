@@ -111,7 +111,7 @@ def test_on_normal_data_one_rows_variance_of_fishers_z_is_about_1() -> None:
     assert variance[0] < upper[0] < 1.1 * variance[0]
 
 
-@pytest.mark.parametrize("rows", [1, 31, 32, 2_000, 2_001], ids=lambda r: f"{r} rows")
+@pytest.mark.parametrize("rows", [1, 63, 64, 65, 2_000, 2_001], ids=lambda r: f"{r} rows")
 def test_products_summed_by_blocks_of_rows_are_the_plain_product(rows: int) -> None:
     rng = np.random.default_rng(rows)
     left, right = rng.normal(size=(rows, 64)), rng.normal(size=(rows, 3))
@@ -120,19 +120,21 @@ def test_products_summed_by_blocks_of_rows_are_the_plain_product(rows: int) -> N
     np.testing.assert_allclose(gram(left, right), left.T @ right, rtol=1e-12, atol=1e-9)
 
 
-@pytest.mark.parametrize("rows", [2_000, 2_016], ids=["last-block-padded", "whole-blocks"])
+@pytest.mark.parametrize("rows", [2_000, 2_048], ids=["rows-after-the-blocks", "whole-blocks"])
 def test_products_are_the_blocks_products_added_in_row_order_bit_for_bit(rows: int) -> None:
     """The same sums in the same order however the blocks are held at once: a window's report is reproducible."""
     rng = np.random.default_rng(rows)
     single = rng.normal(size=(rows, 64)).astype(np.float32)
-    padded = np.concatenate([single, np.zeros((-rows % 32, 64), np.float32)]).reshape(-1, 32, 64)
-    other = padded if rows % 32 == 0 else padded.copy()  # one array with itself: BLAS's symmetric product
+    whole = rows - rows % 64
+    blocks = single[:whole].reshape(-1, 64, 64)
+    products = list(np.matmul(blocks.transpose(0, 2, 1), blocks))  # one array with itself: BLAS's symmetric product
+    if whole < rows:
+        products.append(single[whole:].T @ single[whole:])
 
-    products = np.matmul(padded.transpose(0, 2, 1), other)
-
-    np.testing.assert_array_equal(gram(single, single), products.sum(axis=0))
-    held = np.empty_like(products), np.empty_like(single)  # every block's product at once, as a Workspace holds them
-    np.testing.assert_array_equal(gram(single, single, *held), products.sum(axis=0))
+    expected = np.add.reduce(np.stack(products), axis=0)
+    np.testing.assert_array_equal(gram(single, single), expected)
+    held = np.empty((len(products), 64, 64), np.float32)  # every block's product at once, as a Workspace holds them
+    np.testing.assert_array_equal(gram(single, single, held), expected)
 
 
 def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
@@ -145,11 +147,11 @@ def test_scores_of_a_window_known_complete_are_the_scores_bit_for_bit() -> None:
 
 @pytest.mark.parametrize(
     ("rows", "width"),
-    [(2_000, 64), (2_016, 64), (20, 64), (1_000, 6), (33, 64)],
-    ids=["last-block-padded", "whole-blocks", "under-a-block", "narrow", "one-row-past-a-block"],
+    [(2_000, 64), (2_048, 64), (20, 64), (1_000, 6), (65, 64)],
+    ids=["rows-after-the-blocks", "whole-blocks", "under-a-block", "narrow", "one-row-past-a-block"],
 )
 def test_a_scratchs_products_are_those_of_the_windows_scores_bit_for_bit(rows: int, width: int) -> None:
-    """Computed in place, padded once: the same Gram matrix as the scores cast to float32 and multiplied by gram."""
+    """Computed in place, in views made once: the same Gram matrix as the scores cast to float32 and multiplied by gram."""
     rng = np.random.default_rng(rows + width)
     columns = rng.normal(size=(rows, width))
     columns[:, -1] = rng.integers(0, 3, rows)  # an indicator's feature
