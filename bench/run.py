@@ -51,13 +51,23 @@ def run(script: str, args: list[str], out: Path) -> Any:
     return json.loads(out.read_text())
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
+def processor() -> str:
+    """The processors' count and name, with the family and model where /proc/cpuinfo gives them: a VM may name only
+    the vendor ("AMD EPYC"), whose generations differ in speed (family 23 model 1 is Zen 1)."""
+    found: dict[str, str] = {}
+    with open("/proc/cpuinfo") as f:  # the first processor's lines
         for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if not key.strip() and found:
                 break
+            found.setdefault(key.strip(), value.strip())
+    cpu = f"{os.cpu_count()} x {found.get('model name', 'unknown')}"
+    if "cpu family" in found and "model" in found:
+        cpu += f" (family {found['cpu family']}, model {found['model']})"
+    return cpu
+
+
+def machine() -> dict[str, str]:
     with open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
     versions = {name: metadata.version(name) for name in ("bentoml", "numpy", "scipy", "pydantic-core", "sqlite-utils")}
@@ -68,7 +78,7 @@ def machine() -> dict[str, str]:
             versions[optional] = "not installed"
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0] or "wrk"
     return {
-        "cpu": f"{os.cpu_count()} x {cpu}",
+        "cpu": processor(),
         "memory": f"{mem_kb / 2**20:.0f} GiB",
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -87,8 +97,9 @@ def markdown(
 ) -> str:
     overhead, health, store, memory = results["overhead"], results["health"], results["store"], results["memory"]
     again = [
-        f"- Measured again later (`bench/run.py --only {part}`): {part} on {r['when']}, load before / after {r['load']} /"
-        f" {r['load_after']}; the other parts are the full run's"
+        f"- Measured again later (`bench/run.py --only {part}`): {part} on {r['when']}"
+        + (f", on {r['cpu']}" if r.get("cpu", box["cpu"]) != box["cpu"] else "")
+        + f", load before / after {r['load']} / {r['load_after']}; the other parts are the full run's"
         for part, r in (reruns or {}).items()
     ]
     lines = [
@@ -385,7 +396,7 @@ def measure_again(parts: list[str]) -> None:
             script, script_args = steps[part]
             record["results"][part] = run(script, script_args, Path(tmp) / f"{part}.json")
             after = " ".join(f"{x:.2f}" for x in os.getloadavg())
-            record.setdefault("reruns", {})[part] = {"when": when, "load": load, "load_after": after}
+            record.setdefault("reruns", {})[part] = {"when": when, "load": load, "load_after": after, "cpu": processor()}
             RECORD.write_text(json.dumps(record, indent=1) + "\n")
     write_results(record)
     print(f"wrote {RESULTS}")
