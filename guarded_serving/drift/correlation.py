@@ -12,7 +12,6 @@ import numpy as np
 __all__ = [
     "LIMIT",
     "block_rows",
-    "blocks",
     "bounds",
     "clipped",
     "complete_scores",
@@ -99,9 +98,10 @@ SINGLE_THREAD_PRODUCT = 4 * 65_536
 
 
 # A temporary array of 128 KiB or more is a fresh mmap that the kernel maps page by page: the products of
-# 32 blocks of 2,000 x 64 scores (512 KiB) cost ~130 page faults, ~0.4 ms of a ~1 ms product. Blocks are
-# multiplied a few at a time into a buffer under that size, which malloc serves from its heap, unless the caller
-# holds arrays to compute into (pairtables.Workspace).
+# 2,000 x 64 scores in blocks (512 KiB for 32 blocks of 64 rows) cost a page fault per 4 KiB (~470, ~1.2 ms, when
+# the blocks were 63 padded ones of 32 rows, with copies). Blocks are multiplied a few at a time into a buffer
+# under that size, which malloc serves from its heap, unless the caller holds arrays to compute into
+# (pairtables.Workspace).
 HEAP_BYTES = 120 * 1024
 
 
@@ -117,7 +117,7 @@ def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None
     The whole blocks' products, then that of the rows after them (fewer than a block), are added one after the
     other in row order: always the same sums in the same order for the same rows. A block of one array with
     itself (``left is right``) is BLAS's symmetric product, as numpy computes it (~half a general product's
-    time). ``products`` (at least :func:`blocks` x a x b) is an array to compute into at once (see
+    time). ``products`` (at least as many as the blocks, x a x b) is an array to compute into at once (see
     pairtables.Workspace); without it, a few blocks at a time go through a buffer under 128 KiB.
     """
     rows, a = left.shape
@@ -126,7 +126,7 @@ def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None
     if rows <= block:
         return np.asarray(left.T @ right)
     dtype = np.result_type(left, right)
-    count = blocks(rows, a, b)
+    count = -(-rows // block)
     if products is not None and products.shape[0] >= count and products.shape[1:] == (a, b) and products.dtype == dtype:
         _block_products(left, right, 0, rows, block, products)
         return np.asarray(np.add.reduce(products[:count], axis=0))
@@ -143,11 +143,6 @@ def gram(left: np.ndarray, right: np.ndarray, products: np.ndarray | None = None
             buffer[0] = total
             np.add.reduce(buffer[: held + 1], axis=0, out=total)
     return total
-
-
-def blocks(rows: int, a: int, b: int) -> int:
-    """How many products :func:`gram` adds for ``rows`` rows of a by b columns (the last may be of fewer rows)."""
-    return -(-rows // block_rows(a, b))
 
 
 def _block_products(left: np.ndarray, right: np.ndarray, start: int, stop: int, block: int, out: np.ndarray) -> None:
