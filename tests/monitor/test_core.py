@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 from structlog.testing import capture_logs
 
 from guarded_serving import ConfigurationError, Monitor, Status
@@ -50,6 +52,30 @@ def test_observe_accepts_arrays_lists_and_dicts(gaussian_300x4: np.ndarray, rows
     monitor.observe(rows(gaussian_300x4), [0, 1, 0])  # type: ignore[operator]
 
     assert monitor.totals().rows == 3
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        pytest.param(np.array([[0.5, np.nan, -0.0, 1e300]]), [[0.5, None, -0.0, 1e300]], id="floats-with-a-gap"),
+        pytest.param(np.array([[1, -2, 3, 2**40]]), [[1, -2, 3, 2**40]], id="integers"),
+        pytest.param(np.array([0.25, 1.0, 2.0, 3.0]), [[0.25, 1.0, 2.0, 3.0]], id="one-row-as-a-vector"),
+        pytest.param([[np.float32(0.5), np.int64(2), None, 1.5]], [[0.5, 2, None, 1.5]], id="numpy-scalars-in-lists"),
+        pytest.param([(1.5, 2, 3.0, None)], [[1.5, 2, 3.0, None]], id="a-tuple"),
+    ],
+)
+def test_observed_rows_are_stored_as_their_plain_json_values(
+    gaussian_300x4: np.ndarray, tmp_path: Path, rows: object, expected: list[list[object]]
+) -> None:
+    with Monitor(gaussian_300x4, name="batch", db=tmp_path / "m.db") as monitor:
+        monitor.observe(rows, [0])
+        assert monitor.flush()
+        window = monitor.window_data(memory=True).inputs
+
+    (stored,) = [json.loads(r["inputs"]) for r in sqlite_utils.Database(tmp_path / "m.db")["requests"].rows]
+    assert stored == expected
+    assert [[type(v) for v in row] for row in stored] == [[type(v) for v in row] for row in expected]
+    assert np.array_equal(window, np.array(expected, dtype=float), equal_nan=True)  # None: missing
 
 
 def test_observe_refuses_predictions_that_do_not_match_the_rows(gaussian_300x4: np.ndarray) -> None:
