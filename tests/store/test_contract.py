@@ -267,6 +267,20 @@ def test_a_row_labelled_twice_in_one_call_counts_as_replaced_and_keeps_the_last(
     assert labels(store) == ["last"]
 
 
+def test_a_call_of_thousands_of_labels_stores_each_once_and_a_row_given_again_far_on_keeps_the_last(store: Store) -> None:
+    put_all(store, record("a", rows=1500), record("b", rows=3))
+    assert store.write_feedback("m", [("a", 1499, '"before"')]) == (1, 0)
+    items = [("a", row, f'"{row}"') for row in range(1500)] + [("b", 2, '"b"'), ("a", 0, '"again"')]
+
+    assert store.write_feedback("m", items) == (1500, 2)  # row 1499 labelled before, row 0 twice in the call
+
+    assert store.label_totals("m") == (1501, 2)
+    found = labels(store, limit=2000)
+    assert len(found) == 1501
+    assert found[:2] == ["again", "1"]  # oldest request first, its first row first
+    assert found[1499:] == ["1499", "b"]
+
+
 def test_labelled_rows_are_the_newest_by_prediction_then_row_handed_back_oldest_first(store: Store) -> None:
     put_all(store, record("a", first=0, ts=T0), record("b", first=10, ts=T0 + 5))
     store.write_feedback("m", [("b", 1, '"b1"'), ("a", 0, '"a0"'), ("b", 0, '"b0"'), ("a", 1, '"a1"')])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any, Self
@@ -27,6 +28,14 @@ from .writer import Writer
 
 __all__ = ["SNAPSHOT_WAIT", "SqliteStore"]
 
+# Labels written by one statement (8 values each, within SQLite's limit on a statement's values)
+_LABELS_PER_STATEMENT = 500
+_LABELLED_ROWS = "SELECT row FROM feedback WHERE model = ? AND version = ? AND request_id = ?"
+_PUT_LABELS = (
+    "INSERT INTO feedback (model, version, request_id, row, label, ts, updates, changed) VALUES {values}"
+    " ON CONFLICT(model, version, request_id, row) DO UPDATE SET"
+    " label = excluded.label, ts = excluded.ts, updates = updates + 1, changed = excluded.changed"
+)
 SNAPSHOT_WAIT = 1.0  # seconds a health snapshot write waits for a lock before giving up (the memory copy stays)
 
 
@@ -108,28 +117,32 @@ class SqliteStore(SqliteReader, Store):
 
     # -- synchronous writes: acknowledged only once they are on disk ----------------------------
     def write_feedback(self, model: str, items: Sequence[tuple[str, int, str]], *, version: str | None = None) -> tuple[int, int]:
-        """Store labels (request_id, row, JSON label) in one transaction; return (new, replaced)."""
+        """Store labels (request_id, row, JSON label) in one transaction; return (new, replaced).
+
+        The labels go in by statements of many rows each: SQLite keeps a statement journal of every page a
+        statement changes (an upsert on a table with triggers may have to undo itself), so one statement per
+        label copied each changed 64 KB page once per label, 9 ms of CPU for a request's 100 labels."""
         now = iso(time.time())
         key = (model, version_key(version))
         with self.connections.reading() as db, db.conn as conn:
             conn.execute("BEGIN IMMEDIATE")
+            ids = dict.fromkeys(rid for rid, _, _ in items)
+            stored = {rid: {row for (row,) in conn.execute(_LABELLED_ROWS, (*key, rid))} for rid in ids}
             replaced = 0
             seen: set[tuple[str, int]] = set()  # a row labelled twice in one call is replaced too
             for request_id, row, _ in items:
-                replaced += (request_id, row) in seen or conn.execute(
-                    "SELECT 1 FROM feedback WHERE model = ? AND version = ? AND request_id = ? AND row = ?",
-                    (*key, request_id, row),
-                ).fetchone() is not None
+                replaced += (request_id, row) in seen or row in stored[request_id]
                 seen.add((request_id, row))
             # this transaction's change number (see schema.py): the label join reads what changed since a number
             conn.execute("UPDATE changes SET value = value + 1 WHERE name = 'label'")
             (number,) = conn.execute("SELECT value FROM changes WHERE name = 'label'").fetchone()
-            conn.executemany(
-                "INSERT INTO feedback (model, version, request_id, row, label, ts, updates, changed)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(model, version, request_id, row) DO UPDATE SET"
-                " label = excluded.label, ts = excluded.ts, updates = updates + 1, changed = excluded.changed",
-                [(*key, rid, row, label, now, number) for rid, row, label in items],
-            )
+            per_statement = max(1, min(_LABELS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 8))
+            for start in range(0, len(items), per_statement):
+                part = items[start : start + per_statement]
+                conn.execute(  # rows inserted in the order given: a row labelled twice keeps its last label
+                    _PUT_LABELS.format(values=",".join(["(?, ?, ?, ?, ?, ?, 0, ?)"] * len(part))),
+                    [value for rid, row, label in part for value in (*key, rid, row, label, now, number)],
+                )
             conn.execute(
                 "INSERT INTO totals (model, version, requests, rows, rejected, errors, labels, relabels)"
                 " VALUES (?, ?, 0, 0, 0, 0, ?, ?) ON CONFLICT(model, version) DO UPDATE SET"
