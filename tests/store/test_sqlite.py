@@ -20,7 +20,7 @@ from guarded_serving.redaction import redacted_reference
 from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
 from guarded_serving.store.sqlite.chunks import _IDS
-from guarded_serving.store.sqlite.reader import MARKS
+from guarded_serving.store.sqlite.reader import _REQUEST_ROWS, MARKS
 from tests.fixtures.data import gaussian
 
 
@@ -256,6 +256,24 @@ def test_the_recent_requests_marks_are_read_from_an_index_alone(store: Store, db
 
     assert "USING COVERING INDEX idx_requests_recent" in str(plan)
     assert [mark[1:] for mark in store.recent_request_marks("m", 10, version="1")] == [("ok", 1.25, None)]
+
+
+@pytest.mark.parametrize("ids", [1, 50, 500])
+def test_requests_are_looked_up_by_id_on_the_request_id_index(store: Store, db_path: Path, ids: int) -> None:
+    """Labels arriving late look their requests up: on the model's indexes the plan walked every stored request."""
+    for i in range(3):
+        store.put(record(f"r{i}"))
+    store.flush()
+    asked = [f"r{i}" for i in range(ids)]
+
+    with sqlite3.connect(db_path) as db:
+        query = _REQUEST_ROWS.format(marks=",".join("?" * ids))
+        plan = str(db.execute("EXPLAIN QUERY PLAN " + query, [*asked, "m", "1"]).fetchall())
+
+    assert "USING INDEX idx_requests_request_id (request_id=?)" in plan
+    assert "idx_requests_recent" not in plan
+    assert "idx_requests_model_id" not in plan
+    assert store.request_rows("m", asked, version="1") == {f"r{i}": 2 for i in range(min(ids, 3))}
 
 
 def test_request_edits_move_when_a_request_is_changed_or_deleted_by_any_writer(store: Store, db_path: Path) -> None:

@@ -19,6 +19,13 @@ from .schema import has_table
 __all__ = ["SqliteReader"]
 
 _ANSWERED = "FROM requests WHERE model = ? AND version IS ? AND status = 'ok'{since}"  # a model version's answered requests
+# The rows of answered requests by id, looked up on the request_id index: filtered on the model's indexes, the
+# plan walked every request of the model version in id order (2 ms for 200 stored requests of 100 rows, growing
+# with the file) to find one id. Ascending: a later (newer) request with the same id overwrites an earlier one.
+_REQUEST_ROWS = (
+    "SELECT request_id, rows FROM requests WHERE request_id IN ({marks}) AND +model = ? AND +version IS ?"
+    " AND +status = 'ok' AND typeof(rows) = 'integer' AND rows > 0 ORDER BY id"
+)
 _RECENT_KEYS = ("request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features")
 _RECENT = ", ".join(_RECENT_KEYS)  # a request as recent_requests gives it
 # read from the index idx_requests_recent alone (schema.py), not the wide rows
@@ -122,12 +129,7 @@ class SqliteReader(StoreReader):
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 marks = ",".join("?" * len(part))
-                # Ascending: a later (newer) request with the same id overwrites an earlier one.
-                sql = (
-                    f"SELECT request_id, rows {_ANSWERED.format(since='')}"
-                    f" AND request_id IN ({marks}) AND typeof(rows) = 'integer' AND rows > 0 ORDER BY id"
-                )
-                for request_id, rows in db.execute(sql, [model, version, *part]):
+                for request_id, rows in db.execute(_REQUEST_ROWS.format(marks=marks), [*part, model, version]):
                     found[request_id] = rows
         return found
 
