@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from guarded_serving.health import CheckResult, HealthReport, Status, to_jsonable, worst
@@ -16,7 +18,11 @@ class Measure:
     score: float
     threshold: float
     level: Status
-    bounds: tuple[float, float]
+    bounds: tuple[float, ...]
+
+
+class Shade(enum.StrEnum):
+    DARK = "dark"
 
 
 @pytest.fixture
@@ -183,10 +189,23 @@ def test_report_check_of_an_unknown_name_lists_the_checks(report: HealthReport) 
         pytest.param(Status.ALERT, "alert", id="enum-becomes-its-value"),
         pytest.param({1: Status.OK, "b": (math.nan,)}, {"1": "ok", "b": [None]}, id="mapping-keys-become-strings"),
         pytest.param([math.nan, "x", None, True, 3], [None, "x", None, True, 3], id="list-items-rendered"),
+        pytest.param([np.float64(math.nan), np.float64(0.5)], [None, 0.5], id="numpy-floats-as-floats"),
+        pytest.param(
+            {"m": [Measure(1.0, 2.0, Status.OK, ())]},
+            {"m": [{"score": 1.0, "threshold": 2.0, "level": "ok", "bounds": []}]},
+            id="nested",
+        ),
     ],
 )
 def test_to_jsonable(value: object, expected: object) -> None:
     assert to_jsonable(value) == expected
+
+
+def test_to_jsonable_renders_a_str_enum_as_its_plain_value() -> None:
+    rendered = to_jsonable([Shade.DARK])
+
+    assert rendered == ["dark"]
+    assert type(rendered[0]) is str
 
 
 def test_to_jsonable_renders_a_dataclass_as_an_object_of_its_fields() -> None:
