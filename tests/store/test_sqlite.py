@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,10 +19,11 @@ from guarded_serving import Monitor, Reference
 from guarded_serving.drift.window import Chunk
 from guarded_serving.environment import WarningRecord
 from guarded_serving.redaction import redacted_reference
-from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals, open_reader
+from guarded_serving.store import RequestRecord, Store, StoreOptions, Totals, iso_time, open_reader
 from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore
 from guarded_serving.store.sqlite.chunks import _IDS
 from guarded_serving.store.sqlite.reader import _REQUEST_ROWS, MARKS
+from guarded_serving.store.sqlite.retention import Retention
 from tests.fixtures.data import gaussian
 
 
@@ -372,3 +375,99 @@ def test_a_schema_6_file_gets_the_window_index_that_covers_the_window_read(db_pa
         assert [c.rows for c in again.window_chunks("m", version="1")] == [2]
     finally:
         again.close()
+
+
+def _kept_by_max_rows(db_path: Path, max_rows: int) -> set[int]:
+    """What max_rows keeps of the file as it is: the newest requests while their rows (at least one each) fit."""
+    with sqlite3.connect(db_path) as db:
+        return _kept_by_max_rows_of(db, max_rows)
+
+
+def _kept_by_max_rows_of(db: sqlite3.Connection, max_rows: int) -> set[int]:
+    found = db.execute("SELECT id, max(rows, 1) FROM requests ORDER BY id DESC").fetchall()
+    kept, total = set(), 0
+    for request_id, rows in found:
+        if total + rows > max_rows:
+            break
+        kept.add(request_id)
+        total += rows
+    return kept
+
+
+def test_max_rows_pruned_again_and_again_keeps_what_counting_every_request_keeps(db_path: Path) -> None:
+    """Each prune counts what the last one left and what came since; requests another writer edits or deletes
+    make it count them all again. After every prune the file holds what counting them all would have kept."""
+    rng = np.random.default_rng(5)
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.05, max_rows=60)) as store:
+        for round_ in range(60):
+            for k in range(int(rng.integers(1, 12))):
+                rows = int(rng.integers(0, 8))
+                store.put(record(f"r{round_}-{k}", status="ok" if rows else "rejected", rows=rows))
+            assert store.flush()
+            if round_ % 7 == 3:  # another writer deletes a kept request, or edits one's rows
+                with sqlite3.connect(db_path) as other:
+                    (victim,) = other.execute("SELECT id FROM requests ORDER BY random() LIMIT 1").fetchone()
+                    if round_ % 2:
+                        other.execute("DELETE FROM requests WHERE id = ?", (victim,))
+                    else:
+                        other.execute("UPDATE requests SET rows = rows + 3 WHERE id = ?", (victim,))
+            expected = _kept_by_max_rows(db_path, 60)
+            store.prune()
+            with sqlite3.connect(db_path) as db:
+                assert {i for (i,) in db.execute("SELECT id FROM requests")} == expected, f"round {round_}"
+
+
+def test_a_prune_after_new_requests_only_walks_the_new_ones(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.05, max_rows=20)) as store:
+        store.put(record("first", rows=15))
+        assert store.flush()
+        store.prune()  # counts every request kept, once
+        monkeypatch.setattr(Retention, "_oldest_kept", lambda *a: pytest.fail("walked every request again"))
+        for i in range(5):
+            store.put(record(f"r{i}", rows=3))
+        assert store.flush()
+        store.prune()
+        kept = [r["request_id"] for r in store.recent_requests("m", 10, version="1")]
+        monkeypatch.undo()
+        with sqlite3.connect(db_path) as other:
+            other.execute("DELETE FROM requests WHERE request_id = 'r4'")
+        store.put(record("r5", rows=3))
+        assert store.flush()
+        store.prune()  # another writer deleted one: every request counted again
+        kept_after = [r["request_id"] for r in store.recent_requests("m", 10, version="1")]
+
+    assert kept == ["r4", "r3", "r2", "r1", "r0"]  # 15 rows, then "first" and its 15 went
+    assert kept_after == ["r5", "r3", "r2", "r1", "r0"]
+
+
+def test_max_age_and_max_rows_pruned_together_keep_what_counting_every_request_keeps(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests max_age deletes in the same prune are counted out of what the last prune left: every request is
+    counted once, by the first prune."""
+    walks: list[int] = []
+    walk = Retention._oldest_kept
+
+    def counted(*args: Any) -> Any:
+        walks.append(1)
+        return walk(*args)
+
+    monkeypatch.setattr(Retention, "_oldest_kept", counted)
+    rng = np.random.default_rng(6)
+    now = time.time()
+    with SqliteStore(db_path, StoreOptions(flush_interval=0.05, max_rows=40, max_age=3600)) as store:
+        for round_ in range(40):
+            for k in range(int(rng.integers(1, 10))):
+                old = rng.random() < 0.3  # logged with an old time: a late batch, a clock put right
+                rows = int(rng.integers(1, 6))
+                store.put(dataclasses.replace(record(f"r{round_}-{k}", rows=rows), ts=now - 7200 if old else now))
+            assert store.flush()
+            with sqlite3.connect(db_path) as db:
+                db.execute("DELETE FROM requests WHERE ts < ?", (iso_time(now - 3600),))  # what max_age deletes
+                expected = _kept_by_max_rows_of(db, 40)
+                db.rollback()
+            store.prune()
+            with sqlite3.connect(db_path) as db:
+                assert {i for (i,) in db.execute("SELECT id FROM requests")} == expected, f"round {round_}"
+
+    assert len(walks) == 1
