@@ -160,7 +160,8 @@ def markdown(
         " probabilities, a labelled reference, a label for every row; median of 30 calls per part, wall clock):"
         " asked again on the same window; after one new 100-row request, when everything is judged again; and, where"
         " a run has them, after one new request of a service answering one row per request (2,000 requests in the"
-        " window, 1,000 recent ones judged).",
+        ' window, 1,000 recent ones judged). Where a run has the part "the answer\'s JSON body", the total is what'
+        " `GET /health/model` spends: `Monitor.health()` and the report rendered as the JSON it answers.",
         "",
         "| part | " + " | ".join(health["breakdown"]) + " |",
         "|---|" + "---:|" * len(health["breakdown"]),
