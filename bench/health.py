@@ -17,7 +17,7 @@
    by wrapping the function ``Monitor.health`` calls for it (median over the calls); "the rest" is the median
    total less the parts' medians: the report's assembly and its listeners (history, status log). The total is
    what ``GET /health/model`` spends on its answer: ``Monitor.health()`` and then the report rendered as the JSON
-   body it sends (``report.to_json`` and the bytes), timed as a part of its own. Three cases:
+   body it sends (``healthjson.report_bytes``), timed as a part of its own. Three cases:
    health asked again on the same window (a dashboard refreshing, a probe: what was computed on the window's
    contents is reused); a window of 100-row requests moved by one more, labelled, since the last health (every
    check computed again); and a window of one-row requests (a service answering one row at a time: 2,000
@@ -56,7 +56,7 @@ from sklearn.preprocessing import StandardScaler
 
 from guarded_serving import Monitor, Reference
 from guarded_serving.drift.columns import WindowColumns
-from guarded_serving.jsontext import dump_bytes
+from guarded_serving.healthjson import report_bytes
 from guarded_serving.monitor import evaluation, judged, stored
 
 FEATURES = (8, 64, 256)
@@ -266,7 +266,7 @@ PARTS = (
     "pipeline, store, environment",
     "recent requests (from the store)",
 )
-BODY = "the answer's JSON body (report.to_json)"  # /health/model's own part, after Monitor.health()
+BODY = "the answer's JSON body (report_bytes)"  # /health/model's own part, after Monitor.health()
 
 
 def labelled_world(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -347,7 +347,7 @@ def breakdown(db: str | None, moving: bool, per_request: int = 100) -> dict[str,
             started = clock()
             report = monitor.health()
             computed = clock()
-            dump_bytes(report.to_json())  # what GET /health/model answers: the report as JSON text
+            report_bytes(report)  # what GET /health/model answers: the report as JSON text
             total.append(clock() - started)
             body.append(clock() - computed)
     finally:

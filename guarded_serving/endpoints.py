@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .dashboard import render_dashboard
 from .errors import InputError, Problem, StoreError, UnknownRequestError
 from .health import HealthReport, Status
+from .healthjson import report_bytes
 from .http import (
     Reply,
     UnreadBody,
@@ -122,7 +123,7 @@ def health(
     if fail_on is not None and report.status.rank >= _FAIL_ON[fail_on].rank:
         status = 503
     if not html:
-        return Reply(status, dump_bytes(report.to_json(detail=detail)))
+        return Reply(status, report_bytes(report, detail))
     page = render_dashboard(
         report,
         monitor.histograms() if detail else (),
