@@ -56,7 +56,10 @@ class Retention:
         self._lock = threading.Lock()
         self._writes = 0
         self._warned = False  # warnings written since the last prune
-        self._kept: dict[Key, _Kept] = {}  # per model version, what the last prune left (the writer thread's own)
+        self._kept: dict[Key, _Kept] = {}  # per model version, what the last prune left
+        # One prune at a time: the writer's own (after a write) and Store.prune() from another thread would each take
+        # what the last prune left, and the second one found nothing and walked every request again.
+        self._pruning = threading.Lock()
 
     def note(self, keys: frozenset[Key] | set[Key]) -> None:
         """Remember model versions this store writes."""
@@ -76,6 +79,10 @@ class Retention:
         """Delete this store's model versions' oldest requests beyond ``max_rows`` or older than ``max_age``
         seconds, the labels of the requests deleted, warnings beyond ``WARNINGS_KEPT`` or ``max_age``, health
         snapshots older than ``max_age``, and window chunks beyond the newest ``window`` rows."""
+        with self._pruning:
+            self._prune(conn)
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
         self._warned = False
         max_rows, max_age = self.options.max_rows, self.options.max_age
         with self._lock:
