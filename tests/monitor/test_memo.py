@@ -128,8 +128,8 @@ def joined_as_before(labels: Labels, limit: int) -> tuple[list[Any], list[Any], 
     for rid, rows in labels._labels.items():
         for row, (label, labelled_at) in rows.items():
             kept = labels._predictions.get(rid)
-            if kept is not None and row < len(kept[2]):
-                seq, ts, outs = kept
+            if kept is not None and row < kept[2]:
+                seq, ts, _, outs = kept
                 joined.append((seq, row, outs[row], label, labelled_at - ts))
     joined.sort(key=lambda item: (item[0], item[1]))
     joined = joined[-limit:]
