@@ -105,6 +105,15 @@ class HealthReport:
         raise KeyError(f"no check named {name!r}; the report has {[c.name for c in self.checks]}")
 
     def to_json(self, detail: bool = True) -> dict[str, Any]:
+        out = self.head_json(detail)
+        if detail:
+            out["checks"] = {c.name: c.to_json() for c in self.checks}
+            if self.replicas:
+                out["replicas"] = to_jsonable(self.replicas)
+        return out
+
+    def head_json(self, detail: bool = True) -> dict[str, Any]:
+        """What :meth:`to_json` puts before the checks."""
         out: dict[str, Any] = {
             "status": self.status.value,
             "model": {"name": self.model_name, "version": self.model_version},
@@ -113,9 +122,6 @@ class HealthReport:
         if detail:
             out["window"] = {"rows": self.window_rows, "capacity": self.window_capacity}
             out["totals"] = {"requests": self.requests, "rows": self.rows, "rejected": self.rejected, "errors": self.errors}
-            out["checks"] = {c.name: c.to_json() for c in self.checks}
-            if self.replicas:
-                out["replicas"] = to_jsonable(self.replicas)
         return out
 
 

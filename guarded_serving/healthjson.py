@@ -19,7 +19,6 @@ a string where a float is declared; a class whose types pydantic cannot read; a 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import typing
 from typing import Any
 
@@ -33,22 +32,19 @@ __all__ = ["check_bytes", "report_bytes"]
 _OWN = ("status", "summary")  # what a check says itself; details never overwrite it
 _KEPT = 256  # details classes remembered (a report has a dozen; the bound keeps a caller's own from growing it)
 _PACKAGE = __name__.rpartition(".")[0] + "."
-_adapters: dict[type, TypeAdapter[Any] | None] = {}
-_lock = threading.Lock()
+_adapters: dict[type, TypeAdapter[Any] | None] = {}  # built once per class; two threads may both build one
 
 
 def report_bytes(report: HealthReport, detail: bool = True) -> bytes:
     """``dump_bytes(report.to_json(detail))``, each check's details written by a compiled serializer."""
-    head = report.to_json(detail=False)
+    head = dump_bytes(report.head_json(detail))
     if not detail:
-        return dump_bytes(head)
-    head["window"] = {"rows": report.window_rows, "capacity": report.window_capacity}
-    head["totals"] = {"requests": report.requests, "rows": report.rows, "rejected": report.rejected, "errors": report.errors}
+        return head
     checks = b",".join(dump_bytes(c.name) + b":" + check_bytes(c) for c in report.checks)
     tail = b"}"
     if report.replicas:
         tail = b',"replicas":' + dump_bytes(to_jsonable(report.replicas)) + tail
-    return dump_bytes(head)[:-1] + b',"checks":{' + checks + b"}" + tail
+    return head[:-1] + b',"checks":{' + checks + b"}" + tail
 
 
 def check_bytes(check: CheckResult) -> bytes:
@@ -76,9 +72,8 @@ def _adapter(kind: type) -> TypeAdapter[Any] | None:
                 adapter = TypeAdapter(kind)
         except Exception:  # its types cannot be read (a name only imported for type checkers, ...)
             adapter = None
-    with _lock:
-        if len(_adapters) < _KEPT:
-            _adapters[kind] = adapter
+    if len(_adapters) < _KEPT:
+        _adapters[kind] = adapter
     return adapter
 
 
