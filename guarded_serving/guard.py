@@ -17,10 +17,11 @@ import dataclasses
 import inspect
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
-from . import endpoints, handler
+from . import endpoints, handler, healthjson
 from .calls import PredictCall
 from .envelope import ROWS, Envelope
 from .errors import ConfigurationError
@@ -154,6 +155,8 @@ class GuardedModel:
         (see :class:`~guarded_serving.monitor.Monitor`), used when this call starts it."""
         if self.monitor is None:
             self.monitor = Monitor.of(self.reference, self.options, metrics=metrics).start()
+            # the health answer's serializers, built beside the calibrations rather than in the first answer
+            threading.Thread(target=healthjson.prepare, name="guarded-serving-health-json", daemon=True).start()
         return self.monitor
 
     def close(self, timeout: float = 10.0) -> None:

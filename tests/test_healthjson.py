@@ -16,10 +16,15 @@ from sklearn.datasets import load_digits
 
 from examples.text.corpus import news
 from guarded_serving import Monitor, Reference
+from guarded_serving.concept import ConceptDetails
+from guarded_serving.drift.checks import DriftDetails
 from guarded_serving.drift.joint import FeatureJoint, JointDetails
+from guarded_serving.drift.quality import QualityDetails
+from guarded_serving.estimate import EstimateDetails
 from guarded_serving.health import BaselineSource, CheckResult, HealthReport, Status
 from guarded_serving.healthjson import check_bytes, report_bytes
 from guarded_serving.jsontext import dump_bytes
+from guarded_serving.operational import EnvironmentDetails, PipelineDetails, StoreDetails
 from tests.fixtures.data import (
     MIXED_FEATURES,
     logistic_probabilities,
@@ -31,6 +36,10 @@ from tests.fixtures.data import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+PREPARED = {  # every details class of a check: those healthjson.prepare builds
+    ConceptDetails, DriftDetails, EnvironmentDetails, EstimateDetails, JointDetails, PipelineDetails, QualityDetails,
+    StoreDetails,
+}  # fmt: skip
 
 
 def served(monitor: Monitor, X: object, predictions: np.ndarray, labels: np.ndarray | None = None, per: int = 50) -> Monitor:
@@ -126,6 +135,31 @@ def test_every_check_of_every_kind_of_report_is_written_by_its_compiled_serializ
 
     assert written == {name: expected[name] for name in written}
     assert {"data_drift", "data_quality"} <= set(written)
+    # and each class is one a service builds at start (healthjson.prepare), not in its first answer
+    assert {type(c.details) for c in report.checks if c.details is not None} <= PREPARED
+
+
+def test_a_started_service_builds_the_serializers_before_its_first_health_answer() -> None:
+    """Building the eight serializers took ~60 ms of the first /health/model answer: a started GuardedModel builds
+    them in a thread of its own. In a process of its own, whose serializers nothing built before."""
+    code = """
+import threading
+import numpy as np
+from guarded_serving import GuardedModel, healthjson
+
+assert not healthjson._adapters
+guarded = GuardedModel(lambda x: x[:, 0] > 0, reference=np.random.default_rng(0).normal(size=(300, 3)), name="m")
+guarded.start()
+for thread in threading.enumerate():
+    if thread.name == "guarded-serving-health-json":
+        thread.join(60)
+print(sorted(kind.__name__ for kind, adapter in healthjson._adapters.items() if adapter is not None))
+guarded.close()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"')) == sorted(k.__name__ for k in PREPARED)
 
 
 def test_the_keys_keep_the_order_to_json_gives_them(monitored: Monitor) -> None:
@@ -247,7 +281,12 @@ def test_a_subclass_of_a_details_class_keeps_its_own_fields() -> None:
     own: a subclass stays among its parent's for the life of the process."""
     code = """
 from dataclasses import dataclass
+from guarded_serving.concept import ConceptDetails
+from guarded_serving.drift.checks import DriftDetails
 from guarded_serving.drift.joint import FeatureJoint, JointDetails
+from guarded_serving.drift.quality import QualityDetails
+from guarded_serving.estimate import EstimateDetails
+from guarded_serving.operational import EnvironmentDetails, PipelineDetails, StoreDetails
 from guarded_serving.health import CheckResult, Status
 from guarded_serving.healthjson import check_bytes
 from guarded_serving.jsontext import dump_bytes
