@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from guarded_serving.chain import BAD
 from guarded_serving.performance import plain_matrix
 from guarded_serving.store import LabelledRows, RequestRecord, StoreOptions
-from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore, retention
+from guarded_serving.store.sqlite import SCHEMA_VERSION, SqliteStore, joined, retention
 
 T0 = 1_700_000_000.0
 
@@ -103,6 +104,10 @@ DAMAGE = {
     "outputs-a-blob": "UPDATE requests SET outputs = CAST(outputs AS BLOB) WHERE id = 98",
     "label-not-json": "UPDATE feedback SET label = 'yes' WHERE rowid % 7 = 0",
     "label-nan": "UPDATE feedback SET label = 'NaN' WHERE rowid % 11 = 0",
+    "label-with-a-comma": "UPDATE feedback SET label = '1, 2' WHERE rowid % 7 = 0",
+    # two labels that are not JSON alone, but whose texts joined by a comma would read as two strings
+    "labels-that-join-into-json": "UPDATE feedback SET label = CASE WHEN rowid % 2 THEN '1,\"a' ELSE 'b\"' END",
+    "label-a-string-with-a-comma": "UPDATE feedback SET label = '\"a, b\"' WHERE rowid % 3 = 0",
     "label-a-number": "UPDATE feedback SET label = 1 WHERE rowid % 13 = 0",
     "label-null": "UPDATE feedback SET label = NULL WHERE rowid % 19 = 0",
     "row-as-text": "UPDATE feedback SET row = CAST(row AS TEXT) WHERE rowid % 5 = 0",
@@ -123,6 +128,25 @@ def test_damaged_rows_are_left_out_as_the_plain_join_leaves_them_out(labelled_st
     found = labelled_store.labelled("m", 300)
 
     assert same(found, expected)
+
+
+LABEL_TEXTS = ['0', '1', ' 2 ', '-3.5e2', 'NaN', 'true', 'null', '"cat"', '"a, b"', '"a\\"b"', '[1, 2]', '{"a": 1}', '', 'yes',
+               '1, 2', '1,"a', 'b"', '[1', '2]', '"x', '1 2']  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_labels_decode_as_each_text_alone_decodes(seed: int) -> None:
+    """The join decodes a request's labels as one JSON array when that reads each text as it reads alone: random
+    runs of numbers, strings (with commas and escapes), texts that are not JSON and texts that join into JSON."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        texts = [LABEL_TEXTS[k] for k in rng.integers(0, len(LABEL_TEXTS), int(rng.integers(1, 6)))]
+        expected = [joined._loads(text) for text in texts]
+
+        found = joined._decode(texts)
+
+        assert json.dumps([None if v is BAD else v for v in found]) == json.dumps([None if v is BAD else v for v in expected])
+        assert [v is BAD for v in found] == [v is BAD for v in expected], texts
 
 
 def test_a_read_after_more_labels_arrive_sees_them(labelled_store: SqliteStore) -> None:

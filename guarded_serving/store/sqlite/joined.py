@@ -40,34 +40,42 @@ class StoredBlock:
     @property
     def request_id(self) -> str:
         """The request id its labels name."""
-        return str(self.rows[0][5])
+        return str(self.rows[0][4])
 
 
 def block_of(rows: list[Any], ts: Any, outs: list[Any], seconds: dict[Any, float]) -> StoredBlock:
-    """``rows`` (id, row, label, label valid, label time, request id; last row first) of one request joined to its
-    outputs."""
+    """``rows`` (id, row, label, label time, request id; last row first) of one request joined to its outputs."""
     kept = rows if rows[0][1] < len(outs) else [r for r in rows if r[1] < len(outs)]  # the first fits: all do
     kept = kept[::-1]
-    labels = _decode([r[2] for r in kept], [r[3] for r in kept])
+    labels = _decode([r[2] for r in kept])
     # epoch seconds as the monitor always read them, parsed once per distinct time, not twice per row
-    for text in {ts, *(r[4] for r in kept)} - seconds.keys():
+    for text in {ts, *(r[3] for r in kept)} - seconds.keys():
         seconds[text] = _seconds(text)
     outputs = [outs[r[1]] for r in kept]
     bad = any(label is BAD for label in labels)
     # read once per request, not per health check (converting a window's 2,000 outputs cost ~0.8 ms each time);
     # none when a label does not decode: the answer leaves that row out, and reads the outputs again
     matrix = plain_matrix(outputs) if outputs and not bad else None
-    delays = np.array([seconds[r[4]] for r in kept], dtype=float) - seconds[ts]  # NaN where a time is not known
+    delays = np.array([seconds[r[3]] for r in kept], dtype=float) - seconds[ts]  # NaN where a time is not known
     return StoredBlock(rows, ts, outs, Block(outputs, labels, delays, matrix))
 
 
-def _decode(texts: list[Any], valid: list[Any]) -> list[Any]:
-    """JSON texts decoded, ``BAD`` for one that does not decode. When SQLite found them all valid, one
-    ``json.loads`` of them as an array (about 20x faster than one call each)."""
-    if valid.count(1) == len(valid):
+def _decode(texts: list[Any]) -> list[Any]:
+    """JSON texts decoded, ``BAD`` for one that does not decode.
+
+    When no text holds a comma, one ``json.loads`` of them all as an array (about 20x faster than one call each):
+    its commas are then the ones joining the texts, so an array of as many values as texts holds each text as
+    one value, which is what that text decodes to alone; any other outcome (a text that is not JSON, or texts that
+    join into fewer values) and the texts are decoded one by one. (SQLite's ``json_valid``, asked of each label
+    in the query, used to decide this: a full join of 2,000 labels read in 4.7 ms without it, 5.8 ms with it.)"""
+    try:
+        joined = ",".join(texts)
+    except TypeError:  # a label stored as a number or NULL, not text
+        return [_loads(text) for text in texts]
+    if joined.count(",") == len(texts) - 1:
         try:
-            decoded = json.loads("[" + ",".join(texts) + "]")
-        except (TypeError, ValueError):  # a label stored as a number, not text; NaN...
+            decoded = json.loads("[" + joined + "]")
+        except ValueError:  # one of them does not decode
             decoded = None
         if isinstance(decoded, list) and len(decoded) == len(texts):
             return decoded

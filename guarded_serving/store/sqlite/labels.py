@@ -64,7 +64,7 @@ __all__ = ["LabelJoin"]
 # label ever stored. A request counts only when no newer answered request has its id (a label joins the
 # newest one). The unary `+` keep that lookup on the request_id index.
 _JOINED = (
-    "SELECT q.id, f.row, f.label, json_valid(f.label), f.ts, q.request_id FROM requests q CROSS JOIN feedback f"
+    "SELECT q.id, f.row, f.label, f.ts, q.request_id FROM requests q CROSS JOIN feedback f"
     " ON f.model = q.model AND f.version = ? AND f.request_id = q.request_id"
     " WHERE q.model = ? AND q.version IS ? AND q.status = 'ok' AND typeof(q.outputs) = 'text'{since}"
     " AND typeof(f.row) = 'integer' AND f.row >= 0 AND NOT EXISTS (SELECT 1 FROM requests r"
@@ -80,7 +80,7 @@ _COUNTERS = (
 _NEW_REQUESTS = "SELECT request_id FROM requests WHERE model = ? AND version IS ? AND status = 'ok' AND id > ?"
 # The labels changed since (their request ids make requests dirty; the rows that can join, as _LABELS_OF reads them)
 _CHANGED_LABELS = (
-    "SELECT request_id, row, label, json_valid(label), ts, typeof(row) = 'integer' AND row >= 0 FROM feedback"
+    "SELECT request_id, row, label, ts, typeof(row) = 'integer' AND row >= 0 FROM feedback"
     " WHERE model = ? AND version = ? AND changed > ?"
 )
 # How many of a request's labels can join (on the primary key's index alone): all of them changed, when as many did
@@ -94,7 +94,7 @@ _NEWEST = (
 )
 # A request's labels as the join reads them (its id given), last row first.
 _LABELS_OF = (
-    "SELECT ?, row, label, json_valid(label), ts, request_id FROM feedback WHERE model = ? AND version = ?"
+    "SELECT ?, row, label, ts, request_id FROM feedback WHERE model = ? AND version = ?"
     " AND request_id = ? AND typeof(row) = 'integer' AND row >= 0 ORDER BY row DESC"
 )
 _CHUNK = 500  # ids per IN (...) list
