@@ -8,17 +8,21 @@ import contextlib
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import numpy as np
 import psutil
 import psycopg
 import pytest
 import structlog
 
 from guarded_serving.store import Store, StoreOptions, StoreReader, open_reader, open_store
+from guarded_serving.store.postgres import retention
 from guarded_serving.store.postgres.retention import RETENTION_LOCK
 from guarded_serving.store.postgres.schema import SCHEMA_VERSION
+from guarded_serving.store.sqlite.codec import iso
 from tests.fixtures.postgres import PASSWORD, USER, PostgresServer, sweep_orphans
 from tests.fixtures.waiting import wait_for
 
@@ -239,3 +243,136 @@ def test_a_server_left_by_a_killed_test_run_is_stopped_and_removed_by_the_next(o
 def test_a_running_test_s_server_is_left_alone(postgres: PostgresServer) -> None:
     assert postgres.root not in sweep_orphans(postgres.bin)
     assert postgres.sql("SELECT 1") == "1"
+
+
+# --- max_rows by counting what the last prune kept (retention.py), across replicas ----------------------------------
+
+
+def _kept_by_max_rows(url: str, max_rows: int) -> set[int]:
+    """What max_rows keeps of the database as it is: the newest requests while their rows (at least one each) fit."""
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT id, greatest(rows, 1) FROM requests ORDER BY id DESC").fetchall()
+    kept, total = set(), 0
+    for request_id, rows in found:
+        if total + rows > max_rows:
+            break
+        kept.add(request_id)
+        total += rows
+    return kept
+
+
+def _ids(url: str) -> set[int]:
+    with psycopg.connect(url) as conn:
+        return {i for (i,) in conn.execute("SELECT id FROM requests")}
+
+
+@pytest.mark.parametrize("late_ids", [0, 7])
+def test_max_rows_pruned_by_two_replicas_in_turn_keeps_what_counting_every_request_keeps(
+    postgres_url: str, late_ids: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each prune counts what the last one kept (whichever replica made it) and what came since; a request deleted
+    or edited by hand makes the next one count every request again, as the periodic count does. After every prune
+    the database holds what counting every request would have kept."""
+    monkeypatch.setattr(retention, "LATE_IDS", late_ids)
+    monkeypatch.setattr(retention, "COUNT_EVERY", 9)
+    counts: list[int] = []
+    count_all = retention.Retention._count_all
+    monkeypatch.setattr(retention.Retention, "_count_all", lambda *a: counts.append(1) or count_all(*a))
+    rng = np.random.default_rng(5)
+    replicas = [opened(postgres_url, max_rows=60), opened(postgres_url, max_rows=60)]
+    try:
+        for store in replicas:
+            store.save_model("m", None, "{}", {})  # serves the model: its rows are each store's to prune
+        for round_ in range(45):
+            store = replicas[round_ % 2 if round_ < 30 else 0]
+            for k in range(int(rng.integers(1, 12))):
+                rows = int(rng.integers(0, 8))
+                store.put(record(f"r{round_}-{k}", status="ok" if rows else "rejected", rows=rows))
+            assert store.flush()
+            if round_ % 7 == 3:  # a request deleted by hand, or its rows edited
+                with psycopg.connect(postgres_url, autocommit=True) as other:
+                    (victim,) = other.execute("SELECT id FROM requests ORDER BY random() LIMIT 1").fetchone() or (0,)
+                    if round_ % 2:
+                        other.execute("DELETE FROM requests WHERE id = %s", (victim,))
+                    else:
+                        other.execute("UPDATE requests SET rows = rows + 3 WHERE id = %s", (victim,))
+            expected = _kept_by_max_rows(postgres_url, 60)
+            store.prune()
+            assert _ids(postgres_url) == expected, f"round {round_}"
+    finally:
+        for store in replicas:
+            store.close()
+
+    # the first prune, one after each of the 7 edits by hand, and the periodic ones (every 9th prune); the writers'
+    # own prunes between writes may add to them, never to the rounds' 45
+    assert 8 <= len(counts) < 45
+
+
+def test_a_prune_after_new_requests_walks_only_the_new_ones_whichever_replica_made_the_last(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "LATE_IDS", 0)
+    first, second = opened(postgres_url, max_rows=20), opened(postgres_url, max_rows=20)
+    try:
+        for store in (first, second):
+            store.save_model("m", None, "{}", {})
+        put_all(first, record("first", rows=15))
+        first.prune()  # counts every request kept, once
+        monkeypatch.setattr(retention.Retention, "_count_all", lambda *a: pytest.fail("counted every request again"))
+        put_all(second, *(record(f"r{i}", rows=3) for i in range(5)))
+        second.prune()  # the other replica: it reads what the first one kept
+        kept = [r["request_id"] for r in second.recent_requests("m", 10)]
+        monkeypatch.undo()
+        monkeypatch.setattr(retention, "LATE_IDS", 0)
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            other.execute("DELETE FROM requests WHERE request_id = 'r4'")
+        put_all(first, record("r5", rows=3))
+        first.prune()  # deleted by hand: every request counted again
+        kept_after = [r["request_id"] for r in first.recent_requests("m", 10)]
+    finally:
+        first.close()
+        second.close()
+
+    assert kept == ["r4", "r3", "r2", "r1", "r0"]  # 15 rows, then "first" and its 15 went
+    assert kept_after == ["r5", "r3", "r2", "r1", "r0"]
+
+
+def test_max_age_and_max_rows_pruned_together_keep_what_counting_every_request_keeps(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests max_age deletes in the same prune are counted out of what the last prune kept, and their labels'
+    deletion is this prune's own: every request is counted once, by the first prune."""
+    monkeypatch.setattr(retention, "LATE_IDS", 0)
+    counts: list[int] = []
+    count_all = retention.Retention._count_all
+    monkeypatch.setattr(retention.Retention, "_count_all", lambda *a: counts.append(1) or count_all(*a))
+    rng = np.random.default_rng(6)
+    now = time.time()
+    store = opened(postgres_url, max_rows=40, max_age=3600)
+    try:
+        store.save_model("m", None, "{}", {})
+        for round_ in range(30):
+            for k in range(int(rng.integers(1, 10))):
+                old = rng.random() < 0.3  # logged with an old time: a late batch, a clock put right
+                store.put(record(f"r{round_}-{k}", rows=int(rng.integers(1, 6)), ts=now - 7200 if old else now))
+            assert store.flush()
+            store.write_feedback("m", [(f"r{round_}-0", 0, "1")])  # labels max_age deletes with their requests
+            with psycopg.connect(postgres_url) as conn:
+                if round_ % 3 == 1:  # and a label older than max_age of a request it keeps
+                    conn.execute("UPDATE feedback SET ts = %s WHERE request_id = %s", (iso(now - 7200), f"r{round_}-0"))
+                    conn.commit()
+                conn.execute("DELETE FROM requests WHERE ts < %s", (iso(now - 3600),))  # what max_age deletes
+                found = conn.execute("SELECT id, greatest(rows, 1) FROM requests ORDER BY id DESC").fetchall()
+                conn.rollback()
+            expected, total = set(), 0
+            for request_id, rows in found:
+                if total + rows > 40:
+                    break
+                expected.add(request_id)
+                total += rows
+            store.prune()
+            assert _ids(postgres_url) == expected, f"round {round_}"
+    finally:
+        store.close()
+
+    assert len(counts) == 1

@@ -27,8 +27,8 @@ import psycopg
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "create_schema", "has_table"]
 
 # this backend's own schema version, in guarded_serving_meta (2: the baselines table; 3: labels' change numbers;
-# 4: the writers' transaction marks, see marks.py)
-SCHEMA_VERSION = 4
+# 4: the writers' transaction marks, see marks.py; 5: what the last prune kept, see retention.py)
+SCHEMA_VERSION = 5
 SCHEMA_LOCK = 0x6775_6172_6473  # "guards": the advisory lock one starting replica holds while creating the tables
 
 _TABLES = (
@@ -106,6 +106,17 @@ _TABLES = (
     "DROP TRIGGER IF EXISTS requests_deleted ON requests",
     "CREATE TRIGGER requests_deleted AFTER DELETE ON requests REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
     " EXECUTE FUNCTION guarded_deleted()",
+    # What the last prune of a model version kept (retention.py), true while the deletion counter is where it
+    # left it: an edit of a request's rows, model or version by hand moves that counter too (the library never
+    # edits a request).
+    """CREATE TABLE IF NOT EXISTS retention_kept (
+        model text NOT NULL, version text NOT NULL, deletion bigint NOT NULL, cutoff bigint NOT NULL,
+        counted bigint NOT NULL, rows bigint NOT NULL, prunes bigint NOT NULL, PRIMARY KEY (model, version))""",
+    """CREATE OR REPLACE FUNCTION guarded_edited() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE changes SET value = value + 1 WHERE name = 'deletion'; RETURN NULL; END $$""",
+    "DROP TRIGGER IF EXISTS requests_edited ON requests",
+    "CREATE TRIGGER requests_edited AFTER UPDATE OF id, model, version, rows ON requests FOR EACH STATEMENT"
+    " EXECUTE FUNCTION guarded_edited()",
 )
 
 
