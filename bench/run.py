@@ -8,7 +8,8 @@ bench/health.py (a health computation vs a scipy KS loop, alibi-detect and Evide
 bench/store.py (the writer's sustained rows/s vs the guarded service's peak, and the service under 4
 clients of 1,000-row requests, every answer counted), bench/fleet.py (the guarded service with a
 PostgreSQL store vs a SQLite one, and the PostgreSQL writer's rows/s; it starts its own server),
-bench/batching.py, bench/memory.py (RSS growth over 1,000,000 rows) and bench/native.py (the class-based form vs
+bench/retention.py (a PostgreSQL prune at a million requests kept, before and after counting what the last one
+kept), bench/batching.py, bench/memory.py (RSS growth over 1,000,000 rows) and bench/native.py (the class-based form vs
 guard()). ``--quick`` shortens every run, for a look rather than a record. Each figure is kept in
 bench/RESULTS.json as soon as its script ends; ``--resume`` runs only what an interrupted run left undone, and
 ``--only health`` (any parts) measures those again into the finished record, the page saying which and when.
@@ -215,6 +216,7 @@ def markdown(
         + ".",
         "",
         *fleet_section(results),
+        *retention_section(results["retention"]),
         *batching_section(results["batching"]),
         *native_section(results["native"]),
         "## Memory (bench/memory.py)",
@@ -307,6 +309,20 @@ def fleet_section(results: dict[str, Any]) -> list[str]:
     return [*fleet.markdown(results["fleet"]["summary"]), ""]
 
 
+def retention_section(retention: dict[str, Any]) -> list[str]:
+    """bench/retention.py's section, followed by a blank line."""
+    ratio = retention["before_ms"] / retention["now_ms"]
+    return [
+        "## PostgreSQL retention (bench/retention.py)",
+        "",
+        f"A `max_rows` prune of a store keeping {retention['requests']:,} requests, after 500 new ones (median of"
+        f" {retention['rounds']} rounds, wall clock): counting every request kept and deleting from the first id, as"
+        f" before, {retention['before_ms']:,.1f} ms; from what the last prune kept, {retention['now_ms']:,.1f} ms"
+        f" ({ratio:,.0f}x).",
+        "",
+    ]
+
+
 def plan(quick: bool) -> dict[str, tuple[str, list[str]]]:
     """What each part of the record is: the script and its arguments, in the order they run."""
     short = ["--rounds", "2", "--seconds", "3"] if quick else []
@@ -317,6 +333,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "store": ("store.py", ["--seconds", "2"] if quick else []),
         "store_load": ("store.py", ["--load", "--seconds", "5" if quick else "20"]),
         "fleet": ("fleet.py", ["--rounds", "1", "--seconds", "2"] if quick else []),
+        "retention": ("retention.py", ["--requests", "200000", "--rounds", "3"] if quick else []),
         "batching": ("batching.py", ["--rounds", "1", "--seconds", "3"] if quick else []),
         "memory": ("memory.py", ["--rows", "200000"] if quick else []),
         "native": ("native.py", ["--rounds", "1", "--requests", "300"] if quick else ["--rounds", "3", "--requests", "1000"]),
