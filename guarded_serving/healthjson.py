@@ -33,6 +33,9 @@ _OWN = ("status", "summary")  # what a check says itself; details never overwrit
 _KEPT = 256  # details classes remembered (a report has a dozen; the bound keeps a caller's own from growing it)
 _PACKAGE = __name__.rpartition(".")[0] + "."
 _adapters: dict[type, TypeAdapter[Any] | None] = {}  # built once per class; two threads may both build one
+# The last report's checks as written, by identity: a health check asked again on the same window (a probe, a
+# dashboard refreshing) answers with the same CheckResult objects (monitor/memo.py), whose bytes are the same.
+_written: dict[int, tuple[CheckResult, bytes]] = {}
 
 
 def report_bytes(report: HealthReport, detail: bool = True) -> bytes:
@@ -40,7 +43,12 @@ def report_bytes(report: HealthReport, detail: bool = True) -> bytes:
     head = dump_bytes(report.head_json(detail))
     if not detail:
         return head
-    checks = b",".join(dump_bytes(c.name) + b":" + check_bytes(c) for c in report.checks)
+    global _written
+    last, written = _written, {}
+    for check in report.checks:  # an id found is this very check's: the object of an id kept is kept alive with it
+        written[id(check)] = last.get(id(check)) or (check, check_bytes(check))
+    _written = written  # only this report's: bounded
+    checks = b",".join(dump_bytes(c.name) + b":" + written[id(c)][1] for c in report.checks)
     tail = b"}"
     if report.replicas:
         tail = b',"replicas":' + dump_bytes(to_jsonable(report.replicas)) + tail

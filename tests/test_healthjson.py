@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from examples.text.corpus import news
-from guarded_serving import Monitor, Reference
+from guarded_serving import Monitor, Reference, healthjson
 from guarded_serving.concept import ConceptDetails
 from guarded_serving.drift.checks import DriftDetails
 from guarded_serving.drift.joint import FeatureJoint, JointDetails
@@ -117,6 +117,34 @@ def test_the_body_is_byte_for_byte_the_reports_json(monitored: Monitor) -> None:
 
     assert report_bytes(report) == dump_bytes(report.to_json())
     assert report_bytes(report, detail=False) == dump_bytes(report.to_json(detail=False))
+
+
+def test_a_health_asked_again_reuses_the_unchanged_checks_bytes_and_writes_the_changed_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe asking again on the same window gets the same CheckResult objects (all but the store's and the
+    environment's, judged afresh): their bytes are not written again. After new requests, what changed is
+    written anew, never an earlier report's bytes."""
+    X, y = logistic_world(900, seed=3)
+    monitor = served(Monitor(logistic_reference(2_000, seed=1), window=500), X[:600], logistic_probabilities(X[:600]), y[:600])
+    first = monitor.health()
+    assert report_bytes(first) == dump_bytes(first.to_json())
+    written: list[str] = []
+    check_bytes_ = healthjson.check_bytes
+    monkeypatch.setattr(healthjson, "check_bytes", lambda c: written.append(c.name) or check_bytes_(c))
+
+    again = monitor.health()
+    body = report_bytes(again)
+    served(monitor, X[600:], logistic_probabilities(X[600:]) * 0.5 + 0.25, y[600:])  # predictions drifted
+    moved = monitor.health()
+    written_again = list(written)
+    moved_body = report_bytes(moved)
+
+    assert body == dump_bytes(again.to_json())
+    assert set(written_again) <= {"store", "environment"}  # judged afresh each time (cheap); every other reused
+    assert moved_body == dump_bytes(moved.to_json())
+    assert {"data_drift", "prediction_drift"} <= set(written)  # written again after the move
+    assert json.loads(moved_body)["checks"]["prediction_drift"]["status"] != "ok"
 
 
 def test_every_check_of_every_kind_of_report_is_written_by_its_compiled_serializer(
