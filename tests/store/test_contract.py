@@ -58,6 +58,18 @@ def chunk(first: int, rows: int) -> Chunk:
     return Chunk(np.arange(first, first + rows, dtype=float).reshape(-1, 1), None)
 
 
+def newest_that_fit(found: list[Any], max_rows: int) -> set[int]:
+    """What max_rows keeps of ``found`` (id, rows counted: at least one), newest first: the newest requests while
+    their rows fit."""
+    kept, total = set(), 0
+    for request_id, rows in found:
+        if total + rows > max_rows:
+            break
+        kept.add(request_id)
+        total += rows
+    return kept
+
+
 def put_all(store: Store, *records: RequestRecord) -> None:
     for r in records:
         assert store.put(r)

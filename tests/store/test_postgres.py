@@ -26,7 +26,7 @@ from guarded_serving.store.sqlite.codec import iso
 from tests.fixtures.postgres import PASSWORD, USER, PostgresServer, sweep_orphans
 from tests.fixtures.waiting import wait_for
 
-from .test_contract import T0, put_all, record
+from .test_contract import T0, newest_that_fit, put_all, record
 
 
 @contextlib.contextmanager
@@ -248,17 +248,13 @@ def test_a_running_test_s_server_is_left_alone(postgres: PostgresServer) -> None
 # --- max_rows by counting what the last prune kept (retention.py), across replicas ----------------------------------
 
 
+_NEWEST_FIRST = "SELECT id, greatest(rows, 1) FROM requests ORDER BY id DESC"
+
+
 def _kept_by_max_rows(url: str, max_rows: int) -> set[int]:
     """What max_rows keeps of the database as it is: the newest requests while their rows (at least one each) fit."""
     with psycopg.connect(url) as conn:
-        found = conn.execute("SELECT id, greatest(rows, 1) FROM requests ORDER BY id DESC").fetchall()
-    kept, total = set(), 0
-    for request_id, rows in found:
-        if total + rows > max_rows:
-            break
-        kept.add(request_id)
-        total += rows
-    return kept
+        return newest_that_fit(conn.execute(_NEWEST_FIRST).fetchall(), max_rows)
 
 
 def _ids(url: str) -> set[int]:
@@ -362,14 +358,8 @@ def test_max_age_and_max_rows_pruned_together_keep_what_counting_every_request_k
                     conn.execute("UPDATE feedback SET ts = %s WHERE request_id = %s", (iso(now - 7200), f"r{round_}-0"))
                     conn.commit()
                 conn.execute("DELETE FROM requests WHERE ts < %s", (iso(now - 3600),))  # what max_age deletes
-                found = conn.execute("SELECT id, greatest(rows, 1) FROM requests ORDER BY id DESC").fetchall()
+                expected = newest_that_fit(conn.execute(_NEWEST_FIRST).fetchall(), 40)
                 conn.rollback()
-            expected, total = set(), 0
-            for request_id, rows in found:
-                if total + rows > 40:
-                    break
-                expected.add(request_id)
-                total += rows
             store.prune()
             assert _ids(postgres_url) == expected, f"round {round_}"
     finally:

@@ -25,6 +25,7 @@ from guarded_serving.store.sqlite.chunks import _IDS
 from guarded_serving.store.sqlite.reader import _REQUEST_ROWS, MARKS
 from guarded_serving.store.sqlite.retention import Retention
 from tests.fixtures.data import gaussian
+from tests.store.test_contract import newest_that_fit
 
 
 def record(request_id: str, status: str = "ok", rows: int = 2, model: str = "m", **extra: object) -> RequestRecord:
@@ -384,14 +385,7 @@ def _kept_by_max_rows(db_path: Path, max_rows: int) -> set[int]:
 
 
 def _kept_by_max_rows_of(db: sqlite3.Connection, max_rows: int) -> set[int]:
-    found = db.execute("SELECT id, max(rows, 1) FROM requests ORDER BY id DESC").fetchall()
-    kept, total = set(), 0
-    for request_id, rows in found:
-        if total + rows > max_rows:
-            break
-        kept.add(request_id)
-        total += rows
-    return kept
+    return newest_that_fit(db.execute("SELECT id, max(rows, 1) FROM requests ORDER BY id DESC").fetchall(), max_rows)
 
 
 def test_max_rows_pruned_again_and_again_keeps_what_counting_every_request_keeps(db_path: Path) -> None:
