@@ -57,9 +57,7 @@ _SINCE = (
     "SELECT coalesce(sum(greatest(rows, 1)), 0), coalesce(sum(greatest(rows, 1)) FILTER (WHERE id <= %s), 0)"
     " FROM requests WHERE model = %s AND version = %s AND id > %s"
 )
-_OLDEST_FIRST = (
-    "SELECT id, greatest(rows, 1) FROM requests WHERE model = %s AND version = %s AND id > %s ORDER BY id LIMIT %s"
-)
+_OLDEST_FIRST = "SELECT id, greatest(rows, 1) FROM requests WHERE model = %s AND version = %s AND id > %s ORDER BY id LIMIT %s"
 
 
 @dataclass
