@@ -35,6 +35,7 @@ _PACKAGE = __name__.rpartition(".")[0] + "."
 _adapters: dict[type, TypeAdapter[Any] | None] = {}  # built once per class; two threads may both build one
 # The last report's checks as written, by identity: a health check asked again on the same window (a probe, a
 # dashboard refreshing) answers with the same CheckResult objects (monitor/memo.py), whose bytes are the same.
+# One report's worth: several monitors in a process answering in turn write theirs again (right, only slower).
 _written: dict[int, tuple[CheckResult, bytes]] = {}
 
 

@@ -186,7 +186,7 @@ class Retention:
             newest = int(conn.execute(_NEWEST, key).fetchone()[0])  # type: ignore[index]
             if kept is None or kept.deletion < 0 or kept.deletion + moved != deletion or kept.prunes % COUNT_EVERY == 0:
                 kept = self._count_all(conn, key, newest, kept.prunes if kept is not None else 0)
-            kept.deletion = int(deletion)
+            kept.deletion = int(deletion)  # what its deletions so far left the counter at (checked when it is stored)
             counted = max(kept.counted, newest - LATE_IDS)
             since, advanced = (int(v) for v in conn.execute(_SINCE, (counted, *key, kept.counted)).fetchone())  # type: ignore[union-attr]
             kept.rows += advanced
@@ -206,7 +206,8 @@ class Retention:
             conn.execute(_SAVE, (*key, kept.deletion, kept.cutoff, kept.counted, kept.rows, kept.prunes))
 
     def _count_all(self, conn: Connection, key: Key, newest: int, prunes: int) -> _Kept:
-        """What is kept of ``key``, counted request by request (up to ``LATE_IDS`` below the ``newest`` id)."""
+        """What is kept of ``key``, counted request by request (up to ``LATE_IDS`` below the ``newest`` id); its
+        deletion counter is the caller's to set."""
         counted = max(newest - LATE_IDS, 0)
         cutoff, rows = (int(v) for v in conn.execute(_ALL, (counted, *key)).fetchone())  # type: ignore[union-attr]
         return _Kept(-1, cutoff, max(counted, cutoff), rows, prunes)
