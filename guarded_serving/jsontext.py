@@ -1,10 +1,17 @@
-"""JSON text for answers and logged rows, written by pydantic-core's Rust serializer.
+"""JSON text for answers and logged rows: written by pydantic-core's Rust serializer, read back by simdjson.
 
 The standard library's ``json.dumps`` is the largest single cost of logging a wide request (about
 15 µs per 20-float row); pydantic-core (already installed with BentoML) writes the same JSON 5-10x
 faster. NaN and infinities become ``null``, as JSON has no literal for them. A value Rust refuses
 (a string holding a lone surrogate, an object it does not know) is written by the standard library
 instead, so every value that was writable before still is.
+
+Reading a logged array of numbers back is the same story the other way: ``json.loads`` turns each
+17-digit float into a Python float through a slow correctly-rounded conversion (~0.45 µs a number:
+95 µs for a 100-row request's two class probabilities), simdjson (already installed for the numeric
+request bodies) in ~0.1 µs, to the same doubles. :func:`loads` uses it for the RFC 8259 JSON it accepts and
+hands anything else (``NaN``, integers past 64 bits, a lone surrogate, a byte-order mark, malformed text) to
+``json.loads``, so that it returns and raises exactly what ``json.loads`` does.
 """
 
 from __future__ import annotations
@@ -13,11 +20,22 @@ import json
 from typing import Any
 
 import numpy as np
+import simdjson
 from pydantic_core import to_json
 
 from .health import to_jsonable
 
-__all__ = ["dump_bytes", "dump_text", "to_jsonable_output"]
+__all__ = ["dump_bytes", "dump_text", "loads", "to_jsonable_output"]
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``, faster for the JSON simdjson accepts (see the module's docstring)."""
+    if isinstance(text, str) and not text.startswith("\ufeff"):
+        try:
+            return simdjson.loads(text)
+        except (ValueError, RuntimeError):  # refused (a UnicodeEncodeError is a ValueError): json.loads decides
+            pass
+    return json.loads(text)
 
 
 def dump_bytes(value: Any) -> bytes:

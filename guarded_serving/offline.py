@@ -28,6 +28,7 @@ from .errors import ConfigurationError, StoreError
 from .health import HealthReport
 from .histograms import FeatureHistogram
 from .history import Snapshot
+from .jsontext import loads
 from .monitor import MIN_ROWS, Monitor, as_reference
 from .operational import PipelineThresholds
 from .reference import Reference
@@ -103,8 +104,8 @@ def _logged_rows(inputs: Any, outputs: Any, width: int | None) -> tuple[list[Any
     """A logged request's input rows and outputs, or None when they do not decode to one list of
     ``width`` values per row and one output per row (a damaged or hand-edited row is not replayed)."""
     try:
-        rows_in = json.loads(inputs)
-        rows_out = json.loads(outputs) if outputs is not None else None
+        rows_in = loads(inputs)
+        rows_out = loads(outputs) if outputs is not None else None
     except (TypeError, ValueError):
         return None
     if not isinstance(rows_in, list) or not all(isinstance(r, list) and (width is None or len(r) == width) for r in rows_in):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import random
 import threading
 import time
@@ -25,7 +24,7 @@ from ..environment import WarningLog
 from ..errors import ConfigurationError
 from ..ids import new_request_id
 from ..inputs.kind import InputKind, descriptor_rows
-from ..jsontext import dump_text, to_jsonable_output
+from ..jsontext import dump_text, loads, to_jsonable_output
 from ..options import Options
 from ..redaction import withheld_warnings
 from ..stages import RecentRequest
@@ -218,7 +217,7 @@ class Recorder:
             return record  # the common case: everything may be written as it is
         inputs: Sequence[Any] | None = record.inputs
         if inputs is None and record.inputs_json is not None:
-            inputs = json.loads(record.inputs_json)
+            inputs = loads(record.inputs_json)
         window = record.window if self.log_inputs else None
         if self._redact_idx and inputs is not None:
             if not self._inputs_redacted:

@@ -35,6 +35,7 @@ import numpy as np
 import psycopg
 
 from ...chain import BAD, Block, Chain
+from ...jsontext import loads
 from ...performance import plain_matrix
 from ..records import LabelledRows, version_key
 from .connection import Server
@@ -185,7 +186,7 @@ class LabelJoin:
         if missing:
             for request, text in conn.execute("SELECT id, outputs FROM requests WHERE id = ANY(%s)", [missing]):
                 try:
-                    decoded = json.loads(text)
+                    decoded = loads(text)
                 except (TypeError, ValueError):
                     decoded = None
                 self._decoded[request] = decoded if isinstance(decoded, list) else None
