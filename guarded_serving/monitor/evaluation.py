@@ -147,7 +147,7 @@ class Evaluator:
             lambda: WindowColumns.of(window.inputs, base),
             lambda before, move: before.moved(window.inputs, move.left_inputs, move.arrived_inputs, base),
         )
-        cal_inputs, cal_outputs = self.calibration()
+        cal_inputs, cal_outputs = self._calibrations_for(window.rows)
         inputs_source = source_of(self.reference.provenance.features, self.reference.rows)
         data_drift = same.get(
             ("data_drift", cal_inputs),
@@ -240,6 +240,16 @@ class Evaluator:
                 )
                 self._calibrations = (inputs, outputs)
             return self._calibrations
+
+    def _calibrations_for(self, rows: int) -> tuple[Calibration, Calibration | None]:
+        """The calibrations a window of ``rows`` is judged with. While they are still being computed (the thread
+        :meth:`Monitor.start` runs: ~2 s at 64 features) and the window holds fewer rows than drift is judged from,
+        stand-ins that hold only the error budgets, all such a window's checks read: the first health check after
+        start (a probe, a deploy script) answers at once instead of waiting for thresholds it would not use."""
+        if self._calibrations is not None or rows >= self.min_rows:
+            return self.calibration()
+        outputs = Calibration.pending(self.window, ALPHA_PREDICTION) if self.output_baseline is not None else None
+        return Calibration.pending(self.window, ALPHA_DATA), outputs
 
     def joint_baseline(self) -> JointBaseline:
         """What the joint drift check compares with (computed once, on first use or in the background at start)."""
