@@ -19,7 +19,7 @@ from ..drift.baseline import Baseline
 from ..drift.calibration import Calibration
 from ..drift.checks import ALPHA_DATA, ALPHA_PREDICTION, drift_check
 from ..drift.columns import WindowColumns
-from ..drift.joint import JointBaseline, joint_check
+from ..drift.joint import JointBaseline, RelatedPairs, joint_check
 from ..drift.quality import quality_check
 from ..drift.window import WindowData, assemble
 from ..environment import WarningLog, current_fingerprint, diff_environment
@@ -81,6 +81,8 @@ class Evaluator:
         self._calibrations: tuple[Calibration, Calibration | None] | None = None
         self._calibration_lock = threading.Lock()
         self._joint: JointBaseline | None = None
+        self._related: RelatedPairs | None = None  # its first stage, while the rest is computed
+        self._related_lock = threading.Lock()
         self._joint_lock = threading.Lock()
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._transition_lock = threading.Lock()
@@ -170,7 +172,7 @@ class Evaluator:
             ),
         )
         inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
-        joint = self.joint_baseline()
+        joint = self._joint_for(window.rows)
         checks: list[CheckResult] = [
             data_drift,
             self.judged.prediction_drift(window, cal_outputs, inputs_ok, memory=store is None, same=same),
@@ -255,8 +257,27 @@ class Evaluator:
         """What the joint drift check compares with (computed once, on first use or in the background at start)."""
         with self._joint_lock:
             if self._joint is None:
-                self._joint = JointBaseline.fit(self.reference.row_sample, self.baseline, self.window, self.redact)
+                with self._related_lock:
+                    related = self._related = self._related or self._relate()
+                joint = related.finished()
+                with self._related_lock:
+                    self._joint, self._related = joint, None  # the first stage's sample columns let go
             return self._joint
+
+    def _joint_for(self, rows: int) -> JointBaseline:
+        """The joint baseline a window of ``rows`` is judged with: while its null spread is still being measured
+        (the thread :meth:`Monitor.start` runs: ~0.35 s at 64 features) and the window is too short to judge, the
+        baseline's first stage, all such a window's check reads (see drift.joint.RelatedPairs)."""
+        if rows >= self.min_rows:
+            return self.joint_baseline()
+        with self._related_lock:
+            if self._joint is not None:
+                return self._joint
+            self._related = self._related or self._relate()
+            return self._related.unfinished
+
+    def _relate(self) -> RelatedPairs:
+        return RelatedPairs.of(self.reference.row_sample, self.baseline, self.window, self.redact)
 
     def window_data(self, memory: bool = False, rows: int | None = None) -> WindowData:
         """The newest ``window`` (or ``rows``) rows: every worker's, from the store, or this process's."""

@@ -231,14 +231,15 @@ def test_every_spelling_of_no_store_keeps_everything_in_memory(
 
 
 def test_a_health_check_of_a_short_window_does_not_wait_for_the_calibration() -> None:
-    """Right after start the thresholds are still being computed (~2 s at 64 features); a window holding fewer
-    rows than drift is judged from does not need them, so a health check then answers without waiting, and says
-    what it says once they are there."""
+    """Right after start the thresholds and the joint check's null spread are still being computed (~2 s at
+    64 features); a window holding fewer rows than drift is judged from does not need them, so a health check
+    then answers without waiting, and says what it says once they are there."""
     reference = gaussian(2000, 6, seed=5)
     monitor = Monitor(Reference.from_data(reference, predictions=(reference[:, 0] > 0).astype(int)), window=500)
     evaluator = monitor._evaluator
     answered: list[dict[str, object]] = []
-    with evaluator._calibration_lock:  # as while the start-up thread (started by the first rows) computes them
+    # as while the start-up threads (started by the first rows) compute the thresholds and the joint null spread
+    with evaluator._calibration_lock, evaluator._joint_lock:
         monitor.observe(reference[:20], (reference[:20, 0] > 0).astype(int))
         asking = threading.Thread(target=lambda: answered.append(monitor.health().to_json()), daemon=True)
         asking.start()
@@ -246,12 +247,15 @@ def test_a_health_check_of_a_short_window_does_not_wait_for_the_calibration() ->
         waited = asking.is_alive()
     asking.join()
     assert not waited, "the health check waited for the calibration"
-    assert evaluator._calibrations is None  # answered without it
+    assert evaluator._calibrations is None  # answered without them
+    assert evaluator._joint is None
     monitor.calibration()
+    monitor.joint_baseline()
     again = monitor.health().to_json()
     checks = answered[0]["checks"]
     assert isinstance(checks, dict)
-    for name in ("data_drift", "prediction_drift"):
+    assert checks["joint_drift"]["pairs"] == 15  # 6 features related in pairs
+    for name in ("data_drift", "prediction_drift", "joint_drift"):
         assert checks[name]["status"] == "insufficient_data"
         assert checks[name] == again["checks"][name]  # type: ignore[index]
     monitor.observe(reference[20:520], (reference[20:520, 0] > 0).astype(int))  # a full window is judged with the real thresholds
