@@ -51,7 +51,7 @@ from .columns import WindowColumns
 from .correlation import LIMIT
 from .pairtables import PairTables
 
-__all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "joint_check"]
+__all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "RelatedPairs", "joint_check"]
 
 ALPHA_JOINT = 0.0005
 MIN_CHANGE = 0.1  # in correlation: smaller changes are not flagged however sure
