@@ -38,7 +38,7 @@ ratio of the statistics' spreads, ``sqrt(1/n + 1/m)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -131,19 +131,6 @@ class Calibration:
     score_kurtosis: np.ndarray
     # What the checks judge windows by, per count of present values (drift.limits.Limits.of keeps a few here)
     kept_limits: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    @classmethod
-    def pending(cls, window: int, alpha: float) -> Calibration:
-        """A stand-in for a calibration not computed yet, for a window holding fewer rows than the checks judge:
-        such a check reads only its error budget (``alpha``, for its details). Its null summaries are empty, so
-        that a check judging with it would fail at once rather than answer with made-up thresholds."""
-        empty = np.empty(0)
-        arrays = {
-            f.name: empty
-            for f in fields(cls)
-            if f.init and f.name not in ("window", "alpha", "tests", "z_one_sided", "z_two_sided")
-        }
-        return cls(window=window, alpha=alpha, tests=0, z_one_sided=np.nan, z_two_sided=np.nan, **arrays)
 
     @classmethod
     def fit(cls, base: Baseline, window: int, alpha: float, draws: int = DRAWS, seed: int = 20261129) -> Calibration:

@@ -8,10 +8,13 @@ are computed once, on first use or in the background at start.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ..baselines import ServedBaselines, source_of
 from ..drift.assembler import WindowAssembler
@@ -250,8 +253,8 @@ class Evaluator:
         start (a probe, a deploy script) answers at once instead of waiting for thresholds it would not use."""
         if self._calibrations is not None or rows >= self.min_rows:
             return self.calibration()
-        outputs = Calibration.pending(self.window, ALPHA_PREDICTION) if self.output_baseline is not None else None
-        return Calibration.pending(self.window, ALPHA_DATA), outputs
+        outputs = _pending(self.window, ALPHA_PREDICTION) if self.output_baseline is not None else None
+        return _pending(self.window, ALPHA_DATA), outputs
 
     def joint_baseline(self) -> JointBaseline:
         """What the joint drift check compares with (computed once, on first use or in the background at start)."""
@@ -305,3 +308,11 @@ class Evaluator:
             bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
             log = self._log.warning if status.rank > previous.rank else self._log.info
             log("status_changed", previous=previous.value, status=status.value, checks=bad)
+
+
+def _pending(window: int, alpha: float) -> Calibration:
+    """A stand-in for a calibration not computed yet, for a window holding fewer rows than the checks judge: such a
+    check reads only its error budget (``alpha``, for its details). Its null summaries are empty, so that a check
+    judging with it would fail at once rather than answer with made-up thresholds."""
+    arrays = {f.name: np.empty(0) for f in dataclasses.fields(Calibration) if f.init and f.type == "np.ndarray"}
+    return Calibration(window=window, alpha=alpha, tests=0, z_one_sided=np.nan, z_two_sided=np.nan, **arrays)
