@@ -3,7 +3,8 @@
 With a store, totals, recent requests, warnings, the window and labels are every worker's, read back from
 it; without one (or when it cannot be read) this process's own. Listeners (:meth:`Evaluator.subscribe`:
 the history, the metrics exporter) get every report. The thresholds (calibration) and the joint baseline
-are computed once, on first use or in the background at start.
+are computed once, on first use or in the background at start; a window too short to judge is not kept
+waiting for them (its checks read only the error budgets and the pair count).
 """
 
 from __future__ import annotations
