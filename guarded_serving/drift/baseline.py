@@ -108,8 +108,9 @@ class Baseline:
             values, seen = np.unique(np.asarray(p.sample, dtype=np.float32), return_counts=True)
             discrete = central[k] <= BINS
             lattices.append(values if discrete else np.zeros(0, dtype=np.float32))
-            singles = np.bincount(
-                np.searchsorted(np.asarray(p.edges), values[seen == 1], side="right"), minlength=len(p.proportions)
+            singles = np.bincount(  # binned as the sample is kept: in float32 (see _bin_labels)
+                np.searchsorted(np.asarray(p.edges, dtype=np.float32), values[seen == 1], side="right"),
+                minlength=len(p.proportions),
             ).astype(float)
             rows_per_value = p.count * (1 - p.missing_rate) / max(len(p.sample), 1)  # reference rows a sample value is
             once.append(singles * rows_per_value if discrete else np.zeros(len(p.proportions)))
@@ -200,12 +201,17 @@ def _categorical_bins(profile: FeatureProfile) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _bin_labels(profile: FeatureProfile, sample: np.ndarray) -> tuple[str, ...]:
-    """A name per numeric bin: "value v" when the reference's values in it are all one value, else its range."""
+    """A name per numeric bin: "value v" when the reference's values in it are all one value, else its range.
+
+    The sample is kept in float32 and the edges in float64: an edge at a value float32 cannot hold (1.4) lies above
+    that value's float32 rounding (1.39999998), which a float64 comparison would put in the bin below, named after
+    a value it does not hold. The sample is binned against the edges rounded to float32 as well."""
     edges = list(profile.edges)
     bounds = [-np.inf, *edges, np.inf]
+    rounded = np.asarray(bounds, dtype=np.float32)
     labels = []
-    for lo, hi in itertools.pairwise(bounds):
-        inside = sample[(sample >= lo) & (sample < hi)]
+    for (lo, hi), (lo32, hi32) in zip(itertools.pairwise(bounds), itertools.pairwise(rounded), strict=True):
+        inside = sample[(sample >= lo32) & (sample < hi32)]
         if len(inside) and inside[0] == inside[-1]:
             labels.append(f"value {inside[0]:.4g}")
         elif lo == -np.inf:

@@ -64,3 +64,17 @@ def test_by_feature_stacks_row_blocks_into_one_contiguous_row_per_feature() -> N
 
     assert stacked.flags["C_CONTIGUOUS"]
     assert stacked.tolist() == np.concatenate(blocks).T.tolist()
+
+
+def test_a_value_seen_once_counts_in_its_own_bin_though_float32_cannot_hold_it() -> None:
+    """The kept sample is float32 (1.3 becomes 1.29999995, below the edge at 1.3): binned against float64 edges,
+    a once-seen 1.3 was counted in the bin of 1.2, which the shares test then discounted."""
+    rng = np.random.default_rng(2)
+    tenths = np.round(np.arange(1.0, 2.0, 0.1), 1)
+    column = rng.choice(np.delete(tenths, 3), 3000)
+    column[5] = 1.3  # the only 1.3
+    reference = Reference.from_data(column.reshape(-1, 1), feature_names=["x"])
+    base = Baseline.from_profiles(reference.features)
+    bin_of_13 = int(np.searchsorted(np.asarray(reference.features[0].edges), 1.3, side="right"))
+    assert np.flatnonzero(base.lattice_once[0]).tolist() == [bin_of_13]
+    assert base.bin_labels[0][bin_of_13] == "value 1.3"

@@ -432,3 +432,20 @@ def test_a_feature_entry_built_through_the_slots_is_the_dataclass_built_by_its_i
 
     assert built == FeatureDrift(*values)
     assert repr(built) == repr(FeatureDrift(*values))
+
+
+def test_a_vanished_decimal_value_is_named_as_itself() -> None:
+    """Tenths are not float32 values: the reference's kept sample (float32) must still be binned as its values
+    were, or the bin of 1.3 is named after the 1.4s whose rounding falls below the edge at 1.4."""
+    rng = np.random.default_rng(1)
+    tenths = np.round(np.arange(1.0, 2.0, 0.1), 1)
+    reference = np.column_stack([rng.choice(tenths, 5000), rng.normal(size=5000)])
+    window = reference[:1000].copy()
+    window[:, 0] = np.where(window[:, 0] == 1.3, 1.6, window[:, 0])  # 1.3 no longer occurs
+    with Monitor(reference, window=1000) as monitor:
+        monitor.observe(window, np.zeros(1000))
+        reason = monitor.health().check("data_drift").details.features["f0"].reason
+        labels = monitor._evaluator.baseline.bin_labels[0]
+    assert labels == tuple(f"value {v:.4g}" for v in tenths)
+    assert reason is not None
+    assert "value 1.3: 10.0% -> 0.0%" in reason
