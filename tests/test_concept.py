@@ -113,6 +113,30 @@ def test_cusum_alarms_on_a_run_of_errors_of_a_nearly_perfect_model() -> None:
 # -- concept_check -------------------------------------------------------------------------------------------------
 
 
+def test_a_flawless_small_holdout_is_not_a_rate_of_zero_to_the_detector() -> None:
+    """No error in 114 held-out rows fits any rate up to ~2.3 %: errors at 1 % are healthy, not a change (against a
+    rate of exactly zero, every error pushed the detector on and it alarmed); a lasting 10 % still alarms."""
+    flawless = Performance("classification", (0, 1), 114, 0.0, 0.0, 0.0)
+    healthy = judge(flawless, every(100, 2_000))
+    assert healthy.status is Status.OK
+    assert healthy.details.detector_alarms == 0
+    assert judge(flawless, every(10, 2_000)).details.detector_alarms >= 1
+
+
+def test_the_detector_starts_from_a_rate_the_reference_rows_allow() -> None:
+    seen: list[float] = []
+
+    def detector(errors: np.ndarray, p0: float, threshold: float) -> list[int]:
+        seen.append(p0)
+        return cusum_alarms(errors, p0, threshold)
+
+    for rows in (114, 10_000):
+        reference = Performance("classification", (0, 1), rows, 0.04, math.sqrt(0.04 * 0.96), 0.1)
+        concept_check(reference, every(25, 500), every(25, 500), np.zeros(500), 500, 0, False, detector=detector)
+    assert 0.075 < seen[0] < 0.095  # 4 errors in 114 rows: up to ~8 % at 95 %
+    assert 0.04 < seen[1] < 0.044  # 400 in 10,000: ~0.043
+
+
 def test_without_a_reference_performance_concept_drift_is_not_judged() -> None:
     result = judge(None, every(5, 1_000))
 
