@@ -76,12 +76,14 @@ def concept_check(
     unscored: int = 0,
     baseline: BaselineSource | None = None,
     detector: Callable[[np.ndarray, float, float], list[int]] = cusum_alarms,
+    worth: Callable[[int], float] | None = None,
 ) -> CheckResult:
     """Judge labelled rows (oldest first) against the reference performance (``baseline`` says what it is).
     ``errors`` and ``losses`` are the rows that could be scored; ``unscored`` labelled rows had no usable
     prediction and are named. Realized figures only: the estimate from the model's outputs is the
     ``estimated_performance`` check's. ``detector`` finds the change detector's alarms as :func:`cusum_alarms`
-    does (a caller may move its last run on instead)."""
+    does (a caller may move its last run on instead). ``worth``: what ``n`` labelled rows are worth as independent
+    ones, when the stream repeats its rows (drift.repeats: a replayed test set repeats its errors too)."""
     n = len(errors)
 
     def details(
@@ -122,9 +124,16 @@ def concept_check(
     mean = float(errors.mean())
     # One-sided confidence bound on (window error - reference error); the reference's own noise counts too.
     z = _Z
-    var_window = float(errors.var()) if reference.task == "regression" else max(mean * (1 - mean), 1 / n)
-    var_ref = reference.error_std**2 if reference.task == "regression" else reference.error_mean * (1 - reference.error_mean)
-    se = math.sqrt(var_window / n + var_ref / max(reference.rows, 1))
+    judged = worth(n) if worth is not None else n
+    m = max(reference.rows, 1)
+    var_window = float(errors.var()) if reference.task == "regression" else max(mean * (1 - mean), 1 / judged)
+    # a reference without an error is not a rate known to be zero: at least one error's worth of noise, as the window
+    var_ref = (
+        reference.error_std**2
+        if reference.task == "regression"
+        else max(reference.error_mean * (1 - reference.error_mean), 1 / m)
+    )
+    se = math.sqrt(var_window / judged + var_ref / m)
     rise = mean - reference.error_mean
     lower = rise - z * se
     minimum = MIN_ERROR_RISE if reference.task == "classification" else MIN_RELATIVE_RISE * max(reference.error_mean, 1e-12)

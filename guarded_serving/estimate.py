@@ -135,9 +135,11 @@ def estimate_check(
     outputs: np.ndarray | None,
     min_rows: int,
     rows: Callable[[], EstimateRows | None] | None = None,
+    worth: Callable[[int], float] | None = None,
 ) -> CheckResult:
     """Judge the window's outputs (rows x output columns, as the window holds them) against the profile; ``rows``,
-    when given, reads them as :meth:`EstimateRows.of` does (a caller may move the last window's reading on)."""
+    when given, reads them as :meth:`EstimateRows.of` does (a caller may move the last window's reading on);
+    ``worth``: what ``n`` of the window's rows are worth as independent ones when the stream repeats its rows."""
     name = "estimated_performance"
     if profile is None or outputs is None:
         summary = (
@@ -177,7 +179,8 @@ def estimate_check(
         summary = f"{n} rows with outputs in the window; performance is estimated from {min_rows}."
         return CheckResult(name, Status.INSUFFICIENT_DATA, summary, details(n))
     error = float(expected.mean())
-    se = math.sqrt(float(expected.var()) / n + profile.std**2 / profile.rows)
+    judged = worth(n) if worth is not None else n  # fewer independent rows when the stream repeats its rows
+    se = math.sqrt(float(expected.var()) / judged + profile.std**2 / profile.rows)
     minimum = MIN_CHANGE_ACCURACY if profile.task == "classification" else MIN_CHANGE_MAE * max(profile.mean, 1e-12)
     bound = max((_Z if profile.label_shift is None else _Z_EACH) * se, minimum)
     low, high = sorted((profile.value(profile.mean - bound), profile.value(profile.mean + bound)))
@@ -186,7 +189,7 @@ def estimate_check(
     else:
         low = max(low, 0.0)
     estimate, reference = profile.value(error), profile.value(profile.mean)
-    mix = _shift_reading(profile.label_shift, read)
+    mix = _shift_reading(profile.label_shift, read, judged / n)
     info = details(n, estimate, (low, high), mix)
     digits = "{:.3f}" if profile.task == "classification" else "{:.3g}"
     band = f"{digits.format(low)}-{digits.format(high)} (reference {digits.format(reference)}); {basis}"
@@ -208,12 +211,12 @@ def estimate_check(
     return CheckResult(name, status, summary, info)
 
 
-def _shift_reading(shift: LabelShift | ClassMixShift | None, read: EstimateRows) -> ShiftReading | None:
+def _shift_reading(shift: LabelShift | ClassMixShift | None, read: EstimateRows, worth: float) -> ShiftReading | None:
     """The window's reading under a shift of the class mix (classifiers with a labelled reference), judged at half
-    the check's false-alarm share."""
+    the check's false-alarm share, its rows counted at what they are ``worth`` as independent ones."""
     if shift is None:
         return None
-    return shift.read(read.predicted[read.kept], ALPHA_ESTIMATE / 2)
+    return shift.read(read.predicted[read.kept], ALPHA_ESTIMATE / 2, worth)
 
 
 def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:

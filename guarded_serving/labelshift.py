@@ -106,11 +106,13 @@ class LabelShift:
         moved = not low_count <= positives <= high_count and abs(estimated - self.accuracy) > MIN_CHANGE
         return ShiftReading(estimated, low, high, moved, estimated < self.accuracy)
 
-    def read(self, predicted: np.ndarray, alpha: float) -> ShiftReading | None:
-        """:meth:`reading` of a window's predicted class indices; None when they are not two classes'."""
+    def read(self, predicted: np.ndarray, alpha: float, worth: float = 1.0) -> ShiftReading | None:
+        """:meth:`reading` of a window's predicted class indices; None when they are not two classes'. ``worth``: the
+        share of its rows they are worth as independent ones (a stream that repeats its rows: drift.repeats)."""
         if not len(predicted) or predicted.max() > 1:  # outputs of another width
             return None
-        return self.reading(int(np.count_nonzero(predicted == 1)), len(predicted), alpha)
+        positives, rows = (round(c * worth) for c in (int(np.count_nonzero(predicted == 1)), len(predicted)))
+        return self.reading(positives, max(rows, 1), alpha)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,12 +181,14 @@ class ClassMixShift:
         outside = mix_moved and not low <= estimated <= high
         return ShiftReading(estimated, low, high, outside, estimated < self.accuracy)
 
-    def read(self, predicted: np.ndarray, alpha: float) -> ShiftReading | None:
-        """:meth:`reading` of a window's predicted class indices; None when they are not this model's classes'."""
+    def read(self, predicted: np.ndarray, alpha: float, worth: float = 1.0) -> ShiftReading | None:
+        """:meth:`reading` of a window's predicted class indices; None when they are not this model's classes'.
+        ``worth``: as :meth:`LabelShift.read`'s."""
         classes = len(self.predicted)
         if not len(predicted) or predicted.max() >= classes:
             return None
-        return self.reading(np.bincount(predicted, minlength=classes), alpha)
+        counts = np.bincount(predicted, minlength=classes)
+        return self.reading(counts if worth == 1.0 else np.round(counts * worth).astype(np.intp), alpha)
 
     def to_json(self) -> dict[str, Any]:
         return {

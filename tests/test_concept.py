@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,31 @@ def test_a_flawless_small_holdout_is_not_a_rate_of_zero_to_the_detector() -> Non
     assert healthy.status is Status.OK
     assert healthy.details.detector_alarms == 0
     assert judge(flawless, every(10, 2_000)).details.detector_alarms >= 1
+
+
+def test_a_flawless_small_holdout_is_not_a_rate_known_to_be_zero_to_the_bound() -> None:
+    """No error in 36 held-out rows fits rates up to ~8 %: 4 % errors over 250 labelled rows is no fall beyond doubt
+    (the reference's noise was counted as nothing: p (1 - p) = 0, and the bound fired); 15 % is."""
+    flawless = Performance("classification", (0, 1), 36, 0.0, 0.0, 0.0)
+
+    assert judge(flawless, every(25, 250)).status is Status.OK
+    assert judge(flawless, every(7, 250)).status is Status.ALERT
+
+
+def test_labelled_rows_of_a_replayed_test_set_count_as_the_rows_they_are_worth() -> None:
+    """A 54-row test set with 4 errors served again and again (7.4 %, as likely as 1 in 40 from a 2 % model): 250
+    labelled rows hold them over and over (8.4 % here); they are worth ~45 independent rows (drift.repeats), and that
+    is no fall beyond doubt from 2 % measured on 2,000 rows."""
+    reference = Performance("classification", (0, 1), 2_000, 0.02, math.sqrt(0.02 * 0.98), 0.1)
+    pool = np.zeros(54)
+    pool[:4] = 1.0
+    errors = pool[np.random.default_rng(0).integers(0, 54, 250)]
+
+    def judged(worth: Callable[[int], float] | None) -> Status:
+        return concept_check(reference, errors, errors, np.zeros(250), 250, 0, False, worth=worth).status
+
+    assert judged(None) is Status.ALERT
+    assert judged(lambda rows: rows / (1 + rows / 54)) is Status.OK
 
 
 def test_the_detector_starts_from_a_rate_the_reference_rows_allow() -> None:

@@ -17,6 +17,7 @@ from .baseline import Baseline
 from .calibration import MIN_EFFECT, Calibration, categorical_distance, numeric_distance
 from .columns import WindowColumns, rounded, rounded_all, significant, verdict
 from .limits import Limits
+from .repeats import Repeats
 from .shares import NEW_VALUES, SEVERE_SHARE_CHANGE, share_tests, with_new_values
 from .statistics import (
     jensen_shannon,
@@ -108,21 +109,28 @@ def drift_check(
     what: str = "features",
     skip: frozenset[str] = frozenset(),
     baseline: BaselineSource | None = None,
+    repeats: Repeats | None = None,
 ) -> CheckResult:
-    """Judge every feature of the window against the baseline (``baseline`` says what it is, for the report)."""
+    """Judge every feature of the window against the baseline (``baseline`` says what it is, for the report); a
+    window whose rows repeat beyond chance (``repeats``) as the independent rows it is worth."""
     n = window.rows
     said = f"; {baseline.describe()}" if baseline is not None and baseline.since is not None else ""
+    repeats = repeats if repeats is not None and repeats.replayed else None
+    if repeats is not None:
+        said += f"; {repeats.describe()}"
     if n < min_rows:
         details = DriftDetails(n, min_rows, cal.alpha, {}, baseline)
         return CheckResult(name, Status.INSUFFICIENT_DATA, f"{n} rows in the window; drift is judged from {min_rows}.", details)
     present = window.present
-    limits = Limits.of(base, cal, present, window.numeric.shape[1])
+    judged_as = repeats.scaled(present, kept=True) if repeats is not None else None
+    limits = Limits.of(base, cal, present, window.numeric.shape[1], judged_as)
     factor = limits.factor
     features: dict[str, FeatureDrift] = {}
     if len(base.num_idx):
-        features.update(_numeric(base, cal, window.numeric, present[base.num_idx], limits))
+        features.update(_numeric(base, cal, window.numeric, present[base.num_idx], limits, repeats))
     for k, j in enumerate(base.cat_idx):
-        features[base.names[j]] = _categorical(base, cal, k, int(j), window.categorical[k], int(present[j]), float(factor[j]))
+        column, rows = window.categorical[k], int(present[j])
+        features[base.names[j]] = _categorical(base, cal, k, int(j), column, rows, float(factor[j]), repeats)
     # in the baseline's order (numeric features come first), redacted features not judged
     ordered = {nm: features[nm] for nm in base.names if nm not in skip} if skip or len(base.cat_idx) else features
     details = DriftDetails(n, min_rows, cal.alpha, ordered, baseline)
@@ -142,7 +150,7 @@ def _severity(f: FeatureDrift) -> tuple[int, float]:
 
 
 def _numeric(
-    base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, limits: Limits
+    base: Baseline, cal: Calibration, sorted_t: np.ndarray, present: np.ndarray, limits: Limits, repeats: Repeats | None
 ) -> dict[str, FeatureDrift]:
     """Every numeric feature's verdict: the statistics and the tests computed for all features at once, then one
     entry per feature; the reasons are worded only for the features that drifted (most do not). What the counts
@@ -184,7 +192,10 @@ def _numeric(
     shares: dict[int, tuple[float | None, tuple[int, float, float] | None]] = {}
     if len(tested):
         window_counts, reference_counts = with_new_values(base, sorted_t, present, counts, tested)
-        found = share_tests(window_counts, present[tested], reference_counts, base.present[idx][tested], cal.level)
+        values = present[tested]
+        if repeats is not None:  # the shares of as many independent values as the window is worth
+            window_counts, values = [repeats.scaled(c) for c in window_counts], repeats.scaled(values, kept=True)
+        found = share_tests(window_counts, values, reference_counts, base.present[idx][tested], cal.level)
         shares = dict(zip(tested.tolist(), found, strict=True))
     judged = limits.judged
     with np.errstate(invalid="ignore"):  # nan limits of a feature with no value: judged insufficient, never read
@@ -322,7 +333,9 @@ def _columns(base: Baseline, pick: np.ndarray) -> Baseline:
     return _subset(base, pick)
 
 
-def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.ndarray, rows: int, factor: float) -> FeatureDrift:
+def _categorical(
+    base: Baseline, cal: Calibration, k: int, j: int, column: np.ndarray, rows: int, factor: float, repeats: Repeats | None
+) -> FeatureDrift:
     method = base.methods[j]
     if rows == 0:
         return FeatureDrift(Status.INSUFFICIENT_DATA, False, method, None, None, 0, "no values in the window")
@@ -334,7 +347,9 @@ def _categorical(base: Baseline, cal: Calibration, k: int, j: int, column: np.nd
     props = counts / rows
     score = categorical_distance(method, props, reference)
     threshold = cal.distance_threshold(j, method, factor)
-    [(shares_p, moved)] = share_tests([counts], np.array([rows]), (base.cat_counts[k],), base.present[j : j + 1], cal.level)
+    present = np.array([rows])
+    judged, present = (repeats.scaled(counts), repeats.scaled(present, kept=True)) if repeats else (counts, present)
+    [(shares_p, moved)] = share_tests([judged], present, (base.cat_counts[k],), base.present[j : j + 1], cal.level)
     reasons = []
     severe = False
     if moved is not None:

@@ -50,6 +50,7 @@ from .baseline import Baseline
 from .columns import WindowColumns
 from .correlation import LIMIT
 from .pairtables import PairTables
+from .repeats import Repeats
 
 __all__ = ["ALPHA_JOINT", "FeatureJoint", "JointBaseline", "JointDetails", "PairChange", "RelatedPairs", "joint_check"]
 
@@ -280,9 +281,17 @@ def _label(base: Baseline, feature: int, level: int) -> str:
     return name if level < 0 else f"{name}={base.profiles[feature].categories[level][0]!r}"
 
 
-def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns, base: Baseline, min_rows: int) -> CheckResult:
+def joint_check(
+    joint: JointBaseline,
+    matrix: np.ndarray,
+    columns: WindowColumns,
+    base: Baseline,
+    min_rows: int,
+    repeats: Repeats | None = None,
+) -> CheckResult:
     """Judge the relations between the window's features (``matrix``: rows x features, as the window
-    holds them; ``columns``: the same window laid out for the per-feature checks)."""
+    holds them; ``columns``: the same window laid out for the per-feature checks); a window whose rows repeat
+    (``repeats``) as the independent rows it is worth."""
     name = "joint_drift"
     n = int(matrix.shape[0])
     if joint.reason is not None:
@@ -307,12 +316,13 @@ def joint_check(joint: JointBaseline, matrix: np.ndarray, columns: WindowColumns
             products = _complete_products(tables, window, joint.levels, lo, hi)
             values = products.take(tables.gathered).astype(np.float64)  # per pair its product, then both squares
             current = values[:count] / np.sqrt(values[count : 2 * count] * values[2 * count :])
-            spread, bound, judgeable = tables.spread(joint, n)
+            spread, bound, judgeable = tables.spread(joint, repeats.effective if repeats is not None else n)
         else:
             scores, present = correlation.scores(window, joint.levels, lo, hi)
             corr, rows = correlation.pairwise(scores, present)
             current = corr.take(tables.flat)
-            spread, bound, judgeable = tables.spread(joint, rows.take(tables.flat))
+            rows = rows.take(tables.flat)
+            spread, bound, judgeable = tables.spread(joint, repeats.scaled(rows, kept=True) if repeats is not None else rows)
         z = (np.arctanh(np.minimum(np.maximum(current, -LIMIT), LIMIT)) - tables.fisher_reference) / spread  # np.clip
     judged = np.isfinite(z) & judgeable
     pairs = int(np.count_nonzero(judged))

@@ -71,27 +71,29 @@ class Limits:
     few: bool  # some feature has fewer than two values: judged insufficient
 
     @classmethod
-    def of(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int) -> Limits:
-        """The limits for ``present`` values per feature, the sorted rows being ``width`` long (kept on ``cal``)."""
-        key = (id(base), width, present.tobytes())
+    def of(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int, judged_as: np.ndarray | None = None) -> Limits:
+        """The limits for ``present`` values per feature, the sorted rows being ``width`` long (kept on ``cal``); the
+        nulls are those of ``judged_as`` independent values per feature (fewer when rows repeat: drift.repeats)."""
+        judged_as = present if judged_as is None else judged_as
+        key = (id(base), width, present.tobytes(), judged_as.tobytes())
         kept = cal.kept_limits
         found = kept.get(key)
         if found is not None and found[0] is base:
             return found[1]  # type: ignore[no-any-return]
-        limits = cls._compute(base, cal, present, width)
+        limits = cls._compute(base, cal, present, width, judged_as)
         if len(kept) >= KEPT:
             kept.clear()
         kept[key] = (base, limits)
         return limits
 
     @classmethod
-    def _compute(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int) -> Limits:
+    def _compute(cls, base: Baseline, cal: Calibration, present: np.ndarray, width: int, judged_as: np.ndarray) -> Limits:
         idx = base.num_idx
         reference = base.reference_sizes()
-        factor = cal.widen(present, reference)
+        factor = cal.widen(judged_as, reference)
         numeric = present[idx]
         every = np.ones(base.width)
-        every[idx] = numeric
+        every[idx] = judged_as[idx]
         # A feature with no value in the window has an infinite factor (0 x inf for a constant reference: nan); it
         # is judged insufficient before its limits are read, so the nan is never read and not worth a warning.
         with np.errstate(invalid="ignore"):
@@ -106,7 +108,7 @@ class Limits:
         lo = np.floor(pos).astype(np.intp)
         offset = np.arange(len(idx)) * width
         spread_centre = cal.spread_centre(every, reference)[idx]
-        spread_testable_ = base.has_spread & spread_testable(base.top_share[idx], reference[idx], numeric, cal.level)
+        spread_testable_ = base.has_spread & spread_testable(base.top_share[idx], reference[idx], judged_as[idx], cal.level)
         judged = (numeric >= 2) & base.ordered
         methods = base.numeric_methods
         others = tuple(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from .baseline import Baseline
 from .columns import WindowColumns, rounded, verdict
 from .exceedance import outside_tail
 from .hypergeometric import upper_tail
+from .repeats import Repeats
 from .statistics import binomial_sf
 from .window import UNSEEN, WindowData
 
@@ -156,8 +158,10 @@ def quality_check(
     alpha: float = ALPHA_QUALITY,
     skip: frozenset[str] = frozenset(),
     reveal: bool = False,
+    repeats: Repeats | None = None,
 ) -> CheckResult:
-    """Missing values, out-of-range values, unseen categories, constant columns and wrong types.
+    """Missing values, out-of-range values, unseen categories, constant columns and wrong types; the chance of
+    what a window holds is that of the independent rows it is worth when its rows repeat (``repeats``).
 
     Unseen categories are input values: unless ``reveal``, they are shown as short fingerprints
     (``#`` and 8 hex digits of their SHA-256), which match the same value across reports.
@@ -173,9 +177,11 @@ def quality_check(
     missing = n - present
     p_ref = base.missing_rate
     rate = missing / n
+    worth = _worth(repeats)
     missing_flag = rate - p_ref >= 0.02
     if missing_flag.any():
-        missing_flag[missing_flag] = _more_missing(missing[missing_flag], n, expected, limit, missing_flag)
+        rows = worth(np.array([n]))[0]
+        missing_flag[missing_flag] = _more_missing(worth(missing)[missing_flag], rows, expected, limit, missing_flag)
     # numeric: values outside the reference range
     num = window.numeric
     num_present = present[base.num_idx]
@@ -183,14 +189,14 @@ def quality_check(
     out_share = outside / np.maximum(num_present, 1)
     out_flag = out_share >= 0.01
     if out_flag.any():  # the exact chance of so many outside the range of that many values (drift/exceedance.py)
-        out_flag &= outside_tail(outside, num_present, expected.reference_values) < limit
+        out_flag &= outside_tail(worth(outside), worth(num_present), expected.reference_values) < limit
     last = np.maximum(num_present - 1, 0)
     span = num[np.arange(len(num_present)), last] - num[:, 0] if num.size else np.zeros(0)
     constant = np.zeros(base.width, dtype=bool)
     constant[base.num_idx] = (num_present >= 20) & base.has_spread & (span == 0)
     # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
-    unseen_count, unseen_share, unseen_flag = _unseen(base, window, data, expected, limit, constant)
-    constant &= expected.top_below_one & (present * expected.log_top < math.log(limit))  # too unlikely by chance
+    unseen_count, unseen_share, unseen_flag = _unseen(base, window, data, expected, limit, constant, worth)
+    constant &= expected.top_below_one & (worth(present) * expected.log_top < math.log(limit))  # too unlikely by chance
     features: dict[str, FeatureQuality] = {}
     numeric_position, categorical_position = expected.numeric_position, expected.categorical_position
     # Python numbers for the loop, taken from the arrays at once (indexing numpy arrays per feature cost ~0.3 ms)
@@ -268,7 +274,13 @@ def quality_check(
 
 
 def _unseen(
-    base: Baseline, window: WindowColumns, data: WindowData, expected: _Expected, limit: float, constant: np.ndarray
+    base: Baseline,
+    window: WindowColumns,
+    data: WindowData,
+    expected: _Expected,
+    limit: float,
+    constant: np.ndarray,
+    worth: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per categorical feature: unseen values, their share, whether that is improbable; marks in ``constant`` the
     categorical features that went constant."""
@@ -279,7 +291,7 @@ def _unseen(
     unseen_count = (cat == UNSEEN).sum(axis=1)
     cat_present = window.present[base.cat_idx]
     unseen_share = unseen_count / np.maximum(cat_present, 1)
-    unseen_flag = (unseen_share >= 0.005) & _improbable(unseen_count, cat_present, expected.unseen_rate, limit)
+    unseen_flag = (unseen_share >= 0.005) & _improbable(worth(unseen_count), worth(cat_present), expected.unseen_rate, limit)
     first = cat[np.arange(len(cat)), np.argmax(~np.isnan(cat), axis=1)]  # first present value
     same = np.where(np.isnan(cat), first[:, None], cat) == first[:, None]
     cat_constant = (cat_present >= 20) & expected.several_levels & same.all(axis=1)
@@ -288,6 +300,13 @@ def _unseen(
             cat_constant[k] = len(data.unseen.get(int(j), {})) == 1
     constant[base.cat_idx] = cat_constant
     return unseen_count, unseen_share, unseen_flag
+
+
+def _worth(repeats: Repeats | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Counts of the window as many as its independent rows would hold (``repeats``: drift.repeats), or as they are."""
+    if repeats is None or not repeats.replayed:
+        return lambda counts: counts
+    return lambda counts: repeats.scaled(counts, kept=True)
 
 
 EDGE = 8  # values looked at first at each end of a sorted row

@@ -20,6 +20,7 @@ from ..drift.calibration import Calibration
 from ..drift.checks import drift_check
 from ..drift.columns import WindowColumns
 from ..drift.quality import quality_check
+from ..drift.repeats import Repeats
 from ..drift.window import WindowData
 from ..health import BaselineSource, CheckResult, Status
 from ..performance import Performance
@@ -31,6 +32,9 @@ from .realized import Detector, RealizedRows
 
 if TYPE_CHECKING:
     from .evaluation import Evaluator
+
+# the last concept judgement: the labels, the performance, what else it read, and its result
+_Judgement = tuple[Labelled, Performance | None, tuple[BaselineSource | None, bool | None, Repeats | None], CheckResult]
 
 __all__ = ["ADOPT_ROWS", "Judged", "with_rejections"]
 
@@ -59,7 +63,7 @@ class Judged:
         self._hooks: list[Callable[[tuple[FeatureProfile, ...]], object]] = []
         self._shares_told = False  # the adopted output baseline, told to the hooks once
         # The last concept check and what it judged: reused while labels, outputs and baseline are the same
-        self._concept: tuple[Labelled, Performance | None, tuple[BaselineSource | None, bool | None], CheckResult] | None = None
+        self._concept: _Judgement | None = None
         self._realized = RealizedRows()  # the labelled rows' scoring and change detector, moved on between checks
 
     def on_outputs_adopted(self, hook: Callable[[tuple[FeatureProfile, ...]], object]) -> None:
@@ -72,6 +76,7 @@ class Judged:
         inputs_ok: bool,
         memory: bool = False,
         same: Generation | None = None,
+        repeats: Repeats | None = None,
     ) -> CheckResult:
         """Judged against the reference's outputs or the served baseline; ``same`` holds results on this window's
         contents (the check is reused when judged against the same baseline and calibration)."""
@@ -100,7 +105,9 @@ class Judged:
 
         def judge() -> CheckResult:
             columns = WindowColumns.of(outputs, base)
-            return drift_check("prediction_drift", base, cal, columns, ev.min_rows, what="outputs", baseline=source)
+            return drift_check(
+                "prediction_drift", base, cal, columns, ev.min_rows, what="outputs", baseline=source, repeats=repeats
+            )
 
         return judge() if same is None else same.get(("prediction_drift", base, cal, source), judge)
 
@@ -114,8 +121,9 @@ class Judged:
         if kept.rows > ev.window:
             columns = WindowColumns.of(kept.inputs, ev.baseline)
             cal_inputs, _ = ev.calibration()
-            drift = drift_check("data_drift", ev.baseline, cal_inputs, columns, ev.min_rows, skip=ev.redact)
-            quality = quality_check(ev.baseline, columns, kept, ev.min_rows, skip=ev.redact)
+            repeats = ev.row_keys.replayed(kept.inputs) if ev.row_keys is not None else None
+            drift = drift_check("data_drift", ev.baseline, cal_inputs, columns, ev.min_rows, skip=ev.redact, repeats=repeats)
+            quality = quality_check(ev.baseline, columns, kept, ev.min_rows, skip=ev.redact, repeats=repeats)
             if drift.status is not Status.OK or quality.status is not Status.OK:
                 return None, kept.rows
         return self.served.adopt_outputs(kept.outputs), kept.rows
@@ -125,7 +133,7 @@ class Judged:
         served = self.served.outputs() if self.adopt_outputs else None
         return served.profiles if served is not None else self.evaluator.reference.outputs
 
-    def concept(self, data_drift: CheckResult, from_store: bool, inputs_ok: bool) -> CheckResult:
+    def concept(self, data_drift: CheckResult, from_store: bool, inputs_ok: bool, repeats: Repeats | None = None) -> CheckResult:
         labelled = self.labels.labelled(from_store)
         performance = self.labels.performance
         reference = self.evaluator.reference
@@ -137,7 +145,7 @@ class Judged:
             performance, source = served
         drifted = None if data_drift.status is Status.INSUFFICIENT_DATA else data_drift.status.rank >= Status.WARN.rank
         last = self._concept
-        if last is not None and last[1] is performance and last[2] == (source, drifted) and _same(last[0], labelled):
+        if last is not None and last[1] is performance and last[2] == (source, drifted, repeats) and _same(last[0], labelled):
             return last[3]  # the same labels joined to the same outputs, judged against the same performance
         errors = np.zeros(0)
         losses = np.zeros(0)
@@ -157,8 +165,9 @@ class Judged:
             unscored,
             baseline=source,
             detector=detector,
+            worth=repeats.worth if repeats is not None else None,
         )
-        self._concept = (labelled, performance, (source, drifted), result)
+        self._concept = (labelled, performance, (source, drifted, repeats), result)
         return result
 
     def _served_performance(
