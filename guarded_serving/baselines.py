@@ -37,7 +37,7 @@ from .profiles import FeatureProfile
 from .reference import Reference
 from .store import Store
 
-__all__ = ["AdoptedOutputs", "ServedBaselines", "adopted_profiles", "reference_digest", "source_of"]
+__all__ = ["AdoptedOutputs", "ServedBaselines", "adopted_profiles", "reference_digest", "served_performance", "source_of"]
 
 OUTPUTS = "outputs"
 PERFORMANCE = "performance"

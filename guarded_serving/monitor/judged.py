@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..baselines import AdoptedOutputs, ServedBaselines, source_of
-from ..concept import concept_check
+from ..baselines import AdoptedOutputs, ServedBaselines, served_performance, source_of
+from ..concept import MIN_LABELS, concept_check
 from ..cusum import cusum_alarms
 from ..drift.calibration import Calibration
 from ..drift.checks import drift_check
@@ -23,7 +23,7 @@ from ..drift.quality import quality_check
 from ..drift.repeats import Repeats
 from ..drift.window import WindowData
 from ..health import BaselineSource, CheckResult, Status
-from ..performance import Performance
+from ..performance import Performance, row_losses
 from ..profiles import FeatureProfile
 from ..stages import RecentRequest
 from .feedback import Labelled, Labels
@@ -184,11 +184,34 @@ class Judged:
             )
             return CheckResult("concept_drift", Status.OK, summary)
         labelled = self.labels.labelled(from_store, needed)
-        if inputs_ok and len(labelled.labels) >= needed:
-            served = self.served.adopt_performance(labelled.outputs, labelled.labels)
+        if inputs_ok and len(labelled.labels) >= 2 * MIN_LABELS:
+            half = _before_a_change(self.evaluator.reference.performance, labelled)
+            if half is not None:  # the rows before it: adopted from all of them, the baseline would hold the change
+                served = self.served.adopt_performance(labelled.outputs[:half], labelled.labels[:half])
+            elif len(labelled.labels) >= needed:
+                served = self.served.adopt_performance(labelled.outputs, labelled.labels)
         if served is not None:
             return served
         return _collecting_performance(len(labelled.labels), needed, self.labels.performance is not None)
+
+
+def _before_a_change(reference: Performance | None, labelled: Labelled) -> int | None:
+    """While a performance baseline is collected from served labels: how many of the older rows to adopt when the
+    newer half performs worse than the older half by concept drift's own tests (its bound and change detector,
+    the older half as the reference), else None. A change that began within the collection (labels flipped at
+    row 500 of 2,000) was adopted as part of the baseline and seen only once a window past it was judged against
+    a baseline that held it, or never."""
+    half = len(labelled.labels) // 2
+    older = served_performance(reference, labelled.outputs[:half], labelled.labels[:half])
+    if older is None:
+        return None
+    try:
+        newer = row_losses(older.task, older.classes, labelled.outputs[half:], labelled.labels[half:])
+    except (TypeError, ValueError):
+        return None
+    count = len(newer.error)
+    verdict = concept_check(older, newer.error, newer.loss, np.zeros(0), count, 0, None)
+    return half if verdict.status.rank >= Status.WARN.rank else None
 
 
 def _same(a: Labelled, b: Labelled) -> bool:
