@@ -79,6 +79,7 @@ class _Expected:
     unseen_rate: np.ndarray  # per categorical feature: a fresh value's chance to be a category never seen, at its upper bound
     several_levels: np.ndarray  # per categorical feature: the reference saw more than one category
     log_top: np.ndarray  # per feature: log of the reference's most common value's share (floored at 1e-300)
+    top_bound: np.ndarray  # per feature: that share plus three of its standard errors and 1/m (at most 1)
     top_below_one: np.ndarray  # per feature: that share is below 1 (the feature was not constant in the reference)
     numeric_position: dict[int, int]  # feature -> its row among the numeric features
     categorical_position: dict[int, int]
@@ -105,6 +106,7 @@ def _expected(base: Baseline) -> _Expected:
         unseen_rate=_unseen_bound(base),
         several_levels=np.array([len(base.profiles[j].categories) for j in base.cat_idx]) > 1,
         log_top=np.log(top),
+        top_bound=np.minimum(top + 3 * np.sqrt(top * (1 - top) / m) + 1 / m, 1.0),
         top_below_one=top < 1.0,
         numeric_position={int(j): k for k, j in enumerate(base.num_idx)},
         categorical_position={int(j): k for k, j in enumerate(base.cat_idx)},
@@ -197,11 +199,14 @@ def quality_check(
     # categorical: unseen categories (expected rate from the reference's singletons, Good-Turing)
     unseen_count, unseen_share, unseen_flag = _unseen(base, window, data, expected, limit, constant, worth)
     constant &= expected.top_below_one & (worth(present) * expected.log_top < math.log(limit))  # too unlikely by chance
+    run = _newest_run(base, data.inputs)
+    stuck = _stuck(run, expected, limit, repeats) & ~constant & expected.top_below_one
+    constant |= stuck
     features: dict[str, FeatureQuality] = {}
     numeric_position, categorical_position = expected.numeric_position, expected.categorical_position
     # Python numbers for the loop, taken from the arrays at once (indexing numpy arrays per feature cost ~0.3 ms)
     missing_flag_, missing_, rate_, p_ref_ = (a.tolist() for a in (missing_flag, missing, rate, p_ref))
-    out_share_, out_flag_, constant_ = out_share.tolist(), out_flag.tolist(), constant.tolist()
+    out_share_, out_flag_, constant_, stuck_ = out_share.tolist(), out_flag.tolist(), constant.tolist(), stuck.tolist()
     unseen_count_ = unseen_count.tolist()
     reference_missing, clean = expected.reference_missing, expected.clean
     for j, name in enumerate(base.names):
@@ -241,7 +246,8 @@ def quality_check(
                 problems.append(_unseen_problem(len(names), int(unseen_count_[k]), unseen or {}))
                 severe |= bool(unseen_share[k] >= 0.1)
         if constant_[j]:
-            problems.append("the feature went constant")
+            since = f" (its newest {run[j]} values)" if stuck_[j] else ""
+            problems.append(f"the feature went constant{since}")
             severe = True
         if errors:
             problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
@@ -300,6 +306,34 @@ def _unseen(
             cat_constant[k] = len(data.unseen.get(int(j), {})) == 1
     constant[base.cat_idx] = cat_constant
     return unseen_count, unseen_share, unseen_flag
+
+
+RUN_MIN = 20  # values in a row one value holds before a run is judged (as many as a whole constant window needs)
+RUN_LOOKED = 200  # the newest rows looked at for a run
+
+
+def _newest_run(base: Baseline, inputs: np.ndarray) -> np.ndarray:
+    """Per feature: how many of the window's newest values in a row (at most RUN_LOOKED) equal its newest one; 0
+    when that is missing, or an unseen category (the unseen-category test's business)."""
+    rows = inputs[-RUN_LOOKED:]
+    if not len(rows):
+        return np.zeros(base.width, dtype=np.intp)
+    newest = rows[-1]
+    differs = rows[::-1] != newest  # a missing value differs from everything, itself included: a run of 0
+    run = np.where(differs.any(axis=0), differs.argmax(axis=0), len(rows))
+    run[base.cat_idx[newest[base.cat_idx] == UNSEEN]] = 0
+    return np.asarray(run)
+
+
+def _stuck(run: np.ndarray, expected: _Expected, limit: float, repeats: Repeats | None) -> np.ndarray:
+    """Per feature: whether its newest ``run`` values in a row are one value more often than chance allows: a
+    feature that went constant while the window's older rows still vary (the whole-window test waited until every
+    row held it: 1,000 rows after a sensor stuck, for a window of 1,000). The chance of one more equal value is at
+    most the reference's most common share (at its upper bound), plus 1/N when the stream replays a pool of N rows
+    (drift.repeats)."""
+    share = expected.top_bound if repeats is None else np.minimum(expected.top_bound + 1 / repeats.pool, 1.0)
+    with np.errstate(divide="ignore"):
+        return np.asarray((run >= RUN_MIN) & (share < 1) & ((run - 1) * np.log(share) < math.log(limit)))
 
 
 def _worth(repeats: Repeats | None) -> Callable[[np.ndarray], np.ndarray]:
