@@ -8,8 +8,9 @@ as drift (wine, 54 held-out rows replayed: data drift on 78 of 80 healthy checks
 
 Rows also repeat by chance (discrete features, a few categories), as often as the reference's own rows do. So:
 
-- a row's fingerprint is taken over up to :data:`COLUMNS` features, those with the most distinct values in the
-  reference's row sample (one continuous feature already tells a replay from a chance repeat);
+- a row's fingerprint is taken over up to :data:`COLUMNS` numeric features, those with the most distinct values in
+  the reference's row sample (one continuous feature already tells a replay from a chance repeat; categorical ones
+  only when there is none, :meth:`RowKeys.of`);
 - the reference's pair rate ``q`` is the share of its row pairs with equal fingerprints; the window's share is
   judged against what chance gives it (:meth:`RowKeys.chance`: ``q`` plus three standard deviations of both
   shares' noise), so that discrete rows repeating as the reference's do are not taken for a replay;
@@ -27,12 +28,12 @@ once per size (``drift.limits``), are not computed afresh at every health check 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..rowsample import RowSample
+from .baseline import Baseline
 
 __all__ = ["COLUMNS", "MIN_EFFECTIVE", "Repeats", "RowKeys"]
 
@@ -84,13 +85,20 @@ class RowKeys:
     reference_rows: int
 
     @classmethod
-    def of(cls, sample: RowSample | None, names: Sequence[str]) -> RowKeys | None:
-        """From the reference's row sample (None without one, or with fewer than three rows: too few to compare with)."""
+    def of(cls, sample: RowSample | None, base: Baseline) -> RowKeys | None:
+        """From the reference's row sample (None without one, or with fewer than three rows: too few to compare with).
+
+        Numeric features are fingerprinted; categorical ones only when there are none, and not those whose values are
+        mostly new (a user id: each fresh one encodes as an unseen category, so fresh rows would look alike)."""
         if sample is None or sample.rows < 3:
             return None
         matrix = sample.matrix
-        position = {n: j for j, n in enumerate(names)}
-        kept = [k for k, n in enumerate(sample.names) if n in position]
+        position = {n: j for j, n in enumerate(base.names)}
+        numeric = {base.names[j] for j in base.num_idx.tolist()}
+        kept = [k for k, n in enumerate(sample.names) if n in numeric]
+        if not kept:
+            mostly_new = base.singletons > 0.5 * base.present
+            kept = [k for k, n in enumerate(sample.names) if n in position and not mostly_new[position[n]]]
         if not kept:
             return None
         distinct = [len(np.unique(matrix[:, k])) for k in kept]

@@ -79,7 +79,7 @@ class Evaluator:
         self.warnings = warnings
         self.kept_rows = kept_rows
         self.min_rows = min(self.window, MIN_ROWS)
-        self.row_keys = RowKeys.of(reference.row_sample, baseline.names)  # how repeated rows are told (drift.repeats)
+        self.row_keys = RowKeys.of(reference.row_sample, baseline)  # how repeated rows are told (drift.repeats)
         self._log = log
         fingerprint = current_fingerprint()
         self.env_diff = diff_environment(reference.environment, fingerprint)

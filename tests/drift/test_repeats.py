@@ -5,11 +5,12 @@ stream are still found."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from guarded_serving import Monitor
+from guarded_serving import Monitor, Reference
+from guarded_serving.drift import Baseline, Encoder
 from guarded_serving.drift.repeats import MIN_EFFECTIVE, RowKeys
-from guarded_serving.rowsample import RowSample
 
 NAMES = ["normal", "skewed", "count", "flag", "wide", "ratio"]
 
@@ -29,8 +30,9 @@ def _world(rng: np.random.Generator, rows: int) -> np.ndarray:
     )
 
 
-def _keys(reference: np.ndarray, names: list[str] = NAMES) -> RowKeys:
-    keys = RowKeys.of(RowSample.of(names, list(reference.T), [None] * len(names)), names)
+def _keys(reference: np.ndarray | pd.DataFrame, names: list[str] = NAMES) -> RowKeys:
+    built = Reference.from_data(reference, feature_names=None if isinstance(reference, pd.DataFrame) else names)
+    keys = RowKeys.of(built.row_sample, Baseline.from_profiles(built.features))
     assert keys is not None
     return keys
 
@@ -125,3 +127,25 @@ def test_a_fault_in_a_replayed_stream_is_still_found() -> None:
     assert "judged as" in said["data_drift"]
     assert "normal" in said["joint_drift"]
     assert "wide" in said["joint_drift"]
+
+
+def test_a_user_id_new_on_every_row_is_not_fingerprinted() -> None:
+    # each fresh id encodes as an unseen category: fingerprinted, fresh rows alike in their other, discrete, features
+    # would have looked like a replay
+    rng = np.random.default_rng(5)
+
+    def rows(count: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "user": [f"u{k}" for k in rng.integers(0, 10**9, count)],
+                "plan": rng.choice(["a", "b", "c"], size=count),
+                "country": rng.choice(["fr", "de", "it", "es"], size=count),
+            }
+        )
+
+    reference = rows(1_000)
+    keys = _keys(reference)
+    window = Baseline.from_profiles(Reference.from_data(reference).features)
+    encoded = Encoder(window).encode(rows(1_000).values.tolist(), {}, {})
+
+    assert not keys.repeats(keys.fingerprints(encoded)).replayed
