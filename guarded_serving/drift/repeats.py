@@ -60,8 +60,9 @@ class Repeats:
         return self.effective < self.rows
 
     def worth(self, rows: int) -> float:
-        """What ``rows`` rows of the same stream are worth as independent rows (labelled rows: concept drift)."""
-        return rows / (1 + rows / self.pool)
+        """What ``rows`` rows of the same stream are worth as independent rows (labelled rows: concept drift), never
+        below MIN_EFFECTIVE (or ``rows``, when fewer), as the window's size."""
+        return max(rows / (1 + rows / self.pool), min(rows, MIN_EFFECTIVE))
 
     def scaled(self, counts: np.ndarray, kept: bool = False) -> np.ndarray:
         """Counts of the window's values (per feature, per bin) as the effective window would hold them; ``kept``:

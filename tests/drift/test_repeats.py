@@ -149,3 +149,19 @@ def test_a_user_id_new_on_every_row_is_not_fingerprinted() -> None:
     encoded = Encoder(window).encode(rows(1_000).values.tolist(), {}, {})
 
     assert not keys.repeats(keys.fingerprints(encoded)).replayed
+
+
+def test_rows_of_a_stuck_feed_are_worth_as_many_independent_rows_as_its_window() -> None:
+    reference, served, _ = _replayed(1, 1)
+    keys = _keys(reference)
+
+    found = keys.repeats(keys.fingerprints(served))
+
+    assert (found.worth(250), found.worth(20)) == (MIN_EFFECTIVE, 20)
+    assert 85 < _replayed_worth(150, 250) < 100  # about 1 / (1/250 + 1/150) = 94
+
+
+def _replayed_worth(pool: int, rows: int) -> float:
+    reference, served, _ = _replayed(2, pool)
+    keys = _keys(reference)
+    return keys.repeats(keys.fingerprints(served)).worth(rows)
