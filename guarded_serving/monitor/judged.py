@@ -2,7 +2,8 @@
 baselines adopted from served traffic when the reference's are the model's training rows'.
 
 Outputs are adopted from the newest ``ADOPT_ROWS`` rows (or the window, if larger) once their inputs pass
-the data-drift and data-quality checks; performance from as many labelled rows. Until then the checks say
+the data-drift and data-quality checks; performance from as many labelled rows, or from the older half of them as
+soon as the newer half performs worse (a change that began while they were collected). Until then the checks say
 what they are collecting. Hooks (:meth:`Judged.on_outputs_adopted`) learn the adopted output profiles.
 """
 
