@@ -15,7 +15,7 @@ import numpy as np
 from .baseline import Baseline
 from .calibration import Calibration
 from .columns import rounded_all
-from .statistics import GRID, binomial_sf, psi_floor
+from .statistics import GRID, binomial_sf, common_share_bound, psi_floor
 
 __all__ = ["Limits"]
 
@@ -194,8 +194,6 @@ def spread_testable(top_share: np.ndarray, reference: np.ndarray, present: np.nd
     test judges the feature. The chance uses an upper bound of the common value's share (its
     reference estimate plus three standard errors), as the quality check's constant test does.
     """
-    top = np.clip(
-        top_share + 3 * np.sqrt(top_share * (1 - top_share) / np.maximum(reference, 1)) + 1 / np.maximum(reference, 1), 0, 1
-    )
+    top = common_share_bound(top_share, reference)
     needed = np.ceil(0.96 * present) - 1
     return np.asarray(binomial_sf(needed, present, top) < level)

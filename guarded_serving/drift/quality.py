@@ -20,7 +20,7 @@ from .columns import WindowColumns, rounded, verdict
 from .exceedance import outside_tail
 from .hypergeometric import upper_tail
 from .repeats import Repeats
-from .statistics import binomial_sf
+from .statistics import binomial_sf, common_share_bound
 from .window import UNSEEN, WindowData
 
 __all__ = ["ALPHA_QUALITY", "FeatureQuality", "QualityDetails", "fingerprint", "quality_check"]
@@ -106,7 +106,7 @@ def _expected(base: Baseline) -> _Expected:
         unseen_rate=_unseen_bound(base),
         several_levels=np.array([len(base.profiles[j].categories) for j in base.cat_idx]) > 1,
         log_top=np.log(top),
-        top_bound=np.minimum(top + 3 * np.sqrt(top * (1 - top) / m) + 1 / m, 1.0),
+        top_bound=common_share_bound(top, m),
         top_below_one=top < 1.0,
         numeric_position={int(j): k for k, j in enumerate(base.num_idx)},
         categorical_position={int(j): k for k, j in enumerate(base.cat_idx)},

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - a scipy that moved it: the public, slo
 __all__ = [
     "GRID",
     "binomial_sf",
+    "common_share_bound",
     "jensen_shannon",
     "jensen_shannon_rows",
     "ks_statistic",
@@ -95,6 +96,13 @@ def binomial_sf(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     if inside.any():
         out[inside] = np.clip(_binom_sf(np.floor(k[inside]), n[inside], p[inside]), 0, 1)
     return out
+
+
+def common_share_bound(share: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """An upper bound of a value's share estimated on ``reference`` values: the estimate plus three standard errors
+    and 1/m (a reference that never saw a second value does not rule one out), at most 1."""
+    m = np.maximum(reference, 1)
+    return np.asarray(np.clip(share + 3 * np.sqrt(share * (1 - share) / m) + 1 / m, 0, 1))
 
 
 def wasserstein(window_quantiles: np.ndarray, reference_quantiles: np.ndarray, scale: np.ndarray) -> np.ndarray:
