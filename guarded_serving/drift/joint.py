@@ -1,36 +1,34 @@
 """Joint drift: did the relations between features change, while each feature may still look like itself?
 
-A join off by one row, two sensors recalibrated in opposite directions, a derived feature computed from
-a stale partner: every column keeps its distribution, so per-feature checks are blind by construction,
-but the correlations between columns move. This check compares every pair's correlation in the window
-with the reference's, from the reference's :class:`~guarded_serving.rowsample.RowSample`:
+A join off by one row, two sensors recalibrated in opposite directions, a derived feature computed from a stale
+partner: every column keeps its distribution, so per-feature checks are blind by construction, but the correlations
+between columns move. This check compares every pair's correlation in the window with the reference's, from the
+reference's :class:`~guarded_serving.rowsample.RowSample`:
 
-1. **Scores that ignore the marginals.** Each numeric feature is clipped to its own 2 % and 98 %
-   quantiles *in the sample at hand* (window or reference) and centred on its own mean, so a shift, a
-   rescaling or a unit change of one feature (the data drift check's business) leaves its correlations
-   as they were, and a few extreme values do not swing them. A categorical feature enters as indicators
-   of its most common categories (up to three, each at least 5 % of the reference). Missing values drop
-   out pair by pair: each correlation is taken over the rows where both values are present.
-2. **The null distribution of each pair from the reference itself.** How much a correlation varies
-   from sample to sample depends on the pair's joint shape (tails, ties, strength, a rare category): per
-   pair, the reference sample gives the moments of the correlation's influence function (the delta
-   method), hence its variance and skewness on Fisher's z scale for any window size. The variance is
-   taken at its upper 2-standard-error bound, since it is itself estimated from the sample. Windows of
-   the configured size are resampled from the reference (as the per-feature calibration does) to measure
-   how far the real spread departs from the formula (clipping at a window's own quantiles, small
-   samples); the formula is widened by that factor when it is above 1. The reference's own sampling
+1. **Scores that ignore the marginals.** Each numeric feature is clipped to its own 2 % and 98 % quantiles *in the
+   sample at hand* (window or reference; 5 % or 10 % for a heavy tail, chosen on the reference: ``correlation.trims``)
+   and centred on its own mean, so a shift, a rescaling or a unit change of one feature (the data drift check's
+   business) leaves its correlations as they were, and a few extreme values do not swing them. A categorical feature
+   enters as indicators of its most common categories (up to three, each at least 5 % of the reference). Missing
+   values drop out pair by pair: each correlation is taken over the rows where both values are present.
+2. **The null distribution of each pair from the reference itself.** How much a correlation varies from sample to
+   sample depends on the pair's joint shape (tails, ties, strength, a rare category): per pair, the reference sample
+   gives the moments of the correlation's influence function (the delta method), hence its variance and skewness on
+   Fisher's z scale for any window size. The variance is taken at its upper 2-standard-error bound, since it is itself
+   estimated from the sample. Windows of the configured size are resampled from the reference (as the per-feature
+   calibration does) to measure how far the real spread departs from the formula (clipping at a window's own
+   quantiles, small samples); the formula is widened by that factor when it is above 1. The reference's own sampling
    noise is added, as for two independent samples.
 3. **A family-wise budget.** Each pair's standardised change is compared with the Bonferroni bound for
-   :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's
-   skewness (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare
-   categories, or of sparse numeric features (their rows off the most common value), are judged only
-   when the reference sample expects at least 50 rows holding both and a window 10. The pairs that
-   clear the bound are named, most changed first; a change of 0.3 or more is an alert.
+   :data:`ALPHA_JOINT` (0.05 % of health checks) over the number of pairs, moved out by the pair's skewness
+   (Cornish-Fisher), and must also be a change of at least 0.1 in correlation. Pairs of rare categories, or of sparse
+   numeric features (their rows off the most common value), are judged only when the reference sample expects at least
+   50 rows holding both and a window 10. The pairs that clear the bound are named, most changed first; a change of 0.3
+   or more is an alert.
 
-Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`), the
-product of its n x q scores with themselves (three products when values are missing), O(q^2) after that:
-about 1 ms for 64 features and 2,000 rows. A wider model keeps the 64 columns with the strongest relations
-in the reference.
+Cost per health check: one pass over the window (n rows x q columns, q at most :data:`MAX_COLUMNS`), the product of
+its n x q scores with themselves (three products when values are missing), O(q^2) after that: about 1 ms for 64
+features and 2,000 rows. A wider model keeps the 64 columns with the strongest relations in the reference.
 """
 
 from __future__ import annotations
@@ -63,9 +61,8 @@ MAX_LEVELS = 3  # indicators per categorical feature
 MIN_REFERENCE_ROWS = 100
 DRAWS = 100
 SHOWN = 10  # changed pairs kept in the details
-# Rows the reference sample must expect with both members of a pair present, for the pair's variance to be known (a
-# window: pairtables.MIN_CELL): a pair of categories seen together in ~40 rows of it had its variance underestimated
-# by a fifth, and fired on healthy traffic (64 features, window 2,000)
+# Reference rows expected with both of a pair present for its variance to be known (a window: pairtables.MIN_CELL): a pair
+# of categories seen together in ~40 had it underestimated by a fifth, and fired on healthy traffic (64 features, 2,000 rows)
 MIN_REFERENCE_CELL = 50
 
 
@@ -123,6 +120,7 @@ class JointBaseline:
     levels: np.ndarray  # per column: category code, or -1 for a numeric feature
     numeric_rank: np.ndarray  # per column: position of its feature among the baseline's numeric features (-1)
     share: np.ndarray  # per column: the reference share of its category (numeric: of values off the mode)
+    trim: np.ndarray  # per column: the share clipped off each end of a numeric one (correlation.trims)
     left: np.ndarray  # per pair: its two columns, left < right
     right: np.ndarray
     reference: np.ndarray  # per pair: correlation in the reference sample
@@ -142,7 +140,7 @@ class JointBaseline:
     @classmethod
     def unjudged(cls, reason: str, window: int, alpha: float = ALPHA_JOINT) -> JointBaseline:
         i, f = np.zeros(0, dtype=np.intp), np.zeros(0)
-        return cls(reason, (), (), i, i, i, i, f, i, i, f, f, f, f, 1.0, window, alpha, math.inf)
+        return cls(reason, (), (), i, i, i, i, f, f, i, i, f, f, f, f, 1.0, window, alpha, math.inf)
 
     @classmethod
     def fit(
@@ -186,12 +184,13 @@ class RelatedPairs:
         if len(set(feature_of.tolist())) < 2:
             reason = "fewer than two features to relate (numeric with spread, or categorical with common categories)."
             return cls(unjudged(reason, window, alpha), empty, empty)
-        scores, present = correlation.scores(columns, levels, *correlation.bounds(columns, levels))
+        trim = correlation.trims(columns, levels)
+        scores, present = correlation.scores(columns, levels, *correlation.bounds(columns, levels, trim))
         if len(feature_of) > MAX_COLUMNS:  # keep the columns with the strongest relations in the reference
             strength = np.abs(np.nan_to_num(correlation.pairwise(scores, present)[0]))
             strength[feature_of[:, None] == feature_of[None, :]] = 0.0
             keep = np.sort(np.argsort(-strength.max(axis=1), kind="stable")[:MAX_COLUMNS])
-            feature_of, levels, share, columns = feature_of[keep], levels[keep], share[keep], columns[:, keep]
+            feature_of, levels, share, trim, columns = feature_of[keep], levels[keep], share[keep], trim[keep], columns[:, keep]
             scores, present = scores[:, keep], present[:, keep]
         left, right = np.triu_indices(len(feature_of), k=1)
         left, right = left[feature_of[left] != feature_of[right]], right[feature_of[left] != feature_of[right]]
@@ -217,6 +216,7 @@ class RelatedPairs:
             levels=levels,
             numeric_rank=np.array([numeric_rank.get(j, -1) for j in feature_of.tolist()], dtype=np.intp),
             share=share,
+            trim=trim,
             left=left,
             right=right,
             reference=rho,
@@ -236,7 +236,7 @@ class RelatedPairs:
         if b.reason is not None:
             return b
         inflation = correlation.inflation(
-            self.columns, b.levels, b.left, b.right, b.reference, self.variance, b.window, draws, seed
+            self.columns, b.levels, b.trim, b.left, b.right, b.reference, self.variance, b.window, draws, seed
         )
         return replace(b, variance=b.variance * inflation**2, third=b.third * inflation**3, inflation=inflation)
 
@@ -367,7 +367,7 @@ def _numeric_bounds(tables: PairTables, columns: WindowColumns, base: Baseline, 
     """The numeric columns' clip bounds in the window (its 2 % and 98 % order statistics)."""
     if complete:
         return tables.complete_bounds(columns.numeric)
-    return correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]])
+    return correlation.order_bounds(columns.numeric, tables.ranks, columns.present[base.num_idx[tables.ranks]], tables.trim)
 
 
 def _complete_products(tables: PairTables, window: np.ndarray, levels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .correlation import TRIM, block_rows, clipped
+from .correlation import block_rows, clipped
 
 if TYPE_CHECKING:
     from .joint import JointBaseline
@@ -105,6 +105,7 @@ class PairTables:
     every_feature: bool  # the columns are the features, in order (a window's matrix is taken whole)
     numeric: np.ndarray  # columns of numeric features
     ranks: np.ndarray  # their features' positions among the baseline's numeric features
+    trim: np.ndarray  # their share clipped off each end
     flat: np.ndarray  # per pair: its position in a columns x columns matrix
     gathered: np.ndarray  # ``flat``, then the positions of each pair's left and right column's square
     share_left: np.ndarray
@@ -141,6 +142,7 @@ class PairTables:
             every_feature=bool((joint.feature_of == np.arange(len(joint.feature_of))).all()),
             numeric=numeric,
             ranks=joint.numeric_rank[numeric],
+            trim=joint.trim[numeric],
             flat=flat,
             gathered=np.concatenate([flat, joint.left * (width + 1), joint.right * (width + 1)]),
             share_left=joint.share[joint.left],
@@ -168,8 +170,8 @@ class PairTables:
         positions = self.positions.get(rows)
         if positions is None:
             last = np.maximum(np.full(len(self.ranks), rows) - 1, 0)  # as order_bounds counts
-            low = np.floor(TRIM * last).astype(np.intp)
-            high = np.ceil((1 - TRIM) * last).astype(np.intp)
+            low = np.floor(self.trim * last).astype(np.intp)
+            high = np.ceil((1 - self.trim) * last).astype(np.intp)
             positions = self.ranks * rows + np.stack([low, high, np.zeros_like(low), last])
             self.positions.clear()  # bounded: one window size at a time
             self.positions[rows] = positions

@@ -176,7 +176,7 @@ def test_a_full_windows_clip_bounds_are_its_order_statistics_from_positions_kept
 
     for _ in range(2):  # and again from the kept positions
         kept = tables.complete_bounds(columns.numeric)
-        for array, expected in zip(kept, order_bounds(columns.numeric, tables.ranks, counts), strict=True):
+        for array, expected in zip(kept, order_bounds(columns.numeric, tables.ranks, counts, tables.trim), strict=True):
             np.testing.assert_array_equal(array, expected)
     assert list(tables.positions) == [size]
 
