@@ -27,10 +27,11 @@ __all__ = [
 MAX_DRAW_ROWS = 4000
 TRIMS = (0.02, 0.05, 0.10)  # shares of a numeric column clipped off each end, the least first
 TRIM = TRIMS[0]
-# A column's clipped values, standardised, may have a kurtosis up to this (normal: 3; exponential, log-normal of
-# sigma 0.5: ~4 at 2 %). Beyond it, a few rows of large products swing the correlation: its null, on Fisher's z,
-# is heavier-tailed than the skewness correction allows (log-normal of sigma 1.5-2, Pareto 1.5: 2-5 % of healthy
-# windows of 20 features flagged, against a budget of 0.05 %), so such a column is clipped harder.
+# A column's clipped values may have a kurtosis up to this (at 2 %: normal 2.5, exponential or log-normal of sigma
+# 0.5 ~4, log-normal of sigma 1 ~7, of sigma 2 ~20). Beyond it, a few rows of large products swing the correlation:
+# its null on Fisher's z is heavier-tailed than the skewness correction allows (log-normal amounts of sigma 1.5-2,
+# Pareto of tail index 1.5: 1-11 % of healthy windows of 20-40 features flagged, against a budget of 0.05 %,
+# bench/joint_tails.py), so such a column is clipped harder.
 MAX_KURTOSIS = 5.0
 LIMIT = 0.995  # correlations are clipped to +-this before Fisher's z
 CHUNK = 256  # pairs whose influence functions are held at once while fitting
