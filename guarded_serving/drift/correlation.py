@@ -33,16 +33,19 @@ TRIM = TRIMS[0]
 # Pareto of tail index 1.5: 1-11 % of healthy windows of 20-40 features flagged, against a budget of 0.05 %,
 # bench/joint_tails.py), so such a column is clipped harder.
 MAX_KURTOSIS = 5.0
+CONTINUOUS = 0.99  # share of a column's rows off its most common value for it to be clipped harder
 LIMIT = 0.995  # correlations are clipped to +-this before Fisher's z
 CHUNK = 256  # pairs whose influence functions are held at once while fitting
 
 
-def trims(columns: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Per column of a sample (rows x columns), the share of it to clip off each end: the least of TRIMS after which
-    its values' kurtosis is at most MAX_KURTOSIS, else the one that leaves the least; a level whose bounds coincide
-    (a column mostly one value: it would be clipped at its extremes) is passed over. Indicators: TRIM (unused)."""
+def trims(columns: np.ndarray, levels: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Per column of a sample (rows x columns), the share of it to clip off each end: for a continuous one (``share``
+    of its rows off its most common value above CONTINUOUS), the least of TRIMS after which its values' kurtosis is
+    at most MAX_KURTOSIS, else the one that leaves the least (a level whose bounds coincide passed over); any other
+    column, TRIM. Clipped harder, a text's share of unknown tokens (mostly one value) related to its length by +0.18
+    in the reference and -0.02 in healthy windows (tests/acceptance/test_text.py's reviews)."""
     trim = np.full(columns.shape[1], TRIM)
-    numeric = np.flatnonzero(levels < 0)
+    numeric = np.flatnonzero((levels < 0) & (share > CONTINUOUS))
     if not len(numeric):
         return trim
     ordered = np.sort(columns[:, numeric], axis=0)  # NaN last

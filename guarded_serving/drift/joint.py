@@ -184,7 +184,7 @@ class RelatedPairs:
         if len(set(feature_of.tolist())) < 2:
             reason = "fewer than two features to relate (numeric with spread, or categorical with common categories)."
             return cls(unjudged(reason, window, alpha), empty, empty)
-        trim = correlation.trims(columns, levels)
+        trim = correlation.trims(columns, levels, share)
         scores, present = correlation.scores(columns, levels, *correlation.bounds(columns, levels, trim))
         if len(feature_of) > MAX_COLUMNS:  # keep the columns with the strongest relations in the reference
             strength = np.abs(np.nan_to_num(correlation.pairwise(scores, present)[0]))

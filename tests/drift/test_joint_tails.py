@@ -54,7 +54,7 @@ def test_a_column_is_clipped_harder_only_when_its_clipped_tail_stays_heavy() -> 
     )
     levels = np.array([-1, -1, -1, -1, -1, -1, -1, 1])
 
-    chosen = trims(columns, levels)
+    chosen = trims(columns, levels, np.ones(columns.shape[1]))
 
     assert chosen.tolist() == [0.02, 0.02, 0.02, 0.02, TRIMS[-1], TRIMS[-1], 0.02, 0.02]
 
@@ -65,7 +65,7 @@ def test_missing_values_do_not_count_in_a_columns_tail() -> None:
     heavy[rng.random(2_000) < 0.3] = np.nan
     columns = np.column_stack([rng.normal(size=2_000), heavy])
 
-    assert trims(columns, np.array([-1, -1])).tolist() == [0.02, TRIMS[-1]]
+    assert trims(columns, np.array([-1, -1]), np.ones(2)).tolist() == [0.02, TRIMS[-1]]
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -112,3 +112,11 @@ def test_a_full_windows_clip_bounds_are_taken_at_each_columns_own_trim() -> None
     assert tables.trim.tolist() == [TRIMS[-1]] * FEATURES
     np.testing.assert_array_equal(lo, ordered[at[0], tables.ranks])
     np.testing.assert_array_equal(hi, ordered[at[1], tables.ranks])
+
+
+def test_a_heavy_tail_with_a_value_held_by_many_rows_keeps_the_least_clipping() -> None:
+    rng = np.random.default_rng(5)
+    amount = np.exp(2.0 * rng.normal(size=2_000))
+    columns = np.column_stack([amount, np.where(rng.random(2_000) < 0.3, 0.0, amount)])  # the second: 30 % zeros
+
+    assert trims(columns, np.array([-1, -1]), np.array([1.0, 0.7])).tolist() == [TRIMS[-1], 0.02]
