@@ -21,6 +21,7 @@ __all__ = [
     "order_bounds",
     "pairwise",
     "scores",
+    "trim_positions",
     "trims",
 ]
 
@@ -50,11 +51,10 @@ def trims(columns: np.ndarray, levels: np.ndarray, share: np.ndarray) -> np.ndar
         return trim
     ordered = np.sort(columns[:, numeric], axis=0)  # NaN last
     counts = (~np.isnan(ordered)).sum(axis=0)
-    last = np.maximum(counts - 1, 0)
     kurtosis = np.full((len(TRIMS), len(numeric)), np.inf)
     for k, level in enumerate(TRIMS):
-        lo = np.take_along_axis(ordered, np.floor(level * last).astype(np.intp)[None], axis=0)[0]
-        hi = np.take_along_axis(ordered, np.ceil((1 - level) * last).astype(np.intp)[None], axis=0)[0]
+        low, high = trim_positions(level, counts)
+        lo, hi = np.take_along_axis(ordered, low[None], axis=0)[0], np.take_along_axis(ordered, high[None], axis=0)[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.minimum(np.maximum(ordered, lo), hi)
             values -= np.nanmean(values, axis=0)
@@ -65,6 +65,13 @@ def trims(columns: np.ndarray, levels: np.ndarray, share: np.ndarray) -> np.ndar
     chosen = np.where(light.any(axis=0), light.argmax(axis=0), kurtosis.argmin(axis=0))
     trim[numeric] = np.where(np.isfinite(kurtosis.min(axis=0)), np.asarray(TRIMS)[chosen], TRIM)
     return trim
+
+
+def trim_positions(trim: np.ndarray | float, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a sorted column of ``counts`` present values is clipped at ``trim`` off each end: the positions of its
+    lower and upper clip bounds."""
+    last = np.maximum(counts - 1, 0)
+    return np.floor(trim * last).astype(np.intp), np.ceil((1 - trim) * last).astype(np.intp)
 
 
 def bounds(columns: np.ndarray, levels: np.ndarray, trim: np.ndarray | float = TRIM) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +94,7 @@ def order_bounds(
     """Clip bounds from sorted rows (``sorted_rows[rows[k]]`` holds column k's values, ``counts[k]`` present, clipped
     at ``trim``, per column or for all)."""
     last = np.maximum(counts - 1, 0)
-    low = np.floor(trim * last).astype(np.intp)
-    high = np.ceil((1 - trim) * last).astype(np.intp)
+    low, high = trim_positions(trim, counts)
     lo = sorted_rows[rows, low]
     hi = sorted_rows[rows, high]
     same = lo == hi

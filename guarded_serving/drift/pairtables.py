@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .correlation import block_rows, clipped
+from .correlation import block_rows, clipped, trim_positions
 
 if TYPE_CHECKING:
     from .joint import JointBaseline
@@ -169,9 +169,9 @@ class PairTables:
         rows = sorted_rows.shape[1]
         positions = self.positions.get(rows)
         if positions is None:
-            last = np.maximum(np.full(len(self.ranks), rows) - 1, 0)  # as order_bounds counts
-            low = np.floor(self.trim * last).astype(np.intp)
-            high = np.ceil((1 - self.trim) * last).astype(np.intp)
+            counts = np.full(len(self.ranks), rows)
+            low, high = trim_positions(self.trim, counts)  # as order_bounds places them
+            last = np.maximum(counts - 1, 0)
             positions = self.ranks * rows + np.stack([low, high, np.zeros_like(low), last])
             self.positions.clear()  # bounded: one window size at a time
             self.positions[rows] = positions
