@@ -219,9 +219,11 @@ def test_a_served_performance_baseline_survives_json(one_liner_reference: Refere
     assert json.loads(json.dumps(again["baseline"])) == again["baseline"]
 
 
-def _labelled_stream(monitor: Monitor, rows: int, seed: int, flipped_from: int | None = None) -> list[dict[str, Any]]:
+def _labelled_stream(
+    monitor: Monitor, rows: int, seed: int, flipped_from: int | None = None, asked: bool = True
+) -> list[dict[str, Any]]:
     """Requests of 50 rows with their labels (30 % of them flipped from row ``flipped_from`` on), the concept
-    check after each."""
+    check after each (unless not ``asked``)."""
     rng = np.random.default_rng(seed)
     said = []
     for start in range(0, rows, 50):
@@ -230,7 +232,8 @@ def _labelled_stream(monitor: Monitor, rows: int, seed: int, flipped_from: int |
         if flipped_from is not None and start >= flipped_from:
             truth = [1 - v if rng.random() < 0.3 else v for v in truth]
         monitor.feedback(monitor.observe(X, served_probabilities(X)), truth)
-        said.append(check(monitor, "concept_drift"))
+        if asked:
+            said.append(check(monitor, "concept_drift"))
     return said
 
 
@@ -245,7 +248,10 @@ def test_labels_that_change_while_the_baseline_is_collected_are_flagged_and_kept
     flagged = [c["status"] in ("warn", "alert") for c in said]
     first = flagged.index(True)
     assert 500 < 50 * (first + 1) <= 1_000, said[first]["summary"]
-    assert sum(flagged[first:]) >= 0.8 * len(flagged[first:])  # a window of 200 labelled rows: most, not all
+    # a window of 200 labelled rows: most, not all. 31 of 41 (76 %), each judged against the 300 rows before the
+    # change (accuracy 0.73); the rule before adopted 325 (0.73) at row 750 and flagged 38 of 46 (83 %), a share
+    # that rests on this seed's first rows: over seeds 21-60 it met this test's four assertions in 3 of 40
+    assert sum(flagged[first:]) >= 0.75 * len(flagged[first:])
     assert said[-1]["baseline"]["source"] == "served traffic"
     assert said[-1]["baseline"]["rows"] <= 500  # the rows before the change
 
@@ -257,3 +263,28 @@ def test_healthy_labels_are_adopted_whole_and_never_flagged_while_collected(one_
 
     assert [c["summary"] for c in said if c["status"] in ("warn", "alert")] == []
     assert said[-1]["baseline"]["rows"] == ADOPT_ROWS
+
+
+# Healthy streams whose newer half looked worse than their older half at one health check, by chance: judged so at
+# every check (at 0.1 % a look), 300, 650 and 350 older rows of them were adopted, at 600, 1,300 and 700 labels (of
+# such streams 1.7 %: 40 of seeds 0-2,399), and later windows were judged against a luckier accuracy than the model's
+@pytest.mark.parametrize("seed", [14, 343, 466])
+def test_healthy_labels_that_looked_worse_by_chance_at_one_check_are_adopted_whole(
+    one_liner_reference: Reference, seed: int
+) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        said = _labelled_stream(monitor, ADOPT_ROWS, seed=seed)
+
+    assert [c["summary"] for c in said if c["status"] in ("warn", "alert")] == []
+    assert said[-1]["baseline"]["rows"] == ADOPT_ROWS
+
+
+def test_the_rows_adopted_do_not_depend_on_how_often_health_is_asked(one_liner_reference: Reference) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as often:
+        _labelled_stream(often, ADOPT_ROWS, seed=21, flipped_from=500)
+        every_request = check(often, "concept_drift")["baseline"]
+    with Monitor(one_liner_reference, window=WINDOW) as seldom:
+        _labelled_stream(seldom, ADOPT_ROWS, seed=21, flipped_from=500, asked=False)
+        once = check(seldom, "concept_drift")["baseline"]
+
+    assert every_request["rows"] == once["rows"] <= 500
