@@ -32,12 +32,20 @@ from .drift.baseline import Baseline
 from .drift.calibration import Calibration
 from .errors import StoreError
 from .health import BaselineSource
-from .performance import Performance, infer_task, row_losses
+from .performance import Performance, Task, infer_task, row_losses
 from .profiles import FeatureProfile
 from .reference import Reference
 from .store import Store
 
-__all__ = ["AdoptedOutputs", "ServedBaselines", "adopted_profiles", "reference_digest", "served_performance", "source_of"]
+__all__ = [
+    "AdoptedOutputs",
+    "ServedBaselines",
+    "adopted_profiles",
+    "reference_digest",
+    "served_performance",
+    "served_task",
+    "source_of",
+]
 
 OUTPUTS = "outputs"
 PERFORMANCE = "performance"
@@ -186,15 +194,11 @@ class ServedBaselines:
 
 def served_performance(reference: Performance | None, outputs: list[Any], labels: list[Any]) -> Performance | None:
     """The performance of served outputs against their labels, with the reference's task and classes when it
-    has them; else inferred (class probabilities map onto the sorted labels, or onto 0..k-1 for integer labels)."""
-    classes: tuple[Any, ...] | None
-    if reference is not None:
-        task, classes = reference.task, reference.classes
-    else:
-        task = infer_task(labels, outputs)
-        classes = _classes(labels, outputs) if task == "classification" else ()
-    if classes is None:
+    has them; else inferred (:func:`served_task`)."""
+    served = served_task(reference, outputs, labels)
+    if served is None:
         return None
+    task, classes = served
     try:
         losses = row_losses(task, classes, outputs, labels)
     except (TypeError, ValueError):
@@ -209,6 +213,17 @@ def served_performance(reference: Performance | None, outputs: list[Any], labels
         error_std=float(losses.error.std()),
         loss_mean=float(losses.loss.mean()),
     )
+
+
+def served_task(reference: Performance | None, outputs: list[Any], labels: list[Any]) -> tuple[Task, tuple[Any, ...]] | None:
+    """The task and classes served outputs are scored with: the reference's when it has them, else inferred from
+    these rows (class probabilities map onto the sorted labels, or onto 0..k-1 for integer labels); None when the
+    labels do not map onto the outputs."""
+    if reference is not None:
+        return reference.task, tuple(reference.classes)
+    task = infer_task(labels, outputs)
+    classes = _classes(labels, outputs) if task == "classification" else ()
+    return None if classes is None else (task, tuple(classes))
 
 
 def _classes(labels: list[Any], outputs: list[Any]) -> tuple[Any, ...] | None:

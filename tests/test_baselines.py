@@ -288,3 +288,36 @@ def test_the_rows_adopted_do_not_depend_on_how_often_health_is_asked(one_liner_r
         once = check(seldom, "concept_drift")["baseline"]
 
     assert every_request["rows"] == once["rows"] <= 500
+
+
+def three_class_probabilities(X: np.ndarray) -> np.ndarray:
+    """A three-class model's probabilities: softmax of (x0, -x0, 0)."""
+    scores = np.column_stack([X[:, 0], -X[:, 0], np.zeros(len(X))])
+    e = np.exp(scores)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_a_class_first_labelled_late_does_not_keep_the_collection_from_being_judged(gaussian_2000x2: np.ndarray) -> None:
+    # Labels named by strings, mapped onto the three probability columns only once all three have been seen: class
+    # "rare" is held back for the first 300 rows. Scored with the classes of the first 250 rows alone (two names for
+    # three columns: no mapping), the collection was never judged, and labels drawn at random from row 500 (accuracy
+    # ~0.6 -> 1/3) were adopted whole.
+    X0 = gaussian_2000x2
+    built = Reference.from_data(X0, predictions=three_class_probabilities(X0), feature_names=FEATURES)
+    reference = dataclasses.replace(built, provenance=Provenance(features="training", outputs="training"))
+    names = np.array(["down", "rare", "up"])  # sorted: column 0 is "down", 1 "rare", 2 "up"
+    rng = np.random.default_rng(5)
+    with Monitor(reference, window=WINDOW) as monitor:
+        for start in range(0, ADOPT_ROWS, 50):
+            X = rng.normal(size=(50, 2))
+            P = three_class_probabilities(X)
+            truth = np.array([rng.choice(3, p=p) for p in P])
+            if start < 300:
+                truth[truth == 1] = 0
+            if start >= 500:
+                truth = rng.integers(0, 3, 50)
+            monitor.feedback(monitor.observe(X, P), names[truth].tolist())
+        said = check(monitor, "concept_drift")
+
+    assert said["baseline"]["source"] == "served traffic"
+    assert said["baseline"]["rows"] <= 600

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import norm
 
-from ..baselines import AdoptedOutputs, ServedBaselines, served_performance, source_of
+from ..baselines import AdoptedOutputs, ServedBaselines, served_task, source_of
 from ..concept import MIN_ERROR_RISE, MIN_RELATIVE_RISE, concept_check
 from ..cusum import cusum_alarms
 from ..drift.calibration import Calibration
@@ -218,15 +218,16 @@ def _before_a_change(reference: Performance | None, labelled: Labelled, needed: 
     step = needed // 8
     if len(labelled.labels) < 2 * step:
         return None
-    scored = served_performance(reference, labelled.outputs[:step], labelled.labels[:step])  # the task and classes
-    if scored is None:
+    served = served_task(reference, labelled.outputs, labelled.labels)  # from every row: a class seen late counts
+    if served is None:
         return None
+    task, classes = served
     try:
-        errors = row_losses(scored.task, scored.classes, labelled.outputs, labelled.labels, labelled.matrix).error
+        errors = row_losses(task, classes, labelled.outputs, labelled.labels, labelled.matrix).error
     except (TypeError, ValueError):
         return None
     total = np.concatenate(([0.0], np.cumsum(errors)))
-    regression = scored.task == "regression"
+    regression = task == "regression"
     for checkpoint in range(2 * step, len(errors) + 1, 2 * step):
         # Under no change both parts have one error rate (or spread): estimated from all the rows, not from each
         # part, where a lucky older part's small one made its luck look significant (each part's own: 0.16 % and
