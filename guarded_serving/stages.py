@@ -168,6 +168,7 @@ class RecentRequest(NamedTuple):
     failed_stage: str | None = None
     problem_features: tuple[str, ...] = ()  # a rejected request's features with a value of the wrong type
     missing_features: tuple[str, ...] = ()  # ... and with a missing value (null) refused
+    rows: int = 0  # an answered request's rows (those that reached the window)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -164,18 +165,15 @@ class Evaluator:
         )
         if self.kind is not None:  # "texts 2.3x longer", not a quantile shift of text.chars
             data_drift = worded(data_drift, self.kind, self.reference.features, window.inputs)
-        judged_data = with_rejections(window, recent, self.baseline.names)
-        reveal = self.options.monitor.report_values  # unseen categories named, not fingerprinted
-        quality = same.get(
-            (
-                "data_quality",
-                tuple(sorted(judged_data.type_errors.items())),
-                tuple(sorted(judged_data.refused_missing.items())),
-                repr(sorted(judged_data.unseen.items())),
-            ),
-            lambda: quality_check(base, columns, judged_data, self.min_rows, ALPHA_QUALITY, self.redact, reveal, repeats),
+        judged_data = with_rejections(window, recent, self.baseline.names, newest_first=store is not None)
+        judge = functools.partial(
+            _quality, same, base, columns, self.min_rows, self.redact, self.options.monitor.report_values, repeats
         )
-        inputs_ok = data_drift.status is Status.OK and quality.status is Status.OK  # served baselines are taken only then
+        quality = judge(judged_data)
+        # Served baselines are taken from rows whose own inputs pass the data checks: rejected requests never
+        # reached them (counted, one bad request in 2,500 rows kept a one-liner from ever adopting its baselines)
+        rows_quality = quality if judged_data is window else judge(window)
+        inputs_ok = data_drift.status is Status.OK and rows_quality.status is Status.OK
         joint = self._joint_for(window.rows)
         checks: list[CheckResult] = [
             data_drift,
@@ -310,6 +308,25 @@ class Evaluator:
             bad = {c.name: c.summary for c in checks if c.status.rank >= Status.WARN.rank}
             log = self._log.warning if status.rank > previous.rank else self._log.info
             log("status_changed", previous=previous.value, status=status.value, checks=bad)
+
+
+def _quality(
+    same: Generation,
+    base: Baseline,
+    columns: WindowColumns,
+    min_rows: int,
+    redact: frozenset[str],
+    reveal: bool,
+    repeats: Repeats | None,
+    data: WindowData,
+) -> CheckResult:
+    """The data-quality check of ``data`` (the window, with or without the rejected requests' counts), reused while
+    the window and those counts are the same; ``reveal``: unseen categories named, not fingerprinted."""
+    counts = (tuple(sorted(data.type_errors.items())), tuple(sorted(data.refused_missing.items())))
+    return same.get(
+        ("data_quality", *counts, repr(sorted(data.unseen.items()))),
+        lambda: quality_check(base, columns, data, min_rows, ALPHA_QUALITY, redact, reveal, repeats),
+    )
 
 
 def _repeats(keys: RowKeys | None, same: Generation, window: WindowData) -> Repeats | None:

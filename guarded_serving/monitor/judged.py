@@ -263,13 +263,20 @@ def _same(a: Labelled, b: Labelled) -> bool:
     )
 
 
-def with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...]) -> WindowData:
-    """Add the features named by recently rejected requests to the window's wrong-type counts, and count those
-    refused for a missing value."""
+def with_rejections(window: WindowData, recent: list[RecentRequest], names: tuple[str, ...], newest_first: bool) -> WindowData:
+    """Add the features named by the requests rejected since the window's oldest row to the window's wrong-type
+    counts, and count those refused for a missing value (``recent``: oldest first as a recorder lists them, or
+    newest first as a store does). Since then, not among all the recent requests: one bad request kept data
+    quality warning for the next 1,000 requests (100,000 rows at 100 a request), long after the rows around it
+    had left the window."""
     index = {name: j for j, name in enumerate(names)}
     errors = dict(window.type_errors)
     refused: dict[int, int] = {}
-    for r in recent:
+    served = 0  # the answered rows newer than the request looked at, newest first
+    for r in recent if newest_first else reversed(recent):
+        if served >= window.rows:  # older than the window's oldest row
+            break
+        served += r.rows
         if not (r.problem_features or r.missing_features):  # an answered request: most of them
             continue
         for features, counts in ((r.problem_features, errors), (r.missing_features, refused)):

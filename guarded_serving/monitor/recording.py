@@ -141,6 +141,7 @@ class Recorder:
                         record.failed_stage,
                         record.problem_features,
                         record.missing_features,
+                        record.rows if record.status == "ok" else 0,
                     ),
                 )
             )

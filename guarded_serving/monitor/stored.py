@@ -140,7 +140,12 @@ def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
         r["failed_stage"] if isinstance(r["failed_stage"], str) else None,
         tuple(p for p in problems if isinstance(p, str)),
         tuple(p["missing"] for p in problems if isinstance(p, dict) and isinstance(p.get("missing"), str)),
+        _rows(r.get("rows")) if status == "ok" else 0,
     )
+
+
+def _rows(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _milliseconds(value: Any) -> float:
