@@ -116,11 +116,13 @@ def _as_json(value: Any) -> str:
 class RowLosses:
     """Per-row error (0/1 for classifiers, absolute error for regressors) and loss (log loss or squared error)
     of the rows that could be scored; ``unscored`` counts those left out: a prediction that is NaN, missing
-    or of another shape (a regression label that is not a finite number, too)."""
+    or of another shape (a regression label that is not a finite number, too). ``kept`` marks, row by row of
+    those given, the ones scored (None: all): a position among the scored rows is not one among the rows given."""
 
     error: np.ndarray
     loss: np.ndarray
     unscored: int = 0
+    kept: np.ndarray | None = None
 
 
 def row_losses(
@@ -138,7 +140,7 @@ def row_losses(
         truth = np.array([_number(v) for v in labels], dtype=float)
         keep = np.isfinite(predicted) & np.isfinite(truth)
         error = np.abs(predicted[keep] - truth[keep])
-        return RowLosses(error, error**2, int((~keep).sum()))
+        return RowLosses(error, error**2, int((~keep).sum()), keep)
     truth_idx = class_indices(classes, labels)
     probs = _probability_rows(outputs, len(classes), matrix)
     if probs is not None:
@@ -146,11 +148,12 @@ def row_losses(
         probs, truth_idx = probs[keep], truth_idx[keep]
         chosen = probs.argmax(axis=1)
         p_true = np.where(truth_idx >= 0, probs[np.arange(len(probs)), np.maximum(truth_idx, 0)], 0.0)
-        return RowLosses((chosen != truth_idx).astype(float), -np.log(np.clip(p_true, _EPS, 1.0)), int((~keep).sum()))
+        error, loss = (chosen != truth_idx).astype(float), -np.log(np.clip(p_true, _EPS, 1.0))
+        return RowLosses(error, loss, int((~keep).sum()), keep)
     answers = [_first(o) for o in outputs]
     present = np.array([not _missing(a) for a in answers], dtype=bool).reshape(-1)
     wrong = np.array([a != t for a, t, k in zip(answers, labels, present, strict=True) if k], dtype=float)
-    return RowLosses(wrong, wrong, int((~present).sum()))
+    return RowLosses(wrong, wrong, int((~present).sum()), present)
 
 
 def _first(output: Any) -> Any:

@@ -76,7 +76,7 @@ class ScoredRows:
             return None
         if usable == n:
             return RowLosses(self.error, self.loss, 0)
-        return RowLosses(self.error[self.usable], self.loss[self.usable], n - usable)
+        return RowLosses(self.error[self.usable], self.loss[self.usable], n - usable, self.usable)
 
 
 def _score(classes: Sequence[Any], matrix: np.ndarray, labels: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -220,10 +220,15 @@ def test_a_served_performance_baseline_survives_json(one_liner_reference: Refere
 
 
 def _labelled_stream(
-    monitor: Monitor, rows: int, seed: int, flipped_from: int | None = None, asked: bool = True
+    monitor: Monitor,
+    rows: int,
+    seed: int,
+    flipped_from: int | None = None,
+    asked: bool = True,
+    unscored: range = range(0),
 ) -> list[dict[str, Any]]:
     """Requests of 50 rows with their labels (30 % of them flipped from row ``flipped_from`` on), the concept
-    check after each (unless not ``asked``)."""
+    check after each (unless not ``asked``); the rows ``unscored`` answered NaN (the same draws as without them)."""
     rng = np.random.default_rng(seed)
     said = []
     for start in range(0, rows, 50):
@@ -231,7 +236,9 @@ def _labelled_stream(
         truth = labels(X, rng)
         if flipped_from is not None and start >= flipped_from:
             truth = [1 - v if rng.random() < 0.3 else v for v in truth]
-        monitor.feedback(monitor.observe(X, served_probabilities(X)), truth)
+        outputs = served_probabilities(X)
+        outputs[[row - start for row in unscored if start <= row < start + 50]] = np.nan
+        monitor.feedback(monitor.observe(X, outputs), truth)
         if asked:
             said.append(check(monitor, "concept_drift"))
     return said
@@ -288,6 +295,29 @@ def test_the_rows_adopted_do_not_depend_on_how_often_health_is_asked(one_liner_r
         once = check(seldom, "concept_drift")["baseline"]
 
     assert every_request["rows"] == once["rows"] <= 500
+
+
+# A model that answers NaN for some rows: those rows are not scored, and the split test counted positions among the
+# scored rows while the rows adopted are counted among the labelled ones.
+@pytest.mark.parametrize("seed", [22, 26])
+def test_rows_answered_nan_do_not_move_where_the_adopted_rows_end(one_liner_reference: Reference, seed: int) -> None:
+    # the first 100 rows unscored: the change at labelled row 500 is scored row 400, and 400 rows were adopted
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        _labelled_stream(monitor, ADOPT_ROWS, seed=seed, flipped_from=500, asked=False, unscored=range(100))
+        adopted = check(monitor, "concept_drift")["baseline"]
+
+    assert adopted["rows"] == 500
+
+
+@pytest.mark.parametrize("seed", [21, 23, 30])
+def test_rows_answered_nan_do_not_skip_the_last_checkpoint(one_liner_reference: Reference, seed: int) -> None:
+    # 25 unscored rows of 2,000: 1,975 scored never reached the checkpoint at 2,000, and a change from row 1,500
+    # (seen there alone) was adopted whole, in each of seeds 21-30
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        _labelled_stream(monitor, ADOPT_ROWS, seed=seed, flipped_from=1_500, asked=False, unscored=range(25))
+        adopted = check(monitor, "concept_drift")["baseline"]
+
+    assert adopted["rows"] == 1_500
 
 
 def three_class_probabilities(X: np.ndarray) -> np.ndarray:

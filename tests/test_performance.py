@@ -217,6 +217,24 @@ def test_row_losses_leave_out_a_missing_predicted_label() -> None:
     assert (losses.error.tolist(), losses.unscored) == ([0.0, 1.0], 2)
 
 
+@pytest.mark.parametrize(
+    ("task", "classes", "outputs", "labels", "kept"),
+    [
+        ("regression", (), [1.0, math.nan, None, [2.0, 3.0], 4.0], [1.5, 2.0, 2.0, 2.0, 1.0], [1, 0, 0, 0, 1]),
+        ("classification", (0, 1), [[0.9, 0.1], [math.nan, math.nan], [0.2, 0.8], None], [0, 0, 1, 1], [1, 0, 1, 0]),
+        ("classification", ("cat", "dog"), ["cat", None, "dog", math.nan], ["cat", "cat", "cat", "dog"], [1, 0, 1, 0]),
+    ],
+    ids=["regression", "probabilities", "predicted-labels"],
+)
+def test_row_losses_mark_the_rows_they_scored_among_those_given(
+    task: Any, classes: Any, outputs: list[Any], labels: list[Any], kept: list[int]
+) -> None:
+    losses = row_losses(task, classes, outputs, labels)
+
+    assert losses.kept is not None
+    assert losses.kept.tolist() == [bool(k) for k in kept]
+
+
 def _window_of_probabilities(seed: int) -> tuple[list[Any], list[Any]]:
     """Three-class probability rows, some not probabilities (a negative value, a row that does not sum
     to 1, an infinity, a NaN), some whole numbers, with labels as fed back (one unknown, one not text)."""

@@ -206,9 +206,10 @@ class Judged:
 def _before_a_change(reference: Performance | None, labelled: Labelled, needed: int) -> int | None:
     """While a performance baseline is collected from ``needed`` served labels: how many of the older rows to adopt
     when the rows after them perform worse, else None. Judged only at fixed checkpoints (each quarter of the
-    collection: 500, 1,000, 1,500 and 2,000 of 2,000 rows), each split at every earlier eighth (16 pairs in all),
-    at ``ALPHA_SPLIT`` spread over the pairs; at the first checkpoint where some split's later rows are worse, the
-    rows are adopted up to where a change most likely began: the split, every fortieth, where they are the most worse.
+    collection: 500, 1,000, 1,500 and 2,000 of 2,000 labelled rows, a row answered NaN among them though not
+    scored), each split at every earlier eighth (16 pairs in all), at ``ALPHA_SPLIT`` spread over the pairs; at
+    the first checkpoint where some split's later rows are worse, the rows are adopted up to where a change most
+    likely began: the split, every fortieth, where they are the most worse.
 
     The same rows give the same answer however often health is asked. Judged instead at every health check, the
     newer half against the older by concept drift's own tests (0.1 % a look, each half's error rate its own), a
@@ -223,30 +224,45 @@ def _before_a_change(reference: Performance | None, labelled: Labelled, needed: 
         return None
     task, classes = served
     try:
-        errors = row_losses(task, classes, labelled.outputs, labelled.labels, labelled.matrix).error
+        scored = row_losses(task, classes, labelled.outputs, labelled.labels, labelled.matrix)
     except (TypeError, ValueError):
         return None
+    # Checkpoints and splits count labelled rows, as ``needed`` and the caller's slice do; a row left unscored (a
+    # NaN output) adds to neither running sum. Counted among the scored rows, 25 NaN outputs of 2,000 left 1,975,
+    # short of the last checkpoint, and a change from row 1,500 was adopted whole (seeds 21-30, every one); the
+    # first 100 made a change at row 500 scored row 400, and 400 rows were adopted (seeds 22 and 26).
+    kept = np.ones(len(labelled.labels), dtype=bool) if scored.kept is None else scored.kept
+    errors = np.zeros(len(kept))
+    errors[kept] = scored.error
     total = np.concatenate(([0.0], np.cumsum(errors)))
+    count = np.concatenate(([0], np.cumsum(kept)))
     regression = task == "regression"
-    for checkpoint in range(2 * step, len(errors) + 1, 2 * step):
+    for checkpoint in range(2 * step, len(kept) + 1, 2 * step):
         # Under no change both parts have one error rate (or spread): estimated from all the rows, not from each
         # part, where a lucky older part's small one made its luck look significant (each part's own: 0.16 % and
         # 0.32 % of healthy collections at error rates 0.1 and 0.05; this: 0.08 % and 0.10 %, of 100,000 simulated)
-        rate = total[checkpoint] / checkpoint
-        spread = float(errors[:checkpoint].var()) if regression else max(rate * (1 - rate), 1 / checkpoint)
-        worse = functools.partial(_worse, total, spread, regression, checkpoint)
+        rows = int(count[checkpoint])
+        if not rows:
+            continue
+        rate = total[checkpoint] / rows
+        spread = float(scored.error[:rows].var()) if regression else max(rate * (1 - rate), 1 / rows)
+        worse = functools.partial(_worse, total, count, spread, regression, checkpoint)
         if max(worse(split) for split in range(step, checkpoint, step)) > _Z_SPLIT:
             return max(range(step, checkpoint - step + 1, step // 5), key=worse)
     return None
 
 
-def _worse(total: np.ndarray, spread: float, regression: bool, checkpoint: int, split: int) -> float:
-    """How much rows ``split..checkpoint-1`` are worse than those before them, in standard errors (``total``: the
-    errors' running sums; ``spread``: their variance); -inf when less than concept drift's least rise."""
-    older, newer = total[split] / split, (total[checkpoint] - total[split]) / (checkpoint - split)
+def _worse(total: np.ndarray, count: np.ndarray, spread: float, regression: bool, checkpoint: int, split: int) -> float:
+    """How much rows ``split..checkpoint-1`` are worse than those before them, in standard errors (``total`` and
+    ``count``: the errors' and the scored rows' running sums; ``spread``: the errors' variance); -inf when less
+    than concept drift's least rise, or when either part has no scored row."""
+    before, after = int(count[split]), int(count[checkpoint] - count[split])
+    if not before or not after:
+        return -math.inf
+    older, newer = total[split] / before, (total[checkpoint] - total[split]) / after
     if newer - older < (MIN_RELATIVE_RISE * max(older, 1e-12) if regression else MIN_ERROR_RISE):
         return -math.inf
-    return float((newer - older) / math.sqrt(max(spread, 1e-24) * (1 / split + 1 / (checkpoint - split))))
+    return float((newer - older) / math.sqrt(max(spread, 1e-24) * (1 / before + 1 / after)))
 
 
 def _same(a: Labelled, b: Labelled) -> bool:
