@@ -267,6 +267,19 @@ def test_a_binary_feature_whose_share_moves_is_judged_by_its_value_shares() -> N
     assert 0 < feature.shares_p < 1e-6
 
 
+def test_a_category_whose_share_moved_shows_its_distance_as_context_not_as_the_trigger() -> None:
+    # the share test decided; the distance, under its threshold, read "tv 0.037 (threshold 0.092)" beside it, as
+    # if it were the reason
+    plans = np.array(["basic", "pro", "enterprise"], dtype=object)
+    base, cal = single_feature(list(np.repeat(plans, [3_000, 1_750, 250])), window=1_000, categorical=True)
+    window = [["basic"]] * 563 + [["pro"]] * 350 + [["enterprise"]] * 87
+
+    feature = drift(base, cal, window).details.features["v"]
+
+    assert feature.drifted
+    assert feature.reason == "'enterprise' 5.0% -> 8.7%; tv 0.037, under its threshold 0.092"
+
+
 def test_a_small_reference_widens_thresholds_by_its_own_noise_only() -> None:
     """Issue 12: 72 held-out rows, one category moving from 25 % to 61 % (and 12 % unseen) was called ok."""
     rng = np.random.default_rng(35)
