@@ -187,7 +187,7 @@ class ServedBaselines:
         performance = served_performance(self.reference.performance, outputs, labels)
         if performance is None:
             return None
-        since, rows, document = self._save(PERFORMANCE, performance.rows, json.dumps(performance.to_json(), allow_nan=False))
+        since, rows, document = self._save(PERFORMANCE, len(labels), json.dumps(performance.to_json(), allow_nan=False))
         self._performance = (Performance.from_json(json.loads(document)), BaselineSource("served traffic", rows, since))
         return self._performance
 
@@ -208,7 +208,7 @@ def served_performance(reference: Performance | None, outputs: list[Any], labels
     return Performance(
         task=task,
         classes=tuple(classes),
-        rows=len(labels),
+        rows=len(losses.error),  # the rows scored: its means and their standard errors are of these
         error_mean=float(losses.error.mean()),
         error_std=float(losses.error.std()),
         loss_mean=float(losses.loss.mean()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from guarded_serving import Monitor, Reference, TrainingDataWarning
-from guarded_serving.baselines import reference_digest
+from guarded_serving.baselines import reference_digest, served_performance
 from guarded_serving.monitor import ADOPT_ROWS
 from guarded_serving.offline import offline_health
 from guarded_serving.reference import Provenance
@@ -318,6 +319,22 @@ def test_rows_answered_nan_do_not_skip_the_last_checkpoint(one_liner_reference: 
         adopted = check(monitor, "concept_drift")["baseline"]
 
     assert adopted["rows"] == 1_500
+
+
+def test_a_served_performance_counts_the_rows_it_scored_where_the_baseline_counts_those_adopted(
+    one_liner_reference: Reference,
+) -> None:
+    # its standard errors are of the scored rows: 100 answered NaN of 400 adopted leave 300
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        _labelled_stream(monitor, ADOPT_ROWS, seed=22, flipped_from=500, asked=False, unscored=range(100))
+        adopted = check(monitor, "concept_drift")["baseline"]
+    outputs = [[math.nan, math.nan]] * 100 + [[0.8, 0.2], [0.3, 0.7]] * 150
+    performance = served_performance(None, outputs, [0, 1] * 200)
+
+    assert adopted["rows"] == 500
+    assert performance is not None
+    assert performance.rows == 300
+    assert performance.error_mean == 0.0
 
 
 def three_class_probabilities(X: np.ndarray) -> np.ndarray:
