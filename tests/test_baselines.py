@@ -227,13 +227,17 @@ def _labelled_stream(
     flipped_from: int | None = None,
     asked: bool = True,
     unscored: range = range(0),
+    shifted_from: int | None = None,
 ) -> list[dict[str, Any]]:
     """Requests of 50 rows with their labels (30 % of them flipped from row ``flipped_from`` on), the concept
-    check after each (unless not ``asked``); the rows ``unscored`` answered NaN (the same draws as without them)."""
+    check after each (unless not ``asked``); the rows ``unscored`` answered NaN, and from row ``shifted_from`` on
+    feature b (which the model does not use) moved by 3 (the same draws as without them)."""
     rng = np.random.default_rng(seed)
     said = []
     for start in range(0, rows, 50):
         X = rng.normal(size=(50, 2))
+        if shifted_from is not None and start >= shifted_from:
+            X[:, 1] += 3.0
         truth = labels(X, rng)
         if flipped_from is not None and start >= flipped_from:
             truth = [1 - v if rng.random() < 0.3 else v for v in truth]
@@ -335,6 +339,37 @@ def test_a_served_performance_counts_the_rows_it_scored_where_the_baseline_count
     assert performance is not None
     assert performance.rows == 300
     assert performance.error_mean == 0.0
+
+
+# From row 1,000 of the first 2,000 the inputs drift (so the 2,000 rows are never adopted whole) and 30 % of the
+# labels are flipped: the baseline waited for inputs that pass, and concept drift was never judged (all 3,000 rows
+# `insufficient_data`, seeds 21-30). Now the rows before the change are adopted at the checkpoint of 1,500 or
+# 2,000 labels in 9 of those 10 seeds (850-1,250 rows; seed 21's change is not found), each flagged later
+# (accuracy ~0.68 -> ~0.58, judged on windows of 200 labelled rows: 1 to 20 of the 21-31 checks after it).
+@pytest.mark.parametrize("seed", [22, 24, 26])
+def test_a_change_that_moves_inputs_and_performance_together_is_kept_out_of_the_baseline_and_flagged(
+    one_liner_reference: Reference, seed: int
+) -> None:
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        said = _labelled_stream(monitor, 3_000, seed=seed, flipped_from=1_000, shifted_from=1_000)
+        drift = check(monitor, "data_drift")
+
+    assert drift["status"] in ("warn", "alert"), drift["summary"]
+    assert said[-1]["baseline"]["source"] == "served traffic", said[-1]["summary"]
+    assert 500 <= said[-1]["baseline"]["rows"] <= 1_250  # the rows before the change, or a little past it
+    judged = [c for c in said if c["status"] != "insufficient_data"]
+    assert any(c["status"] in ("warn", "alert") for c in judged), judged[-1]["summary"]
+
+
+def test_while_inputs_drift_the_labels_beyond_the_first_2000_are_not_split_again(one_liner_reference: Reference) -> None:
+    # the inputs drift from row 0: no baseline is taken whole; once 2,000 labels are in, the newest 2,000 slide
+    # with every request and are not judged for a change (judged at every check, a healthy stream would
+    # eventually look worse by chance): the change from row 2,500 is beyond the first 2,000
+    with Monitor(one_liner_reference, window=WINDOW) as monitor:
+        said = _labelled_stream(monitor, 4_000, seed=21, flipped_from=2_500, shifted_from=0)
+
+    assert {c["status"] for c in said} == {"insufficient_data"}
+    assert "waiting for inputs that pass the data checks" in said[-1]["summary"]
 
 
 def three_class_probabilities(X: np.ndarray) -> np.ndarray:

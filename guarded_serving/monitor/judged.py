@@ -192,11 +192,16 @@ class Judged:
             )
             return CheckResult("concept_drift", Status.OK, summary)
         labelled = self.labels.labelled(from_store, needed)
-        if inputs_ok:
+        # The rows before a change in performance are adopted whatever the inputs do, while the labels are the
+        # first ``needed`` (the checkpoints' rows): a fault that moved inputs and performance together from row
+        # 1,000 kept the baseline waiting for inputs that pass, and concept drift unjudged, for good. Beyond them
+        # the labels are the newest ``needed``, a set that slides: judged again at every check, it would be
+        # judged as often as health is asked.
+        if inputs_ok or labelled.received <= needed:
             half = _before_a_change(self.evaluator.reference.performance, labelled, needed)
             if half is not None:  # the rows before it: adopted from all of them, the baseline would hold the change
                 served = self.served.adopt_performance(labelled.outputs[:half], labelled.labels[:half])
-            elif len(labelled.labels) >= needed:
+            elif inputs_ok and len(labelled.labels) >= needed:
                 served = self.served.adopt_performance(labelled.outputs, labelled.labels)
         if served is not None:
             return served
