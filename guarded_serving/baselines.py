@@ -8,7 +8,10 @@ on than on any new row, so healthy traffic would look drifted from the first win
 monitor adopts its baselines from early served traffic instead:
 
 * **outputs**: those of the first full window whose inputs pass the data-drift and data-quality checks;
-* **performance**: that of the first full window of labelled rows, taken while inputs pass those checks.
+* **performance**: that of the first full window of labelled rows, taken while inputs pass those checks;
+  with it, what each confidence level was worth on those same rows (a
+  :class:`~guarded_serving.confidence.ConfidenceProfile`), which ``estimated_performance`` reads when the
+  reference has none, as the one-liner's does not.
 
 An adopted baseline is kept in the store (table ``baselines``, keyed by model, version and a digest of
 the reference), so that every worker judges against the same one and a restart keeps it; without a
@@ -28,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from .confidence import ConfidenceProfile, profile_of
 from .drift.baseline import Baseline
 from .drift.calibration import Calibration
-from .errors import StoreError
+from .errors import InvalidReferenceError, StoreError
 from .health import BaselineSource
 from .performance import Performance, Task, infer_task, row_losses
 from .profiles import FeatureProfile
@@ -130,6 +134,7 @@ class ServedBaselines:
         self.key = reference_digest(reference)
         self._outputs: AdoptedOutputs | None = None
         self._performance: tuple[Performance, BaselineSource] | None = None
+        self._confidence: ConfidenceProfile | None = None  # adopted with the performance, from the same rows
         self._local: dict[str, tuple[str, int, str]] = {}  # without a store (or while it fails): this process's own
 
     def _load(self, kind: str) -> tuple[str, int, str] | None:
@@ -178,18 +183,46 @@ class ServedBaselines:
         if self._performance is None:
             found = self._load(PERFORMANCE)
             if found is not None:
-                since, rows, document = found
-                self._performance = (Performance.from_json(json.loads(document)), BaselineSource("served traffic", rows, since))
+                self._performance_from(found)
         return self._performance
 
+    def confidence(self) -> tuple[ConfidenceProfile, BaselineSource] | None:
+        """What each confidence level was worth on the labelled rows the performance baseline was adopted from,
+        and that baseline's source; None before it is adopted, or when those rows gave no profile (a classifier
+        answering labels, a baseline stored before profiles were kept with it)."""
+        performance = self.performance()
+        if performance is None or self._confidence is None:
+            return None
+        return self._confidence, performance[1]
+
     def adopt_performance(self, outputs: list[Any], labels: list[Any]) -> tuple[Performance, BaselineSource] | None:
-        """Adopt the performance on some labelled rows; None when the labels cannot be scored against the outputs."""
+        """Adopt the performance on some labelled rows, and the profile of their confidences with it (one document,
+        so a worker never reads one without the other); None when the labels cannot be scored against the outputs."""
         performance = served_performance(self.reference.performance, outputs, labels)
         if performance is None:
             return None
-        since, rows, document = self._save(PERFORMANCE, len(labels), json.dumps(performance.to_json(), allow_nan=False))
-        self._performance = (Performance.from_json(json.loads(document)), BaselineSource("served traffic", rows, since))
+        document = performance.to_json()
+        try:
+            profile = profile_of(outputs, performance, labels)
+        except (TypeError, ValueError):  # rows that scored but give no profile: the performance alone
+            profile = None
+        if profile is not None:
+            document["confidence"] = profile.to_json()
+        try:
+            text = json.dumps(document, allow_nan=False)
+        except ValueError:  # a figure of the profile that JSON cannot hold: the performance alone
+            text = json.dumps(performance.to_json(), allow_nan=False)
+        self._performance_from(self._save(PERFORMANCE, len(labels), text))
         return self._performance
+
+    def _performance_from(self, found: tuple[str, int, str]) -> None:
+        since, rows, document = found
+        data = json.loads(document)
+        self._performance = (Performance.from_json(data), BaselineSource("served traffic", rows, since))
+        try:  # absent from baselines stored before it was kept
+            self._confidence = ConfidenceProfile.from_json(data["confidence"]) if data.get("confidence") else None
+        except (InvalidReferenceError, KeyError, TypeError, ValueError):  # another version's: no estimate, not a failure
+            self._confidence = None
 
 
 def served_performance(reference: Performance | None, outputs: list[Any], labels: list[Any]) -> Performance | None:
