@@ -18,6 +18,11 @@ cannot see a shift of the class mix (P(y | x) is what it changes), so a labelled
 as one (:mod:`guarded_serving.labelshift`), each reading at half the share; the confidences' reading leaving its
 interval is an alert when worse and trusted, the class mix's alone a warning. It never mixes in realized figures:
 those are the ``concept_drift`` check's, from labels.
+
+A reference built from the model's training rows (the one-liner's) has no profile: the model is overconfident there.
+Once its performance baseline is adopted from served labels (:mod:`guarded_serving.baselines`), the profile of the
+same labelled rows stands in, and everything the check says of it names it as served (``baseline``, "(served 0.731)",
+"calibrated on served labels").
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .confidence import ConfidenceProfile, row_scores
-from .health import CheckResult, Status
+from .health import BaselineSource, CheckResult, Status
 from .labelshift import ClassMixShift, LabelShift, ShiftReading
 
 __all__ = ["ALPHA_ESTIMATE", "ConfidenceProfile", "EstimateDetails", "EstimateRows", "estimate_check", "moved_rows"]
@@ -87,17 +92,18 @@ class _Results(Protocol):
 
 
 def moved_rows(
-    profile: ConfidenceProfile | None, outputs: np.ndarray | None, same: _Results
+    profile: ConfidenceProfile | None, outputs: np.ndarray | None, same: _Results, baseline: BaselineSource | None = None
 ) -> Callable[[], EstimateRows | None] | None:
     """The reading of a window's outputs for :func:`estimate_check`: kept in ``same``, and moved on from the last
-    window's when the window moved (``move.departed`` oldest rows left, ``move.arrived_outputs`` came)."""
+    window's when the window moved (``move.departed`` oldest rows left, ``move.arrived_outputs`` came); keyed by the
+    profile and where it came from (``baseline``), so a reading by the reference's is never handed to a served one."""
     if profile is None or outputs is None:
         return None
     held = profile, outputs
 
     def rows() -> EstimateRows | None:
         return same.get(  # type: ignore[no-any-return]
-            ("estimate_rows", profile),
+            ("estimate_rows", baseline, profile),
             lambda: EstimateRows.of(*held),
             lambda last, move: last.moved(profile, move.departed, move.arrived_outputs),
         )
@@ -109,7 +115,10 @@ def moved_rows(
 class EstimateDetails:
     """``estimated`` is the window's estimate, ``reference`` the same estimate on the reference, and
     ``interval`` the range it stays in on healthy traffic; all estimates, none realized. ``trusted`` is
-    False when the reference cannot vouch for the estimate (no labels, or confidences badly calibrated)."""
+    False when the reference cannot vouch for the estimate (no labels, or confidences badly calibrated).
+    ``baseline`` says where the profile came from, as other checks' do: the reference's rows (``held-out rows``,
+    ``reference rows``), or ``served traffic`` when it is the labelled served rows the performance baseline was
+    adopted from (``reference`` is then their figure, and the summary says "served")."""
 
     metric: str
     rows: int
@@ -124,6 +133,7 @@ class EstimateDetails:
     reference_realized: float | None = None
     label_shift_estimated: float | None = None  # the reading under a shift of the class mix (labelled classifiers)
     label_shift_interval: tuple[float, float] | None = None
+    baseline: BaselineSource | None = None
 
 
 def _r(x: float | None) -> float | None:
@@ -136,18 +146,24 @@ def estimate_check(
     min_rows: int,
     rows: Callable[[], EstimateRows | None] | None = None,
     worth: Callable[[int], float] | None = None,
+    baseline: BaselineSource | None = None,
+    collecting: bool = False,
 ) -> CheckResult:
     """Judge the window's outputs (rows x output columns, as the window holds them) against the profile; ``rows``,
     when given, reads them as :meth:`EstimateRows.of` does (a caller may move the last window's reading on);
-    ``worth``: what ``n`` of the window's rows are worth as independent ones when the stream repeats its rows."""
+    ``worth``: what ``n`` of the window's rows are worth as independent ones when the stream repeats its rows.
+    ``baseline``: where the profile came from (adopted from served traffic when it has a ``since``); ``collecting``:
+    without a profile, whether one will come with the performance baseline adopted from served labels."""
     name = "estimated_performance"
     if profile is None or outputs is None:
-        summary = (
-            "Not judged: the reference has no profile of the model's outputs with their errors"
-            " (build it with predictions= on held-out rows, and their y=)."
+        summary = "Not judged: the reference has no profile of the model's outputs with their errors" + (
+            "; one comes with the performance baseline, from the labelled served rows it is adopted from (POST /feedback)."
+            if collecting and outputs is not None
+            else " (build it with predictions= on held-out rows, and their y=)."
         )
         return CheckResult(name, Status.OK, summary)
-    basis, caveat = _basis(profile)
+    served = baseline is not None and baseline.since is not None
+    basis, caveat = _basis(profile, served)
     trusted = caveat is None
 
     def details(
@@ -167,6 +183,7 @@ def estimate_check(
             reference_realized=_r(profile.value(profile.realized)) if profile.realized is not None else None,
             label_shift_estimated=_r(mix.estimated) if mix is not None else None,
             label_shift_interval=(round(mix.low, 4), round(mix.high, 4)) if mix is not None else None,
+            baseline=baseline,
         )
 
     read = rows() if rows is not None else EstimateRows.of(profile, outputs)
@@ -192,7 +209,10 @@ def estimate_check(
     mix = _shift_reading(profile.label_shift, read, judged / n)
     info = details(n, estimate, (low, high), mix)
     digits = "{:.3f}" if profile.task == "classification" else "{:.3g}"
-    band = f"{digits.format(low)}-{digits.format(high)} (reference {digits.format(reference)}); {basis}"
+    against = "served" if served else "reference"
+    band = f"{digits.format(low)}-{digits.format(high)} ({against} {digits.format(reference)}); {basis}"
+    if served and baseline is not None:
+        band += f"; {baseline.describe()}"
     note = f" {caveat}" if caveat else ""
     if abs(error - profile.mean) <= bound:
         summary = f"Estimated {profile.metric} {digits.format(estimate)} over the last {n} rows, within {band}"
@@ -219,18 +239,22 @@ def _shift_reading(shift: LabelShift | ClassMixShift | None, read: EstimateRows,
     return shift.read(read.predicted[read.kept], ALPHA_ESTIMATE / 2, worth)
 
 
-def _basis(profile: ConfidenceProfile) -> tuple[str, str | None]:
-    """How the estimate was made, and what keeps it from being trusted (None when nothing does)."""
+def _basis(profile: ConfidenceProfile, served: bool = False) -> tuple[str, str | None]:
+    """How the estimate was made, and what keeps it from being trusted (None when nothing does); ``served``: the
+    profile is of the labelled served rows the performance baseline was adopted from, not the reference's."""
+    rows = "served rows'" if served else "reference's"
     if profile.task == "regression":
-        return "from the reference's MAE per decile of the prediction", None
+        return f"from the {rows} MAE per decile of the prediction", None
     if not profile.labelled:
         return "from the model's own confidences", "Unverified: the reference has no labels to check them against."
+    on = "served labels" if served else "the reference's labels"
     gap = profile.miscalibration
     if gap is None:
-        return "from confidences calibrated on the reference's labels", None
+        return f"from confidences calibrated on {on}", None
     expected, realized = profile.expected_accuracy or 0.0, 1 - (profile.realized or 0.0)
+    where = "the served rows" if served else "the reference"
     caveat = (
-        f"Not trusted: the model's confidences are badly calibrated on the reference (mean {expected:.3f},"
+        f"Not trusted: the model's confidences are badly calibrated on {where} (mean {expected:.3f},"
         f" accuracy {realized:.3f}), so the estimate rests on their recalibration."
     )
-    return "from confidences recalibrated on the reference's labels", caveat
+    return f"from confidences recalibrated on {on}", caveat

@@ -2,7 +2,7 @@
 
 recording.py   Recorder: a finished request accounted for, encoded for the window, queued for the store
 feedback.py    Labels: labels checked, stored and joined to the outputs they label
-evaluation.py  Evaluator: the health report from every check; judged.py, what drift is judged against
+evaluation.py  Evaluator: the health report from every check; judged.py, what drift and the estimate judge against
 periodic.py    PeriodicEvaluator: health judged every ``history_interval`` seconds
 exporters      attached through :meth:`Monitor.subscribe`: the history (always), Prometheus metrics
                (with ``metrics=``); neither is imported by the parts above

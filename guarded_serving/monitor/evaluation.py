@@ -30,7 +30,6 @@ from ..drift.repeats import Repeats, RowKeys
 from ..drift.window import WindowData, assemble
 from ..environment import WarningLog, current_fingerprint, diff_environment
 from ..errors import StoreError
-from ..estimate import estimate_check, moved_rows
 from ..fleet import fleet_environment_check, fleet_store_check, replica_statuses
 from ..health import CheckResult, HealthReport, Status, worst
 from ..inputs import kind_of_reference, worded
@@ -178,19 +177,10 @@ class Evaluator:
         checks: list[CheckResult] = [
             data_drift,
             self.judged.prediction_drift(window, cal_outputs, inputs_ok, memory=store is None, same=same, repeats=repeats),
-            self.judged.concept(data_drift, store is not None, inputs_ok, repeats),
+            self.judged.concept(data_drift, store is not None, inputs_ok, repeats),  # may adopt a served profile
             quality,
             same.get(("joint_drift", joint), lambda: joint_check(joint, window.inputs, columns, base, self.min_rows, repeats)),
-            same.get(
-                "estimated_performance",
-                lambda: estimate_check(
-                    self.reference.confidence,
-                    window.outputs,
-                    self.min_rows,
-                    moved_rows(self.reference.confidence, window.outputs, same),  # the outputs' reading, moved on
-                    repeats.worth if repeats is not None else None,
-                ),
-            ),
+            self.judged.estimated_performance(window, same, repeats),
             self._pipeline_check(recent),
             store_check(self.store.stats() if self.store is not None else None, read_error=read_error),
             environment_check(self.env_diff, self._python[0], self._python[1], warnings),

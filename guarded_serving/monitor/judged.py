@@ -1,5 +1,6 @@
-"""What prediction drift and concept drift judge against: the reference's outputs and performance, or
-baselines adopted from served traffic when the reference's are the model's training rows'.
+"""What prediction drift, concept drift and estimated performance judge against: the reference's outputs,
+performance and confidence profile, or baselines adopted from served traffic when the reference's are the model's
+training rows' (the estimate's profile is of the labelled rows the performance baseline was adopted from).
 
 Outputs are adopted from the newest ``ADOPT_ROWS`` rows (or the window, if larger) once their inputs pass
 the data-drift and data-quality checks; performance from as many labelled rows, or from their older rows as soon
@@ -19,6 +20,7 @@ from scipy.stats import norm
 
 from ..baselines import AdoptedOutputs, ServedBaselines, served_task, source_of
 from ..concept import MIN_ERROR_RISE, MIN_RELATIVE_RISE, concept_check
+from ..confidence import ConfidenceProfile
 from ..cusum import cusum_alarms
 from ..drift.calibration import Calibration
 from ..drift.checks import drift_check
@@ -26,6 +28,7 @@ from ..drift.columns import WindowColumns
 from ..drift.quality import quality_check
 from ..drift.repeats import Repeats
 from ..drift.window import WindowData
+from ..estimate import estimate_check, moved_rows
 from ..health import BaselineSource, CheckResult, Status
 from ..performance import Performance, row_losses
 from ..profiles import FeatureProfile
@@ -140,6 +143,38 @@ class Judged:
         """The output profiles prediction drift judges against: the reference's, or those adopted from served traffic."""
         served = self.served.outputs() if self.adopt_outputs else None
         return served.profiles if served is not None else self.evaluator.reference.outputs
+
+    def confidence(self) -> tuple[ConfidenceProfile | None, BaselineSource | None, bool]:
+        """The profile ``estimated_performance`` reads and where it came from: the reference's when it has one, else
+        that of the labelled served rows the performance baseline was adopted from; and, without either, whether
+        one will come with that baseline (it is adopted from served labels)."""
+        reference = self.evaluator.reference
+        if reference.confidence is not None:
+            return reference.confidence, source_of(reference.provenance.outputs, reference.confidence.rows), False
+        if not self.adopt_performance:
+            return None, None, False
+        served = self.served.confidence()
+        if served is None:
+            return None, None, self.served.performance() is None
+        return served[0], served[1], False
+
+    def estimated_performance(self, window: WindowData, same: Generation, repeats: Repeats | None) -> CheckResult:
+        """Judged with :meth:`confidence`'s profile; the result and the window's reading are kept in ``same`` under
+        where the profile came from too, so that one computed with the reference's never stands for a served one."""
+        profile, source, collecting = self.confidence()
+        outputs, min_rows = window.outputs, self.evaluator.min_rows
+        return same.get(
+            ("estimated_performance", source, profile, collecting),
+            lambda: estimate_check(
+                profile,
+                outputs,
+                min_rows,
+                moved_rows(profile, outputs, same, source),  # the outputs' reading, moved on
+                repeats.worth if repeats is not None else None,
+                source,
+                collecting,
+            ),
+        )
 
     def concept(self, data_drift: CheckResult, from_store: bool, inputs_ok: bool, repeats: Repeats | None = None) -> CheckResult:
         labelled = self.labels.labelled(from_store)
