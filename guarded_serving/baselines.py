@@ -218,11 +218,12 @@ class ServedBaselines:
     def _performance_from(self, found: tuple[str, int, str]) -> None:
         since, rows, document = found
         data = json.loads(document)
-        self._performance = (Performance.from_json(data), BaselineSource("served traffic", rows, since))
         try:  # absent from baselines stored before it was kept
             self._confidence = ConfidenceProfile.from_json(data["confidence"]) if data.get("confidence") else None
         except (InvalidReferenceError, KeyError, TypeError, ValueError):  # another version's: no estimate, not a failure
             self._confidence = None
+        # the profile first: a thread that finds the performance finds the profile of its rows with it
+        self._performance = (Performance.from_json(data), BaselineSource("served traffic", rows, since))
 
 
 def served_performance(reference: Performance | None, outputs: list[Any], labels: list[Any]) -> Performance | None:
