@@ -481,7 +481,7 @@ def test_a_shift_into_low_confidence_after_adoption_moves_the_estimate_out_of_it
 
     assert healthy["status"] == "ok", healthy["summary"]
     flagged = [c["status"] for c in said]
-    assert flagged[-4:] == ["alert"] * 4, said[-1]["summary"]  # a window all shifted: outside, and trusted
+    assert flagged[1:] == ["alert"] * 7, said  # from 100 shifted rows of 200 on (0.623 against 0.649-0.701); trusted
     assert said[-1]["estimated"] < said[-1]["interval"][0] < said[-1]["reference"]
     assert "fell to" in said[-1]["summary"]
     assert "(served " in said[-1]["summary"]
