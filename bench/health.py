@@ -325,7 +325,7 @@ def breakdown(db: str | None, moving: bool, per_request: int = 100) -> dict[str,
         (evaluator.judged, "concept", lambda *a: PARTS[4]),
         (evaluation, "quality_check", lambda *a: PARTS[5]),
         (evaluation, "joint_check", lambda *a: PARTS[6]),
-        (evaluation, "estimate_check", lambda *a: PARTS[7]),
+        (judged, "estimate_check", lambda *a: PARTS[7]),  # judged.py asks it, with the profile it judges against
         (evaluator, "_pipeline_check", lambda *a: PARTS[8]),  # the recent requests' summary included
         *((evaluation, name, lambda *a: PARTS[8]) for name in ("store_check", "environment_check")),
         (stored.StoredRecent, "read", lambda *a: PARTS[9]),
