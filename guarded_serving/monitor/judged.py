@@ -153,10 +153,10 @@ class Judged:
             return reference.confidence, source_of(reference.provenance.outputs, reference.confidence.rows), False
         if not self.adopt_performance:
             return None, None, False
-        served = self.served.confidence()
-        if served is None:
-            return None, None, self.served.performance() is None
-        return served[0], served[1], False
+        if self.served.performance() is None:  # one read of the store while none is adopted, not two
+            return None, None, True
+        served = self.served.confidence()  # the adopted performance's: kept in memory, no read
+        return (served[0], served[1], False) if served is not None else (None, None, False)
 
     def estimated_performance(self, window: WindowData, same: Generation, repeats: Repeats | None) -> CheckResult:
         """Judged with :meth:`confidence`'s profile; the result and the window's reading are kept in ``same`` under
