@@ -159,9 +159,10 @@ class Calibration:
             methods = base.numeric_methods
             by_feature = np.ascontiguousarray(base.sample.T)  # each feature's values contiguous: a fast gather
             wass = np.array([m == "wasserstein" for m in methods])
-            columns = np.tile(np.arange(len(idx)), _BATCH)  # the feature of each column of a batch's quantiles
-            for start in range(0, draws, _BATCH):
-                batch = min(_BATCH, draws - start)
+            per_batch = batch_draws(len(idx))
+            columns = np.tile(np.arange(len(idx)), per_batch)  # the feature of each column of a batch's quantiles
+            for start in range(0, draws, per_batch):
+                batch = min(per_batch, draws - start)
                 q = _grid_quantiles(rng, by_feature, base.sample_counts, n_cal[idx], batch)
                 q_ref = _grid_quantiles(rng, by_feature, base.sample_counts, m_cal[idx], batch)
                 part = slice(start, start + batch)
@@ -287,6 +288,16 @@ class Calibration:
 
 
 _BATCH = 100  # draws computed at once
+# ... unless a batch would hold more quantiles than this: each of _grid_quantiles' half-dozen arrays holds a batch's
+# draws x features x 2 x 97 order statistics, 155 KB per feature at 100 draws; at 1,000 features one calibration
+# peaked at 1.1 GB. Up to 128 numeric features a batch is 100 draws (the draws, and the thresholds, as before).
+_BATCH_VALUES = _BATCH * 128
+
+
+def batch_draws(features: int) -> int:
+    """Draws computed at once for ``features`` numeric features: :data:`_BATCH`, fewer for a wide model (whose
+    draws then come from the generator in another order: the same null, other random draws)."""
+    return max(1, min(_BATCH, _BATCH_VALUES // max(features, 1)))
 
 
 def _log_normal_tail(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
