@@ -141,7 +141,8 @@ class GuardedModel:
         if self.kind is not None:  # kind_reference() profiled the outputs (on holdout= when given)
             return reference
         if holdout is not None:
-            reference = reference.with_holdout(holdout, predict=predict, input_format=self.input_format)  # type: ignore[arg-type]
+            fitted = None if given else data  # the training rows: the model is surer of them than of held-out rows
+            reference = reference.with_holdout(holdout, predict=predict, input_format=self.input_format, fitted=fitted)  # type: ignore[arg-type]
         elif not reference.outputs and not given:
             columns = columns_from_data(data, feature_names=feature_names, categorical=categorical)
             reference = with_training_outputs(reference, columns, predict, self.input_format)

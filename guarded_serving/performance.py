@@ -370,9 +370,27 @@ _FIT_MIN_EXPECTED = 5.0  # expected errors below this cannot tell either way
 # 90 %, an easy world's genuine holdout was taken for training rows: 15 neighbours agreed, rightly, on 95 % of them.)
 _SURE_SHARE = 0.99
 _SURE_MIN_ROWS = 100
+# Yet a 200-tree forest on held-out digits made a twelfth of the errors its probabilities predicted (10 of 118; extra
+# trees on wine and digits alike). A model is surer of its fitted rows: that forest's mean confidence was 0.90 there,
+# 0.74 on the held-out rows. Rows under the fitted rows' mean by this much and this many standard errors are not them.
+_LESS_SURE = 0.02
+_LESS_SURE_Z = 4.0
 
 
-def training_fit_evidence(performance: Performance, predictions: Any, labels: Sequence[Any]) -> str | None:
+def _less_sure(confidence: np.ndarray, fitted: Any) -> bool:
+    """Whether the model is clearly less sure of the rows of ``confidence`` than of rows it was fitted on."""
+    if fitted is None:
+        return False
+    outputs = _as_outputs(fitted)
+    if not _is_probabilities(outputs) or len(outputs) < 2 or len(confidence) < 2:
+        return False
+    theirs = outputs.astype(float).max(axis=1)
+    gap = float(theirs.mean() - confidence.mean())
+    spread = math.sqrt(float(theirs.var(ddof=1)) / len(theirs) + float(confidence.var(ddof=1)) / len(confidence))
+    return gap >= _LESS_SURE and gap >= _LESS_SURE_Z * spread
+
+
+def training_fit_evidence(performance: Performance, predictions: Any, labels: Sequence[Any], fitted: Any = None) -> str | None:
     """Why these rows look like the model's training rows (a sentence), or None.
 
     Compares the errors a classifier made on the rows with the number its own probabilities predict,
@@ -380,6 +398,8 @@ def training_fit_evidence(performance: Performance, predictions: Any, labels: Se
     above the predicted one means the rows are easier for the model than new ones, as the rows it was
     fitted on are. So are 99 % of the rows given a probability of exactly 1 and never wrong (see
     ``_SURE_SHARE``). Needs class probabilities; regressors and class labels give no such evidence.
+    ``fitted``: the model's probabilities on rows it was fitted on, when known: rows it is clearly less sure
+    of are not such rows, however few errors it makes on them (see ``_LESS_SURE``).
     """
     outputs = _as_outputs(predictions)
     if performance.task != "classification" or not _is_probabilities(outputs) or outputs.shape[1] != len(performance.classes):
@@ -400,7 +420,7 @@ def training_fit_evidence(performance: Performance, predictions: Any, labels: Se
         return None
     observed = float(errors.sum())
     z = (expected - observed) / math.sqrt(max(float((confidence * (1 - confidence)).sum()), 1e-12))
-    if observed > _FIT_RATIO * expected or z < norm.isf(_FIT_LEVEL):
+    if observed > _FIT_RATIO * expected or z < norm.isf(_FIT_LEVEL) or _less_sure(confidence, fitted):
         return None
     return (
         f"accuracy {1 - observed / rows:.3f} on these {rows} rows, while the model's own probabilities predict"

@@ -145,7 +145,7 @@ class Reference:
             held, y = _split_holdout(holdout)
             described = _holdout_columns(held, columns.names, columns.categorical)
         outputs, target, performance, origin, confidence = _describe(
-            described, y, predictions, predict, fmt, task, holdout is not None
+            described, y, predictions, predict, fmt, task, holdout is not None, columns if holdout is not None else None
         )
         features = profile_columns(columns)
         return cls(
@@ -170,14 +170,19 @@ class Reference:
         predictions: Any = None,
         input_format: InputFormat | None = None,
         task: str | None = None,
+        fitted: Any = None,
     ) -> Reference:
         """This reference with its outputs and performance profiled on held-out rows, ``X_val`` or
-        ``(X_val, y_val)``: from ``predictions=`` (one per held-out row) or by calling ``predict=``."""
+        ``(X_val, y_val)``: from ``predictions=`` (one per held-out row) or by calling ``predict=``.
+        ``fitted``: rows the model was fitted on (``X_train``), read with ``predict=`` only when the held-out
+        rows look like training rows by their errors (see :meth:`from_data`)."""
         held, y = _split_holdout(holdout)
         names = self.feature_names
-        described = _holdout_columns(held, names, tuple(f.kind == "categorical" for f in self.features))
+        kinds = tuple(f.kind == "categorical" for f in self.features)
+        described = _holdout_columns(held, names, kinds)
         fmt: InputFormat = input_format or self.input_format
-        outputs, target, performance, origin, confidence = _describe(described, y, predictions, predict, fmt, task, True)
+        trained = _holdout_columns(fitted, names, kinds) if fitted is not None and predict is not None else None
+        outputs, target, performance, origin, confidence = _describe(described, y, predictions, predict, fmt, task, True, trained)
         if not outputs:
             raise ConfigurationError("holdout", "held-out rows without predictions", "predict= or predictions= to profile")
         provenance = Provenance(self.provenance.features, origin, origin if performance else "given")
@@ -291,9 +296,11 @@ def _describe(
     input_format: InputFormat,
     task: str | None,
     held_out: bool,
+    fitted: Columns | None = None,
 ) -> tuple[tuple[FeatureProfile, ...], FeatureProfile | None, Performance | None, Origin, ConfidenceProfile | None]:
     """Outputs, target and performance on some rows, where they came from (see Reference.from_data), and the
-    confidence profile the performance estimate reads (none from training rows: the model is overconfident there)."""
+    confidence profile the performance estimate reads (none from training rows: the model is overconfident there).
+    ``fitted``: the training rows, asked of ``predict`` when the held-out rows' errors make them look like those."""
     if predict is not None and not callable(predict):
         raise ConfigurationError("predict", predict, "the model's predict function, or None")
     if predictions is not None and predict is not None:
@@ -325,6 +332,9 @@ def _describe(
         jsonable = to_jsonable_output(predictions)
         performance = Performance.from_data(labels, jsonable, task=task)  # type: ignore[arg-type]
         evidence = training_fit_evidence(performance, jsonable, labels)
+        if evidence is not None and fitted is not None and predict is not None:  # an underconfident model, or them?
+            trained = _call(predict, _first_rows(fitted, PREDICT_ROWS), input_format)
+            evidence = training_fit_evidence(performance, jsonable, labels, fitted=trained)
         if evidence is not None:
             warnings.warn(
                 f"the reference's predictions look like the model's training rows: {evidence}. Outputs and"
