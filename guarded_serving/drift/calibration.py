@@ -139,15 +139,8 @@ class Calibration:
         expected = window * (1 - base.missing_rate)  # present values a full window holds per feature
         n_cal = np.maximum(np.round(expected), 2).astype(int)
         m_cal = np.maximum(base.reference_sizes(), 2).astype(int)  # each draw pairs a window with a fresh reference
-        log_mu = np.full(width, np.nan)
-        log_sd = np.full(width, np.nan)
-        mean_mu = np.full(width, np.nan)
-        mean_sd = np.full(width, np.nan)
-        mean_skew = np.full(width, np.nan)
-        z_mean_skew = np.full(width, np.nan)
-        scale_mu = np.full(width, np.nan)
-        scale_sd = np.full(width, np.nan)
-        kurt = np.full(width, np.nan)
+        log_mu, log_sd, mean_mu, mean_sd, mean_skew = (np.full(width, np.nan) for _ in range(5))
+        z_mean_skew, scale_mu, scale_sd, kurt = (np.full(width, np.nan) for _ in range(4))
         z_mean_mu, z_mean_sd, z_scale_mu, z_scale_sd, z_kurt = (np.full(width, np.nan) for _ in range(5))
         if len(base.num_idx):
             idx = base.num_idx
@@ -287,16 +280,12 @@ class Calibration:
         return np.asarray(np.maximum(calibrated, floor))
 
 
-_BATCH = 100  # draws computed at once
-# ... unless a batch would hold more quantiles than this: each of _grid_quantiles' half-dozen arrays holds a batch's
-# draws x features x 2 x 97 order statistics, 155 KB per feature at 100 draws; at 1,000 features one calibration
-# peaked at 1.1 GB. Up to 128 numeric features a batch is 100 draws (the draws, and the thresholds, as before).
-_BATCH_VALUES = _BATCH * 128
+_BATCH = 100  # draws computed at once; fewer for a wide model: each of _grid_quantiles' half-dozen arrays holds draws x
+_BATCH_VALUES = _BATCH * 128  # features x 194 values (1.1 GB peaked at 1,000 features); up to 128 as before
 
 
 def batch_draws(features: int) -> int:
-    """Draws computed at once for ``features`` numeric features: :data:`_BATCH`, fewer for a wide model (whose
-    draws then come from the generator in another order: the same null, other random draws)."""
+    """Draws computed at once (a wide model's come from the generator in another order: the same null)."""
     return max(1, min(_BATCH, _BATCH_VALUES // max(features, 1)))
 
 
