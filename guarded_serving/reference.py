@@ -181,7 +181,7 @@ class Reference:
         kinds = tuple(f.kind == "categorical" for f in self.features)
         described = _holdout_columns(held, names, kinds)
         fmt: InputFormat = input_format or self.input_format
-        trained = _holdout_columns(fitted, names, kinds) if fitted is not None and predict is not None else None
+        trained = _holdout_columns(fitted, names, kinds, "fitted") if fitted is not None and predict is not None else None
         outputs, target, performance, origin, confidence = _describe(described, y, predictions, predict, fmt, task, True, trained)
         if not outputs:
             raise ConfigurationError("holdout", "held-out rows without predictions", "predict= or predictions= to profile")
@@ -359,20 +359,22 @@ def _split_holdout(holdout: Any) -> tuple[Any, Any]:
     return holdout, None
 
 
-def _holdout_columns(held: Any, names: tuple[str, ...], categorical: tuple[bool, ...]) -> Columns:
-    """The held-out rows as columns of the reference's features (same names, same kinds)."""
+def _holdout_columns(held: Any, names: tuple[str, ...], categorical: tuple[bool, ...], what: str = "holdout") -> Columns:
+    """The held-out rows (or the training rows, ``what="fitted"``) as columns of the reference's features (same names,
+    same kinds)."""
     named = names if not (hasattr(held, "columns") or _records(held)) else None
     try:
         columns = columns_from_data(
             held, feature_names=named, categorical=[n for n, c in zip(names, categorical, strict=True) if c]
         )
     except ConfigurationError as exc:
-        raise ConfigurationError("holdout", exc.got, f"held-out rows with the reference's features ({exc.expected})") from exc
+        rows = "held-out rows" if what == "holdout" else "training rows"
+        raise ConfigurationError(what, exc.got, f"{rows} with the reference's features ({exc.expected})") from exc
     if columns.names != names:
-        raise ConfigurationError("holdout", f"features {list(columns.names)}", f"the reference's features, {list(names)}")
+        raise ConfigurationError(what, f"features {list(columns.names)}", f"the reference's features, {list(names)}")
     wrong = [n for n, a, b in zip(columns.names, columns.categorical, categorical, strict=True) if a != b]
     if wrong:
-        raise ConfigurationError("holdout", f"non-numeric values in {wrong}", "numbers where the reference has numbers")
+        raise ConfigurationError(what, f"non-numeric values in {wrong}", "numbers where the reference has numbers")
     return columns
 
 

@@ -153,3 +153,13 @@ def test_guard_with_holdout_trusts_an_underconfident_forests_held_out_rows(digit
     reference = svc.inner.guarded.reference
     assert reference.provenance.outputs == "holdout"
     assert reference.confidence is not None
+
+
+def test_training_rows_without_the_references_features_are_refused_naming_them(digits_split: tuple[np.ndarray, ...]) -> None:
+    from guarded_serving.errors import ConfigurationError
+
+    X, y, X_val, y_val = digits_split
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+
+    with pytest.raises(ConfigurationError, match=r"^fitted: expected the reference's features, .*got \"features \['a', 'b'\]\""):
+        Reference.from_data(X).with_holdout((X_val, y_val), predict=model.predict_proba, fitted=[{"a": 1.0, "b": 2.0}])
