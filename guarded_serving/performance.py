@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -377,11 +377,11 @@ _LESS_SURE = 0.02
 _LESS_SURE_Z = 4.0
 
 
-def _less_sure(confidence: np.ndarray, fitted: Any) -> bool:
+def _less_sure(confidence: np.ndarray, fitted: Callable[[], Any] | None) -> bool:
     """Whether the model is clearly less sure of the rows of ``confidence`` than of rows it was fitted on."""
     if fitted is None:
         return False
-    outputs = _as_outputs(fitted)
+    outputs = _as_outputs(fitted())
     if not _is_probabilities(outputs) or len(outputs) < 2 or len(confidence) < 2:
         return False
     theirs = outputs.astype(float).max(axis=1)
@@ -390,7 +390,9 @@ def _less_sure(confidence: np.ndarray, fitted: Any) -> bool:
     return gap >= _LESS_SURE and gap >= _LESS_SURE_Z * spread
 
 
-def training_fit_evidence(performance: Performance, predictions: Any, labels: Sequence[Any], fitted: Any = None) -> str | None:
+def training_fit_evidence(
+    performance: Performance, predictions: Any, labels: Sequence[Any], fitted: Callable[[], Any] | None = None
+) -> str | None:
     """Why these rows look like the model's training rows (a sentence), or None.
 
     Compares the errors a classifier made on the rows with the number its own probabilities predict,
@@ -398,8 +400,8 @@ def training_fit_evidence(performance: Performance, predictions: Any, labels: Se
     above the predicted one means the rows are easier for the model than new ones, as the rows it was
     fitted on are. So are 99 % of the rows given a probability of exactly 1 and never wrong (see
     ``_SURE_SHARE``). Needs class probabilities; regressors and class labels give no such evidence.
-    ``fitted``: the model's probabilities on rows it was fitted on, when known: rows it is clearly less sure
-    of are not such rows, however few errors it makes on them (see ``_LESS_SURE``).
+    ``fitted``: the model's probabilities on rows it was fitted on, when they can be had (asked for only when the
+    errors alone point to training rows): rows it is clearly less sure of are not those (see ``_LESS_SURE``).
     """
     outputs = _as_outputs(predictions)
     if performance.task != "classification" or not _is_probabilities(outputs) or outputs.shape[1] != len(performance.classes):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import warnings
@@ -331,10 +332,10 @@ def _describe(
     if labels is not None and predictions is not None:
         jsonable = to_jsonable_output(predictions)
         performance = Performance.from_data(labels, jsonable, task=task)  # type: ignore[arg-type]
-        evidence = training_fit_evidence(performance, jsonable, labels)
-        if evidence is not None and fitted is not None and predict is not None:  # an underconfident model, or them?
-            trained = _call(predict, _first_rows(fitted, PREDICT_ROWS), input_format)
-            evidence = training_fit_evidence(performance, jsonable, labels, fitted=trained)
+        trained = None  # the model's outputs on its training rows: asked for only when the errors point to them
+        if fitted is not None and predict is not None:
+            trained = functools.partial(_call, predict, _first_rows(fitted, PREDICT_ROWS), input_format)
+        evidence = training_fit_evidence(performance, jsonable, labels, fitted=trained)
         if evidence is not None:
             warnings.warn(
                 f"the reference's predictions look like the model's training rows: {evidence}. Outputs and"
