@@ -18,6 +18,7 @@ import numpy as np
 from .errors import ConfigurationError, InvalidReferenceError
 from .rowsample import RowSample
 from .tabular import Columns, columns_from_data
+from .valuesample import ValueSample
 
 __all__ = [
     "BINS",
@@ -34,6 +35,7 @@ Kind = Literal["numeric", "categorical"]
 BINS = 10  # quantile bins per numeric feature, for PSI and Jensen-Shannon
 SAMPLE_SIZE = 5000  # sorted sample kept per numeric feature, for exact two-sample statistics
 Category = str | int | float | bool
+NO_SAMPLE = ValueSample()  # a categorical feature's, or an empty numeric one's
 
 
 def _finite(value: float) -> float | None:
@@ -55,9 +57,13 @@ class FeatureProfile:
     categories: tuple[tuple[Category, float], ...] = ()
     edges: tuple[float, ...] = ()
     proportions: tuple[float, ...] = ()
-    sample: tuple[float, ...] = ()
+    sample: ValueSample = NO_SAMPLE  # sorted, float32 (any sequence of numbers given is made one)
     top_share: float = 0.0
     singletons: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sample, ValueSample):
+            object.__setattr__(self, "sample", ValueSample(self.sample))
 
     @property
     def category_set(self) -> frozenset[Category]:
@@ -114,7 +120,7 @@ class FeatureProfile:
             std=_finite(finite.std()),
             edges=tuple(float(e) for e in edges),
             proportions=tuple(float(b) / len(finite) for b in bins),
-            sample=tuple(float(v) for v in sample.astype(np.float32)),
+            sample=ValueSample(sample),
             top_share=float(counts.max()) / len(finite),
         )
 
@@ -123,7 +129,7 @@ class FeatureProfile:
         if self.kind == "numeric":
             out.update(minimum=self.minimum, maximum=self.maximum, mean=self.mean, std=self.std)
             out.update(edges=list(self.edges), proportions=list(self.proportions), top_share=self.top_share)
-            out["sample_f32"] = base64.b64encode(np.asarray(self.sample, dtype="<f4").tobytes()).decode("ascii")
+            out["sample_f32"] = base64.b64encode(self.sample.values.astype("<f4", copy=False).tobytes()).decode("ascii")
         else:
             out["categories"] = [[c, f] for c, f in self.categories]
             out.update(top_share=self.top_share, singletons=self.singletons)
@@ -146,7 +152,7 @@ class FeatureProfile:
             categories=tuple((c, float(f)) for c, f in data.get("categories", [])),
             edges=tuple(float(e) for e in data.get("edges", ())),
             proportions=tuple(float(p) for p in data.get("proportions", ())),
-            sample=tuple(float(v) for v in np.frombuffer(base64.b64decode(data.get("sample_f32", "")), dtype="<f4")),
+            sample=ValueSample(np.frombuffer(base64.b64decode(data.get("sample_f32", "")), dtype="<f4")),
             top_share=float(data.get("top_share", 0.0)),
             singletons=int(data.get("singletons", 0)),
         )
