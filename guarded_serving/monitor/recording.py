@@ -216,26 +216,33 @@ class Recorder:
             not self._redact_idx and self.log_inputs and self.sample_rate >= 1.0
         ):
             return record  # the common case: everything may be written as it is
-        inputs: Sequence[Any] | None = record.inputs
-        if inputs is None and record.inputs_json is not None:
-            inputs = loads(record.inputs_json)
         window = record.window if self.log_inputs else None
-        if self._redact_idx and inputs is not None:
-            if not self._inputs_redacted:
-                inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in inputs]
-            if window is not None:
-                blanked = window.inputs.copy()
-                blanked[:, self._redact_idx] = np.nan
-                kept = {j: n for j, n in window.unseen.items() if j not in self._redact_idx}
-                window = Chunk(blanked, window.outputs, kept, {})
-        if not self.log_inputs:
-            inputs = None
+        if self._redact_idx and window is not None:
+            blanked = window.inputs.copy()
+            blanked[:, self._redact_idx] = np.nan
+            kept = {j: n for j, n in window.unseen.items() if j not in self._redact_idx}
+            window = Chunk(blanked, window.outputs, kept, {})
         outputs = record.outputs
-        if self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate:
-            inputs, outputs = None, None
+        sampled_out = self.sample_rate < 1.0 and self._sampler.random() >= self.sample_rate
+        # Inputs not written are not decoded: with log_inputs=False, decoding a 64-row request's JSON text only to
+        # drop it cost ~40 µs of the request thread, a third more than the request's whole guard. Without
+        # redaction, inputs written are written as they came (the client's own text, as on the common path).
+        inputs: Sequence[Any] | None = None
+        inputs_json: str | None = None
+        if self.log_inputs and not sampled_out:
+            if not self._redact_idx:
+                inputs, inputs_json = record.inputs, record.inputs_json
+            else:
+                inputs = record.inputs
+                if inputs is None and record.inputs_json is not None:
+                    inputs = loads(record.inputs_json)
+                if not self._inputs_redacted and inputs is not None:
+                    inputs = [[None if j in self._redact_idx else v for j, v in enumerate(row)] for row in inputs]
+        if sampled_out:
+            outputs = None
         outputs_json = record.outputs_json if outputs is not None else None
         return dataclasses.replace(
-            record, inputs=inputs, outputs=outputs, window=window, inputs_json=None, outputs_json=outputs_json
+            record, inputs=inputs, outputs=outputs, window=window, inputs_json=inputs_json, outputs_json=outputs_json
         )
 
 
