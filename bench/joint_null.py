@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from guarded_serving.drift.baseline import Baseline
     from guarded_serving.drift.columns import WindowColumns
+    from guarded_serving.drift.encoder import Encoder
     from guarded_serving.drift.joint import JointBaseline, joint_check
-    from guarded_serving.drift.window import Encoder
     from tests.apps.copula import grouped, reference_of
 
     flagged = dict.fromkeys(ALPHAS, 0)

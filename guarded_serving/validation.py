@@ -301,12 +301,14 @@ def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
                 row = [row[n] for n in names]
             except KeyError:
                 break
-        if type(row) is not list or len(row) != width or not fast(row) or (not numeric and not in_range(row)):
+        if type(row) is not list or len(row) != width or not fast(row):
             break
         out.append(row)
     else:
         if not numeric:
-            return ParsedRows(out)
+            if in_range(out):
+                return ParsedRows(out)
+            return ParsedRows(_parse_slowly(rows, schema))
         # Every value is a number or None: one conversion, and the magnitude check on the whole matrix
         # (1e400 parses as inf; an integer beyond float range cannot be converted at all).
         try:
@@ -320,21 +322,42 @@ def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
 
 
 @functools.lru_cache(maxsize=64)
-def _checks(schema: RowSchema) -> tuple[Callable[[list[Any]], bool], Callable[[list[Any]], bool], np.ndarray]:
-    """The schema's per-row type check, per-row magnitude check and limits as an array, built once (one cache
-    lookup per request)."""
+def _checks(schema: RowSchema) -> tuple[Callable[[list[Any]], bool], Callable[[list[list[Any]]], bool], np.ndarray]:
+    """The schema's per-row type check, the rows' magnitude check and the limits as an array, built once (one
+    cache lookup per request)."""
     return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64)
 
 
-def _range_check(schema: RowSchema) -> Callable[[list[Any]], bool]:
-    """True when every numeric value of a type-checked row is within its feature's magnitude limit (1e400
-    parses as inf, and a huge integer cannot become a float at all)."""
-    limits = [(j, schema.limits[j]) for j, n in enumerate(schema.numeric) if n]
+def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
+    """True when every numeric value of type-checked rows (numbers or None there) is within its feature's magnitude
+    limit (1e400 parses as inf, and a huge integer cannot become a float at all), and none is NaN.
 
-    def check(row: list[Any]) -> bool:
-        return all(row[j] is None or -limit <= row[j] <= limit for j, limit in limits)
+    The rows' numbers checked at once as one matrix: row by row, a 64-row request of 18 numbers and 2 categories
+    took ~0.2 ms of comparisons in Python. A None becomes NaN there: NaN beyond the rows' Nones is a NaN sent."""
+    numeric = [j for j, n in enumerate(schema.numeric) if n]
+    if not numeric:
+        return lambda rows: True
+    take = operator.itemgetter(*numeric) if len(numeric) > 1 else _one(numeric[0])
+    limits = np.array([schema.limits[j] for j in numeric], dtype=np.float64)
+
+    def check(rows: list[list[Any]]) -> bool:
+        values = [take(row) for row in rows]
+        try:
+            matrix = np.array(values, dtype=np.float64)
+        except OverflowError:
+            return False
+        if not (np.abs(matrix) <= limits).all():  # NaN too: compared False
+            nan = np.isnan(matrix)
+            if (np.abs(matrix[~nan]) > np.broadcast_to(limits, matrix.shape)[~nan]).any():
+                return False
+            return int(nan.sum()) == sum(row.count(None) for row in values)
+        return True
 
     return check
+
+
+def _one(j: int) -> Callable[[list[Any]], tuple[Any, ...]]:
+    return lambda row: (row[j],)
 
 
 def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:

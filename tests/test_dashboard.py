@@ -15,7 +15,7 @@ from guarded_serving import CheckResult, GuardedModel, HealthReport, Monitor, Re
 from guarded_serving.dashboard import render_dashboard
 from guarded_serving.drift.baseline import Baseline
 from guarded_serving.drift.bins import bin_counts
-from guarded_serving.drift.window import Encoder
+from guarded_serving.drift.encoder import Encoder
 from guarded_serving.histograms import FeatureHistogram, feature_histograms
 from guarded_serving.history import Snapshot, StageLatency
 from guarded_serving.http import prefers_html

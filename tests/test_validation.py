@@ -480,3 +480,17 @@ def test_an_out_of_range_number_in_a_numeric_row_is_still_named() -> None:
         parse_table(parse_json(b'{"rows": [[1, 1e400]]}'), NUMERIC)
     with pytest.raises(InputError, match="feature 'a'"):
         parse_table(parse_json(b'{"rows": [[' + b"9" * 400 + b", 1]]}"), NUMERIC)
+
+
+def test_a_nan_among_missing_values_of_a_mixed_table_is_still_named(schema: RowSchema) -> None:
+    """The numbers of a mixed table are checked at once, Nones becoming NaN there: a NaN given beside them (a
+    document decoded by a parser that takes NaN) is told apart by counting the Nones, and named; Nones alone pass."""
+    rows: list[list[Any]] = [[30, "Paris", None], [None, "Lyon", 2.0], [None, None, None]]
+
+    assert parse_table({"rows": rows}, schema).rows[1] == [None, "Lyon", 2.0]
+    with pytest.raises(InputError) as info:
+        parse_table({"rows": [*rows, [41, "Nice", float("nan")]]}, schema)
+    assert [(p.row, p.feature, p.problem) for p in info.value.problems] == [(3, "income", "got NaN, which is not a finite float")]
+    huge = Refusal(422, 3, "age", "got Infinity, which is not a finite float", "a finite number within ±1.8e308")
+    body = b'{"rows": [[30, "Paris", null], [null, "Lyon", 2.0], [null, null, null], [1e400, "Nice", 1]]}'
+    assert refusal(body, schema) == huge

@@ -6,8 +6,9 @@ Nothing here knows about BentoML or the store; :class:`~guarded_serving.monitor.
 from .baseline import Baseline
 from .calibration import Calibration
 from .checks import drift_check
+from .encoder import Encoder
 from .quality import quality_check
-from .window import Chunk, Encoder, MemoryWindow, WindowData, assemble
+from .window import Chunk, MemoryWindow, WindowData, assemble
 
 __all__ = [
     "Baseline",

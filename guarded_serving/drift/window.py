@@ -11,19 +11,14 @@ rows of all workers.
 from __future__ import annotations
 
 import collections
-import numbers
 import threading
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from .baseline import Baseline
-
 __all__ = [
     "Chunk",
-    "Encoder",
     "MemoryWindow",
     "StreamRows",
     "WindowData",
@@ -35,8 +30,6 @@ __all__ = [
 ]
 
 UNSEEN = -1.0
-MAX_UNSEEN_NAMES = 20  # distinct unseen categories remembered per feature and chunk
-_PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,96 +70,6 @@ class StreamRows:
     source: object  # the window's own: equal to no other's
     start: int
     count: int
-
-
-def _name(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text[:60]
-
-
-class Encoder:
-    """Turns rows (lists in feature order) into the numeric matrix of a chunk."""
-
-    def __init__(self, baseline: Baseline) -> None:
-        self.baseline = baseline
-        self.width = baseline.width
-        self.all_numeric = bool(baseline.numeric.all())
-        # (feature index, category -> code, whether every category is text: then a number is a wrong type, not a new
-        # category; "1" in the reference and 1 served would read as 100 % unseen under fingerprints that hide why)
-        self._columns = [
-            (int(j), baseline.codes[k], all(isinstance(c, str) for c in baseline.codes[k]))
-            for k, j in enumerate(baseline.cat_idx)
-        ]
-        self._num_idx = [int(j) for j in baseline.num_idx]
-
-    def encode(self, rows: Sequence[Sequence[Any]], unseen: dict[int, dict[str, int]], errors: dict[int, int]) -> np.ndarray:
-        n = len(rows)
-        if self.all_numeric:
-            # numpy would silently turn "3" and True into numbers: only plain numbers take the fast path
-            if all(_PLAIN_NUMBERS.issuperset(map(type, row)) for row in rows):
-                try:
-                    return np.array(rows, dtype=np.float64).reshape(n, self.width)
-                except (TypeError, ValueError):  # rows of the wrong length
-                    pass
-            return self._slow_numeric(rows, errors)
-        matrix = np.empty((n, self.width), dtype=np.float64)
-        for j in self._num_idx:
-            for i, row in enumerate(rows):
-                v = row[j]
-                if v is None:
-                    matrix[i, j] = np.nan
-                elif isinstance(v, numbers.Real) and not isinstance(v, bool):
-                    matrix[i, j] = v
-                else:
-                    matrix[i, j] = np.nan
-                    errors[j] = errors.get(j, 0) + 1
-        for j, codes, text in self._columns:
-            for i, row in enumerate(rows):
-                v = row[j]
-                if v is None or (isinstance(v, float) and v != v):
-                    matrix[i, j] = np.nan
-                    continue
-                if text and isinstance(v, numbers.Number):  # bool too: True where the reference had "True"
-                    matrix[i, j] = np.nan
-                    errors[j] = errors.get(j, 0) + 1
-                    continue
-                try:
-                    code = codes.get(v)
-                except TypeError:  # an unhashable value (a list, a dict): a wrong type, not a category
-                    matrix[i, j] = np.nan
-                    errors[j] = errors.get(j, 0) + 1
-                    continue
-                if code is None:
-                    matrix[i, j] = UNSEEN
-                    names = unseen.setdefault(j, {})
-                    key = _name(v)
-                    if key in names or len(names) < MAX_UNSEEN_NAMES:
-                        names[key] = names.get(key, 0) + 1
-                else:
-                    matrix[i, j] = code
-        return matrix
-
-    def _slow_numeric(self, rows: Sequence[Sequence[Any]], errors: dict[int, int]) -> np.ndarray:
-        matrix = np.full((len(rows), self.width), np.nan)
-        for i, row in enumerate(rows):
-            for j in range(min(len(row), self.width)):
-                v = row[j]
-                if isinstance(v, numbers.Real) and not isinstance(v, bool):
-                    matrix[i, j] = v
-                elif v is not None:
-                    errors[j] = errors.get(j, 0) + 1
-        return matrix
-
-
-def output_rows(outputs: Sequence[Any], width: int) -> list[list[Any]]:
-    """Predictions as rows of ``width`` values (a scalar per row becomes a one-value row)."""
-    rows = []
-    for value in outputs:
-        if isinstance(value, (list, tuple)):
-            rows.append(list(value)[:width] if len(value) >= width else [*value, *([None] * (width - len(value)))])
-        else:
-            rows.append([value] + [None] * (width - 1))
-    return rows
 
 
 @dataclass(frozen=True, eq=False)

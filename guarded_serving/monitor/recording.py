@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..drift.baseline import Baseline
-from ..drift.window import Chunk, Encoder, MemoryWindow, output_rows
+from ..drift.encoder import Encoder, output_rows
+from ..drift.window import Chunk, MemoryWindow
 from ..environment import WarningLog
 from ..errors import ConfigurationError
 from ..ids import new_request_id

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from guarded_serving import Reference
 from guarded_serving.drift import Baseline, Chunk, Encoder, MemoryWindow, assemble
-from guarded_serving.drift.window import BLOCK_ROWS, MAX_UNSEEN_NAMES, UNSEEN, merge_chunks, newest_rows, output_rows
+from guarded_serving.drift.encoder import MAX_UNSEEN_NAMES, output_rows
+from guarded_serving.drift.encoder import _categories_one_by_one as categories_one_by_one
+from guarded_serving.drift.window import BLOCK_ROWS, UNSEEN, merge_chunks, newest_rows
 
 NAN = np.nan
 
@@ -131,6 +133,45 @@ def test_an_unhashable_value_for_a_category_counts_a_type_error(x_colour_baselin
     np.testing.assert_array_equal(matrix[:, 1], [np.nan, np.nan, 0.0])  # a wrong type, not an unseen category
     assert errors == {1: 2}
     assert unseen == {}
+
+
+MIXED_VALUES = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=False, width=64),
+    st.integers(-(2**53), 2**53),
+    st.booleans(),
+    st.sampled_from(["red", "green", "blue", "purple", "1", "a"]),
+    st.sampled_from([1, 2, 7]),
+    st.builds(np.float64, st.floats(-10, 10)),
+    st.just([1.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(MIXED_VALUES, min_size=5, max_size=5), min_size=1, max_size=12), st.booleans())
+@example([[0.5, "red", 1.0, 1, 2.0]], True)  # every value plain and known: the columns at once
+def test_a_mixed_table_is_encoded_at_once_as_it_is_value_by_value(rows: list[list[Any]], plain_first: bool) -> None:
+    """Numbers of a mixed table and known categories are converted a column at a time (a 64-row request of 18
+    numbers and 2 categories: ~0.5 ms value by value); whatever the values, the matrix, the unseen names and the
+    type errors are those of looking at each value alone."""
+    codes = ["red", "green", "blue"] * 10
+    mixed = [1, "a", 2] * 10
+    data = [[float(i), codes[i], float(i % 7), mixed[i], float(-i)] for i in range(30)]
+    baseline = Baseline.from_profiles(Reference.from_data(data, feature_names=["x", "colour", "y", "code", "z"]).features)
+    if plain_first:
+        rows = [[1.5, "green", 2.0, "a", -1.0], *rows]
+    encoder = Encoder(baseline)
+
+    matrix, unseen, errors = encode(baseline, rows)
+
+    expected = np.empty_like(matrix)
+    expected_unseen: dict[int, dict[str, int]] = {}
+    expected_errors: dict[int, int] = {}
+    encoder._numbers_one_by_one(rows, expected, expected_errors)
+    for j, column_codes, text in encoder._columns:
+        categories_one_by_one([row[j] for row in rows], j, column_codes, text, expected, expected_unseen, expected_errors)
+    np.testing.assert_array_equal(matrix, expected)
+    assert (unseen, errors) == (expected_unseen, expected_errors)
 
 
 # -- output_rows ---------------------------------------------------------------------------------------------------
