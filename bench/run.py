@@ -130,6 +130,7 @@ def markdown(
         )
     lines += [
         "",
+        *paths_section(results.get("paths")),
         "## One health computation (bench/health.py)",
         "",
         "| features | window rows | health | scipy KS loop | vs scipy (goal 10x) | alibi-detect KSDrift | Evidently"
@@ -269,6 +270,25 @@ def overhead_section(overhead: dict[str, Any], workers: int) -> list[str]:
     ]
 
 
+def paths_section(paths: dict[str, Any] | None) -> list[str]:
+    """bench/paths.py's table (the guard's own work on other paths than the common one), followed by a blank line;
+    nothing for a record from before it was measured."""
+    if paths is None:
+        return []
+    lines = [
+        f"## The guard's own work on other paths (bench/paths.py, {paths['rows']}-row requests)",
+        "",
+        "In-process, as above: a stand-in model, a SQLite store, the writer's CPU included; the paths take turns"
+        f" round by round (median of {paths['rounds']} rounds), each compared with the common path of the same round.",
+        "",
+        "| path | guard's CPU per request | request thread only | x the common path |",
+        "|---|---:|---:|---:|",
+    ]
+    for p in paths["paths"]:
+        lines.append(f"| {p['path']} | {p['us']:.0f} µs | {p['thread_us']:.0f} µs | {p['vs_common']:.2f}x |")
+    return [*lines, ""]
+
+
 def batching_section(batching: dict[str, Any]) -> list[str]:
     """bench/batching.py's section, followed by a blank line."""
     median, rounds = batching["median_rps"], batching["rounds"]
@@ -329,6 +349,7 @@ def plan(quick: bool) -> dict[str, tuple[str, list[str]]]:
     return {
         "overhead": ("overhead.py", short),
         "overhead_2": ("overhead.py", ["--workers", "2", *short]),
+        "paths": ("paths.py", ["--rounds", "1"] if quick else []),
         "health": ("health.py", []),
         "store": ("store.py", ["--seconds", "2"] if quick else []),
         "store_load": ("store.py", ["--load", "--seconds", "5" if quick else "20"]),

@@ -123,3 +123,13 @@ def test_the_batching_bench_serves_both_services_and_batches_one(tmp_path: Path)
     assert rounds["unbatched"][0]["mean_batch"] == 1.0
     assert rounds["batched"][0]["mean_batch"] > 1.0
     assert results["ratio"] > 0
+
+
+def test_the_paths_bench_times_every_path_beside_the_common_one(tmp_path: Path) -> None:
+    result = run("paths.py", "--rounds", "1", tmp_path=tmp_path)
+    assert isinstance(result, dict)
+    paths = result["paths"]
+    assert paths[0]["path"] == "numbers as lists (the common path)"
+    assert paths[0]["vs_common"] == 1.0
+    assert len(paths) == 7
+    assert all(p["us"] >= p["thread_us"] > 0 for p in paths)
