@@ -190,7 +190,7 @@ def _accept(
                 rows, model_input, window_inputs, inputs_json = batch.rows, batch.model_input, batch.matrix, batch.logged
                 count = len(rows)
             else:
-                rows, count, model_input, window_inputs, inputs_json = _tabular(guarded, body, bool(monitor.redact))
+                rows, count, model_input, window_inputs, inputs_json = _tabular(guarded, body)
             if call is not None:
                 call.rows = count
     except InputError as refused:
@@ -308,8 +308,9 @@ def _answered(
         accepted.clock,
         # With the client's own text to log, the parsed rows need not wait in the store's buffer
         # (about 2x the memory of the text, as Python objects), unless redaction must edit them
-        # (an input kind's text is its own, redacted already).
-        inputs=rows if inputs_json is None or (monitor.redact and guarded.kind is None) else None,
+        # (an input kind's text is its own, redacted already); on the numeric path there are none, and
+        # redaction decodes the text it blanks.
+        inputs=(rows or None) if inputs_json is None or (monitor.redact and guarded.kind is None) else None,
         outputs=outputs,
         warnings=warnings,
         window=monitor.encode(rows or accepted.window_inputs, outputs, input_matrix=accepted.window_inputs, output_array=result),
@@ -323,12 +324,13 @@ def _answered(
     return Reply(200, payload, headers)
 
 
-def _tabular(guarded: GuardedModel, body: bytes, redact: bool) -> tuple[list[list[Any]], int, Any, Any, str | None]:
+def _tabular(guarded: GuardedModel, body: bytes) -> tuple[list[list[Any]], int, Any, Any, str | None]:
     """A body of rows of scalars: the Python rows (none on the numeric path), their count, the model's input,
     the window's matrix and the logged text."""
-    # A model taking an array needs no Python rows: numeric {"rows": ...} bodies go straight to a matrix (with
-    # no redaction to apply to the logged rows); any other body, valid or not, takes the general path.
-    if guarded.input_format == "array" and not redact and guarded.envelope is ROWS:
+    # A model taking an array needs no Python rows: numeric {"rows": ...} bodies go straight to a matrix (a
+    # redacted feature is blanked in the logged text when it is readied for disk, see monitor/recording.py);
+    # any other body, valid or not, takes the general path.
+    if guarded.input_format == "array" and guarded.envelope is ROWS:
         numeric = guarded.numeric(body)
         if numeric is not None:
             return [], numeric.rows, numeric.matrix.copy(), numeric.matrix, numeric.text  # a copy for the model

@@ -123,6 +123,37 @@ def test_sampled_requests_log_the_clients_own_text(tmp_path: Path, monkeypatch: 
     assert decoded == []
 
 
+def test_a_redacted_feature_of_a_numeric_body_never_reaches_disk_though_the_model_sees_it(tmp_path: Path) -> None:
+    """Numeric rows take the fast path (simdjson to a matrix) with a redacted feature too: the model gets every
+    value, and what is stored, the logged rows and the stored window, has the feature blanked."""
+    seen: list[np.ndarray] = []
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        seen.append(np.array(x))
+        return np.asarray(x).sum(axis=1)
+
+    names = ["age", "ssn", "income"]
+    guarded = GuardedModel(predict, reference=TRAINING, feature_names=names, db=tmp_path / "log.db", redact=["ssn"])
+    sent = [[31, 123456789, 52000.5], [44.5, 987654321, 61000]]
+    guarded.start()
+    try:
+        reply = guarded.handle_predict(json.dumps({"rows": sent}).encode(), "application/json")
+        assert guarded.monitor is not None
+        assert guarded.monitor.flush()
+        chunks = list(guarded.monitor.store.window_chunks(guarded.name))  # type: ignore[union-attr]
+    finally:
+        guarded.close()
+
+    assert reply.status == 200
+    assert seen[-1].tolist() == [[31.0, 123456789.0, 52000.5], [44.5, 987654321.0, 61000.0]]
+    (stored,) = query(tmp_path / "log.db", "SELECT inputs FROM requests")
+    assert json.loads(stored[0]) == [[31, None, 52000.5], [44.5, None, 61000]]
+    assert "123456789" not in stored[0]
+    assert "987654321" not in stored[0]
+    assert all(np.isnan(chunk.inputs[:, 1]).all() for chunk in chunks)
+    assert [chunk.inputs[:, [0, 2]].tolist() for chunk in chunks] == [[[31.0, 52000.5], [44.5, 61000.0]]]
+
+
 def record(i: int, ts: float = 1_700_000_000.0) -> RequestRecord:
     return RequestRecord(f"r{i}", ts, "m", None, "ok", 2, 1.0, {}, inputs=[[1.0], [2.0]], outputs=[0, 1])
 
