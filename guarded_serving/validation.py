@@ -291,14 +291,14 @@ def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
         raise InputError([Problem(f"{len(rows)} rows in one request", f"at most {schema.max_rows} rows per request")], status=413)
     names = schema.names
     width = len(names)
-    fast, in_range, limits = _checks(schema)
+    fast, in_range, limits, by_name = _checks(schema)
     numeric = schema.all_numeric
     out: list[list[Any]] = []
     for row in rows:  # the common case: well-formed rows, checked with C-level type tests
         if type(row) is dict and len(row) == width:
             verbatim = False
             try:
-                row = [row[n] for n in names]
+                row = list(by_name(row))  # in C: a list comprehension of the names cost ~1.5 µs a row of 20
             except KeyError:
                 break
         if type(row) is not list or len(row) != width or not fast(row):
@@ -322,10 +322,16 @@ def parse_table(document: Any, schema: RowSchema) -> ParsedRows:
 
 
 @functools.lru_cache(maxsize=64)
-def _checks(schema: RowSchema) -> tuple[Callable[[list[Any]], bool], Callable[[list[list[Any]]], bool], np.ndarray]:
-    """The schema's per-row type check, the rows' magnitude check and the limits as an array, built once (one
-    cache lookup per request)."""
-    return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64)
+def _checks(
+    schema: RowSchema,
+) -> tuple[
+    Callable[[list[Any]], bool], Callable[[list[list[Any]]], bool], np.ndarray, Callable[[dict[str, Any]], tuple[Any, ...]]
+]:
+    """The schema's per-row type check, the rows' magnitude check, the limits as an array and a row object's
+    values in feature order, built once (one cache lookup per request)."""
+    names = schema.names
+    by_name = operator.itemgetter(*names) if len(names) > 1 else _one(names[0]) if names else lambda row: ()
+    return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64), by_name
 
 
 def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
@@ -356,8 +362,8 @@ def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
     return check
 
 
-def _one(j: int) -> Callable[[list[Any]], tuple[Any, ...]]:
-    return lambda row: (row[j],)
+def _one(key: Any) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda row: (row[key],)
 
 
 def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:

@@ -494,3 +494,16 @@ def test_a_nan_among_missing_values_of_a_mixed_table_is_still_named(schema: RowS
     huge = Refusal(422, 3, "age", "got Infinity, which is not a finite float", "a finite number within ±1.8e308")
     body = b'{"rows": [[30, "Paris", null], [null, "Lyon", 2.0], [null, null, null], [1e400, "Nice", 1]]}'
     assert refusal(body, schema) == huge
+
+
+@pytest.mark.parametrize(
+    ("names", "numeric", "rows", "expected"),
+    [
+        pytest.param(("a",), (True,), [{"a": 1.5}, {"a": None}], [[1.5], [None]], id="one-feature"),
+        pytest.param(("a", "b"), (True, False), [{"b": "x", "a": 2}, {"a": None, "b": None}], [[2, "x"], [None, None]], id="two"),
+    ],
+)
+def test_row_objects_are_taken_in_feature_order_whatever_their_width(
+    names: tuple[str, ...], numeric: tuple[bool, ...], rows: list[dict[str, Any]], expected: list[list[Any]]
+) -> None:
+    assert parse_table({"rows": rows}, RowSchema(names=names, numeric=numeric)).rows == expected
