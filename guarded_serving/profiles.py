@@ -129,7 +129,7 @@ class FeatureProfile:
         if self.kind == "numeric":
             out.update(minimum=self.minimum, maximum=self.maximum, mean=self.mean, std=self.std)
             out.update(edges=list(self.edges), proportions=list(self.proportions), top_share=self.top_share)
-            out["sample_f32"] = base64.b64encode(self.sample.values.astype("<f4", copy=False).tobytes()).decode("ascii")
+            out["sample_f32"] = base64.b64encode(np.asarray(self.sample, dtype="<f4").tobytes()).decode("ascii")
         else:
             out["categories"] = [[c, f] for c, f in self.categories]
             out.update(top_share=self.top_share, singletons=self.singletons)

@@ -104,3 +104,13 @@ def test_a_saved_reference_loads_the_same_samples(tmp_path: Path) -> None:
 def test_a_sample_is_one_row_of_values() -> None:
     with pytest.raises(ValueError, match=r"one row of values, got an array of shape \(2, 2\)"):
         ValueSample(np.zeros((2, 2)))
+
+
+def test_a_profile_holding_a_tuple_sample_still_saves() -> None:
+    """A profile pickled before samples were arrays comes back holding its tuple (unpickling sets the attribute
+    without __post_init__): it still saves, to the same text."""
+    profile = FeatureProfile.from_column("x", np.linspace(0, 1, 50), categorical=False)
+    old = FeatureProfile.from_column("x", np.linspace(0, 1, 50), categorical=False)
+    object.__setattr__(old, "sample", tuple(profile.sample))
+
+    assert old.to_json() == profile.to_json()
