@@ -159,13 +159,14 @@ class RowSchema:
         )
 
 
-def _taker(indices: list[int]) -> Callable[[list[Any]], Sequence[Any]]:
-    if not indices:
+def _taker(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A row's values at ``keys`` (positions of a list, names of an object) as a tuple, one key too, in C."""
+    if not keys:
         return lambda row: ()
-    if len(indices) == 1:
-        j = indices[0]
-        return lambda row: (row[j],)
-    return operator.itemgetter(*indices)  # type: ignore[return-value]
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda row: (row[key],)
+    return operator.itemgetter(*keys)
 
 
 def parse_json(body: bytes) -> Any:
@@ -333,9 +334,7 @@ def _checks(
 ]:
     """The schema's type check of rows, the rows' magnitude check, the limits as an array and a row object's
     values in feature order, built once (one cache lookup per request)."""
-    names = schema.names
-    by_name = operator.itemgetter(*names) if len(names) > 1 else _one(names[0]) if names else lambda row: ()
-    return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64), by_name
+    return schema.fast_check(), _range_check(schema), np.array(schema.limits, dtype=np.float64), _taker(schema.names)
 
 
 def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
@@ -347,7 +346,7 @@ def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
     numeric = [j for j, n in enumerate(schema.numeric) if n]
     if not numeric:
         return lambda rows: True
-    take = operator.itemgetter(*numeric) if len(numeric) > 1 else _one(numeric[0])
+    take = _taker(numeric)
     limits = np.array([schema.limits[j] for j in numeric], dtype=np.float64)
 
     def check(rows: list[list[Any]]) -> bool:
@@ -364,10 +363,6 @@ def _range_check(schema: RowSchema) -> Callable[[list[list[Any]]], bool]:
         return True
 
     return check
-
-
-def _one(key: Any) -> Callable[[Any], tuple[Any, ...]]:
-    return lambda row: (row[key],)
 
 
 def _parse_slowly(rows: list[Any], schema: RowSchema) -> list[list[Any]]:
