@@ -77,6 +77,13 @@ def test_requests_and_rows_are_written_after_a_flush(store: Store, db_path: Path
     assert json.loads(str(query(db_path, "SELECT stages FROM requests")[0][0])) == {"validate": 0.1, "predict": 1.0}
 
 
+def test_timings_under_a_name_that_is_not_text_are_stored_as_json_all_the_same(store: Store, db_path: Path) -> None:
+    store.put(dataclasses.replace(record("number"), stages={5: 1.0, "predict": 2.0}))  # type: ignore[dict-item]
+
+    assert store.flush()
+    assert json.loads(str(query(db_path, "SELECT stages FROM requests")[0][0])) == {"5": 1.0, "predict": 2.0}
+
+
 def test_the_database_file_is_readable_by_its_owner_only(store: Store, db_path: Path) -> None:
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 

@@ -61,6 +61,8 @@ def stages_text(stages: dict[str, float]) -> str:
         value = round(ms, 3)
         key = _STAGE_KEYS.get(name)
         if key is None:
+            if not isinstance(name, str):  # a number, say (a caller's own timings): JSON keys are text
+                return dump_text({k: round(v, 3) for k, v in stages.items()})
             try:
                 key = to_json(name).decode()
             except (ValueError, TypeError):  # a lone surrogate: dump_text's own fallback writes it
