@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 import numpy as np
 import simdjson
@@ -32,6 +32,13 @@ __all__ = ["NumericDecoder", "NumericRows"]
 KEPT_PARSER_BYTES = 1024 * 1024
 SMALL_BODY_VALUES = 40  # up to this many values, the limits are checked in Python (numpy's fixed cost is larger)
 _BOM = b"\xef\xbb\xbf"  # simdjson skips it; the general parser refuses it (JSON text has none)
+_NUMBER_BYTES = b"0123456789.+-eE \t\n\r"  # what JSON numbers and white space are written with
+_FRAME = len(b'{"rows":[]}') - 1  # a skeleton's length beyond its rows' (each row and a comma: width + 2)
+
+
+def _skeleton(row: bytes, rows: int) -> bytes:
+    """``{"rows":[...]}`` holding ``rows`` copies of ``row``, comma-separated."""
+    return b'{"rows":[' + (row + b",") * (rows - 1) + row + b"]}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,6 +67,7 @@ class NumericDecoder:
         self.max_rows = schema.max_rows
         self.limits = np.array(schema.limits, dtype=np.float64)
         self.smallest_limit = float(self.limits.min()) if self.width else 0.0
+        self._row = b"[" + b"," * (self.width - 1) + b"]"  # a row's skeleton
         self._local = threading.local()
 
     def __call__(self, body: bytes) -> NumericRows | None:
@@ -73,7 +81,7 @@ class NumericDecoder:
             return None
         parser = self._parser() if len(body) <= KEPT_PARSER_BYTES else simdjson.Parser()
         try:
-            values = self._values(parser, body, text)
+            values = self._values(parser, body)
         except (ValueError, TypeError, RuntimeError, KeyError):  # malformed, a value not a number, a huge integer
             return None
         if values is None:
@@ -90,30 +98,28 @@ class NumericDecoder:
             return None
         return NumericRows(matrix.copy(), text)
 
-    def _values(self, parser: simdjson.Parser, body: bytes, text: str) -> np.ndarray | None:
+    def _values(self, parser: simdjson.Parser, body: bytes) -> np.ndarray | None:
         """The numbers of a ``{"rows": [[...], ...]}`` body whose rows all hold ``width`` numbers, in order.
 
-        The parser's objects are let go before returning: a parser cannot parse again while they live."""
-        doc = parser.parse(body)
-        rows = listed = None
+        The body's shape is checked on its skeleton, what is left once the characters of numbers and white space
+        are deleted: ``{"rows":[[,,],[,,]]}`` for two rows of three. Anything else in it (a null, a string, a
+        nested array, an object, a second key) leaves other characters or another skeleton. That one pass over
+        the bytes (~5 µs at 64 rows of 20) replaced counting the ``[`` and listing every row as a simdjson object
+        to test its length (~10 µs). simdjson then refuses what is not JSON (``1..2``, ``[1,,2]``) and copies the
+        numbers out as doubles. The parser's objects are let go before returning: it cannot parse again while
+        they live."""
+        skeleton = body.translate(None, _NUMBER_BYTES)
+        rows, extra = divmod(len(skeleton) - _FRAME, self.width + 2)
+        if extra or not 0 < rows <= self.max_rows or skeleton != _skeleton(self._row, rows):
+            return None
+        doc: Any = parser.parse(body)  # an object holding an array of arrays, as its skeleton says
+        found: Any = None
         try:
-            if not isinstance(doc, simdjson.Object) or len(doc) != 1:
-                return None
-            rows = doc["rows"]
-            # Each row a flat array of `width` values: `[` opens the outer array and each row, no other.
-            if not isinstance(rows, simdjson.Array) or not 0 < len(rows) <= self.max_rows:
-                return None
-            if text.count("[") != len(rows) + 1:
-                return None
-            # Every row an array of ``width`` values: the rows listed once and each test a ``map`` (~7 us less than a
-            # generator's test per row at 64 rows of 20, of ~35 us for parse and test)
-            listed = list(rows)
-            if set(map(type, listed)) != {simdjson.Array} or set(map(len, cast("list[simdjson.Array]", listed))) != {self.width}:
-                return None
-            # The numbers copied out as doubles (a TypeError for null, a boolean or an object).
-            return np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
+            found = doc["rows"]  # a KeyError for a key whose skeleton reads "rows" (``"r0ws"``)
+            values = np.frombuffer(found.as_buffer(of_type="d"), dtype=np.float64)
         finally:
-            del rows, doc, listed
+            del found, doc
+        return values if values.size == rows * self.width else None  # an empty row, for a width of 1
 
     def _parser(self) -> simdjson.Parser:
         parser: simdjson.Parser | None = getattr(self._local, "parser", None)

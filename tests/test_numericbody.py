@@ -134,6 +134,10 @@ def test_a_plain_numeric_body_is_decoded_with_its_rows_text_as_sent() -> None:
         pytest.param(b"[[1, 2, 0.5]]", id="array-body"),
         pytest.param(b'\xef\xbb\xbf{"rows": [[1, 2, 0.5]]}', id="byte-order-mark"),
         pytest.param(b'{"rows": [[1, 2, 0.5]]} x', id="trailing-text"),
+        pytest.param(b'{"r0ws": [[1, 2, 0.5]]}', id="key-whose-letters-read-rows"),
+        pytest.param(b'{"rows": [[1, 2, 0.5]], "": 1}', id="second-key-empty"),
+        pytest.param(b'{"rows": [[1, 2, 0.5] [1, 2, 0.5]]}', id="missing-comma-between-rows"),
+        pytest.param(b'{"rows": [[1, 2 0.5, 3]]}', id="missing-comma-between-values"),
     ],
 )
 def test_a_body_needing_the_general_parser_is_left_to_it(body: bytes) -> None:
@@ -156,6 +160,28 @@ def test_a_value_beyond_its_feature_magnitude_is_left_to_the_general_parser_in_s
     assert (fast is None) == (beyond is not None)
     if fast is not None:
         assert same_floats(fast.matrix, matrix)
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted"),
+    [
+        (b'{"rows": [[1], [2.5], [-3e-1]]}', True),
+        (b'{"rows": [[1], [], [2]]}', False),  # the empty row has a row's skeleton at a width of 1
+        (b'{"rows": [[1], [[2]]]}', False),
+        (b'{"rows": [[]]}', False),
+    ],
+)
+def test_a_single_feature_body_is_decoded_only_when_every_row_holds_one_number(body: bytes, accepted: bool) -> None:
+    one = NumericDecoder(RowSchema(names=("a",), numeric=(True,), max_rows=10))
+    fast = one(body)
+    slow = general(body, RowSchema(names=("a",), numeric=(True,), max_rows=10))
+    assert (fast is not None) == accepted
+    if fast is not None:
+        assert not isinstance(slow, InputError)
+        assert slow[0] is not None
+        assert same_floats(fast.matrix, slow[0])
+    else:
+        assert isinstance(slow, InputError)
 
 
 def test_a_schema_with_a_categorical_feature_is_left_to_the_general_parser() -> None:
