@@ -25,6 +25,7 @@ from .errors import InputError, ModelError
 from .http import REQUEST_ID, Reply, UnreadBody, check_envelope, problem_reply, request_id_of
 from .ids import new_request_id
 from .inputs import parse_batch
+from .numericbody import owned_copy
 from .redaction import WITHHELD, redacted_input_error
 from .refusals import unseen_refusal
 from .stages import BATCH_SIZE, StageClock, stage
@@ -333,7 +334,7 @@ def _tabular(guarded: GuardedModel, body: bytes) -> tuple[list[list[Any]], int, 
     if guarded.input_format == "array" and guarded.envelope is ROWS:
         numeric = guarded.numeric(body)
         if numeric is not None:
-            return [], numeric.rows, numeric.matrix.copy(), numeric.matrix, numeric.text  # a copy for the model
+            return [], numeric.rows, owned_copy(numeric.matrix), numeric.matrix, numeric.text  # the model's own
     table = parse_table(guarded.envelope.rows(parse_json(body)), guarded.schema)
     rows = table.rows
     inputs_json = rows_text(body) if table.verbatim and table.matrix is not None else None

@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from guarded_serving.errors import InputError
-from guarded_serving.numericbody import KEPT_PARSER_BYTES, SMALL_BODY_VALUES, NumericDecoder
+from guarded_serving.numericbody import KEPT_PARSER_BYTES, SMALL_BODY_VALUES, NumericDecoder, owned_copy
 from guarded_serving.validation import RowSchema, parse_json, parse_table, rows_text
 
 SCHEMA = RowSchema(names=("a", "b", "c"), numeric=(True, True, True), max_rows=5, limits=(1e3, sys.float_info.max, 1.0))
@@ -217,3 +217,29 @@ def test_threads_decoding_at_once_each_get_their_own_rows() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize("rows", [1, 25, 26, 64], ids=lambda n: f"{n}-rows")
+def test_the_decoded_matrix_and_a_copy_of_it_are_writable_and_their_own(rows: int) -> None:
+    """Copies above numpy's 500 values are made through a bytearray (to keep the GIL): the same arrays all the same."""
+    schema = RowSchema(names=tuple("abcdefghijklmnopqrst"), numeric=(True,) * 20, max_rows=100)
+    matrix = np.arange(rows * 20, dtype=np.float64).reshape(rows, 20) / 4
+    fast = NumericDecoder(schema)(json.dumps({"rows": matrix.tolist()}).encode())
+    assert fast is not None
+    copy = owned_copy(fast.matrix)
+    for array in (fast.matrix, copy):
+        assert array.flags.writeable and array.flags.c_contiguous and array.dtype == np.float64
+        assert same_floats(array, matrix)
+    copy[0, 0] = -1.0
+    assert fast.matrix[0, 0] == 0.0  # the copy shares nothing with the decoded matrix
+    assert not np.shares_memory(copy, fast.matrix)
+
+
+@pytest.mark.parametrize("at", [(0, 0), (40, 1), (63, 2)], ids=["first", "middle", "last"])
+def test_one_value_beyond_every_limit_anywhere_in_a_large_body_is_left_to_the_general_parser(at: tuple[int, int]) -> None:
+    schema = RowSchema(names=("a", "b", "c"), numeric=(True, True, True), max_rows=100, limits=(1e3, 10.0, 1.0))
+    matrix = np.full((64, 3), 0.25)
+    matrix[at] = -1e6
+    assert NumericDecoder(schema)(json.dumps({"rows": matrix.tolist()}).encode()) is None
+    matrix[at] = -0.75  # within every limit: decoded
+    assert NumericDecoder(schema)(json.dumps({"rows": matrix.tolist()}).encode()) is not None
