@@ -228,7 +228,9 @@ def test_the_decoded_matrix_and_a_copy_of_it_are_writable_and_their_own(rows: in
     assert fast is not None
     copy = owned_copy(fast.matrix)
     for array in (fast.matrix, copy):
-        assert array.flags.writeable and array.flags.c_contiguous and array.dtype == np.float64
+        assert array.flags.writeable
+        assert array.flags.c_contiguous
+        assert array.dtype == np.float64
         assert same_floats(array, matrix)
     copy[0, 0] = -1.0
     assert fast.matrix[0, 0] == 0.0  # the copy shares nothing with the decoded matrix
