@@ -185,6 +185,27 @@ def test_timings_are_kept_to_the_microsecond_and_no_problems_read_as_none(store:
     assert (found["failed_stage"], found["problem_features"]) == (None, None)
 
 
+class GrowsWhileWalked(dict):  # type: ignore[type-arg]
+    """Stage timings that gain a stage while they are walked, as the request thread adds ``log`` to a record's
+    timings after queuing it, maybe while the writer reads them."""
+
+    def items(self) -> Any:
+        for i, item in enumerate(super().items()):
+            if i == 0:
+                self[f"late-{len(self)}"] = 0.5
+            yield item
+
+
+def test_timings_that_change_while_the_writer_reads_them_never_cost_the_request_its_row(store: Store) -> None:
+    put_all(store, record("racing", stages=GrowsWhileWalked(validate=0.1, predict=1.0)))
+
+    [found] = store.recent_requests("m", 1)
+
+    assert found["request_id"] == "racing"
+    assert json.loads(found["stages"]) == {"validate": 0.1, "predict": 1.0}
+    assert store.stats().dropped == 0
+
+
 def test_a_record_dropped_for_want_of_room_is_still_counted_in_the_totals(backend: Backend) -> None:
     store = backend.store(capacity=2)  # not opened yet: nothing drains the buffer
 

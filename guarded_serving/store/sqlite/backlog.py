@@ -42,7 +42,8 @@ RECORD_OVERHEAD = 400  # bytes a waiting record holds besides its texts and arra
 
 class Pending(NamedTuple):
     """A record as it waits for the writer: its rows already the JSON text that will be written, and
-    the bytes it holds. The stages stay a dict: the guard adds the ``log`` stage after queuing it."""
+    the bytes it holds. The stages stay a dict: the guard adds the ``log`` stage after queuing it, so a writer
+    copies it (one step under the GIL) before walking it; walking it while ``log`` is added would raise."""
 
     key: Key
     request_id: str
