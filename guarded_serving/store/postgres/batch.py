@@ -96,7 +96,7 @@ def write_batch(
                         p.status,
                         p.rows,
                         round(p.latency_ms, 3),
-                        stages_text(p.stages.copy()),  # see Pending: the request thread may still add `log`
+                        stages_text(p.stages),  # copied there: the request thread may still add `log`
                         clean(p.failed_stage),
                         clean(p.error),
                         json.dumps(list(p.problem_features)) if p.problem_features else None,

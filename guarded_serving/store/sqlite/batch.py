@@ -69,7 +69,7 @@ def write_batch(conn: sqlite3.Connection, work: Work, window_rows: int, check: C
                 p.status,
                 p.rows,
                 round(p.latency_ms, 3),
-                stages_text(p.stages.copy()),  # see Pending: the request thread may still add `log`
+                stages_text(p.stages),  # copied there: the request thread may still add `log`
                 p.failed_stage,
                 p.error,
                 json.dumps(list(p.problem_features)) if p.problem_features else None,

@@ -55,7 +55,10 @@ def stages_text(stages: dict[str, float]) -> str:
 
     The text of ``dump_text({name: round(ms, 3) ...})``, written by hand for the usual stages (names seen
     before, durations below 10^15 ms): the writer spent 2.8 µs of its ~20 per request on that call, this
-    takes about 1. Anything else (a NaN, a name pydantic-core refuses) is written by ``dump_text`` itself."""
+    takes about 1. Anything else (a NaN, a name pydantic-core refuses) is written by ``dump_text`` itself.
+
+    The dict is copied first (one step under the GIL): the guard may add a stage while a writer reads it."""
+    stages = stages.copy()
     parts = []
     for name, ms in stages.items():
         value = round(ms, 3)
