@@ -57,7 +57,8 @@ class Problem:
     """One thing wrong with a request: where it is, what was wrong and what was expected.
 
     ``kind`` is ``"type"`` for a value of the wrong type for its feature, ``"missing"`` for a missing value
-    (null) refused there (the data quality check counts both per feature), else None.
+    (null) refused there, ``"range"`` for a number refused as far beyond the reference's (the data quality check
+    counts all three per feature), else None.
     """
 
     problem: str

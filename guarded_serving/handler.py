@@ -199,6 +199,7 @@ def _accept(
         rid = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else new_request_id()
         wrong_types = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "type"))
         refused_missing = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "missing"))
+        refused_range = tuple(dict.fromkeys(p.feature for p in exc.problems if p.feature and p.kind == "range"))
         _record(
             guarded,
             monitor,
@@ -210,6 +211,7 @@ def _accept(
             error=str(exc),
             problem_features=wrong_types,
             missing_features=refused_missing,
+            range_features=refused_range,
             call=call,
         )
         return problem_reply(exc.status, "Invalid input", str(exc), rid, problems=[p.to_json() for p in exc.problems])
@@ -359,6 +361,7 @@ def _record(
     warnings: list[Any] | None = None,
     problem_features: tuple[str, ...] = (),
     missing_features: tuple[str, ...] = (),
+    range_features: tuple[str, ...] = (),
     window: Chunk | None = None,
     inputs_json: str | None = None,
     call: PredictCall | None = None,
@@ -386,6 +389,7 @@ def _record(
         warnings=tuple(warnings or ()),
         problem_features=problem_features,
         missing_features=missing_features,
+        range_features=range_features,
         window=window,
         inputs_json=inputs_json,
         outputs_json=outputs_json,

@@ -374,6 +374,7 @@ def _report_values(report: HealthReport) -> Iterable[tuple[tuple[str, tuple[str,
                 yield ("guarded_serving_quality_statistic", (feature, "missing_rate")), quality.missing_rate
                 yield ("guarded_serving_quality_statistic", (feature, "type_errors")), float(quality.type_errors)
                 yield ("guarded_serving_quality_statistic", (feature, "refused_missing")), float(quality.refused_missing)
+                yield ("guarded_serving_quality_statistic", (feature, "refused_range")), float(quality.refused_range)
                 if quality.out_of_range is not None:
                     yield ("guarded_serving_quality_statistic", (feature, "out_of_range")), quality.out_of_range
         elif isinstance(details, JointDetails):

@@ -169,6 +169,7 @@ class RecentRequest(NamedTuple):
     problem_features: tuple[str, ...] = ()  # a rejected request's features with a value of the wrong type
     missing_features: tuple[str, ...] = ()  # ... and with a missing value (null) refused
     rows: int = 0  # an answered request's rows (those that reached the window)
+    range_features: tuple[str, ...] = ()  # a rejected request's features with a number far beyond the reference's
 
 
 @dataclass(frozen=True, slots=True)

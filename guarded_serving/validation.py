@@ -234,10 +234,11 @@ def _check_value(
     if type(value) in NUMBER and not -limit <= value <= limit:
         shown = describe(value)[:40]
         if limit >= FLOAT_MAX:
-            return Problem(f"got {shown}, which is not a finite float", "a finite number within ±1.8e308")
+            return Problem(f"got {shown}, which is not a finite float", "a finite number within ±1.8e308", kind="range")
         return Problem(
             f"got {shown}, far beyond the reference's values",
             f"a number within ±{limit:.3g} (10^9 times the reference's largest magnitude, at least 1)",
+            kind="range",
         )
     return None
 

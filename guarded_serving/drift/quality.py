@@ -47,6 +47,7 @@ class FeatureQuality:
     constant: bool = False
     type_errors: int = 0
     refused_missing: int = 0  # recent requests refused for a missing value (null) the model cannot take here
+    refused_range: int = 0  # ... and for a number far beyond the reference's (10^9 times its largest magnitude)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,9 @@ def quality_check(
         k = numeric_position.get(j)
         errors = int(data.type_errors.get(j, 0)) if data.type_errors else 0
         refused = int(data.refused_missing.get(j, 0)) if data.refused_missing else 0
-        if k is not None and not (missing_flag_[j] or out_flag_[k] or constant_[j] or errors or refused):  # the common case
+        beyond = int(data.refused_range.get(j, 0)) if data.refused_range else 0
+        refusals = errors or refused or beyond
+        if k is not None and not (missing_flag_[j] or out_flag_[k] or constant_[j] or refusals):  # the common case
             share = out_share_[k]
             if rate_[j] == 0.0 and share == 0.0:
                 features[name] = clean[j]
@@ -253,6 +256,8 @@ def quality_check(
             problems.append(f"{errors} value{'s' if errors != 1 else ''} of the wrong type")
         if refused:
             problems.append(f"{refused} request{'s' if refused != 1 else ''} refused for a missing value (null)")
+        if beyond:
+            problems.append(f"{beyond} request{'s' if beyond != 1 else ''} refused for a number far beyond the reference's")
         _, status = verdict(problems, severe)
         features[name] = FeatureQuality(
             status=status,
@@ -265,6 +270,7 @@ def quality_check(
             constant=constant_[j],
             type_errors=errors,
             refused_missing=refused,
+            refused_range=beyond,
         )
     details = QualityDetails(n, min_rows, alpha, features)
     flagged = [(nm, f) for nm, f in features.items() if f.drifted]

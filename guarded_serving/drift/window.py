@@ -88,6 +88,7 @@ class WindowData:
     type_errors: dict[int, int]
     parts: tuple[tuple[Hashable, int], ...] | None = None
     refused_missing: Mapping[int, int] = field(default_factory=dict)  # per feature: requests refused for a null
+    refused_range: Mapping[int, int] = field(default_factory=dict)  # ... and for a number far beyond the reference's
 
     @property
     def rows(self) -> int:

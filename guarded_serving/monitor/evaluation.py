@@ -312,7 +312,7 @@ def _quality(
 ) -> CheckResult:
     """The data-quality check of ``data`` (the window, with or without the rejected requests' counts), reused while
     the window and those counts are the same; ``reveal``: unseen categories named, not fingerprinted."""
-    counts = (tuple(sorted(data.type_errors.items())), tuple(sorted(data.refused_missing.items())))
+    counts = tuple(tuple(sorted(c.items())) for c in (data.type_errors, data.refused_missing, data.refused_range))
     return same.get(
         ("data_quality", *counts, repr(sorted(data.unseen.items()))),
         lambda: quality_check(base, columns, data, min_rows, ALPHA_QUALITY, redact, reveal, repeats),

@@ -328,21 +328,22 @@ def with_rejections(window: WindowData, recent: list[RecentRequest], names: tupl
     index = {name: j for j, name in enumerate(names)}
     errors = dict(window.type_errors)
     refused: dict[int, int] = {}
+    beyond: dict[int, int] = {}
     served = 0  # the answered rows newer than the request looked at, newest first
     for r in recent if newest_first else reversed(recent):
         if served >= window.rows:  # older than the window's oldest row
             break
         served += r.rows
-        if not (r.problem_features or r.missing_features):  # an answered request: most of them
+        if not (r.problem_features or r.missing_features or r.range_features):  # an answered request: most of them
             continue
-        for features, counts in ((r.problem_features, errors), (r.missing_features, refused)):
+        for features, counts in ((r.problem_features, errors), (r.missing_features, refused), (r.range_features, beyond)):
             for feature in features:
                 j = index.get(feature)
                 if j is not None:
                     counts[j] = counts.get(j, 0) + 1
-    if errors == window.type_errors and not refused:
+    if errors == window.type_errors and not refused and not beyond:
         return window
-    return WindowData(window.inputs, window.outputs, window.unseen, errors, refused_missing=refused)
+    return WindowData(window.inputs, window.outputs, window.unseen, errors, refused_missing=refused, refused_range=beyond)
 
 
 def _collecting_outputs(rows: int, needed: int) -> CheckResult:

@@ -143,6 +143,7 @@ class Recorder:
                         record.problem_features,
                         record.missing_features,
                         record.rows if record.status == "ok" else 0,
+                        record.range_features,
                     ),
                 )
             )

@@ -139,9 +139,15 @@ def _recent_request(r: dict[str, Any]) -> RecentRequest | None:
         {str(k): _milliseconds(v) for k, v in stages.items()} if isinstance(stages, dict) else {},
         r["failed_stage"] if isinstance(r["failed_stage"], str) else None,
         tuple(p for p in problems if isinstance(p, str)),
-        tuple(p["missing"] for p in problems if isinstance(p, dict) and isinstance(p.get("missing"), str)),
+        _tagged(problems, "missing"),
         _rows(r.get("rows")) if status == "ok" else 0,
+        _tagged(problems, "range"),
     )
+
+
+def _tagged(problems: list[Any], tag: str) -> tuple[str, ...]:
+    """The feature names of a stored request's ``{tag: name}`` problems (see store.sqlite.backlog)."""
+    return tuple(p[tag] for p in problems if isinstance(p, dict) and isinstance(p.get(tag), str))
 
 
 def _rows(value: Any) -> int:

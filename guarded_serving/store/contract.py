@@ -27,10 +27,11 @@ Requests
     and handed back character for character. Otherwise they are stored as compact JSON arrays, NaN and
     infinity as ``null``; when only inputs are given, outputs are stored as one ``null`` per row.
     ``latency_ms`` and each stage's milliseconds are stored rounded to 3 decimals; ``stages`` is handed
-    back as the JSON text of {stage: ms}; ``problem_features`` as the JSON text of a list of names, or
-    None when there were none. **Log order** is the order in which the writer stored the requests: a
-    request id (``request_log``'s ``id``) that is a positive integer, unique in the store and
-    increasing in log order across every model.
+    back as the JSON text of {stage: ms}; ``problem_features`` as the JSON text of a list: the names of
+    values of the wrong type, then ``{"missing": name}`` per refused null and ``{"range": name}`` per number
+    refused as far beyond the reference's; None when there were none. **Log order** is the order in which
+    the writer stored the requests: a request id (``request_log``'s ``id``) that is a positive integer,
+    unique in the store and increasing in log order across every model.
     ``totals`` are running counts of a model version: ``requests`` every request put (``ok``,
     ``rejected`` and ``error`` ones), ``rows`` only answered (``ok``) rows, ``rejected``, ``errors``; a
     request whose record was dropped before it was written (no room, not encodable) is counted in them

@@ -58,6 +58,7 @@ class RequestRecord:
     problem_features: tuple[str, ...] = ()  # features named by a rejected request's values of the wrong type
     outputs_json: str | None = None  # ``outputs`` as JSON text already (from the answer), written as is
     missing_features: tuple[str, ...] = ()  # ... and by its missing values (null) refused
+    range_features: tuple[str, ...] = ()  # ... and by its numbers refused as far beyond the reference's
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,12 +45,16 @@ def serve(client: TestClient, start: int, stop: int, labelled: bool = False) -> 
 
 
 def reject(client: TestClient) -> None:
-    """One request with a string where feature f2's number belongs, and one with a null in f1."""
+    """One request with a string where feature f2's number belongs, one with a null in f1, and one with a number
+    in f3 far beyond the reference's (a unit error upstream: 10^12)."""
     wrong = client.predict([X[0].tolist(), [*X[1, :2].tolist(), "abc", float(X[1, 3])]])
     assert wrong.status == 422, wrong.text
     assert json.loads(wrong.body)["problems"][0]["feature"] == "f2"
     null = client.predict([[float(X[2, 0]), None, *X[2, 2:].tolist()]])
     assert null.status == 422, null.text
+    beyond = client.predict([X[3].tolist()] * 50 + [[*X[4, :3].tolist(), 1e12]])  # wide: the numeric fast path
+    assert beyond.status == 422, beyond.text
+    assert json.loads(beyond.body)["problems"][0]["feature"] == "f3"
 
 
 def health(client: TestClient) -> HealthReport:
@@ -69,8 +73,9 @@ def test_a_rejected_request_counts_while_the_rows_served_around_it_are_in_the_wi
 
     assert quality.status is Status.WARN, quality.summary
     features = quality.details.features
-    assert (features["f2"].type_errors, features["f1"].refused_missing) == (1, 1)
+    assert (features["f2"].type_errors, features["f1"].refused_missing, features["f3"].refused_range) == (1, 1, 1)
     assert features["f2"].problems == ("1 value of the wrong type",)
+    assert features["f3"].problems == ("1 request refused for a number far beyond the reference's",)
 
 
 def test_a_rejected_request_older_than_the_window_s_oldest_row_no_longer_counts(client: TestClient) -> None:
@@ -82,7 +87,7 @@ def test_a_rejected_request_older_than_the_window_s_oldest_row_no_longer_counts(
 
     assert quality.status is Status.OK, quality.summary  # before: a warning for the next 1,000 requests
     features = quality.details.features
-    assert (features["f2"].type_errors, features["f1"].refused_missing) == (0, 0)
+    assert (features["f2"].type_errors, features["f1"].refused_missing, features["f3"].refused_range) == (0, 0, 0)
 
 
 def test_rejected_requests_in_the_window_do_not_keep_served_baselines_from_being_adopted(client: TestClient) -> None:

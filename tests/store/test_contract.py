@@ -136,15 +136,19 @@ def test_a_request_id_sent_twice_is_logged_twice(store: Store) -> None:
 
 
 def test_recent_requests_are_the_newest_first_with_their_columns_as_stored(store: Store) -> None:
-    bad = record("bad", status="rejected", rows=0, problem_features=("age",), missing_features=("city",))
+    bad = record(
+        "bad", status="rejected", rows=0, problem_features=("age",), missing_features=("city",), range_features=("income",)
+    )
     put_all(store, *(record(f"r{i}") for i in range(5)), bad)
 
     newest = store.recent_requests("m", 3)
 
     assert [r["request_id"] for r in newest] == ["bad", "r4", "r3"]
     assert set(newest[0]) == {"request_id", "status", "rows", "latency_ms", "stages", "failed_stage", "problem_features"}
-    # a value of the wrong type by its feature's name, a refused null as {"missing": name}
-    assert (newest[0]["status"], json.loads(newest[0]["problem_features"])) == ("rejected", ["age", {"missing": "city"}])
+    # a value of the wrong type by its feature's name, a refused null as {"missing": name}, a number far beyond
+    # the reference's as {"range": name}
+    problems = ["age", {"missing": "city"}, {"range": "income"}]
+    assert (newest[0]["status"], json.loads(newest[0]["problem_features"])) == ("rejected", problems)
     assert (newest[1]["rows"], newest[1]["latency_ms"], json.loads(newest[1]["stages"])) == (2, 1.5, {"predict": 1.0})
 
 

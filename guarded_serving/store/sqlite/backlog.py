@@ -42,8 +42,9 @@ RECORD_OVERHEAD = 400  # bytes a waiting record holds besides its texts and arra
 
 class Pending(NamedTuple):
     """A record as it waits for the writer: its rows already the JSON text that will be written, and
-    the bytes it holds. The stages stay a dict: the guard adds the ``log`` stage after queuing it, so a writer
-    copies it (one step under the GIL) before walking it; walking it while ``log`` is added would raise."""
+    the bytes it holds. The stages stay a dict: the guard adds the ``log`` stage after queuing it, so
+    ``codec.stages_text`` copies it (one step under the GIL) before walking it: walking it while ``log`` is
+    added would raise."""
 
     key: Key
     request_id: str
@@ -85,10 +86,13 @@ def pending(r: RequestRecord) -> Pending:
             size += sum(sys.getsizeof(name) + 100 for names in window.unseen.values() for name in names)
     if r.warnings:
         size += sum(sys.getsizeof(w.message) + sys.getsizeof(w.location) + 100 for w in r.warnings)
-    # stored as one JSON list: the names of values of the wrong type, then {"missing": name} per refused null
+    # stored as one JSON list: the names of values of the wrong type, then {"missing": name} per refused null,
+    # then {"range": name} per number refused as far beyond the reference's
     problems: tuple[str | dict[str, str], ...] = r.problem_features
     if r.missing_features:
         problems += tuple({"missing": name} for name in r.missing_features)
+    if r.range_features:
+        problems += tuple({"range": name} for name in r.range_features)
     warnings = r.warnings
     if warnings and not all(w.message.isascii() and w.location.isascii() for w in warnings):
         warnings = tuple(dataclasses.replace(w, message=mended(w.message), location=mended(w.location)) for w in warnings)
