@@ -246,6 +246,14 @@ def overhead_section(overhead: dict[str, Any], workers: int) -> list[str]:
         f"wrk with {16 * workers} connections, medians of interleaved rounds. *bare*: BentoML as its docs show it;",
         "*tuned*: object body, typed response, access log off, route excluded from tracing; *guarded*: `guard()` over",
         "the same predict function with a SQLite store and every check. CPU is the servers', per request.",
+        *(
+            [
+                "With two workers, two wrk processes a quarter second apart, and a run counts only when each worker holds",
+                "at least half its share of the connections (BentoML's workers race to accept them; see bench/overhead.py).",
+            ]
+            if workers > 1
+            else []
+        ),
         "",
         "| model | rows | bare req/s | tuned req/s | guarded req/s | guarded/bare | guarded/tuned | p50 ms b/t/g | p99 ms b/t/g"
         " | CPU ms/req b/t/g |",
