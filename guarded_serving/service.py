@@ -3,7 +3,8 @@
 It builds, at run time, a BentoML service class around a :class:`~guarded_serving.guard.GuardedModel`:
 
 * ``POST /predict`` is a BentoML API whose body the guard parses itself, so that every bad request
-  gets a 4xx naming the row and feature (BentoML's own parsing answers some of them with a 500);
+  gets a 4xx naming the row and feature (BentoML's own parsing answers some of them with a 500); its
+  requests are answered by :class:`_DirectPredict`, inside BentoML's own middleware (see there);
 * ``GET /health/model`` (JSON, or the HTML dashboard) and ``GET /health/model/history`` are a small
   Starlette app mounted with BentoML's ASGI mounting;
 * each worker opens the store in ``__init__`` and flushes it in its shutdown hook, with a bounded wait;
@@ -37,7 +38,7 @@ import bentoml
 import pydantic
 from pydantic_core import core_schema
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -210,6 +211,54 @@ class PredictOutput(bentoml.IODescriptor):  # type: ignore[misc]
     request_id: str = pydantic.Field(description="The id under which the request and its rows were logged.")
 
 
+_Answer = t.Callable[[bytes | UnreadBody, Any], t.Awaitable[Reply]]  # a /predict body and headers -> its answer
+
+
+class _DirectPredict:
+    """The ASGI middleware that answers ``POST /predict`` itself, inside BentoML's own middleware.
+
+    BentoML's API dispatch behind it costs a small request more than the guard's whole work: per request it
+    rebinds the API method (``inspect.signature``), builds the request context, resolves the
+    ``Server`` header through its dependency injector and copies the context onto the answer (py-spy, one-row
+    requests: about a third of the worker's event-loop time). The guard reads and parses the body itself
+    anyway, so this middleware hands it straight to the same ``predict`` the API method calls. Everything
+    BentoML wraps around an app still runs (it is added with ``add_asgi_middleware``, so inside the request
+    metrics, tracing, ``traffic`` timeout and concurrency middleware), and the API stays declared: OpenAPI,
+    ``/schema.json`` and BentoML's clients see no difference. It steps aside (BentoML answers, as before) when
+    something else would run between it and BentoML's API: CORS (``http={"cors": ...}``) or a middleware
+    added after ``guard()``; and it is not added when ``tracing=`` is given, so that BentoML's trace headers
+    come back on every answer."""
+
+    def __init__(self, app: Any, path: str, limit: int, answer: _Answer, name: str) -> None:
+        self.app = app
+        self.path = path
+        self.limit = limit  # max_body_bytes
+        self.answer = answer
+        self.server = f"BentoML Service/{name}"  # the header BentoML's dispatch adds
+        self.direct = type(app).__name__ == "ContextMiddleware" and type(app).__module__.startswith("_bentoml_impl")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.direct or scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            body = await _read_body(request, self.limit)
+        except ClientDisconnect:
+            # Nobody is left to read it, but BentoML's timeout middleware waits for an answer to be sent:
+            # 499 (nginx's "client closed request") is what BentoML's request metrics then count.
+            response = Response(status_code=499)
+        else:
+            response = _response(await self.answer(body, request.headers))
+        response.headers["server"] = self.server
+        await response(scope, receive, send)
+
+
+def _predict_path(prefix: str) -> str:
+    """The path BentoML serves the predict API on: ``/predict`` under the service's ``path_prefix``."""
+    return f"/{prefix.strip('/')}/predict" if prefix.strip("/") else "/predict"
+
+
 def _response(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
 
@@ -267,6 +316,15 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
             limiter.append(anyio.CapacityLimiter(threads))
         return await anyio.to_thread.run_sync(func, *args, limiter=limiter[0], abandon_on_cancel=True)
 
+    async def predict_answer(body: bytes | UnreadBody, headers: Any) -> Reply:
+        """A /predict request's answer, from its body and headers (both routes to it: see _DirectPredict)."""
+        call = PredictCall(headers.get("x-request-id"))
+        try:
+            return await predict_reply(body, headers.get("content-type"), call.request_id, call)
+        except asyncio.CancelledError:  # BentoML's traffic timeout answered 504: record it (off the loop)
+            asyncio.get_running_loop().run_in_executor(None, guarded.give_up, call)
+            raise
+
     async def health(request: Request) -> Response:
         instance = bentoml.get_current_service()
         query, headers = request.query_params, request.headers
@@ -303,14 +361,7 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
         @bentoml.api(route="/predict", input_spec=PredictInput, output_spec=PredictOutput)  # type: ignore[untyped-decorator]
         async def predict(self, ctx: bentoml.Context, **_: Any) -> Response:
             request = ctx.request
-            body = request.scope.get(_BODY_KEY, b"")
-            headers = request.headers
-            call = PredictCall(headers.get("x-request-id"))
-            try:
-                reply = await predict_reply(body, headers.get("content-type"), call.request_id, call)
-            except asyncio.CancelledError:  # BentoML's traffic timeout answered 504: record it (off the loop)
-                asyncio.get_running_loop().run_in_executor(None, self.guarded.give_up, call)
-                raise
+            reply = await predict_answer(request.scope.get(_BODY_KEY, b""), request.headers)
             ctx.response.status_code = reply.status  # BentoML copies the context's status onto the response
             return _response(reply)
 
@@ -335,6 +386,9 @@ def build_service(guarded: GuardedModel, options: dict[str, Any], module: str) -
     service_kwargs = {k: v for k, v in options.items() if k in _SERVICE_ARGS}
     config = {**_QUIET_DEFAULTS, **{k: v for k, v in options.items() if k not in _SERVICE_ARGS and k != "threads"}}
     svc = bentoml.service(GuardedService, name=guarded.name, **service_kwargs, **config)
+    if "tracing" not in options:
+        path = _predict_path(options.get("path_prefix", ""))
+        svc.add_asgi_middleware(_DirectPredict, path=path, limit=guarded.max_body_bytes, answer=predict_answer, name=guarded.name)
     svc.mount_asgi_app(health_app, path="/health", name="guarded_serving_health")
     svc._caller_module = module  # so that bentoml.serve(svc) finds the module-level name
     return svc
